@@ -1,0 +1,125 @@
+//! vswitchd: the switch daemon. EAL on the main lcore's thread with the tokio control
+//! plane; one PMD loop on every other lcore.
+use clap::Parser;
+use control::{server, state::Store, switch::Switch, DEFAULT_DB, DEFAULT_SOCKET};
+use dataplane::{eal::Eal, mempool::PktPool, pmd};
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
+
+/// The vswitch daemon.
+///
+/// Everything after `--` goes to DPDK's rte_eal_init untouched.
+///
+/// Examples:
+///   vswitchd -- -l 0-1                                   # hugepages, lcore 0 control, lcore 1 PMD
+///   vswitchd -- -l 0-1 --no-huge -m 512 --no-pci         # no hugepages, virtual devices only
+///   vswitchd --socket /tmp/vs.sock --db /tmp/vs.json -- -l 0-1 --file-prefix vs2
+#[derive(Parser, Debug)]
+#[command(version, verbatim_doc_comment)]
+struct Args {
+    /// API socket (mode 0600).
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Desired-state file, restored at start and rewritten on every change.
+    #[arg(long, default_value = DEFAULT_DB)]
+    db: PathBuf,
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// Packet buffers in the mempool.
+    #[arg(long, default_value_t = 32768)]
+    mbufs: u32,
+    /// An idle PMD core sleeps this long between polls (0: never sleep, the lowest
+    /// latency). Only rounds that found no packet sleep.
+    #[arg(long, default_value_t = 0)]
+    pmd_idle_sleep_us: u32,
+    /// EAL arguments (after --).
+    #[arg(last = true)]
+    eal: Vec<String>,
+}
+
+const HUGEPAGE_HINT: &str = "hint: DPDK needs memory. Reserve hugepages with
+  echo 512 > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
+  mkdir -p /dev/hugepages; mountpoint -q /dev/hugepages || mount -t hugetlbfs nodev /dev/hugepages
+or run without them (slower): vswitchd -- -l 0-1 --no-huge -m 512 --no-pci
+Two DPDK processes on one host also need distinct --file-prefix values.";
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level).unwrap_or_else(|_| {
+        eprintln!("vswitchd: --log-level {:?} is not a valid filter; using info", args.log_level);
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vswitchd: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    // Fail fast, before EAL grabs memory, on what we can check without it.
+    let store = Store::new(&args.db);
+    let state = store.load().map_err(|e| e.to_string())?;
+    server::check_socket_free(&args.socket)?;
+
+    let eal = Eal::init("vswitchd", &args.eal).map_err(|e| {
+        let hint = matches!(e, dataplane::eal::EalError::InitFailed { .. }).then_some(HUGEPAGE_HINT).unwrap_or("");
+        format!("EAL initialisation failed: {e}\n{hint}")
+    })?;
+    tracing::info!("{} with main lcore {} and PMD lcores {:?}", eal.version, eal.main_lcore, eal.workers);
+    let pool =
+        PktPool::create("vswitch_mbufs", args.mbufs, 256, dpdk_sys::RTE_MBUF_DEFAULT_BUF_SIZE as u16).map_err(|e| {
+            format!(
+                "cannot create the packet mempool of {} mbufs: {e}; lower --mbufs or give EAL more memory (-m)",
+                args.mbufs
+            )
+        })?;
+    let shared = pmd::Shared::new(eal.workers.clone(), args.pmd_idle_sleep_us);
+    pmd::launch(&eal, &shared).map_err(|e| format!("cannot start the PMD cores: {e}"))?;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the control-plane runtime: {e}"))?;
+    let eal_for_cleanup = eal.clone();
+    let result = rt.block_on(async {
+        let mut switch = Switch::new(eal, Arc::new(pool), shared.clone(), store);
+        switch.restore(state).await;
+        let listener = match server::bind(&args.socket) {
+            Ok(l) => l,
+            Err(e) => return Err((e, switch)),
+        };
+        let switch = server::serve(switch, listener, args.socket.clone(), shutdown_signal()).await;
+        Ok(switch)
+    });
+    // Stop polling (cores flush their tx buffers on the way out), then close ports.
+    pmd::stop(&shared);
+    let outcome = match result {
+        Ok(mut switch) => {
+            switch.close_ports();
+            Ok(())
+        }
+        Err((e, mut switch)) => {
+            switch.close_ports();
+            Err(e)
+        }
+    };
+    eal_for_cleanup.cleanup();
+    tracing::info!("vswitchd stopped");
+    outcome
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop vswitchd with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}

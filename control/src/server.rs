@@ -1,0 +1,163 @@
+//! The API socket: many clients at once, each request applied by the one task that
+//! owns the `Switch`, so a slow or abusive client only ever stalls itself.
+use crate::{
+    api::{Envelope, Request, Response, MAX_REQUEST_BYTES, PROTOCOL_VERSION},
+    switch::Switch,
+};
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+    sync::{mpsc, oneshot},
+};
+
+type Job = (Request, oneshot::Sender<Response>);
+
+/// Refuses to start beside a live daemon; removes a stale socket file.
+pub fn check_socket_free(path: &Path) -> Result<(), String> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(format!(
+                "another vswitchd is already serving {}; stop it first, or give this one another --socket",
+                path.display()
+            ));
+        }
+        std::fs::remove_file(path).map_err(|e| format!("cannot remove the stale socket {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Binds the socket, mode 0600: only root talks to the switch.
+pub fn bind(path: &Path) -> Result<UnixListener, String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    check_socket_free(path)?;
+    let listener = UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
+    Ok(listener)
+}
+
+/// Serves until `shutdown` resolves, then hands the switch back for teardown.
+pub async fn serve(
+    mut switch: Switch,
+    listener: UnixListener,
+    socket: PathBuf,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Switch {
+    let (tx, mut rx) = mpsc::channel::<Job>(256);
+    let acceptor = tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    tokio::spawn(client(stream, tx.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!("accept on the API socket failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    tracing::info!("serving the API on {}", socket.display());
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            Some((req, reply)) = rx.recv() => {
+                let change = req.is_change();
+                let what = if change { format!("{req:?}") } else { String::new() };
+                let resp = match switch.handle(req).await {
+                    Ok(v) => Response::ok(v),
+                    Err(e) => {
+                        if change {
+                            tracing::warn!("refused {what}: {e}");
+                        }
+                        Response::err(e)
+                    }
+                };
+                let _ = reply.send(resp);
+            }
+            _ = tick.tick() => switch.sample_cores(),
+            _ = &mut shutdown => break,
+        }
+    }
+    acceptor.abort();
+    let _ = std::fs::remove_file(&socket);
+    switch
+}
+
+async fn client(stream: UnixStream, jobs: mpsc::Sender<Job>) {
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut r).take(MAX_REQUEST_BYTES as u64 + 1).read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if line.len() > MAX_REQUEST_BYTES {
+            let resp = Response::err(format!("request: longer than {MAX_REQUEST_BYTES} bytes; closing the connection"));
+            let _ = write(&mut w, &resp).await;
+            return;
+        }
+        if !line.ends_with(b"\n") {
+            return; // the client went away mid-request
+        }
+        let resp = match parse(&line) {
+            Ok(req) => {
+                let (tx, rx) = oneshot::channel();
+                if jobs.send((req, tx)).await.is_err() {
+                    return;
+                }
+                rx.await.unwrap_or_else(|_| Response::err("vswitchd is shutting down"))
+            }
+            Err(e) => Response::err(e),
+        };
+        if write(&mut w, &resp).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Parses one request line; the error names what was wrong.
+pub fn parse(line: &[u8]) -> Result<Request, String> {
+    let v: serde_json::Value = serde_json::from_slice(line).map_err(|e| format!("request: not valid JSON: {e}"))?;
+    match v.get("version").and_then(|x| x.as_u64()) {
+        Some(ver) if ver == PROTOCOL_VERSION as u64 => {}
+        Some(ver) => {
+            return Err(format!("version: this vswitchd speaks protocol {PROTOCOL_VERSION}, the client sent {ver}"))
+        }
+        None => {
+            return Err(format!("version: missing or not a number; this vswitchd speaks protocol {PROTOCOL_VERSION}"))
+        }
+    }
+    let env: Envelope = serde_json::from_value(v).map_err(|e| format!("request: {e}"))?;
+    Ok(env.request)
+}
+
+async fn write(w: &mut tokio::net::unix::OwnedWriteHalf, resp: &Response) -> std::io::Result<()> {
+    let mut out = serde_json::to_vec(resp).unwrap_or_else(|_| b"{\"ok\":false,\"error\":\"internal\"}".to_vec());
+    out.push(b'\n');
+    w.write_all(&out).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_names_what_is_wrong() {
+        assert!(parse(b"nope").unwrap_err().starts_with("request: not valid JSON"));
+        assert!(parse(br#"{"request":{"cmd":"show"}}"#).unwrap_err().starts_with("version: missing"));
+        assert!(parse(br#"{"version":7,"request":{"cmd":"show"}}"#).unwrap_err().contains("protocol 1"));
+        assert!(parse(br#"{"version":1,"request":{"cmd":"port_add","name":"a"}}"#).unwrap_err().contains("devargs"));
+        assert_eq!(parse(br#"{"version":1,"request":{"cmd":"show"}}"#).unwrap(), Request::Show);
+    }
+}

@@ -1,0 +1,522 @@
+//! The running switch as the control plane sees it: the desired state, the ports it
+//! made real, and the snapshots it publishes to the PMD cores.
+//!
+//! One task owns a `Switch` and applies requests one at a time, so changes are
+//! totally ordered: each is applied, published, waited on (quiescence) and written
+//! to disk before its reply.
+use crate::{
+    api::*,
+    state::{DesiredState, Store, Xconnect},
+    validate,
+};
+use dataplane::{
+    eal::Eal,
+    mempool::PktPool,
+    pmd::Shared,
+    port::{EthPort, PortConf, PortInfo},
+    snapshot::{RxQueue, Snapshot},
+    stats::PortTotals,
+};
+use pipelines::DropReason;
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+/// Descriptors per rx and tx queue.
+const RX_DESC: u16 = 1024;
+const TX_DESC: u16 = 1024;
+/// How long a core may take to pass a quiescent point before we call it stuck.
+const QUIESCE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A port the switch made real.
+struct Running {
+    eth: EthPort,
+    info: PortInfo,
+    /// (rx queue, core index).
+    rxq: Vec<(u16, usize)>,
+    /// Counters of the port id when this port took it: a reused id starts at zero.
+    baseline: PortTotals,
+}
+
+/// A port of the desired state: running, or failed (at restore) with the reason.
+struct Port {
+    spec: PortSpec,
+    run: Result<Running, String>,
+}
+
+/// Core activity between two samples, for "busy %" and "cycles/packet" now rather
+/// than since start.
+#[derive(Clone, Copy, Default)]
+struct CoreSample {
+    busy: u64,
+    idle: u64,
+    packets: u64,
+}
+
+pub struct Switch {
+    eal: Eal,
+    pool: Arc<PktPool>,
+    shared: Arc<Shared>,
+    store: Store,
+    /// In the order added.
+    ports: Vec<Port>,
+    xconnects: Vec<Xconnect>,
+    last_sample: Vec<CoreSample>,
+    rate: Vec<CoreSample>,
+}
+
+/// A request that was refused: the text the user sees.
+pub type Refusal = String;
+
+impl Switch {
+    pub fn new(eal: Eal, pool: Arc<PktPool>, shared: Arc<Shared>, store: Store) -> Switch {
+        let n = eal.workers.len();
+        Switch {
+            eal,
+            pool,
+            shared,
+            store,
+            ports: Vec::new(),
+            xconnects: Vec::new(),
+            last_sample: vec![CoreSample::default(); n],
+            rate: vec![CoreSample::default(); n],
+        }
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Brings up what `state` describes, publishing once at the end so that every
+    /// port starts forwarding with its cross-connect already in place. A port that
+    /// fails stays in the desired state, marked failed, and the rest come up.
+    pub async fn restore(&mut self, state: DesiredState) {
+        for spec in state.ports {
+            let run = self.bring_up(&spec);
+            if let Err(e) = &run {
+                tracing::error!("port {} could not be restored: {e}", spec.name);
+            } else {
+                tracing::info!("port {} restored ({})", spec.name, spec.devargs);
+            }
+            self.ports.push(Port { spec, run });
+        }
+        self.xconnects = state.xconnects;
+        self.publish().await;
+    }
+
+    /// Applies one request. Changes are durable before this returns Ok.
+    pub async fn handle(&mut self, req: Request) -> Result<serde_json::Value, Refusal> {
+        let reply = match req {
+            Request::PortAdd(spec) => self.port_add(spec).await.map(|v| to_value(&v)),
+            Request::PortDel { name } => self.port_del(&name).await.map(|()| serde_json::Value::Null),
+            Request::PortList => Ok(to_value(&self.port_views())),
+            Request::PortStats { name } => self.port_stats(name.as_deref()).map(|v| to_value(&v)),
+            Request::XconnectAdd { a, b } => self.xconnect_add(a, b).await.map(|()| serde_json::Value::Null),
+            Request::XconnectDel { a } => self.xconnect_del(&a).await.map(|()| serde_json::Value::Null),
+            Request::Show => Ok(to_value(&self.show())),
+            Request::Stats => Ok(to_value(&StatsView {
+                ports: self.port_stats(None)?,
+                cores: self.core_views(),
+                mempool: self.mempool(),
+            })),
+            Request::Cores => Ok(to_value(&self.core_views())),
+        }?;
+        Ok(reply)
+    }
+
+    fn find(&self, name: &str) -> Option<&Port> {
+        self.ports.iter().find(|p| p.spec.name == name)
+    }
+
+    fn must_find(&self, field: &str, name: &str) -> Result<&Port, Refusal> {
+        self.find(name).ok_or_else(|| format!("{field}: no port named {name:?} (vswitchctl port list shows the ports)"))
+    }
+
+    fn desired(&self) -> DesiredState {
+        DesiredState {
+            ports: self.ports.iter().map(|p| p.spec.clone()).collect(),
+            xconnects: self.xconnects.clone(),
+            ..DesiredState::new()
+        }
+    }
+
+    fn save(&self) -> Result<(), Refusal> {
+        self.store.save(&self.desired()).map_err(|e| e.to_string())
+    }
+
+    /// Checks a port spec against the switch as it is.
+    fn check_spec(&self, spec: &PortSpec) -> Result<(), Refusal> {
+        validate::port_name("name", &spec.name)?;
+        if self.find(&spec.name).is_some() {
+            return Err(format!(
+                "name: a port named {:?} already exists; pick another name or delete it first",
+                spec.name
+            ));
+        }
+        dataplane::port::device_name(&spec.devargs).map_err(|e| format!("devargs: {e}"))?;
+        if let Some(other) = self.ports.iter().find(|p| same_device(&p.spec.devargs, &spec.devargs)) {
+            return Err(format!(
+                "devargs: device {:?} is already used by port {:?}",
+                dataplane::port::device_name(&spec.devargs).unwrap_or_default(),
+                other.spec.name
+            ));
+        }
+        validate::queues(spec.queues.unwrap_or(1))?;
+        if let Some(m) = spec.mtu {
+            validate::mtu(m)?;
+        }
+        if let Some(cores) = &spec.cores {
+            if cores.is_empty() {
+                return Err("cores: give at least one PMD lcore".into());
+            }
+            for c in cores {
+                if !self.eal.workers.contains(c) {
+                    return Err(format!(
+                        "cores: lcore {c} is not a PMD lcore of this switch; PMD lcores are {:?}",
+                        self.eal.workers
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Attaches, configures and starts the device, and picks cores for its rx queues.
+    /// Publishes nothing.
+    fn bring_up(&self, spec: &PortSpec) -> Result<Running, String> {
+        let queues = spec.queues.unwrap_or(1);
+        let mut eth = EthPort::attach(&spec.devargs).map_err(|e| e.to_string())?;
+        let conf = PortConf {
+            rx_queues: queues,
+            tx_queues: self.eal.workers.len() as u16,
+            rx_desc: RX_DESC,
+            tx_desc: TX_DESC,
+            mtu: spec.mtu,
+        };
+        // On failure `eth` drops here, which stops, closes and detaches the device.
+        eth.configure_and_start(&self.pool, conf).map_err(|e| e.to_string())?;
+        let info = eth.info();
+        let rxq = (0..queues).map(|q| (q, self.pick_core(spec, q))).collect();
+        let baseline = self.totals(eth.id);
+        Ok(Running { eth, info, rxq, baseline })
+    }
+
+    fn pick_core(&self, spec: &PortSpec, queue: u16) -> usize {
+        if let Some(cores) = &spec.cores {
+            let lcore = cores[queue as usize % cores.len()];
+            return self.eal.workers.iter().position(|&w| w == lcore).unwrap_or(0);
+        }
+        // Least loaded by rx queue count; ties to the lowest index.
+        let mut load = vec![0usize; self.eal.workers.len()];
+        for p in &self.ports {
+            if let Ok(r) = &p.run {
+                for &(_, c) in &r.rxq {
+                    load[c] += 1;
+                }
+            }
+        }
+        (0..load.len()).min_by_key(|&c| (load[c], c)).unwrap_or(0)
+    }
+
+    async fn port_add(&mut self, spec: PortSpec) -> Result<PortView, Refusal> {
+        self.check_spec(&spec)?;
+        let run = self.bring_up(&spec).map_err(|e| format!("port {}: {e}", spec.name))?;
+        self.ports.push(Port { spec, run: Ok(run) });
+        if let Err(e) = self.save() {
+            // Not durable, so not done: take it back out.
+            if let Some(p) = self.ports.pop() {
+                drop(p); // nothing was published with it: no core knows the port
+            }
+            return Err(e);
+        }
+        self.publish().await;
+        let p = self.ports.last().expect("just pushed");
+        tracing::info!("port {} added ({})", p.spec.name, p.spec.devargs);
+        Ok(self.view(p))
+    }
+
+    async fn port_del(&mut self, name: &str) -> Result<(), Refusal> {
+        self.must_find("name", name)?;
+        if let Some(x) = self.xconnects.iter().find(|x| x.a == name || x.b == name) {
+            return Err(format!(
+                "port {name:?} is cross-connected ({} <-> {}); delete the cross-connect first: vswitchctl xconnect del {}",
+                x.a, x.b, x.a
+            ));
+        }
+        let idx = self.ports.iter().position(|p| p.spec.name == name).expect("found above");
+        let port = self.ports.remove(idx);
+        if let Err(e) = self.save() {
+            self.ports.insert(idx, port);
+            return Err(e);
+        }
+        // No core may touch the port after this returns; only then is it closed.
+        self.publish().await;
+        drop(port);
+        tracing::info!("port {name} deleted");
+        Ok(())
+    }
+
+    async fn xconnect_add(&mut self, a: String, b: String) -> Result<(), Refusal> {
+        self.must_find("a", &a)?;
+        self.must_find("b", &b)?;
+        if a == b {
+            return Err(format!("b: a port cannot be cross-connected to itself ({a:?})"));
+        }
+        for x in &self.xconnects {
+            for p in [&a, &b] {
+                if &x.a == p || &x.b == p {
+                    return Err(format!(
+                        "port {p:?} is already cross-connected ({} <-> {}); delete that first",
+                        x.a, x.b
+                    ));
+                }
+            }
+        }
+        self.xconnects.push(Xconnect { a, b });
+        if let Err(e) = self.save() {
+            self.xconnects.pop();
+            return Err(e);
+        }
+        self.publish().await;
+        Ok(())
+    }
+
+    async fn xconnect_del(&mut self, a: &str) -> Result<(), Refusal> {
+        let idx = self
+            .xconnects
+            .iter()
+            .position(|x| x.a == a || x.b == a)
+            .ok_or_else(|| format!("a: port {a:?} has no cross-connect"))?;
+        let x = self.xconnects.remove(idx);
+        if let Err(e) = self.save() {
+            self.xconnects.insert(idx, x);
+            return Err(e);
+        }
+        self.publish().await;
+        Ok(())
+    }
+
+    /// Compiles the running state into a snapshot, publishes it and waits until every
+    /// core has passed a quiescent point on it. Only then may the caller free what the
+    /// previous snapshot referenced.
+    async fn publish(&mut self) {
+        let cores = self.eal.workers.len();
+        let mut snap = Snapshot::empty(cores);
+        let mut id_of = BTreeMap::new();
+        for p in &self.ports {
+            if let Ok(r) = &p.run {
+                snap.ports[r.eth.id as usize].active = true;
+                id_of.insert(p.spec.name.as_str(), r.eth.id);
+                for &(queue, core) in &r.rxq {
+                    snap.rx[core].push(RxQueue { port: r.eth.id, queue });
+                }
+            }
+        }
+        for x in &self.xconnects {
+            if let (Some(&a), Some(&b)) = (id_of.get(x.a.as_str()), id_of.get(x.b.as_str())) {
+                snap.ports[a as usize].xconnect = Some(b);
+                snap.ports[b as usize].xconnect = Some(a);
+            }
+        }
+        let old = self.shared.rcu.load();
+        let generation = self.shared.rcu.publish(snap);
+        let start = std::time::Instant::now();
+        let mut spins = 0u32;
+        while !self.shared.rcu.passed(generation) {
+            if start.elapsed() > QUIESCE_TIMEOUT {
+                // A stuck core is a bug; never free what it may still use.
+                tracing::error!("a PMD core has not passed a quiescent point in {QUIESCE_TIMEOUT:?}; keeping the old snapshot alive");
+                std::mem::forget(old);
+                return;
+            }
+            spins += 1;
+            if spins < 200 {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        drop(old);
+    }
+
+    /// Current totals of a port id, summed over cores.
+    fn totals(&self, id: u16) -> PortTotals {
+        let mut t = PortTotals::default();
+        for c in self.shared.counters.iter() {
+            t.add(&c.ports[id as usize]);
+        }
+        t
+    }
+
+    fn view(&self, p: &Port) -> PortView {
+        let xconnect = self.xconnects.iter().find_map(|x| {
+            if x.a == p.spec.name {
+                Some(x.b.clone())
+            } else if x.b == p.spec.name {
+                Some(x.a.clone())
+            } else {
+                None
+            }
+        });
+        match &p.run {
+            Ok(r) => {
+                let link = r.eth.link();
+                PortView {
+                    name: p.spec.name.clone(),
+                    devargs: p.spec.devargs.clone(),
+                    state: if link.up { "up" } else { "down" }.into(),
+                    error: None,
+                    port_id: Some(r.eth.id),
+                    driver: Some(r.info.driver.clone()),
+                    mac: Some(mac_string(&r.info.mac)),
+                    mtu: Some(r.eth.info().mtu),
+                    link_speed_mbps: Some(link.speed_mbps),
+                    rx_queues: r
+                        .rxq
+                        .iter()
+                        .map(|&(queue, c)| RxQueueView { queue, lcore: self.eal.workers[c] })
+                        .collect(),
+                    xconnect,
+                }
+            }
+            Err(e) => PortView {
+                name: p.spec.name.clone(),
+                devargs: p.spec.devargs.clone(),
+                state: "error".into(),
+                error: Some(e.clone()),
+                port_id: None,
+                driver: None,
+                mac: None,
+                mtu: None,
+                link_speed_mbps: None,
+                rx_queues: Vec::new(),
+                xconnect,
+            },
+        }
+    }
+
+    fn port_views(&self) -> Vec<PortView> {
+        self.ports.iter().map(|p| self.view(p)).collect()
+    }
+
+    fn port_stats(&self, name: Option<&str>) -> Result<Vec<PortStatsView>, Refusal> {
+        if let Some(n) = name {
+            self.must_find("name", n)?;
+        }
+        Ok(self
+            .ports
+            .iter()
+            .filter(|p| name.is_none_or(|n| n == p.spec.name))
+            .map(|p| {
+                let mut v = PortStatsView { name: p.spec.name.clone(), ..Default::default() };
+                if let Ok(r) = &p.run {
+                    let t = self.totals(r.eth.id).since(&r.baseline);
+                    v.rx_packets = t.rx_packets;
+                    v.rx_bytes = t.rx_bytes;
+                    v.tx_packets = t.tx_packets;
+                    v.tx_bytes = t.tx_bytes;
+                    for reason in DropReason::ALL {
+                        let n = t.drops[reason.index()];
+                        if n > 0 {
+                            v.drops.insert(reason.name().to_owned(), n);
+                        }
+                    }
+                    let hw = r.eth.hw_stats();
+                    v.rx_missed = hw.rx_missed;
+                    v.rx_errors = hw.rx_errors;
+                    v.tx_errors = hw.tx_errors;
+                    v.rx_nombuf = hw.rx_nombuf;
+                }
+                v
+            })
+            .collect())
+    }
+
+    /// Takes a sample of core activity; the rates `cores` reports are over the interval
+    /// between the last two samples. Called every second by the server.
+    pub fn sample_cores(&mut self) {
+        for (i, c) in self.shared.counters.iter().enumerate() {
+            let now = CoreSample { busy: c.busy_cycles.get(), idle: c.idle_cycles.get(), packets: c.packets.get() };
+            let last = self.last_sample[i];
+            self.rate[i] = CoreSample {
+                busy: now.busy.wrapping_sub(last.busy),
+                idle: now.idle.wrapping_sub(last.idle),
+                packets: now.packets.wrapping_sub(last.packets),
+            };
+            self.last_sample[i] = now;
+        }
+    }
+
+    fn core_views(&self) -> Vec<CoreView> {
+        let pct =
+            |busy: u64, idle: u64| if busy + idle == 0 { 0.0 } else { 100.0 * busy as f64 / (busy + idle) as f64 };
+        let cpp = |busy: u64, packets: u64| if packets == 0 { 0.0 } else { busy as f64 / packets as f64 };
+        self.shared
+            .counters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let rx_queues = self
+                    .ports
+                    .iter()
+                    .filter_map(|p| p.run.as_ref().ok().map(|r| (p, r)))
+                    .flat_map(|(p, r)| {
+                        r.rxq.iter().filter(|&&(_, core)| core == i).map(move |&(q, _)| format!("{}:{q}", p.spec.name))
+                    })
+                    .collect();
+                let r = self.rate[i];
+                CoreView {
+                    index: i,
+                    lcore: self.eal.workers[i],
+                    rx_queues,
+                    packets: c.packets.get(),
+                    rounds: c.rounds.get(),
+                    busy_pct: pct(r.busy, r.idle),
+                    cycles_per_packet: cpp(r.busy, r.packets),
+                    busy_pct_total: pct(c.busy_cycles.get(), c.idle_cycles.get()),
+                    cycles_per_packet_total: cpp(c.busy_cycles.get(), c.packets.get()),
+                }
+            })
+            .collect()
+    }
+
+    fn mempool(&self) -> MempoolView {
+        let available = self.pool.available();
+        MempoolView { size: self.pool.size(), available, in_use: self.pool.size().saturating_sub(available) }
+    }
+
+    fn show(&self) -> ShowView {
+        ShowView {
+            version: env!("CARGO_PKG_VERSION").into(),
+            dpdk: self.eal.version.clone(),
+            main_lcore: self.eal.main_lcore,
+            pmd_lcores: self.eal.workers.clone(),
+            db: self.store.path().display().to_string(),
+            ports: self.port_views(),
+            xconnects: self.xconnects.iter().map(|x| XconnectView { a: x.a.clone(), b: x.b.clone() }).collect(),
+            mempool: self.mempool(),
+        }
+    }
+
+    /// Stops and detaches every port. The PMD cores must already have stopped.
+    pub fn close_ports(&mut self) {
+        for p in self.ports.drain(..).rev() {
+            if p.run.is_ok() {
+                tracing::info!("closing port {}", p.spec.name);
+            }
+        }
+    }
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+fn mac_string(m: &[u8; 6]) -> String {
+    format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+}
+
+fn same_device(a: &str, b: &str) -> bool {
+    match (dataplane::port::device_name(a), dataplane::port::device_name(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}

@@ -1,0 +1,21 @@
+//! The thin safe layer over DPDK and the poll-mode cores.
+//!
+//! `unsafe` is confined to the modules that call `dpdk-sys` (`eal`, `log`, `mempool`,
+//! `port`, `pmd`, `txbuf`); each block says why it is sound. Nothing here decides what
+//! happens to a packet beyond moving it: decisions are `pipelines` stages.
+
+pub mod eal;
+pub mod error;
+pub mod log;
+pub mod mempool;
+pub mod pmd;
+pub mod port;
+pub mod snapshot;
+pub mod stats;
+mod txbuf;
+
+pub use error::DpdkError;
+
+/// The most ethdev ports DPDK was built for (`RTE_MAX_ETHPORTS`); port ids index
+/// per-core arrays of this size.
+pub const MAX_PORTS: usize = dpdk_sys::RTE_MAX_ETHPORTS as usize;

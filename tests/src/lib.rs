@@ -1,0 +1,1 @@
+//! Helpers for the whole-binary tests in `tests/tests/`.
