@@ -44,7 +44,7 @@ macro_rules! drop_reasons {
 
 drop_reasons! {
     NoXconnect = "no_xconnect": "received on a port that has no cross-connect and no pipeline role",
-    TxFull = "tx_full": "the egress port's tx queue was full (the peer is not draining it fast enough)",
+    TxFull = "tx_full": "the egress driver did not take the packet: its tx queue was full (the peer is not draining it) or, for tap, the interface was down",
 }
 
 impl std::fmt::Display for DropReason {

@@ -1,1 +1,385 @@
-//! Helpers for the whole-binary tests in `tests/tests/`.
+//! Helpers for the whole-binary tests in `tests/tests/`: run the real `vswitchd` and
+//! `vswitchctl` on DPDK virtual devices, make network namespaces, and call the
+//! independent oracles (scapy, tshark, the kernel).
+//!
+//! The tests need root (namespaces, tap devices, DPDK) and the tools that
+//! `scripts/test.sh` installs. They start DPDK processes that busy-poll a core, so
+//! they run one at a time (`--test-threads=1`).
+use serde_json::Value;
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A short name unique to this test process: DPDK file prefixes, namespaces, interfaces.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}{}", std::process::id() % 10000, SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A built binary of the workspace, beside the test executable's `deps/` folder.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is not built; run `cargo build --release --workspace` first (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        panic!("these tests need root (network namespaces, tap devices, DPDK); run scripts/test.sh as root");
+    }
+}
+
+/// A temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(unique(&format!("vswitch-{tag}-")));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs a command, returns its output.
+pub fn run(cmd: &str, args: &[&str]) -> Output {
+    Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"))
+}
+
+/// Runs a command that must succeed; returns stdout.
+pub fn run_ok(cmd: &str, args: &[&str]) -> String {
+    let o = run(cmd, args);
+    assert!(
+        o.status.success(),
+        "{cmd} {args:?} failed ({}):\n{}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Debian's python3, which has scapy (the one first on PATH may not).
+pub const PYTHON: &str = "/usr/bin/python3";
+
+/// Runs one of the scripts in `tests/py/`.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("py").join(script);
+    let mut all = vec![path.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run_ok(PYTHON, &all)
+}
+
+/// Polls `f` until it is true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+/// How to start a daemon.
+#[derive(Default)]
+pub struct DaemonOpts {
+    /// Contents of the desired-state file before start.
+    pub db: Option<String>,
+    pub extra_args: Vec<String>,
+    pub mbufs: Option<u32>,
+}
+
+/// A running vswitchd with its own socket, state file and DPDK file prefix.
+pub struct Daemon {
+    child: Option<Child>,
+    pub dir: TempDir,
+    pub socket: PathBuf,
+    pub db: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start() -> Daemon {
+        Self::start_with(DaemonOpts::default())
+    }
+
+    /// EAL arguments every test daemon uses: no hugepages, two lcores, own prefix.
+    pub fn eal_args(prefix: &str) -> Vec<String> {
+        ["-l", "0-1", "--no-huge", "-m", "512", "--no-pci", "--file-prefix", prefix]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    pub fn start_with(opts: DaemonOpts) -> Daemon {
+        require_root();
+        let dir = TempDir::new("d");
+        let socket = dir.path("vswitchd.sock");
+        let db = dir.path("conf.json");
+        let log = dir.path("vswitchd.log");
+        if let Some(text) = &opts.db {
+            fs::write(&db, text).unwrap();
+        }
+        let mut args: Vec<String> = vec![
+            "--socket".into(),
+            socket.display().to_string(),
+            "--db".into(),
+            db.display().to_string(),
+            "--mbufs".into(),
+            opts.mbufs.unwrap_or(16384).to_string(),
+        ];
+        args.extend(opts.extra_args.iter().cloned());
+        args.push("--".into());
+        args.extend(Self::eal_args(&unique("vst")));
+        let child = Command::new(bin("vswitchd"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&log).unwrap())
+            .stderr(fs::File::options().append(true).open(&log).unwrap())
+            .spawn()
+            .expect("spawn vswitchd");
+        let mut d = Daemon { child: Some(child), dir, socket, db, log };
+        let up = wait_until(Duration::from_secs(30), || {
+            if let Some(Ok(Some(_))) = d.child.as_mut().map(|c| c.try_wait()) {
+                return true;
+            }
+            d.socket.exists() && d.ctl(&["show"]).status.success()
+        });
+        let exited = d.child.as_mut().map(|c| matches!(c.try_wait(), Ok(Some(_)))).unwrap_or(true);
+        assert!(up && !exited, "vswitchd did not come up:\n{}", d.log_text());
+        d
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(bin("vswitchctl")).arg("--socket").arg(&self.socket).args(args).output().expect("run vswitchctl")
+    }
+
+    /// A vswitchctl command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.ctl(args);
+        assert!(
+            o.status.success(),
+            "vswitchctl {args:?} failed: {}\n--- vswitchd log ---\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            self.log_tail()
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// A vswitchctl command that must fail; returns its stderr.
+    pub fn err(&self, args: &[&str]) -> String {
+        let o = self.ctl(args);
+        assert!(
+            !o.status.success(),
+            "vswitchctl {args:?} should have failed but printed {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&a)).expect("vswitchctl --json prints JSON")
+    }
+
+    /// One port's counters (`port stats NAME`).
+    pub fn port_stats(&self, name: &str) -> Value {
+        self.json(&["port", "stats", name])[0].clone()
+    }
+
+    pub fn counter(&self, port: &str, field: &str) -> u64 {
+        self.port_stats(port)[field].as_u64().unwrap_or(0)
+    }
+
+    pub fn mempool_available(&self) -> u64 {
+        self.json(&["stats"])["mempool"]["available"].as_u64().unwrap()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// SIGTERM, then wait (SIGKILL after 15 s). Returns the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("daemon already stopped");
+        // SAFETY: kill with a pid we spawned and have not reaped.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                return st;
+            }
+            if start.elapsed() > Duration::from_secs(15) {
+                let _ = child.kill();
+                let st = child.wait().unwrap();
+                panic!("vswitchd did not stop within 15 s of SIGTERM ({st}):\n{}", self.log_tail());
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let t = self.log_text();
+        let lines: Vec<&str> = t.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: as in stop().
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(10) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- vswitchd log ({}) ---\n{}", self.log.display(), self.log_tail());
+        }
+    }
+}
+
+/// A network namespace, deleted on drop: a "VM" or a remote host.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let name = unique(tag);
+        run_ok("ip", &["netns", "add", &name]);
+        let ns = Netns { name };
+        ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    pub fn exec(&self, args: &[&str]) -> Output {
+        let mut all = vec!["netns", "exec", &self.name];
+        all.extend_from_slice(args);
+        run("ip", &all)
+    }
+
+    pub fn exec_ok(&self, args: &[&str]) -> String {
+        let mut all = vec!["netns", "exec", self.name.as_str()];
+        all.extend_from_slice(args);
+        run_ok("ip", &all)
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn in netns")
+    }
+
+    /// Moves interface `ifname` (made by net_tap in the root namespace) in here and
+    /// gives it `cidr`.
+    pub fn adopt(&self, ifname: &str, cidr: &str) {
+        assert!(
+            wait_until(Duration::from_secs(5), || Path::new(&format!("/sys/class/net/{ifname}")).exists()),
+            "interface {ifname} did not appear"
+        );
+        run_ok("ip", &["link", "set", ifname, "netns", &self.name]);
+        self.exec_ok(&["ip", "addr", "add", cidr, "dev", ifname]);
+        self.exec_ok(&["ip", "link", "set", ifname, "up"]);
+    }
+
+    pub fn mac(&self, ifname: &str) -> String {
+        self.exec_ok(&["cat", &format!("/sys/class/net/{ifname}/address")]).trim().to_owned()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = run("ip", &["netns", "del", &self.name]);
+    }
+}
+
+/// A "VM": a net_tap port of the switch whose kernel interface lives in its own
+/// network namespace with an address.
+pub struct TapVm {
+    pub ns: Netns,
+    pub ifname: String,
+}
+
+impl TapVm {
+    /// Adds port `port` as a tap and moves its interface into a new namespace with `cidr`.
+    pub fn add(d: &Daemon, port: &str, cidr: &str) -> TapVm {
+        let ifname = unique("vt");
+        d.ok(&["port", "add", port, &format!("net_tap_{port}{ifname},iface={ifname}")]);
+        let ns = Netns::new(&format!("{port}-"));
+        ns.adopt(&ifname, cidr);
+        TapVm { ns, ifname }
+    }
+
+    pub fn mac(&self) -> String {
+        self.ns.mac(&self.ifname)
+    }
+
+    /// A static neighbour entry, so traffic needs no ARP.
+    pub fn neigh(&self, ip: &str, mac: &str) {
+        self.ns.exec_ok(&["ip", "neigh", "replace", ip, "lladdr", mac, "dev", &self.ifname]);
+    }
+}
+
+/// `tshark -r FILE -T fields -e F...`: one line per frame, decoded by Wireshark.
+pub fn tshark_fields(file: &Path, fields: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "-r".to_string(),
+        file.display().to_string(),
+        "-T".into(),
+        "fields".into(),
+        "-E".into(),
+        "separator=|".into(),
+    ];
+    for f in fields {
+        args.push("-e".into());
+        args.push(f.to_string());
+    }
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_ok("tshark", &a).lines().map(str::to_owned).collect()
+}

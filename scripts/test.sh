@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Command 2 of the README: installs what is missing (Debian 12, as root) and runs the
+# whole test suite: format, lints, unit tests, and the whole-switch tests on DPDK
+# virtual devices (net_pcap, net_tap + namespaces, vhost-user, hot-plug, bad input).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+setup_machine
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --release -- -D warnings
+echo "== build (release)"
+cargo build --release --workspace
+echo "== unit tests"
+cargo test --release --workspace --exclude vswitch-tests
+# Each whole-switch test runs DPDK processes that busy-poll a core: one at a time.
+echo "== whole-switch tests"
+cargo test --release -p vswitch-tests -- --test-threads=1
