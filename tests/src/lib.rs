@@ -221,6 +221,18 @@ impl Daemon {
         self.port_stats(port)[field].as_u64().unwrap_or(0)
     }
 
+    /// Asserts that every frame `from` received left `to` or was counted as a drop:
+    /// at `from` on rx (no_xconnect), or at `to` on tx (tx_full).
+    pub fn assert_conserved(&self, from: &str, to: &str) {
+        let (a, b) = (self.port_stats(from), self.port_stats(to));
+        let n = |v: &Value, path: &[&str]| path.iter().fold(v, |v, k| &v[*k]).as_u64().unwrap_or(0);
+        assert_eq!(
+            n(&a, &["rx_packets"]),
+            n(&b, &["tx_packets"]) + n(&a, &["drops", "no_xconnect"]) + n(&b, &["drops", "tx_full"]),
+            "every frame {from} took in left {to} or was counted: {a} {b}"
+        );
+    }
+
     pub fn mempool_available(&self) -> u64 {
         self.json(&["stats"])["mempool"]["available"].as_u64().unwrap()
     }

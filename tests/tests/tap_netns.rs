@@ -25,15 +25,15 @@ fn ping_and_iperf3_between_namespaces_through_the_switch() {
     let received = report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
     assert!(received > 1_000_000, "iperf3 moved only {received} bytes");
 
-    // Every frame the switch took in on one side went out the other, or was counted
-    // as a drop there (the kernel's tap queue can fill under iperf3: tx_full).
+    // Every frame went through, or was counted (the kernel's tap queue can fill under
+    // iperf3: tx_full).
+    d.assert_conserved("vm1", "vm2");
+    d.assert_conserved("vm2", "vm1");
     let (a, b) = (d.port_stats("vm1"), d.port_stats("vm2"));
     let n = |v: &serde_json::Value, f: &str| v[f].as_u64().unwrap_or(0);
     let drops =
         |v: &serde_json::Value| v["drops"].as_object().unwrap().values().map(|x| x.as_u64().unwrap()).sum::<u64>();
     assert!(n(&a, "rx_packets") > 100);
-    assert_eq!(n(&a, "rx_packets"), n(&b, "tx_packets") + drops(&b), "vm1 rx == vm2 tx + drops: {a} {b}");
-    assert_eq!(n(&b, "rx_packets"), n(&a, "tx_packets") + drops(&a), "vm2 rx == vm1 tx + drops: {a} {b}");
     assert!(drops(&a) + drops(&b) < n(&a, "rx_packets") / 100, "drops stay rare: {a} {b}");
     assert!(a["rx_bytes"].as_u64().unwrap() >= received, "the TCP payload crossed vm1's rx counter");
 }
