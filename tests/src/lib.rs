@@ -121,6 +121,7 @@ pub struct Daemon {
     pub socket: PathBuf,
     pub db: PathBuf,
     pub log: PathBuf,
+    opts: DaemonOpts,
 }
 
 impl Daemon {
@@ -145,34 +146,61 @@ impl Daemon {
         if let Some(text) = &opts.db {
             fs::write(&db, text).unwrap();
         }
+        let mut d = Daemon { child: None, dir, socket, db, log, opts };
+        d.spawn();
+        d
+    }
+
+    /// Starts vswitchd on this daemon's socket and state file (a new DPDK prefix) and
+    /// waits until it answers.
+    fn spawn(&mut self) {
         let mut args: Vec<String> = vec![
             "--socket".into(),
-            socket.display().to_string(),
+            self.socket.display().to_string(),
             "--db".into(),
-            db.display().to_string(),
+            self.db.display().to_string(),
             "--mbufs".into(),
-            opts.mbufs.unwrap_or(16384).to_string(),
+            self.opts.mbufs.unwrap_or(16384).to_string(),
         ];
-        args.extend(opts.extra_args.iter().cloned());
+        args.extend(self.opts.extra_args.iter().cloned());
         args.push("--".into());
         args.extend(Self::eal_args(&unique("vst")));
+        let log = fs::File::options().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(bin("vswitchd"))
             .args(&args)
             .stdin(Stdio::null())
-            .stdout(fs::File::create(&log).unwrap())
-            .stderr(fs::File::options().append(true).open(&log).unwrap())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .expect("spawn vswitchd");
-        let mut d = Daemon { child: Some(child), dir, socket, db, log };
+        self.child = Some(child);
         let up = wait_until(Duration::from_secs(30), || {
-            if let Some(Ok(Some(_))) = d.child.as_mut().map(|c| c.try_wait()) {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
                 return true;
             }
-            d.socket.exists() && d.ctl(&["show"]).status.success()
+            self.socket.exists() && self.ctl(&["show"]).status.success()
         });
-        let exited = d.child.as_mut().map(|c| matches!(c.try_wait(), Ok(Some(_)))).unwrap_or(true);
-        assert!(up && !exited, "vswitchd did not come up:\n{}", d.log_text());
-        d
+        assert!(up && self.is_running(), "vswitchd did not come up:\n{}", self.log_text());
+    }
+
+    /// SIGTERM (which must exit 0), then start again on the same state file.
+    pub fn restart(&mut self) {
+        let st = self.stop();
+        assert!(st.success(), "vswitchd exits 0 on SIGTERM, not {st}");
+        self.spawn();
+    }
+
+    /// SIGKILL: no chance to clean up, as in a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again after `kill9`.
+    pub fn start_again(&mut self) {
+        self.spawn();
     }
 
     pub fn log_text(&self) -> String {
