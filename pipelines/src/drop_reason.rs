@@ -45,6 +45,28 @@ macro_rules! drop_reasons {
 drop_reasons! {
     NoXconnect = "no_xconnect": "received on a port that has no cross-connect and no pipeline role",
     TxFull = "tx_full": "the egress driver did not take the packet: its tx queue was full (the peer is not draining it) or, for tap, the interface was down",
+    RuntFrame = "runt_frame": "shorter than an Ethernet header",
+    BadSrcMac = "bad_src_mac": "the source MAC is a group (multicast/broadcast) address",
+    SamePort = "same_port": "the destination MAC is behind the port the frame came in on",
+    FloodEmpty = "flood_empty": "flooded, but the VNI has no other local port and no remote VTEP to send to",
+    VniUnknown = "vni_unknown": "the port's VNI has no network (add it: vswitchctl network add VNI)",
+    MtuExceeded = "mtu_exceeded": "larger than the egress MTU (for VXLAN, the uplink MTU after 36 bytes of outer headers)",
+    NoHeadroom = "no_headroom": "the mbuf has no headroom for the outer headers",
+    NoVtep = "no_vtep": "needs a VTEP and none is configured (vswitchctl vtep set)",
+    NexthopUnresolved = "nexthop_unresolved": "the remote VTEP's next hop has no ARP entry yet (the control plane is resolving it)",
+    NotOurMac = "not_our_mac": "uplink frame addressed to another MAC than the VTEP's",
+    NotVxlan = "not_vxlan": "uplink traffic that is neither VXLAN to our VTEP nor ARP",
+    ArpNotForUs = "arp_not_for_us": "ARP on the uplink that neither asks for our VTEP IP nor answers us",
+    NotOurVtepIp = "not_our_vtep_ip": "IPv4 on the uplink to another address than our VTEP IP",
+    VxlanBadIp = "vxlan_bad_ip": "outer IPv4 header with a bad checksum, a bad length, or fragmented",
+    VxlanWrongPort = "vxlan_wrong_port": "UDP to our VTEP IP on another port than the VXLAN UDP port",
+    VxlanTruncated = "vxlan_truncated": "shorter than its outer headers",
+    VxlanBadFlags = "vxlan_bad_flags": "VXLAN header without the I (valid VNI) flag",
+    VxlanUnknownVni = "vxlan_unknown_vni": "VXLAN for a VNI this switch does not serve",
+    VxlanInnerTruncated = "vxlan_inner_truncated": "the frame inside VXLAN is shorter than an Ethernet header",
+    SplitHorizon = "split_horizon": "from the uplink toward a MAC behind a remote VTEP: never sent back into the overlay",
+    ReplicaNoMbuf = "replica_no_mbuf": "no mbuf left for a flood copy",
+    PuntRingFull = "punt_ring_full": "the control plane's ARP queue was full",
 }
 
 impl std::fmt::Display for DropReason {

@@ -5,8 +5,21 @@
 #![deny(unsafe_code)]
 
 pub mod drop_reason;
+pub mod frame;
+pub mod learn;
+pub mod meta;
+pub mod parse;
+pub mod stages;
+pub mod tables;
+pub mod vxlan;
+pub mod wire;
 
 pub use drop_reason::DropReason;
+pub use frame::{Frame, VecFrame};
+pub use meta::{Action, Meta};
+
+/// An ethdev port id, as the snapshot and the counters index ports.
+pub type PortId = u16;
 
 /// The most packets one rx burst brings and one stage pass handles.
 pub const BURST: usize = 32;

@@ -1,0 +1,79 @@
+//! What a stage needs from a packet buffer. `dataplane` implements it over `rte_mbuf`;
+//! tests implement it over a `Vec`. Stages are generic over it, so no dynamic dispatch.
+
+pub trait Frame {
+    /// The bytes of the first segment: every header the switch reads or writes is here.
+    fn head(&self) -> &[u8];
+    fn head_mut(&mut self) -> &mut [u8];
+    /// Length of the whole packet, every segment.
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Grows the packet at the front by `n` bytes of headroom and returns them; None if
+    /// there is not enough headroom.
+    fn prepend(&mut self, n: usize) -> Option<&mut [u8]>;
+    /// Removes `n` bytes from the front; false (and nothing changed) if the first
+    /// segment is shorter.
+    fn strip(&mut self, n: usize) -> bool;
+    /// Shortens the packet to `len` bytes (drops trailing padding); false (and nothing
+    /// changed) if it cannot.
+    fn truncate(&mut self, len: usize) -> bool;
+}
+
+/// A frame in a `Vec` with headroom, for tests, tracing and fuzzing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VecFrame {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl VecFrame {
+    /// The same headroom DPDK gives an mbuf.
+    pub const HEADROOM: usize = 128;
+
+    pub fn new(bytes: &[u8]) -> VecFrame {
+        let mut buf = vec![0; Self::HEADROOM];
+        buf.extend_from_slice(bytes);
+        VecFrame { buf, start: Self::HEADROOM }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+impl Frame for VecFrame {
+    fn head(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    fn head_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..]
+    }
+
+    fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
+        self.start = self.start.checked_sub(n)?;
+        Some(&mut self.buf[self.start..self.start + n])
+    }
+
+    fn strip(&mut self, n: usize) -> bool {
+        if n > self.len() {
+            return false;
+        }
+        self.start += n;
+        true
+    }
+
+    fn truncate(&mut self, len: usize) -> bool {
+        if len > self.len() {
+            return false;
+        }
+        self.buf.truncate(self.start + len);
+        true
+    }
+}

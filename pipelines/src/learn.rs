@@ -1,0 +1,141 @@
+//! MAC learning on the cores: what a core saw goes to the control plane as an event;
+//! the control plane decides (static entries win, MAC limits, moves) and the result
+//! comes back in the next snapshot. A core never writes a table and never blocks.
+//!
+//! A small per-core cache keeps a core from sending the same event every packet: an
+//! unknown or moved MAC is reported again only after `RESEND` of a second (the new
+//! snapshot normally arrives well before), and a known learned MAC is re-reported once
+//! a second, which keeps it from ageing out while it talks.
+use crate::{
+    tables::{fib_key, FibEntry, FibTarget},
+    wire::Mac,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LearnEvent {
+    pub vni: u32,
+    pub mac: Mac,
+    pub target: FibTarget,
+}
+
+/// Where a core puts what it hands to the control plane: a bounded ring in the
+/// switch, a Vec in tests. `push` returns false when full; the caller counts the loss.
+pub trait Sink<T> {
+    fn push(&mut self, item: T) -> bool;
+}
+
+impl<T> Sink<T> for Vec<T> {
+    fn push(&mut self, item: T) -> bool {
+        Vec::push(self, item);
+        true
+    }
+}
+
+const SLOTS: usize = 4096;
+/// Fraction of a second before an unknown/moved MAC is reported again.
+const RESEND_DIV: u64 = 20;
+
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    key: u128,
+    target: Option<FibTarget>,
+    at: u64,
+}
+
+/// Per-core learning state.
+pub struct Learner {
+    slots: Box<[Slot]>,
+    /// Events the sink refused (ring full).
+    pub lost: u64,
+}
+
+impl Default for Learner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Learner {
+    pub fn new() -> Learner {
+        Learner { slots: vec![Slot::default(); SLOTS].into_boxed_slice(), lost: 0 }
+    }
+
+    /// `mac` was seen as a source in `vni` at `target`; `entry` is what the snapshot's
+    /// FIB says of it. `now` and `hz` are in the same clock (TSC cycles).
+    #[inline]
+    pub fn observe(
+        &mut self,
+        entry: Option<&FibEntry>,
+        vni: u32,
+        mac: Mac,
+        target: FibTarget,
+        now: u64,
+        hz: u64,
+        sink: &mut impl Sink<LearnEvent>,
+    ) {
+        let known = match entry {
+            Some(e) if e.is_static => return,
+            Some(e) => e.target == target,
+            None => false,
+        };
+        let key = fib_key(vni, mac);
+        let h = (key as u64 ^ (key >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let slot = &mut self.slots[(h >> 52) as usize & (SLOTS - 1)];
+        let interval = if known { hz } else { hz / RESEND_DIV };
+        if slot.key == key && slot.target == Some(target) && now.wrapping_sub(slot.at) < interval {
+            return;
+        }
+        *slot = Slot { key, target: Some(target), at: now };
+        if !sink.push(LearnEvent { vni, mac, target }) {
+            self.lost += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HZ: u64 = 1_000_000;
+
+    #[test]
+    fn reports_new_macs_once_then_refreshes_each_second() {
+        let mut l = Learner::new();
+        let mut out = Vec::new();
+        let mac = Mac([2, 0, 0, 0, 0, 9]);
+        let t = FibTarget::Port(3);
+        l.observe(None, 100, mac, t, 0, HZ, &mut out);
+        l.observe(None, 100, mac, t, 10, HZ, &mut out);
+        assert_eq!(out.len(), 1, "no repeat before the snapshot can catch up");
+        l.observe(None, 100, mac, t, HZ / 10, HZ, &mut out);
+        assert_eq!(out.len(), 2, "still unknown after 100 ms: report again");
+        let learned = FibEntry { target: t, is_static: false };
+        l.observe(Some(&learned), 100, mac, t, HZ / 10 + 5, HZ, &mut out);
+        assert_eq!(out.len(), 2);
+        l.observe(Some(&learned), 100, mac, t, 2 * HZ, HZ, &mut out);
+        assert_eq!(out.len(), 3, "refresh once a second keeps it from ageing");
+        // A move is reported at once.
+        l.observe(Some(&learned), 100, mac, FibTarget::Port(4), 2 * HZ + 1, HZ, &mut out);
+        assert_eq!(out.last().unwrap().target, FibTarget::Port(4));
+        // Static entries are never reported.
+        let n = out.len();
+        l.observe(Some(&FibEntry { target: t, is_static: true }), 100, mac, FibTarget::Port(9), 9 * HZ, HZ, &mut out);
+        assert_eq!(out.len(), n);
+        // The same MAC in another VNI is another entry.
+        l.observe(None, 200, mac, t, 9 * HZ, HZ, &mut out);
+        assert_eq!(out.last().unwrap().vni, 200);
+    }
+
+    #[test]
+    fn a_full_sink_counts_losses() {
+        struct Full;
+        impl Sink<LearnEvent> for Full {
+            fn push(&mut self, _: LearnEvent) -> bool {
+                false
+            }
+        }
+        let mut l = Learner::new();
+        l.observe(None, 1, Mac([2, 0, 0, 0, 0, 1]), FibTarget::Port(0), 0, HZ, &mut Full);
+        assert_eq!(l.lost, 1);
+    }
+}

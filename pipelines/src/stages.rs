@@ -1,0 +1,170 @@
+//! The per-batch stages of the two packet paths. Each writes an `Action` per packet;
+//! the PMD loop dispatches once the batch is through.
+//!
+//! VM port:  parse -> learn src (VNI, port) -> FIB (VNI, dst) -> local tx | encap -> uplink | flood
+//! Uplink:   parse -> ARP for our VTEP: answer | VXLAN checks -> strip -> parse inner
+//!           -> learn src (VNI, remote VTEP) -> FIB -> local tx | flood to local ports
+use crate::{
+    learn::{LearnEvent, Learner, Sink},
+    meta::{Action, Meta},
+    parse::parse,
+    tables::{FibTarget, L2Tables},
+    vxlan,
+    wire::{arp, ethernet},
+    DropReason, Frame, PortId,
+};
+
+/// What every stage of one batch shares.
+pub struct Ctx<'a> {
+    pub tables: &'a L2Tables,
+    /// Now, and ticks per second, in the clock learning uses (TSC on the cores).
+    pub now: u64,
+    pub hz: u64,
+}
+
+/// The parse stage over a batch.
+pub fn parse_batch<F: Frame>(frames: &[F], meta: &mut [Meta]) {
+    for (f, m) in frames.iter().zip(meta.iter_mut()) {
+        parse(f.head(), m);
+    }
+}
+
+/// Frames from a VM port in `vni`.
+pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
+    ctx: &Ctx,
+    port: PortId,
+    vni: u32,
+    frames: &mut [F],
+    meta: &mut [Meta],
+    learner: &mut Learner,
+    sink: &mut S,
+) {
+    let t = ctx.tables;
+    let serves = t.networks.contains_key(&vni);
+    for (f, m) in frames.iter_mut().zip(meta.iter_mut()) {
+        if m.action != Action::Continue {
+            continue;
+        }
+        if !serves {
+            m.action = Action::Drop(DropReason::VniUnknown);
+            continue;
+        }
+        if m.src.is_multicast() {
+            m.action = Action::Drop(DropReason::BadSrcMac);
+            continue;
+        }
+        learner.observe(t.lookup(vni, m.src), vni, m.src, FibTarget::Port(port), ctx.now, ctx.hz, sink);
+        if m.dst.is_multicast() {
+            m.action = Action::Flood { vni };
+            continue;
+        }
+        m.action = match t.lookup(vni, m.dst).map(|e| e.target) {
+            Some(FibTarget::Port(p)) if p == port => Action::Drop(DropReason::SamePort),
+            Some(FibTarget::Port(p)) => Action::Tx(p),
+            Some(FibTarget::Vtep(ip)) => encap_to(t, f, m, vni, ip),
+            None => Action::Flood { vni },
+        };
+    }
+}
+
+/// Encapsulates toward remote VTEP `ip`, deciding the action.
+#[inline]
+pub fn encap_to<F: Frame>(t: &L2Tables, f: &mut F, m: &Meta, vni: u32, ip: u32) -> Action {
+    let Some(vtep) = &t.vtep else { return Action::Drop(DropReason::NoVtep) };
+    let Some(remote) = t.remotes.get(&ip) else { return Action::Drop(DropReason::NexthopUnresolved) };
+    match vxlan::encap(f, m, vni, remote, vtep) {
+        Ok(()) => Action::Tx(vtep.uplink),
+        Err(r) => Action::Drop(r),
+    }
+}
+
+/// Frames from the uplink.
+pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
+    ctx: &Ctx,
+    port: PortId,
+    frames: &mut [F],
+    meta: &mut [Meta],
+    learner: &mut Learner,
+    sink: &mut S,
+) {
+    let t = ctx.tables;
+    for (f, m) in frames.iter_mut().zip(meta.iter_mut()) {
+        if m.action != Action::Continue {
+            continue;
+        }
+        let Some(vtep) = &t.vtep else {
+            m.action = Action::Drop(DropReason::NoVtep);
+            continue;
+        };
+        if m.ethertype == ethernet::ETHERTYPE_ARP {
+            m.action = arp_on_uplink(f, m, vtep.ip, vtep.mac, port);
+            continue;
+        }
+        let d = match vxlan::check(f.head(), m, vtep, |vni| t.networks.contains_key(&vni)) {
+            Ok(d) => d,
+            Err(r) => {
+                m.action = Action::Drop(r);
+                continue;
+            }
+        };
+        let trailing = f.len() - d.outer_len - d.inner_len;
+        if !f.strip(d.outer_len) || (trailing > 0 && !f.truncate(d.inner_len)) {
+            m.action = Action::Drop(DropReason::VxlanTruncated);
+            continue;
+        }
+        parse(f.head(), m);
+        if m.action != Action::Continue {
+            continue;
+        }
+        if m.src.is_multicast() {
+            m.action = Action::Drop(DropReason::BadSrcMac);
+            continue;
+        }
+        learner.observe(t.lookup(d.vni, m.src), d.vni, m.src, FibTarget::Vtep(d.remote_ip), ctx.now, ctx.hz, sink);
+        if m.dst.is_multicast() {
+            m.action = Action::Flood { vni: d.vni };
+            continue;
+        }
+        m.action = match t.lookup(d.vni, m.dst).map(|e| e.target) {
+            Some(FibTarget::Port(p)) if f.len() - m.l3 as usize > t.mtu(p) as usize => {
+                Action::Drop(DropReason::MtuExceeded)
+            }
+            Some(FibTarget::Port(p)) => Action::Tx(p),
+            Some(FibTarget::Vtep(_)) => Action::Drop(DropReason::SplitHorizon),
+            None => Action::Flood { vni: d.vni },
+        };
+    }
+}
+
+/// ARP on the uplink: a request for our VTEP IP is turned into the reply in place and
+/// sent back; a reply to us goes to the control plane (it resolves next hops).
+fn arp_on_uplink<F: Frame>(f: &mut F, m: &Meta, vtep_ip: u32, vtep_mac: crate::wire::Mac, port: PortId) -> Action {
+    let l3 = m.l3 as usize;
+    let Some(a) = f.head().get(l3..).and_then(arp::Arp::parse) else {
+        return Action::Drop(DropReason::ArpNotForUs);
+    };
+    if a.target_ip != vtep_ip {
+        return Action::Drop(DropReason::ArpNotForUs);
+    }
+    match a.op {
+        arp::OP_REQUEST => {
+            let reply = arp::Arp {
+                op: arp::OP_REPLY,
+                sender_mac: vtep_mac,
+                sender_ip: vtep_ip,
+                target_mac: a.sender_mac,
+                target_ip: a.sender_ip,
+            };
+            let b = f.head_mut();
+            b[ethernet::DST].copy_from_slice(&a.sender_mac.0);
+            b[ethernet::SRC].copy_from_slice(&vtep_mac.0);
+            reply.emit(&mut b[l3..]);
+            Action::Tx(port)
+        }
+        arp::OP_REPLY => Action::Punt,
+        _ => Action::Drop(DropReason::ArpNotForUs),
+    }
+}
+
+#[cfg(test)]
+mod tests;

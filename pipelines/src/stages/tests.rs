@@ -1,0 +1,223 @@
+use super::*;
+use crate::{
+    tables::{fib_key, FibEntry, Network, Remote, Vtep},
+    wire::Mac,
+    VecFrame,
+};
+
+const VM1: PortId = 1;
+const VM2: PortId = 2;
+const VM3: PortId = 3; // in VNI 200
+const UPLINK: PortId = 9;
+const REMOTE: u32 = 0xc0a8_3202; // 192.168.50.2
+const HZ: u64 = 1000;
+
+fn mac(last: u8) -> Mac {
+    Mac([2, 0, 0, 0, 0, last])
+}
+
+fn vtep() -> Vtep {
+    Vtep { ip: 0xc0a8_3201, mac: mac(0xf0), uplink: UPLINK, udp_port: 4789, ttl: 64, mtu: 1500 }
+}
+
+fn tables() -> L2Tables {
+    let mut t = L2Tables::default();
+    t.networks.insert(100, Network { vni: 100, ports: vec![VM1, VM2], flood_vteps: vec![REMOTE] });
+    t.networks.insert(200, Network { vni: 200, ports: vec![VM3], flood_vteps: vec![] });
+    t.vtep = Some(vtep());
+    t.remotes.insert(REMOTE, Remote::new(&vtep(), REMOTE, mac(0xee)));
+    t.fib.insert(fib_key(100, mac(2)), FibEntry { target: FibTarget::Port(VM2), is_static: false });
+    t.fib.insert(fib_key(100, mac(0x22)), FibEntry { target: FibTarget::Vtep(REMOTE), is_static: true });
+    t.fib.insert(fib_key(100, mac(0x33)), FibEntry { target: FibTarget::Vtep(0x0a0a_0a0a), is_static: true });
+    // The same MAC in VNI 200 is another host.
+    t.fib.insert(fib_key(200, mac(2)), FibEntry { target: FibTarget::Port(VM3), is_static: false });
+    t.port_mtu = vec![1500; 16];
+    t
+}
+
+fn frame(dst: Mac, src: Mac, len: usize) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst.0);
+    f.extend_from_slice(&src.0);
+    f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 46, 0, 0, 0, 0, 64, 17, 0, 0, 10, 1, 0, 1, 10, 1, 0, 2]);
+    f.extend_from_slice(&[0x30, 0x39, 0x13, 0x89, 0, 26, 0, 0]);
+    f.resize(len, 0x5a);
+    f
+}
+
+fn run_vm(t: &L2Tables, port: PortId, vni: u32, pkts: &[Vec<u8>]) -> (Vec<VecFrame>, Vec<Meta>, Vec<LearnEvent>) {
+    let mut frames: Vec<VecFrame> = pkts.iter().map(|p| VecFrame::new(p)).collect();
+    let mut meta = vec![Meta::default(); frames.len()];
+    let mut events = Vec::new();
+    parse_batch(&frames, &mut meta);
+    let ctx = Ctx { tables: t, now: 0, hz: HZ };
+    from_vm(&ctx, port, vni, &mut frames, &mut meta, &mut Learner::new(), &mut events);
+    (frames, meta, events)
+}
+
+fn run_uplink(t: &L2Tables, pkts: &[Vec<u8>]) -> (Vec<VecFrame>, Vec<Meta>, Vec<LearnEvent>) {
+    let mut frames: Vec<VecFrame> = pkts.iter().map(|p| VecFrame::new(p)).collect();
+    let mut meta = vec![Meta::default(); frames.len()];
+    let mut events = Vec::new();
+    parse_batch(&frames, &mut meta);
+    let ctx = Ctx { tables: t, now: 0, hz: HZ };
+    from_uplink(&ctx, UPLINK, &mut frames, &mut meta, &mut Learner::new(), &mut events);
+    (frames, meta, events)
+}
+
+#[test]
+fn vm_to_vm_is_switched_locally_and_untouched() {
+    let t = tables();
+    let pkt = frame(mac(2), mac(1), 64);
+    let (f, m, ev) = run_vm(&t, VM1, 100, &[pkt.clone()]);
+    assert_eq!(m[0].action, Action::Tx(VM2));
+    assert_eq!(f[0].bytes(), &pkt[..]);
+    assert_eq!(ev, vec![LearnEvent { vni: 100, mac: mac(1), target: FibTarget::Port(VM1) }]);
+}
+
+#[test]
+fn unknown_broadcast_and_multicast_flood_in_the_vni() {
+    let t = tables();
+    let (_, m, _) = run_vm(
+        &t,
+        VM1,
+        100,
+        &[
+            frame(mac(0x77), mac(1), 64),
+            frame(Mac::BROADCAST, mac(1), 64),
+            frame(Mac([1, 0, 0x5e, 0, 0, 1]), mac(1), 64),
+        ],
+    );
+    assert!(m.iter().all(|m| m.action == Action::Flood { vni: 100 }));
+}
+
+#[test]
+fn vnis_are_isolated_even_with_the_same_macs() {
+    let t = tables();
+    let (_, m, ev) = run_vm(&t, VM3, 200, &[frame(mac(2), mac(1), 64), frame(mac(0x22), mac(1), 64)]);
+    assert_eq!(m[0].action, Action::Drop(DropReason::SamePort), "mac 2 in VNI 200 is on VM3 itself");
+    assert_eq!(m[1].action, Action::Flood { vni: 200 }, "VNI 100's remote MAC is unknown in VNI 200");
+    assert!(ev.iter().all(|e| e.vni == 200));
+}
+
+#[test]
+fn vm_to_remote_vtep_is_encapsulated_to_the_uplink() {
+    let t = tables();
+    let pkt = frame(mac(0x22), mac(1), 100);
+    let (f, m, _) = run_vm(&t, VM1, 100, &[pkt.clone(), frame(mac(0x33), mac(1), 64)]);
+    assert_eq!(m[0].action, Action::Tx(UPLINK));
+    let b = f[0].bytes();
+    assert_eq!(b.len(), 150);
+    assert_eq!(&b[0..6], &mac(0xee).0);
+    assert_eq!(&b[30..34], &REMOTE.to_be_bytes());
+    assert_eq!(&b[46..49], &[0, 0, 100]);
+    assert_eq!(&b[50..], &pkt[..]);
+    assert_eq!(m[1].action, Action::Drop(DropReason::NexthopUnresolved));
+}
+
+#[test]
+fn bad_source_macs_and_unknown_vnis_drop() {
+    let t = tables();
+    let (_, m, ev) = run_vm(&t, VM1, 100, &[frame(mac(2), Mac::BROADCAST, 64)]);
+    assert_eq!(m[0].action, Action::Drop(DropReason::BadSrcMac));
+    assert!(ev.is_empty(), "a group address is never learned");
+    let (_, m, _) = run_vm(&t, VM1, 300, &[frame(mac(2), mac(1), 64)]);
+    assert_eq!(m[0].action, Action::Drop(DropReason::VniUnknown));
+}
+
+#[test]
+fn decap_delivers_the_inner_frame_and_learns_the_remote_vtep() {
+    let t = tables();
+    let inner = frame(mac(2), mac(0x44), 80);
+    let outer = vxlan::build(mac(0xee), vtep().mac, REMOTE, &vtep(), 100, &inner);
+    let (f, m, ev) = run_uplink(&t, &[outer]);
+    assert_eq!(m[0].action, Action::Tx(VM2));
+    assert_eq!(f[0].bytes(), &inner[..], "inner frame byte-identical");
+    assert_eq!(ev, vec![LearnEvent { vni: 100, mac: mac(0x44), target: FibTarget::Vtep(REMOTE) }]);
+}
+
+#[test]
+fn decap_floods_locally_and_never_back_into_the_overlay() {
+    let t = tables();
+    let bcast = vxlan::build(mac(0xee), vtep().mac, REMOTE, &vtep(), 100, &frame(Mac::BROADCAST, mac(0x44), 64));
+    let to_remote = vxlan::build(mac(0xee), vtep().mac, REMOTE, &vtep(), 100, &frame(mac(0x22), mac(0x44), 64));
+    let (_, m, _) = run_uplink(&t, &[bcast, to_remote]);
+    assert_eq!(m[0].action, Action::Flood { vni: 100 });
+    assert_eq!(m[1].action, Action::Drop(DropReason::SplitHorizon));
+}
+
+#[test]
+fn decap_respects_the_vm_port_mtu_and_strips_padding() {
+    let mut t = tables();
+    t.port_mtu[VM2 as usize] = 1000;
+    let big = vxlan::build(
+        mac(0xee),
+        vtep().mac,
+        REMOTE,
+        &Vtep { mtu: 9000, ..vtep() },
+        100,
+        &frame(mac(2), mac(0x44), 1100),
+    );
+    let (_, m, _) = run_uplink(&t, &[big]);
+    assert_eq!(m[0].action, Action::Drop(DropReason::MtuExceeded));
+    // Outer frame padded past the IP length: the inner frame is cut at the UDP length.
+    let inner = frame(mac(2), mac(0x44), 14);
+    let mut padded = vxlan::build(mac(0xee), vtep().mac, REMOTE, &vtep(), 100, &inner);
+    padded.resize(70, 0);
+    let (f, m, _) = run_uplink(&tables(), &[padded]);
+    assert_eq!(m[0].action, Action::Tx(VM2));
+    assert_eq!(f[0].bytes(), &inner[..]);
+}
+
+#[test]
+fn arp_for_our_vtep_is_answered_in_place_and_replies_are_punted() {
+    let t = tables();
+    let v = vtep();
+    let asker = arp::Arp {
+        op: arp::OP_REQUEST,
+        sender_mac: mac(0xee),
+        sender_ip: REMOTE,
+        target_mac: Mac::default(),
+        target_ip: v.ip,
+    };
+    let other = arp::Arp { target_ip: 0x01020304, ..asker };
+    let reply = arp::Arp { op: arp::OP_REPLY, target_mac: v.mac, ..asker };
+    let (f, m, _) = run_uplink(
+        &t,
+        &[
+            arp::frame(Mac::BROADCAST, mac(0xee), &asker).to_vec(),
+            arp::frame(Mac::BROADCAST, mac(0xee), &other).to_vec(),
+            arp::frame(v.mac, mac(0xee), &reply).to_vec(),
+        ],
+    );
+    assert_eq!(m[0].action, Action::Tx(UPLINK));
+    let b = f[0].bytes();
+    assert_eq!(&b[0..6], &mac(0xee).0);
+    assert_eq!(&b[6..12], &v.mac.0);
+    let a = arp::Arp::parse(&b[14..]).unwrap();
+    assert_eq!(
+        a,
+        arp::Arp { op: arp::OP_REPLY, sender_mac: v.mac, sender_ip: v.ip, target_mac: mac(0xee), target_ip: REMOTE }
+    );
+    assert_eq!(m[1].action, Action::Drop(DropReason::ArpNotForUs));
+    assert_eq!(m[2].action, Action::Punt);
+}
+
+#[test]
+fn uplink_without_a_vtep_drops_everything() {
+    let mut t = tables();
+    t.vtep = None;
+    let (_, m, _) = run_uplink(&t, &[frame(mac(2), mac(1), 64)]);
+    assert_eq!(m[0].action, Action::Drop(DropReason::NoVtep));
+}
+
+#[test]
+fn vlan_tagged_frames_from_a_vm_are_switched_whole() {
+    let t = tables();
+    let mut tagged = frame(mac(2), mac(1), 68);
+    tagged.splice(12..12, [0x81, 0x00, 0x00, 0x0a]);
+    let (f, m, _) = run_vm(&t, VM1, 100, &[tagged.clone()]);
+    assert_eq!(m[0].action, Action::Tx(VM2));
+    assert_eq!(m[0].vlan_tci, Some(10));
+    assert_eq!(f[0].bytes(), &tagged[..]);
+}

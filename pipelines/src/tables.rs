@@ -1,0 +1,106 @@
+//! The L2 and overlay tables the stages read: networks, the FIB, the local VTEP and
+//! the remote VTEPs' prebuilt outer headers. Built by the control plane, frozen, and
+//! published inside the snapshot.
+use crate::{
+    wire::{ethernet, ipv4, ones_sum, vxlan, Mac},
+    PortId,
+};
+use rustc_hash::FxHashMap;
+
+/// Where a MAC lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FibTarget {
+    Port(PortId),
+    /// Behind a remote VTEP (its IPv4 address).
+    Vtep(u32),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FibEntry {
+    pub target: FibTarget,
+    /// Configured by the operator: never moved or aged by learning.
+    pub is_static: bool,
+}
+
+/// The FIB key: VNI in bits 48..72, MAC below.
+#[inline(always)]
+pub fn fib_key(vni: u32, mac: Mac) -> u128 {
+    ((vni as u128) << 48) | mac.to_u64() as u128
+}
+
+/// A tenant network.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Network {
+    pub vni: u32,
+    /// Local VM ports in this VNI.
+    pub ports: Vec<PortId>,
+    /// Remote VTEPs that get a copy of broadcast, multicast and unknown unicast.
+    pub flood_vteps: Vec<u32>,
+}
+
+/// The local VTEP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vtep {
+    pub ip: u32,
+    pub mac: Mac,
+    pub uplink: PortId,
+    pub udp_port: u16,
+    pub ttl: u8,
+    /// The uplink's MTU: the largest outer IPv4 packet.
+    pub mtu: u16,
+}
+
+/// A remote VTEP whose next hop is resolved: the outer header stack, ready to copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Remote {
+    pub header: [u8; vxlan::OUTER_LEN],
+    /// One's-complement sum of the outer IPv4 header with length and checksum zero:
+    /// per packet only the length is added.
+    pub ip_sum: u32,
+}
+
+impl Remote {
+    /// Outer Ethernet (our MAC to the next hop's), IPv4 (our VTEP to `ip`, DF, TTL),
+    /// UDP (to the VXLAN port), VXLAN (I flag). Lengths, checksum, source port and VNI
+    /// are filled per packet.
+    pub fn new(vtep: &Vtep, ip: u32, nexthop_mac: Mac) -> Remote {
+        let mut h = [0u8; vxlan::OUTER_LEN];
+        h[ethernet::DST].copy_from_slice(&nexthop_mac.0);
+        h[ethernet::SRC].copy_from_slice(&vtep.mac.0);
+        h[12..14].copy_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
+        let ip_hdr = &mut h[vxlan::OUTER_IP..vxlan::OUTER_UDP];
+        ip_hdr[0] = 0x45;
+        ip_hdr[ipv4::FLAGS_FRAG..ipv4::FLAGS_FRAG + 2].copy_from_slice(&ipv4::DF.to_be_bytes());
+        ip_hdr[ipv4::TTL] = vtep.ttl;
+        ip_hdr[ipv4::PROTO] = ipv4::PROTO_UDP;
+        ip_hdr[ipv4::SRC..ipv4::SRC + 4].copy_from_slice(&vtep.ip.to_be_bytes());
+        ip_hdr[ipv4::DST..ipv4::DST + 4].copy_from_slice(&ip.to_be_bytes());
+        let ip_sum = ones_sum(ip_hdr);
+        h[vxlan::OUTER_UDP + 2..vxlan::OUTER_UDP + 4].copy_from_slice(&vtep.udp_port.to_be_bytes());
+        vxlan::emit(&mut h[vxlan::OUTER_VXLAN..], 0);
+        Remote { header: h, ip_sum }
+    }
+}
+
+/// Everything the L2/overlay stages read.
+#[derive(Clone, Debug, Default)]
+pub struct L2Tables {
+    pub networks: FxHashMap<u32, Network>,
+    pub fib: FxHashMap<u128, FibEntry>,
+    pub vtep: Option<Vtep>,
+    /// Remote VTEPs with a resolved next hop.
+    pub remotes: FxHashMap<u32, Remote>,
+    /// MTU per port id (for frames delivered to VM ports).
+    pub port_mtu: Vec<u16>,
+}
+
+impl L2Tables {
+    #[inline(always)]
+    pub fn lookup(&self, vni: u32, mac: Mac) -> Option<&FibEntry> {
+        self.fib.get(&fib_key(vni, mac))
+    }
+
+    pub fn mtu(&self, port: PortId) -> u16 {
+        self.port_mtu.get(port as usize).copied().unwrap_or(1500)
+    }
+}
