@@ -11,6 +11,13 @@ use crate::{
     wire::Mac,
 };
 
+/// A reading of the clock learning uses (TSC cycles on the cores) and its rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Clock {
+    pub now: u64,
+    pub hz: u64,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LearnEvent {
     pub vni: u32,
@@ -60,19 +67,18 @@ impl Learner {
         Learner { slots: vec![Slot::default(); SLOTS].into_boxed_slice(), lost: 0 }
     }
 
-    /// `mac` was seen as a source in `vni` at `target`; `entry` is what the snapshot's
-    /// FIB says of it. `now` and `hz` are in the same clock (TSC cycles).
+    /// `ev.mac` was seen as a source in `ev.vni` at `ev.target`; `entry` is what the
+    /// snapshot's FIB says of it.
     #[inline]
     pub fn observe(
         &mut self,
         entry: Option<&FibEntry>,
-        vni: u32,
-        mac: Mac,
-        target: FibTarget,
-        now: u64,
-        hz: u64,
+        ev: LearnEvent,
+        clock: Clock,
         sink: &mut impl Sink<LearnEvent>,
     ) {
+        let LearnEvent { vni, mac, target } = ev;
+        let Clock { now, hz } = clock;
         let known = match entry {
             Some(e) if e.is_static => return,
             Some(e) => e.target == target,
@@ -86,7 +92,7 @@ impl Learner {
             return;
         }
         *slot = Slot { key, target: Some(target), at: now };
-        if !sink.push(LearnEvent { vni, mac, target }) {
+        if !sink.push(ev) {
             self.lost += 1;
         }
     }
@@ -98,31 +104,38 @@ mod tests {
 
     const HZ: u64 = 1_000_000;
 
+    fn at(now: u64) -> Clock {
+        Clock { now, hz: HZ }
+    }
+
     #[test]
     fn reports_new_macs_once_then_refreshes_each_second() {
         let mut l = Learner::new();
         let mut out = Vec::new();
         let mac = Mac([2, 0, 0, 0, 0, 9]);
         let t = FibTarget::Port(3);
-        l.observe(None, 100, mac, t, 0, HZ, &mut out);
-        l.observe(None, 100, mac, t, 10, HZ, &mut out);
+        let ev = LearnEvent { vni: 100, mac, target: t };
+        l.observe(None, ev, at(0), &mut out);
+        l.observe(None, ev, at(10), &mut out);
         assert_eq!(out.len(), 1, "no repeat before the snapshot can catch up");
-        l.observe(None, 100, mac, t, HZ / 10, HZ, &mut out);
+        l.observe(None, ev, at(HZ / 10), &mut out);
         assert_eq!(out.len(), 2, "still unknown after 100 ms: report again");
         let learned = FibEntry { target: t, is_static: false };
-        l.observe(Some(&learned), 100, mac, t, HZ / 10 + 5, HZ, &mut out);
+        l.observe(Some(&learned), ev, at(HZ / 10 + 5), &mut out);
         assert_eq!(out.len(), 2);
-        l.observe(Some(&learned), 100, mac, t, 2 * HZ, HZ, &mut out);
+        l.observe(Some(&learned), ev, at(2 * HZ), &mut out);
         assert_eq!(out.len(), 3, "refresh once a second keeps it from ageing");
         // A move is reported at once.
-        l.observe(Some(&learned), 100, mac, FibTarget::Port(4), 2 * HZ + 1, HZ, &mut out);
+        let moved = LearnEvent { target: FibTarget::Port(4), ..ev };
+        l.observe(Some(&learned), moved, at(2 * HZ + 1), &mut out);
         assert_eq!(out.last().unwrap().target, FibTarget::Port(4));
         // Static entries are never reported.
         let n = out.len();
-        l.observe(Some(&FibEntry { target: t, is_static: true }), 100, mac, FibTarget::Port(9), 9 * HZ, HZ, &mut out);
+        let pinned = FibEntry { target: t, is_static: true };
+        l.observe(Some(&pinned), LearnEvent { target: FibTarget::Port(9), ..ev }, at(9 * HZ), &mut out);
         assert_eq!(out.len(), n);
         // The same MAC in another VNI is another entry.
-        l.observe(None, 200, mac, t, 9 * HZ, HZ, &mut out);
+        l.observe(None, LearnEvent { vni: 200, ..ev }, at(9 * HZ), &mut out);
         assert_eq!(out.last().unwrap().vni, 200);
     }
 
@@ -135,7 +148,8 @@ mod tests {
             }
         }
         let mut l = Learner::new();
-        l.observe(None, 1, Mac([2, 0, 0, 0, 0, 1]), FibTarget::Port(0), 0, HZ, &mut Full);
+        let ev = LearnEvent { vni: 1, mac: Mac([2, 0, 0, 0, 0, 1]), target: FibTarget::Port(0) };
+        l.observe(None, ev, at(0), &mut Full);
         assert_eq!(l.lost, 1);
     }
 }

@@ -5,7 +5,7 @@
 //! Uplink:   parse -> ARP for our VTEP: answer | VXLAN checks -> strip -> parse inner
 //!           -> learn src (VNI, remote VTEP) -> FIB -> local tx | flood to local ports
 use crate::{
-    learn::{LearnEvent, Learner, Sink},
+    learn::{Clock, LearnEvent, Learner, Sink},
     meta::{Action, Meta},
     parse::parse,
     tables::{FibTarget, L2Tables},
@@ -17,9 +17,8 @@ use crate::{
 /// What every stage of one batch shares.
 pub struct Ctx<'a> {
     pub tables: &'a L2Tables,
-    /// Now, and ticks per second, in the clock learning uses (TSC on the cores).
-    pub now: u64,
-    pub hz: u64,
+    /// When the batch arrived, in the clock learning uses (TSC on the cores).
+    pub clock: Clock,
 }
 
 /// The parse stage over a batch.
@@ -53,7 +52,8 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
             m.action = Action::Drop(DropReason::BadSrcMac);
             continue;
         }
-        learner.observe(t.lookup(vni, m.src), vni, m.src, FibTarget::Port(port), ctx.now, ctx.hz, sink);
+        let ev = LearnEvent { vni, mac: m.src, target: FibTarget::Port(port) };
+        learner.observe(t.lookup(vni, m.src), ev, ctx.clock, sink);
         if m.dst.is_multicast() {
             m.action = Action::Flood { vni };
             continue;
@@ -120,7 +120,8 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
             m.action = Action::Drop(DropReason::BadSrcMac);
             continue;
         }
-        learner.observe(t.lookup(d.vni, m.src), d.vni, m.src, FibTarget::Vtep(d.remote_ip), ctx.now, ctx.hz, sink);
+        let ev = LearnEvent { vni: d.vni, mac: m.src, target: FibTarget::Vtep(d.remote_ip) };
+        learner.observe(t.lookup(d.vni, m.src), ev, ctx.clock, sink);
         if m.dst.is_multicast() {
             m.action = Action::Flood { vni: d.vni };
             continue;

@@ -1,4 +1,5 @@
 use super::*;
+use crate::learn::Clock;
 use crate::{
     tables::{fib_key, FibEntry, Network, Remote, Vtep},
     wire::Mac,
@@ -50,7 +51,7 @@ fn run_vm(t: &L2Tables, port: PortId, vni: u32, pkts: &[Vec<u8>]) -> (Vec<VecFra
     let mut meta = vec![Meta::default(); frames.len()];
     let mut events = Vec::new();
     parse_batch(&frames, &mut meta);
-    let ctx = Ctx { tables: t, now: 0, hz: HZ };
+    let ctx = Ctx { tables: t, clock: Clock { now: 0, hz: HZ } };
     from_vm(&ctx, port, vni, &mut frames, &mut meta, &mut Learner::new(), &mut events);
     (frames, meta, events)
 }
@@ -60,7 +61,7 @@ fn run_uplink(t: &L2Tables, pkts: &[Vec<u8>]) -> (Vec<VecFrame>, Vec<Meta>, Vec<
     let mut meta = vec![Meta::default(); frames.len()];
     let mut events = Vec::new();
     parse_batch(&frames, &mut meta);
-    let ctx = Ctx { tables: t, now: 0, hz: HZ };
+    let ctx = Ctx { tables: t, clock: Clock { now: 0, hz: HZ } };
     from_uplink(&ctx, UPLINK, &mut frames, &mut meta, &mut Learner::new(), &mut events);
     (frames, meta, events)
 }
@@ -69,7 +70,7 @@ fn run_uplink(t: &L2Tables, pkts: &[Vec<u8>]) -> (Vec<VecFrame>, Vec<Meta>, Vec<
 fn vm_to_vm_is_switched_locally_and_untouched() {
     let t = tables();
     let pkt = frame(mac(2), mac(1), 64);
-    let (f, m, ev) = run_vm(&t, VM1, 100, &[pkt.clone()]);
+    let (f, m, ev) = run_vm(&t, VM1, 100, std::slice::from_ref(&pkt));
     assert_eq!(m[0].action, Action::Tx(VM2));
     assert_eq!(f[0].bytes(), &pkt[..]);
     assert_eq!(ev, vec![LearnEvent { vni: 100, mac: mac(1), target: FibTarget::Port(VM1) }]);
