@@ -19,6 +19,7 @@ void vs_pktmbuf_free(struct rte_mbuf *m);
 char *vs_pktmbuf_prepend(struct rte_mbuf *m, uint16_t len);
 char *vs_pktmbuf_adj(struct rte_mbuf *m, uint16_t len);
 char *vs_pktmbuf_append(struct rte_mbuf *m, uint16_t len);
+int vs_pktmbuf_trim(struct rte_mbuf *m, uint16_t len);
 void vs_prefetch0(const void *p);
 /* Routes DPDK's log stream to `fn`, one call per line. */
 typedef long (*vs_log_fn)(const char *buf, size_t len);

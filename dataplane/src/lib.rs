@@ -1,12 +1,13 @@
 //! The thin safe layer over DPDK and the poll-mode cores.
 //!
-//! `unsafe` is confined to the modules that call `dpdk-sys` (`eal`, `log`, `mempool`,
-//! `port`, `pmd`, `txbuf`); each block says why it is sound. Nothing here decides what
+//! `unsafe` is confined to the modules that call `dpdk-sys` (`eal`, `log`, `mbuf`,
+//! `mempool`, `port`, `pmd`, `txbuf`); each block says why it is sound. Nothing here decides what
 //! happens to a packet beyond moving it: decisions are `pipelines` stages.
 
 pub mod eal;
 pub mod error;
 pub mod log;
+pub mod mbuf;
 pub mod mempool;
 pub mod pmd;
 pub mod port;

@@ -1,11 +1,46 @@
-//! The poll-mode loop each worker lcore runs.
-use crate::{eal::Eal, snapshot::Rcu, stats::CoreCounters, txbuf::TxBuffers, DpdkError};
+//! The poll-mode loop each worker lcore runs: rx bursts, hand them to the stages of the
+//! port's role (or its cross-connect), dispatch the verdicts, flush, quiescent point.
+use crate::{
+    eal::Eal,
+    mbuf::Mbuf,
+    mempool::PktPool,
+    snapshot::{Rcu, Role, Snapshot},
+    stats::CoreCounters,
+    txbuf::TxBuffers,
+    DpdkError,
+};
+use crossbeam::queue::ArrayQueue;
 use dpdk_sys::rte_mbuf;
-use pipelines::{DropReason, BURST};
+use pipelines::{
+    learn::{Clock, LearnEvent, Learner, Sink},
+    stages::{self, Ctx},
+    vxlan, Action, DropReason, Frame, Meta, BURST,
+};
 use std::sync::{
     atomic::{AtomicBool, Ordering::Relaxed},
     Arc,
 };
+
+/// Learn events a core may queue before the control plane drains them.
+pub const LEARN_RING: usize = 4096;
+/// ARP packets a core may queue for the control plane.
+pub const PUNT_RING: usize = 256;
+/// Packets the control plane may queue for transmission.
+pub const CTL_TX_RING: usize = 1024;
+
+/// A packet (the first `len` bytes) handed to the control plane.
+#[derive(Clone, Copy)]
+pub struct Punted {
+    pub port: u16,
+    pub len: u16,
+    pub data: [u8; 128],
+}
+
+impl Punted {
+    pub fn bytes(&self) -> &[u8] {
+        &self.data[..self.len as usize]
+    }
+}
 
 /// What the cores and the control plane share.
 pub struct Shared {
@@ -13,23 +48,52 @@ pub struct Shared {
     /// Per core index.
     pub counters: Box<[CoreCounters]>,
     pub lcores: Vec<u32>,
+    /// Per core: learn events for the control plane.
+    pub learn: Box<[ArrayQueue<LearnEvent>]>,
+    /// Per core: ARP replies for the control plane.
+    pub punt: Box<[ArrayQueue<Punted>]>,
+    /// Packets from the control plane (ARP requests), sent by core 0.
+    pub ctl_tx: ArrayQueue<(u16, Mbuf)>,
+    pub pool: Arc<PktPool>,
+    pub tsc_hz: u64,
     stop: AtomicBool,
     /// Sleep this long after `IDLE_ROUNDS` empty rounds; 0 polls without pause.
     idle_sleep_us: u32,
 }
 
+// SAFETY: an Mbuf in a ring is owned by the ring until popped; only one thread pops it.
+unsafe impl Send for Mbuf {}
+
 /// Empty rounds before an idle core may sleep (when sleeping is enabled).
 const IDLE_ROUNDS: u32 = 1024;
 
 impl Shared {
-    pub fn new(lcores: Vec<u32>, idle_sleep_us: u32) -> Arc<Shared> {
+    pub fn new(lcores: Vec<u32>, idle_sleep_us: u32, pool: Arc<PktPool>, tsc_hz: u64) -> Arc<Shared> {
+        let n = lcores.len();
         Arc::new(Shared {
-            rcu: Rcu::new(lcores.len()),
-            counters: (0..lcores.len()).map(|_| CoreCounters::default()).collect(),
+            rcu: Rcu::new(n),
+            counters: (0..n).map(|_| CoreCounters::default()).collect(),
+            learn: (0..n).map(|_| ArrayQueue::new(LEARN_RING)).collect(),
+            punt: (0..n).map(|_| ArrayQueue::new(PUNT_RING)).collect(),
+            ctl_tx: ArrayQueue::new(CTL_TX_RING),
+            pool,
+            tsc_hz,
             lcores,
             stop: AtomicBool::new(false),
             idle_sleep_us,
         })
+    }
+
+    /// Queues `bytes` for transmission on `port` by a PMD core. False if no mbuf or the
+    /// ring is full.
+    pub fn transmit(&self, port: u16, bytes: &[u8]) -> bool {
+        let Some(m) = Mbuf::from_bytes(self.pool.as_ptr(), bytes) else { return false };
+        if let Err((_, m)) = self.ctl_tx.push((port, m)) {
+            // SAFETY: the mbuf never left this thread.
+            unsafe { dpdk_sys::vs_pktmbuf_free(m.0) };
+            return false;
+        }
+        true
     }
 }
 
@@ -72,53 +136,69 @@ unsafe extern "C" fn lcore_main(arg: *mut libc::c_void) -> i32 {
     0
 }
 
+/// A learn-event sink over this core's ring.
+struct Ring<'a>(&'a ArrayQueue<LearnEvent>);
+
+impl Sink<LearnEvent> for Ring<'_> {
+    #[inline(always)]
+    fn push(&mut self, ev: LearnEvent) -> bool {
+        self.0.push(ev).is_ok()
+    }
+}
+
+/// One core's private state.
+struct Core<'a> {
+    me: usize,
+    shared: &'a Shared,
+    counters: &'a CoreCounters,
+    tx: TxBuffers,
+    learner: Learner,
+    learn_lost_seen: u64,
+    frames: [Mbuf; BURST],
+    meta: [Meta; BURST],
+    /// Mbufs to free at the end of a batch, in one bulk call.
+    dead: [*mut rte_mbuf; BURST],
+    ndead: usize,
+}
+
 fn poll(shared: &Shared, me: usize) {
-    let counters = &shared.counters[me];
-    let mut tx = TxBuffers::new(me as u16);
+    let mut core = Core {
+        me,
+        shared,
+        counters: &shared.counters[me],
+        tx: TxBuffers::new(me as u16),
+        learner: Learner::new(),
+        learn_lost_seen: 0,
+        frames: [Mbuf::NULL; BURST],
+        meta: [Meta::default(); BURST],
+        dead: [std::ptr::null_mut(); BURST],
+        ndead: 0,
+    };
     let mut reader = shared.rcu.reader(me);
-    let mut pkts: [*mut rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
     let mut idle_rounds = 0u32;
     while !shared.stop.load(Relaxed) {
         reader.refresh();
         let snap = reader.snapshot();
         // SAFETY: reads the TSC; no preconditions.
         let t0 = unsafe { dpdk_sys::vs_rdtsc() };
+        if me == 0 && !shared.ctl_tx.is_empty() {
+            core.send_from_control(snap);
+        }
         let mut got = 0u64;
         for rxq in &snap.rx[me] {
-            // SAFETY: the snapshot lists only started ports and queues assigned to this
-            // core alone; `pkts` has room for BURST pointers.
-            let n = unsafe { dpdk_sys::vs_eth_rx_burst(rxq.port, rxq.queue, pkts.as_mut_ptr(), BURST as u16) } as usize;
-            if n == 0 {
-                continue;
-            }
-            got += n as u64;
-            let pc = &counters.ports[rxq.port as usize];
-            let mut bytes = 0u64;
-            for &m in &pkts[..n] {
-                // SAFETY: rx_burst returned n valid mbufs, now owned by this core.
-                bytes += unsafe { (*m).pkt_len } as u64;
-            }
-            pc.rx_packets.add(n as u64);
-            pc.rx_bytes.add(bytes);
-            match snap.ports[rxq.port as usize].xconnect {
-                Some(peer) if snap.ports[peer as usize].active => tx.push(peer, &pkts[..n], counters),
-                _ => {
-                    // SAFETY: the n mbufs are ours; nothing else references them.
-                    unsafe { dpdk_sys::rte_pktmbuf_free_bulk(pkts.as_mut_ptr(), n as u32) };
-                    pc.drop(DropReason::NoXconnect, n as u64);
-                }
-            }
+            got += core.rx_burst(snap, rxq.port, rxq.queue, t0) as u64;
         }
-        tx.flush_all(counters);
+        core.tx.flush_all(core.counters);
         // SAFETY: reads the TSC.
         let t1 = unsafe { dpdk_sys::vs_rdtsc() };
-        counters.rounds.add(1);
+        let c = core.counters;
+        c.rounds.add(1);
         if got > 0 {
-            counters.busy_cycles.add(t1.wrapping_sub(t0));
-            counters.packets.add(got);
+            c.busy_cycles.add(t1.wrapping_sub(t0));
+            c.packets.add(got);
             idle_rounds = 0;
         } else {
-            counters.idle_cycles.add(t1.wrapping_sub(t0));
+            c.idle_cycles.add(t1.wrapping_sub(t0));
             idle_rounds = idle_rounds.saturating_add(1);
         }
         reader.quiescent();
@@ -127,5 +207,182 @@ fn poll(shared: &Shared, me: usize) {
             std::thread::sleep(std::time::Duration::from_micros(shared.idle_sleep_us as u64));
         }
     }
-    tx.flush_all(counters);
+    core.tx.flush_all(core.counters);
+}
+
+impl Core<'_> {
+    /// One rx burst from (port, queue) through its role's stages. Returns packets received.
+    #[inline]
+    fn rx_burst(&mut self, snap: &Snapshot, port: u16, queue: u16, now: u64) -> usize {
+        let frames_ptr = self.frames.as_mut_ptr().cast::<*mut rte_mbuf>();
+        // SAFETY: the snapshot lists only started ports and queues assigned to this core
+        // alone; `frames` has room for BURST pointers (Mbuf is repr(transparent)).
+        let n = unsafe { dpdk_sys::vs_eth_rx_burst(port, queue, frames_ptr, BURST as u16) } as usize;
+        if n == 0 {
+            return 0;
+        }
+        let pc = &self.counters.ports[port as usize];
+        let bytes: usize = self.frames[..n].iter().map(Frame::len).sum();
+        pc.rx_packets.add(n as u64);
+        pc.rx_bytes.add(bytes as u64);
+        let slot = snap.ports[port as usize];
+        if let Some(peer) = slot.xconnect {
+            if snap.ports[peer as usize].active {
+                self.tx.push(peer, &self.frames[..n], self.counters);
+            } else {
+                self.drop_all(n, port, DropReason::NoXconnect);
+            }
+            return n;
+        }
+        let ctx = Ctx { tables: &snap.l2, clock: Clock { now, hz: self.shared.tsc_hz } };
+        let mut ring = Ring(&self.shared.learn[self.me]);
+        let (frames, meta) = (&mut self.frames[..n], &mut self.meta[..n]);
+        match slot.role {
+            Role::None => {
+                self.drop_all(n, port, DropReason::NoXconnect);
+                return n;
+            }
+            Role::Vm { vni } => {
+                stages::parse_batch(frames, meta);
+                stages::from_vm(&ctx, port, vni, frames, meta, &mut self.learner, &mut ring);
+            }
+            Role::Uplink => {
+                stages::parse_batch(frames, meta);
+                stages::from_uplink(&ctx, port, frames, meta, &mut self.learner, &mut ring);
+            }
+        }
+        if self.learner.lost != self.learn_lost_seen {
+            self.counters.learn_lost.add(self.learner.lost - self.learn_lost_seen);
+            self.learn_lost_seen = self.learner.lost;
+        }
+        let from_vm = matches!(slot.role, Role::Vm { .. });
+        for i in 0..n {
+            self.dispatch(snap, port, from_vm, i);
+        }
+        self.free_dead();
+        n
+    }
+
+    /// Carries out packet i's action.
+    #[inline]
+    fn dispatch(&mut self, snap: &Snapshot, in_port: u16, from_vm: bool, i: usize) {
+        let m = self.frames[i];
+        match self.meta[i].action {
+            Action::Tx(p) if snap.ports[p as usize].active => self.tx.push_one(p, m.0, self.counters),
+            Action::Tx(_) => self.kill(m, in_port, DropReason::NoXconnect),
+            Action::Drop(r) => self.kill(m, in_port, r),
+            Action::Flood { vni } => self.flood(snap, in_port, from_vm, vni, i),
+            Action::Punt => self.punt(m, in_port),
+            Action::Continue => self.kill(m, in_port, DropReason::NoXconnect),
+        }
+    }
+
+    /// Broadcast, multicast and unknown unicast: a copy to every other local port of the
+    /// VNI and, from a VM, one per remote VTEP of the flood list (never from the uplink
+    /// back into the overlay: split horizon).
+    #[cold]
+    fn flood(&mut self, snap: &Snapshot, in_port: u16, from_vm: bool, vni: u32, i: usize) {
+        let m = self.frames[i];
+        let pool = self.shared.pool.as_ptr();
+        let Some(net) = snap.l2.networks.get(&vni) else {
+            return self.kill(m, in_port, DropReason::VniUnknown);
+        };
+        let pc = &self.counters.ports[in_port as usize];
+        let mut sent = 0;
+        for &p in &net.ports {
+            if p == in_port || !snap.ports[p as usize].active {
+                continue;
+            }
+            match m.copy(pool) {
+                Some(c) => {
+                    self.tx.push_one(p, c.0, self.counters);
+                    sent += 1;
+                }
+                None => pc.drop(DropReason::ReplicaNoMbuf, 1),
+            }
+        }
+        if from_vm {
+            if let Some(vtep) = &snap.l2.vtep {
+                for ip in &net.flood_vteps {
+                    let Some(remote) = snap.l2.remotes.get(ip) else {
+                        pc.drop(DropReason::NexthopUnresolved, 1);
+                        continue;
+                    };
+                    let Some(mut c) = m.copy(pool) else {
+                        pc.drop(DropReason::ReplicaNoMbuf, 1);
+                        continue;
+                    };
+                    match vxlan::encap(&mut c, &self.meta[i], vni, remote, vtep) {
+                        Ok(()) if snap.ports[vtep.uplink as usize].active => {
+                            self.tx.push_one(vtep.uplink, c.0, self.counters);
+                            sent += 1;
+                        }
+                        Ok(()) => self.kill(c, in_port, DropReason::NoVtep),
+                        Err(r) => self.kill(c, in_port, r),
+                    }
+                }
+            }
+        }
+        if sent == 0 {
+            pc.drop(DropReason::FloodEmpty, 1);
+        }
+        self.bury(m);
+    }
+
+    /// Hands an ARP packet to the control plane.
+    #[cold]
+    fn punt(&mut self, m: Mbuf, in_port: u16) {
+        let head = m.head();
+        let len = head.len().min(128);
+        let mut p = Punted { port: in_port, len: len as u16, data: [0; 128] };
+        p.data[..len].copy_from_slice(&head[..len]);
+        if self.shared.punt[self.me].push(p).is_err() {
+            self.counters.ports[in_port as usize].drop(DropReason::PuntRingFull, 1);
+        }
+        self.bury(m);
+    }
+
+    /// Sends what the control plane queued (core 0 only).
+    #[cold]
+    fn send_from_control(&mut self, snap: &Snapshot) {
+        while let Some((port, m)) = self.shared.ctl_tx.pop() {
+            if snap.ports[port as usize].active {
+                self.tx.push_one(port, m.0, self.counters);
+            } else {
+                // SAFETY: popped from the ring, so ours.
+                unsafe { dpdk_sys::vs_pktmbuf_free(m.0) };
+            }
+        }
+    }
+
+    #[inline]
+    fn kill(&mut self, m: Mbuf, port: u16, reason: DropReason) {
+        self.counters.ports[port as usize].drop(reason, 1);
+        self.bury(m);
+    }
+
+    #[inline]
+    fn bury(&mut self, m: Mbuf) {
+        if self.ndead == BURST {
+            self.free_dead();
+        }
+        self.dead[self.ndead] = m.0;
+        self.ndead += 1;
+    }
+
+    #[inline]
+    fn free_dead(&mut self) {
+        if self.ndead > 0 {
+            // SAFETY: every pointer in dead[..ndead] is an mbuf this core owns and no
+            // longer references.
+            unsafe { dpdk_sys::rte_pktmbuf_free_bulk(self.dead.as_mut_ptr(), self.ndead as u32) };
+            self.ndead = 0;
+        }
+    }
+
+    fn drop_all(&mut self, n: usize, port: u16, reason: DropReason) {
+        // SAFETY: the n mbufs are ours; nothing else references them.
+        unsafe { dpdk_sys::rte_pktmbuf_free_bulk(self.frames.as_mut_ptr().cast(), n as u32) };
+        self.counters.ports[port as usize].drop(reason, n as u64);
+    }
 }

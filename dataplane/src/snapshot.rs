@@ -10,6 +10,7 @@
 use crate::MAX_PORTS;
 use arc_swap::ArcSwap;
 use crossbeam::utils::CachePadded;
+use pipelines::tables::L2Tables;
 use std::sync::{
     atomic::{AtomicBool, AtomicU64, Ordering::*},
     Arc,
@@ -22,13 +23,27 @@ pub struct RxQueue {
     pub queue: u16,
 }
 
+/// What a port is for in the pipeline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Role {
+    /// Only a cross-connect forwards from it.
+    #[default]
+    None,
+    /// A VM port in tenant network `vni`.
+    Vm { vni: u32 },
+    /// The underlay uplink that carries VXLAN.
+    Uplink,
+}
+
 /// What a core needs to know about one ethdev port.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PortSlot {
     /// The port exists and may be transmitted on.
     pub active: bool,
-    /// Static cross-connect: everything received goes out this port.
+    /// Static cross-connect: everything received goes out this port, bypassing the
+    /// pipeline.
     pub xconnect: Option<u16>,
+    pub role: Role,
 }
 
 /// Everything the PMD cores read, frozen.
@@ -39,11 +54,18 @@ pub struct Snapshot {
     pub rx: Vec<Vec<RxQueue>>,
     /// Per ethdev port id.
     pub ports: [PortSlot; MAX_PORTS],
+    /// Networks, FIB, VTEP: shared between snapshots while unchanged.
+    pub l2: Arc<L2Tables>,
 }
 
 impl Snapshot {
     pub fn empty(cores: usize) -> Snapshot {
-        Snapshot { generation: 0, rx: vec![Vec::new(); cores], ports: [PortSlot::default(); MAX_PORTS] }
+        Snapshot {
+            generation: 0,
+            rx: vec![Vec::new(); cores],
+            ports: [PortSlot::default(); MAX_PORTS],
+            l2: Arc::new(L2Tables::default()),
+        }
     }
 }
 

@@ -51,6 +51,8 @@ pub struct CoreCounters {
     pub idle_cycles: Counter,
     /// Packets received by this core (all ports).
     pub packets: Counter,
+    /// Learn events lost because the ring to the control plane was full.
+    pub learn_lost: Counter,
     pub ports: [PortCounters; MAX_PORTS],
 }
 
@@ -61,6 +63,7 @@ impl Default for CoreCounters {
             busy_cycles: Counter::default(),
             idle_cycles: Counter::default(),
             packets: Counter::default(),
+            learn_lost: Counter::default(),
             ports: std::array::from_fn(|_| PortCounters::default()),
         }
     }

@@ -1,6 +1,6 @@
 //! Per-core transmit buffers: packets for a port collect until a burst is full or the
 //! poll round ends, then leave in one `tx_burst` on the core's own queue.
-use crate::{stats::CoreCounters, MAX_PORTS};
+use crate::{mbuf::Mbuf, stats::CoreCounters, MAX_PORTS};
 use dpdk_sys::rte_mbuf;
 use pipelines::{DropReason, BURST};
 
@@ -28,11 +28,25 @@ impl TxBuffers {
 
     /// Queues up to `BURST` packets for `port`; sends once a burst has collected.
     #[inline]
-    pub(crate) fn push(&mut self, port: u16, pkts: &[*mut rte_mbuf], counters: &CoreCounters) {
+    pub(crate) fn push(&mut self, port: u16, pkts: &[Mbuf], counters: &CoreCounters) {
         debug_assert!(pkts.len() <= BURST);
         let b = &mut self.bufs[port as usize];
-        b.pkts[b.len..b.len + pkts.len()].copy_from_slice(pkts);
+        for (d, s) in b.pkts[b.len..b.len + pkts.len()].iter_mut().zip(pkts) {
+            *d = s.0;
+        }
         b.len += pkts.len();
+        self.dirty |= 1 << port;
+        if b.len >= BURST {
+            self.flush(port, counters);
+        }
+    }
+
+    /// Queues one packet for `port`.
+    #[inline]
+    pub(crate) fn push_one(&mut self, port: u16, m: *mut rte_mbuf, counters: &CoreCounters) {
+        let b = &mut self.bufs[port as usize];
+        b.pkts[b.len] = m;
+        b.len += 1;
         self.dirty |= 1 << port;
         if b.len >= BURST {
             self.flush(port, counters);

@@ -77,7 +77,8 @@ fn run(args: Args) -> Result<(), String> {
                 args.mbufs
             )
         })?;
-    let shared = pmd::Shared::new(eal.workers.clone(), args.pmd_idle_sleep_us);
+    let pool = Arc::new(pool);
+    let shared = pmd::Shared::new(eal.workers.clone(), args.pmd_idle_sleep_us, pool.clone(), eal.tsc_hz);
     pmd::launch(&eal, &shared).map_err(|e| format!("cannot start the PMD cores: {e}"))?;
 
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -86,7 +87,7 @@ fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("cannot start the control-plane runtime: {e}"))?;
     let eal_for_cleanup = eal.clone();
     let result = rt.block_on(async {
-        let mut switch = Switch::new(eal, Arc::new(pool), shared.clone(), store);
+        let mut switch = Switch::new(eal, pool, shared.clone(), store);
         switch.restore(state).await;
         let listener = match server::bind(&args.socket) {
             Ok(l) => l,
