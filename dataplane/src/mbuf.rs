@@ -1,4 +1,5 @@
 //! An `rte_mbuf` seen as a `pipelines::Frame`.
+use crate::mempool::PktPool;
 use dpdk_sys::rte_mbuf;
 use pipelines::Frame;
 
@@ -20,17 +21,17 @@ impl Mbuf {
 
     /// A full copy (every segment into a fresh mbuf from `pool`), with fresh headroom.
     #[inline]
-    pub fn copy(&self, pool: *mut dpdk_sys::rte_mempool) -> Option<Mbuf> {
+    pub fn copy(&self, pool: &PktPool) -> Option<Mbuf> {
         // SAFETY: self is a valid mbuf; pool is the process-lifetime packet pool.
-        let c = unsafe { dpdk_sys::rte_pktmbuf_copy(self.0, pool, 0, u32::MAX) };
+        let c = unsafe { dpdk_sys::rte_pktmbuf_copy(self.0, pool.as_ptr(), 0, u32::MAX) };
         (!c.is_null()).then_some(Mbuf(c))
     }
 
     /// Allocates an empty mbuf and fills it with `bytes` (control-plane transmits).
-    pub fn from_bytes(pool: *mut dpdk_sys::rte_mempool, bytes: &[u8]) -> Option<Mbuf> {
+    pub fn from_bytes(pool: &PktPool, bytes: &[u8]) -> Option<Mbuf> {
         let n = u16::try_from(bytes.len()).ok()?;
         // SAFETY: pool is valid; alloc returns an owned mbuf or null.
-        let m = unsafe { dpdk_sys::vs_pktmbuf_alloc(pool) };
+        let m = unsafe { dpdk_sys::vs_pktmbuf_alloc(pool.as_ptr()) };
         if m.is_null() {
             return None;
         }

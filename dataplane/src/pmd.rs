@@ -87,7 +87,7 @@ impl Shared {
     /// Queues `bytes` for transmission on `port` by a PMD core. False if no mbuf or the
     /// ring is full.
     pub fn transmit(&self, port: u16, bytes: &[u8]) -> bool {
-        let Some(m) = Mbuf::from_bytes(self.pool.as_ptr(), bytes) else { return false };
+        let Some(m) = Mbuf::from_bytes(&self.pool, bytes) else { return false };
         if let Err((_, m)) = self.ctl_tx.push((port, m)) {
             // SAFETY: the mbuf never left this thread.
             unsafe { dpdk_sys::vs_pktmbuf_free(m.0) };
@@ -283,7 +283,7 @@ impl Core<'_> {
     #[cold]
     fn flood(&mut self, snap: &Snapshot, in_port: u16, from_vm: bool, vni: u32, i: usize) {
         let m = self.frames[i];
-        let pool = self.shared.pool.as_ptr();
+        let pool = &*self.shared.pool;
         let Some(net) = snap.l2.networks.get(&vni) else {
             return self.kill(m, in_port, DropReason::VniUnknown);
         };
