@@ -66,6 +66,9 @@ pub async fn serve(
     });
     tracing::info!("serving the API on {}", socket.display());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // Learn events and ARP answers come back to the cores within about this long.
+    let mut poll = tokio::time::interval(Duration::from_millis(5));
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -83,7 +86,8 @@ pub async fn serve(
                 };
                 let _ = reply.send(resp);
             }
-            _ = tick.tick() => switch.sample_cores(),
+            _ = tick.tick() => switch.tick_second().await,
+            _ = poll.tick() => switch.poll_cores().await,
             _ = &mut shutdown => break,
         }
     }

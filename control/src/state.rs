@@ -3,7 +3,7 @@
 //! Written whole on every accepted change: a temp file beside the real one, fsync,
 //! rename over it, fsync of the directory. A reader sees the old file or the new one,
 //! never a mix; an acknowledged change is on disk before the reply leaves.
-use crate::api::PortSpec;
+use crate::api::{FibSpec, NeighSpec, NetworkSpec, PortSpec, VtepSpec};
 use serde::{Deserialize, Serialize};
 use std::{
     fs,
@@ -23,6 +23,14 @@ pub struct DesiredState {
     pub ports: Vec<PortSpec>,
     #[serde(default)]
     pub xconnects: Vec<Xconnect>,
+    #[serde(default)]
+    pub networks: Vec<NetworkSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vtep: Option<VtepSpec>,
+    #[serde(default)]
+    pub fib: Vec<FibSpec>,
+    #[serde(default)]
+    pub neighbours: Vec<NeighSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +138,8 @@ mod tests {
             queues: Some(2),
             cores: None,
             mtu: None,
+            role: None,
+            vni: None,
         });
         s.xconnects.push(Xconnect { a: "a".into(), b: "b".into() });
         store.save(&s).unwrap();

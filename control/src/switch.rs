@@ -6,6 +6,7 @@
 //! to disk before its reply.
 use crate::{
     api::*,
+    overlay::{Overlay, PortRef},
     state::{DesiredState, Store, Xconnect},
     validate,
 };
@@ -14,11 +15,19 @@ use dataplane::{
     mempool::PktPool,
     pmd::Shared,
     port::{EthPort, PortConf, PortInfo},
-    snapshot::{RxQueue, Snapshot},
+    snapshot::{Role, RxQueue, Snapshot},
     stats::PortTotals,
+    MAX_PORTS,
 };
-use pipelines::DropReason;
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use pipelines::{
+    wire::{arp::Arp, ethernet, Mac},
+    DropReason, Meta,
+};
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 /// Descriptors per rx and tx queue.
 const RX_DESC: u16 = 1024;
@@ -59,6 +68,7 @@ pub struct Switch {
     /// In the order added.
     ports: Vec<Port>,
     xconnects: Vec<Xconnect>,
+    overlay: Overlay,
     last_sample: Vec<CoreSample>,
     rate: Vec<CoreSample>,
 }
@@ -76,6 +86,7 @@ impl Switch {
             store,
             ports: Vec::new(),
             xconnects: Vec::new(),
+            overlay: Overlay::default(),
             last_sample: vec![CoreSample::default(); n],
             rate: vec![CoreSample::default(); n],
         }
@@ -89,6 +100,7 @@ impl Switch {
     /// port starts forwarding with its cross-connect already in place. A port that
     /// fails stays in the desired state, marked failed, and the rest come up.
     pub async fn restore(&mut self, state: DesiredState) {
+        self.overlay.restore(state.networks, state.vtep, state.fib, state.neighbours);
         for spec in state.ports {
             let run = self.bring_up(&spec);
             if let Err(e) = &run {
@@ -111,6 +123,10 @@ impl Switch {
             Request::PortStats { name } => self.port_stats(name.as_deref()).map(|v| to_value(&v)),
             Request::XconnectAdd { a, b } => self.xconnect_add(a, b).await.map(|()| serde_json::Value::Null),
             Request::XconnectDel { a } => self.xconnect_del(&a).await.map(|()| serde_json::Value::Null),
+            Request::NetworkList => Ok(to_value(&self.overlay.network_views(&self.port_refs()))),
+            Request::VtepShow => Ok(to_value(&self.overlay.vtep_view(&self.port_refs()))),
+            Request::NeighList => Ok(to_value(&self.overlay.neigh_views(Instant::now()))),
+            Request::FibList { vni } => Ok(to_value(&self.overlay.fib_views(vni, &self.port_refs(), Instant::now()))),
             Request::Show => Ok(to_value(&self.show())),
             Request::Stats => Ok(to_value(&StatsView {
                 ports: self.port_stats(None)?,
@@ -118,6 +134,7 @@ impl Switch {
                 mempool: self.mempool(),
             })),
             Request::Cores => Ok(to_value(&self.core_views())),
+            change => self.overlay_change(change).await.map(|()| serde_json::Value::Null),
         }?;
         Ok(reply)
     }
@@ -131,11 +148,61 @@ impl Switch {
     }
 
     fn desired(&self) -> DesiredState {
+        let (networks, vtep, fib, neighbours) = self.overlay.desired();
         DesiredState {
             ports: self.ports.iter().map(|p| p.spec.clone()).collect(),
             xconnects: self.xconnects.clone(),
+            networks,
+            vtep,
+            fib,
+            neighbours,
             ..DesiredState::new()
         }
+    }
+
+    /// Applies an overlay change (network, VTEP, FIB, neighbour): validated, saved,
+    /// published. A refused or unsaved change leaves everything as it was.
+    async fn overlay_change(&mut self, req: Request) -> Result<(), Refusal> {
+        let ports = self.port_refs();
+        let mut next = self.overlay.clone_config();
+        let applied = match req {
+            Request::NetworkAdd(spec) => next.network_add(spec),
+            Request::NetworkDel { vni } => next.network_del(vni, &ports),
+            Request::NetworkAddVtep { vni, ip } => next.add_vtep(vni, ip),
+            Request::NetworkDelVtep { vni, ip } => next.del_vtep(vni, ip),
+            Request::VtepSet(spec) => next.vtep_set(spec, &ports),
+            Request::NeighAdd(spec) => next.neigh_add(spec),
+            Request::NeighDel { ip } => next.neigh_del(ip),
+            Request::FibAdd(spec) => next.fib_add(spec, &ports),
+            Request::FibDel { vni, mac } => next.fib_del(vni, &mac),
+            other => Err(format!("internal: {other:?} is not an overlay change")),
+        };
+        applied?;
+        let before = std::mem::replace(&mut self.overlay, next);
+        if let Err(e) = self.save() {
+            self.overlay = before;
+            return Err(e);
+        }
+        self.publish().await;
+        Ok(())
+    }
+
+    /// The overlay's view of the ports.
+    fn port_refs(&self) -> Vec<PortRef> {
+        self.ports
+            .iter()
+            .map(|p| {
+                let run = p.run.as_ref().ok();
+                PortRef {
+                    name: p.spec.name.clone(),
+                    id: run.map(|r| r.eth.id),
+                    role: p.spec.role,
+                    vni: p.spec.vni,
+                    mtu: run.map(|r| r.info.mtu).unwrap_or(1500),
+                    mac: run.map(|r| Mac(r.info.mac)).unwrap_or_default(),
+                }
+            })
+            .collect()
     }
 
     fn save(&self) -> Result<(), Refusal> {
@@ -159,6 +226,7 @@ impl Switch {
                 other.spec.name
             ));
         }
+        self.overlay.check_port(spec, &self.port_refs())?;
         validate::queues(spec.queues.unwrap_or(1))?;
         if let Some(m) = spec.mtu {
             validate::mtu(m)?;
@@ -241,11 +309,17 @@ impl Switch {
                 x.a, x.b, x.a
             ));
         }
+        if let Some(why) = self.overlay.port_in_use(name) {
+            return Err(why);
+        }
         let idx = self.ports.iter().position(|p| p.spec.name == name).expect("found above");
         let port = self.ports.remove(idx);
         if let Err(e) = self.save() {
             self.ports.insert(idx, port);
             return Err(e);
+        }
+        if let Ok(r) = &port.run {
+            self.overlay.port_removed(r.eth.id);
         }
         // No core may touch the port after this returns; only then is it closed.
         self.publish().await;
@@ -303,7 +377,13 @@ impl Switch {
         let mut id_of = BTreeMap::new();
         for p in &self.ports {
             if let Ok(r) = &p.run {
-                snap.ports[r.eth.id as usize].active = true;
+                let slot = &mut snap.ports[r.eth.id as usize];
+                slot.active = true;
+                slot.role = match (p.spec.role, p.spec.vni) {
+                    (Some(PortRole::Vm), Some(vni)) => Role::Vm { vni },
+                    (Some(PortRole::Uplink), _) => Role::Uplink,
+                    _ => Role::None,
+                };
                 id_of.insert(p.spec.name.as_str(), r.eth.id);
                 for &(queue, core) in &r.rxq {
                     snap.rx[core].push(RxQueue { port: r.eth.id, queue });
@@ -316,6 +396,7 @@ impl Switch {
                 snap.ports[b as usize].xconnect = Some(a);
             }
         }
+        snap.l2 = Arc::new(self.overlay.compile(&self.port_refs(), MAX_PORTS));
         let old = self.shared.rcu.load();
         let generation = self.shared.rcu.publish(snap);
         let start = std::time::Instant::now();
@@ -375,6 +456,8 @@ impl Switch {
                         .map(|&(queue, c)| RxQueueView { queue, lcore: self.eal.workers[c] })
                         .collect(),
                     xconnect,
+                    role: p.spec.role,
+                    vni: p.spec.vni,
                 }
             }
             Err(e) => PortView {
@@ -389,6 +472,8 @@ impl Switch {
                 link_speed_mbps: None,
                 rx_queues: Vec::new(),
                 xconnect,
+                role: p.spec.role,
+                vni: p.spec.vni,
             },
         }
     }
@@ -430,9 +515,59 @@ impl Switch {
             .collect())
     }
 
+    /// Takes in what the cores handed over (learn events, ARP replies), sends due ARP
+    /// requests, and publishes if the tables changed. Called every few milliseconds.
+    pub async fn poll_cores(&mut self) {
+        let now = Instant::now();
+        let ports = self.port_refs();
+        let mut changed = false;
+        for ring in self.shared.learn.iter() {
+            while let Some(ev) = ring.pop() {
+                changed |= self.overlay.learn(ev, &ports, now);
+            }
+        }
+        for ring in self.shared.punt.iter() {
+            while let Some(p) = ring.pop() {
+                let mut m = Meta::default();
+                pipelines::parse::parse(p.bytes(), &mut m);
+                if m.ethertype != ethernet::ETHERTYPE_ARP {
+                    continue;
+                }
+                if let Some(a) = p.bytes().get(m.l3 as usize..).and_then(Arp::parse) {
+                    changed |= self.overlay.arp_reply(&a, now);
+                }
+            }
+        }
+        let requests = self.overlay.arp_due(&ports, now, &mut changed);
+        if !requests.is_empty() {
+            if let Some(uplink) = self.overlay_uplink_id(&ports) {
+                for frame in &requests {
+                    if !self.shared.transmit(uplink, frame) {
+                        tracing::warn!("could not queue an ARP request (no mbuf or the ring is full)");
+                    }
+                }
+            }
+        }
+        if changed {
+            self.publish().await;
+        }
+    }
+
+    fn overlay_uplink_id(&self, ports: &[PortRef]) -> Option<u16> {
+        ports.iter().find(|p| p.role == Some(PortRole::Uplink)).and_then(|p| p.id)
+    }
+
+    /// Once a second: core activity rates, and ageing of learned MACs.
+    pub async fn tick_second(&mut self) {
+        self.sample_cores();
+        if self.overlay.age(Instant::now()) {
+            self.publish().await;
+        }
+    }
+
     /// Takes a sample of core activity; the rates `cores` reports are over the interval
     /// between the last two samples. Called every second by the server.
-    pub fn sample_cores(&mut self) {
+    fn sample_cores(&mut self) {
         for (i, c) in self.shared.counters.iter().enumerate() {
             let now = CoreSample { busy: c.busy_cycles.get(), idle: c.idle_cycles.get(), packets: c.packets.get() };
             let last = self.last_sample[i];
@@ -492,7 +627,10 @@ impl Switch {
             db: self.store.path().display().to_string(),
             ports: self.port_views(),
             xconnects: self.xconnects.iter().map(|x| XconnectView { a: x.a.clone(), b: x.b.clone() }).collect(),
+            networks: self.overlay.network_views(&self.port_refs()),
+            vtep: self.overlay.vtep_view(&self.port_refs()),
             mempool: self.mempool(),
+            learn_events_lost: self.shared.counters.iter().map(|c| c.learn_lost.get()).sum(),
         }
     }
 

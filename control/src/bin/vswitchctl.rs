@@ -2,10 +2,12 @@
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use control::{
     api::{
-        CoreView, Envelope, PortSpec, PortStatsView, PortView, Request, Response, ShowView, StatsView, PROTOCOL_VERSION,
+        CoreView, Envelope, FibSpec, FibView, NeighSpec, NeighView, NetworkSpec, NetworkView, PortRole, PortSpec,
+        PortStatsView, PortView, Request, Response, ShowView, StatsView, VtepSpec, VtepView, PROTOCOL_VERSION,
     },
     DEFAULT_SOCKET,
 };
+use std::net::Ipv4Addr;
 use std::{
     io::{BufRead, BufReader, Write},
     os::unix::net::UnixStream,
@@ -43,6 +45,18 @@ enum Cmd {
     /// Static cross-connects: everything received on one port leaves the other, both ways.
     #[command(subcommand)]
     Xconnect(XconnectCmd),
+    /// Tenant networks (VNIs) and their flood lists.
+    #[command(subcommand)]
+    Network(NetworkCmd),
+    /// The local VXLAN tunnel endpoint.
+    #[command(subcommand)]
+    Vtep(VtepCmd),
+    /// Underlay neighbours (next hops toward remote VTEPs): static entries and the ARP cache.
+    #[command(subcommand)]
+    Neigh(NeighCmd),
+    /// The L2 forwarding table per VNI: static and learned MACs.
+    #[command(subcommand)]
+    Fib(FibCmd),
     /// Counters per port and per core, drops by reason, mempool use.
     Stats,
     /// Per PMD core: rx queues, busy %, cycles per packet.
@@ -83,6 +97,111 @@ struct PortAddArgs {
     /// Port MTU in bytes.
     #[arg(long)]
     mtu: Option<u16>,
+    /// What the port is: a VM's port in a tenant network, or the underlay uplink.
+    #[arg(long, value_enum)]
+    role: Option<RoleArg>,
+    /// The tenant network of a VM port.
+    #[arg(long)]
+    vni: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum RoleArg {
+    Vm,
+    Uplink,
+}
+
+#[derive(Subcommand, Debug)]
+enum NetworkCmd {
+    /// Add a tenant network.
+    ///
+    /// Example: vswitchctl network add 100 --name blue --max-macs 4096 --aging 600
+    #[command(verbatim_doc_comment)]
+    Add {
+        vni: u32,
+        #[arg(long)]
+        name: Option<String>,
+        /// Learned MACs allowed (default 8192); more are not learned, and counted.
+        #[arg(long)]
+        max_macs: Option<u32>,
+        /// Seconds a learned MAC lives without traffic (default 300).
+        #[arg(long)]
+        aging: Option<u32>,
+    },
+    /// Delete a network (it must have no ports and no static FIB entries).
+    Del { vni: u32 },
+    /// Networks with their ports, flood lists and learning counters.
+    List,
+    /// Add a remote VTEP to the network's flood list (head-end replication of BUM traffic).
+    AddVtep { vni: u32, ip: Ipv4Addr },
+    /// Remove a remote VTEP from the flood list.
+    DelVtep { vni: u32, ip: Ipv4Addr },
+}
+
+#[derive(Subcommand, Debug)]
+enum VtepCmd {
+    /// Set the local VTEP.
+    ///
+    /// Example: vswitchctl vtep set --ip 192.168.50.1/24 --uplink up0 --gateway 192.168.50.254
+    #[command(verbatim_doc_comment)]
+    Set {
+        /// Underlay address with prefix length.
+        #[arg(long)]
+        ip: String,
+        /// The uplink port (added with --role uplink).
+        #[arg(long)]
+        uplink: String,
+        /// Source MAC of encapsulated frames (default: the uplink's).
+        #[arg(long)]
+        mac: Option<String>,
+        /// Next hop toward remote VTEPs outside the prefix.
+        #[arg(long)]
+        gateway: Option<Ipv4Addr>,
+        /// VXLAN UDP port (default 4789).
+        #[arg(long)]
+        udp_port: Option<u16>,
+        /// TTL of the outer IPv4 header (default 64).
+        #[arg(long)]
+        ttl: Option<u8>,
+    },
+    /// The VTEP, its state, and each remote VTEP's next hop.
+    Show,
+}
+
+#[derive(Subcommand, Debug)]
+enum NeighCmd {
+    /// A static underlay neighbour (no ARP for it).
+    Add {
+        ip: Ipv4Addr,
+        mac: String,
+    },
+    Del {
+        ip: Ipv4Addr,
+    },
+    /// Static neighbours and the ARP cache.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+enum FibCmd {
+    /// A static MAC: behind a local VM port, or a remote VTEP. Static entries win over learning.
+    ///
+    /// Examples:
+    ///   vswitchctl fib add 100 02:00:00:00:02:01 --port vm2
+    ///   vswitchctl fib add 100 02:00:00:00:09:01 --vtep 192.168.50.2
+    #[command(verbatim_doc_comment)]
+    Add {
+        vni: u32,
+        mac: String,
+        #[arg(long, conflicts_with = "vtep", required_unless_present = "vtep")]
+        port: Option<String>,
+        #[arg(long)]
+        vtep: Option<Ipv4Addr>,
+    },
+    /// Delete a static or learned entry.
+    Del { vni: u32, mac: String },
+    /// Entries of one VNI or all, static and learned (with age).
+    List { vni: Option<u32> },
 }
 
 #[derive(Clone, Debug)]
@@ -125,7 +244,40 @@ fn main() -> ExitCode {
             queues: a.queues,
             cores: a.cores.clone().map(|c| c.0),
             mtu: a.mtu,
+            role: a.role.map(|r| match r {
+                RoleArg::Vm => PortRole::Vm,
+                RoleArg::Uplink => PortRole::Uplink,
+            }),
+            vni: a.vni,
         }),
+        Cmd::Network(NetworkCmd::Add { vni, name, max_macs, aging }) => Request::NetworkAdd(NetworkSpec {
+            vni: *vni,
+            name: name.clone(),
+            max_macs: *max_macs,
+            aging: *aging,
+            flood_vteps: Vec::new(),
+        }),
+        Cmd::Network(NetworkCmd::Del { vni }) => Request::NetworkDel { vni: *vni },
+        Cmd::Network(NetworkCmd::List) => Request::NetworkList,
+        Cmd::Network(NetworkCmd::AddVtep { vni, ip }) => Request::NetworkAddVtep { vni: *vni, ip: *ip },
+        Cmd::Network(NetworkCmd::DelVtep { vni, ip }) => Request::NetworkDelVtep { vni: *vni, ip: *ip },
+        Cmd::Vtep(VtepCmd::Set { ip, uplink, mac, gateway, udp_port, ttl }) => Request::VtepSet(VtepSpec {
+            ip: ip.clone(),
+            uplink: uplink.clone(),
+            mac: mac.clone(),
+            gateway: *gateway,
+            udp_port: *udp_port,
+            ttl: *ttl,
+        }),
+        Cmd::Vtep(VtepCmd::Show) => Request::VtepShow,
+        Cmd::Neigh(NeighCmd::Add { ip, mac }) => Request::NeighAdd(NeighSpec { ip: *ip, mac: mac.clone() }),
+        Cmd::Neigh(NeighCmd::Del { ip }) => Request::NeighDel { ip: *ip },
+        Cmd::Neigh(NeighCmd::List) => Request::NeighList,
+        Cmd::Fib(FibCmd::Add { vni, mac, port, vtep }) => {
+            Request::FibAdd(FibSpec { vni: *vni, mac: mac.clone(), port: port.clone(), vtep: *vtep })
+        }
+        Cmd::Fib(FibCmd::Del { vni, mac }) => Request::FibDel { vni: *vni, mac: mac.clone() },
+        Cmd::Fib(FibCmd::List { vni }) => Request::FibList { vni: *vni },
         Cmd::Port(PortCmd::Del { name }) => Request::PortDel { name: name.clone() },
         Cmd::Port(PortCmd::List) => Request::PortList,
         Cmd::Port(PortCmd::Stats { name }) => Request::PortStats { name: name.clone() },
@@ -201,7 +353,19 @@ fn print_human(cmd: &Cmd, v: serde_json::Value) -> Result<(), serde_json::Error>
             println!("mempool: {} mbufs, {} in use, {} free", s.mempool.size, s.mempool.in_use, s.mempool.available);
         }
         Cmd::Cores => print_cores(&serde_json::from_value::<Vec<CoreView>>(v)?),
-        Cmd::Port(PortCmd::Del { .. }) | Cmd::Xconnect(_) => {}
+        Cmd::Network(NetworkCmd::List) => print_networks(&serde_json::from_value::<Vec<NetworkView>>(v)?),
+        Cmd::Vtep(VtepCmd::Show) => match serde_json::from_value::<Option<VtepView>>(v)? {
+            Some(vt) => print_vtep(&vt),
+            None => println!("no VTEP (set one with: vswitchctl vtep set --ip A.B.C.D/LEN --uplink PORT)"),
+        },
+        Cmd::Neigh(NeighCmd::List) => print_neighbours(&serde_json::from_value::<Vec<NeighView>>(v)?),
+        Cmd::Fib(FibCmd::List { .. }) => print_fib(&serde_json::from_value::<Vec<FibView>>(v)?),
+        Cmd::Port(PortCmd::Del { .. })
+        | Cmd::Xconnect(_)
+        | Cmd::Network(_)
+        | Cmd::Vtep(_)
+        | Cmd::Neigh(_)
+        | Cmd::Fib(_) => {}
     }
     Ok(())
 }
@@ -219,6 +383,103 @@ fn print_show(s: &ShowView) {
             println!("  {} <-> {}", x.a, x.b);
         }
     }
+    if !s.networks.is_empty() {
+        println!();
+        print_networks(&s.networks);
+    }
+    if let Some(v) = &s.vtep {
+        println!();
+        print_vtep(v);
+    }
+    if s.learn_events_lost > 0 {
+        println!("\nlearn events lost (ring full): {}", s.learn_events_lost);
+    }
+}
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map(ToString::to_string).unwrap_or_else(|| "-".into())
+}
+
+fn print_networks(nets: &[NetworkView]) {
+    if nets.is_empty() {
+        println!("no networks (add one with: vswitchctl network add VNI)");
+        return;
+    }
+    let mut rows = vec![["VNI", "NAME", "PORTS", "FLOOD VTEPS", "MACS", "MAX", "AGING", "REFUSED", "MOVES"]
+        .map(String::from)
+        .to_vec()];
+    for n in nets {
+        rows.push(vec![
+            n.vni.to_string(),
+            opt(&n.name),
+            n.ports.join(","),
+            n.flood_vteps.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(","),
+            n.macs_learned.to_string(),
+            n.max_macs.to_string(),
+            format!("{}s", n.aging),
+            n.learn_refused.to_string(),
+            n.mac_moves.to_string(),
+        ]);
+    }
+    table(&rows);
+}
+
+fn print_vtep(v: &VtepView) {
+    println!(
+        "VTEP {} on {} ({}), MAC {}, UDP {}, TTL {}, uplink MTU {}, gateway {}",
+        v.ip,
+        v.uplink,
+        v.state,
+        opt(&v.mac),
+        v.udp_port,
+        v.ttl,
+        opt(&v.mtu),
+        opt(&v.gateway)
+    );
+    if !v.remotes.is_empty() {
+        let mut rows = vec![["REMOTE VTEP", "NEXT HOP", "NEXT HOP MAC"].map(String::from).to_vec()];
+        for r in &v.remotes {
+            rows.push(vec![
+                r.ip.to_string(),
+                opt(&r.nexthop),
+                r.nexthop_mac.clone().unwrap_or_else(|| "unresolved".into()),
+            ]);
+        }
+        table(&rows);
+    }
+}
+
+fn print_neighbours(ns: &[NeighView]) {
+    let mut rows = vec![["IP", "MAC", "KIND", "STATE", "AGE"].map(String::from).to_vec()];
+    for n in ns {
+        rows.push(vec![
+            n.ip.to_string(),
+            opt(&n.mac),
+            n.kind.clone(),
+            n.state.clone(),
+            n.age_secs.map(|a| format!("{a}s")).unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    table(&rows);
+}
+
+fn print_fib(entries: &[FibView]) {
+    let mut rows = vec![["VNI", "MAC", "WHERE", "KIND", "AGE"].map(String::from).to_vec()];
+    for e in entries {
+        let place = match (&e.port, e.vtep) {
+            (Some(p), _) => format!("port {p}"),
+            (None, Some(ip)) => format!("vtep {ip}"),
+            _ => "-".into(),
+        };
+        rows.push(vec![
+            e.vni.to_string(),
+            e.mac.clone(),
+            place,
+            e.kind.clone(),
+            e.age_secs.map(|a| format!("{a}s")).unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    table(&rows);
 }
 
 fn print_ports(ports: &[PortView]) {
@@ -228,12 +489,13 @@ fn print_ports(ports: &[PortView]) {
     }
     let mut rows = vec![vec![
         "NAME".to_string(),
-        "STATE".into(),
+        "LINK".into(),
         "ID".into(),
         "DRIVER".into(),
         "MAC".into(),
         "MTU".into(),
         "RXQ@LCORE".into(),
+        "ROLE".into(),
         "XCONNECT".into(),
         "DEVARGS".into(),
     ]];
@@ -246,6 +508,11 @@ fn print_ports(ports: &[PortView]) {
             p.mac.clone().unwrap_or_else(|| "-".into()),
             p.mtu.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
             p.rx_queues.iter().map(|q| format!("{}@{}", q.queue, q.lcore)).collect::<Vec<_>>().join(","),
+            match (p.role, p.vni) {
+                (Some(PortRole::Vm), Some(v)) => format!("vm/{v}"),
+                (Some(PortRole::Uplink), _) => "uplink".into(),
+                _ => "-".into(),
+            },
             p.xconnect.clone().unwrap_or_else(|| "-".into()),
             p.devargs.clone(),
         ]);

@@ -1,0 +1,690 @@
+//! Tenant networks, the VTEP, the FIB (static and learned), underlay neighbours and
+//! their resolution: the control-plane side of the overlay. Compiles into the
+//! `L2Tables` the cores read.
+use crate::api::*;
+use ipnetwork::Ipv4Network;
+use pipelines::{
+    learn::LearnEvent,
+    tables::{fib_key, FibEntry, FibTarget, L2Tables, Network, Remote, Vtep},
+    wire::{arp, vxlan::MAX_VNI, Mac},
+    PortId,
+};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    net::Ipv4Addr,
+    time::{Duration, Instant},
+};
+
+pub const DEFAULT_MAX_MACS: u32 = 8192;
+pub const DEFAULT_AGING: u32 = 300;
+/// A resolved neighbour is asked again after this long...
+const ARP_REFRESH: Duration = Duration::from_secs(240);
+/// ...and forgotten after this long without an answer.
+const ARP_TTL: Duration = Duration::from_secs(300);
+/// Retry interval while resolving: quick at first, then slower.
+const ARP_RETRY_FAST: Duration = Duration::from_secs(1);
+const ARP_RETRY_SLOW: Duration = Duration::from_secs(10);
+const ARP_FAST_TRIES: u32 = 3;
+
+/// What the overlay needs to know about a port.
+#[derive(Debug, Clone)]
+pub struct PortRef {
+    pub name: String,
+    /// None while the port is not running (failed at restore).
+    pub id: Option<PortId>,
+    pub role: Option<PortRole>,
+    pub vni: Option<u32>,
+    pub mtu: u16,
+    pub mac: Mac,
+}
+
+#[derive(Debug, Clone)]
+struct Learned {
+    target: FibTarget,
+    last_seen: Instant,
+}
+
+#[derive(Debug, Clone)]
+struct ArpEntry {
+    mac: Option<Mac>,
+    resolved_at: Option<Instant>,
+    tries: u32,
+    next_try: Instant,
+}
+
+/// A validated VTEP.
+#[derive(Debug, Clone)]
+struct VtepConf {
+    spec: VtepSpec,
+    net: Ipv4Network,
+    mac: Option<Mac>,
+}
+
+#[derive(Default)]
+pub struct Overlay {
+    networks: BTreeMap<u32, NetworkSpec>,
+    vtep: Option<VtepConf>,
+    /// Static FIB: (vni, mac) -> the spec as given.
+    fib: BTreeMap<(u32, Mac), FibSpec>,
+    neighbours: BTreeMap<Ipv4Addr, Mac>,
+    learned: HashMap<(u32, Mac), Learned>,
+    learned_per_vni: HashMap<u32, usize>,
+    refused: HashMap<u32, u64>,
+    moves: HashMap<u32, u64>,
+    arp: HashMap<Ipv4Addr, ArpEntry>,
+}
+
+fn parse_mac(field: &str, s: &str) -> Result<Mac, String> {
+    let m: Mac = s.parse().map_err(|e| format!("{field}: {e}"))?;
+    if m.is_multicast() || m.is_zero() {
+        return Err(format!("{field}: {m} is not a unicast MAC address"));
+    }
+    Ok(m)
+}
+
+fn check_vni(field: &str, vni: u32) -> Result<(), String> {
+    if vni == 0 || vni > MAX_VNI {
+        return Err(format!("{field}: {vni} is out of range; a VNI is 1 to {MAX_VNI}"));
+    }
+    Ok(())
+}
+
+fn check_unicast(field: &str, ip: Ipv4Addr) -> Result<(), String> {
+    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() {
+        return Err(format!("{field}: {ip} is not a unicast address"));
+    }
+    Ok(())
+}
+
+impl Overlay {
+    /// A copy of the configuration and runtime state, to try a change on.
+    pub fn clone_config(&self) -> Overlay {
+        Overlay {
+            networks: self.networks.clone(),
+            vtep: self.vtep.clone(),
+            fib: self.fib.clone(),
+            neighbours: self.neighbours.clone(),
+            learned: self.learned.clone(),
+            learned_per_vni: self.learned_per_vni.clone(),
+            refused: self.refused.clone(),
+            moves: self.moves.clone(),
+            arp: self.arp.clone(),
+        }
+    }
+
+    /// Loads the persisted part, trusting it was validated when it was accepted.
+    pub fn restore(
+        &mut self,
+        networks: Vec<NetworkSpec>,
+        vtep: Option<VtepSpec>,
+        fib: Vec<FibSpec>,
+        neigh: Vec<NeighSpec>,
+    ) {
+        for n in networks {
+            self.networks.insert(n.vni, n);
+        }
+        if let Some(spec) = vtep {
+            match Self::parse_vtep(&spec) {
+                Ok((net, mac)) => self.vtep = Some(VtepConf { spec, net, mac }),
+                Err(e) => tracing::error!("the saved VTEP is not valid and was not restored: {e}"),
+            }
+        }
+        for f in fib {
+            if let Ok(mac) = f.mac.parse() {
+                self.fib.insert((f.vni, mac), f);
+            }
+        }
+        for n in neigh {
+            if let Ok(mac) = n.mac.parse() {
+                self.neighbours.insert(n.ip, mac);
+            }
+        }
+    }
+
+    /// The persisted part, in the desired-state file's order.
+    pub fn desired(&self) -> (Vec<NetworkSpec>, Option<VtepSpec>, Vec<FibSpec>, Vec<NeighSpec>) {
+        (
+            self.networks.values().cloned().collect(),
+            self.vtep.as_ref().map(|v| v.spec.clone()),
+            self.fib.values().cloned().collect(),
+            self.neighbours.iter().map(|(ip, mac)| NeighSpec { ip: *ip, mac: mac.to_string() }).collect(),
+        )
+    }
+
+    pub fn has_network(&self, vni: u32) -> bool {
+        self.networks.contains_key(&vni)
+    }
+
+    /// Checks what a port spec says about roles against the overlay.
+    pub fn check_port(&self, spec: &PortSpec, ports: &[PortRef]) -> Result<(), String> {
+        match (spec.role, spec.vni) {
+            (Some(PortRole::Vm), Some(vni)) => {
+                check_vni("vni", vni)?;
+                if !self.has_network(vni) {
+                    return Err(format!(
+                        "vni: network {vni} does not exist; add it first: vswitchctl network add {vni}"
+                    ));
+                }
+            }
+            (Some(PortRole::Vm), None) => return Err("vni: a VM port needs --vni".into()),
+            (Some(PortRole::Uplink), Some(_)) => {
+                return Err("vni: an uplink carries every VNI; give --vni only to VM ports".into())
+            }
+            (Some(PortRole::Uplink), None) => {
+                if let Some(u) = ports.iter().find(|p| p.role == Some(PortRole::Uplink)) {
+                    return Err(format!("role: port {:?} is already the uplink; there is one uplink", u.name));
+                }
+            }
+            (None, Some(_)) => return Err("vni: only a VM port (--role vm) belongs to a VNI".into()),
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    /// Why `name` cannot be deleted now, if anything holds on to it.
+    pub fn port_in_use(&self, name: &str) -> Option<String> {
+        if self.vtep.as_ref().is_some_and(|v| v.spec.uplink == name) {
+            return Some(format!("port {name:?} is the VTEP's uplink; change the VTEP first (vswitchctl vtep set)"));
+        }
+        if let Some(f) = self.fib.values().find(|f| f.port.as_deref() == Some(name)) {
+            return Some(format!(
+                "port {name:?} has static FIB entries (e.g. {} in VNI {}); delete them first: vswitchctl fib del {} {}",
+                f.mac, f.vni, f.vni, f.mac
+            ));
+        }
+        None
+    }
+
+    /// Forgets what was learned on a port id that is going away.
+    pub fn port_removed(&mut self, id: PortId) {
+        let gone: Vec<_> =
+            self.learned.iter().filter(|(_, l)| l.target == FibTarget::Port(id)).map(|(k, _)| *k).collect();
+        for k in gone {
+            self.forget(k);
+        }
+    }
+
+    fn forget(&mut self, key: (u32, Mac)) {
+        if self.learned.remove(&key).is_some() {
+            if let Some(c) = self.learned_per_vni.get_mut(&key.0) {
+                *c = c.saturating_sub(1);
+            }
+        }
+    }
+
+    pub fn network_add(&mut self, spec: NetworkSpec) -> Result<(), String> {
+        check_vni("vni", spec.vni)?;
+        if self.networks.contains_key(&spec.vni) {
+            return Err(format!("vni: network {} already exists", spec.vni));
+        }
+        if let Some(n) = &spec.name {
+            if n.is_empty() || n.len() > 64 || n.chars().any(char::is_control) {
+                return Err(format!("name: {n:?} must be 1 to 64 printable characters"));
+            }
+        }
+        if let Some(m) = spec.max_macs {
+            if m == 0 || m > 1_000_000 {
+                return Err(format!("max_macs: {m} is out of range; give 1 to 1000000"));
+            }
+        }
+        if let Some(a) = spec.aging {
+            if !(10..=86_400).contains(&a) {
+                return Err(format!("aging: {a} s is out of range; give 10 to 86400 seconds"));
+            }
+        }
+        for ip in &spec.flood_vteps {
+            check_unicast("flood_vteps", *ip)?;
+        }
+        self.networks.insert(spec.vni, spec);
+        Ok(())
+    }
+
+    pub fn network_del(&mut self, vni: u32, ports: &[PortRef]) -> Result<(), String> {
+        if !self.networks.contains_key(&vni) {
+            return Err(format!("vni: no network {vni}"));
+        }
+        let members: Vec<&str> = ports.iter().filter(|p| p.vni == Some(vni)).map(|p| p.name.as_str()).collect();
+        if !members.is_empty() {
+            return Err(format!("network {vni} still has ports ({}); delete them first", members.join(", ")));
+        }
+        if self.fib.keys().any(|(v, _)| *v == vni) {
+            return Err(format!("network {vni} has static FIB entries; delete them first (vswitchctl fib list {vni})"));
+        }
+        self.networks.remove(&vni);
+        let gone: Vec<_> = self.learned.keys().filter(|(v, _)| *v == vni).copied().collect();
+        for k in gone {
+            self.forget(k);
+        }
+        self.learned_per_vni.remove(&vni);
+        Ok(())
+    }
+
+    pub fn add_vtep(&mut self, vni: u32, ip: Ipv4Addr) -> Result<(), String> {
+        check_unicast("ip", ip)?;
+        if self.vtep.as_ref().is_some_and(|v| v.net.ip() == ip) {
+            return Err(format!("ip: {ip} is our own VTEP"));
+        }
+        let net = self.networks.get_mut(&vni).ok_or_else(|| format!("vni: no network {vni}"))?;
+        if net.flood_vteps.contains(&ip) {
+            return Err(format!("ip: {ip} is already in the flood list of network {vni}"));
+        }
+        if net.flood_vteps.len() >= 1024 {
+            return Err(format!("network {vni} already floods to 1024 VTEPs"));
+        }
+        net.flood_vteps.push(ip);
+        Ok(())
+    }
+
+    pub fn del_vtep(&mut self, vni: u32, ip: Ipv4Addr) -> Result<(), String> {
+        let net = self.networks.get_mut(&vni).ok_or_else(|| format!("vni: no network {vni}"))?;
+        let before = net.flood_vteps.len();
+        net.flood_vteps.retain(|x| *x != ip);
+        if net.flood_vteps.len() == before {
+            return Err(format!("ip: {ip} is not in the flood list of network {vni}"));
+        }
+        Ok(())
+    }
+
+    fn parse_vtep(spec: &VtepSpec) -> Result<(Ipv4Network, Option<Mac>), String> {
+        let net: Ipv4Network = spec.ip.parse().map_err(|e| {
+            format!("ip: {:?} is not an IPv4 address with prefix length (e.g. 192.168.50.1/24): {e}", spec.ip)
+        })?;
+        if !spec.ip.contains('/') {
+            return Err(format!("ip: {:?} needs a prefix length, e.g. {}/24", spec.ip, spec.ip));
+        }
+        check_unicast("ip", net.ip())?;
+        if net.prefix() < 32 && (net.ip() == net.network() || net.ip() == net.broadcast()) {
+            return Err(format!("ip: {} is the network or broadcast address of {net}", net.ip()));
+        }
+        let mac = spec.mac.as_deref().map(|m| parse_mac("mac", m)).transpose()?;
+        if let Some(gw) = spec.gateway {
+            check_unicast("gateway", gw)?;
+            if !net.contains(gw) || gw == net.ip() {
+                return Err(format!("gateway: {gw} must be another address inside {net}"));
+            }
+        }
+        if spec.udp_port == Some(0) {
+            return Err("udp_port: 0 is not a port; the VXLAN default is 4789".into());
+        }
+        if spec.ttl == Some(0) {
+            return Err("ttl: give 1 to 255".into());
+        }
+        Ok((net, mac))
+    }
+
+    pub fn vtep_set(&mut self, spec: VtepSpec, ports: &[PortRef]) -> Result<(), String> {
+        let (net, mac) = Self::parse_vtep(&spec)?;
+        let uplink = ports.iter().find(|p| p.name == spec.uplink).ok_or_else(|| {
+            format!(
+                "uplink: no port named {:?}; add it with: vswitchctl port add NAME DEVARGS --role uplink",
+                spec.uplink
+            )
+        })?;
+        if uplink.role != Some(PortRole::Uplink) {
+            return Err(format!(
+                "uplink: port {:?} is not an uplink (it was added without --role uplink)",
+                spec.uplink
+            ));
+        }
+        self.vtep = Some(VtepConf { spec, net, mac });
+        Ok(())
+    }
+
+    pub fn neigh_add(&mut self, spec: NeighSpec) -> Result<(), String> {
+        check_unicast("ip", spec.ip)?;
+        let mac = parse_mac("mac", &spec.mac)?;
+        self.neighbours.insert(spec.ip, mac);
+        Ok(())
+    }
+
+    pub fn neigh_del(&mut self, ip: Ipv4Addr) -> Result<(), String> {
+        self.neighbours.remove(&ip).map(|_| ()).ok_or_else(|| format!("ip: no static neighbour {ip}"))
+    }
+
+    pub fn fib_add(&mut self, spec: FibSpec, ports: &[PortRef]) -> Result<(), String> {
+        check_vni("vni", spec.vni)?;
+        if !self.has_network(spec.vni) {
+            return Err(format!("vni: no network {}", spec.vni));
+        }
+        let mac = parse_mac("mac", &spec.mac)?;
+        match (&spec.port, spec.vtep) {
+            (Some(name), None) => {
+                let p =
+                    ports.iter().find(|p| &p.name == name).ok_or_else(|| format!("port: no port named {name:?}"))?;
+                if p.role != Some(PortRole::Vm) || p.vni != Some(spec.vni) {
+                    return Err(format!("port: {name:?} is not a VM port of network {}", spec.vni));
+                }
+            }
+            (None, Some(ip)) => {
+                check_unicast("vtep", ip)?;
+                if self.vtep.as_ref().is_some_and(|v| v.net.ip() == ip) {
+                    return Err(format!("vtep: {ip} is our own VTEP; use --port for local MACs"));
+                }
+            }
+            _ => return Err("give exactly one of --port NAME or --vtep IP".into()),
+        }
+        let spec = FibSpec { mac: mac.to_string(), ..spec };
+        self.fib.insert((spec.vni, mac), spec);
+        Ok(())
+    }
+
+    pub fn fib_del(&mut self, vni: u32, mac: &str) -> Result<(), String> {
+        let m: Mac = mac.parse().map_err(|e| format!("mac: {e}"))?;
+        if self.fib.remove(&(vni, m)).is_some() {
+            return Ok(());
+        }
+        if self.learned.contains_key(&(vni, m)) {
+            self.forget((vni, m));
+            return Ok(());
+        }
+        Err(format!("no FIB entry for {m} in VNI {vni}"))
+    }
+
+    /// Applies what a core learned. Returns true if the tables changed.
+    pub fn learn(&mut self, ev: LearnEvent, ports: &[PortRef], now: Instant) -> bool {
+        let Some(net) = self.networks.get(&ev.vni) else { return false };
+        let key = (ev.vni, ev.mac);
+        if self.fib.contains_key(&key) {
+            return false; // static entries win
+        }
+        if let FibTarget::Port(id) = ev.target {
+            // Only a running VM port of this VNI is a place a MAC can live.
+            if !ports.iter().any(|p| p.id == Some(id) && p.vni == Some(ev.vni)) {
+                return false;
+            }
+        }
+        if let Some(l) = self.learned.get_mut(&key) {
+            l.last_seen = now;
+            if l.target == ev.target {
+                return false;
+            }
+            l.target = ev.target;
+            *self.moves.entry(ev.vni).or_default() += 1;
+            return true;
+        }
+        let count = self.learned_per_vni.entry(ev.vni).or_default();
+        if *count >= net.max_macs.unwrap_or(DEFAULT_MAX_MACS) as usize {
+            *self.refused.entry(ev.vni).or_default() += 1;
+            return false;
+        }
+        *count += 1;
+        self.learned.insert(key, Learned { target: ev.target, last_seen: now });
+        true
+    }
+
+    /// Forgets learned MACs silent for longer than their network's aging time.
+    pub fn age(&mut self, now: Instant) -> bool {
+        let aging: HashMap<u32, Duration> = self
+            .networks
+            .values()
+            .map(|n| (n.vni, Duration::from_secs(n.aging.unwrap_or(DEFAULT_AGING) as u64)))
+            .collect();
+        let old: Vec<_> = self
+            .learned
+            .iter()
+            .filter(|((vni, _), l)| aging.get(vni).is_none_or(|a| now.duration_since(l.last_seen) > *a))
+            .map(|(k, _)| *k)
+            .collect();
+        let changed = !old.is_empty();
+        for k in old {
+            self.forget(k);
+        }
+        changed
+    }
+
+    /// Every remote VTEP the tables may send to.
+    fn remote_vteps(&self) -> BTreeSet<Ipv4Addr> {
+        let mut s: BTreeSet<Ipv4Addr> = self.networks.values().flat_map(|n| n.flood_vteps.iter().copied()).collect();
+        s.extend(self.fib.values().filter_map(|f| f.vtep));
+        s.extend(self.learned.values().filter_map(|l| match l.target {
+            FibTarget::Vtep(ip) => Some(Ipv4Addr::from(ip)),
+            FibTarget::Port(_) => None,
+        }));
+        s
+    }
+
+    /// The underlay next hop toward a remote VTEP.
+    fn nexthop(&self, remote: Ipv4Addr) -> Option<Ipv4Addr> {
+        let v = self.vtep.as_ref()?;
+        if v.net.contains(remote) {
+            Some(remote)
+        } else {
+            v.spec.gateway
+        }
+    }
+
+    fn nexthop_mac(&self, nh: Ipv4Addr) -> Option<Mac> {
+        self.neighbours.get(&nh).copied().or_else(|| self.arp.get(&nh).and_then(|e| e.mac))
+    }
+
+    /// The VTEP as the cores see it, if its uplink is running.
+    fn vtep_tables(&self, ports: &[PortRef]) -> Option<Vtep> {
+        let v = self.vtep.as_ref()?;
+        let up = ports.iter().find(|p| p.name == v.spec.uplink && p.role == Some(PortRole::Uplink))?;
+        Some(Vtep {
+            ip: u32::from(v.net.ip()),
+            mac: v.mac.unwrap_or(up.mac),
+            uplink: up.id?,
+            udp_port: v.spec.udp_port.unwrap_or(pipelines::wire::vxlan::DEFAULT_UDP_PORT),
+            ttl: v.spec.ttl.unwrap_or(64),
+            mtu: up.mtu,
+        })
+    }
+
+    /// The tables for the next snapshot.
+    pub fn compile(&self, ports: &[PortRef], max_ports: usize) -> L2Tables {
+        let mut t = L2Tables { port_mtu: vec![1500; max_ports], ..Default::default() };
+        for p in ports {
+            if let Some(id) = p.id {
+                if let Some(m) = t.port_mtu.get_mut(id as usize) {
+                    *m = p.mtu;
+                }
+            }
+        }
+        for n in self.networks.values() {
+            let local = ports.iter().filter(|p| p.vni == Some(n.vni)).filter_map(|p| p.id).collect();
+            let flood = n.flood_vteps.iter().map(|ip| u32::from(*ip)).collect();
+            t.networks.insert(n.vni, Network { vni: n.vni, ports: local, flood_vteps: flood });
+        }
+        for (&(vni, mac), l) in &self.learned {
+            t.fib.insert(fib_key(vni, mac), FibEntry { target: l.target, is_static: false });
+        }
+        for (&(vni, mac), f) in &self.fib {
+            let target = match (&f.port, f.vtep) {
+                (Some(name), _) => match ports.iter().find(|p| &p.name == name).and_then(|p| p.id) {
+                    Some(id) => FibTarget::Port(id),
+                    None => continue,
+                },
+                (None, Some(ip)) => FibTarget::Vtep(u32::from(ip)),
+                (None, None) => continue,
+            };
+            t.fib.insert(fib_key(vni, mac), FibEntry { target, is_static: true });
+        }
+        t.vtep = self.vtep_tables(ports);
+        if let Some(v) = &t.vtep {
+            for ip in self.remote_vteps() {
+                if let Some(mac) = self.nexthop(ip).and_then(|nh| self.nexthop_mac(nh)) {
+                    t.remotes.insert(u32::from(ip), Remote::new(v, u32::from(ip), mac));
+                }
+            }
+        }
+        t
+    }
+
+    /// ARP requests due now (next hops without a static or fresh entry): the frames to
+    /// send on the uplink. Also expires stale answers; `changed` is set if that
+    /// affects the tables.
+    pub fn arp_due(&mut self, ports: &[PortRef], now: Instant, changed: &mut bool) -> Vec<[u8; 60]> {
+        let Some(vtep) = self.vtep_tables(ports) else { return Vec::new() };
+        let needed: BTreeSet<Ipv4Addr> = self
+            .remote_vteps()
+            .into_iter()
+            .filter_map(|r| self.nexthop(r))
+            .filter(|nh| !self.neighbours.contains_key(nh))
+            .collect();
+        self.arp.retain(|ip, _| needed.contains(ip));
+        let mut out = Vec::new();
+        for nh in needed {
+            let e = self.arp.entry(nh).or_insert(ArpEntry { mac: None, resolved_at: None, tries: 0, next_try: now });
+            if let Some(at) = e.resolved_at {
+                let age = now.duration_since(at);
+                if age > ARP_TTL {
+                    e.mac = None;
+                    e.resolved_at = None;
+                    e.tries = 0;
+                    *changed = true;
+                } else if age < ARP_REFRESH || now < e.next_try {
+                    continue;
+                }
+            }
+            if now < e.next_try {
+                continue;
+            }
+            e.tries += 1;
+            e.next_try = now + if e.tries < ARP_FAST_TRIES { ARP_RETRY_FAST } else { ARP_RETRY_SLOW };
+            let req = arp::Arp {
+                op: arp::OP_REQUEST,
+                sender_mac: vtep.mac,
+                sender_ip: vtep.ip,
+                target_mac: Mac::default(),
+                target_ip: u32::from(nh),
+            };
+            out.push(arp::frame(Mac::BROADCAST, vtep.mac, &req));
+        }
+        out
+    }
+
+    /// An ARP reply reached us. Returns true if it resolved (or changed) a next hop.
+    pub fn arp_reply(&mut self, a: &arp::Arp, now: Instant) -> bool {
+        let ip = Ipv4Addr::from(a.sender_ip);
+        let Some(e) = self.arp.get_mut(&ip) else { return false };
+        let changed = e.mac != Some(a.sender_mac);
+        e.mac = Some(a.sender_mac);
+        e.resolved_at = Some(now);
+        e.tries = 0;
+        e.next_try = now + ARP_REFRESH;
+        if changed {
+            tracing::info!("resolved underlay neighbour {ip} at {}", a.sender_mac);
+        }
+        changed
+    }
+
+    pub fn network_views(&self, ports: &[PortRef]) -> Vec<NetworkView> {
+        self.networks
+            .values()
+            .map(|n| NetworkView {
+                vni: n.vni,
+                name: n.name.clone(),
+                ports: ports.iter().filter(|p| p.vni == Some(n.vni)).map(|p| p.name.clone()).collect(),
+                flood_vteps: n.flood_vteps.clone(),
+                max_macs: n.max_macs.unwrap_or(DEFAULT_MAX_MACS),
+                aging: n.aging.unwrap_or(DEFAULT_AGING),
+                macs_learned: self.learned_per_vni.get(&n.vni).copied().unwrap_or(0),
+                learn_refused: self.refused.get(&n.vni).copied().unwrap_or(0),
+                mac_moves: self.moves.get(&n.vni).copied().unwrap_or(0),
+            })
+            .collect()
+    }
+
+    pub fn vtep_view(&self, ports: &[PortRef]) -> Option<VtepView> {
+        let v = self.vtep.as_ref()?;
+        let up = ports.iter().find(|p| p.name == v.spec.uplink);
+        let state = match (up, self.vtep_tables(ports)) {
+            (_, Some(_)) => "active".to_string(),
+            (None, _) => format!("inactive: uplink {:?} does not exist", v.spec.uplink),
+            (Some(_), None) => format!("inactive: uplink {:?} is not running", v.spec.uplink),
+        };
+        let remotes = self
+            .remote_vteps()
+            .into_iter()
+            .map(|ip| {
+                let nexthop = self.nexthop(ip);
+                RemoteView {
+                    ip,
+                    nexthop,
+                    nexthop_mac: nexthop.and_then(|nh| self.nexthop_mac(nh)).map(|m| m.to_string()),
+                }
+            })
+            .collect();
+        Some(VtepView {
+            ip: v.net.to_string(),
+            uplink: v.spec.uplink.clone(),
+            mac: v.mac.or(up.map(|p| p.mac)).map(|m| m.to_string()),
+            gateway: v.spec.gateway,
+            udp_port: v.spec.udp_port.unwrap_or(pipelines::wire::vxlan::DEFAULT_UDP_PORT),
+            ttl: v.spec.ttl.unwrap_or(64),
+            mtu: up.map(|p| p.mtu),
+            state,
+            remotes,
+        })
+    }
+
+    pub fn neigh_views(&self, now: Instant) -> Vec<NeighView> {
+        let mut v: Vec<NeighView> = self
+            .neighbours
+            .iter()
+            .map(|(ip, mac)| NeighView {
+                ip: *ip,
+                mac: Some(mac.to_string()),
+                kind: "static".into(),
+                state: "resolved".into(),
+                age_secs: None,
+            })
+            .collect();
+        for (ip, e) in &self.arp {
+            v.push(NeighView {
+                ip: *ip,
+                mac: e.mac.map(|m| m.to_string()),
+                kind: "dynamic".into(),
+                state: match (e.mac, e.tries) {
+                    (Some(_), _) => "resolved",
+                    (None, t) if t >= ARP_FAST_TRIES => "failed",
+                    _ => "resolving",
+                }
+                .into(),
+                age_secs: e.resolved_at.map(|at| now.duration_since(at).as_secs()),
+            });
+        }
+        v.sort_by_key(|n| n.ip);
+        v
+    }
+
+    pub fn fib_views(&self, vni: Option<u32>, ports: &[PortRef], now: Instant) -> Vec<FibView> {
+        let name_of = |id: PortId| ports.iter().find(|p| p.id == Some(id)).map(|p| p.name.clone());
+        let mut v: Vec<FibView> = self
+            .fib
+            .iter()
+            .filter(|((n, _), _)| vni.is_none_or(|x| x == *n))
+            .map(|((n, mac), f)| FibView {
+                vni: *n,
+                mac: mac.to_string(),
+                port: f.port.clone(),
+                vtep: f.vtep,
+                kind: "static".into(),
+                age_secs: None,
+            })
+            .collect();
+        for ((n, mac), l) in &self.learned {
+            if vni.is_some_and(|x| x != *n) || self.fib.contains_key(&(*n, *mac)) {
+                continue;
+            }
+            let (port, vtep) = match l.target {
+                FibTarget::Port(id) => (name_of(id), None),
+                FibTarget::Vtep(ip) => (None, Some(Ipv4Addr::from(ip))),
+            };
+            v.push(FibView {
+                vni: *n,
+                mac: mac.to_string(),
+                port,
+                vtep,
+                kind: "learned".into(),
+                age_secs: Some(now.duration_since(l.last_seen).as_secs()),
+            });
+        }
+        v.sort_by(|a, b| (a.vni, &a.mac).cmp(&(b.vni, &b.mac)));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests;
