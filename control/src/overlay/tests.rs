@@ -1,1 +1,235 @@
+use super::*;
 
+fn mac(last: u8) -> Mac {
+    Mac([2, 0, 0, 0, 0, last])
+}
+
+fn ports() -> Vec<PortRef> {
+    vec![
+        PortRef {
+            name: "vm1".into(),
+            id: Some(0),
+            role: Some(PortRole::Vm),
+            vni: Some(100),
+            mtu: 1500,
+            mac: mac(0xa0),
+        },
+        PortRef {
+            name: "vm2".into(),
+            id: Some(1),
+            role: Some(PortRole::Vm),
+            vni: Some(100),
+            mtu: 1500,
+            mac: mac(0xa1),
+        },
+        PortRef {
+            name: "vm3".into(),
+            id: Some(2),
+            role: Some(PortRole::Vm),
+            vni: Some(200),
+            mtu: 1500,
+            mac: mac(0xa2),
+        },
+        PortRef { name: "up0".into(), id: Some(5), role: Some(PortRole::Uplink), vni: None, mtu: 1500, mac: mac(0xf0) },
+    ]
+}
+
+fn net(vni: u32) -> NetworkSpec {
+    NetworkSpec { vni, name: None, max_macs: None, aging: None, flood_vteps: vec![] }
+}
+
+fn overlay() -> Overlay {
+    let mut o = Overlay::default();
+    o.network_add(NetworkSpec { max_macs: Some(3), aging: Some(60), ..net(100) }).unwrap();
+    o.network_add(net(200)).unwrap();
+    let spec = VtepSpec {
+        ip: "192.168.50.1/24".into(),
+        uplink: "up0".into(),
+        mac: Some("02:00:00:00:00:f1".into()),
+        gateway: Some("192.168.50.254".parse().unwrap()),
+        udp_port: None,
+        ttl: None,
+    };
+    o.vtep_set(spec, &ports()).unwrap();
+    o
+}
+
+fn ev(vni: u32, m: Mac, target: FibTarget) -> LearnEvent {
+    LearnEvent { vni, mac: m, target }
+}
+
+#[test]
+fn learning_inserts_refreshes_moves_and_respects_static_entries() {
+    let mut o = overlay();
+    let p = ports();
+    let t0 = Instant::now();
+    assert!(o.learn(ev(100, mac(1), FibTarget::Port(0)), &p, t0));
+    assert!(!o.learn(ev(100, mac(1), FibTarget::Port(0)), &p, t0), "a refresh changes no table");
+    assert!(o.learn(ev(100, mac(1), FibTarget::Port(1)), &p, t0), "a move re-points the entry");
+    assert_eq!(o.network_views(&p)[0].mac_moves, 1);
+    assert!(o.learn(ev(100, mac(1), FibTarget::Vtep(0xc0a83202)), &p, t0), "moves to a remote VTEP too");
+    // Static wins: a learn event for a static MAC is ignored.
+    o.fib_add(FibSpec { vni: 100, mac: mac(7).to_string(), port: Some("vm1".into()), vtep: None }, &p).unwrap();
+    assert!(!o.learn(ev(100, mac(7), FibTarget::Port(1)), &p, t0));
+    let t = o.compile(&p, 32);
+    assert_eq!(t.lookup(100, mac(7)), Some(&FibEntry { target: FibTarget::Port(0), is_static: true }));
+    // Not a port of that VNI (vm3 is in 200), an unknown port id, or an unknown VNI: ignored.
+    assert!(!o.learn(ev(100, mac(2), FibTarget::Port(2)), &p, t0));
+    assert!(!o.learn(ev(100, mac(2), FibTarget::Port(9)), &p, t0));
+    assert!(!o.learn(ev(999, mac(2), FibTarget::Port(0)), &p, t0));
+}
+
+#[test]
+fn the_mac_limit_stops_a_flood_and_counts_it() {
+    let mut o = overlay();
+    let p = ports();
+    let t0 = Instant::now();
+    for i in 0..10 {
+        o.learn(ev(100, mac(i), FibTarget::Port(0)), &p, t0);
+    }
+    let v = &o.network_views(&p)[0];
+    assert_eq!((v.macs_learned, v.learn_refused), (3, 7));
+    // Another network is unaffected.
+    assert!(o.learn(ev(200, mac(1), FibTarget::Port(2)), &p, t0));
+    // Room again after a MAC is deleted.
+    o.fib_del(100, &mac(0).to_string()).unwrap();
+    assert!(o.learn(ev(100, mac(50), FibTarget::Port(0)), &p, t0));
+}
+
+#[test]
+fn learned_macs_age_per_network_unless_refreshed() {
+    let mut o = overlay();
+    let p = ports();
+    let t0 = Instant::now();
+    o.learn(ev(100, mac(1), FibTarget::Port(0)), &p, t0);
+    o.learn(ev(100, mac(2), FibTarget::Port(0)), &p, t0);
+    o.learn(ev(200, mac(1), FibTarget::Port(2)), &p, t0);
+    o.learn(ev(100, mac(2), FibTarget::Port(0)), &p, t0 + Duration::from_secs(50)); // refresh
+    assert!(!o.age(t0 + Duration::from_secs(59)));
+    assert!(o.age(t0 + Duration::from_secs(61)), "VNI 100 ages after 60 s");
+    let t = o.compile(&p, 32);
+    assert!(t.lookup(100, mac(1)).is_none());
+    assert!(t.lookup(100, mac(2)).is_some(), "refreshed at 50 s");
+    assert!(t.lookup(200, mac(1)).is_some(), "VNI 200 keeps the default 300 s");
+    assert!(o.age(t0 + Duration::from_secs(301)));
+    assert!(o.compile(&p, 32).fib.is_empty());
+}
+
+#[test]
+fn deleting_a_port_forgets_what_was_learned_on_it() {
+    let mut o = overlay();
+    let p = ports();
+    o.learn(ev(100, mac(1), FibTarget::Port(0)), &p, Instant::now());
+    o.learn(ev(100, mac(2), FibTarget::Port(1)), &p, Instant::now());
+    o.port_removed(0);
+    let t = o.compile(&p, 32);
+    assert!(t.lookup(100, mac(1)).is_none());
+    assert!(t.lookup(100, mac(2)).is_some());
+    assert_eq!(o.network_views(&p)[0].macs_learned, 1);
+}
+
+#[test]
+fn remotes_appear_once_their_next_hop_resolves() {
+    let mut o = overlay();
+    let p = ports();
+    let t0 = Instant::now();
+    o.add_vtep(100, "192.168.50.2".parse().unwrap()).unwrap();
+    o.add_vtep(100, "10.9.9.9".parse().unwrap()).unwrap(); // off-subnet: via the gateway
+    assert!(o.compile(&p, 32).remotes.is_empty(), "nothing resolved yet");
+    let mut changed = false;
+    let reqs = o.arp_due(&p, t0, &mut changed);
+    assert_eq!(reqs.len(), 2, "one request per next hop: the on-link VTEP and the gateway");
+    let a = pipelines::wire::arp::Arp::parse(&reqs[0][14..]).unwrap();
+    assert_eq!((a.op, a.sender_ip, a.sender_mac), (arp::OP_REQUEST, 0xc0a83201, mac(0xf1)));
+    assert!(o.arp_due(&p, t0 + Duration::from_millis(10), &mut changed).is_empty(), "no retry within a second");
+    assert_eq!(o.arp_due(&p, t0 + Duration::from_millis(1100), &mut changed).len(), 2, "retry after a second");
+    // The gateway answers: the off-subnet VTEP resolves through it.
+    let gw = arp::Arp {
+        op: arp::OP_REPLY,
+        sender_mac: mac(0xee),
+        sender_ip: 0xc0a832fe,
+        target_mac: mac(0xf1),
+        target_ip: 0xc0a83201,
+    };
+    assert!(o.arp_reply(&gw, t0));
+    let t = o.compile(&p, 32);
+    assert_eq!(t.remotes.len(), 1);
+    let r = t.remotes.get(&0x0a090909).unwrap();
+    assert_eq!(&r.header[0..6], &mac(0xee).0, "outer destination is the gateway's MAC");
+    assert_eq!(&r.header[6..12], &mac(0xf1).0, "outer source is the VTEP's configured MAC");
+    // An unsolicited reply for an address we never asked about changes nothing.
+    assert!(!o.arp_reply(&arp::Arp { sender_ip: 0x01020304, ..gw }, t0));
+    // A static neighbour needs no ARP at all.
+    o.neigh_add(NeighSpec { ip: "192.168.50.2".parse().unwrap(), mac: mac(0xdd).to_string() }).unwrap();
+    assert!(o.compile(&p, 32).remotes.contains_key(&0xc0a83202));
+    // The cache entry expires without refreshes.
+    let mut changed = false;
+    o.arp_due(&p, t0 + Duration::from_secs(301), &mut changed);
+    assert!(changed);
+    assert!(!o.compile(&p, 32).remotes.contains_key(&0x0a090909));
+}
+
+#[test]
+fn the_vtep_is_inactive_without_a_running_uplink() {
+    let o = overlay();
+    let mut p = ports();
+    assert!(o.compile(&p, 32).vtep.is_some());
+    p[3].id = None;
+    assert!(o.compile(&p, 32).vtep.is_none());
+    assert!(o.vtep_view(&p).unwrap().state.contains("not running"));
+}
+
+#[test]
+fn bad_input_names_the_field() {
+    let mut o = overlay();
+    let p = ports();
+    let e = |r: Result<(), String>| r.unwrap_err();
+    assert!(e(o.network_add(net(0))).starts_with("vni: 0 is out of range; a VNI is 1 to 16777215"));
+    assert!(e(o.network_add(net(16_777_216))).starts_with("vni: 16777216 is out of range"));
+    assert!(o.network_add(net(16_777_215)).is_ok());
+    assert!(e(o.network_add(net(100))).contains("already exists"));
+    assert!(e(o.network_add(NetworkSpec { aging: Some(1), ..net(5) })).starts_with("aging:"));
+    assert!(e(o.network_add(NetworkSpec { max_macs: Some(0), ..net(5) })).starts_with("max_macs:"));
+    let vt = |ip: &str| VtepSpec {
+        ip: ip.into(),
+        uplink: "up0".into(),
+        mac: None,
+        gateway: None,
+        udp_port: None,
+        ttl: None,
+    };
+    assert!(e(o.vtep_set(vt("192.168.50.1"), &p)).contains("prefix length"));
+    assert!(e(o.vtep_set(vt("192.168.50.0/24"), &p)).contains("network or broadcast"));
+    assert!(e(o.vtep_set(vt("300.1.1.1/24"), &p)).starts_with("ip:"));
+    assert!(e(o.vtep_set(VtepSpec { uplink: "vm1".into(), ..vt("192.168.50.1/24") }, &p)).contains("not an uplink"));
+    assert!(e(o.vtep_set(VtepSpec { uplink: "nope".into(), ..vt("192.168.50.1/24") }, &p)).starts_with("uplink:"));
+    assert!(e(o.vtep_set(VtepSpec { mac: Some("01:00:00:00:00:01".into()), ..vt("192.168.50.1/24") }, &p))
+        .starts_with("mac:"));
+    assert!(e(o.vtep_set(VtepSpec { gateway: Some("10.0.0.1".parse().unwrap()), ..vt("192.168.50.1/24") }, &p))
+        .starts_with("gateway:"));
+    let fib =
+        |mac: &str, port: Option<&str>| FibSpec { vni: 100, mac: mac.into(), port: port.map(Into::into), vtep: None };
+    assert!(e(o.fib_add(fib("zz:00:00:00:00:01", Some("vm1")), &p)).starts_with("mac:"));
+    assert!(e(o.fib_add(fib("02:00:00:00:00:01", Some("vm3")), &p)).contains("not a VM port of network 100"));
+    assert!(e(o.fib_add(fib("02:00:00:00:00:01", None), &p)).contains("exactly one of"));
+    assert!(
+        e(o.fib_add(FibSpec { vni: 7, ..fib("02:00:00:00:00:01", Some("vm1")) }, &p)).starts_with("vni: no network 7")
+    );
+    assert!(e(o.add_vtep(100, "224.0.0.1".parse().unwrap())).contains("not a unicast"));
+    assert!(e(o.network_del(100, &p)).contains("still has ports (vm1, vm2)"));
+    assert!(o.network_del(16_777_215, &p).is_ok());
+    assert!(e(o.check_port(
+        &PortSpec {
+            name: "x".into(),
+            devargs: "net_null9".into(),
+            queues: None,
+            cores: None,
+            mtu: None,
+            role: Some(PortRole::Vm),
+            vni: Some(4242)
+        },
+        &p
+    ))
+    .contains("network 4242 does not exist"));
+    assert!(o.port_in_use("up0").unwrap().contains("VTEP's uplink"));
+}
