@@ -364,12 +364,19 @@ impl Netns {
             "interface {ifname} did not appear"
         );
         run_ok("ip", &["link", "set", ifname, "netns", &self.name]);
+        self.quiet(ifname);
         self.exec_ok(&["ip", "addr", "add", cidr, "dev", ifname]);
         self.exec_ok(&["ip", "link", "set", ifname, "up"]);
     }
 
     pub fn mac(&self, ifname: &str) -> String {
         self.exec_ok(&["cat", &format!("/sys/class/net/{ifname}/address")]).trim().to_owned()
+    }
+
+    /// No IPv6 on `ifname`: no router solicitations, DAD or MLD reports, so a test's
+    /// counters see only the traffic it sends.
+    pub fn quiet(&self, ifname: &str) {
+        self.exec_ok(&["sysctl", "-qw", &format!("net.ipv6.conf.{ifname}.disable_ipv6=1")]);
     }
 }
 
@@ -389,8 +396,16 @@ pub struct TapVm {
 impl TapVm {
     /// Adds port `port` as a tap and moves its interface into a new namespace with `cidr`.
     pub fn add(d: &Daemon, port: &str, cidr: &str) -> TapVm {
+        Self::add_with(d, port, cidr, &[])
+    }
+
+    /// The same, with more `port add` options (`--role vm --vni 100`).
+    pub fn add_with(d: &Daemon, port: &str, cidr: &str, options: &[&str]) -> TapVm {
         let ifname = unique("vt");
-        d.ok(&["port", "add", port, &format!("net_tap_{port}{ifname},iface={ifname}")]);
+        let devargs = format!("net_tap_{port}{ifname},iface={ifname}");
+        let mut args = vec!["port", "add", port, &devargs];
+        args.extend_from_slice(options);
+        d.ok(&args);
         let ns = Netns::new(&format!("{port}-"));
         ns.adopt(&ifname, cidr);
         TapVm { ns, ifname }
@@ -398,6 +413,11 @@ impl TapVm {
 
     pub fn mac(&self) -> String {
         self.ns.mac(&self.ifname)
+    }
+
+    /// Runs a command in the VM's namespace; must succeed.
+    pub fn sh(&self, args: &[&str]) -> String {
+        self.ns.exec_ok(args)
     }
 
     /// A static neighbour entry, so traffic needs no ARP.

@@ -1,0 +1,154 @@
+//! The overlay against a real peer: the Linux kernel's own `vxlan` device is the
+//! remote VTEP, in a "host B" namespace reached through our uplink (a tap). A tap VM in
+//! another namespace is on our side.
+use std::time::Duration;
+use vswitch_tests::*;
+
+const VTEP_MAC: &str = "02:00:00:00:50:01";
+
+/// Our switch with a VTEP 192.168.50.1/24 on a tap uplink whose other end is host B
+/// (192.168.50.2), and host B itself.
+struct Overlay {
+    d: Daemon,
+    host_b: TapVm,
+}
+
+impl Overlay {
+    fn new() -> Overlay {
+        let d = Daemon::start();
+        let host_b = TapVm::add_with(&d, "up0", "192.168.50.2/24", &["--role", "uplink"]);
+        d.ok(&["vtep", "set", "--ip", "192.168.50.1/24", "--uplink", "up0", "--mac", VTEP_MAC]);
+        Overlay { d, host_b }
+    }
+
+    /// A kernel VXLAN device for `vni` on host B, moved into namespace `ns` (so two can
+    /// hold the same addresses), with `cidr`, `mac` and MTU 1450.
+    fn kernel_vtep(&self, vni: u32, ns: &Netns, cidr: &str, mac: &str) {
+        let dev = format!("vx{vni}");
+        let underlay = &self.host_b.ifname;
+        self.host_b.sh(&[
+            "ip",
+            "link",
+            "add",
+            &dev,
+            "type",
+            "vxlan",
+            "id",
+            &vni.to_string(),
+            "local",
+            "192.168.50.2",
+            "remote",
+            "192.168.50.1",
+            "dstport",
+            "4789",
+            "dev",
+            underlay,
+        ]);
+        self.host_b.sh(&["ip", "link", "set", &dev, "address", mac, "mtu", "1450", "netns", &ns.name]);
+        ns.quiet(&dev);
+        ns.exec_ok(&["ip", "addr", "add", cidr, "dev", &dev]);
+        ns.exec_ok(&["ip", "link", "set", &dev, "up"]);
+    }
+
+    fn vm(&self, port: &str, vni: u32, cidr: &str) -> TapVm {
+        let vm = TapVm::add_with(&self.d, port, cidr, &["--role", "vm", "--vni", &vni.to_string()]);
+        vm.sh(&["ip", "link", "set", &vm.ifname, "mtu", "1450"]);
+        vm
+    }
+}
+
+fn ping(from: &TapVm, to: &str) -> String {
+    let o = from.ns.exec(&["ping", "-c", "4", "-i", "0.2", "-W", "2", to]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success() && out.contains("4 received"), "ping {to} failed:\n{out}");
+    out
+}
+
+fn iperf3(server: &Netns, server_ip: &str, client: &Netns) -> u64 {
+    let mut s = server.spawn(&["iperf3", "-s", "-1", "-B", server_ip]);
+    std::thread::sleep(Duration::from_millis(500));
+    let c = client.exec(&["iperf3", "-c", server_ip, "-t", "3", "-J"]);
+    let _ = s.wait();
+    assert!(c.status.success(), "iperf3 to {server_ip}: {}", String::from_utf8_lossy(&c.stdout));
+    let v: serde_json::Value = serde_json::from_slice(&c.stdout).unwrap();
+    v["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn ping_and_iperf3_cross_the_overlay_with_the_kernel_as_the_remote_vtep() {
+    let o = Overlay::new();
+    let d = &o.d;
+    d.ok(&["network", "add", "100"]);
+    d.ok(&["network", "add-vtep", "100", "192.168.50.2"]);
+    let vm1 = o.vm("vm1", 100, "10.1.0.1/24");
+    let remote = Netns::new("rvm-");
+    o.kernel_vtep(100, &remote, "10.1.0.2/24", "02:00:00:00:99:02");
+
+    ping(&vm1, "10.1.0.2");
+    // Both ways, and TCP in both directions.
+    let back = remote.exec(&["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.1.0.1"]);
+    assert!(back.status.success(), "{}", String::from_utf8_lossy(&back.stdout));
+    assert!(iperf3(&remote, "10.1.0.2", &vm1.ns) > 10_000_000, "VM -> kernel VXLAN");
+    assert!(iperf3(&vm1.ns, "10.1.0.1", &remote) > 10_000_000, "kernel VXLAN -> VM");
+
+    // We answered the kernel's ARP for our VTEP IP...
+    let neigh = o.host_b.sh(&["ip", "neigh", "show", "192.168.50.1"]);
+    assert!(neigh.contains(VTEP_MAC), "host B's ARP entry for our VTEP: {neigh}");
+    // ...and resolved host B by ARP ourselves.
+    let ours = d.json(&["neigh", "list"]);
+    let host_b_mac = o.host_b.mac();
+    assert!(
+        ours.as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["ip"] == "192.168.50.2" && n["mac"] == host_b_mac && n["state"] == "resolved"),
+        "{ours}"
+    );
+    // Learning filled the FIB from the kernel's traffic: its MAC behind its VTEP.
+    let fib = d.json(&["fib", "list", "100"]);
+    let has = |mac: &str, key: &str, val: &str| {
+        fib.as_array().unwrap().iter().any(|e| e["mac"] == mac && e[key] == val && e["kind"] == "learned")
+    };
+    assert!(has("02:00:00:00:99:02", "vtep", "192.168.50.2"), "{fib}");
+    assert!(has(&vm1.mac(), "port", "vm1"), "{fib}");
+    // And the kernel learned our VM behind our VTEP.
+    let kfdb = remote.exec_ok(&["bridge", "fdb", "show", "dev", "vx100"]);
+    assert!(kfdb.contains(&format!("{} dst 192.168.50.1", vm1.mac())), "kernel FDB: {kfdb}");
+}
+
+#[test]
+fn two_vnis_with_the_same_addresses_stay_apart() {
+    let o = Overlay::new();
+    let d = &o.d;
+    for vni in ["100", "200"] {
+        d.ok(&["network", "add", vni]);
+        d.ok(&["network", "add-vtep", vni, "192.168.50.2"]);
+    }
+    // Same IPs and the same MACs on both sides of both networks.
+    let blue = o.vm("blue", 100, "10.1.0.1/24");
+    let red = o.vm("red", 200, "10.1.0.1/24");
+    red.sh(&["ip", "link", "set", &red.ifname, "address", &blue.mac()]);
+    let (rb, rr) = (Netns::new("rblue-"), Netns::new("rred-"));
+    o.kernel_vtep(100, &rb, "10.1.0.2/24", "02:00:00:00:99:02");
+    o.kernel_vtep(200, &rr, "10.1.0.2/24", "02:00:00:00:99:02");
+    let rx = |ns: &Netns, dev: &str| -> u64 {
+        ns.exec_ok(&["cat", &format!("/sys/class/net/{dev}/statistics/rx_packets")]).trim().parse().unwrap()
+    };
+
+    let (b0, r0) = (rx(&rb, "vx100"), rx(&rr, "vx200"));
+    ping(&blue, "10.1.0.2");
+    let (b1, r1) = (rx(&rb, "vx100"), rx(&rr, "vx200"));
+    assert!(b1 >= b0 + 4, "blue's pings reached blue's remote");
+    assert_eq!(r1, r0, "nothing from blue reached red's remote");
+    ping(&red, "10.1.0.2");
+    let (b2, r2) = (rx(&rb, "vx100"), rx(&rr, "vx200"));
+    assert!(r2 >= r1 + 4, "red's pings reached red's remote");
+    assert_eq!(b2, b1, "nothing from red reached blue's remote");
+    // One MAC, two VNIs, two FIB entries pointing at different ports.
+    let fib = d.json(&["fib", "list"]);
+    let port_of = |vni: u64| {
+        fib.as_array().unwrap().iter().find(|e| e["vni"] == vni && e["mac"] == blue.mac()).map(|e| e["port"].clone())
+    };
+    assert_eq!(port_of(100), Some(serde_json::json!("blue")));
+    assert_eq!(port_of(200), Some(serde_json::json!("red")));
+}
