@@ -258,6 +258,7 @@ impl Switch {
             rx_desc: RX_DESC,
             tx_desc: TX_DESC,
             mtu: spec.mtu,
+            mbuf_data_room: dpdk_sys::RTE_MBUF_DEFAULT_DATAROOM,
         };
         // On failure `eth` drops here, which stops, closes and detaches the device.
         eth.configure_and_start(&self.pool, conf).map_err(|e| e.to_string())?;

@@ -10,6 +10,8 @@ pub struct PortConf {
     pub rx_desc: u16,
     pub tx_desc: u16,
     pub mtu: Option<u16>,
+    /// Bytes of packet data one mbuf holds (after headroom).
+    pub mbuf_data_room: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -219,15 +221,28 @@ impl EthPort {
                 Ok(())
             }
         };
-        let eth_conf = dpdk_sys::rte_eth_conf::default();
+        let mut eth_conf = dpdk_sys::rte_eth_conf::default();
+        // 0 keeps the driver's default (1500). ethdev checks the MTU against the
+        // driver's largest frame at configure time.
+        eth_conf.rxmode.mtu = conf.mtu.map(u32::from).unwrap_or(0);
+        let mut dev_info = dpdk_sys::rte_eth_dev_info::default();
+        // SAFETY: id is an attached port; dev_info a valid out-pointer.
+        unsafe { dpdk_sys::rte_eth_dev_info_get(id, &mut dev_info) };
+        // A frame larger than one mbuf needs scatter on rx and chained mbufs on tx.
+        let frame = conf.mtu.unwrap_or(1500) as u32 + 14 + 4 + 4;
+        if frame > conf.mbuf_data_room {
+            if dev_info.rx_offload_capa & dpdk_sys::RTE_ETH_RX_OFFLOAD_SCATTER != 0 {
+                eth_conf.rxmode.offloads |= dpdk_sys::RTE_ETH_RX_OFFLOAD_SCATTER;
+            }
+            if dev_info.tx_offload_capa & dpdk_sys::RTE_ETH_TX_OFFLOAD_MULTI_SEGS != 0 {
+                eth_conf.txmode.offloads |= dpdk_sys::RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
+            }
+        }
         // SAFETY (all closures below): `id` is an attached, stopped port owned by this
         // control thread; pointers are to live locals or to the process-lifetime pool.
         setup("configuring the port", &mut || unsafe {
             dpdk_sys::rte_eth_dev_configure(id, conf.rx_queues, conf.tx_queues, &eth_conf)
         })?;
-        if let Some(mtu) = conf.mtu {
-            setup(&format!("setting MTU {mtu}"), &mut || unsafe { dpdk_sys::rte_eth_dev_set_mtu(id, mtu) })?;
-        }
         let (mut nb_rx, mut nb_tx) = (conf.rx_desc, conf.tx_desc);
         setup("adjusting descriptor counts", &mut || unsafe {
             dpdk_sys::rte_eth_dev_adjust_nb_rx_tx_desc(id, &mut nb_rx, &mut nb_tx)

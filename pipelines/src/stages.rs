@@ -100,7 +100,7 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
             m.action = arp_on_uplink(f, m, vtep.ip, vtep.mac, port);
             continue;
         }
-        let d = match vxlan::check(f.head(), m, vtep, |vni| t.networks.contains_key(&vni)) {
+        let d = match vxlan::check(f.head(), f.len(), m, vtep, |vni| t.networks.contains_key(&vni)) {
             Ok(d) => d,
             Err(r) => {
                 m.action = Action::Drop(r);

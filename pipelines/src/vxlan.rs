@@ -60,8 +60,16 @@ pub struct Decap {
 }
 
 /// Checks an uplink frame (already parsed into `m`) as VXLAN to `vtep`, naming the
-/// reason when it is not. `serves` says whether a VNI is one of ours.
-pub fn check(b: &[u8], m: &Meta, vtep: &Vtep, serves: impl Fn(u32) -> bool) -> Result<Decap, DropReason> {
+/// reason when it is not. `head` is the first segment (every header must be in it),
+/// `frame_len` the whole frame (a jumbo frame spans several mbufs). `serves` says
+/// whether a VNI is one of ours.
+pub fn check(
+    head: &[u8],
+    frame_len: usize,
+    m: &Meta,
+    vtep: &Vtep,
+    serves: impl Fn(u32) -> bool,
+) -> Result<Decap, DropReason> {
     if m.dst != vtep.mac {
         return Err(DropReason::NotOurMac);
     }
@@ -69,10 +77,10 @@ pub fn check(b: &[u8], m: &Meta, vtep: &Vtep, serves: impl Fn(u32) -> bool) -> R
         return Err(DropReason::NotVxlan);
     }
     let l3 = m.l3 as usize;
-    let h = b.get(l3..).ok_or(DropReason::VxlanTruncated)?;
+    let h = head.get(l3..).ok_or(DropReason::VxlanTruncated)?;
     let ihl = ipv4::header_len(h).ok_or(DropReason::VxlanBadIp)?;
     let total = be16(h, ipv4::TOTAL_LEN).unwrap_or(0) as usize;
-    if total < ihl || total > h.len() || !ipv4::checksum_ok(&h[..ihl]) || ipv4::fragment_bits(h) != 0 {
+    if total < ihl || l3 + total > frame_len || !ipv4::checksum_ok(&h[..ihl]) || ipv4::fragment_bits(h) != 0 {
         return Err(DropReason::VxlanBadIp);
     }
     if be32(h, ipv4::DST) != Some(vtep.ip) {
@@ -81,21 +89,16 @@ pub fn check(b: &[u8], m: &Meta, vtep: &Vtep, serves: impl Fn(u32) -> bool) -> R
     if h[ipv4::PROTO] != ipv4::PROTO_UDP {
         return Err(DropReason::NotVxlan);
     }
-    let udp = &h[ihl..total];
-    if udp.len() < 8 {
-        return Err(DropReason::VxlanTruncated);
-    }
+    // The UDP header, within the IP datagram and the first segment.
+    let udp = h.get(ihl..(ihl + 8).min(total)).filter(|u| u.len() == 8).ok_or(DropReason::VxlanTruncated)?;
     if be16(udp, 2) != Some(vtep.udp_port) {
         return Err(DropReason::VxlanWrongPort);
     }
     let udp_len = be16(udp, 4).unwrap_or(0) as usize;
-    if udp_len < 8 + vxlan::HEADER_LEN || udp_len > udp.len() {
+    if udp_len < 8 + vxlan::HEADER_LEN || udp_len > total - ihl {
         return Err(DropReason::VxlanTruncated);
     }
-    let hdr = &udp[8..udp_len];
-    if hdr.len() < vxlan::HEADER_LEN {
-        return Err(DropReason::VxlanTruncated);
-    }
+    let hdr = h.get(ihl + 8..ihl + 8 + vxlan::HEADER_LEN).ok_or(DropReason::VxlanTruncated)?;
     let vni = vxlan::vni(hdr).ok_or(DropReason::VxlanBadFlags)?;
     if !serves(vni) {
         return Err(DropReason::VxlanUnknownVni);
@@ -208,7 +211,7 @@ mod tests {
         let run = |b: &[u8]| {
             let mut m = Meta::default();
             crate::parse::parse(b, &mut m);
-            check(b, &m, &v, serves)
+            check(b, b.len(), &m, &v, serves)
         };
         let d = run(&good).unwrap();
         assert_eq!(d, Decap { vni: 100, remote_ip: 0x0a000002, outer_len: 50, inner_len: 60 });
@@ -236,6 +239,13 @@ mod tests {
         // A VXLAN packet whose inner frame is 10 bytes.
         let short = build(Mac([2, 0, 0, 0, 0, 2]), v.mac, 0x0a000002, &v, 100, &[0xaa; 10]);
         assert_eq!(run(&short), Err(DropReason::VxlanInnerTruncated));
+        // A jumbo frame whose first segment holds only the headers is judged by its
+        // whole length.
+        let jumbo = build(Mac([2, 0, 0, 0, 0, 2]), v.mac, 0x0a000002, &v, 100, &vec![0x11; 9000]);
+        let mut m = Meta::default();
+        crate::parse::parse(&jumbo, &mut m);
+        assert_eq!(check(&jumbo[..2048], jumbo.len(), &m, &v, serves).map(|d| d.inner_len), Ok(9000));
+        assert_eq!(check(&jumbo[..2048], jumbo.len() - 1, &m, &v, serves), Err(DropReason::VxlanBadIp));
         // Every truncation and every single-byte change is handled without panic.
         for n in 0..good.len() {
             let _ = run(&good[..n]);

@@ -6,6 +6,8 @@
                                         then 5 of each malformed kind, in the order of KINDS (printed)
   gen_overlay.py bum-vm OUT NB NU       NB broadcast + NU unknown-unicast frames from a VM
   gen_overlay.py bum-up OUT N           N broadcast frames inside VXLAN from REMOTE
+  gen_overlay.py jumbo VM_OUT UP_OUT    VM frames of 1400, 4000, 8964, 8965 bytes; VXLAN from REMOTE with
+                                        inner frames of 1400, 8000, 9014, 9015 bytes
 """
 import random, sys
 from scapy.all import Ether, IP, UDP, ARP, Raw, wrpcap
@@ -64,5 +66,9 @@ elif mode == "bum-vm":
 elif mode == "bum-up":
     out, n = sys.argv[2], int(sys.argv[3])
     wrpcap(out, [vx(Ether(src=DST_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(psrc="10.1.0.9", pdst="10.1.0.%d" % (2 + i))) for i in range(n)])
+elif mode == "jumbo":
+    vm_out, up_out = sys.argv[2], sys.argv[3]
+    wrpcap(vm_out, [inner(i, size=n) for i, n in enumerate((1400, 4000, 8964, 8965))])
+    wrpcap(up_out, [vx(inner(i, src=DST_MAC, dst=VM_MAC, size=n)) for i, n in enumerate((1400, 8000, 9014, 9015))])
 else:
     sys.exit("unknown mode " + mode)

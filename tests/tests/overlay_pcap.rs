@@ -173,3 +173,34 @@ fn flooding_replicates_to_every_remote_vtep_with_split_horizon_and_never_crosses
     let inner_src = tshark_fields(&dir.path("up_out.pcap"), &["eth.src"]);
     assert!(inner_src.iter().all(|s| s.ends_with(VM_MAC)), "only vm1's frames went into the overlay");
 }
+
+#[test]
+fn jumbo_frames_cross_both_paths_up_to_the_configured_mtu() {
+    let dir = TempDir::new("jumbo");
+    python("gen_overlay.py", &["jumbo", &pcap(&dir, "vm_in.pcap"), &pcap(&dir, "up_in.pcap")]);
+    let db = json!({
+        "format": 1,
+        "networks": [{"vni": 100}],
+        "vtep": {"ip": "10.0.0.1/24", "uplink": "up", "mac": VTEP_MAC},
+        "neighbours": [{"ip": "10.0.0.2", "mac": "02:00:00:00:00:02"}],
+        "fib": [{"vni": 100, "mac": DST_MAC, "vtep": "10.0.0.2"}, {"vni": 100, "mac": VM_MAC, "port": "vm1"}],
+        "ports": [
+            {"name": "vm1", "role": "vm", "vni": 100, "mtu": 9000,
+             "devargs": format!("net_pcap0,rx_pcap={},tx_pcap={}", pcap(&dir, "vm_in.pcap"), pcap(&dir, "vm_out.pcap"))},
+            {"name": "up", "role": "uplink", "mtu": 9000,
+             "devargs": format!("net_pcap1,rx_pcap={},tx_pcap={}", pcap(&dir, "up_in.pcap"), pcap(&dir, "up_out.pcap"))}
+        ],
+    });
+    let mut d = Daemon::start_with(DaemonOpts { db: Some(db.to_string()), ..Default::default() });
+    settle(&d);
+    // 8964 + 36 bytes of outer IPv4/UDP/VXLAN = 9000 fits; 8965 does not. 9014 bytes of
+    // Ethernet frame is 9000 of IP toward the VM; 9015 is not.
+    assert_eq!(drops(&d, "vm1"), BTreeMap::from([("mtu_exceeded".to_string(), 1)]));
+    assert_eq!(drops(&d, "up"), BTreeMap::from([("mtu_exceeded".to_string(), 1)]));
+    assert!(d.stop().success());
+    let lens = |f: &str| tshark_fields(&dir.path(f), &["frame.len"]);
+    assert_eq!(lens("up_out.pcap"), ["1450", "4050", "9014"]);
+    assert_eq!(lens("vm_out.pcap"), ["1400", "8000", "9014"]);
+    let inner_out = tshark_fields(&dir.path("up_out.pcap"), &["vxlan.vni"]);
+    assert!(inner_out.iter().all(|v| v == "100"));
+}
