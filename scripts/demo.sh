@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # Command 1 of the README: on a fresh Debian 12 machine, as root, with no hardware.
-# Installs what is missing, builds, starts vswitchd on the built-in default topology
-# (two tap ports, each moved into its own network namespace as a "VM", cross-connected),
-# pings between the VMs through the switch, prints the counters, and cleans up.
+# Installs what is missing, builds, and starts vswitchd on the built-in default
+# topology, two "hosts" joined by a VXLAN overlay:
+#
+#   host A (this switch)                         host B (a Linux kernel VTEP)
+#   ns vsdemo-vm1  10.10.0.1 --tap-- [vswitchd] --tap uplink-- ns vsdemo-hostb
+#   ns vsdemo-vm2  10.10.0.3 --tap--  VTEP 192.168.77.1         192.168.77.2, vxlan VNI 100
+#                                                                10.10.0.2 (a VM on host B)
+#
+# vm1 and vm2 are switched locally; vm1 reaches 10.10.0.2 across VXLAN VNI 100. It pings
+# both, prints the switch's view (FIB, neighbours, counters) and cleans up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -15,13 +22,14 @@ WORK=$(mktemp -d /tmp/vswitch-demo.XXXXXX)
 SOCK=$WORK/vswitchd.sock
 CTL="$BIN/vswitchctl --socket $SOCK"
 VSW_PID=""
+del_namespaces() { for n in vsdemo-vm1 vsdemo-vm2 vsdemo-hostb; do ip netns del $n 2>/dev/null || true; done; }
 cleanup() {
     [ -n "$VSW_PID" ] && kill "$VSW_PID" 2>/dev/null && wait "$VSW_PID" 2>/dev/null || true
-    ip netns del vsdemo-vm1 2>/dev/null || true
-    ip netns del vsdemo-vm2 2>/dev/null || true
+    del_namespaces
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+del_namespaces # left over from an interrupted run
 
 EAL=(-l 0-1 --file-prefix vsdemo --no-pci)
 if reserve_hugepages 512; then
@@ -37,30 +45,54 @@ VSW_PID=$!
 for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.1; done
 [ -S "$SOCK" ] || { cat "$WORK/vswitchd.log"; die "vswitchd did not start"; }
 
-echo "== two VM ports (net_tap), cross-connected"
-$CTL port add vm1 net_tap0,iface=vsdemo1
-$CTL port add vm2 net_tap1,iface=vsdemo2
-$CTL xconnect add vm1 vm2
+ns() { ip netns exec "$@"; }
+into_ns() { # IFACE NS CIDR
+    ip link set "$1" netns "$2"
+    ns "$2" sysctl -qw "net.ipv6.conf.$1.disable_ipv6=1"
+    ip -n "$2" addr add "$3" dev "$1"
+    ip -n "$2" link set "$1" mtu 1450 up
+}
+for n in vsdemo-vm1 vsdemo-vm2 vsdemo-hostb; do ip netns add $n; ip -n $n link set lo up; done
 
-echo "== each tap into its own namespace: vsdemo-vm1 10.10.0.1, vsdemo-vm2 10.10.0.2"
-for i in 1 2; do
-    ip netns del vsdemo-vm$i 2>/dev/null || true
-    ip netns add vsdemo-vm$i
-    ip link set vsdemo$i netns vsdemo-vm$i
-    ip -n vsdemo-vm$i addr add 10.10.0.$i/24 dev vsdemo$i
-    ip -n vsdemo-vm$i link set vsdemo$i up
-    ip -n vsdemo-vm$i link set lo up
-done
+echo "== tenant network VNI 100, two VM ports, an uplink, our VTEP 192.168.77.1"
+$CTL network add 100 --name demo
+$CTL port add vm1 net_tap0,iface=vsdemo1 --role vm --vni 100
+$CTL port add vm2 net_tap1,iface=vsdemo2 --role vm --vni 100
+$CTL port add uplink net_tap2,iface=vsdemoup --role uplink
+# A tap's DPDK side and kernel side share one MAC: give the VTEP its own.
+$CTL vtep set --ip 192.168.77.1/24 --uplink uplink --mac 02:00:00:77:00:01
+$CTL network add-vtep 100 192.168.77.2
+into_ns vsdemo1 vsdemo-vm1 10.10.0.1/24
+into_ns vsdemo2 vsdemo-vm2 10.10.0.3/24
+ip link set vsdemoup netns vsdemo-hostb
+ip -n vsdemo-hostb addr add 192.168.77.2/24 dev vsdemoup
+ip -n vsdemo-hostb link set vsdemoup up
+
+echo "== host B: the Linux kernel's VXLAN (VNI 100, UDP 4789) with a VM address 10.10.0.2"
+ip -n vsdemo-hostb link add vx100 type vxlan id 100 local 192.168.77.2 remote 192.168.77.1 dstport 4789 dev vsdemoup
+ns vsdemo-hostb sysctl -qw net.ipv6.conf.vx100.disable_ipv6=1
+ip -n vsdemo-hostb addr add 10.10.0.2/24 dev vx100
+ip -n vsdemo-hostb link set vx100 mtu 1450 up
+
+echo "== waiting for the switch to resolve host B (vswitchctl neigh list)"
+for _ in $(seq 50); do $CTL neigh list | grep -q "192.168.77.2 .* resolved" && break; sleep 0.1; done
+$CTL neigh list
+echo
+echo "== vm1 -> vm2 (10.10.0.3), switched locally"
+ns vsdemo-vm1 ping -c 3 -i 0.2 10.10.0.3
+echo
+echo "== vm1 -> host B's VM (10.10.0.2), across the VXLAN overlay"
+ns vsdemo-vm1 ping -c 5 -i 0.2 10.10.0.2
 echo
 $CTL show
 echo
-echo "== ping from vm1 to vm2 through the switch"
-ip netns exec vsdemo-vm1 ping -c 5 -i 0.2 10.10.0.2
+echo "== vswitchctl fib list (learned from both sides)"
+$CTL fib list
+echo
+echo "== vswitchctl neigh list (host B resolved by ARP)"
+$CTL neigh list
 echo
 echo "== vswitchctl port stats"
 $CTL port stats
-echo
-echo "== vswitchctl cores"
-$CTL cores
 echo
 echo "demo done: cleaning up"
