@@ -13,8 +13,13 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --release -- -D warnings
 echo "== build (release)"
 cargo build --release --workspace
+LOG=$(mktemp /tmp/vswitch-test.XXXXXX)
+trap 'rm -f "$LOG"' EXIT
 echo "== unit tests"
-cargo test --release --workspace --exclude vswitch-tests
+cargo test --release --workspace --exclude vswitch-tests 2>&1 | tee -a "$LOG"
 # Each whole-switch test runs DPDK processes that busy-poll a core: one at a time.
 echo "== whole-switch tests"
-cargo test --release -p vswitch-tests -- --test-threads=1
+cargo test --release -p vswitch-tests --tests -- --test-threads=1 2>&1 | tee -a "$LOG"
+
+# One closing line for the whole suite.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "total: %d passed, %d failed\n", p, f; exit (f > 0) }' "$LOG"
