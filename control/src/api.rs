@@ -21,24 +21,56 @@ pub struct Envelope {
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     PortAdd(PortSpec),
-    PortDel { name: String },
+    PortDel {
+        name: String,
+    },
     PortList,
-    PortStats { name: Option<String> },
-    XconnectAdd { a: String, b: String },
-    XconnectDel { a: String },
+    PortStats {
+        name: Option<String>,
+    },
+    XconnectAdd {
+        a: String,
+        b: String,
+    },
+    XconnectDel {
+        a: String,
+    },
     NetworkAdd(NetworkSpec),
-    NetworkDel { vni: u32 },
+    NetworkDel {
+        vni: u32,
+    },
     NetworkList,
-    NetworkAddVtep { vni: u32, ip: Ipv4Addr },
-    NetworkDelVtep { vni: u32, ip: Ipv4Addr },
+    NetworkAddVtep {
+        vni: u32,
+        ip: Ipv4Addr,
+    },
+    NetworkDelVtep {
+        vni: u32,
+        ip: Ipv4Addr,
+    },
     VtepSet(VtepSpec),
     VtepShow,
     NeighAdd(NeighSpec),
-    NeighDel { ip: Ipv4Addr },
+    NeighDel {
+        ip: Ipv4Addr,
+    },
     NeighList,
     FibAdd(FibSpec),
-    FibDel { vni: u32, mac: String },
-    FibList { vni: Option<u32> },
+    FibDel {
+        vni: u32,
+        mac: String,
+    },
+    FibList {
+        vni: Option<u32>,
+    },
+    /// Reconcile the switch to a whole desired state (all or nothing).
+    Apply {
+        state: crate::state::DesiredState,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// The running desired state, in the format `apply` reads.
+    Dump,
     Show,
     Stats,
     Cores,
@@ -137,6 +169,13 @@ pub struct FibSpec {
     pub port: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vtep: Option<Ipv4Addr>,
+}
+
+/// What `apply` changed (or, with `dry_run`, would change).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyReport {
+    pub changes: Vec<String>,
+    pub applied: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod apply;
 pub mod overlay;
 pub mod state;
 pub mod validate;

@@ -60,7 +60,7 @@ struct VtepConf {
     mac: Option<Mac>,
 }
 
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct Overlay {
     networks: BTreeMap<u32, NetworkSpec>,
     vtep: Option<VtepConf>,
@@ -110,6 +110,23 @@ impl Overlay {
             moves: self.moves.clone(),
             arp: self.arp.clone(),
         }
+    }
+
+    /// Takes `new`'s configuration, keeping what was learned and resolved where it still
+    /// applies (learned MACs of networks that remain).
+    pub fn adopt_config(&mut self, new: Overlay) {
+        self.networks = new.networks;
+        self.vtep = new.vtep;
+        self.fib = new.fib;
+        self.neighbours = new.neighbours;
+        let gone: Vec<_> = self.learned.keys().filter(|(v, _)| !self.networks.contains_key(v)).copied().collect();
+        for k in gone {
+            self.forget(k);
+        }
+        let nets = &self.networks;
+        self.learned_per_vni.retain(|v, _| nets.contains_key(v));
+        self.refused.retain(|v, _| nets.contains_key(v));
+        self.moves.retain(|v, _| nets.contains_key(v));
     }
 
     /// Loads the persisted part, trusting it was validated when it was accepted.

@@ -6,6 +6,7 @@
 //! to disk before its reply.
 use crate::{
     api::*,
+    apply,
     overlay::{Overlay, PortRef},
     state::{DesiredState, Store, Xconnect},
     validate,
@@ -127,6 +128,8 @@ impl Switch {
             Request::VtepShow => Ok(to_value(&self.overlay.vtep_view(&self.port_refs()))),
             Request::NeighList => Ok(to_value(&self.overlay.neigh_views(Instant::now()))),
             Request::FibList { vni } => Ok(to_value(&self.overlay.fib_views(vni, &self.port_refs(), Instant::now()))),
+            Request::Dump => Ok(to_value(&self.desired())),
+            Request::Apply { state, dry_run } => self.apply(state, dry_run).await.map(|r| to_value(&r)),
             Request::Show => Ok(to_value(&self.show())),
             Request::Stats => Ok(to_value(&StatsView {
                 ports: self.port_stats(None)?,
@@ -158,6 +161,81 @@ impl Switch {
             neighbours,
             ..DesiredState::new()
         }
+    }
+
+    /// Reconciles the switch to `state`, all or nothing: everything is validated and
+    /// every new device attached before anything changes; then the state is saved and
+    /// published as one snapshot, and only after every core has moved on are the
+    /// devices that left closed.
+    async fn apply(&mut self, state: DesiredState, dry_run: bool) -> Result<ApplyReport, Refusal> {
+        let (norm, overlay) = apply::validate_state(&state, &self.eal.workers)?;
+        let changes = apply::diff(&self.desired(), &norm);
+        if dry_run || changes.is_empty() {
+            return Ok(ApplyReport { changes, applied: false });
+        }
+        // Each port of the new state either carries over (same device settings) or is new.
+        let carried: Vec<Option<usize>> = norm
+            .ports
+            .iter()
+            .map(|spec| {
+                self.ports.iter().position(|p| p.spec.name == spec.name && !apply::needs_new_device(&p.spec, spec))
+            })
+            .collect();
+        for (spec, c) in norm.ports.iter().zip(&carried) {
+            if c.is_some() {
+                continue;
+            }
+            let device = dataplane::port::device_name(&spec.devargs).unwrap_or_default();
+            if let Some(holder) = self.ports.iter().enumerate().find(|(i, p)| {
+                !carried.contains(&Some(*i)) && dataplane::port::device_name(&p.spec.devargs).is_ok_and(|d| d == device)
+            }) {
+                return Err(format!(
+                    "ports ({}): device {device:?} is held by port {:?}, which this apply removes or changes; \
+                     a device cannot be swapped in one step: apply once without the port, then with it",
+                    spec.name, holder.1.spec.name
+                ));
+            }
+        }
+        let mut fresh = Vec::new();
+        for (spec, c) in norm.ports.iter().zip(&carried) {
+            if c.is_none() {
+                let run =
+                    self.bring_up(spec).map_err(|e| format!("ports ({}): {e}; nothing was changed", spec.name))?;
+                fresh.push(Port { spec: spec.clone(), run: Ok(run) });
+            }
+        }
+        // Not durable, not done: the new devices are dropped (never published) on failure.
+        self.store.save(&norm).map_err(|e| e.to_string())?;
+        let mut old: Vec<Option<Port>> = self.ports.drain(..).map(Some).collect();
+        let mut fresh = fresh.into_iter();
+        for (spec, c) in norm.ports.iter().zip(carried) {
+            let port = match c.and_then(|i| old[i].take()) {
+                Some(mut p) => {
+                    if (p.spec.role, p.spec.vni) != (spec.role, spec.vni) {
+                        // What was learned on it belongs to its old network.
+                        if let Ok(r) = &p.run {
+                            self.overlay.port_removed(r.eth.id);
+                        }
+                    }
+                    p.spec = spec.clone();
+                    p
+                }
+                None => fresh.next().expect("one fresh port per new spec"),
+            };
+            self.ports.push(port);
+        }
+        let removed: Vec<Port> = old.into_iter().flatten().collect();
+        for p in &removed {
+            if let Ok(r) = &p.run {
+                self.overlay.port_removed(r.eth.id);
+            }
+        }
+        self.xconnects = norm.xconnects;
+        self.overlay.adopt_config(overlay);
+        self.publish().await;
+        drop(removed);
+        tracing::info!("applied {} changes", changes.len());
+        Ok(ApplyReport { changes, applied: true })
     }
 
     /// Applies an overlay change (network, VTEP, FIB, neighbour): validated, saved,
@@ -211,40 +289,8 @@ impl Switch {
 
     /// Checks a port spec against the switch as it is.
     fn check_spec(&self, spec: &PortSpec) -> Result<(), Refusal> {
-        validate::port_name("name", &spec.name)?;
-        if self.find(&spec.name).is_some() {
-            return Err(format!(
-                "name: a port named {:?} already exists; pick another name or delete it first",
-                spec.name
-            ));
-        }
-        dataplane::port::device_name(&spec.devargs).map_err(|e| format!("devargs: {e}"))?;
-        if let Some(other) = self.ports.iter().find(|p| same_device(&p.spec.devargs, &spec.devargs)) {
-            return Err(format!(
-                "devargs: device {:?} is already used by port {:?}",
-                dataplane::port::device_name(&spec.devargs).unwrap_or_default(),
-                other.spec.name
-            ));
-        }
-        self.overlay.check_port(spec, &self.port_refs())?;
-        validate::queues(spec.queues.unwrap_or(1))?;
-        if let Some(m) = spec.mtu {
-            validate::mtu(m)?;
-        }
-        if let Some(cores) = &spec.cores {
-            if cores.is_empty() {
-                return Err("cores: give at least one PMD lcore".into());
-            }
-            for c in cores {
-                if !self.eal.workers.contains(c) {
-                    return Err(format!(
-                        "cores: lcore {c} is not a PMD lcore of this switch; PMD lcores are {:?}",
-                        self.eal.workers
-                    ));
-                }
-            }
-        }
-        Ok(())
+        validate::port_spec(spec, self.ports.iter().map(|p| &p.spec), &self.eal.workers)?;
+        self.overlay.check_port(spec, &self.port_refs())
     }
 
     /// Attaches, configures and starts the device, and picks cores for its rx queues.
@@ -651,11 +697,4 @@ fn to_value<T: serde::Serialize>(v: &T) -> serde_json::Value {
 
 fn mac_string(m: &[u8; 6]) -> String {
     format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
-}
-
-fn same_device(a: &str, b: &str) -> bool {
-    match (dataplane::port::device_name(a), dataplane::port::device_name(b)) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
-    }
 }

@@ -15,6 +15,41 @@ pub fn port_name(field: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A port spec on its own and against the ports already there (`others`): name,
+/// devargs syntax, unique name and device, queues, MTU, PMD lcores.
+pub fn port_spec<'a>(
+    spec: &crate::api::PortSpec,
+    others: impl IntoIterator<Item = &'a crate::api::PortSpec>,
+    workers: &[u32],
+) -> Result<(), String> {
+    port_name("name", &spec.name)?;
+    let device = dataplane::port::device_name(&spec.devargs).map_err(|e| format!("devargs: {e}"))?;
+    for o in others {
+        if o.name == spec.name {
+            return Err(format!(
+                "name: a port named {:?} already exists; pick another name or delete it first",
+                spec.name
+            ));
+        }
+        if dataplane::port::device_name(&o.devargs).is_ok_and(|d| d == device) {
+            return Err(format!("devargs: device {device:?} is already used by port {:?}", o.name));
+        }
+    }
+    queues(spec.queues.unwrap_or(1))?;
+    if let Some(m) = spec.mtu {
+        mtu(m)?;
+    }
+    if let Some(cores) = &spec.cores {
+        if cores.is_empty() {
+            return Err("cores: give at least one PMD lcore".into());
+        }
+        if let Some(c) = cores.iter().find(|c| !workers.contains(c)) {
+            return Err(format!("cores: lcore {c} is not a PMD lcore of this switch; PMD lcores are {workers:?}"));
+        }
+    }
+    Ok(())
+}
+
 /// Rx queues per port.
 pub fn queues(q: u16) -> Result<(), String> {
     if q == 0 || q > 64 {

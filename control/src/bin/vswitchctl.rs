@@ -57,6 +57,26 @@ enum Cmd {
     /// The L2 forwarding table per VNI: static and learned MACs.
     #[command(subcommand)]
     Fib(FibCmd),
+    /// Make the switch match a desired-state file (YAML or JSON, as `dump` prints), all or nothing.
+    ///
+    /// Examples:
+    ///   vswitchctl dump > switch.json; vswitchctl apply -f switch.json    # changes nothing
+    ///   vswitchctl apply -f switch.yaml --dry-run                          # print what would change
+    #[command(verbatim_doc_comment)]
+    Apply {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Print the changes without making them.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print the running desired state in the format `apply` reads.
+    Dump,
+    /// Print a shell completion script: vswitchctl completion bash > /etc/bash_completion.d/vswitchctl
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Counters per port and per core, drops by reason, mempool use.
     Stats,
     /// Per PMD core: rx queues, busy %, cycles per packet.
@@ -235,6 +255,19 @@ enum XconnectCmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let req = match &cli.cmd {
+        Cmd::Completion { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(*shell, &mut Cli::command(), "vswitchctl", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Cmd::Apply { file, dry_run } => match read_state(file) {
+            Ok(state) => Request::Apply { state, dry_run: *dry_run },
+            Err(e) => {
+                eprintln!("vswitchctl: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        Cmd::Dump => Request::Dump,
         Cmd::Show => Request::Show,
         Cmd::Stats => Request::Stats,
         Cmd::Cores => Request::Cores,
@@ -309,6 +342,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// A desired-state file: JSON if it parses as JSON, else YAML.
+fn read_state(path: &PathBuf) -> Result<control::state::DesiredState, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    match serde_json::from_str(&text) {
+        Ok(s) => Ok(s),
+        Err(json_err) if text.trim_start().starts_with('{') => {
+            Err(format!("{} is not a valid desired state (JSON): {json_err}", path.display()))
+        }
+        Err(_) => serde_yaml_ng::from_str(&text)
+            .map_err(|e| format!("{} is not a valid desired state (YAML): {e}", path.display())),
+    }
+}
+
 fn call(socket: &PathBuf, req: &Request) -> Result<Response, String> {
     let mut stream = UnixStream::connect(socket).map_err(|e| {
         format!(
@@ -360,6 +406,19 @@ fn print_human(cmd: &Cmd, v: serde_json::Value) -> Result<(), serde_json::Error>
         },
         Cmd::Neigh(NeighCmd::List) => print_neighbours(&serde_json::from_value::<Vec<NeighView>>(v)?),
         Cmd::Fib(FibCmd::List { .. }) => print_fib(&serde_json::from_value::<Vec<FibView>>(v)?),
+        Cmd::Dump => println!("{}", serde_json::to_string_pretty(&v)?),
+        Cmd::Apply { dry_run, .. } => {
+            let r: control::api::ApplyReport = serde_json::from_value(v)?;
+            if r.changes.is_empty() {
+                println!("no changes: the switch already matches the file");
+            } else {
+                println!("{}", if *dry_run { "would change:" } else { "changed:" });
+                for c in &r.changes {
+                    println!("  {c}");
+                }
+            }
+        }
+        Cmd::Completion { .. } => {}
         Cmd::Port(PortCmd::Del { .. })
         | Cmd::Xconnect(_)
         | Cmd::Network(_)
