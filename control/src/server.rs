@@ -31,14 +31,40 @@ pub fn check_socket_free(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Binds the socket, mode 0600: only root talks to the switch.
-pub fn bind(path: &Path) -> Result<UnixListener, String> {
+/// The gid of a group given by name (from /etc/group) or number.
+pub fn group_id(group: &str) -> Result<u32, String> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    let groups =
+        std::fs::read_to_string("/etc/group").map_err(|e| format!("--socket-group: cannot read /etc/group: {e}"))?;
+    groups
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            Some((f.next()?, f.nth(1)?))
+        })
+        .find(|(name, _)| *name == group)
+        .and_then(|(_, gid)| gid.parse().ok())
+        .ok_or_else(|| format!("--socket-group: no group named {group:?} (see /etc/group, or give a numeric gid)"))
+}
+
+/// Binds the socket: mode 0600 (only root talks to the switch), or 0660 with `group`
+/// as its group so that group's members can use vswitchctl too.
+pub fn bind(path: &Path, group: Option<u32>) -> Result<UnixListener, String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     check_socket_free(path)?;
     let listener = UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    let mode = if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .map_err(|e| format!("cannot give {} to group {gid}: {e}", path.display()))?;
+        0o660
+    } else {
+        0o600
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
     Ok(listener)
 }

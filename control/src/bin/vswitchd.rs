@@ -19,6 +19,9 @@ struct Args {
     /// API socket (mode 0600).
     #[arg(long, default_value = DEFAULT_SOCKET)]
     socket: PathBuf,
+    /// Also let this group (name or gid) use the socket (mode 0660).
+    #[arg(long)]
+    socket_group: Option<String>,
     /// Desired-state file, restored at start and rewritten on every change.
     #[arg(long, default_value = DEFAULT_DB)]
     db: PathBuf,
@@ -64,6 +67,7 @@ fn run(args: Args) -> Result<(), String> {
     let store = Store::new(&args.db);
     let state = store.load().map_err(|e| e.to_string())?;
     server::check_socket_free(&args.socket)?;
+    let socket_gid = args.socket_group.as_deref().map(server::group_id).transpose()?;
 
     let eal = Eal::init("vswitchd", &args.eal).map_err(|e| {
         let hint = matches!(e, dataplane::eal::EalError::InitFailed { .. }).then_some(HUGEPAGE_HINT).unwrap_or("");
@@ -89,7 +93,7 @@ fn run(args: Args) -> Result<(), String> {
     let result = rt.block_on(async {
         let mut switch = Switch::new(eal, pool, shared.clone(), store);
         switch.restore(state).await;
-        let listener = match server::bind(&args.socket) {
+        let listener = match server::bind(&args.socket, socket_gid) {
             Ok(l) => l,
             Err(e) => return Err((e, switch)),
         };
