@@ -71,6 +71,11 @@ pub enum Request {
     },
     /// The running desired state, in the format `apply` reads.
     Dump,
+    /// Each stage's decision for one packet (hex) arriving on a port; sends nothing.
+    Trace {
+        port: String,
+        packet: String,
+    },
     Show,
     Stats,
     Cores,
@@ -169,6 +174,18 @@ pub struct FibSpec {
     pub port: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vtep: Option<Ipv4Addr>,
+}
+
+/// What `trace` found.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TraceView {
+    pub port: String,
+    /// One line per stage: what it saw and decided.
+    pub steps: Vec<String>,
+    pub action: String,
+    pub drop_reason: Option<String>,
+    /// The packet as it would leave (hex), when it would be transmitted.
+    pub output: Option<String>,
 }
 
 /// What `apply` changed (or, with `dry_run`, would change).

@@ -13,6 +13,7 @@ pub mod validate;
 
 pub mod server;
 pub mod switch;
+pub mod trace;
 
 /// Where vswitchd listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/vswitch/vswitchd.sock";

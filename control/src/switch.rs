@@ -129,6 +129,7 @@ impl Switch {
             Request::NeighList => Ok(to_value(&self.overlay.neigh_views(Instant::now()))),
             Request::FibList { vni } => Ok(to_value(&self.overlay.fib_views(vni, &self.port_refs(), Instant::now()))),
             Request::Dump => Ok(to_value(&self.desired())),
+            Request::Trace { port, packet } => self.trace(&port, &packet).map(|v| to_value(&v)),
             Request::Apply { state, dry_run } => self.apply(state, dry_run).await.map(|r| to_value(&r)),
             Request::Show => Ok(to_value(&self.show())),
             Request::Stats => Ok(to_value(&StatsView {
@@ -236,6 +237,23 @@ impl Switch {
         drop(removed);
         tracing::info!("applied {} changes", changes.len());
         Ok(ApplyReport { changes, applied: true })
+    }
+
+    fn trace(&self, port: &str, packet: &str) -> Result<TraceView, Refusal> {
+        let p = self.must_find("port", port)?;
+        let id = p.run.as_ref().map(|r| r.eth.id).map_err(|e| format!("port: {port:?} is not running: {e}"))?;
+        let bytes = crate::trace::parse_hex(packet)?;
+        if bytes.is_empty() || bytes.len() > 9216 {
+            return Err(format!("packet: {} bytes; give 1 to 9216", bytes.len()));
+        }
+        let name = |id: u16| {
+            self.ports
+                .iter()
+                .find(|p| p.run.as_ref().is_ok_and(|r| r.eth.id == id))
+                .map(|p| p.spec.name.clone())
+                .unwrap_or_else(|| format!("#{id}"))
+        };
+        Ok(crate::trace::trace(&self.shared.rcu.load(), port, id, &bytes, &name))
     }
 
     /// Applies an overlay change (network, VTEP, FIB, neighbour): validated, saved,

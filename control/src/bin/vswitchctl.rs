@@ -72,6 +72,26 @@ enum Cmd {
     },
     /// Print the running desired state in the format `apply` reads.
     Dump,
+    /// Show each stage's decision for one packet arriving on a port, against the tables
+    /// the cores use now. Sends nothing, learns nothing.
+    ///
+    /// Examples:
+    ///   vswitchctl trace --port vm1 --packet 02000000020102000000010108004500...
+    ///   vswitchctl trace --port up0 --pcap capture.pcap --index 3
+    #[command(verbatim_doc_comment)]
+    Trace {
+        #[arg(long)]
+        port: String,
+        /// The frame in hex, from the destination MAC on (no FCS).
+        #[arg(long, conflicts_with = "pcap", required_unless_present = "pcap")]
+        packet: Option<String>,
+        /// Take the frame from a pcap file...
+        #[arg(long)]
+        pcap: Option<PathBuf>,
+        /// ...the INDEX-th frame (from 0).
+        #[arg(long, default_value_t = 0, requires = "pcap")]
+        index: usize,
+    },
     /// Print a shell completion script: vswitchctl completion bash > /etc/bash_completion.d/vswitchctl
     Completion {
         #[arg(value_enum)]
@@ -268,6 +288,20 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Dump => Request::Dump,
+        Cmd::Trace { port, packet, pcap, index } => {
+            let hex = match (packet, pcap) {
+                (Some(h), _) => Ok(h.clone()),
+                (None, Some(file)) => frame_from_pcap(file, *index),
+                (None, None) => Err("give --packet HEX or --pcap FILE".into()),
+            };
+            match hex {
+                Ok(packet) => Request::Trace { port: port.clone(), packet },
+                Err(e) => {
+                    eprintln!("vswitchctl: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
         Cmd::Show => Request::Show,
         Cmd::Stats => Request::Stats,
         Cmd::Cores => Request::Cores,
@@ -340,6 +374,22 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Frame `index` of a pcap file, in hex.
+fn frame_from_pcap(path: &PathBuf, index: usize) -> Result<String, String> {
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let mut r =
+        pcap_file::pcap::PcapReader::new(f).map_err(|e| format!("{} is not a pcap file: {e}", path.display()))?;
+    let mut i = 0;
+    while let Some(p) = r.next_packet() {
+        let p = p.map_err(|e| format!("reading {}: {e}", path.display()))?;
+        if i == index {
+            return Ok(p.data.iter().map(|b| format!("{b:02x}")).collect());
+        }
+        i += 1;
+    }
+    Err(format!("--index: {} has {i} frames, there is no frame {index}", path.display()))
 }
 
 /// A desired-state file: JSON if it parses as JSON, else YAML.
@@ -419,6 +469,15 @@ fn print_human(cmd: &Cmd, v: serde_json::Value) -> Result<(), serde_json::Error>
             }
         }
         Cmd::Completion { .. } => {}
+        Cmd::Trace { .. } => {
+            let t: control::api::TraceView = serde_json::from_value(v)?;
+            for s in &t.steps {
+                println!("{s}");
+            }
+            if let Some(o) = &t.output {
+                println!("output: {o}");
+            }
+        }
         Cmd::Port(PortCmd::Del { .. })
         | Cmd::Xconnect(_)
         | Cmd::Network(_)

@@ -1,0 +1,201 @@
+//! `vswitchctl trace`: the real stages run on a copy of one packet against the snapshot
+//! the cores use now. Nothing is sent, and nothing is learned: learn events go to a
+//! scratch list and are reported.
+use crate::api::TraceView;
+use dataplane::snapshot::{Role, Snapshot};
+use pipelines::{
+    learn::{Clock, Learner},
+    meta::Meta,
+    parse::parse,
+    stages::{self, Ctx},
+    tables::FibTarget,
+    wire::{ethernet, Mac},
+    Action, VecFrame,
+};
+use std::net::Ipv4Addr;
+
+/// Parses "02 00 ..", "0200..", "02:00:.." into bytes.
+pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
+    let digits: String = text.chars().filter(|c| !c.is_whitespace() && *c != ':' && *c != '-').collect();
+    if digits.len() % 2 != 0 {
+        return Err(format!("packet: {} hex digits is an odd number", digits.len()));
+    }
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&digits[i..i + 2], 16).map_err(|_| format!("packet: {:?} is not hex", &digits[i..i + 2]))
+        })
+        .collect()
+}
+
+fn describe(m: &Meta) -> String {
+    let mut s = format!("{} -> {}", m.src, m.dst);
+    if let Some(t) = m.vlan_tci {
+        s += &format!(" vlan {}", t & 0x0fff);
+    }
+    let ip = |k: u128| -> String {
+        if m.ip_version == 4 {
+            Ipv4Addr::from(k as u32).to_string()
+        } else {
+            std::net::Ipv6Addr::from(k).to_string()
+        }
+    };
+    match (m.ethertype, m.ip_version) {
+        (ethernet::ETHERTYPE_ARP, _) => s += " ARP",
+        (_, 4 | 6) => {
+            let proto = match m.proto {
+                6 => "TCP".to_string(),
+                17 => "UDP".to_string(),
+                1 | 58 => "ICMP".to_string(),
+                p => format!("proto {p}"),
+            };
+            s += &format!(" IPv{} {proto} {} -> {}", m.ip_version, ip(m.ip_src), ip(m.ip_dst));
+            if m.l4 != 0 {
+                s += &format!(" ports/type {} -> {}", m.sport, m.dport);
+            }
+            if m.fragment {
+                s += " (fragment)";
+            }
+        }
+        (et, _) => s += &format!(" ethertype 0x{et:04x}"),
+    }
+    s
+}
+
+fn target(t: FibTarget, name: &dyn Fn(u16) -> String) -> String {
+    match t {
+        FibTarget::Port(p) => format!("port {}", name(p)),
+        FibTarget::Vtep(ip) => format!("remote VTEP {}", Ipv4Addr::from(ip)),
+    }
+}
+
+/// Runs `bytes` through the stages of `port` (ethdev id `id`) as the snapshot says.
+pub fn trace(snap: &Snapshot, port: &str, id: u16, bytes: &[u8], name: &dyn Fn(u16) -> String) -> TraceView {
+    let mut steps = Vec::new();
+    let slot = snap.ports[id as usize];
+    let mut frames = [VecFrame::new(bytes)];
+    let mut meta = [Meta::default()];
+    parse(bytes, &mut meta[0]);
+    steps.push(format!("parse: {} bytes, {}", bytes.len(), describe(&meta[0])));
+    let t = &snap.l2;
+    let ctx = Ctx { tables: t, clock: Clock { now: 0, hz: 1 } };
+    let mut learned = Vec::new();
+    let from_vm = matches!(slot.role, Role::Vm { .. });
+    if let Some(peer) = slot.xconnect {
+        steps.push(format!("cross-connect: to port {} (the pipeline is bypassed)", name(peer)));
+        meta[0].action = Action::Tx(peer);
+    } else {
+        match slot.role {
+            Role::None => {
+                meta[0].action = Action::Drop(pipelines::DropReason::NoXconnect);
+            }
+            Role::Vm { vni } => {
+                steps.push(format!("port: VM port in VNI {vni}"));
+                stages::from_vm(&ctx, id, vni, &mut frames, &mut meta, &mut Learner::new(), &mut learned);
+                if meta[0].action != Action::Drop(pipelines::DropReason::BadSrcMac) {
+                    let dst = Mac::from_slice(bytes);
+                    steps.push(match t.lookup(vni, dst) {
+                        _ if dst.is_multicast() => format!("fib: {dst} is a group address: flood"),
+                        Some(e) => format!(
+                            "fib: {dst} in VNI {vni} -> {} ({})",
+                            target(e.target, name),
+                            if e.is_static { "static" } else { "learned" }
+                        ),
+                        None => format!("fib: {dst} unknown in VNI {vni}: flood"),
+                    });
+                }
+            }
+            Role::Uplink => {
+                steps.push("port: uplink".into());
+                stages::from_uplink(&ctx, id, &mut frames, &mut meta, &mut Learner::new(), &mut learned);
+                if let (Some(ev), Action::Tx(_) | Action::Flood { .. } | Action::Drop(_)) =
+                    (learned.first(), meta[0].action)
+                {
+                    let inner = frames[0].bytes();
+                    steps.push(format!(
+                        "decap: VXLAN VNI {} from remote VTEP {}; inner {} bytes, {}",
+                        ev.vni,
+                        target(ev.target, name).trim_start_matches("remote VTEP "),
+                        inner.len(),
+                        describe(&meta[0])
+                    ));
+                    let dst = meta[0].dst;
+                    if !dst.is_multicast() {
+                        steps.push(match t.lookup(ev.vni, dst) {
+                            Some(e) => format!("fib: {dst} in VNI {} -> {}", ev.vni, target(e.target, name)),
+                            None => format!("fib: {dst} unknown in VNI {}: flood to local ports", ev.vni),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    for ev in &learned {
+        let known = t.lookup(ev.vni, ev.mac).map(|e| e.target);
+        steps.push(format!(
+            "learn: {} in VNI {} at {}{}",
+            ev.mac,
+            ev.vni,
+            target(ev.target, name),
+            match known {
+                Some(k) if k == ev.target => " (already known)".to_string(),
+                Some(k) => format!(" (moves from {})", target(k, name)),
+                None => " (new)".to_string(),
+            }
+        ));
+    }
+    let out = frames[0].bytes().to_vec();
+    let (action, drop_reason) = match meta[0].action {
+        Action::Tx(p) => {
+            if from_vm && t.vtep.is_some_and(|v| v.uplink == p) && out.len() == bytes.len() + 50 {
+                let h = &out[..50];
+                steps.push(format!(
+                    "encap: {} -> {}, {} -> {}, UDP {} -> {}, VNI {}, TTL {}, DSCP/ECN 0x{:02x}",
+                    Mac::from_slice(&h[6..]),
+                    Mac::from_slice(h),
+                    Ipv4Addr::new(h[26], h[27], h[28], h[29]),
+                    Ipv4Addr::new(h[30], h[31], h[32], h[33]),
+                    u16::from_be_bytes([h[34], h[35]]),
+                    u16::from_be_bytes([h[36], h[37]]),
+                    u32::from_be_bytes([0, h[46], h[47], h[48]]),
+                    h[22],
+                    h[15]
+                ));
+            }
+            (format!("tx on port {}", name(p)), None)
+        }
+        Action::Flood { vni } => {
+            let net = t.networks.get(&vni);
+            let locals: Vec<String> =
+                net.map(|n| n.ports.iter().filter(|&&p| p != id).map(|&p| name(p)).collect()).unwrap_or_default();
+            let mut a = format!("flood in VNI {vni} to local ports [{}]", locals.join(", "));
+            if from_vm {
+                let vteps: Vec<String> = net
+                    .map(|n| {
+                        n.flood_vteps
+                            .iter()
+                            .map(|ip| {
+                                let s = Ipv4Addr::from(*ip).to_string();
+                                if t.remotes.contains_key(ip) {
+                                    s
+                                } else {
+                                    s + " (next hop unresolved: dropped)"
+                                }
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                a += &format!(" and remote VTEPs [{}]", vteps.join(", "));
+            } else {
+                a += " (never back into the overlay)";
+            }
+            (a, None)
+        }
+        Action::Punt => ("to the control plane (an ARP reply to our request)".into(), None),
+        Action::Drop(r) => (format!("drop: {} ({})", r.name(), r.help()), Some(r.name().to_string())),
+        Action::Continue => ("undecided (a bug: please report it)".into(), None),
+    };
+    steps.push(format!("action: {action}"));
+    let output = matches!(meta[0].action, Action::Tx(_)).then(|| out.iter().map(|b| format!("{b:02x}")).collect());
+    TraceView { port: port.to_string(), steps, action, drop_reason, output }
+}

@@ -1,0 +1,111 @@
+//! `vswitchctl trace` runs the real stages on a copy of a packet against the current
+//! tables and says what each decided, sending and learning nothing.
+use vswitch_tests::*;
+
+const CONFIG: &str = r#"{"format": 1,
+ "networks": [{"vni": 100, "flood_vteps": ["192.168.50.3"]}],
+ "ports": [
+   {"name": "vm1", "devargs": "net_ring0", "role": "vm", "vni": 100},
+   {"name": "vm2", "devargs": "net_ring1", "role": "vm", "vni": 100},
+   {"name": "up0", "devargs": "net_ring2", "role": "uplink"}],
+ "vtep": {"ip": "192.168.50.1/24", "uplink": "up0", "mac": "02:00:00:00:50:01"},
+ "fib": [{"vni": 100, "mac": "02:00:00:00:09:09", "vtep": "192.168.50.2"},
+         {"vni": 100, "mac": "02:00:00:00:01:01", "port": "vm1"}],
+ "neighbours": [{"ip": "192.168.50.2", "mac": "02:00:00:00:50:02"}]}"#;
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// An Ethernet/IPv4/UDP frame of 60 bytes.
+fn frame(dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[0x08, 0x00, 0x45, 0x28, 0, 46, 0, 0, 0, 0, 64, 17, 0, 0, 10, 1, 0, 1, 10, 1, 0, 2]);
+    f.extend_from_slice(&[0x04, 0x00, 0x13, 0x89, 0, 26, 0, 0]);
+    f.resize(60, 0);
+    f
+}
+
+/// VXLAN from 192.168.50.2 to our VTEP around `inner`, with `flags`.
+fn vxlan(inner: &[u8], flags: u8) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0x50, 1, 2, 0, 0, 0, 0x50, 2, 8, 0];
+    let total = (20 + 8 + 8 + inner.len()) as u16;
+    let mut ip =
+        vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0x40, 0, 64, 17, 0, 0, 192, 168, 50, 2, 192, 168, 50, 1];
+    let sum = ip.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum::<u32>();
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let c = !(((sum & 0xffff) + (sum >> 16)) as u16);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    let ulen = total - 20;
+    f.extend_from_slice(&[0xc3, 0x50, 0x12, 0xb5, (ulen >> 8) as u8, ulen as u8, 0, 0]);
+    f.extend_from_slice(&[flags, 0, 0, 0, 0, 0, 100, 0]);
+    f.extend_from_slice(inner);
+    f
+}
+
+fn trace(d: &Daemon, port: &str, packet: &[u8]) -> serde_json::Value {
+    d.json(&["trace", "--port", port, "--packet", &hex(packet)])
+}
+
+fn steps(t: &serde_json::Value) -> String {
+    t["steps"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn trace_explains_forwarding_flooding_decap_arp_and_drops() {
+    let d = Daemon::start();
+    let cfg = d.dir.path("c.json");
+    std::fs::write(&cfg, CONFIG).unwrap();
+    d.ok(&["apply", "-f", cfg.to_str().unwrap()]);
+    let vm_mac = [2, 0, 0, 0, 1, 1];
+    let stats_before = d.json(&["port", "stats"]);
+
+    // VM -> remote VTEP: encapsulated to the uplink.
+    let t = trace(&d, "vm1", &frame([2, 0, 0, 0, 9, 9], vm_mac));
+    let s = steps(&t);
+    assert_eq!(t["action"], "tx on port up0", "{s}");
+    assert!(s.contains("fib: 02:00:00:00:09:09 in VNI 100 -> remote VTEP 192.168.50.2 (static)"), "{s}");
+    assert!(s.contains("encap: 02:00:00:00:50:01 -> 02:00:00:00:50:02, 192.168.50.1 -> 192.168.50.2"), "{s}");
+    assert!(s.contains("VNI 100, TTL 64, DSCP/ECN 0x28"), "{s}");
+    assert!(t["output"].as_str().unwrap().starts_with("020000005002020000005001"), "{t}");
+    // Broadcast: flooded locally and to the flood list (its next hop unresolved).
+    let t = trace(&d, "vm1", &frame([0xff; 6], vm_mac));
+    assert_eq!(
+        t["action"],
+        "flood in VNI 100 to local ports [vm2] and remote VTEPs [192.168.50.3 (next hop unresolved: dropped)]"
+    );
+    // A group source MAC is dropped, by name.
+    let t = trace(&d, "vm1", &frame([2, 0, 0, 0, 9, 9], [1, 0, 0x5e, 0, 0, 1]));
+    assert_eq!(t["drop_reason"], "bad_src_mac");
+    // VXLAN for us: stripped and delivered; the source is what would be learned.
+    let inner = frame(vm_mac, [2, 0, 0, 0, 7, 7]);
+    let t = trace(&d, "up0", &vxlan(&inner, 0x08));
+    let s = steps(&t);
+    assert_eq!(t["action"], "tx on port vm1", "{s}");
+    assert!(s.contains("decap: VXLAN VNI 100 from remote VTEP 192.168.50.2"), "{s}");
+    assert!(s.contains("learn: 02:00:00:00:07:07 in VNI 100 at remote VTEP 192.168.50.2 (new)"), "{s}");
+    assert_eq!(t["output"].as_str().unwrap(), hex(&inner), "the inner frame, as the VM gets it");
+    // Without the I flag: dropped, and the reason says why.
+    let t = trace(&d, "up0", &vxlan(&inner, 0x00));
+    assert_eq!(t["drop_reason"], "vxlan_bad_flags", "{}", steps(&t));
+    // ARP for our VTEP IP: answered on the uplink.
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&[2, 0, 0, 0, 0x50, 2, 8, 6, 0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0x50, 2, 192, 168, 50, 2]);
+    arp.extend_from_slice(&[0, 0, 0, 0, 0, 0, 192, 168, 50, 1]);
+    arp.resize(60, 0);
+    let t = trace(&d, "up0", &arp);
+    assert_eq!(t["action"], "tx on port up0");
+    let out = t["output"].as_str().unwrap();
+    assert!(out.starts_with("020000005002020000005001080600010800060400020200000050"), "an ARP reply from us: {out}");
+
+    // Tracing sent nothing and learned nothing.
+    assert_eq!(d.json(&["port", "stats"]), stats_before);
+    let fib = d.json(&["fib", "list"]);
+    assert!(fib.as_array().unwrap().iter().all(|e| e["kind"] == "static"), "{fib}");
+    // Bad requests are named.
+    assert!(d.err(&["trace", "--port", "nope", "--packet", "00"]).contains("port: no port named \"nope\""));
+    assert!(d.err(&["trace", "--port", "vm1", "--packet", "0g"]).contains("packet: \"0g\" is not hex"));
+}
