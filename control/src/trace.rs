@@ -17,7 +17,7 @@ use std::net::Ipv4Addr;
 /// Parses "02 00 ..", "0200..", "02:00:.." into bytes.
 pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
     let digits: String = text.chars().filter(|c| !c.is_whitespace() && *c != ':' && *c != '-').collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(format!("packet: {} hex digits is an odd number", digits.len()));
     }
     (0..digits.len())

@@ -105,7 +105,21 @@ fn trace_explains_forwarding_flooding_decap_arp_and_drops() {
     assert_eq!(d.json(&["port", "stats"]), stats_before);
     let fib = d.json(&["fib", "list"]);
     assert!(fib.as_array().unwrap().iter().all(|e| e["kind"] == "static"), "{fib}");
+    // A frame from a pcap (scapy's VM traffic toward 02:00:00:00:02:01: unknown, flooded).
+    let pcap = d.dir.path("vm.pcap");
+    python("gen_overlay.py", &["encap", pcap.to_str().unwrap(), "3"]);
+    let t = d.json(&["trace", "--port", "vm1", "--pcap", pcap.to_str().unwrap(), "--index", "2"]);
+    assert!(t["action"].as_str().unwrap().starts_with("flood in VNI 100"), "{t}");
+    assert!(d
+        .err(&["trace", "--port", "vm1", "--pcap", pcap.to_str().unwrap(), "--index", "3"])
+        .contains("has 3 frames"));
     // Bad requests are named.
     assert!(d.err(&["trace", "--port", "nope", "--packet", "00"]).contains("port: no port named \"nope\""));
     assert!(d.err(&["trace", "--port", "vm1", "--packet", "0g"]).contains("packet: \"0g\" is not hex"));
+}
+
+#[test]
+fn shell_completion_is_generated() {
+    let out = run_ok(bin("vswitchctl").to_str().unwrap(), &["completion", "bash"]);
+    assert!(out.contains("_vswitchctl") && out.contains("xconnect") && out.contains("trace"));
 }

@@ -38,6 +38,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Summary: ports, cross-connects, cores, mempool.
+    #[command(after_help = "Example:\n  vswitchctl show\n  vswitchctl --json show")]
     Show,
     /// Add, delete, list ports and read their counters.
     #[command(subcommand)]
@@ -71,6 +72,7 @@ enum Cmd {
         dry_run: bool,
     },
     /// Print the running desired state in the format `apply` reads.
+    #[command(after_help = "Example:\n  vswitchctl dump > switch.json")]
     Dump,
     /// Show each stage's decision for one packet arriving on a port, against the tables
     /// the cores use now. Sends nothing, learns nothing.
@@ -98,8 +100,10 @@ enum Cmd {
         shell: clap_complete::Shell,
     },
     /// Counters per port and per core, drops by reason, mempool use.
+    #[command(after_help = "Example:\n  vswitchctl stats\n  vswitchctl --json stats | jq .ports")]
     Stats,
     /// Per PMD core: rx queues, busy %, cycles per packet.
+    #[command(after_help = "Example:\n  vswitchctl cores")]
     Cores,
 }
 
@@ -115,10 +119,13 @@ enum PortCmd {
     #[command(verbatim_doc_comment)]
     Add(PortAddArgs),
     /// Stop forwarding on a port, then close and detach its device.
+    #[command(after_help = "Example:\n  vswitchctl port del vm1")]
     Del { name: String },
     /// Ports with their device, state, MAC and rx queue placement.
+    #[command(after_help = "Example:\n  vswitchctl port list")]
     List,
     /// Counters of one port or all: rx/tx packets and bytes, drops by reason.
+    #[command(after_help = "Example:\n  vswitchctl port stats vm1\n  vswitchctl --json port stats")]
     Stats { name: Option<String> },
 }
 
@@ -169,12 +176,16 @@ enum NetworkCmd {
         aging: Option<u32>,
     },
     /// Delete a network (it must have no ports and no static FIB entries).
+    #[command(after_help = "Example:\n  vswitchctl network del 100")]
     Del { vni: u32 },
     /// Networks with their ports, flood lists and learning counters.
+    #[command(after_help = "Example:\n  vswitchctl network list")]
     List,
     /// Add a remote VTEP to the network's flood list (head-end replication of BUM traffic).
+    #[command(after_help = "Example:\n  vswitchctl network add-vtep 100 192.168.50.2")]
     AddVtep { vni: u32, ip: Ipv4Addr },
     /// Remove a remote VTEP from the flood list.
+    #[command(after_help = "Example:\n  vswitchctl network del-vtep 100 192.168.50.2")]
     DelVtep { vni: u32, ip: Ipv4Addr },
 }
 
@@ -205,20 +216,20 @@ enum VtepCmd {
         ttl: Option<u8>,
     },
     /// The VTEP, its state, and each remote VTEP's next hop.
+    #[command(after_help = "Example:\n  vswitchctl vtep show")]
     Show,
 }
 
 #[derive(Subcommand, Debug)]
 enum NeighCmd {
     /// A static underlay neighbour (no ARP for it).
-    Add {
-        ip: Ipv4Addr,
-        mac: String,
-    },
-    Del {
-        ip: Ipv4Addr,
-    },
+    #[command(after_help = "Example:\n  vswitchctl neigh add 192.168.50.254 02:00:00:00:fe:01")]
+    Add { ip: Ipv4Addr, mac: String },
+    /// Delete a static neighbour.
+    #[command(after_help = "Example:\n  vswitchctl neigh del 192.168.50.254")]
+    Del { ip: Ipv4Addr },
     /// Static neighbours and the ARP cache.
+    #[command(after_help = "Example:\n  vswitchctl neigh list")]
     List,
 }
 
@@ -239,8 +250,10 @@ enum FibCmd {
         vtep: Option<Ipv4Addr>,
     },
     /// Delete a static or learned entry.
+    #[command(after_help = "Example:\n  vswitchctl fib del 100 02:00:00:00:02:01")]
     Del { vni: u32, mac: String },
     /// Entries of one VNI or all, static and learned (with age).
+    #[command(after_help = "Example:\n  vswitchctl fib list 100")]
     List { vni: Option<u32> },
 }
 
@@ -267,8 +280,10 @@ fn parse_lcores(s: &str) -> Result<Lcores, String> {
 #[derive(Subcommand, Debug)]
 enum XconnectCmd {
     /// Cross-connect two ports, both directions.
+    #[command(after_help = "Example:\n  vswitchctl xconnect add vm1 vm2")]
     Add { a: String, b: String },
     /// Remove the cross-connect of a port (either end).
+    #[command(after_help = "Example:\n  vswitchctl xconnect del vm1")]
     Del { a: String },
 }
 
