@@ -261,6 +261,13 @@ impl Daemon {
         );
     }
 
+    /// A raw connection to the API socket.
+    pub fn connect(&self) -> Api {
+        Api(std::io::BufReader::new(
+            std::os::unix::net::UnixStream::connect(&self.socket).expect("connect to vswitchd"),
+        ))
+    }
+
     pub fn mempool_available(&self) -> u64 {
         self.json(&["stats"])["mempool"]["available"].as_u64().unwrap()
     }
@@ -317,6 +324,32 @@ impl Drop for Daemon {
         if std::thread::panicking() {
             eprintln!("--- vswitchd log ({}) ---\n{}", self.log.display(), self.log_tail());
         }
+    }
+}
+
+/// One API connection: a JSON request per line, a reply per line.
+pub struct Api(std::io::BufReader<std::os::unix::net::UnixStream>);
+
+impl Api {
+    /// Sends `request` (the inner object, e.g. `{"cmd":"show"}`); None if the daemon
+    /// went away.
+    pub fn call(&mut self, request: Value) -> Option<Value> {
+        use std::io::{BufRead, Write};
+        let mut line = serde_json::json!({"version": 1, "request": request}).to_string();
+        line.push('\n');
+        self.0.get_mut().write_all(line.as_bytes()).ok()?;
+        let mut reply = String::new();
+        match self.0.read_line(&mut reply) {
+            Ok(n) if n > 0 => serde_json::from_str(&reply).ok(),
+            _ => None,
+        }
+    }
+
+    /// A request that must succeed.
+    pub fn ok(&mut self, request: Value) -> Value {
+        let r = self.call(request.clone()).expect("vswitchd answers");
+        assert_eq!(r["ok"], true, "{request}: {r}");
+        r
     }
 }
 

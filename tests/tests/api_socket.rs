@@ -2,28 +2,11 @@
 //! survive `kill -9` at any moment.
 use std::{
     collections::BTreeSet,
-    io::{BufRead, BufReader, Write},
     os::unix::{fs::MetadataExt, net::UnixStream},
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 use vswitch_tests::*;
-
-/// One request on an open connection; None if the daemon went away.
-fn call(conn: &mut BufReader<UnixStream>, request: serde_json::Value) -> Option<serde_json::Value> {
-    let mut line = serde_json::json!({"version": 1, "request": request}).to_string();
-    line.push('\n');
-    conn.get_mut().write_all(line.as_bytes()).ok()?;
-    let mut reply = String::new();
-    match conn.read_line(&mut reply) {
-        Ok(n) if n > 0 => serde_json::from_str(&reply).ok(),
-        _ => None,
-    }
-}
-
-fn connect(d: &Daemon) -> BufReader<UnixStream> {
-    BufReader::new(UnixStream::connect(&d.socket).expect("connect to vswitchd"))
-}
 
 #[test]
 fn the_socket_is_root_only_unless_a_group_is_given() {
@@ -49,13 +32,13 @@ fn many_clients_at_once_all_get_answers() {
     std::thread::scope(|s| {
         // A writer changing networks while 16 readers ask questions.
         let writer = s.spawn(|| {
-            let mut c = connect(d);
+            let mut c = d.connect();
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
                 let vni = 1000 + n % 50;
-                let r = call(&mut c, serde_json::json!({"cmd": "network_add", "vni": vni})).unwrap();
+                let r = c.call(serde_json::json!({"cmd": "network_add", "vni": vni})).unwrap();
                 assert_eq!(r["ok"], true, "{r}");
-                let r = call(&mut c, serde_json::json!({"cmd": "network_del", "vni": vni})).unwrap();
+                let r = c.call(serde_json::json!({"cmd": "network_del", "vni": vni})).unwrap();
                 assert_eq!(r["ok"], true, "{r}");
                 n += 1;
             }
@@ -66,10 +49,10 @@ fn many_clients_at_once_all_get_answers() {
         let readers: Vec<_> = (0..16)
             .map(|i| {
                 s.spawn(move || {
-                    let mut c = connect(d);
+                    let mut c = d.connect();
                     for _ in 0..50 {
                         let cmd = ["show", "stats", "port_list", "network_list", "cores"][i % 5];
-                        let r = call(&mut c, serde_json::json!({"cmd": cmd})).expect("an answer");
+                        let r = c.call(serde_json::json!({"cmd": cmd})).expect("an answer");
                         assert_eq!(r["ok"], true, "{cmd}: {r}");
                     }
                 })
@@ -102,7 +85,7 @@ fn kill_9_at_random_moments_loses_no_acknowledged_change() {
     for round in 0..6 {
         let kill_after = Duration::from_millis(20 + rng.next(300));
         let started = Instant::now();
-        let mut c = connect(&d);
+        let mut c = d.connect();
         let mut killed = false;
         // The request the daemon died on: it may or may not have been written.
         let in_flight: Option<(bool, u64)> = loop {
@@ -125,7 +108,7 @@ fn kill_9_at_random_moments_loses_no_acknowledged_change() {
             } else {
                 serde_json::json!({"cmd": "network_add", "vni": vni})
             };
-            match call(&mut c, req) {
+            match c.call(req) {
                 Some(r) if r["ok"] == true => {
                     if del {
                         acked.remove(&vni);
