@@ -66,6 +66,11 @@ pub fn validate_state(s: &DesiredState, workers: &[u32]) -> Result<(DesiredState
             return Err(format!("xconnects ({} {}): a port cannot be cross-connected to itself", x.a, x.b));
         }
     }
+    let mut acls = crate::acl::Acls::default();
+    acls.replace(s.acl.clone(), &refs, &|v| ov.has_network(v)).map_err(|e| format!("acl {e}"))?;
+    for (port, action) in &s.acl_defaults {
+        acls.set_default(port, *action, &refs).map_err(|e| format!("acl_defaults ({port}): {e}"))?;
+    }
     let (networks, vtep, fib, neighbours) = ov.desired();
     let norm = DesiredState {
         format: STATE_FORMAT,
@@ -75,6 +80,8 @@ pub fn validate_state(s: &DesiredState, workers: &[u32]) -> Result<(DesiredState
         vtep,
         fib,
         neighbours,
+        acl: acls.specs(),
+        acl_defaults: acls.defaults(),
     };
     Ok((norm, ov))
 }
@@ -167,6 +174,28 @@ pub fn diff(old: &DesiredState, new: &DesiredState) -> Vec<String> {
         },
     );
     diff_list(&mut out, "neigh", &old.neighbours, &new.neighbours, |n| n.ip, |k| k.to_string(), |n| n.mac.clone());
+    diff_list(
+        &mut out,
+        "acl",
+        &old.acl,
+        &new.acl,
+        |r| r.id.unwrap_or(0),
+        |k| k.to_string(),
+        |r| serde_json::to_string(r).unwrap_or_default(),
+    );
+    let defaults =
+        |d: &std::collections::BTreeMap<String, crate::api::AclAction>| -> Vec<(String, crate::api::AclAction)> {
+            d.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        };
+    diff_list(
+        &mut out,
+        "acl default",
+        &defaults(&old.acl_defaults),
+        &defaults(&new.acl_defaults),
+        |d| d.0.clone(),
+        |k| k.clone(),
+        |d| format!("{:?}", d.1).to_lowercase(),
+    );
     diff_list(
         &mut out,
         "xconnect",

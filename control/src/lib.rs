@@ -5,6 +5,7 @@
 //! `server` serves the API socket. Nothing here touches packets.
 #![deny(unsafe_code)]
 
+pub mod acl;
 pub mod api;
 pub mod apply;
 pub mod overlay;

@@ -3,8 +3,9 @@
 //! Written whole on every accepted change: a temp file beside the real one, fsync,
 //! rename over it, fsync of the directory. A reader sees the old file or the new one,
 //! never a mix; an acknowledged change is on disk before the reply leaves.
-use crate::api::{FibSpec, NeighSpec, NetworkSpec, PortSpec, VtepSpec};
+use crate::api::{AclAction, AclRuleSpec, FibSpec, NeighSpec, NetworkSpec, PortSpec, VtepSpec};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::{
     fs,
     io::Write,
@@ -31,6 +32,12 @@ pub struct DesiredState {
     pub fib: Vec<FibSpec>,
     #[serde(default)]
     pub neighbours: Vec<NeighSpec>,
+    /// Security-group rules, each with its id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acl: Vec<AclRuleSpec>,
+    /// Per-port default ACL action, where it is not allow.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub acl_defaults: BTreeMap<String, AclAction>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@
 //! totally ordered: each is applied, published, waited on (quiescence) and written
 //! to disk before its reply.
 use crate::{
+    acl::Acls,
     api::*,
     apply,
     overlay::{Overlay, PortRef},
@@ -70,6 +71,12 @@ pub struct Switch {
     ports: Vec<Port>,
     xconnects: Vec<Xconnect>,
     overlay: Overlay,
+    acls: Acls,
+    /// The compiled ACLs, rebuilt only when rules, defaults or ports change.
+    acl_tables: Arc<pipelines::acl::AclTables>,
+    acl_dirty: bool,
+    /// Hits of each rule id when it got its counter slot (a reused slot starts at zero).
+    acl_baseline: std::collections::HashMap<u32, u64>,
     last_sample: Vec<CoreSample>,
     rate: Vec<CoreSample>,
 }
@@ -88,6 +95,10 @@ impl Switch {
             ports: Vec::new(),
             xconnects: Vec::new(),
             overlay: Overlay::default(),
+            acls: Acls::default(),
+            acl_tables: Arc::default(),
+            acl_dirty: true,
+            acl_baseline: Default::default(),
             last_sample: vec![CoreSample::default(); n],
             rate: vec![CoreSample::default(); n],
         }
@@ -112,7 +123,77 @@ impl Switch {
             self.ports.push(Port { spec, run });
         }
         self.xconnects = state.xconnects;
+        let refs = self.port_refs();
+        let overlay = &self.overlay;
+        if let Err(e) = self.acls.replace(state.acl, &refs, &|v| overlay.has_network(v)) {
+            tracing::error!("the saved ACL rules could not be restored: {e}");
+        }
+        self.acls.restore_defaults(state.acl_defaults);
+        self.rebase_acl_counters();
         self.publish().await;
+    }
+
+    /// Hits per rule slot, summed over cores.
+    fn acl_hits(&self, slot: u32) -> u64 {
+        self.shared.counters.iter().map(|c| c.acl_hits.get(slot as usize).map_or(0, |x| x.get())).sum()
+    }
+
+    /// Takes a baseline for every rule id that has none (new rules, reused slots).
+    fn rebase_acl_counters(&mut self) {
+        let rules = self.acls.list(None, None);
+        let live: std::collections::HashSet<u32> = rules.iter().filter_map(|(r, _)| r.id).collect();
+        self.acl_baseline.retain(|id, _| live.contains(id));
+        for (r, slot) in rules {
+            if let Some(id) = r.id {
+                if !self.acl_baseline.contains_key(&id) {
+                    let base = self.acl_hits(slot);
+                    self.acl_baseline.insert(id, base);
+                }
+            }
+        }
+        self.acl_dirty = true;
+    }
+
+    /// Applies an ACL request: validated, saved, published; refused ones change nothing.
+    async fn acl_change(&mut self, req: Request) -> Result<serde_json::Value, Refusal> {
+        let refs = self.port_refs();
+        let before = self.acls.specs();
+        let before_defaults = self.acls.defaults();
+        let overlay = &self.overlay;
+        let has_network = |v: u32| overlay.has_network(v);
+        let result = match req {
+            Request::AclAdd(spec) => self.acls.add(spec, &refs, &has_network).map(|id| serde_json::json!({ "id": id })),
+            Request::AclDel { id } => self.acls.del(id).map(|()| serde_json::Value::Null),
+            Request::AclLoad { rules } => {
+                let n = rules.len();
+                self.acls.replace(rules, &refs, &has_network).map(|()| serde_json::json!({ "rules": n }))
+            }
+            Request::AclDefault { port, action } => {
+                self.acls.set_default(&port, action, &refs).map(|()| serde_json::Value::Null)
+            }
+            other => Err(format!("internal: {other:?} is not an ACL change")),
+        };
+        let reply = result?;
+        if let Err(e) = self.save() {
+            let overlay = &self.overlay;
+            let _ = self.acls.replace(before, &refs, &|v| overlay.has_network(v));
+            self.acls.restore_defaults(before_defaults);
+            return Err(e);
+        }
+        self.rebase_acl_counters();
+        self.publish().await;
+        Ok(reply)
+    }
+
+    fn acl_list(&self, port: Option<&str>, vni: Option<u32>) -> Vec<AclRuleView> {
+        self.acls
+            .list(port, vni)
+            .into_iter()
+            .map(|(rule, slot)| {
+                let base = rule.id.and_then(|id| self.acl_baseline.get(&id)).copied().unwrap_or(0);
+                AclRuleView { hits: self.acl_hits(slot).saturating_sub(base), rule }
+            })
+            .collect()
     }
 
     /// Applies one request. Changes are durable before this returns Ok.
@@ -129,6 +210,10 @@ impl Switch {
             Request::NeighList => Ok(to_value(&self.overlay.neigh_views(Instant::now()))),
             Request::FibList { vni } => Ok(to_value(&self.overlay.fib_views(vni, &self.port_refs(), Instant::now()))),
             Request::Dump => Ok(to_value(&self.desired())),
+            Request::AclList { port, vni } => Ok(to_value(&self.acl_list(port.as_deref(), vni))),
+            Request::AclAdd(_) | Request::AclDel { .. } | Request::AclLoad { .. } | Request::AclDefault { .. } => {
+                self.acl_change(req).await
+            }
             Request::Trace { port, packet } => self.trace(&port, &packet).map(|v| to_value(&v)),
             Request::Apply { state, dry_run } => self.apply(state, dry_run).await.map(|r| to_value(&r)),
             Request::Show => Ok(to_value(&self.show())),
@@ -160,6 +245,8 @@ impl Switch {
             vtep,
             fib,
             neighbours,
+            acl: self.acls.specs(),
+            acl_defaults: self.acls.defaults(),
             ..DesiredState::new()
         }
     }
@@ -233,6 +320,13 @@ impl Switch {
         }
         self.xconnects = norm.xconnects;
         self.overlay.adopt_config(overlay);
+        let refs = self.port_refs();
+        let ov = &self.overlay;
+        if let Err(e) = self.acls.replace(norm.acl, &refs, &|v| ov.has_network(v)) {
+            tracing::error!("internal: validated ACL rules did not apply: {e}");
+        }
+        self.acls.restore_defaults(norm.acl_defaults);
+        self.rebase_acl_counters();
         self.publish().await;
         drop(removed);
         tracing::info!("applied {} changes", changes.len());
@@ -253,7 +347,10 @@ impl Switch {
                 .map(|p| p.spec.name.clone())
                 .unwrap_or_else(|| format!("#{id}"))
         };
-        Ok(crate::trace::trace(&self.shared.rcu.load(), port, id, &bytes, &name))
+        let slots: std::collections::HashMap<u32, u32> =
+            self.acls.list(None, None).into_iter().filter_map(|(r, slot)| Some((slot, r.id?))).collect();
+        let rule_of = |slot: u32| slots.get(&slot).copied();
+        Ok(crate::trace::trace(&self.shared.rcu.load(), port, id, &bytes, &name, &rule_of))
     }
 
     /// Applies an overlay change (network, VTEP, FIB, neighbour): validated, saved,
@@ -353,6 +450,7 @@ impl Switch {
         self.check_spec(&spec)?;
         let run = self.bring_up(&spec).map_err(|e| format!("port {}: {e}", spec.name))?;
         self.ports.push(Port { spec, run: Ok(run) });
+        self.acl_dirty = true;
         if let Err(e) = self.save() {
             // Not durable, so not done: take it back out.
             if let Some(p) = self.ports.pop() {
@@ -374,7 +472,7 @@ impl Switch {
                 x.a, x.b, x.a
             ));
         }
-        if let Some(why) = self.overlay.port_in_use(name) {
+        if let Some(why) = self.overlay.port_in_use(name).or_else(|| self.acls.port_in_use(name)) {
             return Err(why);
         }
         let idx = self.ports.iter().position(|p| p.spec.name == name).expect("found above");
@@ -386,6 +484,8 @@ impl Switch {
         if let Ok(r) = &port.run {
             self.overlay.port_removed(r.eth.id);
         }
+        self.acls.port_removed(name);
+        self.acl_dirty = true;
         // No core may touch the port after this returns; only then is it closed.
         self.publish().await;
         drop(port);
@@ -461,7 +561,14 @@ impl Switch {
                 snap.ports[b as usize].xconnect = Some(a);
             }
         }
-        snap.l2 = Arc::new(self.overlay.compile(&self.port_refs(), MAX_PORTS));
+        let refs = self.port_refs();
+        if self.acl_dirty {
+            self.acl_tables = Arc::new(self.acls.compile(&refs, MAX_PORTS));
+            self.acl_dirty = false;
+        }
+        let mut l2 = self.overlay.compile(&refs, MAX_PORTS);
+        l2.acl = self.acl_tables.clone();
+        snap.l2 = Arc::new(l2);
         let old = self.shared.rcu.load();
         let generation = self.shared.rcu.publish(snap);
         let start = std::time::Instant::now();

@@ -70,7 +70,14 @@ fn target(t: FibTarget, name: &dyn Fn(u16) -> String) -> String {
 }
 
 /// Runs `bytes` through the stages of `port` (ethdev id `id`) as the snapshot says.
-pub fn trace(snap: &Snapshot, port: &str, id: u16, bytes: &[u8], name: &dyn Fn(u16) -> String) -> TraceView {
+pub fn trace(
+    snap: &Snapshot,
+    port: &str,
+    id: u16,
+    bytes: &[u8],
+    name: &dyn Fn(u16) -> String,
+    rule_of_slot: &dyn Fn(u32) -> Option<u32>,
+) -> TraceView {
     let mut steps = Vec::new();
     let slot = snap.ports[id as usize];
     let mut frames = [VecFrame::new(bytes)];
@@ -143,6 +150,21 @@ pub fn trace(snap: &Snapshot, port: &str, id: u16, bytes: &[u8], name: &dyn Fn(u
                 None => " (new)".to_string(),
             }
         ));
+    }
+    for (dir, slot) in [("in (from the VM)", meta[0].acl_in), ("out (to the VM)", meta[0].acl_out)] {
+        if slot != 0 {
+            let rule = rule_of_slot(slot - 1).map_or("?".to_string(), |r| r.to_string());
+            steps.push(format!("acl {dir}: rule {rule} decided"));
+        }
+    }
+    match meta[0].action {
+        Action::Drop(pipelines::DropReason::AclDenyIn) if meta[0].acl_in == 0 => {
+            steps.push("acl in (from the VM): no rule matched; the port's default (deny) decided".into())
+        }
+        Action::Drop(pipelines::DropReason::AclDenyOut) if meta[0].acl_out == 0 => {
+            steps.push("acl out (to the VM): no rule matched; the port's default (deny) decided".into())
+        }
+        _ => {}
     }
     let out = frames[0].bytes().to_vec();
     let (action, drop_reason) = match meta[0].action {

@@ -12,6 +12,7 @@ use crate::{
 use crossbeam::queue::ArrayQueue;
 use dpdk_sys::rte_mbuf;
 use pipelines::{
+    acl::{Direction, Verdict},
     learn::{Clock, LearnEvent, Learner, Sink},
     stages::{self, Ctx},
     vxlan, Action, DropReason, Frame, Meta, BURST,
@@ -267,6 +268,14 @@ impl Core<'_> {
     #[inline]
     fn dispatch(&mut self, snap: &Snapshot, in_port: u16, from_vm: bool, i: usize) {
         let m = self.frames[i];
+        let meta = &self.meta[i];
+        for slot in [meta.acl_in, meta.acl_out] {
+            if slot != 0 {
+                if let Some(c) = self.counters.acl_hits.get(slot as usize - 1) {
+                    c.add(1);
+                }
+            }
+        }
         match self.meta[i].action {
             Action::Tx(p) if snap.ports[p as usize].active => self.tx.push_one(p, m.0, self.counters),
             Action::Tx(_) => self.kill(m, in_port, DropReason::NoXconnect),
@@ -291,6 +300,15 @@ impl Core<'_> {
         let mut sent = 0;
         for &p in &net.ports {
             if p == in_port || !snap.ports[p as usize].active {
+                continue;
+            }
+            // Each VM's security group decides on its own copy.
+            let (verdict, hit) = snap.l2.acl.check(p, Direction::Out, &self.meta[i]);
+            if let Some(c) = hit.and_then(|h| self.counters.acl_hits.get(h as usize)) {
+                c.add(1);
+            }
+            if verdict == Verdict::Deny {
+                pc.drop(DropReason::AclDenyOut, 1);
                 continue;
             }
             match m.copy(pool) {

@@ -39,6 +39,9 @@ impl PortCounters {
     }
 }
 
+/// ACL rule counter slots per core: the control plane gives each rule one.
+pub const ACL_COUNTERS: usize = 1 << 16;
+
 /// Everything one PMD core counts, in its own cache lines.
 #[derive(Debug)]
 #[repr(C, align(64))]
@@ -54,6 +57,8 @@ pub struct CoreCounters {
     /// Learn events lost because the ring to the control plane was full.
     pub learn_lost: Counter,
     pub ports: [PortCounters; MAX_PORTS],
+    /// Hits per ACL rule counter slot.
+    pub acl_hits: Box<[Counter]>,
 }
 
 impl Default for CoreCounters {
@@ -65,6 +70,7 @@ impl Default for CoreCounters {
             packets: Counter::default(),
             learn_lost: Counter::default(),
             ports: std::array::from_fn(|_| PortCounters::default()),
+            acl_hits: (0..ACL_COUNTERS).map(|_| Counter::default()).collect(),
         }
     }
 }

@@ -67,6 +67,8 @@ drop_reasons! {
     SplitHorizon = "split_horizon": "from the uplink toward a MAC behind a remote VTEP: never sent back into the overlay",
     ReplicaNoMbuf = "replica_no_mbuf": "no mbuf left for a flood copy",
     PuntRingFull = "punt_ring_full": "the control plane's ARP queue was full",
+    AclDenyIn = "acl_deny_in": "denied by an ACL rule (or the port's default) on the way in from the VM",
+    AclDenyOut = "acl_deny_out": "denied by an ACL rule (or the port's default) on the way out to the VM",
 }
 
 impl std::fmt::Display for DropReason {

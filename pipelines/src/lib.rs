@@ -4,6 +4,7 @@
 //! so every stage compiles, tests and fuzzes with plain `cargo test`.
 #![deny(unsafe_code)]
 
+pub mod acl;
 pub mod drop_reason;
 pub mod frame;
 pub mod learn;

@@ -51,5 +51,8 @@ pub struct Meta {
     pub tos: u8,
     /// A non-first fragment, or a first one: ports are only valid in the first.
     pub fragment: bool,
+    /// Counter slot + 1 of the ACL rule that decided on the way in / out (0: none did).
+    pub acl_in: u32,
+    pub acl_out: u32,
     pub action: Action,
 }

@@ -5,6 +5,7 @@
 //! Uplink:   parse -> ARP for our VTEP: answer | VXLAN checks -> strip -> parse inner
 //!           -> learn src (VNI, remote VTEP) -> FIB -> local tx | flood to local ports
 use crate::{
+    acl::{Direction, Verdict},
     learn::{Clock, LearnEvent, Learner, Sink},
     meta::{Action, Meta},
     parse::parse,
@@ -52,6 +53,13 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
             m.action = Action::Drop(DropReason::BadSrcMac);
             continue;
         }
+        // Security group before learning: a denied frame teaches the switch nothing.
+        let (verdict, hit) = t.acl.check(port, Direction::In, m);
+        m.acl_in = hit.map_or(0, |c| c + 1);
+        if verdict == Verdict::Deny {
+            m.action = Action::Drop(DropReason::AclDenyIn);
+            continue;
+        }
         let ev = LearnEvent { vni, mac: m.src, target: FibTarget::Port(port) };
         learner.observe(t.lookup(vni, m.src), ev, ctx.clock, sink);
         if m.dst.is_multicast() {
@@ -60,10 +68,21 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
         }
         m.action = match t.lookup(vni, m.dst).map(|e| e.target) {
             Some(FibTarget::Port(p)) if p == port => Action::Drop(DropReason::SamePort),
-            Some(FibTarget::Port(p)) => Action::Tx(p),
+            Some(FibTarget::Port(p)) => to_vm(t, p, m),
             Some(FibTarget::Vtep(ip)) => encap_to(t, f, m, vni, ip),
             None => Action::Flood { vni },
         };
+    }
+}
+
+/// Delivery to VM port `p`, if its security group lets the packet in.
+#[inline]
+pub fn to_vm(t: &L2Tables, p: PortId, m: &mut Meta) -> Action {
+    let (verdict, hit) = t.acl.check(p, Direction::Out, m);
+    m.acl_out = hit.map_or(0, |c| c + 1);
+    match verdict {
+        Verdict::Allow => Action::Tx(p),
+        Verdict::Deny => Action::Drop(DropReason::AclDenyOut),
     }
 }
 
@@ -130,7 +149,7 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
             Some(FibTarget::Port(p)) if f.len() - m.l3 as usize > t.mtu(p) as usize => {
                 Action::Drop(DropReason::MtuExceeded)
             }
-            Some(FibTarget::Port(p)) => Action::Tx(p),
+            Some(FibTarget::Port(p)) => to_vm(t, p, m),
             Some(FibTarget::Vtep(_)) => Action::Drop(DropReason::SplitHorizon),
             None => Action::Flood { vni: d.vni },
         };

@@ -92,6 +92,8 @@ pub struct L2Tables {
     pub remotes: FxHashMap<u32, Remote>,
     /// MTU per port id (for frames delivered to VM ports).
     pub port_mtu: Vec<u16>,
+    /// Security groups, compiled apart: shared between snapshots until rules or ports change.
+    pub acl: std::sync::Arc<crate::acl::AclTables>,
 }
 
 impl L2Tables {

@@ -222,3 +222,84 @@ fn vlan_tagged_frames_from_a_vm_are_switched_whole() {
     assert_eq!(m[0].vlan_tci, Some(10));
     assert_eq!(f[0].bytes(), &tagged[..]);
 }
+
+mod acl {
+    use super::*;
+    use crate::acl::{AclTables, Classifier, Family, PortAcl, Prefix, Rule, Verdict, ANY_PORT};
+    use std::sync::Arc;
+
+    fn rule(id: u32, priority: u32, dst: Prefix, verdict: Verdict) -> Rule {
+        Rule {
+            id,
+            priority,
+            family: Family::V4,
+            src: Prefix::ANY,
+            dst,
+            proto: Some(17),
+            sport: ANY_PORT,
+            dport: (5001, 5001),
+            icmp_type: None,
+            verdict,
+            counter: id * 10,
+        }
+    }
+
+    /// VM1: in = deny UDP/5001 to 10.1.0.2 (rule 1), default allow.
+    /// VM2: out = allow UDP/5001 (rule 2), default deny.
+    fn with_acl() -> L2Tables {
+        let mut t = tables();
+        let mut ports: Vec<Option<PortAcl>> = (0..16).map(|_| None).collect();
+        ports[VM1 as usize] = Some(PortAcl {
+            ingress: Classifier::new(vec![rule(1, 10, Prefix::v4(0x0a010002, 32), Verdict::Deny)]),
+            egress: Classifier::new(vec![]),
+            default: Verdict::Allow,
+        });
+        ports[VM2 as usize] = Some(PortAcl {
+            ingress: Classifier::new(vec![]),
+            egress: Classifier::new(vec![rule(2, 10, Prefix::ANY, Verdict::Allow)]),
+            default: Verdict::Deny,
+        });
+        t.acl = Arc::new(AclTables { ports });
+        t
+    }
+
+    fn udp(dst_mac: Mac, src_mac: Mac, dst_ip: [u8; 4], dport: u16) -> Vec<u8> {
+        let mut f = frame(dst_mac, src_mac, 64);
+        f[30..34].copy_from_slice(&dst_ip);
+        f[36..38].copy_from_slice(&dport.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn ingress_deny_drops_before_learning_and_names_the_rule() {
+        let t = with_acl();
+        let (_, m, ev) = run_vm(&t, VM1, 100, &[udp(mac(2), mac(1), [10, 1, 0, 2], 5001)]);
+        assert_eq!(m[0].action, Action::Drop(DropReason::AclDenyIn));
+        assert_eq!(m[0].acl_in, 11, "rule 1's counter slot (10) + 1");
+        assert!(ev.is_empty(), "a denied frame is not learned");
+        // Allowed in by VM1's default; VM2's allow rule lets UDP/5001 out to it...
+        let (_, m, _) = run_vm(&t, VM1, 100, &[udp(mac(2), mac(1), [10, 1, 0, 3], 5001)]);
+        assert_eq!(m[0].action, Action::Tx(VM2));
+        assert_eq!((m[0].acl_in, m[0].acl_out), (0, 21));
+        // ...and VM2's default denies anything else.
+        let (_, m, _) = run_vm(&t, VM1, 100, &[udp(mac(2), mac(1), [10, 1, 0, 3], 5002)]);
+        assert_eq!(m[0].action, Action::Drop(DropReason::AclDenyOut));
+        assert_eq!(m[0].acl_out, 0, "the default decided");
+    }
+
+    #[test]
+    fn egress_rules_apply_to_decapsulated_frames_and_non_ip_follows_the_default() {
+        let t = with_acl();
+        let ok =
+            vxlan::build(mac(0xee), vtep().mac, REMOTE, &vtep(), 100, &udp(mac(2), mac(0x44), [10, 1, 0, 3], 5001));
+        let no = vxlan::build(mac(0xee), vtep().mac, REMOTE, &vtep(), 100, &udp(mac(2), mac(0x44), [10, 1, 0, 3], 80));
+        let mut arp = frame(mac(2), mac(0x44), 64);
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        let arp = vxlan::build(mac(0xee), vtep().mac, REMOTE, &vtep(), 100, &arp);
+        let (_, m, _) = run_uplink(&t, &[ok, no, arp]);
+        assert_eq!(m[0].action, Action::Tx(VM2));
+        assert_eq!(m[0].acl_out, 21);
+        assert_eq!(m[1].action, Action::Drop(DropReason::AclDenyOut));
+        assert_eq!(m[2].action, Action::Drop(DropReason::AclDenyOut), "non-IP: VM2's default (deny)");
+    }
+}

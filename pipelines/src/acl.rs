@@ -1,0 +1,247 @@
+//! Security-group ACLs: rules, a tuple-space classifier, and the brute-force
+//! reference it is tested against.
+//!
+//! Classification is priority-sorted tuple space search: rules are grouped by their
+//! (source prefix length, destination prefix length); each group is a hash table keyed
+//! by the masked addresses. A packet probes each group once, visiting groups from the
+//! highest priority they hold down and stopping once no group left can beat the best
+//! match. Cost grows with the number of distinct prefix-length pairs, not the number of
+//! rules. Higher priority wins; equal priorities go to the lower rule id.
+use crate::meta::{IpKey, Meta};
+use rustc_hash::FxHashMap;
+use std::cmp::Reverse;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    Allow,
+    Deny,
+}
+
+/// Which IP family a rule applies to (set by the prefixes it names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    Any,
+    V4,
+    V6,
+}
+
+/// A prefix over 128-bit keys; IPv4 prefixes are IPv4-mapped (`::ffff:a.b.c.d/96+n`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Prefix {
+    pub addr: IpKey,
+    pub len: u8,
+}
+
+impl Prefix {
+    pub const ANY: Prefix = Prefix { addr: 0, len: 0 };
+
+    pub fn v4(addr: u32, len: u8) -> Prefix {
+        Prefix { addr: crate::meta::ipv4_key(addr) & mask(96 + len), len: 96 + len }
+    }
+
+    pub fn v6(addr: u128, len: u8) -> Prefix {
+        Prefix { addr: addr & mask(len), len }
+    }
+
+    #[inline(always)]
+    pub fn contains(&self, a: IpKey) -> bool {
+        a & mask(self.len) == self.addr
+    }
+}
+
+/// The top `len` bits of a u128.
+#[inline(always)]
+pub fn mask(len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - len.min(128) as u32)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub id: u32,
+    pub priority: u32,
+    pub family: Family,
+    pub src: Prefix,
+    pub dst: Prefix,
+    pub proto: Option<u8>,
+    /// Inclusive; (0, 65535) matches any. Only for TCP and UDP.
+    pub sport: (u16, u16),
+    pub dport: (u16, u16),
+    /// ICMP / ICMPv6 type.
+    pub icmp_type: Option<u8>,
+    pub verdict: Verdict,
+    /// Where this rule's hits are counted.
+    pub counter: u32,
+}
+
+pub const ANY_PORT: (u16, u16) = (0, 65535);
+
+impl Rule {
+    /// Everything but the prefixes (which the tuple lookup has already matched).
+    #[inline(always)]
+    fn matches_rest(&self, m: &Meta) -> bool {
+        match (self.family, m.ip_version) {
+            (Family::V4, 4) | (Family::V6, 6) | (Family::Any, 4 | 6) => {}
+            _ => return false,
+        }
+        if let Some(p) = self.proto {
+            if p != m.proto {
+                return false;
+            }
+        }
+        let ports = self.sport != ANY_PORT || self.dport != ANY_PORT || self.icmp_type.is_some();
+        if ports {
+            // A fragment without the L4 header cannot match a rule on ports or type.
+            if m.l4 == 0 {
+                return false;
+            }
+            if let Some(t) = self.icmp_type {
+                return m.sport == t as u16;
+            }
+            return (self.sport.0..=self.sport.1).contains(&m.sport)
+                && (self.dport.0..=self.dport.1).contains(&m.dport);
+        }
+        true
+    }
+
+    /// The whole match, for the reference classifier.
+    pub fn matches(&self, m: &Meta) -> bool {
+        m.ip_version != 0 && self.src.contains(m.ip_src) && self.dst.contains(m.ip_dst) && self.matches_rest(m)
+    }
+
+    fn rank(&self) -> (u32, Reverse<u32>) {
+        (self.priority, Reverse(self.id))
+    }
+}
+
+/// The reference: every rule, in order. The classifier must agree with it.
+pub fn brute_force<'a>(rules: &'a [Rule], m: &Meta) -> Option<&'a Rule> {
+    rules.iter().filter(|r| r.matches(m)).max_by_key(|r| r.rank())
+}
+
+struct Tuple {
+    src_len: u8,
+    dst_len: u8,
+    /// The best priority in this tuple: tuples are visited from the best down.
+    max_priority: u32,
+    /// Masked (src, dst) -> rule indexes, best first.
+    table: FxHashMap<(IpKey, IpKey), Vec<u32>>,
+}
+
+/// A compiled, read-only rule set.
+pub struct Classifier {
+    rules: Vec<Rule>,
+    tuples: Vec<Tuple>,
+}
+
+impl std::fmt::Debug for Classifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Classifier({} rules in {} tuples)", self.rules.len(), self.tuples.len())
+    }
+}
+
+impl Classifier {
+    pub fn new(mut rules: Vec<Rule>) -> Classifier {
+        rules.sort_by_key(|r| Reverse(r.rank()));
+        let mut by_tuple: FxHashMap<(u8, u8), Tuple> = FxHashMap::default();
+        for (i, r) in rules.iter().enumerate() {
+            let t = by_tuple.entry((r.src.len, r.dst.len)).or_insert_with(|| Tuple {
+                src_len: r.src.len,
+                dst_len: r.dst.len,
+                max_priority: r.priority,
+                table: FxHashMap::default(),
+            });
+            t.max_priority = t.max_priority.max(r.priority);
+            // Rules are visited best first, so each bucket stays sorted best first.
+            t.table.entry((r.src.addr, r.dst.addr)).or_default().push(i as u32);
+        }
+        let mut tuples: Vec<Tuple> = by_tuple.into_values().collect();
+        tuples.sort_by_key(|t| (Reverse(t.max_priority), t.src_len, t.dst_len));
+        Classifier { rules, tuples }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The winning rule for `m`, or None (the default action applies; non-IP packets
+    /// never match).
+    #[inline]
+    pub fn classify(&self, m: &Meta) -> Option<&Rule> {
+        if m.ip_version == 0 {
+            return None;
+        }
+        let mut best: Option<&Rule> = None;
+        for t in &self.tuples {
+            if let Some(b) = best {
+                if t.max_priority < b.priority {
+                    break; // no rule left can win
+                }
+            }
+            let key = (m.ip_src & mask(t.src_len), m.ip_dst & mask(t.dst_len));
+            let Some(bucket) = t.table.get(&key) else { continue };
+            for &i in bucket {
+                let r = &self.rules[i as usize];
+                if best.is_some_and(|b| r.rank() <= b.rank()) {
+                    break; // the rest of the bucket ranks lower still
+                }
+                if r.matches_rest(m) {
+                    best = Some(r);
+                    break;
+                }
+            }
+        }
+        best
+    }
+}
+
+/// Which way a packet crosses a VM port, from the VM's point of view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// From the VM into the switch.
+    In,
+    /// From the switch to the VM.
+    Out,
+}
+
+/// The rules of one VM port (its own and its VNI's), per direction, and the action when
+/// none matches.
+#[derive(Debug)]
+pub struct PortAcl {
+    pub ingress: Classifier,
+    pub egress: Classifier,
+    pub default: Verdict,
+}
+
+/// ACLs by port id. A port without an entry allows everything.
+#[derive(Debug, Default)]
+pub struct AclTables {
+    pub ports: Vec<Option<PortAcl>>,
+}
+
+impl AclTables {
+    /// The verdict for `m` crossing `port` in `dir`, and the counter slot of the rule
+    /// that decided (None when the default did).
+    #[inline]
+    pub fn check(&self, port: crate::PortId, dir: Direction, m: &Meta) -> (Verdict, Option<u32>) {
+        let Some(Some(acl)) = self.ports.get(port as usize) else { return (Verdict::Allow, None) };
+        let c = match dir {
+            Direction::In => &acl.ingress,
+            Direction::Out => &acl.egress,
+        };
+        match c.classify(m) {
+            Some(r) => (r.verdict, Some(r.counter)),
+            None => (acl.default, None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
