@@ -4,10 +4,10 @@
 use crate::api::TraceView;
 use dataplane::snapshot::{Role, Snapshot};
 use pipelines::{
-    learn::{Clock, Learner},
+    learn::Clock,
     meta::Meta,
     parse::parse,
-    stages::{self, Ctx},
+    stages::{self, Ctx, PerCore},
     tables::FibTarget,
     wire::{ethernet, Mac},
     Action, VecFrame,
@@ -98,7 +98,7 @@ pub fn trace(
             }
             Role::Vm { vni } => {
                 steps.push(format!("port: VM port in VNI {vni}"));
-                stages::from_vm(&ctx, id, vni, &mut frames, &mut meta, &mut Learner::new(), &mut learned);
+                stages::from_vm(&ctx, id, vni, &mut frames, &mut meta, &mut PerCore::default(), &mut learned);
                 if meta[0].action != Action::Drop(pipelines::DropReason::BadSrcMac) {
                     let dst = Mac::from_slice(bytes);
                     steps.push(match t.lookup(vni, dst) {
@@ -114,7 +114,7 @@ pub fn trace(
             }
             Role::Uplink => {
                 steps.push("port: uplink".into());
-                stages::from_uplink(&ctx, id, &mut frames, &mut meta, &mut Learner::new(), &mut learned);
+                stages::from_uplink(&ctx, id, &mut frames, &mut meta, &mut PerCore::default(), &mut learned);
                 if let (Some(ev), Action::Tx(_) | Action::Flood { .. } | Action::Drop(_)) =
                     (learned.first(), meta[0].action)
                 {

@@ -13,8 +13,9 @@ use crossbeam::queue::ArrayQueue;
 use dpdk_sys::rte_mbuf;
 use pipelines::{
     acl::{Direction, Verdict},
-    learn::{Clock, LearnEvent, Learner, Sink},
-    stages::{self, Ctx},
+    learn::{Clock, LearnEvent, Sink},
+    qos::ColorAction,
+    stages::{self, Ctx, PerCore},
     vxlan, Action, DropReason, Frame, Meta, BURST,
 };
 use std::sync::{
@@ -153,13 +154,15 @@ struct Core<'a> {
     shared: &'a Shared,
     counters: &'a CoreCounters,
     tx: TxBuffers,
-    learner: Learner,
+    stage: PerCore,
     learn_lost_seen: u64,
     frames: [Mbuf; BURST],
     meta: [Meta; BURST],
     /// Mbufs to free at the end of a batch, in one bulk call.
     dead: [*mut rte_mbuf; BURST],
     ndead: usize,
+    /// TSC at the start of the current round.
+    now: u64,
 }
 
 fn poll(shared: &Shared, me: usize) {
@@ -168,12 +171,13 @@ fn poll(shared: &Shared, me: usize) {
         shared,
         counters: &shared.counters[me],
         tx: TxBuffers::new(me as u16),
-        learner: Learner::new(),
+        stage: PerCore::default(),
         learn_lost_seen: 0,
         frames: [Mbuf::NULL; BURST],
         meta: [Meta::default(); BURST],
         dead: [std::ptr::null_mut(); BURST],
         ndead: 0,
+        now: 0,
     };
     let mut reader = shared.rcu.reader(me);
     let mut idle_rounds = 0u32;
@@ -182,6 +186,7 @@ fn poll(shared: &Shared, me: usize) {
         let snap = reader.snapshot();
         // SAFETY: reads the TSC; no preconditions.
         let t0 = unsafe { dpdk_sys::vs_rdtsc() };
+        core.now = t0;
         if me == 0 && !shared.ctl_tx.is_empty() {
             core.send_from_control(snap);
         }
@@ -245,16 +250,17 @@ impl Core<'_> {
             }
             Role::Vm { vni } => {
                 stages::parse_batch(frames, meta);
-                stages::from_vm(&ctx, port, vni, frames, meta, &mut self.learner, &mut ring);
+                stages::from_vm(&ctx, port, vni, frames, meta, &mut self.stage, &mut ring);
             }
             Role::Uplink => {
                 stages::parse_batch(frames, meta);
-                stages::from_uplink(&ctx, port, frames, meta, &mut self.learner, &mut ring);
+                stages::from_uplink(&ctx, port, frames, meta, &mut self.stage, &mut ring);
             }
         }
-        if self.learner.lost != self.learn_lost_seen {
-            self.counters.learn_lost.add(self.learner.lost - self.learn_lost_seen);
-            self.learn_lost_seen = self.learner.lost;
+        let lost = self.stage.learner.lost;
+        if lost != self.learn_lost_seen {
+            self.counters.learn_lost.add(lost - self.learn_lost_seen);
+            self.learn_lost_seen = lost;
         }
         let from_vm = matches!(slot.role, Role::Vm { .. });
         for i in 0..n {
@@ -311,13 +317,27 @@ impl Core<'_> {
                 pc.drop(DropReason::AclDenyOut, 1);
                 continue;
             }
-            match m.copy(pool) {
-                Some(c) => {
-                    self.tx.push_one(p, c.0, self.counters);
-                    sent += 1;
+            let Some(mut c) = m.copy(pool) else {
+                pc.drop(DropReason::ReplicaNoMbuf, 1);
+                continue;
+            };
+            // ...and its egress rate limit, on its own copy.
+            if let Some(qos) = snap.l2.qos.port(p) {
+                let clock = Clock { now: self.now, hz: self.shared.tsc_hz };
+                match self.stage.meters.act(qos, p, Direction::Out, clock, c.len() as u64) {
+                    ColorAction::Pass => {}
+                    ColorAction::Remark(d) => {
+                        let mut cm = self.meta[i];
+                        pipelines::qos::set_dscp(&mut c, &mut cm, d);
+                    }
+                    ColorAction::Drop => {
+                        self.kill(c, in_port, DropReason::RateLimited);
+                        continue;
+                    }
                 }
-                None => pc.drop(DropReason::ReplicaNoMbuf, 1),
             }
+            self.tx.push_one(p, c.0, self.counters);
+            sent += 1;
         }
         if from_vm {
             if let Some(vtep) = &snap.l2.vtep {
@@ -330,7 +350,8 @@ impl Core<'_> {
                         pc.drop(DropReason::ReplicaNoMbuf, 1);
                         continue;
                     };
-                    match vxlan::encap(&mut c, &self.meta[i], vni, remote, vtep) {
+                    let outer_dscp = snap.l2.qos.port(in_port).and_then(|q| q.outer_dscp);
+                    match vxlan::encap(&mut c, &self.meta[i], vni, remote, vtep, outer_dscp) {
                         Ok(()) if snap.ports[vtep.uplink as usize].active => {
                             self.tx.push_one(vtep.uplink, c.0, self.counters);
                             sent += 1;

@@ -3,9 +3,9 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pipelines::{
     acl::{AclTables, Classifier, Family, PortAcl, Prefix, Rule, Verdict, ANY_PORT},
-    learn::{Clock, Learner},
+    learn::Clock,
     parse::parse,
-    stages::{self, Ctx},
+    stages::{self, Ctx, PerCore},
     tables::{fib_key, FibEntry, FibTarget, L2Tables, Network, Remote, Vtep},
     vxlan,
     wire::Mac,
@@ -147,7 +147,7 @@ fn bench(c: &mut Criterion) {
             || frames.clone(),
             |mut fr| {
                 for (f, m) in fr.iter_mut().zip(&meta) {
-                    let _ = vxlan::encap(f, m, 100, &remote, &vtep());
+                    let _ = vxlan::encap(f, m, 100, &remote, &vtep(), None);
                 }
                 fr
             },
@@ -158,13 +158,13 @@ fn bench(c: &mut Criterion) {
         .map(|i| VecFrame::new(&vxlan::build(Mac([2, 0, 0, 0, 0, 2]), vtep().mac, 0x0a000002, &vtep(), 100, &frame(i))))
         .collect();
     g.bench_function("uplink_decap", |b| {
-        let mut learner = Learner::new();
+        let mut core = PerCore::default();
         b.iter_batched(
             || (outer.clone(), vec![Meta::default(); BURST], Vec::new()),
             |(mut fr, mut meta, mut ev)| {
                 stages::parse_batch(&fr, &mut meta);
                 let ctx = Ctx { tables: &t, clock: Clock { now: 0, hz: 1 << 30 } };
-                stages::from_uplink(&ctx, 9, &mut fr, &mut meta, &mut learner, &mut ev);
+                stages::from_uplink(&ctx, 9, &mut fr, &mut meta, &mut core, &mut ev);
                 black_box(meta.iter().filter(|m| matches!(m.action, Action::Tx(_))).count())
             },
             criterion::BatchSize::SmallInput,
@@ -173,13 +173,13 @@ fn bench(c: &mut Criterion) {
     for n in [0u32, 1, 10000] {
         let t = tables(n);
         g.bench_with_input(BenchmarkId::new("vm_ingress_full_w2", n), &n, |b, _| {
-            let mut learner = Learner::new();
+            let mut core = PerCore::default();
             b.iter_batched(
                 || (frames.clone(), vec![Meta::default(); BURST], Vec::with_capacity(64)),
                 |(mut fr, mut meta, mut ev)| {
                     stages::parse_batch(&fr, &mut meta);
                     let ctx = Ctx { tables: &t, clock: Clock { now: 0, hz: 1 << 30 } };
-                    stages::from_vm(&ctx, 1, 100, &mut fr, &mut meta, &mut learner, &mut ev);
+                    stages::from_vm(&ctx, 1, 100, &mut fr, &mut meta, &mut core, &mut ev);
                     black_box(fr.iter().map(Frame::len).sum::<usize>())
                 },
                 criterion::BatchSize::SmallInput,

@@ -69,6 +69,8 @@ drop_reasons! {
     PuntRingFull = "punt_ring_full": "the control plane's ARP queue was full",
     AclDenyIn = "acl_deny_in": "denied by an ACL rule (or the port's default) on the way in from the VM",
     AclDenyOut = "acl_deny_out": "denied by an ACL rule (or the port's default) on the way out to the VM",
+    Policed = "policed": "over the port's ingress rate: its policer drops that colour",
+    RateLimited = "rate_limited": "over the port's egress rate limit: its meter drops that colour",
 }
 
 impl std::fmt::Display for DropReason {

@@ -10,6 +10,7 @@ pub mod frame;
 pub mod learn;
 pub mod meta;
 pub mod parse;
+pub mod qos;
 pub mod stages;
 pub mod tables;
 pub mod vxlan;

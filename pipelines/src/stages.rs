@@ -9,11 +9,19 @@ use crate::{
     learn::{Clock, LearnEvent, Learner, Sink},
     meta::{Action, Meta},
     parse::parse,
+    qos::{ColorAction, Meters},
     tables::{FibTarget, L2Tables},
     vxlan,
     wire::{arp, ethernet},
     DropReason, Frame, PortId,
 };
+
+/// A core's own mutable stage state.
+#[derive(Default)]
+pub struct PerCore {
+    pub learner: Learner,
+    pub meters: Meters,
+}
 
 /// What every stage of one batch shares.
 pub struct Ctx<'a> {
@@ -36,11 +44,12 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
     vni: u32,
     frames: &mut [F],
     meta: &mut [Meta],
-    learner: &mut Learner,
+    core: &mut PerCore,
     sink: &mut S,
 ) {
     let t = ctx.tables;
     let serves = t.networks.contains_key(&vni);
+    let qos = t.qos.port(port).copied().unwrap_or_default();
     for (f, m) in frames.iter_mut().zip(meta.iter_mut()) {
         if m.action != Action::Continue {
             continue;
@@ -53,6 +62,17 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
             m.action = Action::Drop(DropReason::BadSrcMac);
             continue;
         }
+        // The policer first (the architecture's order: policer, then ACL).
+        match core.meters.act(&qos, port, Direction::In, ctx.clock, f.len() as u64) {
+            ColorAction::Pass => {}
+            ColorAction::Remark(d) => {
+                crate::qos::set_dscp(f, m, d);
+            }
+            ColorAction::Drop => {
+                m.action = Action::Drop(DropReason::Policed);
+                continue;
+            }
+        }
         // Security group before learning: a denied frame teaches the switch nothing.
         let (verdict, hit) = t.acl.check(port, Direction::In, m);
         m.acl_in = hit.map_or(0, |c| c + 1);
@@ -61,37 +81,48 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
             continue;
         }
         let ev = LearnEvent { vni, mac: m.src, target: FibTarget::Port(port) };
-        learner.observe(t.lookup(vni, m.src), ev, ctx.clock, sink);
+        core.learner.observe(t.lookup(vni, m.src), ev, ctx.clock, sink);
         if m.dst.is_multicast() {
             m.action = Action::Flood { vni };
             continue;
         }
         m.action = match t.lookup(vni, m.dst).map(|e| e.target) {
             Some(FibTarget::Port(p)) if p == port => Action::Drop(DropReason::SamePort),
-            Some(FibTarget::Port(p)) => to_vm(t, p, m),
-            Some(FibTarget::Vtep(ip)) => encap_to(t, f, m, vni, ip),
+            Some(FibTarget::Port(p)) => to_vm(ctx, p, f, m, &mut core.meters),
+            Some(FibTarget::Vtep(ip)) => encap_to(t, f, m, vni, ip, qos.outer_dscp),
             None => Action::Flood { vni },
         };
     }
 }
 
-/// Delivery to VM port `p`, if its security group lets the packet in.
+/// Delivery to VM port `p`, if its security group lets the packet in and its egress
+/// rate limit has room.
 #[inline]
-pub fn to_vm(t: &L2Tables, p: PortId, m: &mut Meta) -> Action {
+pub fn to_vm<F: Frame>(ctx: &Ctx, p: PortId, f: &mut F, m: &mut Meta, meters: &mut Meters) -> Action {
+    let t = ctx.tables;
     let (verdict, hit) = t.acl.check(p, Direction::Out, m);
     m.acl_out = hit.map_or(0, |c| c + 1);
-    match verdict {
-        Verdict::Allow => Action::Tx(p),
-        Verdict::Deny => Action::Drop(DropReason::AclDenyOut),
+    if verdict == Verdict::Deny {
+        return Action::Drop(DropReason::AclDenyOut);
     }
+    if let Some(qos) = t.qos.port(p) {
+        match meters.act(qos, p, Direction::Out, ctx.clock, f.len() as u64) {
+            ColorAction::Pass => {}
+            ColorAction::Remark(d) => {
+                crate::qos::set_dscp(f, m, d);
+            }
+            ColorAction::Drop => return Action::Drop(DropReason::RateLimited),
+        }
+    }
+    Action::Tx(p)
 }
 
 /// Encapsulates toward remote VTEP `ip`, deciding the action.
 #[inline]
-pub fn encap_to<F: Frame>(t: &L2Tables, f: &mut F, m: &Meta, vni: u32, ip: u32) -> Action {
+pub fn encap_to<F: Frame>(t: &L2Tables, f: &mut F, m: &Meta, vni: u32, ip: u32, outer_dscp: Option<u8>) -> Action {
     let Some(vtep) = &t.vtep else { return Action::Drop(DropReason::NoVtep) };
     let Some(remote) = t.remotes.get(&ip) else { return Action::Drop(DropReason::NexthopUnresolved) };
-    match vxlan::encap(f, m, vni, remote, vtep) {
+    match vxlan::encap(f, m, vni, remote, vtep, outer_dscp) {
         Ok(()) => Action::Tx(vtep.uplink),
         Err(r) => Action::Drop(r),
     }
@@ -103,7 +134,7 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
     port: PortId,
     frames: &mut [F],
     meta: &mut [Meta],
-    learner: &mut Learner,
+    core: &mut PerCore,
     sink: &mut S,
 ) {
     let t = ctx.tables;
@@ -140,7 +171,7 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
             continue;
         }
         let ev = LearnEvent { vni: d.vni, mac: m.src, target: FibTarget::Vtep(d.remote_ip) };
-        learner.observe(t.lookup(d.vni, m.src), ev, ctx.clock, sink);
+        core.learner.observe(t.lookup(d.vni, m.src), ev, ctx.clock, sink);
         if m.dst.is_multicast() {
             m.action = Action::Flood { vni: d.vni };
             continue;
@@ -149,7 +180,7 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
             Some(FibTarget::Port(p)) if f.len() - m.l3 as usize > t.mtu(p) as usize => {
                 Action::Drop(DropReason::MtuExceeded)
             }
-            Some(FibTarget::Port(p)) => to_vm(t, p, m),
+            Some(FibTarget::Port(p)) => to_vm(ctx, p, f, m, &mut core.meters),
             Some(FibTarget::Vtep(_)) => Action::Drop(DropReason::SplitHorizon),
             None => Action::Flood { vni: d.vni },
         };

@@ -94,6 +94,8 @@ pub struct L2Tables {
     pub port_mtu: Vec<u16>,
     /// Security groups, compiled apart: shared between snapshots until rules or ports change.
     pub acl: std::sync::Arc<crate::acl::AclTables>,
+    /// Meters and DSCP settings per port.
+    pub qos: std::sync::Arc<crate::qos::QosTables>,
 }
 
 impl L2Tables {

@@ -21,7 +21,15 @@ pub fn source_port(m: &Meta) -> u16 {
 
 /// Wraps the frame in VXLAN for `vni` toward `remote`.
 #[inline]
-pub fn encap<F: Frame>(f: &mut F, m: &Meta, vni: u32, remote: &Remote, vtep: &Vtep) -> Result<(), DropReason> {
+/// `outer_dscp` overrides the DSCP copied from the inner packet.
+pub fn encap<F: Frame>(
+    f: &mut F,
+    m: &Meta,
+    vni: u32,
+    remote: &Remote,
+    vtep: &Vtep,
+    outer_dscp: Option<u8>,
+) -> Result<(), DropReason> {
     let inner = f.len();
     if inner + vxlan::MTU_OVERHEAD > vtep.mtu as usize {
         return Err(DropReason::MtuExceeded);
@@ -34,7 +42,11 @@ pub fn encap<F: Frame>(f: &mut F, m: &Meta, vni: u32, remote: &Remote, vtep: &Vt
     h[ip + ipv4::TOTAL_LEN..ip + ipv4::TOTAL_LEN + 2].copy_from_slice(&ip_len.to_be_bytes());
     // Copy the inner DSCP/ECN to the outer header (RFC 7348 leaves it to the VTEP; copying
     // keeps the tenant's marking visible to the underlay).
-    let tos = if m.ip_version != 0 { m.tos } else { 0 };
+    let inner_tos = if m.ip_version != 0 { m.tos } else { 0 };
+    let tos = match outer_dscp {
+        Some(d) => (d << 2) | (inner_tos & 3),
+        None => inner_tos,
+    };
     h[ip + 1] = tos;
     let sum = remote.ip_sum + ip_len as u32 + tos as u32;
     h[ip + ipv4::CHECKSUM..ip + ipv4::CHECKSUM + 2].copy_from_slice(&checksum(sum).to_be_bytes());
@@ -122,7 +134,7 @@ pub fn build(src_mac: Mac, dst_mac: Mac, src_ip: u32, vtep: &Vtep, vni: u32, inn
     let mut m = Meta::default();
     crate::parse::parse(inner, &mut m);
     let big = Vtep { mtu: u16::MAX, ..*vtep };
-    encap(&mut f, &m, vni, &remote, &big).expect("headroom");
+    encap(&mut f, &m, vni, &remote, &big, None).expect("headroom");
     f.bytes().to_vec()
 }
 
@@ -151,7 +163,7 @@ mod tests {
         let mut f = crate::VecFrame::new(&payload);
         let mut m = Meta::default();
         crate::parse::parse(&payload, &mut m);
-        encap(&mut f, &m, 100, &remote, &v).unwrap();
+        encap(&mut f, &m, 100, &remote, &v, None).unwrap();
         let b = f.bytes();
         assert_eq!(b.len(), 50 + 60);
         assert_eq!(&b[0..6], &[2, 0, 0, 0, 0, 2], "next hop MAC");
@@ -196,11 +208,11 @@ mod tests {
         let remote = Remote::new(&v, 0x0a000002, Mac([2, 0, 0, 0, 0, 2]));
         let m = Meta::default();
         let mut ok = crate::VecFrame::new(&vec![0u8; 1464]);
-        assert!(encap(&mut ok, &m, 1, &remote, &v).is_ok(), "1464 + 36 = 1500 fits");
+        assert!(encap(&mut ok, &m, 1, &remote, &v, None).is_ok(), "1464 + 36 = 1500 fits");
         let mut big = crate::VecFrame::new(&vec![0u8; 1465]);
-        assert_eq!(encap(&mut big, &m, 1, &remote, &v), Err(DropReason::MtuExceeded));
+        assert_eq!(encap(&mut big, &m, 1, &remote, &v, None), Err(DropReason::MtuExceeded));
         let jumbo = Vtep { mtu: 9000, ..v };
-        assert!(encap(&mut crate::VecFrame::new(&vec![0u8; 8964]), &m, 1, &remote, &jumbo).is_ok());
+        assert!(encap(&mut crate::VecFrame::new(&vec![0u8; 8964]), &m, 1, &remote, &jumbo, None).is_ok());
     }
 
     #[test]

@@ -52,7 +52,7 @@ fn run_vm(t: &L2Tables, port: PortId, vni: u32, pkts: &[Vec<u8>]) -> (Vec<VecFra
     let mut events = Vec::new();
     parse_batch(&frames, &mut meta);
     let ctx = Ctx { tables: t, clock: Clock { now: 0, hz: HZ } };
-    from_vm(&ctx, port, vni, &mut frames, &mut meta, &mut Learner::new(), &mut events);
+    from_vm(&ctx, port, vni, &mut frames, &mut meta, &mut PerCore::default(), &mut events);
     (frames, meta, events)
 }
 
@@ -62,7 +62,7 @@ fn run_uplink(t: &L2Tables, pkts: &[Vec<u8>]) -> (Vec<VecFrame>, Vec<Meta>, Vec<
     let mut events = Vec::new();
     parse_batch(&frames, &mut meta);
     let ctx = Ctx { tables: t, clock: Clock { now: 0, hz: HZ } };
-    from_uplink(&ctx, UPLINK, &mut frames, &mut meta, &mut Learner::new(), &mut events);
+    from_uplink(&ctx, UPLINK, &mut frames, &mut meta, &mut PerCore::default(), &mut events);
     (frames, meta, events)
 }
 
