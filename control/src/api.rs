@@ -79,6 +79,13 @@ pub enum Request {
         port: String,
         action: AclAction,
     },
+    QosSet(QosSpec),
+    QosClear {
+        port: String,
+    },
+    QosShow {
+        port: Option<String>,
+    },
     /// Reconcile the switch to a whole desired state (all or nothing).
     Apply {
         state: crate::state::DesiredState,
@@ -240,6 +247,57 @@ pub struct AclRuleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icmp_type: Option<u8>,
     pub action: AclAction,
+}
+
+/// One direction's meter: rates like `100mbit`, `1gbit`, `50kpps`; sizes like `64kb`,
+/// `1500b`, or packets (`32pkt`) for packet-rate meters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeterSpec {
+    pub rate: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<String>,
+    /// srTCM: the excess burst (yellow); default 0 (green or red only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excess_burst: Option<String>,
+    /// trTCM: the peak rate and burst.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rate: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_burst: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QosMode {
+    Srtcm,
+    Trtcm,
+}
+
+/// QoS of one VM port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QosSpec {
+    pub port: String,
+    /// Default srtcm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<QosMode>,
+    /// Policer on what the VM sends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<MeterSpec>,
+    /// Rate limit on what the VM receives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<MeterSpec>,
+    /// pass, drop or dscp=N (default pass).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub yellow: Option<String>,
+    /// pass, drop or dscp=N (default drop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub red: Option<String>,
+    /// DSCP of the outer header when this port's traffic is encapsulated (default: the
+    /// inner packet's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dscp: Option<u8>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -71,6 +71,8 @@ pub fn validate_state(s: &DesiredState, workers: &[u32]) -> Result<(DesiredState
     for (port, action) in &s.acl_defaults {
         acls.set_default(port, *action, &refs).map_err(|e| format!("acl_defaults ({port}): {e}"))?;
     }
+    let mut qos = crate::qos::Qos::default();
+    qos.replace(s.qos.clone(), &refs)?;
     let (networks, vtep, fib, neighbours) = ov.desired();
     let norm = DesiredState {
         format: STATE_FORMAT,
@@ -82,6 +84,7 @@ pub fn validate_state(s: &DesiredState, workers: &[u32]) -> Result<(DesiredState
         neighbours,
         acl: acls.specs(),
         acl_defaults: acls.defaults(),
+        qos: qos.specs(None),
     };
     Ok((norm, ov))
 }
@@ -195,6 +198,15 @@ pub fn diff(old: &DesiredState, new: &DesiredState) -> Vec<String> {
         |d| d.0.clone(),
         |k| k.clone(),
         |d| format!("{:?}", d.1).to_lowercase(),
+    );
+    diff_list(
+        &mut out,
+        "qos",
+        &old.qos,
+        &new.qos,
+        |q| q.port.clone(),
+        |k| k.clone(),
+        |q| serde_json::to_string(q).unwrap_or_default(),
     );
     diff_list(
         &mut out,

@@ -9,6 +9,7 @@ pub mod acl;
 pub mod api;
 pub mod apply;
 pub mod overlay;
+pub mod qos;
 pub mod state;
 pub mod validate;
 

@@ -3,7 +3,7 @@
 //! Written whole on every accepted change: a temp file beside the real one, fsync,
 //! rename over it, fsync of the directory. A reader sees the old file or the new one,
 //! never a mix; an acknowledged change is on disk before the reply leaves.
-use crate::api::{AclAction, AclRuleSpec, FibSpec, NeighSpec, NetworkSpec, PortSpec, VtepSpec};
+use crate::api::{AclAction, AclRuleSpec, FibSpec, NeighSpec, NetworkSpec, PortSpec, QosSpec, VtepSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::{
@@ -38,6 +38,9 @@ pub struct DesiredState {
     /// Per-port default ACL action, where it is not allow.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub acl_defaults: BTreeMap<String, AclAction>,
+    /// Meters and DSCP per VM port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub qos: Vec<QosSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

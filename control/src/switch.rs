@@ -77,6 +77,7 @@ pub struct Switch {
     acl_dirty: bool,
     /// Hits of each rule id when it got its counter slot (a reused slot starts at zero).
     acl_baseline: std::collections::HashMap<u32, u64>,
+    qos: crate::qos::Qos,
     last_sample: Vec<CoreSample>,
     rate: Vec<CoreSample>,
 }
@@ -99,6 +100,7 @@ impl Switch {
             acl_tables: Arc::default(),
             acl_dirty: true,
             acl_baseline: Default::default(),
+            qos: Default::default(),
             last_sample: vec![CoreSample::default(); n],
             rate: vec![CoreSample::default(); n],
         }
@@ -130,7 +132,27 @@ impl Switch {
         }
         self.acls.restore_defaults(state.acl_defaults);
         self.rebase_acl_counters();
+        if let Err(e) = self.qos.replace(state.qos, &refs) {
+            tracing::error!("the saved QoS could not be restored: {e}");
+        }
         self.publish().await;
+    }
+
+    /// Applies a QoS request: validated, saved, published.
+    async fn qos_change(&mut self, req: Request) -> Result<(), Refusal> {
+        let refs = self.port_refs();
+        let before = self.qos.specs(None);
+        match req {
+            Request::QosSet(spec) => self.qos.set(spec, &refs)?,
+            Request::QosClear { port } => self.qos.clear(&port)?,
+            other => return Err(format!("internal: {other:?} is not a QoS change")),
+        }
+        if let Err(e) = self.save() {
+            let _ = self.qos.replace(before, &refs);
+            return Err(e);
+        }
+        self.publish().await;
+        Ok(())
     }
 
     /// Hits per rule slot, summed over cores.
@@ -211,6 +233,10 @@ impl Switch {
             Request::FibList { vni } => Ok(to_value(&self.overlay.fib_views(vni, &self.port_refs(), Instant::now()))),
             Request::Dump => Ok(to_value(&self.desired())),
             Request::AclList { port, vni } => Ok(to_value(&self.acl_list(port.as_deref(), vni))),
+            Request::QosShow { port } => Ok(to_value(&self.qos.specs(port.as_deref()))),
+            Request::QosSet(_) | Request::QosClear { .. } => {
+                self.qos_change(req).await.map(|()| serde_json::Value::Null)
+            }
             Request::AclAdd(_) | Request::AclDel { .. } | Request::AclLoad { .. } | Request::AclDefault { .. } => {
                 self.acl_change(req).await
             }
@@ -247,6 +273,7 @@ impl Switch {
             neighbours,
             acl: self.acls.specs(),
             acl_defaults: self.acls.defaults(),
+            qos: self.qos.specs(None),
             ..DesiredState::new()
         }
     }
@@ -327,6 +354,9 @@ impl Switch {
         }
         self.acls.restore_defaults(norm.acl_defaults);
         self.rebase_acl_counters();
+        if let Err(e) = self.qos.replace(norm.qos, &refs) {
+            tracing::error!("internal: validated QoS did not apply: {e}");
+        }
         self.publish().await;
         drop(removed);
         tracing::info!("applied {} changes", changes.len());
@@ -485,6 +515,7 @@ impl Switch {
             self.overlay.port_removed(r.eth.id);
         }
         self.acls.port_removed(name);
+        self.qos.port_removed(name);
         self.acl_dirty = true;
         // No core may touch the port after this returns; only then is it closed.
         self.publish().await;
@@ -568,6 +599,11 @@ impl Switch {
         }
         let mut l2 = self.overlay.compile(&refs, MAX_PORTS);
         l2.acl = self.acl_tables.clone();
+        let rx_cores = |id: u16| -> u64 {
+            let run = self.ports.iter().filter_map(|p| p.run.as_ref().ok()).find(|r| r.eth.id == id);
+            run.map_or(1, |r| r.rxq.iter().map(|&(_, c)| c).collect::<std::collections::BTreeSet<_>>().len() as u64)
+        };
+        l2.qos = Arc::new(self.qos.compile(&refs, MAX_PORTS, &rx_cores, self.eal.workers.len() as u64));
         snap.l2 = Arc::new(l2);
         let old = self.shared.rcu.load();
         let generation = self.shared.rcu.publish(snap);

@@ -61,6 +61,9 @@ enum Cmd {
     /// Security groups: ACL rules per VM port or per VNI, per direction.
     #[command(subcommand)]
     Acl(AclCmd),
+    /// Policing and rate limits per VM port (srTCM / trTCM), DSCP marking.
+    #[command(subcommand)]
+    Qos(QosCmd),
     /// Make the switch match a desired-state file (YAML or JSON, as `dump` prints), all or nothing.
     ///
     /// Examples:
@@ -421,6 +424,116 @@ fn read_rules(path: &PathBuf) -> Result<Vec<(usize, control::api::AclRuleSpec)>,
 }
 
 #[derive(Subcommand, Debug)]
+enum QosCmd {
+    /// Set a port's meters. Rates: 100mbit, 1gbit, 50kpps; sizes: 64kb, 1500b, 32pkt.
+    /// Green passes; yellow and red do what --yellow/--red say (default pass, drop).
+    ///
+    /// Examples:
+    ///   vswitchctl qos set vm1 --ingress-rate 100mbit --ingress-burst 64kb
+    ///   vswitchctl qos set vm1 --egress-rate 1gbit --mode trtcm --egress-peak-rate 2gbit --yellow dscp=10
+    ///   vswitchctl qos set vm1 --dscp 46                 # outer DSCP when vm1's traffic is encapsulated
+    #[command(verbatim_doc_comment)]
+    Set(Box<QosArgs>),
+    /// Remove a port's meters and DSCP setting.
+    #[command(after_help = "Example:\n  vswitchctl qos clear vm1")]
+    Clear { port: String },
+    /// QoS of one port or all.
+    #[command(after_help = "Example:\n  vswitchctl qos show vm1")]
+    Show { port: Option<String> },
+}
+
+#[derive(ClapArgs, Debug)]
+struct QosArgs {
+    port: String,
+    /// Policer on what the VM sends: committed rate...
+    #[arg(long)]
+    ingress_rate: Option<String>,
+    /// ...committed burst (default 10 ms at the rate)...
+    #[arg(long, requires = "ingress_rate")]
+    ingress_burst: Option<String>,
+    /// ...srtcm excess burst (yellow)...
+    #[arg(long, requires = "ingress_rate")]
+    ingress_excess_burst: Option<String>,
+    /// ...trtcm peak rate and burst.
+    #[arg(long, requires = "ingress_rate")]
+    ingress_peak_rate: Option<String>,
+    #[arg(long, requires = "ingress_rate")]
+    ingress_peak_burst: Option<String>,
+    /// Rate limit on what the VM receives, the same way.
+    #[arg(long)]
+    egress_rate: Option<String>,
+    #[arg(long, requires = "egress_rate")]
+    egress_burst: Option<String>,
+    #[arg(long, requires = "egress_rate")]
+    egress_excess_burst: Option<String>,
+    #[arg(long, requires = "egress_rate")]
+    egress_peak_rate: Option<String>,
+    #[arg(long, requires = "egress_rate")]
+    egress_peak_burst: Option<String>,
+    /// srtcm (RFC 2697, default) or trtcm (RFC 2698).
+    #[arg(long, value_enum)]
+    mode: Option<ModeArg>,
+    /// What yellow packets get: pass (default), drop, dscp=N.
+    #[arg(long)]
+    yellow: Option<String>,
+    /// What red packets get: drop (default), pass, dscp=N.
+    #[arg(long)]
+    red: Option<String>,
+    /// DSCP of the outer header when this port's traffic is encapsulated.
+    #[arg(long)]
+    dscp: Option<u8>,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ModeArg {
+    Srtcm,
+    Trtcm,
+}
+
+impl QosArgs {
+    fn spec(&self) -> control::api::QosSpec {
+        use control::api::MeterSpec;
+        let meter = |rate: &Option<String>,
+                     burst: &Option<String>,
+                     ebs: &Option<String>,
+                     pr: &Option<String>,
+                     pb: &Option<String>| {
+            rate.as_ref().map(|r| MeterSpec {
+                rate: r.clone(),
+                burst: burst.clone(),
+                excess_burst: ebs.clone(),
+                peak_rate: pr.clone(),
+                peak_burst: pb.clone(),
+            })
+        };
+        control::api::QosSpec {
+            port: self.port.clone(),
+            mode: self.mode.map(|m| match m {
+                ModeArg::Srtcm => control::api::QosMode::Srtcm,
+                ModeArg::Trtcm => control::api::QosMode::Trtcm,
+            }),
+            ingress: meter(
+                &self.ingress_rate,
+                &self.ingress_burst,
+                &self.ingress_excess_burst,
+                &self.ingress_peak_rate,
+                &self.ingress_peak_burst,
+            ),
+            egress: meter(
+                &self.egress_rate,
+                &self.egress_burst,
+                &self.egress_excess_burst,
+                &self.egress_peak_rate,
+                &self.egress_peak_burst,
+            ),
+            yellow: self.yellow.clone(),
+            red: self.red.clone(),
+            dscp: self.dscp,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
 enum XconnectCmd {
     /// Cross-connect two ports, both directions.
     #[command(after_help = "Example:\n  vswitchctl xconnect add vm1 vm2")]
@@ -447,6 +560,9 @@ fn main() -> ExitCode {
         },
         Cmd::Dump => Request::Dump,
         Cmd::Acl(AclCmd::Add(a)) => Request::AclAdd(a.spec()),
+        Cmd::Qos(QosCmd::Set(q)) => Request::QosSet(q.spec()),
+        Cmd::Qos(QosCmd::Clear { port }) => Request::QosClear { port: port.clone() },
+        Cmd::Qos(QosCmd::Show { port }) => Request::QosShow { port: port.clone() },
         Cmd::Acl(AclCmd::Del { id }) => Request::AclDel { id: *id },
         Cmd::Acl(AclCmd::List { port, vni }) => Request::AclList { port: port.clone(), vni: *vni },
         Cmd::Acl(AclCmd::Default { port, action }) => Request::AclDefault {
@@ -677,6 +793,41 @@ fn print_human(cmd: &Cmd, v: serde_json::Value) -> Result<(), serde_json::Error>
         Cmd::Acl(AclCmd::Add(_)) => println!("rule {} added", v["id"]),
         Cmd::Acl(AclCmd::List { .. }) => print_acl(&serde_json::from_value::<Vec<control::api::AclRuleView>>(v)?),
         Cmd::Acl(_) => {}
+        Cmd::Qos(QosCmd::Show { .. }) => {
+            let specs: Vec<control::api::QosSpec> = serde_json::from_value(v)?;
+            if specs.is_empty() {
+                println!("no QoS set (vswitchctl qos set PORT --ingress-rate RATE ...)");
+            }
+            for q in specs {
+                let m = |name: &str, m: &Option<control::api::MeterSpec>| {
+                    m.as_ref().map(|m| {
+                        let mut s = format!(" {name} {}", m.rate);
+                        for (k, v) in [
+                            ("burst", &m.burst),
+                            ("excess", &m.excess_burst),
+                            ("peak", &m.peak_rate),
+                            ("peak-burst", &m.peak_burst),
+                        ] {
+                            if let Some(v) = v {
+                                s += &format!(" {k} {v}");
+                            }
+                        }
+                        s
+                    })
+                };
+                println!(
+                    "{}:{}{} mode {:?} yellow {} red {}{}",
+                    q.port,
+                    m("ingress", &q.ingress).unwrap_or_default(),
+                    m("egress", &q.egress).unwrap_or_default(),
+                    q.mode.unwrap_or(control::api::QosMode::Srtcm),
+                    q.yellow.as_deref().unwrap_or("pass"),
+                    q.red.as_deref().unwrap_or("drop"),
+                    q.dscp.map(|d| format!(" outer-dscp {d}")).unwrap_or_default()
+                );
+            }
+        }
+        Cmd::Qos(_) => {}
         Cmd::Trace { .. } => {
             let t: control::api::TraceView = serde_json::from_value(v)?;
             for s in &t.steps {
