@@ -98,6 +98,14 @@ pub fn trace(
             }
             Role::Vm { vni } => {
                 steps.push(format!("port: VM port in VNI {vni}"));
+                if let Some(cfg) = t.qos.port(id).and_then(|q| q.ingress) {
+                    let mut probe = pipelines::qos::MeterState::new(&cfg, 0, 1);
+                    let color = probe.color(&cfg, 0, 1, bytes.len() as u64);
+                    steps.push(format!(
+                        "policer: {color:?} -> {:?} (a trace starts from full buckets; live traffic's colour depends on the recent load)",
+                        cfg.action(color)
+                    ));
+                }
                 stages::from_vm(&ctx, id, vni, &mut frames, &mut meta, &mut PerCore::default(), &mut learned);
                 if meta[0].action != Action::Drop(pipelines::DropReason::BadSrcMac) {
                     let dst = Mac::from_slice(bytes);

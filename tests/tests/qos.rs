@@ -7,7 +7,6 @@ use serde_json::json;
 use std::time::Duration;
 use vswitch_tests::*;
 
-const VM1: &str = "02:00:00:00:01:01";
 const VM2: &str = "02:00:00:00:02:01";
 const REMOTE_VM: &str = "02:00:00:00:09:01";
 
@@ -81,7 +80,16 @@ fn yellow_is_remarked_and_the_outer_dscp_is_set_as_tshark_reads_them() {
     assert_eq!(green + yellow, 1000, "{:?}", &rows[..3]);
     let checks = run_ok(
         "tshark",
-        &["-o", "ip.check_checksum:TRUE", "-r", dir.path("up_out.pcap").to_str().unwrap(), "-T", "fields", "-e", "ip.checksum.status"],
+        &[
+            "-o",
+            "ip.check_checksum:TRUE",
+            "-r",
+            dir.path("up_out.pcap").to_str().unwrap(),
+            "-T",
+            "fields",
+            "-e",
+            "ip.checksum.status",
+        ],
     );
     assert!(checks.lines().all(|l| l == "1,1"), "outer and remarked inner IPv4 checksums are good");
 }
@@ -96,7 +104,10 @@ fn bad_qos_settings_are_refused_by_field() {
         (&["vm1", "--ingress-rate", "0mbit"], "ingress_rate: \"0mbit\" is zero"),
         (&["vm1", "--egress-rate", "401gbit"], "egress_rate: \"401gbit\" is beyond 400 Gbit/s"),
         (&["vm1", "--ingress-rate", "fast"], "ingress_rate: \"fast\" is not a rate"),
-        (&["vm1", "--ingress-rate", "50kpps", "--ingress-burst", "64kb"], "ingress_burst: \"64kb\": a packet-rate meter's burst is in packets"),
+        (
+            &["vm1", "--ingress-rate", "50kpps", "--ingress-burst", "64kb"],
+            "ingress_burst: \"64kb\": a packet-rate meter's burst is in packets",
+        ),
         (&["vm1", "--ingress-rate", "1gbit", "--mode", "trtcm"], "ingress_peak_rate: --mode trtcm needs a peak rate"),
         (&["vm1", "--ingress-rate", "1gbit", "--red", "maybe"], "red: \"maybe\" is not an action"),
         (&["nope", "--ingress-rate", "1gbit"], "port: no port named \"nope\""),

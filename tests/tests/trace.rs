@@ -117,6 +117,32 @@ fn trace_explains_forwarding_flooding_decap_arp_and_drops() {
     assert_eq!(counters(), stats_before);
     let fib = d.json(&["fib", "list"]);
     assert!(fib.as_array().unwrap().iter().all(|e| e["kind"] == "static"), "{fib}");
+    // A rule that denies, and the policer: each named in the trace.
+    d.ok(&[
+        "acl",
+        "add",
+        "--priority",
+        "10",
+        "--port",
+        "vm1",
+        "--proto",
+        "udp",
+        "--dport",
+        "5001",
+        "--action",
+        "deny",
+        "--id",
+        "77",
+    ]);
+    let t = trace(&d, "vm1", &frame([2, 0, 0, 0, 9, 9], vm_mac));
+    assert_eq!(t["drop_reason"], "acl_deny_in");
+    assert!(steps(&t).contains("acl in (from the VM): rule 77 decided"), "{}", steps(&t));
+    d.ok(&["acl", "del", "77"]);
+    d.ok(&["qos", "set", "vm1", "--ingress-rate", "1mbit", "--ingress-burst", "50b"]);
+    let t = trace(&d, "vm1", &frame([2, 0, 0, 0, 9, 9], vm_mac));
+    assert_eq!(t["drop_reason"], "policed", "a 60-byte frame is red against a 50-byte burst");
+    assert!(steps(&t).contains("policer: Red -> Drop"), "{}", steps(&t));
+    d.ok(&["qos", "clear", "vm1"]);
     // A frame from a pcap (scapy's VM traffic toward 02:00:00:00:02:01: unknown, flooded).
     let pcap = d.dir.path("vm.pcap");
     python("gen_overlay.py", &["encap", pcap.to_str().unwrap(), "3"]);
