@@ -467,6 +467,8 @@ pub struct CoreView {
     /// The same, since the core started.
     pub busy_pct_total: f64,
     pub cycles_per_packet_total: f64,
+    /// Raw TSC cycles spent in rounds that moved packets (for deltas over a window).
+    pub busy_cycles: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -816,6 +816,7 @@ impl Switch {
                     cycles_per_packet: cpp(r.busy, r.packets),
                     busy_pct_total: pct(c.busy_cycles.get(), c.idle_cycles.get()),
                     cycles_per_packet_total: cpp(c.busy_cycles.get(), c.packets.get()),
+                    busy_cycles: c.busy_cycles.get(),
                 }
             })
             .collect()
