@@ -85,7 +85,11 @@ pub fn validate_state(s: &DesiredState, workers: &[u32]) -> Result<(DesiredState
         acl: acls.specs(),
         acl_defaults: acls.defaults(),
         qos: qos.specs(None),
+        sflow: s.sflow.clone(),
     };
+    if let Some(sf) = &s.sflow {
+        crate::sflow::validate(sf).map_err(|e| format!("sflow: {e}"))?;
+    }
     Ok((norm, ov))
 }
 
@@ -199,6 +203,13 @@ pub fn diff(old: &DesiredState, new: &DesiredState) -> Vec<String> {
         |k| k.clone(),
         |d| format!("{:?}", d.1).to_lowercase(),
     );
+    if old.sflow != new.sflow {
+        out.push(format!(
+            "~ sflow: {} -> {}",
+            serde_json::to_string(&old.sflow).unwrap_or_default(),
+            serde_json::to_string(&new.sflow).unwrap_or_default()
+        ));
+    }
     diff_list(
         &mut out,
         "qos",

@@ -14,6 +14,7 @@ pub mod state;
 pub mod validate;
 
 pub mod server;
+pub mod sflow;
 pub mod switch;
 pub mod trace;
 

@@ -3,7 +3,7 @@
 //! Written whole on every accepted change: a temp file beside the real one, fsync,
 //! rename over it, fsync of the directory. A reader sees the old file or the new one,
 //! never a mix; an acknowledged change is on disk before the reply leaves.
-use crate::api::{AclAction, AclRuleSpec, FibSpec, NeighSpec, NetworkSpec, PortSpec, QosSpec, VtepSpec};
+use crate::api::{AclAction, AclRuleSpec, FibSpec, NeighSpec, NetworkSpec, PortSpec, QosSpec, SflowSpec, VtepSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::{
@@ -41,6 +41,8 @@ pub struct DesiredState {
     /// Meters and DSCP per VM port.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub qos: Vec<QosSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sflow: Option<SflowSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -78,8 +78,49 @@ pub struct Switch {
     /// Hits of each rule id when it got its counter slot (a reused slot starts at zero).
     acl_baseline: std::collections::HashMap<u32, u64>,
     qos: crate::qos::Qos,
+    sflow: Option<SflowRuntime>,
+    sflow_stats: SflowView,
     last_sample: Vec<CoreSample>,
     rate: Vec<CoreSample>,
+}
+
+/// sFlow export as running: where to send, the agent, the sockets.
+struct SflowRuntime {
+    spec: SflowSpec,
+    collectors: Vec<std::net::SocketAddr>,
+    agent: crate::sflow::Agent,
+    v4: Option<std::net::UdpSocket>,
+    v6: Option<std::net::UdpSocket>,
+    last_poll: Instant,
+}
+
+impl SflowRuntime {
+    fn new(spec: SflowSpec, agent: std::net::IpAddr) -> Result<SflowRuntime, String> {
+        let collectors = crate::sflow::validate(&spec)?;
+        let open = |bind: &str| std::net::UdpSocket::bind(bind).ok().filter(|s| s.set_nonblocking(true).is_ok());
+        Ok(SflowRuntime {
+            spec,
+            collectors,
+            agent: crate::sflow::Agent::new(agent, 0),
+            v4: open("0.0.0.0:0"),
+            v6: open("[::]:0"),
+            last_poll: Instant::now(),
+        })
+    }
+
+    /// Sends what is pending to every collector. A collector that is down costs only
+    /// the datagrams (the sockets never block).
+    fn flush(&mut self, stats: &mut SflowView) {
+        for d in self.agent.datagrams() {
+            for c in &self.collectors {
+                let sock = if c.is_ipv4() { &self.v4 } else { &self.v6 };
+                match sock.as_ref().map(|s| s.send_to(&d, c)) {
+                    Some(Ok(_)) => stats.datagrams += 1,
+                    _ => stats.send_errors += 1,
+                }
+            }
+        }
+    }
 }
 
 /// A request that was refused: the text the user sees.
@@ -101,6 +142,8 @@ impl Switch {
             acl_dirty: true,
             acl_baseline: Default::default(),
             qos: Default::default(),
+            sflow: None,
+            sflow_stats: SflowView::default(),
             last_sample: vec![CoreSample::default(); n],
             rate: vec![CoreSample::default(); n],
         }
@@ -135,7 +178,117 @@ impl Switch {
         if let Err(e) = self.qos.replace(state.qos, &refs) {
             tracing::error!("the saved QoS could not be restored: {e}");
         }
+        if let Some(spec) = state.sflow {
+            if let Err(e) = self.sflow_start(spec) {
+                tracing::error!("the saved sFlow setting could not be restored: {e}");
+            }
+        }
         self.publish().await;
+    }
+
+    /// The agent address: as configured, else the VTEP's IP.
+    fn sflow_agent(&self, spec: &SflowSpec) -> std::net::IpAddr {
+        spec.agent.unwrap_or_else(|| {
+            self.overlay
+                .vtep_view(&self.port_refs())
+                .and_then(|v| v.ip.split('/').next().and_then(|a| a.parse().ok()))
+                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+        })
+    }
+
+    fn sflow_start(&mut self, spec: SflowSpec) -> Result<(), String> {
+        let agent = self.sflow_agent(&spec);
+        self.sflow = Some(SflowRuntime::new(spec, agent)?);
+        Ok(())
+    }
+
+    async fn sflow_change(&mut self, req: Request) -> Result<(), Refusal> {
+        let before = self.sflow.as_ref().map(|s| s.spec.clone());
+        match req {
+            Request::SflowSet(spec) => self.sflow_start(spec)?,
+            Request::SflowOff => self.sflow = None,
+            other => return Err(format!("internal: {other:?} is not an sFlow change")),
+        }
+        if let Err(e) = self.save() {
+            self.sflow = None;
+            if let Some(spec) = before {
+                let _ = self.sflow_start(spec);
+            }
+            return Err(e);
+        }
+        self.publish().await;
+        Ok(())
+    }
+
+    fn sflow_view(&self) -> SflowView {
+        SflowView {
+            config: self.sflow.as_ref().map(|s| s.spec.clone()),
+            agent: self.sflow.as_ref().map(|s| s.agent.address),
+            samples_lost: self.shared.counters.iter().flat_map(|c| c.ports.iter()).map(|p| p.sflow_drops.get()).sum(),
+            ..self.sflow_stats.clone()
+        }
+    }
+
+    /// Takes the cores' samples and encodes them (or drops them if export is off).
+    fn sflow_drain(&mut self) {
+        let ports: Vec<(u16, u32, u32)> = self
+            .ports
+            .iter()
+            .filter_map(|p| p.run.as_ref().ok())
+            .map(|r| {
+                let id = r.eth.id;
+                let pool: u64 = self.shared.counters.iter().map(|c| c.ports[id as usize].sflow_pool.get()).sum();
+                let drops: u64 = self.shared.counters.iter().map(|c| c.ports[id as usize].sflow_drops.get()).sum();
+                (id, pool as u32, drops as u32)
+            })
+            .collect();
+        for ring in self.shared.sflow.iter() {
+            while let Some(s) = ring.pop() {
+                let Some(rt) = self.sflow.as_mut() else { continue };
+                let (pool, drops) = ports.iter().find(|p| p.0 == s.input).map_or((0, 0), |p| (p.1, p.2));
+                rt.agent.flow(&s, s.input as u32 + 1, s.output, pool, drops);
+                self.sflow_stats.flow_samples += 1;
+            }
+        }
+        if let Some(rt) = self.sflow.as_mut() {
+            rt.flush(&mut self.sflow_stats);
+        }
+    }
+
+    /// Counter samples of every running port, once per polling interval.
+    fn sflow_poll(&mut self) {
+        let Some(rt) = self.sflow.as_ref() else { return };
+        let interval = rt.spec.polling.unwrap_or(20);
+        if interval == 0 || rt.last_poll.elapsed() < Duration::from_secs(interval as u64) {
+            return;
+        }
+        let Ok(stats) = self.port_stats(None) else { return };
+        let mut samples = Vec::new();
+        for (p, st) in self.ports.iter().zip(&stats) {
+            let Ok(r) = &p.run else { continue };
+            let link = r.eth.link();
+            let tx_full = st.drops.get("tx_full").copied().unwrap_or(0);
+            samples.push(crate::sflow::IfCounters {
+                if_index: r.eth.id as u32 + 1,
+                speed_bps: link.speed_mbps as u64 * 1_000_000,
+                up: link.up,
+                in_octets: st.rx_bytes,
+                in_packets: st.rx_packets,
+                in_discards: st.drops.values().sum::<u64>() - tx_full + st.rx_missed,
+                in_errors: st.rx_errors,
+                out_octets: st.tx_bytes,
+                out_packets: st.tx_packets,
+                out_discards: tx_full,
+                out_errors: st.tx_errors,
+            });
+        }
+        let Some(rt) = self.sflow.as_mut() else { return };
+        rt.last_poll = Instant::now();
+        for c in &samples {
+            rt.agent.counters(c);
+            self.sflow_stats.counter_samples += 1;
+        }
+        rt.flush(&mut self.sflow_stats);
     }
 
     /// Applies a QoS request: validated, saved, published.
@@ -234,6 +387,8 @@ impl Switch {
             Request::Dump => Ok(to_value(&self.desired())),
             Request::AclList { port, vni } => Ok(to_value(&self.acl_list(port.as_deref(), vni))),
             Request::QosShow { port } => Ok(to_value(&self.qos.specs(port.as_deref()))),
+            Request::SflowShow => Ok(to_value(&self.sflow_view())),
+            Request::SflowSet(_) | Request::SflowOff => self.sflow_change(req).await.map(|()| serde_json::Value::Null),
             Request::QosSet(_) | Request::QosClear { .. } => {
                 self.qos_change(req).await.map(|()| serde_json::Value::Null)
             }
@@ -274,6 +429,7 @@ impl Switch {
             acl: self.acls.specs(),
             acl_defaults: self.acls.defaults(),
             qos: self.qos.specs(None),
+            sflow: self.sflow.as_ref().map(|s| s.spec.clone()),
             ..DesiredState::new()
         }
     }
@@ -356,6 +512,14 @@ impl Switch {
         self.rebase_acl_counters();
         if let Err(e) = self.qos.replace(norm.qos, &refs) {
             tracing::error!("internal: validated QoS did not apply: {e}");
+        }
+        if self.sflow.as_ref().map(|s| &s.spec) != norm.sflow.as_ref() {
+            self.sflow = None;
+            if let Some(spec) = norm.sflow {
+                if let Err(e) = self.sflow_start(spec) {
+                    tracing::error!("internal: validated sFlow did not apply: {e}");
+                }
+            }
         }
         self.publish().await;
         drop(removed);
@@ -604,6 +768,10 @@ impl Switch {
             run.map_or(1, |r| r.rxq.iter().map(|&(_, c)| c).collect::<std::collections::BTreeSet<_>>().len() as u64)
         };
         l2.qos = Arc::new(self.qos.compile(&refs, MAX_PORTS, &rx_cores, self.eal.workers.len() as u64));
+        if let Some(sf) = &self.sflow {
+            snap.sflow_sampling = sf.spec.sampling;
+            snap.sflow_header_bytes = sf.spec.header_bytes.unwrap_or(128);
+        }
         snap.l2 = Arc::new(l2);
         let old = self.shared.rcu.load();
         let generation = self.shared.rcu.publish(snap);
@@ -746,6 +914,7 @@ impl Switch {
                 }
             }
         }
+        self.sflow_drain();
         let requests = self.overlay.arp_due(&ports, now, &mut changed);
         if !requests.is_empty() {
             if let Some(uplink) = self.overlay_uplink_id(&ports) {
@@ -768,6 +937,7 @@ impl Switch {
     /// Once a second: core activity rates, and ageing of learned MACs.
     pub async fn tick_second(&mut self) {
         self.sample_cores();
+        self.sflow_poll();
         if self.overlay.age(Instant::now()) {
             self.publish().await;
         }

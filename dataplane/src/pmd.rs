@@ -15,6 +15,7 @@ use pipelines::{
     acl::{Direction, Verdict},
     learn::{Clock, LearnEvent, Sink},
     qos::ColorAction,
+    sflow::{FlowSample, Sampler, OUTPUT_DISCARDED, OUTPUT_MULTIPLE},
     stages::{self, Ctx, PerCore},
     vxlan, Action, DropReason, Frame, Meta, BURST,
 };
@@ -29,6 +30,8 @@ pub const LEARN_RING: usize = 4096;
 pub const PUNT_RING: usize = 256;
 /// Packets the control plane may queue for transmission.
 pub const CTL_TX_RING: usize = 1024;
+/// sFlow samples a core may queue for the control plane.
+pub const SFLOW_RING: usize = 4096;
 
 /// A packet (the first `len` bytes) handed to the control plane.
 #[derive(Clone, Copy)]
@@ -54,6 +57,8 @@ pub struct Shared {
     pub learn: Box<[ArrayQueue<LearnEvent>]>,
     /// Per core: ARP replies for the control plane.
     pub punt: Box<[ArrayQueue<Punted>]>,
+    /// Per core: sFlow samples for the control plane.
+    pub sflow: Box<[ArrayQueue<FlowSample>]>,
     /// Packets from the control plane (ARP requests), sent by core 0.
     pub ctl_tx: ArrayQueue<(u16, Mbuf)>,
     pub pool: Arc<PktPool>,
@@ -77,6 +82,7 @@ impl Shared {
             counters: (0..n).map(|_| CoreCounters::default()).collect(),
             learn: (0..n).map(|_| ArrayQueue::new(LEARN_RING)).collect(),
             punt: (0..n).map(|_| ArrayQueue::new(PUNT_RING)).collect(),
+            sflow: (0..n).map(|_| ArrayQueue::new(SFLOW_RING)).collect(),
             ctl_tx: ArrayQueue::new(CTL_TX_RING),
             pool,
             tsc_hz,
@@ -155,6 +161,7 @@ struct Core<'a> {
     counters: &'a CoreCounters,
     tx: TxBuffers,
     stage: PerCore,
+    sampler: Sampler,
     learn_lost_seen: u64,
     frames: [Mbuf; BURST],
     meta: [Meta; BURST],
@@ -172,6 +179,8 @@ fn poll(shared: &Shared, me: usize) {
         counters: &shared.counters[me],
         tx: TxBuffers::new(me as u16),
         stage: PerCore::default(),
+        // SAFETY: reads the TSC, only to seed this core's sampler.
+        sampler: Sampler::new(unsafe { dpdk_sys::vs_rdtsc() } ^ ((me as u64) << 48)),
         learn_lost_seen: 0,
         frames: [Mbuf::NULL; BURST],
         meta: [Meta::default(); BURST],
@@ -263,6 +272,15 @@ impl Core<'_> {
             self.learn_lost_seen = lost;
         }
         let from_vm = matches!(slot.role, Role::Vm { .. });
+        let rate = snap.sflow_sampling;
+        if rate != 0 {
+            self.counters.ports[port as usize].sflow_pool.add(n as u64);
+            for i in 0..n {
+                if self.sampler.take(port, rate) {
+                    self.sample(snap, port, from_vm, i);
+                }
+            }
+        }
         for i in 0..n {
             self.dispatch(snap, port, from_vm, i);
         }
@@ -366,6 +384,41 @@ impl Core<'_> {
             pc.drop(DropReason::FloodEmpty, 1);
         }
         self.bury(m);
+    }
+
+    /// An sFlow sample of packet i, as the VM sent it (before encapsulation) or gets it
+    /// (after decapsulation), with where the stages sent it.
+    #[cold]
+    fn sample(&mut self, snap: &Snapshot, port: u16, from_vm: bool, i: usize) {
+        let m = &self.meta[i];
+        let f = self.frames[i];
+        let uplink = snap.l2.vtep.map(|v| v.uplink);
+        let encapsulated = from_vm && matches!(m.action, Action::Tx(p) if Some(p) == uplink);
+        let skip = if encapsulated { pipelines::wire::vxlan::OUTER_LEN } else { 0 };
+        let output = match m.action {
+            Action::Tx(p) => p as u32 + 1,
+            Action::Flood { .. } => OUTPUT_MULTIPLE,
+            _ => OUTPUT_DISCARDED,
+        };
+        let head = f.head().get(skip..).unwrap_or(&[]);
+        let len = head.len().min(snap.sflow_header_bytes as usize).min(pipelines::sflow::MAX_HEADER);
+        let mut s = FlowSample {
+            input: port,
+            output,
+            sampling_rate: snap.sflow_sampling,
+            sample_pool: 0,
+            drops: 0,
+            frame_length: (f.len() - skip) as u32,
+            vlan: m.vlan_tci,
+            vni_ingress: (!from_vm && m.vni != 0).then_some(m.vni),
+            vni_egress: encapsulated.then_some(m.vni),
+            header_len: len as u16,
+            header: [0; pipelines::sflow::MAX_HEADER],
+        };
+        s.header[..len].copy_from_slice(&head[..len]);
+        if self.shared.sflow[self.me].push(s).is_err() {
+            self.counters.ports[port as usize].sflow_drops.add(1);
+        }
     }
 
     /// Hands an ARP packet to the control plane.

@@ -56,6 +56,9 @@ pub struct Snapshot {
     pub ports: [PortSlot; MAX_PORTS],
     /// Networks, FIB, VTEP: shared between snapshots while unchanged.
     pub l2: Arc<L2Tables>,
+    /// sFlow packet sampling: 1 in `sampling` (0: off) on every pipeline port.
+    pub sflow_sampling: u32,
+    pub sflow_header_bytes: u16,
 }
 
 impl Snapshot {
@@ -65,6 +68,8 @@ impl Snapshot {
             rx: vec![Vec::new(); cores],
             ports: [PortSlot::default(); MAX_PORTS],
             l2: Arc::new(L2Tables::default()),
+            sflow_sampling: 0,
+            sflow_header_bytes: 128,
         }
     }
 }

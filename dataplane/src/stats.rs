@@ -30,6 +30,10 @@ pub struct PortCounters {
     pub tx_packets: Counter,
     pub tx_bytes: Counter,
     pub drops: [Counter; DropReason::COUNT],
+    /// Packets that could have been sampled by sFlow on this port.
+    pub sflow_pool: Counter,
+    /// sFlow samples lost on this port (the ring to the control plane was full).
+    pub sflow_drops: Counter,
 }
 
 impl PortCounters {

@@ -11,6 +11,7 @@ pub mod learn;
 pub mod meta;
 pub mod parse;
 pub mod qos;
+pub mod sflow;
 pub mod stages;
 pub mod tables;
 pub mod vxlan;

@@ -54,5 +54,7 @@ pub struct Meta {
     /// Counter slot + 1 of the ACL rule that decided on the way in / out (0: none did).
     pub acl_in: u32,
     pub acl_out: u32,
+    /// The tenant network the packet is switched in (0 until a stage knows).
+    pub vni: u32,
     pub action: Action,
 }

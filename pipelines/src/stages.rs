@@ -54,6 +54,7 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
         if m.action != Action::Continue {
             continue;
         }
+        m.vni = vni;
         if !serves {
             m.action = Action::Drop(DropReason::VniUnknown);
             continue;
@@ -163,6 +164,7 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
             continue;
         }
         parse(f.head(), m);
+        m.vni = d.vni;
         if m.action != Action::Continue {
             continue;
         }

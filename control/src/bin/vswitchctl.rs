@@ -61,6 +61,9 @@ enum Cmd {
     /// Security groups: ACL rules per VM port or per VNI, per direction.
     #[command(subcommand)]
     Acl(AclCmd),
+    /// sFlow v5 export: packet samples and interface counters to collectors.
+    #[command(subcommand)]
+    Sflow(SflowCmd),
     /// Policing and rate limits per VM port (srTCM / trTCM), DSCP marking.
     #[command(subcommand)]
     Qos(QosCmd),
@@ -424,6 +427,39 @@ fn read_rules(path: &PathBuf) -> Result<Vec<(usize, control::api::AclRuleSpec)>,
 }
 
 #[derive(Subcommand, Debug)]
+enum SflowCmd {
+    /// Sample 1 in N packets on every pipeline port and send counters every SECS.
+    ///
+    /// Examples:
+    ///   vswitchctl sflow set --collector 192.0.2.10:6343 --sampling 1024
+    ///   vswitchctl sflow set --collector [fd00::10]:6343 --collector 10.0.0.9:6343 --sampling 512 --polling 10
+    #[command(verbatim_doc_comment)]
+    Set {
+        /// IP:PORT of a collector ([IPv6]:PORT); repeat for several.
+        #[arg(long = "collector", required = true)]
+        collectors: Vec<String>,
+        /// 1 in N packets (0: counters only).
+        #[arg(long)]
+        sampling: u32,
+        /// Seconds between counter samples (default 20, 0: none).
+        #[arg(long)]
+        polling: Option<u32>,
+        /// The agent address in datagrams (default: the VTEP IP).
+        #[arg(long)]
+        agent: Option<std::net::IpAddr>,
+        /// Bytes of each sampled header (default 128, 14-256).
+        #[arg(long)]
+        header_bytes: Option<u16>,
+    },
+    /// Stop exporting.
+    #[command(after_help = "Example:\n  vswitchctl sflow off")]
+    Off,
+    /// The setting and what was sent.
+    #[command(after_help = "Example:\n  vswitchctl sflow show")]
+    Show,
+}
+
+#[derive(Subcommand, Debug)]
 enum QosCmd {
     /// Set a port's meters. Rates: 100mbit, 1gbit, 50kpps; sizes: 64kb, 1500b, 32pkt.
     /// Green passes; yellow and red do what --yellow/--red say (default pass, drop).
@@ -561,6 +597,17 @@ fn main() -> ExitCode {
         Cmd::Dump => Request::Dump,
         Cmd::Acl(AclCmd::Add(a)) => Request::AclAdd(a.spec()),
         Cmd::Qos(QosCmd::Set(q)) => Request::QosSet(q.spec()),
+        Cmd::Sflow(SflowCmd::Set { collectors, sampling, polling, agent, header_bytes }) => {
+            Request::SflowSet(control::api::SflowSpec {
+                collectors: collectors.clone(),
+                sampling: *sampling,
+                polling: *polling,
+                agent: *agent,
+                header_bytes: *header_bytes,
+            })
+        }
+        Cmd::Sflow(SflowCmd::Off) => Request::SflowOff,
+        Cmd::Sflow(SflowCmd::Show) => Request::SflowShow,
         Cmd::Qos(QosCmd::Clear { port }) => Request::QosClear { port: port.clone() },
         Cmd::Qos(QosCmd::Show { port }) => Request::QosShow { port: port.clone() },
         Cmd::Acl(AclCmd::Del { id }) => Request::AclDel { id: *id },
@@ -828,6 +875,27 @@ fn print_human(cmd: &Cmd, v: serde_json::Value) -> Result<(), serde_json::Error>
             }
         }
         Cmd::Qos(_) => {}
+        Cmd::Sflow(SflowCmd::Show) => {
+            let v: control::api::SflowView = serde_json::from_value(v)?;
+            match &v.config {
+                None => println!("sFlow is off (vswitchctl sflow set --collector IP:PORT --sampling N)"),
+                Some(c) => {
+                    println!(
+                        "sFlow to {} from agent {}: 1 in {} packets, counters every {} s, {} header bytes",
+                        c.collectors.join(", "),
+                        opt(&v.agent),
+                        c.sampling,
+                        c.polling.unwrap_or(20),
+                        c.header_bytes.unwrap_or(128)
+                    );
+                    println!(
+                        "sent {} flow samples and {} counter samples in {} datagrams; {} send errors; {} samples lost on the cores",
+                        v.flow_samples, v.counter_samples, v.datagrams, v.send_errors, v.samples_lost
+                    );
+                }
+            }
+        }
+        Cmd::Sflow(_) => {}
         Cmd::Trace { .. } => {
             let t: control::api::TraceView = serde_json::from_value(v)?;
             for s in &t.steps {

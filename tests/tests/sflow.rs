@@ -1,0 +1,123 @@
+//! sFlow v5 export read by a real decoder (tshark's sFlow dissector): datagram and
+//! sample fields, headers equal to the packets sent, per-flow estimates within the
+//! 3-sigma bound of the truth, and counter samples that agree with `port stats`.
+use serde_json::json;
+use std::{collections::HashMap, time::Duration};
+use vswitch_tests::*;
+
+#[test]
+fn samples_and_counters_reach_a_collector_and_estimate_the_truth() {
+    let dir = TempDir::new("sflow");
+    let input = dir.path("flows.pcap");
+    let flows = python("gen_flows.py", &[input.to_str().unwrap(), "10", "20000"]);
+    let truth: HashMap<String, u64> = flows
+        .lines()
+        .map(|l| {
+            let (hex, n) = l.split_once(' ').unwrap();
+            (hex.to_string(), n.parse().unwrap())
+        })
+        .collect();
+    let total: u64 = truth.values().sum();
+    let port = 20000 + std::process::id() % 20000;
+    let capture = dir.path("sflow.pcap");
+    let collector = std::process::Command::new(PYTHON)
+        .args([
+            &format!("{}/py/sflow_collect.py", env!("CARGO_MANIFEST_DIR")),
+            &port.to_string(),
+            capture.to_str().unwrap(),
+            "4",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let db = json!({
+        "format": 1,
+        "networks": [{"vni": 100}],
+        "fib": [{"vni": 100, "mac": "02:00:00:00:02:01", "port": "vm2"}],
+        "ports": [
+            {"name": "vm1", "role": "vm", "vni": 100, "devargs": format!("net_pcap0,rx_pcap={}", input.display())},
+            {"name": "vm2", "role": "vm", "vni": 100, "devargs": "net_null0,no-rx=1"}
+        ],
+        "sflow": {"collectors": [format!("127.0.0.1:{port}")], "sampling": 100, "polling": 1, "agent": "10.9.9.9"}
+    });
+    let d = Daemon::start_with(DaemonOpts { db: Some(db.to_string()), mbufs: Some(65536), ..Default::default() });
+    assert!(wait_until(Duration::from_secs(60), || d.counter("vm1", "rx_packets") == total), "{}", d.port_stats("vm1"));
+    std::thread::sleep(Duration::from_millis(2500)); // a counter sample after the traffic
+    let stats = (d.port_stats("vm1"), d.port_stats("vm2"));
+    // Counter samples keep coming every second: stop the export so the collector goes idle.
+    d.ok(&["sflow", "off"]);
+    let show = d.json(&["sflow", "show"]);
+    let datagrams: u64 = String::from_utf8_lossy(&collector.wait_with_output().unwrap().stdout).trim().parse().unwrap();
+    assert_eq!(show["samples_lost"], 0, "{show}");
+    assert_eq!(show["send_errors"], 0, "{show}");
+    assert_eq!(show["datagrams"].as_u64().unwrap(), datagrams, "every datagram sent reached the collector");
+    let vm1_index = (d.json(&["port", "list"])[0]["port_id"].as_u64().unwrap() + 1).to_string();
+
+    // Datagrams: our agent address, sequence numbers 1, 2, 3... without a gap.
+    let head = tshark_fields(&capture, &["sflow_245.agent", "sflow_245.sequence_number"]);
+    assert_eq!(head.len() as u64, datagrams);
+    for (i, h) in head.iter().enumerate() {
+        assert_eq!(h, &format!("10.9.9.9|{}", i + 1));
+    }
+    // Flow samples: rate, pool, ifIndex, and headers that are exactly the frames sent.
+    let samples = tshark_fields(
+        &capture,
+        &[
+            "sflow.flow_sample.sampling_rate",
+            "sflow.flow_sample.sample_pool",
+            "sflow.flow_sample.input_interface",
+            "sflow_245.header",
+            "sflow.flow_sample.dropped_packets",
+        ],
+    );
+    let mut per_flow: HashMap<String, u64> = HashMap::new();
+    let mut last_pool = 0;
+    for line in &samples {
+        let f: Vec<&str> = line.split('|').collect();
+        if f[0].is_empty() {
+            continue; // a datagram of counter samples only
+        }
+        let n = f[0].split(',').count();
+        for j in 0..n {
+            let at = |k: usize| f[k].split(',').nth(j).unwrap_or("").to_string();
+            assert_eq!(at(0), "100");
+            assert_eq!(at(2), vm1_index);
+            assert_eq!(at(4), "0", "no sample lost");
+            let pool: u64 = at(1).parse().unwrap();
+            assert!(pool >= last_pool && pool <= total, "sample pool {pool} runs up to the packets seen");
+            last_pool = pool;
+            let header = at(3).replace(':', "");
+            assert!(truth.contains_key(&header), "a sampled header is one of the frames sent: {header}");
+            *per_flow.entry(header).or_default() += 1;
+        }
+    }
+    assert!(last_pool > total * 9 / 10, "{last_pool} of {total}");
+    // Statistics: samples x N estimates each flow within 3 sigma (binomial, p = 1/N).
+    for (flow, count) in &truth {
+        let est = per_flow.get(flow).copied().unwrap_or(0) as f64 * 100.0;
+        let sigma = (*count as f64 * 99.0).sqrt();
+        assert!(
+            (est - *count as f64).abs() <= 3.0 * sigma,
+            "flow {count}: estimated {est}, 3 sigma {:.0}",
+            3.0 * sigma
+        );
+    }
+    // Counter samples agree with port stats.
+    let counters =
+        tshark_fields(&capture, &["sflow_245.ifindex", "sflow_245.ifinpkt", "sflow_245.ifinoct", "sflow_245.ifoutpkt"]);
+    let last_vm1 = counters
+        .iter()
+        .flat_map(|l| {
+            let f: Vec<Vec<&str>> = l.split('|').map(|x| x.split(',').collect()).collect();
+            (0..f[0].len())
+                .map(move |j| f.iter().map(|c| c.get(j).copied().unwrap_or("").to_string()).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        })
+        .filter(|c| c[0] == vm1_index)
+        .last()
+        .expect("a counter sample of vm1");
+    assert_eq!(last_vm1[1], stats.0["rx_packets"].to_string());
+    assert_eq!(last_vm1[2], stats.0["rx_bytes"].to_string());
+    assert_eq!(stats.1["tx_packets"], stats.0["rx_packets"]);
+}
