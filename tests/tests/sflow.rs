@@ -114,8 +114,7 @@ fn samples_and_counters_reach_a_collector_and_estimate_the_truth() {
                 .map(move |j| f.iter().map(|c| c.get(j).copied().unwrap_or("").to_string()).collect::<Vec<_>>())
                 .collect::<Vec<_>>()
         })
-        .filter(|c| c[0] == vm1_index)
-        .last()
+        .rfind(|c| c[0] == vm1_index)
         .expect("a counter sample of vm1");
     assert_eq!(last_vm1[1], stats.0["rx_packets"].to_string());
     assert_eq!(last_vm1[2], stats.0["rx_bytes"].to_string());
