@@ -27,13 +27,16 @@ elif w == "W1":
     s = dict(base, ports=[{"name": "vm1", "devargs": src, "role": "vm", "vni": 100},
                           {"name": "vm2", "devargs": sink, "role": "vm", "vni": 100}],
              fib=[{"vni": 100, "mac": DST, "port": "vm2"}, {"vni": 100, "mac": VM, "port": "vm1"}])
-elif w in ("W2", "W2-10k", "W5"):
+elif w in ("W2", "W2-10k", "W5", "W2-sflow"):
     n = 10000 if w == "W2-10k" else 1000
     s = dict(base, **overlay, ports=[{"name": "vm1", "devargs": src, "role": "vm", "vni": 100},
                                      {"name": "up", "devargs": sink, "role": "uplink"}],
              fib=[{"vni": 100, "mac": DST, "vtep": "10.0.0.2"}, {"vni": 100, "mac": VM, "port": "vm1"}],
              acl=acl(n, "vm1", "in"), acl_defaults={"vm1": "deny"},
              qos=[{"port": "vm1", "ingress": {"rate": "400gbit"}}])
+    if w == "W2-sflow":
+        # BENCHMARKS.md's W2 samples 1 in 1,024; the collector is a closed local port.
+        s["sflow"] = {"collectors": ["127.0.0.1:6343"], "sampling": 1024, "polling": 20}
 elif w == "W2-1":
     s = dict(base, **overlay, ports=[{"name": "vm1", "devargs": src, "role": "vm", "vni": 100},
                                      {"name": "up", "devargs": sink, "role": "uplink"}],

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 setup_machine
-WIN=${1:-10}; RUNS=${2:-3}; WORKLOADS=${WORKLOADS:-W1x W1 W2-1 W2 W2-10k W3 W5}
+WIN=${1:-10}; RUNS=${2:-3}; WORKLOADS=${WORKLOADS:-W1x W1 W2-1 W2 W2-sflow W2-10k W3 W5}
 reserve_hugepages 1024 || die "the benchmark needs 1024 free 2 MiB hugepages"
 cargo build --release --workspace --bins -q
 BIN=$PWD/target/release
