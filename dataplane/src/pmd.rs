@@ -275,10 +275,14 @@ impl Core<'_> {
         let rate = snap.sflow_sampling;
         if rate != 0 {
             self.counters.ports[port as usize].sflow_pool.add(n as u64);
-            for i in 0..n {
-                if self.sampler.take(port, rate) {
-                    self.sample(snap, port, from_vm, i);
-                }
+            let mut picks = [0u8; BURST];
+            let mut np = 0;
+            self.sampler.sample_burst(port, rate, n, |i| {
+                picks[np] = i as u8;
+                np += 1;
+            });
+            for &i in &picks[..np] {
+                self.sample(snap, port, from_vm, i as usize);
             }
         }
         for i in 0..n {

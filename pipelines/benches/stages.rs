@@ -186,6 +186,19 @@ fn bench(c: &mut Criterion) {
             )
         });
     }
+    for n in [0u32, 1024] {
+        g.bench_with_input(BenchmarkId::new("sflow_sampler", n), &n, |b, &n| {
+            let mut s = pipelines::sflow::Sampler::new(7);
+            b.iter(|| {
+                if n == 0 {
+                    return 0; // sampling off: the loop is skipped
+                }
+                let mut k = 0;
+                s.sample_burst(black_box(1), n, BURST, |_| k += 1);
+                k
+            })
+        });
+    }
     let _ = parse;
     g.finish();
 }
