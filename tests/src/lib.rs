@@ -261,6 +261,20 @@ impl Daemon {
         );
     }
 
+    /// Waits until no port's counters move any more (the traffic of a finite pcap is
+    /// through).
+    pub fn settle(&self) {
+        let mut last = String::new();
+        assert!(
+            wait_until(Duration::from_secs(30), || {
+                sleep(Duration::from_millis(300));
+                let now = self.json(&["port", "stats"]).to_string();
+                std::mem::replace(&mut last, now.clone()) == now
+            }),
+            "traffic never settled"
+        );
+    }
+
     /// A raw connection to the API socket.
     pub fn connect(&self) -> Api {
         Api(std::io::BufReader::new(

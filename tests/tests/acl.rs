@@ -13,15 +13,6 @@ use vswitch_tests::*;
 const VM1: &str = "02:00:00:00:01:01";
 const VM2: &str = "02:00:00:00:02:01";
 
-fn settle(d: &Daemon) {
-    let mut last = String::new();
-    assert!(wait_until(Duration::from_secs(30), || {
-        std::thread::sleep(Duration::from_millis(300));
-        let now = d.json(&["port", "stats"]).to_string();
-        std::mem::replace(&mut last, now.clone()) == now
-    }));
-}
-
 fn drops(d: &Daemon, port: &str) -> BTreeMap<String, u64> {
     serde_json::from_value(d.port_stats(port)["drops"].clone()).unwrap()
 }
@@ -57,7 +48,7 @@ fn allow_deny_and_default_in_both_directions_with_hit_counters() {
         "acl_defaults": {"vm2": "deny"}
     });
     let mut d = Daemon::start_with(DaemonOpts { db: Some(db.to_string()), ..Default::default() });
-    settle(&d);
+    d.settle();
     assert_eq!(drops(&d, "vm1"), BTreeMap::from([("acl_deny_in".into(), 4), ("acl_deny_out".into(), 4)]));
     assert_eq!(drops(&d, "up"), BTreeMap::from([("acl_deny_out".into(), 2)]));
     let hits: BTreeMap<u64, u64> = d

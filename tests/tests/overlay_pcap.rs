@@ -2,7 +2,7 @@
 //! encapsulation and decapsulation byte for byte, malformed VXLAN dropped by reason,
 //! flooding with head-end replication, split horizon, and VNI isolation.
 use serde_json::json;
-use std::{collections::BTreeMap, path::Path, time::Duration};
+use std::{collections::BTreeMap, path::Path};
 use vswitch_tests::*;
 
 const VTEP_MAC: &str = "02:00:00:00:00:01";
@@ -11,19 +11,6 @@ const DST_MAC: &str = "02:00:00:00:02:01";
 
 fn pcap(dir: &TempDir, name: &str) -> String {
     dir.path(name).display().to_string()
-}
-
-/// Waits until every port's rx and tx counters stop moving.
-fn settle(d: &Daemon) {
-    let mut last = String::new();
-    assert!(
-        wait_until(Duration::from_secs(30), || {
-            std::thread::sleep(Duration::from_millis(300));
-            let now = d.json(&["port", "stats"]).to_string();
-            std::mem::replace(&mut last, now.clone()) == now
-        }),
-        "traffic never settled"
-    );
 }
 
 fn drops(d: &Daemon, port: &str) -> BTreeMap<String, u64> {
@@ -52,7 +39,7 @@ fn encap_and_decap_golden_with_the_malformed_set_dropped_by_reason() {
         ],
     });
     let mut d = Daemon::start_with(DaemonOpts { db: Some(db.to_string()), ..Default::default() });
-    settle(&d);
+    d.settle();
     // Malformed VXLAN: five of each kind, each counted under its reason.
     let mut want: BTreeMap<String, u64> = BTreeMap::new();
     for k in kinds.split_whitespace() {
@@ -148,7 +135,7 @@ fn flooding_replicates_to_every_remote_vtep_with_split_horizon_and_never_crosses
         ],
     });
     let mut d = Daemon::start_with(DaemonOpts { db: Some(db.to_string()), ..Default::default() });
-    settle(&d);
+    d.settle();
     assert!(d.stop().success());
 
     let count = |f: &str| tshark_fields(&dir.path(f), &["frame.number"]).len();
@@ -192,7 +179,7 @@ fn jumbo_frames_cross_both_paths_up_to_the_configured_mtu() {
         ],
     });
     let mut d = Daemon::start_with(DaemonOpts { db: Some(db.to_string()), ..Default::default() });
-    settle(&d);
+    d.settle();
     // 8964 + 36 bytes of outer IPv4/UDP/VXLAN = 9000 fits; 8965 does not. 9014 bytes of
     // Ethernet frame is 9000 of IP toward the VM; 9015 is not.
     assert_eq!(drops(&d, "vm1"), BTreeMap::from([("mtu_exceeded".to_string(), 1)]));

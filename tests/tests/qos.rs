@@ -4,20 +4,10 @@
 //! as tshark reads them; bad settings are refused by field. (Meter accuracy over a long
 //! run is tested on a simulated clock in pipelines::qos.)
 use serde_json::json;
-use std::time::Duration;
 use vswitch_tests::*;
 
 const VM2: &str = "02:00:00:00:02:01";
 const REMOTE_VM: &str = "02:00:00:00:09:01";
-
-fn settle(d: &Daemon) {
-    let mut last = String::new();
-    assert!(wait_until(Duration::from_secs(30), || {
-        std::thread::sleep(Duration::from_millis(300));
-        let now = d.json(&["port", "stats"]).to_string();
-        std::mem::replace(&mut last, now.clone()) == now
-    }));
-}
 
 fn switch(dir: &TempDir, qos: serde_json::Value, dst: &str) -> Daemon {
     let p = |n: &str| dir.path(n).display().to_string();
@@ -36,7 +26,7 @@ fn switch(dir: &TempDir, qos: serde_json::Value, dst: &str) -> Daemon {
         "qos": qos
     });
     let d = Daemon::start_with(DaemonOpts { db: Some(db.to_string()), ..Default::default() });
-    settle(&d);
+    d.settle();
     d
 }
 
