@@ -87,35 +87,61 @@ pub struct Switch {
 /// sFlow export as running: where to send, the agent, the sockets.
 struct SflowRuntime {
     spec: SflowSpec,
-    collectors: Vec<std::net::SocketAddr>,
+    collectors: Vec<Collector>,
     agent: crate::sflow::Agent,
-    v4: Option<std::net::UdpSocket>,
-    v6: Option<std::net::UdpSocket>,
     last_poll: Instant,
 }
 
+/// One collector: a connected, non-blocking socket, so the kernel tells us when the
+/// collector refuses (ICMP port unreachable) and we can stop provoking more of those.
+struct Collector {
+    addr: std::net::SocketAddr,
+    sock: Option<std::net::UdpSocket>,
+    /// Refused recently: datagrams for it are dropped until then.
+    quiet_until: Option<Instant>,
+}
+
+/// How long a collector that refused is left alone.
+const COLLECTOR_BACKOFF: Duration = Duration::from_secs(1);
+
 impl SflowRuntime {
     fn new(spec: SflowSpec, agent: std::net::IpAddr) -> Result<SflowRuntime, String> {
-        let collectors = crate::sflow::validate(&spec)?;
-        let open = |bind: &str| std::net::UdpSocket::bind(bind).ok().filter(|s| s.set_nonblocking(true).is_ok());
-        Ok(SflowRuntime {
-            spec,
-            collectors,
-            agent: crate::sflow::Agent::new(agent, 0),
-            v4: open("0.0.0.0:0"),
-            v6: open("[::]:0"),
-            last_poll: Instant::now(),
-        })
+        let collectors = crate::sflow::validate(&spec)?
+            .into_iter()
+            .map(|addr| {
+                let bind = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+                let sock = std::net::UdpSocket::bind(bind)
+                    .ok()
+                    .filter(|s| s.set_nonblocking(true).is_ok() && s.connect(addr).is_ok());
+                Collector { addr, sock, quiet_until: None }
+            })
+            .collect();
+        Ok(SflowRuntime { spec, collectors, agent: crate::sflow::Agent::new(agent, 0), last_poll: Instant::now() })
     }
 
-    /// Sends what is pending to every collector. A collector that is down costs only
-    /// the datagrams (the sockets never block).
+    /// Sends what is pending to every collector. Sockets never block; a collector that
+    /// is down costs only its datagrams (and, once it refuses, a second of silence).
     fn flush(&mut self, stats: &mut SflowView) {
-        for d in self.agent.datagrams() {
-            for c in &self.collectors {
-                let sock = if c.is_ipv4() { &self.v4 } else { &self.v6 };
-                match sock.as_ref().map(|s| s.send_to(&d, c)) {
+        let datagrams = self.agent.datagrams();
+        if datagrams.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for c in &mut self.collectors {
+            if c.quiet_until.is_some_and(|t| now < t) {
+                stats.send_errors += datagrams.len() as u64;
+                continue;
+            }
+            c.quiet_until = None;
+            for d in &datagrams {
+                match c.sock.as_ref().map(|s| s.send(d)) {
                     Some(Ok(_)) => stats.datagrams += 1,
+                    Some(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        stats.send_errors += 1;
+                        c.quiet_until = Some(now + COLLECTOR_BACKOFF);
+                        tracing::debug!("sFlow collector {} refused; pausing it", c.addr);
+                        break;
+                    }
                     _ => stats.send_errors += 1,
                 }
             }
