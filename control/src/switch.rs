@@ -257,21 +257,18 @@ impl Switch {
 
     /// Takes the cores' samples and encodes them (or drops them if export is off).
     fn sflow_drain(&mut self) {
-        let ports: Vec<(u16, u32, u32)> = self
-            .ports
-            .iter()
-            .filter_map(|p| p.run.as_ref().ok())
-            .map(|r| {
-                let id = r.eth.id;
-                let pool: u64 = self.shared.counters.iter().map(|c| c.ports[id as usize].sflow_pool.get()).sum();
-                let drops: u64 = self.shared.counters.iter().map(|c| c.ports[id as usize].sflow_drops.get()).sum();
-                (id, pool as u32, drops as u32)
-            })
-            .collect();
+        // The input port's totals over every core, read only when a sample is there.
+        let counters = &self.shared.counters;
+        let totals = |id: u16| -> (u32, u32) {
+            let i = id as usize;
+            let pool: u64 = counters.iter().map(|c| c.ports[i].sflow_pool.get()).sum();
+            let drops: u64 = counters.iter().map(|c| c.ports[i].sflow_drops.get()).sum();
+            (pool as u32, drops as u32)
+        };
         for ring in self.shared.sflow.iter() {
             while let Some(s) = ring.pop() {
                 let Some(rt) = self.sflow.as_mut() else { continue };
-                let (pool, drops) = ports.iter().find(|p| p.0 == s.input).map_or((0, 0), |p| (p.1, p.2));
+                let (pool, drops) = totals(s.input);
                 rt.agent.flow(&s, s.input as u32 + 1, s.output, pool, drops);
                 self.sflow_stats.flow_samples += 1;
             }
