@@ -312,27 +312,10 @@ impl Acls {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pipelines::wire::Mac;
 
     fn ports() -> Vec<PortRef> {
-        vec![
-            PortRef {
-                name: "vm1".into(),
-                id: Some(0),
-                role: Some(PortRole::Vm),
-                vni: Some(100),
-                mtu: 1500,
-                mac: Mac::default(),
-            },
-            PortRef {
-                name: "up0".into(),
-                id: Some(1),
-                role: Some(PortRole::Uplink),
-                vni: None,
-                mtu: 1500,
-                mac: Mac::default(),
-            },
-        ]
+        use crate::overlay::port_ref;
+        vec![port_ref("vm1", 0, PortRole::Vm, Some(100)), port_ref("up0", 1, PortRole::Uplink, None)]
     }
 
     fn spec(port: Option<&str>) -> AclRuleSpec {

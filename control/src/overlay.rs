@@ -38,6 +38,19 @@ pub struct PortRef {
     pub mac: Mac,
 }
 
+/// A running port for unit tests: MTU 1500, MAC 02:00:00:00:00:a0 + id.
+#[cfg(test)]
+pub(crate) fn port_ref(name: &str, id: u16, role: PortRole, vni: Option<u32>) -> PortRef {
+    PortRef {
+        name: name.into(),
+        id: Some(id),
+        role: Some(role),
+        vni,
+        mtu: 1500,
+        mac: Mac([2, 0, 0, 0, 0, 0xa0 + id as u8]),
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Learned {
     target: FibTarget,

@@ -247,7 +247,6 @@ impl Qos {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pipelines::wire::Mac;
 
     #[test]
     fn rates_and_sizes() {
@@ -269,24 +268,8 @@ mod tests {
     }
 
     fn ports() -> Vec<PortRef> {
-        vec![
-            PortRef {
-                name: "vm1".into(),
-                id: Some(0),
-                role: Some(PortRole::Vm),
-                vni: Some(1),
-                mtu: 1500,
-                mac: Mac::default(),
-            },
-            PortRef {
-                name: "up".into(),
-                id: Some(1),
-                role: Some(PortRole::Uplink),
-                vni: None,
-                mtu: 1500,
-                mac: Mac::default(),
-            },
-        ]
+        use crate::overlay::port_ref;
+        vec![port_ref("vm1", 0, PortRole::Vm, Some(1)), port_ref("up", 1, PortRole::Uplink, None)]
     }
 
     fn spec() -> QosSpec {

@@ -6,31 +6,10 @@ fn mac(last: u8) -> Mac {
 
 fn ports() -> Vec<PortRef> {
     vec![
-        PortRef {
-            name: "vm1".into(),
-            id: Some(0),
-            role: Some(PortRole::Vm),
-            vni: Some(100),
-            mtu: 1500,
-            mac: mac(0xa0),
-        },
-        PortRef {
-            name: "vm2".into(),
-            id: Some(1),
-            role: Some(PortRole::Vm),
-            vni: Some(100),
-            mtu: 1500,
-            mac: mac(0xa1),
-        },
-        PortRef {
-            name: "vm3".into(),
-            id: Some(2),
-            role: Some(PortRole::Vm),
-            vni: Some(200),
-            mtu: 1500,
-            mac: mac(0xa2),
-        },
-        PortRef { name: "up0".into(), id: Some(5), role: Some(PortRole::Uplink), vni: None, mtu: 1500, mac: mac(0xf0) },
+        port_ref("vm1", 0, PortRole::Vm, Some(100)),
+        port_ref("vm2", 1, PortRole::Vm, Some(100)),
+        port_ref("vm3", 2, PortRole::Vm, Some(200)),
+        port_ref("up0", 5, PortRole::Uplink, None),
     ]
 }
 
