@@ -105,6 +105,56 @@ pub enum Request {
     Show,
     Stats,
     Cores,
+    /// Copies of packets a port receives or sends, while it keeps forwarding.
+    Capture(CaptureSpec),
+}
+
+/// What `capture` copies and when it stops.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureSpec {
+    pub port: String,
+    /// Stop after this many packets.
+    pub count: u32,
+    #[serde(default)]
+    pub dir: CaptureDir,
+    /// Bytes kept per packet (default and most: 2048).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snaplen: Option<u16>,
+    /// Stop after this many seconds even if fewer packets came (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureDir {
+    Rx,
+    Tx,
+    #[default]
+    Both,
+}
+
+/// The packets a capture took, in the order the control plane collected them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CaptureView {
+    pub port: String,
+    pub packets: Vec<CapturedPacket>,
+    /// Packets seen but not copied (the capture buffers were all in use).
+    pub lost: u64,
+    /// False when the timeout ended the capture before `count` packets.
+    pub complete: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CapturedPacket {
+    /// Nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    /// "rx" or "tx".
+    pub dir: String,
+    pub orig_len: u32,
+    /// The bytes kept, in hex.
+    pub data: String,
 }
 
 impl Request {
@@ -503,6 +553,23 @@ pub struct CoreView {
     pub cycles_per_packet_total: f64,
     /// Raw TSC cycles spent in rounds that moved packets (for deltas over a window).
     pub busy_cycles: u64,
+    /// Time inside the switch of the packets this core sent over the last
+    /// `LATENCY_WINDOW_S` seconds (none: it sent nothing).
+    pub latency: Option<LatencyView>,
+}
+
+/// How many seconds of latency history `cores` and the metrics report over.
+pub const LATENCY_WINDOW_S: usize = 10;
+
+/// Quantiles of time inside the switch, from the rx burst that brought a packet to the
+/// tx burst that sent it, in nanoseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LatencyView {
+    pub packets: u64,
+    pub p50_ns: f64,
+    pub p99_ns: f64,
+    pub p999_ns: f64,
+    pub max_ns: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -8,6 +8,9 @@
 pub mod acl;
 pub mod api;
 pub mod apply;
+pub mod capture;
+pub mod latency;
+pub mod metrics;
 pub mod overlay;
 pub mod qos;
 pub mod state;

@@ -74,9 +74,17 @@ pub async fn serve(
     mut switch: Switch,
     listener: UnixListener,
     socket: PathBuf,
+    metrics: Option<tokio::net::TcpListener>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Switch {
     let (tx, mut rx) = mpsc::channel::<Job>(256);
+    let (page_tx, mut pages) = mpsc::channel::<crate::metrics::PageRequest>(16);
+    let scraper = metrics.map(|l| {
+        if let Ok(addr) = l.local_addr() {
+            tracing::info!("serving metrics on http://{addr}/metrics");
+        }
+        tokio::spawn(crate::metrics::serve(l, page_tx.clone()))
+    });
     let acceptor = tokio::spawn(async move {
         loop {
             match listener.accept().await {
@@ -98,7 +106,15 @@ pub async fn serve(
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
+            Some(page) = pages.recv() => {
+                let _ = page.send(switch.metrics());
+            }
             Some((req, reply)) = rx.recv() => {
+                if let Request::Capture(spec) = req {
+                    // Answered when the capture ends, from poll_cores.
+                    switch.capture_start(spec, reply).await;
+                    continue;
+                }
                 let change = req.is_change();
                 let what = if change { format!("{req:?}") } else { String::new() };
                 let resp = match switch.handle(req).await {
@@ -118,6 +134,9 @@ pub async fn serve(
         }
     }
     acceptor.abort();
+    if let Some(s) = scraper {
+        s.abort();
+    }
     let _ = std::fs::remove_file(&socket);
     switch
 }

@@ -82,6 +82,8 @@ pub struct Switch {
     sflow_stats: SflowView,
     last_sample: Vec<CoreSample>,
     rate: Vec<CoreSample>,
+    latency: crate::latency::LatencyWindows,
+    capture: Option<crate::capture::CaptureRun>,
 }
 
 /// sFlow export as running: where to send, the agent, the sockets.
@@ -172,6 +174,8 @@ impl Switch {
             sflow_stats: SflowView::default(),
             last_sample: vec![CoreSample::default(); n],
             rate: vec![CoreSample::default(); n],
+            latency: Default::default(),
+            capture: None,
         }
     }
 
@@ -427,6 +431,8 @@ impl Switch {
                 mempool: self.mempool(),
             })),
             Request::Cores => Ok(to_value(&self.core_views())),
+            // The server hands captures to `capture_start`: their reply comes later.
+            Request::Capture(_) => Err("capture: not handled here (internal error)".into()),
             change => self.overlay_change(change).await.map(|()| serde_json::Value::Null),
         }?;
         Ok(reply)
@@ -796,6 +802,7 @@ impl Switch {
             snap.sflow_header_bytes = sf.spec.header_bytes.unwrap_or(128);
         }
         snap.l2 = Arc::new(l2);
+        snap.capture = self.capture.as_ref().filter(|c| id_of.get(c.port.as_str()) == Some(&c.tap.port)).map(|c| c.tap);
         let old = self.shared.rcu.load();
         let generation = self.shared.rcu.publish(snap);
         let start = std::time::Instant::now();
@@ -938,6 +945,9 @@ impl Switch {
             }
         }
         self.sflow_drain();
+        if self.capture.as_mut().is_some_and(|c| c.collect(&self.shared)) {
+            self.capture_finish().await;
+        }
         let requests = self.overlay.arp_due(&ports, now, &mut changed);
         if !requests.is_empty() {
             if let Some(uplink) = self.overlay_uplink_id(&ports) {
@@ -960,6 +970,7 @@ impl Switch {
     /// Once a second: core activity rates, and ageing of learned MACs.
     pub async fn tick_second(&mut self) {
         self.sample_cores();
+        self.latency.tick(&self.shared);
         self.sflow_poll();
         if self.overlay.age(Instant::now()) {
             self.publish().await;
@@ -1010,6 +1021,7 @@ impl Switch {
                     busy_pct_total: pct(c.busy_cycles.get(), c.idle_cycles.get()),
                     cycles_per_packet_total: cpp(c.busy_cycles.get(), c.packets.get()),
                     busy_cycles: c.busy_cycles.get(),
+                    latency: self.latency.view(i, self.shared.tsc_hz),
                 }
             })
             .collect()
@@ -1034,6 +1046,53 @@ impl Switch {
             mempool: self.mempool(),
             learn_events_lost: self.shared.counters.iter().map(|c| c.learn_lost.get()).sum(),
         }
+    }
+
+    /// The Prometheus page: what `stats` and `cores` report.
+    pub fn metrics(&self) -> String {
+        let ports = self.port_stats(None).unwrap_or_default();
+        let lost = self.shared.counters.iter().map(|c| c.capture_lost.get()).sum();
+        crate::metrics::render(&ports, &self.core_views(), &self.mempool(), lost)
+    }
+
+    /// Starts a capture; the reply goes out when it ends (see `poll_cores`).
+    pub async fn capture_start(&mut self, spec: CaptureSpec, reply: tokio::sync::oneshot::Sender<Response>) {
+        match self.capture_check(&spec) {
+            Ok(id) => {
+                let run = crate::capture::CaptureRun::start(spec, id, &self.shared, reply);
+                tracing::info!("capture on port {} started", run.port);
+                self.capture = Some(run);
+                self.publish().await;
+            }
+            Err(e) => {
+                let _ = reply.send(Response::err(e));
+            }
+        }
+    }
+
+    /// The port id to capture on, or why not.
+    fn capture_check(&self, spec: &CaptureSpec) -> Result<u16, Refusal> {
+        crate::capture::CaptureRun::check(spec)?;
+        let id = match self.find(&spec.port).map(|p| &p.run) {
+            Some(Ok(r)) => r.eth.id,
+            Some(Err(e)) => return Err(format!("port: {} is not running ({e})", spec.port)),
+            None => return Err(format!("port: no port named {:?}; see vswitchctl port list", spec.port)),
+        };
+        if let Some(c) = &self.capture {
+            return Err(format!(
+                "a capture on port {} is running; wait for it to end (its count or timeout) and try again",
+                c.port
+            ));
+        }
+        Ok(id)
+    }
+
+    /// Ends the running capture: the cores stop copying, then the request is answered.
+    async fn capture_finish(&mut self) {
+        let Some(run) = self.capture.take() else { return };
+        self.publish().await;
+        tracing::info!("capture on port {} ended", run.port);
+        run.finish(&self.shared);
     }
 
     /// Stops and detaches every port. The PMD cores must already have stopped.

@@ -4,8 +4,10 @@
 //! `mempool`, `port`, `pmd`, `txbuf`); each block says why it is sound. Nothing here decides what
 //! happens to a packet beyond moving it: decisions are `pipelines` stages.
 
+pub mod capture;
 pub mod eal;
 pub mod error;
+pub mod latency;
 pub mod log;
 pub mod mbuf;
 pub mod mempool;
@@ -16,6 +18,13 @@ pub mod stats;
 mod txbuf;
 
 pub use error::DpdkError;
+
+/// The TSC now (the clock PMD cores stamp packets and captures with).
+#[inline(always)]
+pub fn tsc() -> u64 {
+    // SAFETY: reads the TSC; no preconditions.
+    unsafe { dpdk_sys::vs_rdtsc() }
+}
 
 /// The most ethdev ports DPDK was built for (`RTE_MAX_ETHPORTS`); port ids index
 /// per-core arrays of this size.

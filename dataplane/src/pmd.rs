@@ -1,7 +1,9 @@
 //! The poll-mode loop each worker lcore runs: rx bursts, hand them to the stages of the
 //! port's role (or its cross-connect), dispatch the verdicts, flush, quiescent point.
 use crate::{
+    capture::{Capture, CaptureTap},
     eal::Eal,
+    latency,
     mbuf::Mbuf,
     mempool::PktPool,
     snapshot::{Rcu, Role, Snapshot},
@@ -59,6 +61,10 @@ pub struct Shared {
     pub punt: Box<[ArrayQueue<Punted>]>,
     /// Per core: sFlow samples for the control plane.
     pub sflow: Box<[ArrayQueue<FlowSample>]>,
+    /// Per core: the latency histogram exchange.
+    pub latency: Box<[latency::Exchange]>,
+    /// Buffers for a running packet capture.
+    pub capture: Capture,
     /// Packets from the control plane (ARP requests), sent by core 0.
     pub ctl_tx: ArrayQueue<(u16, Mbuf)>,
     pub pool: Arc<PktPool>,
@@ -73,6 +79,8 @@ unsafe impl Send for Mbuf {}
 
 /// Empty rounds before an idle core may sleep (when sleeping is enabled).
 const IDLE_ROUNDS: u32 = 1024;
+/// A core offers its latency histogram to the control plane every this many rounds.
+const LATENCY_EXCHANGE_ROUNDS: u32 = 1024;
 
 impl Shared {
     pub fn new(lcores: Vec<u32>, idle_sleep_us: u32, pool: Arc<PktPool>, tsc_hz: u64) -> Arc<Shared> {
@@ -83,6 +91,8 @@ impl Shared {
             learn: (0..n).map(|_| ArrayQueue::new(LEARN_RING)).collect(),
             punt: (0..n).map(|_| ArrayQueue::new(PUNT_RING)).collect(),
             sflow: (0..n).map(|_| ArrayQueue::new(SFLOW_RING)).collect(),
+            latency: (0..n).map(|_| latency::Exchange::default()).collect(),
+            capture: Capture::new(n),
             ctl_tx: ArrayQueue::new(CTL_TX_RING),
             pool,
             tsc_hz,
@@ -159,7 +169,7 @@ struct Core<'a> {
     me: usize,
     shared: &'a Shared,
     counters: &'a CoreCounters,
-    tx: TxBuffers,
+    tx: TxBuffers<'a>,
     stage: PerCore,
     sampler: Sampler,
     learn_lost_seen: u64,
@@ -170,6 +180,8 @@ struct Core<'a> {
     ndead: usize,
     /// TSC at the start of the current round.
     now: u64,
+    /// TSC when the current rx burst arrived.
+    rx_tsc: u64,
 }
 
 fn poll(shared: &Shared, me: usize) {
@@ -177,7 +189,7 @@ fn poll(shared: &Shared, me: usize) {
         me,
         shared,
         counters: &shared.counters[me],
-        tx: TxBuffers::new(me as u16),
+        tx: TxBuffers::new(me as u16, &shared.capture),
         stage: PerCore::default(),
         // SAFETY: reads the TSC, only to seed this core's sampler.
         sampler: Sampler::new(unsafe { dpdk_sys::vs_rdtsc() } ^ ((me as u64) << 48)),
@@ -187,12 +199,15 @@ fn poll(shared: &Shared, me: usize) {
         dead: [std::ptr::null_mut(); BURST],
         ndead: 0,
         now: 0,
+        rx_tsc: 0,
     };
     let mut reader = shared.rcu.reader(me);
     let mut idle_rounds = 0u32;
+    let mut exchange_in = LATENCY_EXCHANGE_ROUNDS;
     while !shared.stop.load(Relaxed) {
         reader.refresh();
         let snap = reader.snapshot();
+        core.tx.tap = snap.capture.filter(|t| t.tx);
         // SAFETY: reads the TSC; no preconditions.
         let t0 = unsafe { dpdk_sys::vs_rdtsc() };
         core.now = t0;
@@ -217,6 +232,11 @@ fn poll(shared: &Shared, me: usize) {
             idle_rounds = idle_rounds.saturating_add(1);
         }
         reader.quiescent();
+        exchange_in -= 1;
+        if exchange_in == 0 {
+            exchange_in = LATENCY_EXCHANGE_ROUNDS;
+            shared.latency[me].swap(&mut core.tx.latency);
+        }
         if shared.idle_sleep_us > 0 && idle_rounds >= IDLE_ROUNDS {
             // Only an idle core sleeps; a busy one never makes a syscall.
             std::thread::sleep(std::time::Duration::from_micros(shared.idle_sleep_us as u64));
@@ -236,6 +256,11 @@ impl Core<'_> {
         if n == 0 {
             return 0;
         }
+        // SAFETY: reads the TSC; no preconditions.
+        self.rx_tsc = unsafe { dpdk_sys::vs_rdtsc() };
+        if let Some(tap) = snap.capture.filter(|t| t.rx && t.port == port) {
+            self.capture_rx(tap, n);
+        }
         let pc = &self.counters.ports[port as usize];
         let bytes: usize = self.frames[..n].iter().map(Frame::len).sum();
         pc.rx_packets.add(n as u64);
@@ -243,7 +268,7 @@ impl Core<'_> {
         let slot = snap.ports[port as usize];
         if let Some(peer) = slot.xconnect {
             if snap.ports[peer as usize].active {
-                self.tx.push(peer, &self.frames[..n], self.counters);
+                self.tx.push(peer, &self.frames[..n], self.rx_tsc, self.counters);
             } else {
                 self.drop_all(n, port, DropReason::NoXconnect);
             }
@@ -305,7 +330,7 @@ impl Core<'_> {
             }
         }
         match self.meta[i].action {
-            Action::Tx(p) if snap.ports[p as usize].active => self.tx.push_one(p, m.0, self.counters),
+            Action::Tx(p) if snap.ports[p as usize].active => self.tx.push_one(p, m.0, self.rx_tsc, self.counters),
             Action::Tx(_) => self.kill(m, in_port, DropReason::NoXconnect),
             Action::Drop(r) => self.kill(m, in_port, r),
             Action::Flood { vni } => self.flood(snap, in_port, from_vm, vni, i),
@@ -358,7 +383,7 @@ impl Core<'_> {
                     }
                 }
             }
-            self.tx.push_one(p, c.0, self.counters);
+            self.tx.push_one(p, c.0, self.rx_tsc, self.counters);
             sent += 1;
         }
         if from_vm {
@@ -375,7 +400,7 @@ impl Core<'_> {
                     let outer_dscp = snap.l2.qos.port(in_port).and_then(|q| q.outer_dscp);
                     match vxlan::encap(&mut c, &self.meta[i], vni, remote, vtep, outer_dscp) {
                         Ok(()) if snap.ports[vtep.uplink as usize].active => {
-                            self.tx.push_one(vtep.uplink, c.0, self.counters);
+                            self.tx.push_one(vtep.uplink, c.0, self.rx_tsc, self.counters);
                             sent += 1;
                         }
                         Ok(()) => self.kill(c, in_port, DropReason::NoVtep),
@@ -425,6 +450,16 @@ impl Core<'_> {
         }
     }
 
+    /// Copies the burst just received for a running capture.
+    #[cold]
+    fn capture_rx(&self, tap: CaptureTap, n: usize) {
+        for f in &self.frames[..n] {
+            if !self.shared.capture.copy(self.me, f.head(), f.len(), false, tap.snaplen, self.rx_tsc) {
+                self.counters.capture_lost.add(1);
+            }
+        }
+    }
+
     /// Hands an ARP packet to the control plane.
     #[cold]
     fn punt(&mut self, m: Mbuf, in_port: u16) {
@@ -443,7 +478,7 @@ impl Core<'_> {
     fn send_from_control(&mut self, snap: &Snapshot) {
         while let Some((port, m)) = self.shared.ctl_tx.pop() {
             if snap.ports[port as usize].active {
-                self.tx.push_one(port, m.0, self.counters);
+                self.tx.push_one(port, m.0, self.now, self.counters);
             } else {
                 // SAFETY: popped from the ring, so ours.
                 unsafe { dpdk_sys::vs_pktmbuf_free(m.0) };

@@ -7,7 +7,7 @@
 //! generation it ran on: its quiescent point. The control plane never pauses a core;
 //! it waits until every running core has recorded the new generation before it frees
 //! what the old snapshot referenced (a removed port, an old table).
-use crate::MAX_PORTS;
+use crate::{capture::CaptureTap, MAX_PORTS};
 use arc_swap::ArcSwap;
 use crossbeam::utils::CachePadded;
 use pipelines::tables::L2Tables;
@@ -59,6 +59,8 @@ pub struct Snapshot {
     /// sFlow packet sampling: 1 in `sampling` (0: off) on every pipeline port.
     pub sflow_sampling: u32,
     pub sflow_header_bytes: u16,
+    /// A running packet capture, if any.
+    pub capture: Option<CaptureTap>,
 }
 
 impl Snapshot {
@@ -70,6 +72,7 @@ impl Snapshot {
             l2: Arc::new(L2Tables::default()),
             sflow_sampling: 0,
             sflow_header_bytes: 128,
+            capture: None,
         }
     }
 }

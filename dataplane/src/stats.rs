@@ -60,6 +60,8 @@ pub struct CoreCounters {
     pub packets: Counter,
     /// Learn events lost because the ring to the control plane was full.
     pub learn_lost: Counter,
+    /// Packets a running capture could not copy (no buffer free).
+    pub capture_lost: Counter,
     pub ports: [PortCounters; MAX_PORTS],
     /// Hits per ACL rule counter slot.
     pub acl_hits: Box<[Counter]>,
@@ -73,6 +75,7 @@ impl Default for CoreCounters {
             idle_cycles: Counter::default(),
             packets: Counter::default(),
             learn_lost: Counter::default(),
+            capture_lost: Counter::default(),
             ports: std::array::from_fn(|_| PortCounters::default()),
             acl_hits: (0..ACL_COUNTERS).map(|_| Counter::default()).collect(),
         }

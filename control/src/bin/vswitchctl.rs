@@ -111,9 +111,40 @@ enum Cmd {
     /// Counters per port and per core, drops by reason, mempool use.
     #[command(after_help = "Example:\n  vswitchctl stats\n  vswitchctl --json stats | jq .ports")]
     Stats,
-    /// Per PMD core: rx queues, busy %, cycles per packet.
+    /// Per PMD core: rx queues, busy %, cycles per packet, time inside the switch.
     #[command(after_help = "Example:\n  vswitchctl cores")]
     Cores,
+    /// Write packets a port receives and sends to a pcap file, while it keeps forwarding.
+    ///
+    /// Examples:
+    ///   vswitchctl capture vm1 --count 100 -w vm1.pcap
+    ///   vswitchctl capture up0 --count 1000 --dir rx --snaplen 128 -w up0.pcap --timeout 30
+    #[command(verbatim_doc_comment)]
+    Capture {
+        port: String,
+        /// Stop after this many packets.
+        #[arg(long, short = 'c', default_value_t = 100)]
+        count: u32,
+        /// The pcap file to write.
+        #[arg(short = 'w', long = "write", value_name = "FILE.pcap")]
+        write: PathBuf,
+        /// Which packets: received, sent, or both.
+        #[arg(long, value_enum, default_value_t = CaptureDirArg::Both)]
+        dir: CaptureDirArg,
+        /// Bytes kept per packet (1 to 2048).
+        #[arg(long)]
+        snaplen: Option<u16>,
+        /// Stop after this many seconds even if fewer packets came.
+        #[arg(long, default_value_t = 10)]
+        timeout: u32,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum CaptureDirArg {
+    Rx,
+    Tx,
+    Both,
 }
 
 #[derive(Subcommand, Debug)]
@@ -647,6 +678,17 @@ fn main() -> ExitCode {
         Cmd::Show => Request::Show,
         Cmd::Stats => Request::Stats,
         Cmd::Cores => Request::Cores,
+        Cmd::Capture { port, count, dir, snaplen, timeout, .. } => Request::Capture(control::api::CaptureSpec {
+            port: port.clone(),
+            count: *count,
+            dir: match dir {
+                CaptureDirArg::Rx => control::api::CaptureDir::Rx,
+                CaptureDirArg::Tx => control::api::CaptureDir::Tx,
+                CaptureDirArg::Both => control::api::CaptureDir::Both,
+            },
+            snaplen: *snaplen,
+            timeout_s: Some(*timeout),
+        }),
         Cmd::Port(PortCmd::Add(a)) => Request::PortAdd(PortSpec {
             name: a.name.clone(),
             devargs: a.devargs.clone(),
@@ -705,6 +747,15 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     let result = resp.result.unwrap_or(serde_json::Value::Null);
+    if let Cmd::Capture { write, .. } = &cli.cmd {
+        return match write_capture(write, result, cli.json) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("vswitchctl: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&result).unwrap_or_default());
         return ExitCode::SUCCESS;
@@ -716,6 +767,56 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Writes a capture's packets to a pcap file and says what it wrote.
+fn write_capture(path: &PathBuf, result: serde_json::Value, json: bool) -> Result<(), String> {
+    let c: control::api::CaptureView =
+        serde_json::from_value(result).map_err(|e| format!("cannot read vswitchd's reply: {e}"))?;
+    let f = std::fs::File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    let header = pcap_file::pcap::PcapHeader {
+        ts_resolution: pcap_file::TsResolution::NanoSecond,
+        snaplen: 65535,
+        ..Default::default()
+    };
+    let mut w = pcap_file::pcap::PcapWriter::with_header(std::io::BufWriter::new(f), header)
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    for p in &c.packets {
+        let data = unhex(&p.data).ok_or("vswitchd sent a packet that is not hex")?;
+        let pkt = pcap_file::pcap::PcapPacket::new_owned(
+            std::time::Duration::from_nanos(p.ts_ns),
+            p.orig_len.max(data.len() as u32),
+            data,
+        );
+        w.write_packet(&pkt).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    w.into_writer().into_inner().map_err(|e| format!("writing {}: {e}", path.display()))?;
+    let (rx, tx) = c.packets.iter().fold((0, 0), |(r, t), p| if p.dir == "tx" { (r, t + 1) } else { (r + 1, t) });
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"file": path, "packets": c.packets.len(), "rx": rx, "tx": tx, "lost": c.lost, "complete": c.complete})
+        );
+    } else {
+        println!(
+            "{} packets from port {} ({rx} received, {tx} sent) written to {}{}{}",
+            c.packets.len(),
+            c.port,
+            path.display(),
+            if c.lost > 0 { format!("; {} not copied (capture buffers full)", c.lost) } else { String::new() },
+            if c.complete { "" } else { "; the timeout ended the capture first" },
+        );
+    }
+    Ok(())
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    if !b.len().is_multiple_of(2) {
+        return None;
+    }
+    let nib = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    b.chunks(2).map(|p| Some(nib(p[0])? << 4 | nib(p[1])?)).collect()
 }
 
 /// Frame `index` of a pcap file, in hex.
@@ -836,7 +937,7 @@ fn print_human(cmd: &Cmd, v: serde_json::Value) -> Result<(), serde_json::Error>
                 }
             }
         }
-        Cmd::Completion { .. } => {}
+        Cmd::Completion { .. } | Cmd::Capture { .. } => {}
         Cmd::Acl(AclCmd::Add(_)) => println!("rule {} added", v["id"]),
         Cmd::Acl(AclCmd::List { .. }) => print_acl(&serde_json::from_value::<Vec<control::api::AclRuleView>>(v)?),
         Cmd::Acl(_) => {}
@@ -1138,6 +1239,7 @@ fn print_cores(cores: &[CoreView]) {
         "PACKETS".into(),
         "BUSY%(ALL)".into(),
         "CYC/PKT(ALL)".into(),
+        "LAT P50/P99/P99.9 (us)".into(),
         "RX QUEUES".into(),
     ]];
     for c in cores {
@@ -1149,6 +1251,9 @@ fn print_cores(cores: &[CoreView]) {
             c.packets.to_string(),
             format!("{:.1}", c.busy_pct_total),
             format!("{:.1}", c.cycles_per_packet_total),
+            c.latency
+                .as_ref()
+                .map_or("-".into(), |l| format!("{:.2}/{:.2}/{:.2}", l.p50_ns / 1e3, l.p99_ns / 1e3, l.p999_ns / 1e3)),
             c.rx_queues.join(" "),
         ]);
     }

@@ -35,6 +35,9 @@ struct Args {
     /// latency). Only rounds that found no packet sleep.
     #[arg(long, default_value_t = 0)]
     pmd_idle_sleep_us: u32,
+    /// Serve Prometheus metrics on http://ADDR:PORT/metrics (for example 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<std::net::SocketAddr>,
     /// EAL arguments (after --).
     #[arg(last = true)]
     eal: Vec<String>,
@@ -97,7 +100,17 @@ fn run(args: Args) -> Result<(), String> {
             Ok(l) => l,
             Err(e) => return Err((e, switch)),
         };
-        let switch = server::serve(switch, listener, args.socket.clone(), shutdown_signal()).await;
+        let metrics = match args.metrics {
+            Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    let e = format!("--metrics: cannot listen on {addr}: {e}; pick a free address and port");
+                    return Err((e, switch));
+                }
+            },
+            None => None,
+        };
+        let switch = server::serve(switch, listener, args.socket.clone(), metrics, shutdown_signal()).await;
         Ok(switch)
     });
     // Stop polling (cores flush their tx buffers on the way out), then close ports.

@@ -1,0 +1,73 @@
+//! The control plane's side of the latency histograms: per core, the last
+//! `LATENCY_WINDOW_S` one-second histograms, so `cores` and the metrics report time
+//! inside the switch now rather than since start.
+use crate::api::{LatencyView, LATENCY_WINDOW_S};
+use dataplane::{latency, pmd::Shared};
+use std::collections::VecDeque;
+
+#[derive(Default)]
+pub struct LatencyWindows {
+    per_core: Vec<VecDeque<Box<latency::Histogram>>>,
+}
+
+impl LatencyWindows {
+    /// Takes what each core handed back over the last second. Called once a second.
+    pub fn tick(&mut self, shared: &Shared) {
+        self.per_core.resize_with(shared.latency.len(), VecDeque::new);
+        for (window, x) in self.per_core.iter_mut().zip(shared.latency.iter()) {
+            let mut h = if window.len() >= LATENCY_WINDOW_S {
+                let mut oldest = window.pop_front().unwrap_or_else(latency::histogram);
+                oldest.reset();
+                oldest
+            } else {
+                latency::histogram()
+            };
+            x.collect(&mut h);
+            window.push_back(h);
+        }
+    }
+
+    /// Core `core`'s quantiles over the window; none if it sent nothing.
+    pub fn view(&self, core: usize, tsc_hz: u64) -> Option<LatencyView> {
+        let window = self.per_core.get(core)?;
+        let mut all = latency::histogram();
+        for h in window {
+            let _ = all.add(&**h);
+        }
+        view_of(&all, tsc_hz)
+    }
+}
+
+/// Quantiles of a histogram of TSC cycles, in nanoseconds.
+pub fn view_of(h: &latency::Histogram, tsc_hz: u64) -> Option<LatencyView> {
+    if h.is_empty() || tsc_hz == 0 {
+        return None;
+    }
+    let ns = |cycles: u64| cycles as f64 * 1e9 / tsc_hz as f64;
+    Some(LatencyView {
+        packets: h.len(),
+        p50_ns: ns(h.value_at_quantile(0.5)),
+        p99_ns: ns(h.value_at_quantile(0.99)),
+        p999_ns: ns(h.value_at_quantile(0.999)),
+        max_ns: ns(h.max()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_in_nanoseconds() {
+        let mut h = latency::histogram();
+        // 2 GHz: 2,000 cycles is 1 us. 990 packets at 1 us, 10 at 50 us.
+        latency::record(&mut h, 2_000, 990);
+        latency::record(&mut h, 100_000, 10);
+        let v = view_of(&h, 2_000_000_000).unwrap();
+        assert_eq!(v.packets, 1000);
+        assert!((v.p50_ns - 1000.0).abs() < 10.0, "{v:?}");
+        assert!((v.p99_ns - 1000.0).abs() < 10.0, "{v:?}");
+        assert!((v.p999_ns - 50_000.0).abs() < 500.0, "{v:?}");
+        assert!(view_of(&latency::histogram(), 2_000_000_000).is_none());
+    }
+}
