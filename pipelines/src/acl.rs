@@ -125,10 +125,27 @@ pub fn brute_force<'a>(rules: &'a [Rule], m: &Meta) -> Option<&'a Rule> {
 struct Tuple {
     src_len: u8,
     dst_len: u8,
+    /// `mask(src_len)`, `mask(dst_len)`, computed once.
+    src_mask: IpKey,
+    dst_mask: IpKey,
     /// The best priority in this tuple: tuples are visited from the best down.
     max_priority: u32,
     /// Masked (src, dst) -> rule indexes, best first.
-    table: FxHashMap<(IpKey, IpKey), Vec<u32>>,
+    table: FxHashMap<TupleKey, Vec<u32>>,
+}
+
+/// A masked (source, destination) pair. Hashes each address folded to 64 bits: IPv4
+/// keys are IPv4-mapped, so their top halves are all alike and hashing them is wasted
+/// work per packet; equality still compares all 256 bits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct TupleKey(IpKey, IpKey);
+
+impl std::hash::Hash for TupleKey {
+    #[inline(always)]
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write_u64((self.0 ^ (self.0 >> 64)) as u64);
+        h.write_u64((self.1 ^ (self.1 >> 64)) as u64);
+    }
 }
 
 /// A compiled, read-only rule set.
@@ -151,12 +168,14 @@ impl Classifier {
             let t = by_tuple.entry((r.src.len, r.dst.len)).or_insert_with(|| Tuple {
                 src_len: r.src.len,
                 dst_len: r.dst.len,
+                src_mask: mask(r.src.len),
+                dst_mask: mask(r.dst.len),
                 max_priority: r.priority,
                 table: FxHashMap::default(),
             });
             t.max_priority = t.max_priority.max(r.priority);
             // Rules are visited best first, so each bucket stays sorted best first.
-            t.table.entry((r.src.addr, r.dst.addr)).or_default().push(i as u32);
+            t.table.entry(TupleKey(r.src.addr, r.dst.addr)).or_default().push(i as u32);
         }
         let mut tuples: Vec<Tuple> = by_tuple.into_values().collect();
         tuples.sort_by_key(|t| (Reverse(t.max_priority), t.src_len, t.dst_len));
@@ -185,7 +204,7 @@ impl Classifier {
                     break; // no rule left can win
                 }
             }
-            let key = (m.ip_src & mask(t.src_len), m.ip_dst & mask(t.dst_len));
+            let key = TupleKey(m.ip_src & t.src_mask, m.ip_dst & t.dst_mask);
             let Some(bucket) = t.table.get(&key) else { continue };
             for &i in bucket {
                 let r = &self.rules[i as usize];

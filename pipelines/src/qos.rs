@@ -84,14 +84,33 @@ impl MeterState {
             Unit::Bytes => size as u128,
             Unit::Packets => 1,
         } * hz;
+        // The rest of a burst shares its clock reading: nothing to refill.
+        if dt != 0 {
+            match cfg.mode {
+                Mode::SrTcm { cir, cbs, ebs } => {
+                    // Tokens fill Tc first; what overflows Tc fills Te.
+                    let cap_c = cbs as u128 * hz;
+                    let add = cir as u128 * dt;
+                    let into_c = add.min(cap_c - self.tc.min(cap_c));
+                    self.tc += into_c;
+                    self.te = (self.te + (add - into_c)).min(ebs as u128 * hz);
+                }
+                Mode::TrTcm { cir, cbs, pir, pbs } => {
+                    self.tc = (self.tc + cir as u128 * dt).min(cbs as u128 * hz);
+                    self.te = (self.te + pir as u128 * dt).min(pbs as u128 * hz);
+                }
+            }
+        }
+        self.take(cfg, need)
+    }
+}
+
+impl MeterState {
+    /// Colours a packet needing `need` scaled tokens, without refilling first.
+    #[inline]
+    fn take(&mut self, cfg: &MeterConfig, need: u128) -> Color {
         match cfg.mode {
-            Mode::SrTcm { cir, cbs, ebs } => {
-                // Tokens fill Tc first; what overflows Tc fills Te.
-                let cap_c = cbs as u128 * hz;
-                let add = cir as u128 * dt;
-                let into_c = add.min(cap_c - self.tc.min(cap_c));
-                self.tc += into_c;
-                self.te = (self.te + (add - into_c)).min(ebs as u128 * hz);
+            Mode::SrTcm { .. } => {
                 if self.tc >= need {
                     self.tc -= need;
                     Color::Green
@@ -102,9 +121,7 @@ impl MeterState {
                     Color::Red
                 }
             }
-            Mode::TrTcm { cir, cbs, pir, pbs } => {
-                self.tc = (self.tc + cir as u128 * dt).min(cbs as u128 * hz);
-                self.te = (self.te + pir as u128 * dt).min(pbs as u128 * hz);
+            Mode::TrTcm { .. } => {
                 if self.te < need {
                     Color::Red
                 } else if self.tc < need {

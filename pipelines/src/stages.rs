@@ -12,7 +12,7 @@ use crate::{
     qos::{ColorAction, Meters},
     tables::{FibTarget, L2Tables},
     vxlan,
-    wire::{arp, ethernet},
+    wire::{arp, ethernet, Mac},
     DropReason, Frame, PortId,
 };
 
@@ -50,6 +50,10 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
     let t = ctx.tables;
     let serves = t.networks.contains_key(&vni);
     let qos = t.qos.port(port).copied().unwrap_or_default();
+    // A VM's burst is mostly one source MAC to one destination MAC: look each up once
+    // per run of equal MACs (the tables are frozen for the batch).
+    let mut learned: Option<Mac> = None;
+    let mut fib = FibCache::default();
     for (f, m) in frames.iter_mut().zip(meta.iter_mut()) {
         if m.action != Action::Continue {
             continue;
@@ -81,18 +85,42 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
             m.action = Action::Drop(DropReason::AclDenyIn);
             continue;
         }
-        let ev = LearnEvent { vni, mac: m.src, target: FibTarget::Port(port) };
-        core.learner.observe(t.lookup(vni, m.src), ev, ctx.clock, sink);
+        if learned != Some(m.src) {
+            let ev = LearnEvent { vni, mac: m.src, target: FibTarget::Port(port) };
+            core.learner.observe(t.lookup(vni, m.src), ev, ctx.clock, sink);
+            learned = Some(m.src);
+        }
         if m.dst.is_multicast() {
             m.action = Action::Flood { vni };
             continue;
         }
-        m.action = match t.lookup(vni, m.dst).map(|e| e.target) {
+        m.action = match fib.lookup(t, vni, m.dst) {
             Some(FibTarget::Port(p)) if p == port => Action::Drop(DropReason::SamePort),
             Some(FibTarget::Port(p)) => to_vm(ctx, p, f, m, &mut core.meters),
             Some(FibTarget::Vtep(ip)) => encap_to(t, f, m, vni, ip, qos.outer_dscp),
             None => Action::Flood { vni },
         };
+    }
+}
+
+/// The last FIB answer of a batch: consecutive packets to the same MAC (the common
+/// case) cost one lookup.
+#[derive(Default)]
+struct FibCache {
+    last: Option<(u32, Mac, Option<FibTarget>)>,
+}
+
+impl FibCache {
+    #[inline(always)]
+    fn lookup(&mut self, t: &L2Tables, vni: u32, mac: Mac) -> Option<FibTarget> {
+        match self.last {
+            Some((v, m, target)) if v == vni && m == mac => target,
+            _ => {
+                let target = t.lookup(vni, mac).map(|e| e.target);
+                self.last = Some((vni, mac, target));
+                target
+            }
+        }
     }
 }
 
@@ -139,6 +167,9 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
     sink: &mut S,
 ) {
     let t = ctx.tables;
+    // (VNI, source MAC, remote VTEP) last learned, and the last destination looked up.
+    let mut learned: Option<(u32, Mac, u32)> = None;
+    let mut fib = FibCache::default();
     for (f, m) in frames.iter_mut().zip(meta.iter_mut()) {
         if m.action != Action::Continue {
             continue;
@@ -172,13 +203,16 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
             m.action = Action::Drop(DropReason::BadSrcMac);
             continue;
         }
-        let ev = LearnEvent { vni: d.vni, mac: m.src, target: FibTarget::Vtep(d.remote_ip) };
-        core.learner.observe(t.lookup(d.vni, m.src), ev, ctx.clock, sink);
+        if learned != Some((d.vni, m.src, d.remote_ip)) {
+            let ev = LearnEvent { vni: d.vni, mac: m.src, target: FibTarget::Vtep(d.remote_ip) };
+            core.learner.observe(t.lookup(d.vni, m.src), ev, ctx.clock, sink);
+            learned = Some((d.vni, m.src, d.remote_ip));
+        }
         if m.dst.is_multicast() {
             m.action = Action::Flood { vni: d.vni };
             continue;
         }
-        m.action = match t.lookup(d.vni, m.dst).map(|e| e.target) {
+        m.action = match fib.lookup(t, d.vni, m.dst) {
             Some(FibTarget::Port(p)) if f.len() - m.l3 as usize > t.mtu(p) as usize => {
                 Action::Drop(DropReason::MtuExceeded)
             }

@@ -77,6 +77,35 @@ fn vm_to_vm_is_switched_locally_and_untouched() {
 }
 
 #[test]
+fn a_batch_of_mixed_macs_gets_each_packet_its_own_answer() {
+    // Runs of equal MACs share one lookup; a change of MAC must look up again.
+    let t = tables();
+    let pkts = [
+        frame(mac(2), mac(1), 64),
+        frame(mac(2), mac(1), 64),
+        frame(mac(0x22), mac(1), 64),
+        frame(mac(2), mac(5), 64),
+        frame(mac(9), mac(5), 64),
+        frame(mac(2), mac(1), 64),
+    ];
+    let (_, m, ev) = run_vm(&t, VM1, 100, &pkts);
+    let actions: Vec<Action> = m.iter().map(|m| m.action).collect();
+    assert_eq!(
+        actions,
+        [
+            Action::Tx(VM2),
+            Action::Tx(VM2),
+            Action::Tx(UPLINK),
+            Action::Tx(VM2),
+            Action::Flood { vni: 100 },
+            Action::Tx(VM2)
+        ]
+    );
+    let learned: Vec<Mac> = ev.iter().map(|e| e.mac).collect();
+    assert_eq!(learned, [mac(1), mac(5)], "each source reported once: {ev:?}");
+}
+
+#[test]
 fn unknown_broadcast_and_multicast_flood_in_the_vni() {
     let t = tables();
     let (_, m, _) = run_vm(

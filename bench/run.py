@@ -1,0 +1,350 @@
+#!/usr/bin/python3
+"""Whole-switch benchmark on the workloads of shared/BENCHMARKS.md, side by side with the
+dpdk-testpmd ceiling (W0) and, with --with-ovs, Open vSwitch with DPDK.
+
+One PMD core, hugepages; net_pcap replays from memory into the switch and net_null takes
+what leaves (W4: testpmd as the guest on a vhost-user port). Per workload and run: start,
+a warm-up, then a window over which it reads the packets that left, the PMD core's busy
+cycles, and its latency histogram (rx burst to tx burst). Runs alternate: every workload
+once, then again. Prints a table, writes docs/benchmarks.md (between its bench markers)
+and a PNG plot. Run through bench/run.sh, which installs and builds what this needs."""
+import argparse, datetime, json, os, platform, re, signal, statistics, subprocess, sys, tempfile, time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import configs  # noqa: E402
+
+BIN = os.path.join(ROOT, "target", "release")
+WHAT = {
+    "W0": "dpdk-testpmd io, vm.pcap -> null: the ceiling",
+    "W1x": "cross-connect: the runtime alone",
+    "W1": "VM -> VM through the L2 pipeline",
+    "W2-1": "VM -> VXLAN encap, 1 ACL rule, policer",
+    "W2": "VM -> VXLAN encap, 1k ACL rules, policer, sFlow 1:1024",
+    "W2-10k": "W2 with 10k ACL rules",
+    "W3": "VXLAN decap -> VM, 1k egress ACL rules, sFlow",
+    "W5": "W2 with 65,536 flows",
+    "W4": "testpmd guest (virtio-user) -> vhost-user -> W2 pipeline",
+}
+DEFAULT = ["W0", "W1x", "W1", "W2", "W2-10k", "W3", "W5", "W4"]
+# OVS-DPDK's figures when it is not run alongside (shared/anchors/RESULTS.md, cycles/packet).
+OVS_RESULTS_CPP = {"W1": 150, "W2": 220, "W2-10k": 225, "W3": 395, "W5": 405}
+WARMUP = 3
+
+
+def progress(msg):
+    sys.stderr.write("\r\033[K" + msg)
+    sys.stderr.flush()
+
+
+def ctl(sock, *args):
+    return json.loads(subprocess.check_output([BIN + "/vswitchctl", "--socket", sock, "--json", *args]))
+
+
+def snap(sock):
+    s = ctl(sock, "stats")
+    core = s["cores"][0]
+    return time.time(), sum(p["tx_packets"] for p in s["ports"]), core["busy_cycles"], core["packets"]
+
+
+def wait_for(path, secs=30):
+    t = time.time() + secs
+    while time.time() < t:
+        if os.path.exists(path):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def measure_ours(w, work, win):
+    """(pps, cycles/packet, latency dict or None) of one run of workload w."""
+    cfg = configs.config(work, w)
+    db = os.path.join(work, "db.json")
+    json.dump(cfg, open(db, "w"))
+    sock = os.path.join(work, "s.sock")
+    log = open(os.path.join(work, "vswitchd.log"), "w")
+    d = subprocess.Popen([BIN + "/vswitchd", "--socket", sock, "--db", db, "--mbufs", "262144", "--",
+                          "-l", "0-1", "--no-pci", "--file-prefix", "vsbench"], stdout=log, stderr=log)
+    guest = None
+    try:
+        if not wait_for(sock):
+            raise RuntimeError("vswitchd did not start; see " + log.name)
+        time.sleep(0.5)
+        if w == "W4":
+            guest = start_guest(work)
+        time.sleep(WARMUP)
+        t0, tx0, c0, p0 = snap(sock)
+        time.sleep(win)
+        t1, tx1, c1, p1 = snap(sock)
+        lat = ctl(sock, "cores")[0].get("latency")
+        return (tx1 - tx0) / (t1 - t0), (c1 - c0) / max(1, p1 - p0), lat
+    finally:
+        if guest:
+            guest.send_signal(signal.SIGINT)
+            try:
+                guest.wait(10)
+            except subprocess.TimeoutExpired:
+                guest.kill()
+        d.send_signal(signal.SIGTERM)
+        try:
+            d.wait(20)
+        except subprocess.TimeoutExpired:
+            d.kill()
+            d.wait()
+
+
+def start_guest(work):
+    """W4's guest: testpmd txonly on a virtio-user port of our vhost-user socket, on the
+    other core (shared with our control plane)."""
+    sock = os.path.join(work, "vm1.sock")
+    if not wait_for(sock, 10):
+        raise RuntimeError("the vhost-user socket %s did not appear" % sock)
+    # One file per memory segment list: vhost-user maps at most 8 regions.
+    args = ["dpdk-testpmd", "--lcores", "0@0,1@0", "--no-pci", "--file-prefix", "vsguest", "-m", "512",
+            "--single-file-segments",
+            "--vdev", "net_virtio_user0,path=%s,queues=1,mac=%s" % (sock, configs.VM),
+            "--", "--forward-mode=txonly", "--txpkts=60", "--tx-ip=10.1.0.1,10.1.0.2", "--tx-udp=1024,5001",
+            "--eth-peer=0,%s" % configs.DST, "--nb-cores=1", "--auto-start", "--stats-period", "60"]
+    return subprocess.Popen(args, stdout=open(os.path.join(work, "guest.log"), "w"), stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL)
+
+
+def measure_w0(work, win):
+    """testpmd io forwarding from the pcap port to the null port: Tx-pps of the null port,
+    the median of the per-second figures after the warm-up."""
+    args = ["dpdk-testpmd", "-l", "0-1", "--no-pci", "--file-prefix", "vsbench-tpmd",
+            "--vdev", "net_pcap0,rx_pcap=%s/vm.pcap,infinite_rx=1" % work, "--vdev", "net_null0,no-rx=1",
+            "--", "--forward-mode=io", "--nb-cores=1", "--stats-period", "1", "--auto-start"]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
+    time.sleep(WARMUP + win + 1)
+    p.send_signal(signal.SIGINT)
+    try:
+        out, _ = p.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, _ = p.communicate()
+    # Per period: one block per port; port 1 (the null port) transmits what was forwarded.
+    tx = [int(x) for x in re.findall(r"NIC statistics for port 1.*?Tx-pps:\s+(\d+)", out, re.S)]
+    tx = tx[WARMUP:WARMUP + win] or tx
+    if not tx:
+        raise RuntimeError("testpmd printed no statistics")
+    return statistics.median(tx), None, None
+
+
+def run_ovs(win, workloads):
+    """One run of the shared anchors' OVS-DPDK script: {workload: (pps, cycles/packet)}."""
+    script = os.path.join(ROOT, "..", "shared", "anchors", "ovs_dpdk.sh")
+    want = [w for w in workloads if w in OVS_RESULTS_CPP]
+    env = dict(os.environ, WORKLOADS=" ".join(want))
+    out = subprocess.run(["bash", script, str(win), "1"], env=env, capture_output=True, text=True, timeout=1800)
+    res = {}
+    for line in out.stdout.splitlines():
+        m = re.match(r"(\S+)\s+(\d+)(?:\(([\d.]+)\))?\s", line)
+        if m:
+            res[m.group(1)] = (float(m.group(2)), float(m.group(3)) if m.group(3) else None)
+    if not res:
+        raise RuntimeError("the OVS script printed no figures:\n" + out.stdout[-2000:] + out.stderr[-2000:])
+    return res
+
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    dpdk = subprocess.run(["pkg-config", "--modversion", "libdpdk"], capture_output=True, text=True).stdout.strip()
+    mem = next((l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")), "0")
+    return "%s, %d cores, %d GiB, kernel %s, DPDK %s" % (cpu, os.cpu_count(), int(mem) // 2**20 + 1,
+                                                        platform.release(), dpdk)
+
+
+def fmt_lat(lats):
+    lats = [l for l in lats if l]
+    if not lats:
+        return "-"
+    med = lambda k: statistics.median(l[k] for l in lats) / 1e3
+    return "%.2f / %.2f / %.2f" % (med("p50_ns"), med("p99_ns"), med("p999_ns"))
+
+
+def summarize(workloads, ours, ovs):
+    """Rows of the table and the target verdicts, from the runs."""
+    med = {w: statistics.median(r[0] for r in ours[w]) for w in workloads if ours.get(w)}
+    w0 = med.get("W0")
+    rows = []
+    for w in workloads:
+        runs = ours.get(w) or []
+        if not runs:
+            continue
+        pps = [r[0] for r in runs]
+        cpp = [r[1] for r in runs if r[1] is not None]
+        o = [r[0] for r in ovs.get(w, [])]
+        rows.append({
+            "w": w, "what": WHAT[w], "mpps": med[w] / 1e6, "min": min(pps) / 1e6, "max": max(pps) / 1e6,
+            "cpp": statistics.median(cpp) if cpp else None, "lat": fmt_lat(r[2] for r in runs),
+            "p99": statistics.median(r[2]["p99_ns"] for r in runs if r[2]) if any(r[2] for r in runs) else None,
+            "x_w0": med[w] / w0 if w0 else None,
+            "ovs": statistics.median(o) / 1e6 if o else None,
+            "vs_ovs": med[w] / statistics.median(o) if o else None,
+            "ovs_cpp": statistics.median(c for _, c in ovs[w] if c) if o and any(c for _, c in ovs[w]) else None,
+        })
+    by = {r["w"]: r for r in rows}
+    targets = []
+
+    def target(name, ok, detail):
+        targets.append((name, "met" if ok else "missed", detail))
+
+    if "W1x" in by and by["W1x"]["x_w0"]:
+        target("W1x >= 0.9x W0", by["W1x"]["x_w0"] >= 0.9, "%.2fx" % by["W1x"]["x_w0"])
+    for w in ("W1", "W2", "W3"):
+        r = by.get(w)
+        if not r:
+            continue
+        if r["vs_ovs"]:
+            target("%s >= 2x OVS-DPDK (pps, same run)" % w, r["vs_ovs"] >= 2, "%.2fx" % r["vs_ovs"])
+        elif r["cpp"]:
+            ratio = OVS_RESULTS_CPP[w] / r["cpp"]
+            target("%s >= 2x OVS-DPDK (cycles/packet vs RESULTS.md; OVS not run)" % w, ratio >= 2, "%.2fx" % ratio)
+    for w in ("W2-10k", "W5"):
+        if w in by and "W2" in by:
+            ratio = by[w]["mpps"] / by["W2"]["mpps"]
+            target("%s >= 0.85x W2" % w, ratio >= 0.85, "%.2fx" % ratio)
+    p99 = [(r["w"], r["p99"]) for r in rows if r["p99"]]
+    if p99:
+        worst = max(p99, key=lambda x: x[1])
+        target("p99 inside the switch < 10 us", worst[1] < 10000, "worst %.2f us (%s)" % (worst[1] / 1e3, worst[0]))
+    return rows, targets
+
+
+def table(rows, with_ovs):
+    head = ["workload", "what", "Mpps median (min-max)", "cycles/pkt", "latency p50 / p99 / p99.9 us", "x W0"]
+    if with_ovs:
+        head += ["OVS Mpps", "ours/OVS"]
+    out = [head]
+    for r in rows:
+        line = [r["w"], r["what"], "%.2f (%.2f-%.2f)" % (r["mpps"], r["min"], r["max"]),
+                "%.0f" % r["cpp"] if r["cpp"] else "-", r["lat"], "%.2f" % r["x_w0"] if r["x_w0"] else "-"]
+        if with_ovs:
+            line += ["%.2f" % r["ovs"] if r["ovs"] else "-", "%.2f" % r["vs_ovs"] if r["vs_ovs"] else "-"]
+        out.append(line)
+    return out
+
+
+def markdown(t):
+    lines = ["| " + " | ".join(t[0]) + " |", "|" + "---|" * len(t[0])]
+    lines += ["| " + " | ".join(r) + " |" for r in t[1:]]
+    return "\n".join(lines)
+
+
+def plain(t):
+    widths = [max(len(r[i]) for r in t) for i in range(len(t[0]))]
+    return "\n".join("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in t)
+
+
+def plot(rows, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ws = [r for r in rows if r["w"] != "W0"]
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    xs = range(len(ws))
+    has_ovs = any(r["ovs"] for r in ws)
+    width = 0.4 if has_ovs else 0.6
+    ax.bar([x - (width / 2 if has_ovs else 0) for x in xs], [r["mpps"] for r in ws], width, label="vswitch",
+           yerr=[[r["mpps"] - r["min"] for r in ws], [r["max"] - r["mpps"] for r in ws]], capsize=3)
+    if has_ovs:
+        ax.bar([x + width / 2 for x in xs], [r["ovs"] or 0 for r in ws], width, label="OVS-DPDK 3.1")
+    w0 = next((r["mpps"] for r in rows if r["w"] == "W0"), None)
+    if w0:
+        ax.axhline(w0, color="grey", linestyle="--", label="W0 ceiling (testpmd io) %.1f Mpps" % w0)
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels([r["w"] for r in ws])
+    ax.set_ylabel("Mpps, one PMD core (median, min-max)")
+    ax.set_title("Whole-switch throughput, 64-byte frames")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def write_docs(path, png, text, args, rows, targets, cmd):
+    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+    old = open(path).read() if os.path.exists(path) else "# Benchmarks\n\n%s\n%s\n" % (begin, end)
+    if begin not in old:
+        old = old.replace("# Benchmarks\n", "# Benchmarks\n\n%s\n%s\n" % (begin, end), 1)
+    verdicts = "\n".join("- %s: **%s** (%s)" % t for t in targets)
+    body = """%s
+## Whole switch (`bench/run.sh`)
+
+Generated by `%s` on %s.
+Machine: %s. One PMD core (lcore 1), control plane on lcore 0, 2 MiB hugepages,
+%d s windows after a %d s warm-up, %d runs per workload, alternating. Latency is the time
+inside the switch, from the rx burst that brought a packet to the tx burst that sent it
+(the PMD core's HDR histogram over the last 10 s; the median over runs of each quantile).
+W0 is `dpdk-testpmd --forward-mode=io` on the same ports.%s
+
+%s
+
+![Mpps per workload](%s)
+
+Targets (issue 7):
+%s
+%s""" % (begin, cmd, datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), machine(),
+         args.window, WARMUP, args.runs,
+         " OVS-DPDK ran between our runs (`../shared/anchors/ovs_dpdk.sh WINDOW 1`)." if args.with_ovs else
+         " OVS-DPDK was not run (`--with-ovs` runs it); targets against it use `shared/anchors/RESULTS.md`.",
+         text, os.path.basename(png), verdicts, end)
+    pre, rest = old.split(begin, 1)
+    post = rest.split(end, 1)[1] if end in rest else rest
+    open(path, "w").write(pre + body + post)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--window", type=int, default=10, help="seconds measured per run (default 10)")
+    ap.add_argument("--runs", type=int, default=3, help="runs per workload (default 3)")
+    ap.add_argument("--workloads", default=" ".join(DEFAULT), help="default: %(default)s")
+    ap.add_argument("--with-ovs", action="store_true", help="also run ../shared/anchors/ovs_dpdk.sh, between our runs")
+    ap.add_argument("--docs", default=os.path.join(ROOT, "docs", "benchmarks.md"), help="the page to write ('' for none)")
+    args = ap.parse_args()
+    workloads = args.workloads.split()
+    for w in workloads:
+        if w not in WHAT:
+            ap.error("unknown workload %s; known: %s" % (w, " ".join(WHAT)))
+    if args.with_ovs and not os.path.exists(os.path.join(ROOT, "..", "shared", "anchors", "ovs_dpdk.sh")):
+        print("--with-ovs: ../shared/anchors/ovs_dpdk.sh is not there; running without OVS", file=sys.stderr)
+        args.with_ovs = False
+    work = tempfile.mkdtemp(prefix="vswitch-bench.")
+    subprocess.check_call(["/usr/bin/python3", os.path.join(HERE, "gen_pcaps.py"), work])
+    ours, ovs = {w: [] for w in workloads}, {}
+    steps = args.runs * (len(workloads) + (1 if args.with_ovs else 0))
+    step = 0
+    for run in range(1, args.runs + 1):
+        for w in workloads:
+            step += 1
+            progress("[%d/%d] run %d/%d %s ..." % (step, steps, run, args.runs, w))
+            r = measure_w0(work, args.window) if w == "W0" else measure_ours(w, work, args.window)
+            ours[w].append(r)
+            lat = " p99 %.2f us" % (r[2]["p99_ns"] / 1e3) if r[2] else ""
+            progress("[%d/%d] run %d/%d %s %.2f Mpps%s%s\n" % (step, steps, run, args.runs, w, r[0] / 1e6,
+                                                            " %.0f cycles/pkt" % r[1] if r[1] else "", lat))
+        if args.with_ovs:
+            step += 1
+            progress("[%d/%d] run %d/%d OVS-DPDK (all its workloads) ..." % (step, steps, run, args.runs))
+            for w, r in run_ovs(args.window, workloads).items():
+                ovs.setdefault(w, []).append(r)
+            progress("[%d/%d] run %d/%d OVS-DPDK done\n" % (step, steps, run, args.runs))
+    rows, targets = summarize(workloads, ours, ovs)
+    t = table(rows, bool(ovs))
+    print()
+    print(plain(t))
+    print()
+    for name, verdict, detail in targets:
+        print("%-62s %-7s %s" % (name, verdict, detail))
+    if args.docs:
+        png = os.path.splitext(args.docs)[0] + ".png"
+        plot(rows, png)
+        cmd = "bench/run.sh " + " ".join(sys.argv[1:])
+        write_docs(args.docs, png, markdown(t), args, rows, targets, cmd.strip())
+        print("\nwrote %s and %s" % (args.docs, png))
+    subprocess.call(["rm", "-rf", work])
+
+
+if __name__ == "__main__":
+    main()
