@@ -77,13 +77,44 @@ impl MeterState {
     /// Colours a packet of `size` (bytes, or 1 in packet mode) arriving at `now`.
     #[inline]
     pub fn color(&mut self, cfg: &MeterConfig, now: u64, hz: u64, size: u64) -> Color {
-        let dt = now.saturating_sub(self.last) as u128;
-        self.last = self.last.max(now);
-        let hz = hz as u128;
+        self.refill(cfg, now, hz);
         let need = match cfg.unit {
             Unit::Bytes => size as u128,
             Unit::Packets => 1,
-        } * hz;
+        } * hz as u128;
+        self.take(cfg, need)
+    }
+
+    /// Colours `packets` packets of `bytes` in all, arriving together at `now`, green
+    /// if every one of them would be: exactly what colouring them one by one gives when
+    /// all come out green. Otherwise changes nothing but the refill, and returns false.
+    #[inline]
+    pub fn all_green(&mut self, cfg: &MeterConfig, now: u64, hz: u64, bytes: u64, packets: u64) -> bool {
+        self.refill(cfg, now, hz);
+        let need = match cfg.unit {
+            Unit::Bytes => bytes,
+            Unit::Packets => packets,
+        } as u128
+            * hz as u128;
+        match cfg.mode {
+            // Green takes from Tc alone.
+            Mode::SrTcm { .. } if self.tc >= need => self.tc -= need,
+            // Green takes from both buckets.
+            Mode::TrTcm { .. } if self.tc >= need && self.te >= need => {
+                self.tc -= need;
+                self.te -= need;
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// Adds the tokens earned since the last packet.
+    #[inline]
+    fn refill(&mut self, cfg: &MeterConfig, now: u64, hz: u64) {
+        let dt = now.saturating_sub(self.last) as u128;
+        self.last = self.last.max(now);
+        let hz = hz as u128;
         // The rest of a burst shares its clock reading: nothing to refill.
         if dt != 0 {
             match cfg.mode {
@@ -101,7 +132,6 @@ impl MeterState {
                 }
             }
         }
-        self.take(cfg, need)
     }
 }
 
@@ -204,11 +234,43 @@ impl Meters {
     /// for that direction (pass when it has none).
     #[inline]
     pub fn act(&mut self, qos: &PortQos, p: crate::PortId, dir: Direction, clock: Clock, size: u64) -> ColorAction {
+        let Some((cfg, state)) = self.state(qos, p, dir, clock) else { return ColorAction::Pass };
+        cfg.action(state.color(&cfg, clock.now, clock.hz, size))
+    }
+
+    /// True when every one of `packets` packets (`bytes` in all) on port `p` going
+    /// `dir` is green, taking their tokens in one step: a policer with room to spare
+    /// costs one check per burst. False (nothing taken) sends the caller to `act` per
+    /// packet.
+    #[inline]
+    pub fn all_green(
+        &mut self,
+        qos: &PortQos,
+        p: crate::PortId,
+        dir: Direction,
+        clock: Clock,
+        bytes: u64,
+        packets: u64,
+    ) -> bool {
+        let Some((cfg, state)) = self.state(qos, p, dir, clock) else { return true };
+        state.all_green(&cfg, clock.now, clock.hz, bytes, packets)
+    }
+
+    /// The meter configured for (p, dir) and this core's buckets for it, (re)started
+    /// when the configuration changed.
+    #[inline]
+    fn state(
+        &mut self,
+        qos: &PortQos,
+        p: crate::PortId,
+        dir: Direction,
+        clock: Clock,
+    ) -> Option<(MeterConfig, &mut MeterState)> {
         let (cfg, d) = match dir {
             Direction::In => (qos.ingress, 0),
             Direction::Out => (qos.egress, 1),
         };
-        let Some(cfg) = cfg else { return ColorAction::Pass };
+        let cfg = cfg?;
         let i = p as usize;
         if self.slots.len() <= i {
             // Grows once per new port id, never on the steady path.
@@ -219,7 +281,7 @@ impl Meters {
             *version = qos.version;
             *state = MeterState::new(&cfg, clock.now, clock.hz);
         }
-        cfg.action(state.color(&cfg, clock.now, clock.hz, size))
+        Some((cfg, state))
     }
 }
 

@@ -54,6 +54,11 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
     // per run of equal MACs (the tables are frozen for the batch).
     let mut learned: Option<Mac> = None;
     let mut fib = FibCache::default();
+    // The policer, once for the whole burst when all of it is green (a policer with
+    // room to spare); else packet by packet below.
+    let policed = frames.iter().zip(meta.iter()).filter(|(_, m)| m.action == Action::Continue && !m.src.is_multicast());
+    let (bytes, packets) = policed.fold((0, 0), |(b, n), (f, _)| (b + f.len() as u64, n + 1));
+    let all_green = !serves || core.meters.all_green(&qos, port, Direction::In, ctx.clock, bytes, packets);
     for (f, m) in frames.iter_mut().zip(meta.iter_mut()) {
         if m.action != Action::Continue {
             continue;
@@ -68,7 +73,11 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
             continue;
         }
         // The policer first (the architecture's order: policer, then ACL).
-        match core.meters.act(&qos, port, Direction::In, ctx.clock, f.len() as u64) {
+        match if all_green {
+            ColorAction::Pass
+        } else {
+            core.meters.act(&qos, port, Direction::In, ctx.clock, f.len() as u64)
+        } {
             ColorAction::Pass => {}
             ColorAction::Remark(d) => {
                 crate::qos::set_dscp(f, m, d);

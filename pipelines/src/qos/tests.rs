@@ -3,6 +3,15 @@ use crate::{acl::Direction, learn::Clock};
 
 const HZ: u64 = 2_000_000_000; // a 2 GHz TSC, simulated
 
+fn tr(cir: u64, cbs: u64, pir: u64, pbs: u64) -> MeterConfig {
+    MeterConfig {
+        unit: Unit::Bytes,
+        mode: Mode::TrTcm { cir, cbs, pir, pbs },
+        yellow: ColorAction::Pass,
+        red: ColorAction::Drop,
+    }
+}
+
 fn sr(cir: u64, cbs: u64, ebs: u64) -> MeterConfig {
     MeterConfig {
         unit: Unit::Bytes,
@@ -63,12 +72,7 @@ fn srtcm_excess_burst_is_yellow() {
 #[test]
 fn trtcm_separates_committed_peak_and_beyond() {
     // CIR 1 MB/s, PIR 2 MB/s; offered 4 MB/s for 30 s.
-    let cfg = MeterConfig {
-        unit: Unit::Bytes,
-        mode: Mode::TrTcm { cir: 1_000_000, cbs: 10_000, pir: 2_000_000, pbs: 20_000 },
-        yellow: ColorAction::Pass,
-        red: ColorAction::Drop,
-    };
+    let cfg = tr(1_000_000, 10_000, 2_000_000, 20_000);
     let [g, y, r] = offer(&cfg, 4_000_000, 1000, 30);
     let (g, y, r) = (g as f64 / 30.0, y as f64 / 30.0, r as f64 / 30.0);
     assert!((g / 1e6 - 1.0).abs() < 0.02, "green {g}");
@@ -121,4 +125,38 @@ fn a_new_config_version_refills_the_buckets() {
     assert_eq!(meters.act(&q, 3, Direction::Out, at0, 1000), ColorAction::Pass, "no egress meter");
     q.version = 2;
     assert_eq!(meters.act(&q, 3, Direction::In, at0, 1000), ColorAction::Pass, "refilled");
+}
+
+/// A burst taken whole agrees with colouring it packet by packet: green whole exactly
+/// when each packet would be, with the same buckets after; otherwise nothing taken.
+#[test]
+fn a_whole_burst_is_green_exactly_when_each_packet_would_be() {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut rnd = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    for cfg in [sr(1000, 3000, 2000), tr(1000, 3000, 2000, 5000)] {
+        let (mut whole, mut each) = (MeterState::new(&cfg, 0, HZ), MeterState::new(&cfg, 0, HZ));
+        let mut now = 0;
+        for _ in 0..2000 {
+            now += rnd(HZ / 2);
+            let sizes: Vec<u64> = (0..1 + rnd(32)).map(|_| 60 + rnd(1400)).collect();
+            let green = whole.all_green(&cfg, now, HZ, sizes.iter().sum(), sizes.len() as u64);
+            let mut probe = each;
+            let each_green = sizes.iter().all(|&s| probe.color(&cfg, now, HZ, s) == Color::Green);
+            assert_eq!(green, each_green);
+            if green {
+                each = probe;
+            } else {
+                // The caller then colours packet by packet, from the same buckets.
+                for &s in &sizes {
+                    assert_eq!(whole.color(&cfg, now, HZ, s), each.color(&cfg, now, HZ, s));
+                }
+            }
+            assert_eq!((whole.tc, whole.te, whole.last), (each.tc, each.te, each.last));
+        }
+    }
 }
