@@ -327,9 +327,12 @@ def main():
         if args.with_ovs:
             step += 1
             progress("[%d/%d] run %d/%d OVS-DPDK (all its workloads) ..." % (step, steps, run, args.runs))
-            for w, r in run_ovs(args.window, workloads).items():
+            got = run_ovs(args.window, workloads)
+            for w, r in got.items():
                 ovs.setdefault(w, []).append(r)
-            progress("[%d/%d] run %d/%d OVS-DPDK done\n" % (step, steps, run, args.runs))
+            figures = ", ".join("%s %.2f Mpps%s" % (w, r[0] / 1e6, " (%.0f cycles/pkt)" % r[1] if r[1] else "")
+                                for w, r in got.items())
+            progress("[%d/%d] run %d/%d OVS-DPDK: %s\n" % (step, steps, run, args.runs, figures))
     rows, targets = summarize(workloads, ours, ovs)
     t = table(rows, bool(ovs))
     print()

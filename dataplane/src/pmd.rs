@@ -180,8 +180,10 @@ struct Core<'a> {
     ndead: usize,
     /// TSC at the start of the current round.
     now: u64,
-    /// TSC when the current rx burst arrived.
+    /// TSC when the current rx burst arrived (at the latest).
     rx_tsc: u64,
+    /// A burst of this round already carries `rx_tsc`.
+    rx_tsc_used: bool,
 }
 
 fn poll(shared: &Shared, me: usize) {
@@ -200,17 +202,33 @@ fn poll(shared: &Shared, me: usize) {
         ndead: 0,
         now: 0,
         rx_tsc: 0,
+        rx_tsc_used: false,
     };
     let mut reader = shared.rcu.reader(me);
     let mut idle_rounds = 0u32;
     let mut exchange_in = LATENCY_EXCHANGE_ROUNDS;
+    // One TSC read per round (each costs tens of cycles, a few percent of a burst): the
+    // start of a round ends the previous one, which is counted busy or idle then.
+    // SAFETY: reads the TSC; no preconditions.
+    let mut round_start = unsafe { dpdk_sys::vs_rdtsc() };
+    let mut last_got = 0u64;
     while !shared.stop.load(Relaxed) {
         reader.refresh();
         let snap = reader.snapshot();
         core.tx.tap = snap.capture.filter(|t| t.tx);
         // SAFETY: reads the TSC; no preconditions.
         let t0 = unsafe { dpdk_sys::vs_rdtsc() };
+        let c = core.counters;
+        if last_got > 0 {
+            c.busy_cycles.add(t0.wrapping_sub(round_start));
+        } else {
+            c.idle_cycles.add(t0.wrapping_sub(round_start));
+        }
+        round_start = t0;
         core.now = t0;
+        // The first burst of the round is stamped with the round's start.
+        core.rx_tsc = t0;
+        core.rx_tsc_used = false;
         if me == 0 && !shared.ctl_tx.is_empty() {
             core.send_from_control(snap);
         }
@@ -219,18 +237,14 @@ fn poll(shared: &Shared, me: usize) {
             got += core.rx_burst(snap, rxq.port, rxq.queue, t0) as u64;
         }
         core.tx.flush_all(core.counters);
-        // SAFETY: reads the TSC.
-        let t1 = unsafe { dpdk_sys::vs_rdtsc() };
-        let c = core.counters;
         c.rounds.add(1);
         if got > 0 {
-            c.busy_cycles.add(t1.wrapping_sub(t0));
             c.packets.add(got);
             idle_rounds = 0;
         } else {
-            c.idle_cycles.add(t1.wrapping_sub(t0));
             idle_rounds = idle_rounds.saturating_add(1);
         }
+        last_got = got;
         reader.quiescent();
         exchange_in -= 1;
         if exchange_in == 0 {
@@ -256,8 +270,12 @@ impl Core<'_> {
         if n == 0 {
             return 0;
         }
-        // SAFETY: reads the TSC; no preconditions.
-        self.rx_tsc = unsafe { dpdk_sys::vs_rdtsc() };
+        if self.rx_tsc_used {
+            // A later burst of the same round: its own stamp.
+            // SAFETY: reads the TSC; no preconditions.
+            self.rx_tsc = unsafe { dpdk_sys::vs_rdtsc() };
+        }
+        self.rx_tsc_used = true;
         if let Some(tap) = snap.capture.filter(|t| t.rx && t.port == port) {
             self.capture_rx(tap, n);
         }

@@ -2,9 +2,10 @@
 //! UDP frames from a VM, 1,024 flows). Figures are per batch; divide by 32 per packet.
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pipelines::{
-    acl::{AclTables, Classifier, Family, PortAcl, Prefix, Rule, Verdict, ANY_PORT},
+    acl::{AclTables, Direction, Classifier, Family, PortAcl, Prefix, Rule, Verdict, ANY_PORT},
     learn::Clock,
     parse::parse,
+    qos::ColorAction::Pass,
     stages::{self, Ctx, PerCore},
     tables::{fib_key, FibEntry, FibTarget, L2Tables, Network, Remote, Vtep},
     vxlan,
@@ -134,7 +135,7 @@ fn bench(c: &mut Criterion) {
             let (_, meta) = batch();
             b.iter(|| {
                 meta.iter()
-                    .filter(|m| t.acl.check(1, pipelines::acl::Direction::In, black_box(m)).0 == Verdict::Allow)
+                    .filter(|m| t.acl.check(1, Direction::In, black_box(m)).0 == Verdict::Allow)
                     .count()
             })
         });
@@ -154,9 +155,56 @@ fn bench(c: &mut Criterion) {
             criterion::BatchSize::SmallInput,
         )
     });
+    let policer = pipelines::qos::PortQos {
+        ingress: Some(pipelines::qos::MeterConfig {
+            unit: pipelines::qos::Unit::Bytes,
+            mode: pipelines::qos::Mode::SrTcm { cir: 50_000_000_000, cbs: 1 << 30, ebs: 1 << 30 },
+            yellow: pipelines::qos::ColorAction::Pass,
+            red: pipelines::qos::ColorAction::Drop,
+        }),
+        ..Default::default()
+    };
+    // A policer with room to spare: per packet, and the burst taken whole (what from_vm does).
+    g.bench_function("meter_per_packet", |b| {
+        let mut meters = pipelines::qos::Meters::default();
+        let mut now = 0u64;
+        b.iter(|| {
+            now += 1000;
+            let clock = Clock { now, hz: 1 << 30 };
+            frames.iter().filter(|f| meters.act(&policer, 1, Direction::In, clock, f.len() as u64) == Pass).count()
+        })
+    });
+    g.bench_function("meter_burst", |b| {
+        let mut meters = pipelines::qos::Meters::default();
+        let mut now = 0u64;
+        b.iter(|| {
+            now += 1000;
+            let clock = Clock { now, hz: 1 << 30 };
+            let bytes = frames.iter().map(|f| f.len() as u64).sum();
+            meters.all_green(&policer, 1, Direction::In, clock, black_box(bytes), BURST as u64)
+        })
+    });
     let outer: Vec<VecFrame> = (0..BURST)
         .map(|i| VecFrame::new(&vxlan::build(Mac([2, 0, 0, 0, 0, 2]), vtep().mac, 0x0a000002, &vtep(), 100, &frame(i))))
         .collect();
+    // The VXLAN checks and the strip alone.
+    g.bench_function("decap", |b| {
+        let mut meta = vec![Meta::default(); BURST];
+        stages::parse_batch(&outer, &mut meta);
+        let vt = vtep();
+        b.iter_batched(
+            || outer.clone(),
+            |mut fr| {
+                for (f, m) in fr.iter_mut().zip(&meta) {
+                    if let Ok(d) = vxlan::check(f.head(), f.len(), m, &vt, |v| v == 100) {
+                        f.strip(d.outer_len);
+                    }
+                }
+                fr
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
     g.bench_function("uplink_decap", |b| {
         let mut core = PerCore::default();
         b.iter_batched(
