@@ -2,7 +2,7 @@
 //! UDP frames from a VM, 1,024 flows). Figures are per batch; divide by 32 per packet.
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pipelines::{
-    acl::{AclTables, Direction, Classifier, Family, PortAcl, Prefix, Rule, Verdict, ANY_PORT},
+    acl::{AclTables, Classifier, Direction, Family, PortAcl, Prefix, Rule, Verdict, ANY_PORT},
     learn::Clock,
     parse::parse,
     qos::ColorAction::Pass,
@@ -133,11 +133,7 @@ fn bench(c: &mut Criterion) {
         let t = tables(n);
         g.bench_with_input(BenchmarkId::new("acl", n), &n, |b, _| {
             let (_, meta) = batch();
-            b.iter(|| {
-                meta.iter()
-                    .filter(|m| t.acl.check(1, Direction::In, black_box(m)).0 == Verdict::Allow)
-                    .count()
-            })
+            b.iter(|| meta.iter().filter(|m| t.acl.check(1, Direction::In, black_box(m)).0 == Verdict::Allow).count())
         });
     }
     let t = tables(0);

@@ -152,6 +152,27 @@ impl std::hash::Hash for TupleKey {
 pub struct Classifier {
     rules: Vec<Rule>,
     tuples: Vec<Tuple>,
+    /// The packet bits some rule looks at (see `AclKey`).
+    src_mask: IpKey,
+    dst_mask: IpKey,
+    sport_mask: u16,
+    dport_mask: u16,
+}
+
+/// What of a packet a classifier looks at: the address bits under its longest prefixes,
+/// the ports if some rule names a port (or ICMP type), the protocol, the IP version and
+/// whether the L4 header is there. Two packets with equal keys get the same answer, so
+/// a run of packets of one conversation class (a VM's burst to one subnet) is
+/// classified once: a megaflow of one entry, per batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AclKey {
+    src: IpKey,
+    dst: IpKey,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    ip_version: u8,
+    l4: bool,
 }
 
 impl std::fmt::Debug for Classifier {
@@ -179,7 +200,26 @@ impl Classifier {
         }
         let mut tuples: Vec<Tuple> = by_tuple.into_values().collect();
         tuples.sort_by_key(|t| (Reverse(t.max_priority), t.src_len, t.dst_len));
-        Classifier { rules, tuples }
+        // Prefix masks nest, so the longest prefix of each side covers every tuple's mask.
+        let src_mask = mask(rules.iter().map(|r| r.src.len).max().unwrap_or(0));
+        let dst_mask = mask(rules.iter().map(|r| r.dst.len).max().unwrap_or(0));
+        let sport_mask = if rules.iter().any(|r| r.sport != ANY_PORT || r.icmp_type.is_some()) { u16::MAX } else { 0 };
+        let dport_mask = if rules.iter().any(|r| r.dport != ANY_PORT) { u16::MAX } else { 0 };
+        Classifier { rules, tuples, src_mask, dst_mask, sport_mask, dport_mask }
+    }
+
+    /// The fields of `m` this rule set can tell apart.
+    #[inline(always)]
+    pub fn key(&self, m: &Meta) -> AclKey {
+        AclKey {
+            src: m.ip_src & self.src_mask,
+            dst: m.ip_dst & self.dst_mask,
+            sport: m.sport & self.sport_mask,
+            dport: m.dport & self.dport_mask,
+            proto: m.proto,
+            ip_version: m.ip_version,
+            l4: m.l4 != 0,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -249,17 +289,41 @@ impl AclTables {
     /// The verdict for `m` crossing `port` in `dir`, and the counter slot of the rule
     /// that decided (None when the default did).
     #[inline]
-    pub fn check(&self, port: crate::PortId, dir: Direction, m: &Meta) -> (Verdict, Option<u32>) {
+    pub fn check(&self, port: crate::PortId, dir: Direction, m: &Meta) -> AclAnswer {
+        self.check_with(&mut AclCache::default(), port, dir, m)
+    }
+
+    /// `check`, answering from `cache` when the packet's key equals the last one asked
+    /// of the same port and direction. A cache lives for one batch (one snapshot).
+    #[inline]
+    pub fn check_with(&self, cache: &mut AclCache, port: crate::PortId, dir: Direction, m: &Meta) -> AclAnswer {
         let Some(Some(acl)) = self.ports.get(port as usize) else { return (Verdict::Allow, None) };
         let c = match dir {
             Direction::In => &acl.ingress,
             Direction::Out => &acl.egress,
         };
-        match c.classify(m) {
+        let key = c.key(m);
+        if let Some((p, d, k, answer)) = cache.last {
+            if p == port && d == dir && k == key {
+                return answer;
+            }
+        }
+        let answer = match c.classify(m) {
             Some(r) => (r.verdict, Some(r.counter)),
             None => (acl.default, None),
-        }
+        };
+        cache.last = Some((port, dir, key, answer));
+        answer
     }
+}
+
+/// What `check` answers: the verdict and the deciding rule's counter slot.
+pub type AclAnswer = (Verdict, Option<u32>);
+
+/// The last answer of `AclTables::check_with`.
+#[derive(Default)]
+pub struct AclCache {
+    last: Option<(crate::PortId, Direction, AclKey, AclAnswer)>,
 }
 
 #[cfg(test)]

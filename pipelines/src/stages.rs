@@ -5,7 +5,7 @@
 //! Uplink:   parse -> ARP for our VTEP: answer | VXLAN checks -> strip -> parse inner
 //!           -> learn src (VNI, remote VTEP) -> FIB -> local tx | flood to local ports
 use crate::{
-    acl::{Direction, Verdict},
+    acl::{AclCache, Direction, Verdict},
     learn::{Clock, LearnEvent, Learner, Sink},
     meta::{Action, Meta},
     parse::parse,
@@ -54,6 +54,8 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
     // per run of equal MACs (the tables are frozen for the batch).
     let mut learned: Option<Mac> = None;
     let mut fib = FibCache::default();
+    // Ingress and egress answers are cached apart: they alternate packet by packet.
+    let (mut acl_in, mut acl_out) = (AclCache::default(), AclCache::default());
     // The policer, once for the whole burst when all of it is green (a policer with
     // room to spare); else packet by packet below.
     let policed = frames.iter().zip(meta.iter()).filter(|(_, m)| m.action == Action::Continue && !m.src.is_multicast());
@@ -88,7 +90,7 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
             }
         }
         // Security group before learning: a denied frame teaches the switch nothing.
-        let (verdict, hit) = t.acl.check(port, Direction::In, m);
+        let (verdict, hit) = t.acl.check_with(&mut acl_in, port, Direction::In, m);
         m.acl_in = hit.map_or(0, |c| c + 1);
         if verdict == Verdict::Deny {
             m.action = Action::Drop(DropReason::AclDenyIn);
@@ -105,7 +107,7 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
         }
         m.action = match fib.lookup(t, vni, m.dst) {
             Some(FibTarget::Port(p)) if p == port => Action::Drop(DropReason::SamePort),
-            Some(FibTarget::Port(p)) => to_vm(ctx, p, f, m, &mut core.meters),
+            Some(FibTarget::Port(p)) => to_vm(ctx, p, f, m, &mut core.meters, &mut acl_out),
             Some(FibTarget::Vtep(ip)) => encap_to(t, f, m, vni, ip, qos.outer_dscp),
             None => Action::Flood { vni },
         };
@@ -136,9 +138,16 @@ impl FibCache {
 /// Delivery to VM port `p`, if its security group lets the packet in and its egress
 /// rate limit has room.
 #[inline]
-pub fn to_vm<F: Frame>(ctx: &Ctx, p: PortId, f: &mut F, m: &mut Meta, meters: &mut Meters) -> Action {
+pub fn to_vm<F: Frame>(
+    ctx: &Ctx,
+    p: PortId,
+    f: &mut F,
+    m: &mut Meta,
+    meters: &mut Meters,
+    acl: &mut AclCache,
+) -> Action {
     let t = ctx.tables;
-    let (verdict, hit) = t.acl.check(p, Direction::Out, m);
+    let (verdict, hit) = t.acl.check_with(acl, p, Direction::Out, m);
     m.acl_out = hit.map_or(0, |c| c + 1);
     if verdict == Verdict::Deny {
         return Action::Drop(DropReason::AclDenyOut);
@@ -179,6 +188,7 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
     // (VNI, source MAC, remote VTEP) last learned, and the last destination looked up.
     let mut learned: Option<(u32, Mac, u32)> = None;
     let mut fib = FibCache::default();
+    let mut acl = AclCache::default();
     for (f, m) in frames.iter_mut().zip(meta.iter_mut()) {
         if m.action != Action::Continue {
             continue;
@@ -225,7 +235,7 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
             Some(FibTarget::Port(p)) if f.len() - m.l3 as usize > t.mtu(p) as usize => {
                 Action::Drop(DropReason::MtuExceeded)
             }
-            Some(FibTarget::Port(p)) => to_vm(ctx, p, f, m, &mut core.meters),
+            Some(FibTarget::Port(p)) => to_vm(ctx, p, f, m, &mut core.meters, &mut acl),
             Some(FibTarget::Vtep(_)) => Action::Drop(DropReason::SplitHorizon),
             None => Action::Flood { vni: d.vni },
         };
