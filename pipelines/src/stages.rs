@@ -10,7 +10,7 @@ use crate::{
     meta::{Action, Meta},
     parse::parse,
     qos::{ColorAction, Meters},
-    tables::{FibTarget, L2Tables},
+    tables::{FibTarget, L2Tables, Remote},
     vxlan,
     wire::{arp, ethernet, Mac},
     DropReason, Frame, PortId,
@@ -108,20 +108,34 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
         m.action = match fib.lookup(t, vni, m.dst) {
             Some(FibTarget::Port(p)) if p == port => Action::Drop(DropReason::SamePort),
             Some(FibTarget::Port(p)) => to_vm(ctx, p, f, m, &mut core.meters, &mut acl_out),
-            Some(FibTarget::Vtep(ip)) => encap_to(t, f, m, vni, ip, qos.outer_dscp),
+            Some(FibTarget::Vtep(ip)) => encap_to(t, f, m, vni, fib.remote(t, ip), qos.outer_dscp),
             None => Action::Flood { vni },
         };
     }
 }
 
 /// The last FIB answer of a batch: consecutive packets to the same MAC (the common
-/// case) cost one lookup.
+/// case) cost one lookup; so do consecutive packets to the same remote VTEP.
 #[derive(Default)]
-struct FibCache {
+struct FibCache<'t> {
     last: Option<(u32, Mac, Option<FibTarget>)>,
+    remote: Option<(u32, Option<&'t Remote>)>,
 }
 
-impl FibCache {
+impl<'t> FibCache<'t> {
+    /// The outer headers toward remote VTEP `ip`, if its next hop is resolved.
+    #[inline(always)]
+    fn remote(&mut self, t: &'t L2Tables, ip: u32) -> Option<&'t Remote> {
+        match self.remote {
+            Some((cached, r)) if cached == ip => r,
+            _ => {
+                let r = t.remotes.get(&ip);
+                self.remote = Some((ip, r));
+                r
+            }
+        }
+    }
+
     #[inline(always)]
     fn lookup(&mut self, t: &L2Tables, vni: u32, mac: Mac) -> Option<FibTarget> {
         match self.last {
@@ -164,11 +178,19 @@ pub fn to_vm<F: Frame>(
     Action::Tx(p)
 }
 
-/// Encapsulates toward remote VTEP `ip`, deciding the action.
+/// Encapsulates toward a remote VTEP (`remote`: its outer headers, none while its next
+/// hop is unresolved), deciding the action.
 #[inline]
-pub fn encap_to<F: Frame>(t: &L2Tables, f: &mut F, m: &Meta, vni: u32, ip: u32, outer_dscp: Option<u8>) -> Action {
+pub fn encap_to<F: Frame>(
+    t: &L2Tables,
+    f: &mut F,
+    m: &Meta,
+    vni: u32,
+    remote: Option<&Remote>,
+    outer_dscp: Option<u8>,
+) -> Action {
     let Some(vtep) = &t.vtep else { return Action::Drop(DropReason::NoVtep) };
-    let Some(remote) = t.remotes.get(&ip) else { return Action::Drop(DropReason::NexthopUnresolved) };
+    let Some(remote) = remote else { return Action::Drop(DropReason::NexthopUnresolved) };
     match vxlan::encap(f, m, vni, remote, vtep, outer_dscp) {
         Ok(()) => Action::Tx(vtep.uplink),
         Err(r) => Action::Drop(r),
