@@ -16,6 +16,7 @@ sys.path.insert(0, HERE)
 import configs  # noqa: E402
 
 BIN = os.path.join(ROOT, "target", "release")
+METRICS = "127.0.0.1:19464"
 WHAT = {
     "W0": "dpdk-testpmd io, vm.pcap -> null: the ceiling",
     "W1x": "cross-connect: the runtime alone",
@@ -64,7 +65,7 @@ def measure_ours(w, work, win):
     json.dump(cfg, open(db, "w"))
     sock = os.path.join(work, "s.sock")
     log = open(os.path.join(work, "vswitchd.log"), "w")
-    d = subprocess.Popen([BIN + "/vswitchd", "--socket", sock, "--db", db, "--mbufs", "262144", "--",
+    d = subprocess.Popen([BIN + "/vswitchd", "--socket", sock, "--db", db, "--mbufs", "262144", "--metrics", METRICS, "--",
                           "-l", "0-1", "--no-pci", "--file-prefix", "vsbench"], stdout=log, stderr=log)
     guest = None
     try:
@@ -78,6 +79,7 @@ def measure_ours(w, work, win):
         time.sleep(win)
         t1, tx1, c1, p1 = snap(sock)
         lat = ctl(sock, "cores")[0].get("latency")
+        check_metrics(lat)
         return (tx1 - tx0) / (t1 - t0), (c1 - c0) / max(1, p1 - p0), lat
     finally:
         if guest:
@@ -92,6 +94,19 @@ def measure_ours(w, work, win):
         except subprocess.TimeoutExpired:
             d.kill()
             d.wait()
+
+
+def check_metrics(lat):
+    """The Prometheus endpoint serves what `cores` said (the same 10 s window; a second
+    tick between the two reads may move it a little)."""
+    import urllib.request
+    text = urllib.request.urlopen("http://%s/metrics" % METRICS, timeout=5).read().decode()
+    m = re.search(r'vswitch_core_latency_seconds\{core="0",lcore="\d+",quantile="0.99"\} (\S+)', text)
+    if not lat or not m:
+        raise RuntimeError("no latency from cores or metrics")
+    prom = float(m.group(1)) * 1e9
+    if abs(prom - lat["p99_ns"]) > 0.25 * lat["p99_ns"]:
+        print("\nnote: metrics p99 %.0f ns, cores p99 %.0f ns" % (prom, lat["p99_ns"]), file=sys.stderr)
 
 
 def start_guest(work):
