@@ -57,4 +57,7 @@ pub struct Meta {
     /// The tenant network the packet is switched in (0 until a stage knows).
     pub vni: u32,
     pub action: Action,
+    /// Not parsed: the frame's first `REPEAT_BYTES` repeat the previous frame's (see
+    /// `stages::parse_vm_batch`); every other field is unset until a stage parses it.
+    pub repeat: bool,
 }

@@ -37,6 +37,45 @@ pub fn parse_batch<F: Frame>(frames: &[F], meta: &mut [Meta]) {
     }
 }
 
+/// Bytes of a frame that decide everything a plain VM port's stages do: both MACs and
+/// the EtherType, or the outer tag's TCI.
+pub const REPEAT_BYTES: usize = 16;
+
+/// The parse stage for a VM port. When the port is plain (no security group, no
+/// policer), a frame whose first `REPEAT_BYTES` equal the previous frame's is not parsed
+/// but marked `repeat`: `from_vm` then gives it the previous frame's decision if no
+/// stage on the way could have told them apart, and parses it otherwise.
+pub fn parse_vm_batch<F: Frame>(t: &L2Tables, port: PortId, frames: &[F], meta: &mut [Meta]) {
+    if !plain_in(t, port) {
+        return parse_batch(frames, meta);
+    }
+    let mut prev: Option<&[u8]> = None;
+    for (f, m) in frames.iter().zip(meta.iter_mut()) {
+        let head = f.head().get(..REPEAT_BYTES);
+        if head.is_some() && head == prev {
+            *m = Meta { repeat: true, ..Meta::default() };
+        } else {
+            parse(f.head(), m);
+        }
+        prev = head;
+    }
+}
+
+/// No stage on a VM's way in looks past L2 on this port.
+#[inline]
+fn plain_in(t: &L2Tables, port: PortId) -> bool {
+    t.acl.ports.get(port as usize).is_none_or(Option::is_none) && t.qos.port(port).is_none_or(|q| q.ingress.is_none())
+}
+
+/// Delivery to local port `p` looks at nothing past L2 (no egress security group or
+/// rate limit).
+#[inline]
+fn plain_out(t: &L2Tables, p: PortId) -> bool {
+    t.vtep.is_none_or(|v| v.uplink != p)
+        && t.acl.ports.get(p as usize).is_none_or(Option::is_none)
+        && t.qos.port(p).is_none_or(|q| q.egress.is_none())
+}
+
 /// Frames from a VM port in `vni`.
 pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
     ctx: &Ctx,
@@ -61,7 +100,20 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
     let policed = frames.iter().zip(meta.iter()).filter(|(_, m)| m.action == Action::Continue && !m.src.is_multicast());
     let (bytes, packets) = policed.fold((0, 0), |(b, n), (f, _)| (b + f.len() as u64, n + 1));
     let all_green = !serves || core.meters.all_green(&qos, port, Direction::In, ctx.clock, bytes, packets);
-    for (f, m) in frames.iter_mut().zip(meta.iter_mut()) {
+    for i in 0..frames.len().min(meta.len()) {
+        let (f, (done, rest)) = (&mut frames[i], meta.split_at_mut(i));
+        let m = &mut rest[0];
+        if m.repeat {
+            match done.last() {
+                // Same MACs and tag on a plain port, delivered to a plain local port: the
+                // same decision.
+                Some(prev) if matches!(prev.action, Action::Tx(p) if plain_out(t, p)) => {
+                    *m = *prev;
+                    continue;
+                }
+                _ => parse(f.head(), m),
+            }
+        }
         if m.action != Action::Continue {
             continue;
         }

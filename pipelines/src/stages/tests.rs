@@ -252,6 +252,72 @@ fn vlan_tagged_frames_from_a_vm_are_switched_whole() {
     assert_eq!(f[0].bytes(), &tagged[..]);
 }
 
+/// `parse_vm_batch` then `from_vm`, as the PMD cores run a VM port.
+fn run_vm_repeats(t: &L2Tables, port: PortId, vni: u32, pkts: &[Vec<u8>]) -> (Vec<VecFrame>, Vec<Meta>) {
+    let mut frames: Vec<VecFrame> = pkts.iter().map(|p| VecFrame::new(p)).collect();
+    let mut meta = vec![Meta::default(); frames.len()];
+    parse_vm_batch(t, port, &frames, &mut meta);
+    let ctx = Ctx { tables: t, clock: Clock { now: 0, hz: HZ } };
+    from_vm(&ctx, port, vni, &mut frames, &mut meta, &mut PerCore::default(), &mut Vec::new());
+    (frames, meta)
+}
+
+/// Frames with the same MACs to `dst`, differing in IP destination and UDP port.
+fn same_macs(dst: Mac) -> Vec<Vec<u8>> {
+    (0..8u8)
+        .map(|i| {
+            let mut f = frame(dst, mac(1), 64);
+            f[33] = 2 + i;
+            f[36..38].copy_from_slice(&(5001 + (i % 2) as u16).to_be_bytes());
+            f
+        })
+        .collect()
+}
+
+#[test]
+fn repeated_headers_get_the_decision_each_frame_would_get() {
+    let plain = tables();
+    let mut egress_acl = tables();
+    let mut ports: Vec<Option<crate::acl::PortAcl>> = (0..16).map(|_| None).collect();
+    let allow_5001 = crate::acl::Rule {
+        id: 1,
+        priority: 1,
+        family: crate::acl::Family::V4,
+        src: crate::acl::Prefix::ANY,
+        dst: crate::acl::Prefix::ANY,
+        proto: Some(17),
+        sport: crate::acl::ANY_PORT,
+        dport: (5001, 5001),
+        icmp_type: None,
+        verdict: crate::acl::Verdict::Allow,
+        counter: 0,
+    };
+    ports[VM2 as usize] = Some(crate::acl::PortAcl {
+        ingress: crate::acl::Classifier::new(vec![]),
+        egress: crate::acl::Classifier::new(vec![allow_5001]),
+        default: crate::acl::Verdict::Deny,
+    });
+    egress_acl.acl = std::sync::Arc::new(crate::acl::AclTables { ports });
+    // Local delivery on plain ports, local delivery through an egress ACL that tells the
+    // frames apart, and encapsulation (whose UDP source port follows each flow).
+    for (t, dst) in [(&plain, mac(2)), (&egress_acl, mac(2)), (&plain, mac(0x22))] {
+        let pkts = same_macs(dst);
+        let (want_f, want_m, _) = run_vm(t, VM1, 100, &pkts);
+        let (got_f, got_m) = run_vm_repeats(t, VM1, 100, &pkts);
+        for i in 0..pkts.len() {
+            assert_eq!(got_m[i].action, want_m[i].action, "frame {i} to {dst:?}");
+            assert_eq!(got_f[i].bytes(), want_f[i].bytes(), "frame {i} to {dst:?}");
+        }
+    }
+    // The plain case took the shortcut: frames after the first were never parsed.
+    let (_, m) = run_vm_repeats(&plain, VM1, 100, &same_macs(mac(2)));
+    // (each frame has its own IP destination; every meta holds the first frame's)
+    let first = crate::meta::ipv4_key(0x0a01_0002);
+    assert!(m.iter().all(|m| m.ip_dst == first && m.action == Action::Tx(VM2)), "{m:?}");
+    let (_, m) = run_vm_repeats(&egress_acl, VM1, 100, &same_macs(mac(2)));
+    assert_eq!(m[1].action, Action::Drop(DropReason::AclDenyOut), "parsed and classified on its own");
+}
+
 mod acl {
     use super::*;
     use crate::acl::{AclTables, Classifier, Family, PortAcl, Prefix, Rule, Verdict, ANY_PORT};
