@@ -803,6 +803,18 @@ impl Switch {
         }
         snap.l2 = Arc::new(l2);
         snap.capture = self.capture.as_ref().filter(|c| id_of.get(c.port.as_str()) == Some(&c.tap.port)).map(|c| c.tap);
+        self.install(snap).await;
+    }
+
+    /// The snapshot in force with only the capture tap changed: nothing to recompile.
+    async fn publish_capture(&mut self) {
+        let mut snap = (*self.shared.rcu.load()).clone();
+        snap.capture = self.capture.as_ref().map(|c| c.tap);
+        self.install(snap).await;
+    }
+
+    /// Publishes `snap` and waits until every core has passed a quiescent point on it.
+    async fn install(&mut self, snap: Snapshot) {
         let old = self.shared.rcu.load();
         let generation = self.shared.rcu.publish(snap);
         let start = std::time::Instant::now();
@@ -1062,7 +1074,7 @@ impl Switch {
                 let run = crate::capture::CaptureRun::start(spec, id, &self.shared, reply);
                 tracing::info!("capture on port {} started", run.port);
                 self.capture = Some(run);
-                self.publish().await;
+                self.publish_capture().await;
             }
             Err(e) => {
                 let _ = reply.send(Response::err(e));
@@ -1090,7 +1102,7 @@ impl Switch {
     /// Ends the running capture: the cores stop copying, then the request is answered.
     async fn capture_finish(&mut self) {
         let Some(run) = self.capture.take() else { return };
-        self.publish().await;
+        self.publish_capture().await;
         tracing::info!("capture on port {} ended", run.port);
         run.finish(&self.shared);
     }
