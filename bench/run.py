@@ -198,7 +198,6 @@ def summarize(workloads, ours, ovs):
             "x_w0": med[w] / w0 if w0 else None,
             "ovs": statistics.median(o) / 1e6 if o else None,
             "vs_ovs": med[w] / statistics.median(o) if o else None,
-            "ovs_cpp": statistics.median(c for _, c in ovs[w] if c) if o and any(c for _, c in ovs[w]) else None,
         })
     by = {r["w"]: r for r in rows}
     targets = []

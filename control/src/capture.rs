@@ -116,21 +116,11 @@ impl CaptureRun {
             ts_ns: self.wall0_ns + since as u64,
             dir: if c.tx { "tx" } else { "rx" }.into(),
             orig_len: c.orig_len,
-            data: hex(c.bytes()),
+            data: crate::trace::to_hex(c.bytes()),
         }
     }
 }
 
 fn lost(shared: &Shared) -> u64 {
     shared.counters.iter().map(|c| c.capture_lost.get()).sum()
-}
-
-fn hex(b: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(b.len() * 2);
-    for &x in b {
-        s.push(DIGITS[(x >> 4) as usize] as char);
-        s.push(DIGITS[(x & 15) as usize] as char);
-    }
-    s
 }

@@ -14,6 +14,17 @@ use pipelines::{
 };
 use std::net::Ipv4Addr;
 
+/// Bytes as lowercase hex, two digits each (what `parse_hex` reads).
+pub fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &x in bytes {
+        s.push(DIGITS[(x >> 4) as usize] as char);
+        s.push(DIGITS[(x & 15) as usize] as char);
+    }
+    s
+}
+
 /// Parses "02 00 ..", "0200..", "02:00:.." into bytes.
 pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
     let digits: String = text.chars().filter(|c| !c.is_whitespace() && *c != ':' && *c != '-').collect();
@@ -226,6 +237,6 @@ pub fn trace(
         Action::Continue => ("undecided (a bug: please report it)".into(), None),
     };
     steps.push(format!("action: {action}"));
-    let output = matches!(meta[0].action, Action::Tx(_)).then(|| out.iter().map(|b| format!("{b:02x}")).collect());
+    let output = matches!(meta[0].action, Action::Tx(_)).then(|| to_hex(&out));
     TraceView { port: port.to_string(), steps, action, drop_reason, output }
 }

@@ -193,8 +193,8 @@ fn poll(shared: &Shared, me: usize) {
         counters: &shared.counters[me],
         tx: TxBuffers::new(me as u16, &shared.capture),
         stage: PerCore::default(),
-        // SAFETY: reads the TSC, only to seed this core's sampler.
-        sampler: Sampler::new(unsafe { dpdk_sys::vs_rdtsc() } ^ ((me as u64) << 48)),
+        // The TSC only seeds this core's sampler.
+        sampler: Sampler::new(crate::tsc() ^ ((me as u64) << 48)),
         learn_lost_seen: 0,
         frames: [Mbuf::NULL; BURST],
         meta: [Meta::default(); BURST],
@@ -209,15 +209,13 @@ fn poll(shared: &Shared, me: usize) {
     let mut exchange_in = LATENCY_EXCHANGE_ROUNDS;
     // One TSC read per round (each costs tens of cycles, a few percent of a burst): the
     // start of a round ends the previous one, which is counted busy or idle then.
-    // SAFETY: reads the TSC; no preconditions.
-    let mut round_start = unsafe { dpdk_sys::vs_rdtsc() };
+    let mut round_start = crate::tsc();
     let mut last_got = 0u64;
     while !shared.stop.load(Relaxed) {
         reader.refresh();
         let snap = reader.snapshot();
         core.tx.tap = snap.capture.filter(|t| t.tx);
-        // SAFETY: reads the TSC; no preconditions.
-        let t0 = unsafe { dpdk_sys::vs_rdtsc() };
+        let t0 = crate::tsc();
         let c = core.counters;
         if last_got > 0 {
             c.busy_cycles.add(t0.wrapping_sub(round_start));
@@ -272,8 +270,7 @@ impl Core<'_> {
         }
         if self.rx_tsc_used {
             // A later burst of the same round: its own stamp.
-            // SAFETY: reads the TSC; no preconditions.
-            self.rx_tsc = unsafe { dpdk_sys::vs_rdtsc() };
+            self.rx_tsc = crate::tsc();
         }
         self.rx_tsc_used = true;
         if let Some(tap) = snap.capture.filter(|t| t.rx && t.port == port) {

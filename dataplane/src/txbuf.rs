@@ -124,8 +124,7 @@ impl TxBuffers<'_> {
 #[inline]
 fn record_latency(h: &mut Histogram, rx_tsc: &[u64]) {
     let Some(&first) = rx_tsc.first() else { return };
-    // SAFETY: reads the TSC; no preconditions.
-    let now = unsafe { dpdk_sys::vs_rdtsc() };
+    let now = crate::tsc();
     let (mut stamp, mut run) = (first, 0u64);
     for &t in rx_tsc {
         if t != stamp {
@@ -140,8 +139,7 @@ fn record_latency(h: &mut Histogram, rx_tsc: &[u64]) {
 /// Copies packets for a running capture (before they are sent: after, they are not ours).
 #[cold]
 fn tap_copy(cap: &Capture, core: usize, tap: CaptureTap, pkts: &[*mut rte_mbuf], counters: &CoreCounters) {
-    // SAFETY: reads the TSC; no preconditions.
-    let now = unsafe { dpdk_sys::vs_rdtsc() };
+    let now = crate::tsc();
     for &m in pkts {
         let f = Mbuf(m);
         if !cap.copy(core, pipelines::Frame::head(&f), pipelines::Frame::len(&f), true, tap.snaplen, now) {

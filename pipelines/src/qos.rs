@@ -133,9 +133,7 @@ impl MeterState {
             }
         }
     }
-}
 
-impl MeterState {
     /// Colours a packet needing `need` scaled tokens, without refilling first.
     #[inline]
     fn take(&mut self, cfg: &MeterConfig, need: u128) -> Color {

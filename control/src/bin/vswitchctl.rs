@@ -782,7 +782,7 @@ fn write_capture(path: &PathBuf, result: serde_json::Value, json: bool) -> Resul
     let mut w = pcap_file::pcap::PcapWriter::with_header(std::io::BufWriter::new(f), header)
         .map_err(|e| format!("writing {}: {e}", path.display()))?;
     for p in &c.packets {
-        let data = unhex(&p.data).ok_or("vswitchd sent a packet that is not hex")?;
+        let data = control::trace::parse_hex(&p.data).map_err(|e| format!("vswitchd sent a bad packet: {e}"))?;
         let pkt = pcap_file::pcap::PcapPacket::new_owned(
             std::time::Duration::from_nanos(p.ts_ns),
             p.orig_len.max(data.len() as u32),
@@ -810,15 +810,6 @@ fn write_capture(path: &PathBuf, result: serde_json::Value, json: bool) -> Resul
     Ok(())
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    if !b.len().is_multiple_of(2) {
-        return None;
-    }
-    let nib = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    b.chunks(2).map(|p| Some(nib(p[0])? << 4 | nib(p[1])?)).collect()
-}
-
 /// Frame `index` of a pcap file, in hex.
 fn frame_from_pcap(path: &PathBuf, index: usize) -> Result<String, String> {
     let f = std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
@@ -828,7 +819,7 @@ fn frame_from_pcap(path: &PathBuf, index: usize) -> Result<String, String> {
     while let Some(p) = r.next_packet() {
         let p = p.map_err(|e| format!("reading {}: {e}", path.display()))?;
         if i == index {
-            return Ok(p.data.iter().map(|b| format!("{b:02x}")).collect());
+            return Ok(control::trace::to_hex(&p.data));
         }
         i += 1;
     }
