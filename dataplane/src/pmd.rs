@@ -208,14 +208,19 @@ fn poll(shared: &Shared, me: usize) {
     let mut idle_rounds = 0u32;
     let mut exchange_in = LATENCY_EXCHANGE_ROUNDS;
     // One TSC read per round (each costs tens of cycles, a few percent of a burst): the
-    // start of a round ends the previous one, which is counted busy or idle then.
+    // start of a round ends the previous one, which is counted busy or idle then; a round
+    // that sent packets starts with the TSC read after its last tx burst.
     let mut round_start = crate::tsc();
     let mut last_got = 0u64;
     while !shared.stop.load(Relaxed) {
         reader.refresh();
         let snap = reader.snapshot();
         core.tx.tap = snap.capture.filter(|t| t.tx);
-        let t0 = crate::tsc();
+        // A round that sent packets ended with a TSC read; nothing of note ran since.
+        let t0 = match std::mem::take(&mut core.tx.sent_tsc) {
+            0 => crate::tsc(),
+            t => t,
+        };
         let c = core.counters;
         if last_got > 0 {
             c.busy_cycles.add(t0.wrapping_sub(round_start));
@@ -268,6 +273,7 @@ impl Core<'_> {
         if n == 0 {
             return 0;
         }
+        self.tx.sent_tsc = 0;
         if self.rx_tsc_used {
             // A later burst of the same round: its own stamp.
             self.rx_tsc = crate::tsc();
@@ -283,7 +289,7 @@ impl Core<'_> {
         let slot = snap.ports[port as usize];
         if let Some(peer) = slot.xconnect {
             if snap.ports[peer as usize].active {
-                self.tx.push(peer, &self.frames[..n], self.rx_tsc, self.counters);
+                self.tx.push(peer, &self.frames[..n], bytes as u64, self.rx_tsc, self.counters);
             } else {
                 self.drop_all(n, port, DropReason::NoXconnect);
             }

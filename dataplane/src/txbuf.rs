@@ -16,9 +16,27 @@ const _: () = assert!(MAX_PORTS <= 64, "the dirty mask is a u64");
 
 struct TxBuf {
     len: usize,
+    /// Bytes of the packets waiting, summed as they are queued (the caller often knows
+    /// them already: a cross-connect forwards the burst it just counted).
+    bytes: u64,
     pkts: [*mut rte_mbuf; 2 * BURST],
-    /// TSC of the rx burst each packet came in.
-    rx_tsc: [u64; 2 * BURST],
+    /// The packets by the rx burst they came in: (its TSC, how many), in queue order.
+    /// Mostly one run per buffer, so one histogram update per tx burst.
+    runs: [(u64, u32); 2 * BURST],
+    nruns: usize,
+}
+
+impl TxBuf {
+    #[inline(always)]
+    fn stamp(&mut self, rx_tsc: u64, n: u32) {
+        match self.runs[..self.nruns].last_mut() {
+            Some((t, k)) if *t == rx_tsc => *k += n,
+            _ => {
+                self.runs[self.nruns] = (rx_tsc, n);
+                self.nruns += 1;
+            }
+        }
+    }
 }
 
 pub(crate) struct TxBuffers<'a> {
@@ -31,6 +49,9 @@ pub(crate) struct TxBuffers<'a> {
     /// A capture of what one port sends, when one is running.
     pub(crate) tap: Option<CaptureTap>,
     capture: &'a Capture,
+    /// The TSC read after the last tx burst, while no packet has arrived since (else
+    /// 0): the poll loop takes it as the next round's start instead of reading again.
+    pub(crate) sent_tsc: u64,
 }
 
 impl TxBuffers<'_> {
@@ -38,20 +59,28 @@ impl TxBuffers<'_> {
     /// before the core starts polling.
     pub(crate) fn new(queue: u16, capture: &Capture) -> TxBuffers<'_> {
         let bufs = (0..MAX_PORTS)
-            .map(|_| TxBuf { len: 0, pkts: [std::ptr::null_mut(); 2 * BURST], rx_tsc: [0; 2 * BURST] })
+            .map(|_| TxBuf {
+                len: 0,
+                bytes: 0,
+                pkts: [std::ptr::null_mut(); 2 * BURST],
+                runs: [(0, 0); 2 * BURST],
+                nruns: 0,
+            })
             .collect();
-        TxBuffers { queue, bufs, dirty: 0, latency: latency::histogram(), tap: None, capture }
+        TxBuffers { queue, bufs, dirty: 0, latency: latency::histogram(), tap: None, capture, sent_tsc: 0 }
     }
 
-    /// Queues up to `BURST` packets for `port`; sends once a burst has collected.
+    /// Queues up to `BURST` packets of `bytes` bytes in all for `port`; sends once a
+    /// burst has collected.
     #[inline]
-    pub(crate) fn push(&mut self, port: u16, pkts: &[Mbuf], rx_tsc: u64, counters: &CoreCounters) {
+    pub(crate) fn push(&mut self, port: u16, pkts: &[Mbuf], bytes: u64, rx_tsc: u64, counters: &CoreCounters) {
         debug_assert!(pkts.len() <= BURST);
         let b = &mut self.bufs[port as usize];
+        b.bytes += bytes;
         for (d, s) in b.pkts[b.len..b.len + pkts.len()].iter_mut().zip(pkts) {
             *d = s.0;
         }
-        b.rx_tsc[b.len..b.len + pkts.len()].fill(rx_tsc);
+        b.stamp(rx_tsc, pkts.len() as u32);
         b.len += pkts.len();
         self.dirty |= 1 << port;
         if b.len >= BURST {
@@ -63,8 +92,10 @@ impl TxBuffers<'_> {
     #[inline]
     pub(crate) fn push_one(&mut self, port: u16, m: *mut rte_mbuf, rx_tsc: u64, counters: &CoreCounters) {
         let b = &mut self.bufs[port as usize];
+        // SAFETY: `m` is an mbuf this core owns (the caller hands it over).
+        b.bytes += unsafe { (*m).pkt_len } as u64;
         b.pkts[b.len] = m;
-        b.rx_tsc[b.len] = rx_tsc;
+        b.stamp(rx_tsc, 1);
         b.len += 1;
         self.dirty |= 1 << port;
         if b.len >= BURST {
@@ -85,16 +116,10 @@ impl TxBuffers<'_> {
     fn flush(&mut self, port: u16, counters: &CoreCounters) {
         self.dirty &= !(1 << port);
         let b = &mut self.bufs[port as usize];
-        let n = b.len;
-        b.len = 0;
+        let (n, mut bytes) = (b.len, b.bytes);
+        (b.len, b.bytes) = (0, 0);
         if n == 0 {
             return;
-        }
-        // Sum lengths before sending: a sent mbuf may be freed and reused at once.
-        let mut bytes = 0u64;
-        for &m in &b.pkts[..n] {
-            // SAFETY: every buffered pointer is an mbuf this core owns until tx_burst.
-            bytes += unsafe { (*m).pkt_len } as u64;
         }
         if let Some(tap) = self.tap.filter(|t| t.port == port) {
             // A core's tx queue number is its core index.
@@ -103,7 +128,10 @@ impl TxBuffers<'_> {
         // SAFETY: the port is active in the snapshot this core runs on, and `queue` is
         // this core's own tx queue on it: no other thread uses it.
         let sent = unsafe { dpdk_sys::vs_eth_tx_burst(port, self.queue, b.pkts.as_mut_ptr(), n as u16) } as usize;
-        record_latency(&mut self.latency, &b.rx_tsc[..sent]);
+        let now = crate::tsc();
+        self.sent_tsc = now;
+        record_latency(&mut self.latency, now, &b.runs[..b.nruns], sent as u32);
+        b.nruns = 0;
         let pc = &counters.ports[port as usize];
         if sent < n {
             for &m in &b.pkts[sent..n] {
@@ -119,21 +147,18 @@ impl TxBuffers<'_> {
     }
 }
 
-/// Records the time inside the switch of packets just sent: one histogram update per
-/// run of packets from the same rx burst (usually one per tx burst).
+/// Records the time inside the switch of the first `sent` packets of `runs`, sent at
+/// `now` (the rest were not sent).
 #[inline]
-fn record_latency(h: &mut Histogram, rx_tsc: &[u64]) {
-    let Some(&first) = rx_tsc.first() else { return };
-    let now = crate::tsc();
-    let (mut stamp, mut run) = (first, 0u64);
-    for &t in rx_tsc {
-        if t != stamp {
-            latency::record(h, now.wrapping_sub(stamp), run);
-            (stamp, run) = (t, 0);
+fn record_latency(h: &mut Histogram, now: u64, runs: &[(u64, u32)], mut sent: u32) {
+    for &(stamp, n) in runs {
+        let n = n.min(sent);
+        if n == 0 {
+            break;
         }
-        run += 1;
+        latency::record(h, now.wrapping_sub(stamp), n as u64);
+        sent -= n;
     }
-    latency::record(h, now.wrapping_sub(stamp), run);
 }
 
 /// Copies packets for a running capture (before they are sent: after, they are not ours).
@@ -145,5 +170,36 @@ fn tap_copy(cap: &Capture, core: usize, tap: CaptureTap, pkts: &[*mut rte_mbuf],
         if !cap.copy(core, pipelines::Frame::head(&f), pipelines::Frame::len(&f), true, tap.snaplen, now) {
             counters.capture_lost.add(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buf() -> TxBuf {
+        TxBuf { len: 0, bytes: 0, pkts: [std::ptr::null_mut(); 2 * BURST], runs: [(0, 0); 2 * BURST], nruns: 0 }
+    }
+
+    #[test]
+    fn packets_from_one_rx_burst_share_a_run() {
+        let mut b = buf();
+        b.stamp(100, 32);
+        b.stamp(100, 1);
+        b.stamp(200, 1);
+        b.stamp(100, 2);
+        assert_eq!(&b.runs[..b.nruns], &[(100, 33), (200, 1), (100, 2)]);
+    }
+
+    #[test]
+    fn only_sent_packets_are_timed() {
+        let mut h = latency::histogram();
+        record_latency(&mut h, 1000, &[(100, 3), (200, 2), (300, 4)], 4);
+        assert_eq!(h.len(), 4);
+        assert_eq!(h.count_at(900), 3);
+        assert_eq!(h.count_at(800), 1);
+        assert_eq!(h.count_at(700), 0, "the third run was not sent");
+        record_latency(&mut h, 1000, &[(100, 3)], 0);
+        assert_eq!(h.len(), 4);
     }
 }
