@@ -331,33 +331,56 @@ impl Core<'_> {
                 self.sample(snap, port, from_vm, i as usize);
             }
         }
-        for i in 0..n {
-            self.dispatch(snap, port, from_vm, i);
+        let mut i = 0;
+        while i < n {
+            i = self.dispatch(snap, port, from_vm, i, n);
         }
         self.free_dead();
         n
     }
 
-    /// Carries out packet i's action.
+    /// Carries out packet i's action and that of the packets after it (up to n) with
+    /// the same action and rule counters; returns the index after them. A burst is
+    /// mostly one run to one port: it is counted and queued in one step.
     #[inline]
-    fn dispatch(&mut self, snap: &Snapshot, in_port: u16, from_vm: bool, i: usize) {
-        let m = self.frames[i];
+    fn dispatch(&mut self, snap: &Snapshot, in_port: u16, from_vm: bool, i: usize, n: usize) -> usize {
         let meta = &self.meta[i];
-        for slot in [meta.acl_in, meta.acl_out] {
+        let (action, acl_in, acl_out) = (meta.action, meta.acl_in, meta.acl_out);
+        let mut end = i + 1;
+        if matches!(action, Action::Tx(_)) {
+            while end < n {
+                let next = &self.meta[end];
+                if next.action != action || next.acl_in != acl_in || next.acl_out != acl_out {
+                    break;
+                }
+                end += 1;
+            }
+        }
+        for slot in [acl_in, acl_out] {
             if slot != 0 {
                 if let Some(c) = self.counters.acl_hits.get(slot as usize - 1) {
-                    c.add(1);
+                    c.add((end - i) as u64);
                 }
             }
         }
-        match self.meta[i].action {
-            Action::Tx(p) if snap.ports[p as usize].active => self.tx.push_one(p, m.0, self.rx_tsc, self.counters),
-            Action::Tx(_) => self.kill(m, in_port, DropReason::NoXconnect),
+        let m = self.frames[i];
+        match action {
+            Action::Tx(p) if snap.ports[p as usize].active => {
+                let run = &self.frames[i..end];
+                let bytes = run.iter().map(|f| f.len() as u64).sum();
+                self.tx.push(p, run, bytes, self.rx_tsc, self.counters);
+            }
+            Action::Tx(_) => {
+                for k in i..end {
+                    self.kill(self.frames[k], in_port, DropReason::NoXconnect);
+                }
+            }
             Action::Drop(r) => self.kill(m, in_port, r),
             Action::Flood { vni } => self.flood(snap, in_port, from_vm, vni, i),
             Action::Punt => self.punt(m, in_port),
             Action::Continue => self.kill(m, in_port, DropReason::NoXconnect),
         }
+        end
     }
 
     /// Broadcast, multicast and unknown unicast: a copy to every other local port of the

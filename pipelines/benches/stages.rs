@@ -136,6 +136,16 @@ fn bench(c: &mut Criterion) {
             b.iter(|| meta.iter().filter(|m| t.acl.check(1, Direction::In, black_box(m)).0 == Verdict::Allow).count())
         });
     }
+    // The ingress stage as the pipeline runs it: one classification per run of packets
+    // the rules cannot tell apart.
+    for n in [1u32, 10000] {
+        let t = tables(n);
+        g.bench_with_input(BenchmarkId::new("acl_ingress_batch", n), &n, |b, _| {
+            let (_, mut meta) = batch();
+            let acl = t.acl.ports[1].as_ref().expect("port 1 has rules");
+            b.iter(|| acl.ingress_batch(black_box(&mut meta)))
+        });
+    }
     let t = tables(0);
     g.bench_function("encap", |b| {
         let (frames, meta) = batch();

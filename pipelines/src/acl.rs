@@ -7,7 +7,8 @@
 //! highest priority they hold down and stopping once no group left can beat the best
 //! match. Cost grows with the number of distinct prefix-length pairs, not the number of
 //! rules. Higher priority wins; equal priorities go to the lower rule id.
-use crate::meta::{IpKey, Meta};
+use crate::meta::{Action, IpKey, Meta};
+use crate::DropReason;
 use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
 
@@ -168,11 +169,14 @@ pub struct Classifier {
 pub struct AclKey {
     src: IpKey,
     dst: IpKey,
-    sport: u16,
-    dport: u16,
-    proto: u8,
-    ip_version: u8,
-    l4: bool,
+    /// Ports, protocol, IP version and whether the L4 header is there, in one word:
+    /// `(sport, dport, proto, ip_version, l4)` from bit 0 up.
+    rest: u64,
+}
+
+impl AclKey {
+    /// A key no packet has (IP version 0xff), to start a batch with.
+    const NONE: AclKey = AclKey { src: 0, dst: 0, rest: 0xff << 40 };
 }
 
 impl std::fmt::Debug for Classifier {
@@ -211,15 +215,12 @@ impl Classifier {
     /// The fields of `m` this rule set can tell apart.
     #[inline(always)]
     pub fn key(&self, m: &Meta) -> AclKey {
-        AclKey {
-            src: m.ip_src & self.src_mask,
-            dst: m.ip_dst & self.dst_mask,
-            sport: m.sport & self.sport_mask,
-            dport: m.dport & self.dport_mask,
-            proto: m.proto,
-            ip_version: m.ip_version,
-            l4: m.l4 != 0,
-        }
+        let rest = (m.sport & self.sport_mask) as u64
+            | ((m.dport & self.dport_mask) as u64) << 16
+            | (m.proto as u64) << 32
+            | (m.ip_version as u64) << 40
+            | ((m.l4 != 0) as u64) << 48;
+        AclKey { src: m.ip_src & self.src_mask, dst: m.ip_dst & self.dst_mask, rest }
     }
 
     pub fn len(&self) -> usize {
@@ -308,12 +309,45 @@ impl AclTables {
                 return answer;
             }
         }
-        let answer = match c.classify(m) {
-            Some(r) => (r.verdict, Some(r.counter)),
-            None => (acl.default, None),
-        };
+        let answer = acl.answer(c, m);
         cache.last = Some((port, dir, key, answer));
         answer
+    }
+}
+
+impl PortAcl {
+    /// What `c` (one of this port's classifiers) answers for `m`: out of line, so the
+    /// loops that mostly reuse an answer stay small.
+    #[inline(never)]
+    fn answer(&self, c: &Classifier, m: &Meta) -> AclAnswer {
+        match c.classify(m) {
+            Some(r) => (r.verdict, Some(r.counter)),
+            None => (self.default, None),
+        }
+    }
+
+    /// The ingress rules over a batch from the VM: every packet still undecided gets the
+    /// deciding rule's counter slot + 1 in `acl_in` (0: the default decided) and, when
+    /// denied, its drop. A run of packets the rules cannot tell apart (equal `AclKey`s)
+    /// is classified once.
+    #[inline]
+    pub fn ingress_batch(&self, meta: &mut [Meta]) {
+        let c = &self.ingress;
+        let (mut last, mut answer) = (AclKey::NONE, (self.default, None));
+        for m in meta.iter_mut() {
+            if m.action != Action::Continue {
+                continue;
+            }
+            let key = c.key(m);
+            if key != last {
+                (last, answer) = (key, self.answer(c, m));
+            }
+            let (verdict, hit) = answer;
+            m.acl_in = hit.map_or(0, |h| h + 1);
+            if verdict == Verdict::Deny {
+                m.action = Action::Drop(DropReason::AclDenyIn);
+            }
+        }
     }
 }
 

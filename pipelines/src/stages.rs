@@ -76,7 +76,9 @@ fn plain_out(t: &L2Tables, p: PortId) -> bool {
         && t.qos.port(p).is_none_or(|q| q.egress.is_none())
 }
 
-/// Frames from a VM port in `vni`.
+/// Frames from a VM port in `vni`. Stage by stage over the batch (the architecture's
+/// order: admission, policer, security group, then switching), so each stage's loop is
+/// small and keeps its tables at hand; a stage skips packets an earlier one decided.
 pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
     ctx: &Ctx,
     port: PortId,
@@ -87,82 +89,149 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
     sink: &mut S,
 ) {
     let t = ctx.tables;
-    let serves = t.networks.contains_key(&vni);
+    let n = frames.len().min(meta.len());
+    let (frames, meta) = (&mut frames[..n], &mut meta[..n]);
     let qos = t.qos.port(port).copied().unwrap_or_default();
-    // A VM's burst is mostly one source MAC to one destination MAC: look each up once
-    // per run of equal MACs (the tables are frozen for the batch).
-    let mut learned: Option<Mac> = None;
-    let mut fib = FibCache::default();
-    // Ingress and egress answers are cached apart: they alternate packet by packet.
-    let (mut acl_in, mut acl_out) = (AclCache::default(), AclCache::default());
-    // The policer, once for the whole burst when all of it is green (a policer with
-    // room to spare); else packet by packet below.
-    let policed = frames.iter().zip(meta.iter()).filter(|(_, m)| m.action == Action::Continue && !m.src.is_multicast());
-    let (bytes, packets) = policed.fold((0, 0), |(b, n), (f, _)| (b + f.len() as u64, n + 1));
-    let all_green = !serves || core.meters.all_green(&qos, port, Direction::In, ctx.clock, bytes, packets);
-    for i in 0..frames.len().min(meta.len()) {
-        let (f, (done, rest)) = (&mut frames[i], meta.split_at_mut(i));
-        let m = &mut rest[0];
-        if m.repeat {
-            match done.last() {
-                // Same MACs and tag on a plain port, delivered to a plain local port: the
-                // same decision.
-                Some(prev) if matches!(prev.action, Action::Tx(p) if plain_out(t, p)) => {
-                    *m = *prev;
-                    continue;
+    let mut l2 = Switching::default();
+    if plain_in(t, port) {
+        // No policer, no security group: admission and switching, frame by frame, so a
+        // repeated frame can take the decision of the one before it.
+        for (i, f) in frames.iter_mut().enumerate() {
+            let (done, rest) = meta.split_at_mut(i);
+            let m = &mut rest[0];
+            if m.repeat {
+                match done.last() {
+                    // Same MACs and tag on a plain port, delivered to a plain local port: the
+                    // same decision.
+                    Some(prev) if matches!(prev.action, Action::Tx(p) if plain_out(t, p)) => {
+                        *m = *prev;
+                        continue;
+                    }
+                    _ => parse(f.head(), m),
                 }
-                _ => parse(f.head(), m),
+            }
+            if admit(t, vni, m) {
+                l2.switch(ctx, port, vni, qos.outer_dscp, f, m, core, sink);
             }
         }
-        if m.action != Action::Continue {
-            continue;
+        return;
+    }
+    // Admission, and the policer's burst: once for the whole burst when all of it is
+    // green (a policer with room to spare), else packet by packet.
+    let (mut bytes, mut packets) = (0, 0);
+    for (f, m) in frames.iter().zip(meta.iter_mut()) {
+        if admit(t, vni, m) {
+            bytes += f.len() as u64;
+            packets += 1;
         }
-        m.vni = vni;
-        if !serves {
-            m.action = Action::Drop(DropReason::VniUnknown);
-            continue;
-        }
-        if m.src.is_multicast() {
-            m.action = Action::Drop(DropReason::BadSrcMac);
-            continue;
-        }
-        // The policer first (the architecture's order: policer, then ACL).
-        match if all_green {
-            ColorAction::Pass
-        } else {
-            core.meters.act(&qos, port, Direction::In, ctx.clock, f.len() as u64)
-        } {
-            ColorAction::Pass => {}
-            ColorAction::Remark(d) => {
-                crate::qos::set_dscp(f, m, d);
-            }
-            ColorAction::Drop => {
-                m.action = Action::Drop(DropReason::Policed);
+    }
+    if packets > 0 && !core.meters.all_green(&qos, port, Direction::In, ctx.clock, bytes, packets) {
+        for (f, m) in frames.iter_mut().zip(meta.iter_mut()) {
+            if m.action != Action::Continue {
                 continue;
             }
+            match core.meters.act(&qos, port, Direction::In, ctx.clock, f.len() as u64) {
+                ColorAction::Pass => {}
+                ColorAction::Remark(d) => {
+                    crate::qos::set_dscp(f, m, d);
+                }
+                ColorAction::Drop => m.action = Action::Drop(DropReason::Policed),
+            }
         }
-        // Security group before learning: a denied frame teaches the switch nothing.
-        let (verdict, hit) = t.acl.check_with(&mut acl_in, port, Direction::In, m);
-        m.acl_in = hit.map_or(0, |c| c + 1);
-        if verdict == Verdict::Deny {
-            m.action = Action::Drop(DropReason::AclDenyIn);
-            continue;
+    }
+    // Security group before learning: a denied frame teaches the switch nothing.
+    if let Some(Some(acl)) = t.acl.ports.get(port as usize) {
+        acl.ingress_batch(meta);
+    }
+    for (f, m) in frames.iter_mut().zip(meta.iter_mut()) {
+        if m.action == Action::Continue {
+            l2.switch(ctx, port, vni, qos.outer_dscp, f, m, core, sink);
         }
-        if learned != Some(m.src) {
+    }
+}
+
+/// Admits a parsed frame into `vni` on its way from a VM (setting its VNI): false and a
+/// drop when the switch does not serve the VNI, the source MAC is multicast, or an
+/// earlier stage already decided.
+#[inline(always)]
+fn admit(t: &L2Tables, vni: u32, m: &mut Meta) -> bool {
+    if m.action != Action::Continue {
+        return false;
+    }
+    m.vni = vni;
+    if !t.networks.contains_key(&vni) {
+        m.action = Action::Drop(DropReason::VniUnknown);
+        return false;
+    }
+    if m.src.is_multicast() {
+        m.action = Action::Drop(DropReason::BadSrcMac);
+        return false;
+    }
+    true
+}
+
+/// The switching stage of a VM's batch: learn the source, look up the destination,
+/// deliver locally or encapsulate. A VM's burst is mostly one source MAC to one
+/// destination MAC: each is looked up once per run of equal MACs (the tables are frozen
+/// for the batch).
+#[derive(Default)]
+struct Switching<'t> {
+    learned: Option<Mac>,
+    fib: FibCache<'t>,
+    acl_out: AclCache,
+    encapsulator: vxlan::Encapsulator,
+}
+
+impl<'t> Switching<'t> {
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn switch<F: Frame, S: Sink<LearnEvent>>(
+        &mut self,
+        ctx: &Ctx<'t>,
+        port: PortId,
+        vni: u32,
+        outer_dscp: Option<u8>,
+        f: &mut F,
+        m: &mut Meta,
+        core: &mut PerCore,
+        sink: &mut S,
+    ) {
+        let t = ctx.tables;
+        if self.learned != Some(m.src) {
             let ev = LearnEvent { vni, mac: m.src, target: FibTarget::Port(port) };
             core.learner.observe(t.lookup(vni, m.src), ev, ctx.clock, sink);
-            learned = Some(m.src);
+            self.learned = Some(m.src);
         }
         if m.dst.is_multicast() {
             m.action = Action::Flood { vni };
-            continue;
+            return;
         }
-        m.action = match fib.lookup(t, vni, m.dst) {
+        m.action = match self.fib.lookup(t, vni, m.dst) {
             Some(FibTarget::Port(p)) if p == port => Action::Drop(DropReason::SamePort),
-            Some(FibTarget::Port(p)) => to_vm(ctx, p, f, m, &mut core.meters, &mut acl_out),
-            Some(FibTarget::Vtep(ip)) => encap_to(t, f, m, vni, fib.remote(t, ip), qos.outer_dscp),
+            Some(FibTarget::Port(p)) => to_vm(ctx, p, f, m, &mut core.meters, &mut self.acl_out),
+            Some(FibTarget::Vtep(ip)) => self.encap(t, f, m, vni, ip, outer_dscp),
             None => Action::Flood { vni },
         };
+    }
+
+    /// Encapsulates toward remote VTEP `ip`, deciding the action.
+    #[inline(always)]
+    fn encap<F: Frame>(
+        &mut self,
+        t: &'t L2Tables,
+        f: &mut F,
+        m: &Meta,
+        vni: u32,
+        ip: u32,
+        outer_dscp: Option<u8>,
+    ) -> Action {
+        let Some(vtep) = &t.vtep else { return Action::Drop(DropReason::NoVtep) };
+        // None while its next hop is unresolved.
+        let Some(remote) = self.fib.remote(t, ip) else { return Action::Drop(DropReason::NexthopUnresolved) };
+        match self.encapsulator.encap(f, m, vni, (ip, remote), vtep, outer_dscp) {
+            Ok(()) => Action::Tx(vtep.uplink),
+            Err(r) => Action::Drop(r),
+        }
     }
 }
 
@@ -228,25 +297,6 @@ pub fn to_vm<F: Frame>(
         }
     }
     Action::Tx(p)
-}
-
-/// Encapsulates toward a remote VTEP (`remote`: its outer headers, none while its next
-/// hop is unresolved), deciding the action.
-#[inline]
-pub fn encap_to<F: Frame>(
-    t: &L2Tables,
-    f: &mut F,
-    m: &Meta,
-    vni: u32,
-    remote: Option<&Remote>,
-    outer_dscp: Option<u8>,
-) -> Action {
-    let Some(vtep) = &t.vtep else { return Action::Drop(DropReason::NoVtep) };
-    let Some(remote) = remote else { return Action::Drop(DropReason::NexthopUnresolved) };
-    match vxlan::encap(f, m, vni, remote, vtep, outer_dscp) {
-        Ok(()) => Action::Tx(vtep.uplink),
-        Err(r) => Action::Drop(r),
-    }
 }
 
 /// Frames from the uplink.

@@ -6,22 +6,54 @@ use crate::{
     wire::{be16, be32, checksum, ipv4, vxlan, Mac},
     DropReason, Frame,
 };
-use std::hash::Hasher;
 
 /// The outer UDP source port: a hash of the inner flow in 49152..=65535 (RFC 7348
 /// section 5), so the underlay's ECMP spreads flows while keeping each one in order.
+/// One multiply: the top bits of a product by an odd constant depend on every bit of
+/// the folded flow fields below them.
+#[inline]
 pub fn source_port(m: &Meta) -> u16 {
-    let mut h = rustc_hash::FxHasher::default();
-    h.write_u64(m.src.to_u64() ^ (m.dst.to_u64() << 16));
-    h.write_u128(m.ip_src ^ m.ip_dst.rotate_left(64));
-    h.write_u64(((m.proto as u64) << 32) | ((m.sport as u64) << 16) | m.dport as u64);
-    let x = h.finish();
-    49152 | ((x ^ (x >> 32) ^ (x >> 16)) as u16 & 0x3fff)
+    let ips = m.ip_src ^ m.ip_dst.rotate_left(64);
+    let l4 = ((m.proto as u64) << 32) | ((m.sport as u64) << 16) | m.dport as u64;
+    let macs = m.src.to_u64() ^ m.dst.to_u64().rotate_left(24);
+    let x = (ips as u64 ^ (ips >> 64) as u64).rotate_left(13) ^ l4.rotate_left(29) ^ macs;
+    let x = (x ^ (x >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    49152 | (x >> 50) as u16
 }
 
-/// Wraps the frame in VXLAN for `vni` toward `remote`.
+/// The DSCP/ECN byte of the outer IPv4 header: the inner packet's (RFC 7348 leaves it to
+/// the VTEP; copying keeps the tenant's marking visible to the underlay), with its DSCP
+/// replaced by `outer_dscp` when the port sets one.
+#[inline(always)]
+fn outer_tos(m: &Meta, outer_dscp: Option<u8>) -> u8 {
+    let inner_tos = if m.ip_version != 0 { m.tos } else { 0 };
+    match outer_dscp {
+        Some(d) => (d << 2) | (inner_tos & 3),
+        None => inner_tos,
+    }
+}
+
+/// The outer stack toward `remote` for an inner frame of `inner` bytes: everything but
+/// the UDP source port, which follows the inner flow.
 #[inline]
-/// `outer_dscp` overrides the DSCP copied from the inner packet.
+fn outer_header(h: &mut [u8; vxlan::OUTER_LEN], remote: &Remote, vni: u32, inner: usize, tos: u8) {
+    h.copy_from_slice(&remote.header);
+    let ip_len = (inner + vxlan::MTU_OVERHEAD) as u16;
+    let ip = vxlan::OUTER_IP;
+    h[ip + ipv4::TOTAL_LEN..ip + ipv4::TOTAL_LEN + 2].copy_from_slice(&ip_len.to_be_bytes());
+    h[ip + 1] = tos;
+    let sum = remote.ip_sum + ip_len as u32 + tos as u32;
+    h[ip + ipv4::CHECKSUM..ip + ipv4::CHECKSUM + 2].copy_from_slice(&checksum(sum).to_be_bytes());
+    let udp = vxlan::OUTER_UDP;
+    h[udp + 4..udp + 6].copy_from_slice(&(ip_len - 20).to_be_bytes());
+    // UDP checksum stays zero, as RFC 7348 recommends for IPv4.
+    let v = vxlan::OUTER_VXLAN;
+    h[v + 4..v + 7].copy_from_slice(&[(vni >> 16) as u8, (vni >> 8) as u8, vni as u8]);
+}
+
+/// Wraps the frame in VXLAN for `vni` toward `remote`. `outer_dscp` overrides the DSCP
+/// copied from the inner packet.
+#[inline]
 pub fn encap<F: Frame>(
     f: &mut F,
     m: &Meta,
@@ -30,33 +62,53 @@ pub fn encap<F: Frame>(
     vtep: &Vtep,
     outer_dscp: Option<u8>,
 ) -> Result<(), DropReason> {
-    let inner = f.len();
-    if inner + vxlan::MTU_OVERHEAD > vtep.mtu as usize {
-        return Err(DropReason::MtuExceeded);
+    Encapsulator::default().encap(f, m, vni, (0, remote), vtep, outer_dscp)
+}
+
+/// Encapsulation over a batch: the outer stack built for one packet serves the next to
+/// the same remote VTEP in the same VNI with the same length and DSCP (a VM's burst is
+/// mostly that), which then costs a copy and its source port.
+pub struct Encapsulator {
+    /// (remote VTEP IP, VNI, inner length, outer DSCP/ECN) of `header`.
+    built: Option<(u32, u32, u16, u8)>,
+    header: [u8; vxlan::OUTER_LEN],
+}
+
+impl Default for Encapsulator {
+    fn default() -> Self {
+        Encapsulator { built: None, header: [0; vxlan::OUTER_LEN] }
     }
-    let sport = source_port(m);
-    let h = f.prepend(vxlan::OUTER_LEN).ok_or(DropReason::NoHeadroom)?;
-    h.copy_from_slice(&remote.header);
-    let ip_len = (inner + vxlan::MTU_OVERHEAD) as u16;
-    let ip = vxlan::OUTER_IP;
-    h[ip + ipv4::TOTAL_LEN..ip + ipv4::TOTAL_LEN + 2].copy_from_slice(&ip_len.to_be_bytes());
-    // Copy the inner DSCP/ECN to the outer header (RFC 7348 leaves it to the VTEP; copying
-    // keeps the tenant's marking visible to the underlay).
-    let inner_tos = if m.ip_version != 0 { m.tos } else { 0 };
-    let tos = match outer_dscp {
-        Some(d) => (d << 2) | (inner_tos & 3),
-        None => inner_tos,
-    };
-    h[ip + 1] = tos;
-    let sum = remote.ip_sum + ip_len as u32 + tos as u32;
-    h[ip + ipv4::CHECKSUM..ip + ipv4::CHECKSUM + 2].copy_from_slice(&checksum(sum).to_be_bytes());
-    let udp = vxlan::OUTER_UDP;
-    h[udp..udp + 2].copy_from_slice(&sport.to_be_bytes());
-    h[udp + 4..udp + 6].copy_from_slice(&(ip_len - 20).to_be_bytes());
-    // UDP checksum stays zero, as RFC 7348 recommends for IPv4.
-    let v = vxlan::OUTER_VXLAN;
-    h[v + 4..v + 7].copy_from_slice(&[(vni >> 16) as u8, (vni >> 8) as u8, vni as u8]);
-    Ok(())
+}
+
+impl Encapsulator {
+    /// `encap`, toward `remote` (its IP and its outer headers).
+    #[inline]
+    pub fn encap<F: Frame>(
+        &mut self,
+        f: &mut F,
+        m: &Meta,
+        vni: u32,
+        (remote_ip, remote): (u32, &Remote),
+        vtep: &Vtep,
+        outer_dscp: Option<u8>,
+    ) -> Result<(), DropReason> {
+        let inner = f.len();
+        if inner + vxlan::MTU_OVERHEAD > vtep.mtu as usize {
+            return Err(DropReason::MtuExceeded);
+        }
+        let tos = outer_tos(m, outer_dscp);
+        // The MTU check bounds `inner` below 64 KiB.
+        let key = (remote_ip, vni, inner as u16, tos);
+        if self.built != Some(key) {
+            outer_header(&mut self.header, remote, vni, inner, tos);
+            self.built = Some(key);
+        }
+        let h = f.prepend(vxlan::OUTER_LEN).ok_or(DropReason::NoHeadroom)?;
+        h.copy_from_slice(&self.header);
+        let udp = vxlan::OUTER_UDP;
+        h[udp..udp + 2].copy_from_slice(&source_port(m).to_be_bytes());
+        Ok(())
+    }
 }
 
 /// What a valid VXLAN packet to our VTEP carried.

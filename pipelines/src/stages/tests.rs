@@ -318,25 +318,38 @@ fn repeated_headers_get_the_decision_each_frame_would_get() {
     assert_eq!(m[1].action, Action::Drop(DropReason::AclDenyOut), "parsed and classified on its own");
 }
 
+/// A rule on UDP to `dst` port `dport`, from anywhere.
+fn udp_rule(
+    id: u32,
+    priority: u32,
+    dst: crate::acl::Prefix,
+    dport: u16,
+    verdict: crate::acl::Verdict,
+    counter: u32,
+) -> crate::acl::Rule {
+    use crate::acl::{Family, Prefix, Rule, ANY_PORT};
+    Rule {
+        id,
+        priority,
+        family: Family::V4,
+        src: Prefix::ANY,
+        dst,
+        proto: Some(17),
+        sport: ANY_PORT,
+        dport: (dport, dport),
+        icmp_type: None,
+        verdict,
+        counter,
+    }
+}
+
 mod acl {
     use super::*;
-    use crate::acl::{AclTables, Classifier, Family, PortAcl, Prefix, Rule, Verdict, ANY_PORT};
+    use crate::acl::{AclTables, Classifier, PortAcl, Prefix, Rule, Verdict};
     use std::sync::Arc;
 
     fn rule(id: u32, priority: u32, dst: Prefix, verdict: Verdict) -> Rule {
-        Rule {
-            id,
-            priority,
-            family: Family::V4,
-            src: Prefix::ANY,
-            dst,
-            proto: Some(17),
-            sport: ANY_PORT,
-            dport: (5001, 5001),
-            icmp_type: None,
-            verdict,
-            counter: id * 10,
-        }
+        udp_rule(id, priority, dst, 5001, verdict, id * 10)
     }
 
     /// VM1: in = deny UDP/5001 to 10.1.0.2 (rule 1), default allow.
@@ -396,5 +409,110 @@ mod acl {
         assert_eq!(m[0].acl_out, 21);
         assert_eq!(m[1].action, Action::Drop(DropReason::AclDenyOut));
         assert_eq!(m[2].action, Action::Drop(DropReason::AclDenyOut), "non-IP: VM2's default (deny)");
+    }
+}
+
+mod staged {
+    //! `from_vm` runs stage by stage over a batch; its answers must be those of each
+    //! packet sent through on its own, in order, with the same meters.
+    use super::*;
+    use crate::acl::{AclTables, Classifier, PortAcl, Prefix, Rule, Verdict};
+    use crate::qos::{ColorAction, MeterConfig, Mode, PortQos, QosTables, Unit};
+    use proptest::prelude::*;
+    use std::sync::Arc;
+
+    fn rule(id: u32, priority: u32, dst: Prefix, dport: u16, verdict: Verdict) -> Rule {
+        udp_rule(id, priority, dst, dport, verdict, id)
+    }
+
+    fn ingress_rules() -> Vec<Rule> {
+        vec![
+            rule(1, 30, Prefix::v4(0x0a010003, 32), 5001, Verdict::Deny),
+            rule(2, 20, Prefix::v4(0x0a010000, 16), 5002, Verdict::Deny),
+            rule(3, 10, Prefix::v4(0x0a010000, 16), 5001, Verdict::Allow),
+        ]
+    }
+
+    /// VM1: a policer that colours a burst of 64-byte frames partly yellow (remarked) and
+    /// red (dropped), and ingress rules; VM2: egress rules; encapsulation with an outer
+    /// DSCP.
+    fn policed(outer_dscp: Option<u8>) -> L2Tables {
+        let mut t = tables();
+        let mut ports: Vec<Option<PortAcl>> = (0..16).map(|_| None).collect();
+        ports[VM1 as usize] = Some(PortAcl {
+            ingress: Classifier::new(ingress_rules()),
+            egress: Classifier::new(vec![]),
+            default: Verdict::Allow,
+        });
+        ports[VM2 as usize] = Some(PortAcl {
+            ingress: Classifier::new(vec![]),
+            egress: Classifier::new(vec![rule(4, 10, Prefix::v4(0x0a010004, 32), 5001, Verdict::Deny)]),
+            default: Verdict::Allow,
+        });
+        t.acl = Arc::new(AclTables { ports });
+        let mut qos = vec![PortQos::default(); 16];
+        qos[VM1 as usize] = PortQos {
+            ingress: Some(MeterConfig {
+                unit: Unit::Bytes,
+                mode: Mode::SrTcm { cir: 8_000, cbs: 400, ebs: 400 },
+                yellow: ColorAction::Remark(10),
+                red: ColorAction::Drop,
+            }),
+            outer_dscp,
+            ..PortQos::default()
+        };
+        t.qos = Arc::new(QosTables { ports: qos });
+        t
+    }
+
+    /// A frame from VM1: to a VM (mac 2), across VXLAN (0x22), unknown (0x99) or
+    /// broadcast; sometimes from a multicast source; to one of a few IPs and ports.
+    fn frame_of((dst, src_mc, ip, dport, len): (u8, bool, u8, u16, usize)) -> Vec<u8> {
+        let dst = match dst {
+            0 => mac(2),
+            1 => mac(0x22),
+            2 => mac(0x99),
+            _ => Mac([0xff; 6]),
+        };
+        let src = if src_mc { Mac([1, 0, 0x5e, 0, 0, 1]) } else { mac(1) };
+        let mut f = frame(dst, src, len);
+        f[33] = ip;
+        f[36..38].copy_from_slice(&dport.to_be_bytes());
+        f
+    }
+
+    proptest! {
+        #[test]
+        fn a_batch_gets_what_each_packet_gets_alone(
+            pkts in proptest::collection::vec((0..4u8, proptest::bool::weighted(0.1), 2..6u8, 5001..5003u16, 60..100usize), 1..33),
+            dscp in proptest::option::of(0..64u8),
+        ) {
+            let t = policed(dscp);
+            let pkts: Vec<Vec<u8>> = pkts.into_iter().map(frame_of).collect();
+            let ctx = Ctx { tables: &t, clock: Clock { now: 5, hz: HZ } };
+            let mut frames: Vec<VecFrame> = pkts.iter().map(|p| VecFrame::new(p)).collect();
+            let mut meta = vec![Meta::default(); frames.len()];
+            parse_vm_batch(&t, VM1, &frames, &mut meta);
+            from_vm(&ctx, VM1, 100, &mut frames, &mut meta, &mut PerCore::default(), &mut Vec::new());
+            let mut alone = PerCore::default();
+            for (i, p) in pkts.iter().enumerate() {
+                let mut f = [VecFrame::new(p)];
+                let mut m = [Meta::default()];
+                parse_batch(&f, &mut m);
+                from_vm(&ctx, VM1, 100, &mut f, &mut m, &mut alone, &mut Vec::new());
+                prop_assert_eq!(meta[i], m[0], "packet {}", i);
+                prop_assert_eq!(frames[i].bytes(), f[0].bytes(), "packet {}", i);
+                // And the security group answered what the brute-force reference does.
+                let got = &meta[i];
+                let classified = !matches!(got.action, Action::Drop(DropReason::BadSrcMac | DropReason::Policed));
+                let want = if classified {
+                    crate::acl::brute_force(&ingress_rules(), got).map_or((Verdict::Allow, 0), |r| (r.verdict, r.counter + 1))
+                } else {
+                    (Verdict::Allow, 0)
+                };
+                let denied = got.action == Action::Drop(DropReason::AclDenyIn);
+                prop_assert_eq!((denied, got.acl_in), (want.0 == Verdict::Deny, want.1), "packet {}: {:?}", i, got);
+            }
+        }
     }
 }
