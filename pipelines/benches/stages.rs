@@ -153,8 +153,10 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(
             || frames.clone(),
             |mut fr| {
+                // As the pipeline does: one encapsulator per batch.
+                let mut e = vxlan::Encapsulator::default();
                 for (f, m) in fr.iter_mut().zip(&meta) {
-                    let _ = vxlan::encap(f, m, 100, &remote, &vtep(), None);
+                    let _ = e.encap(f, m, 100, (0x0a000002, &remote), &vtep(), None);
                 }
                 fr
             },
