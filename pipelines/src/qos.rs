@@ -53,6 +53,17 @@ impl MeterConfig {
             Color::Red => self.red,
         }
     }
+
+    /// Tokens (scaled by `hz`, as the buckets hold them) that `packets` packets of
+    /// `bytes` in all take, in this meter's unit.
+    #[inline(always)]
+    fn tokens(&self, bytes: u64, packets: u64, hz: u64) -> u128 {
+        let n = match self.unit {
+            Unit::Bytes => bytes,
+            Unit::Packets => packets,
+        };
+        n as u128 * hz as u128
+    }
 }
 
 /// One meter's buckets. Starts full.
@@ -78,11 +89,7 @@ impl MeterState {
     #[inline]
     pub fn color(&mut self, cfg: &MeterConfig, now: u64, hz: u64, size: u64) -> Color {
         self.refill(cfg, now, hz);
-        let need = match cfg.unit {
-            Unit::Bytes => size as u128,
-            Unit::Packets => 1,
-        } * hz as u128;
-        self.take(cfg, need)
+        self.take(cfg, cfg.tokens(size, 1, hz))
     }
 
     /// Colours `packets` packets of `bytes` in all, arriving together at `now`, green
@@ -91,11 +98,7 @@ impl MeterState {
     #[inline]
     pub fn all_green(&mut self, cfg: &MeterConfig, now: u64, hz: u64, bytes: u64, packets: u64) -> bool {
         self.refill(cfg, now, hz);
-        let need = match cfg.unit {
-            Unit::Bytes => bytes,
-            Unit::Packets => packets,
-        } as u128
-            * hz as u128;
+        let need = cfg.tokens(bytes, packets, hz);
         match cfg.mode {
             // Green takes from Tc alone.
             Mode::SrTcm { .. } if self.tc >= need => self.tc -= need,

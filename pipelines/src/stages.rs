@@ -92,7 +92,7 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
     let n = frames.len().min(meta.len());
     let (frames, meta) = (&mut frames[..n], &mut meta[..n]);
     let qos = t.qos.port(port).copied().unwrap_or_default();
-    let mut l2 = Switching::default();
+    let mut l2 = Switching::new(port, vni, qos.outer_dscp);
     if plain_in(t, port) {
         // No policer, no security group: admission and switching, frame by frame, so a
         // repeated frame can take the decision of the one before it.
@@ -111,7 +111,7 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
                 }
             }
             if admit(t, vni, m) {
-                l2.switch(ctx, port, vni, qos.outer_dscp, f, m, core, sink);
+                l2.switch(ctx, f, m, core, sink);
             }
         }
         return;
@@ -145,7 +145,7 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
     }
     for (f, m) in frames.iter_mut().zip(meta.iter_mut()) {
         if m.action == Action::Continue {
-            l2.switch(ctx, port, vni, qos.outer_dscp, f, m, core, sink);
+            l2.switch(ctx, f, m, core, sink);
         }
     }
 }
@@ -174,8 +174,11 @@ fn admit(t: &L2Tables, vni: u32, m: &mut Meta) -> bool {
 /// deliver locally or encapsulate. A VM's burst is mostly one source MAC to one
 /// destination MAC: each is looked up once per run of equal MACs (the tables are frozen
 /// for the batch).
-#[derive(Default)]
 struct Switching<'t> {
+    /// The VM port the batch came in on, its VNI, and the outer DSCP it sets, if any.
+    port: PortId,
+    vni: u32,
+    outer_dscp: Option<u8>,
     learned: Option<Mac>,
     fib: FibCache<'t>,
     acl_out: AclCache,
@@ -183,20 +186,28 @@ struct Switching<'t> {
 }
 
 impl<'t> Switching<'t> {
-    #[allow(clippy::too_many_arguments)]
+    fn new(port: PortId, vni: u32, outer_dscp: Option<u8>) -> Self {
+        Switching {
+            port,
+            vni,
+            outer_dscp,
+            learned: None,
+            fib: FibCache::default(),
+            acl_out: AclCache::default(),
+            encapsulator: vxlan::Encapsulator::default(),
+        }
+    }
+
     #[inline(always)]
     fn switch<F: Frame, S: Sink<LearnEvent>>(
         &mut self,
         ctx: &Ctx<'t>,
-        port: PortId,
-        vni: u32,
-        outer_dscp: Option<u8>,
         f: &mut F,
         m: &mut Meta,
         core: &mut PerCore,
         sink: &mut S,
     ) {
-        let t = ctx.tables;
+        let (t, port, vni) = (ctx.tables, self.port, self.vni);
         if self.learned != Some(m.src) {
             let ev = LearnEvent { vni, mac: m.src, target: FibTarget::Port(port) };
             core.learner.observe(t.lookup(vni, m.src), ev, ctx.clock, sink);
@@ -209,26 +220,18 @@ impl<'t> Switching<'t> {
         m.action = match self.fib.lookup(t, vni, m.dst) {
             Some(FibTarget::Port(p)) if p == port => Action::Drop(DropReason::SamePort),
             Some(FibTarget::Port(p)) => to_vm(ctx, p, f, m, &mut core.meters, &mut self.acl_out),
-            Some(FibTarget::Vtep(ip)) => self.encap(t, f, m, vni, ip, outer_dscp),
+            Some(FibTarget::Vtep(ip)) => self.encap(t, f, m, ip),
             None => Action::Flood { vni },
         };
     }
 
     /// Encapsulates toward remote VTEP `ip`, deciding the action.
     #[inline(always)]
-    fn encap<F: Frame>(
-        &mut self,
-        t: &'t L2Tables,
-        f: &mut F,
-        m: &Meta,
-        vni: u32,
-        ip: u32,
-        outer_dscp: Option<u8>,
-    ) -> Action {
+    fn encap<F: Frame>(&mut self, t: &'t L2Tables, f: &mut F, m: &Meta, ip: u32) -> Action {
         let Some(vtep) = &t.vtep else { return Action::Drop(DropReason::NoVtep) };
         // None while its next hop is unresolved.
         let Some(remote) = self.fib.remote(t, ip) else { return Action::Drop(DropReason::NexthopUnresolved) };
-        match self.encapsulator.encap(f, m, vni, (ip, remote), vtep, outer_dscp) {
+        match self.encapsulator.encap(f, m, self.vni, (ip, remote), vtep, self.outer_dscp) {
             Ok(()) => Action::Tx(vtep.uplink),
             Err(r) => Action::Drop(r),
         }
