@@ -1,9 +1,11 @@
 //! The per-batch stages of the two packet paths. Each writes an `Action` per packet;
 //! the PMD loop dispatches once the batch is through.
 //!
-//! VM port:  parse -> learn src (VNI, port) -> FIB (VNI, dst) -> local tx | encap -> uplink | flood
+//! VM port:  parse -> [policer -> security group in] -> learn src (VNI, port) -> FIB (VNI, dst)
+//!           -> local tx | encap -> uplink | flood
 //! Uplink:   parse -> ARP for our VTEP: answer | VXLAN checks -> strip -> parse inner
 //!           -> learn src (VNI, remote VTEP) -> FIB -> local tx | flood to local ports
+//! Local tx: [security group out -> rate limit], as its own stage after switching
 use crate::{
     acl::{AclCache, Direction, Verdict},
     learn::{Clock, LearnEvent, Learner, Sink},
@@ -71,9 +73,20 @@ fn plain_in(t: &L2Tables, port: PortId) -> bool {
 /// rate limit).
 #[inline]
 fn plain_out(t: &L2Tables, p: PortId) -> bool {
-    t.vtep.is_none_or(|v| v.uplink != p)
-        && t.acl.ports.get(p as usize).is_none_or(Option::is_none)
-        && t.qos.port(p).is_none_or(|q| q.egress.is_none())
+    t.vtep.is_none_or(|v| v.uplink != p) && !egress_policy(t, p)
+}
+
+/// The port encapsulated frames leave by: from a VM, `Tx` to any other port is a local
+/// delivery.
+#[inline]
+fn uplink(t: &L2Tables) -> Option<PortId> {
+    t.vtep.as_ref().map(|v| v.uplink)
+}
+
+/// VM port `p` has an egress security group or rate limit.
+#[inline]
+fn egress_policy(t: &L2Tables, p: PortId) -> bool {
+    t.acl.ports.get(p as usize).is_some_and(Option::is_some) || t.qos.port(p).is_some_and(|q| q.egress.is_some())
 }
 
 /// Frames from a VM port in `vni`. Stage by stage over the batch (the architecture's
@@ -114,6 +127,9 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
                 l2.switch(ctx, f, m, core, sink);
             }
         }
+        if l2.egress {
+            to_vms(ctx, uplink(t), frames, meta, &mut core.meters);
+        }
         return;
     }
     // Admission, and the policer's burst: once for the whole burst when all of it is
@@ -148,6 +164,9 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
             l2.switch(ctx, f, m, core, sink);
         }
     }
+    if l2.egress {
+        to_vms(ctx, uplink(t), frames, meta, &mut core.meters);
+    }
 }
 
 /// Admits a parsed frame into `vni` on its way from a VM (setting its VNI): false and a
@@ -181,7 +200,8 @@ struct Switching<'t> {
     outer_dscp: Option<u8>,
     learned: Option<Mac>,
     fib: FibCache<'t>,
-    acl_out: AclCache,
+    /// Some packet went to a local port with egress policy: the egress stage must run.
+    egress: bool,
     encapsulator: vxlan::Encapsulator,
 }
 
@@ -193,7 +213,7 @@ impl<'t> Switching<'t> {
             outer_dscp,
             learned: None,
             fib: FibCache::default(),
-            acl_out: AclCache::default(),
+            egress: false,
             encapsulator: vxlan::Encapsulator::default(),
         }
     }
@@ -219,7 +239,10 @@ impl<'t> Switching<'t> {
         }
         m.action = match self.fib.lookup(t, vni, m.dst) {
             Some(FibTarget::Port(p)) if p == port => Action::Drop(DropReason::SamePort),
-            Some(FibTarget::Port(p)) => to_vm(ctx, p, f, m, &mut core.meters, &mut self.acl_out),
+            Some(FibTarget::Port(p)) => {
+                self.egress |= egress_policy(t, p);
+                Action::Tx(p)
+            }
             Some(FibTarget::Vtep(ip)) => self.encap(t, f, m, ip),
             None => Action::Flood { vni },
         };
@@ -273,17 +296,24 @@ impl<'t> FibCache<'t> {
     }
 }
 
+/// The egress stage, after switching: every packet delivered to a local VM port
+/// (`Tx(p)`, `p` not `uplink`) passes that port's security group and then its egress
+/// rate limit, in batch order. A run of packets to one port that its rules cannot tell
+/// apart is classified once.
+fn to_vms<F: Frame>(ctx: &Ctx, uplink: Option<PortId>, frames: &mut [F], meta: &mut [Meta], meters: &mut Meters) {
+    let mut acl = AclCache::default();
+    for (f, m) in frames.iter_mut().zip(meta.iter_mut()) {
+        match m.action {
+            Action::Tx(p) if Some(p) != uplink => m.action = to_vm(ctx, p, f, m, meters, &mut acl),
+            _ => {}
+        }
+    }
+}
+
 /// Delivery to VM port `p`, if its security group lets the packet in and its egress
 /// rate limit has room.
-#[inline]
-pub fn to_vm<F: Frame>(
-    ctx: &Ctx,
-    p: PortId,
-    f: &mut F,
-    m: &mut Meta,
-    meters: &mut Meters,
-    acl: &mut AclCache,
-) -> Action {
+#[inline(always)]
+fn to_vm<F: Frame>(ctx: &Ctx, p: PortId, f: &mut F, m: &mut Meta, meters: &mut Meters, acl: &mut AclCache) -> Action {
     let t = ctx.tables;
     let (verdict, hit) = t.acl.check_with(acl, p, Direction::Out, m);
     m.acl_out = hit.map_or(0, |c| c + 1);
@@ -315,7 +345,7 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
     // (VNI, source MAC, remote VTEP) last learned, and the last destination looked up.
     let mut learned: Option<(u32, Mac, u32)> = None;
     let mut fib = FibCache::default();
-    let mut acl = AclCache::default();
+    let mut egress = false;
     for (f, m) in frames.iter_mut().zip(meta.iter_mut()) {
         if m.action != Action::Continue {
             continue;
@@ -362,10 +392,17 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
             Some(FibTarget::Port(p)) if f.len() - m.l3 as usize > t.mtu(p) as usize => {
                 Action::Drop(DropReason::MtuExceeded)
             }
-            Some(FibTarget::Port(p)) => to_vm(ctx, p, f, m, &mut core.meters, &mut acl),
+            Some(FibTarget::Port(p)) => {
+                egress |= egress_policy(t, p);
+                Action::Tx(p)
+            }
             Some(FibTarget::Vtep(_)) => Action::Drop(DropReason::SplitHorizon),
             None => Action::Flood { vni: d.vni },
         };
+    }
+    // ARP replies go back out of `port`; every other `Tx` is a delivery to a VM.
+    if egress {
+        to_vms(ctx, Some(port), frames, meta, &mut core.meters);
     }
 }
 

@@ -433,34 +433,48 @@ mod staged {
         ]
     }
 
+    /// Rules toward VM1 and VM2 that look at the same bits but answer differently, so an
+    /// answer reused across ports shows.
+    fn egress_rules(port: PortId) -> Vec<Rule> {
+        if port == VM1 {
+            vec![
+                rule(5, 10, Prefix::v4(0x0a010004, 32), 5001, Verdict::Allow),
+                rule(6, 5, Prefix::v4(0x0a010000, 16), 5002, Verdict::Deny),
+            ]
+        } else {
+            vec![rule(4, 10, Prefix::v4(0x0a010004, 32), 5001, Verdict::Deny)]
+        }
+    }
+
     /// VM1: a policer that colours a burst of 64-byte frames partly yellow (remarked) and
-    /// red (dropped), and ingress rules; VM2: egress rules; encapsulation with an outer
-    /// DSCP.
+    /// red (dropped), and ingress rules; VM2: egress rules and a rate limit that does the
+    /// same; encapsulation with an outer DSCP.
     fn policed(outer_dscp: Option<u8>) -> L2Tables {
         let mut t = tables();
+        t.fib.insert(fib_key(100, mac(1)), FibEntry { target: FibTarget::Port(VM1), is_static: true });
         let mut ports: Vec<Option<PortAcl>> = (0..16).map(|_| None).collect();
         ports[VM1 as usize] = Some(PortAcl {
             ingress: Classifier::new(ingress_rules()),
-            egress: Classifier::new(vec![]),
+            egress: Classifier::new(egress_rules(VM1)),
             default: Verdict::Allow,
         });
         ports[VM2 as usize] = Some(PortAcl {
             ingress: Classifier::new(vec![]),
-            egress: Classifier::new(vec![rule(4, 10, Prefix::v4(0x0a010004, 32), 5001, Verdict::Deny)]),
+            egress: Classifier::new(egress_rules(VM2)),
             default: Verdict::Allow,
         });
         t.acl = Arc::new(AclTables { ports });
         let mut qos = vec![PortQos::default(); 16];
-        qos[VM1 as usize] = PortQos {
-            ingress: Some(MeterConfig {
-                unit: Unit::Bytes,
-                mode: Mode::SrTcm { cir: 8_000, cbs: 400, ebs: 400 },
-                yellow: ColorAction::Remark(10),
-                red: ColorAction::Drop,
-            }),
-            outer_dscp,
-            ..PortQos::default()
+        // 8 kB/s with a few frames of burst: a batch of 60-100 byte frames turns yellow
+        // (remarked), then red (dropped).
+        let meter = |bucket, dscp| MeterConfig {
+            unit: Unit::Bytes,
+            mode: Mode::SrTcm { cir: 8_000, cbs: bucket, ebs: bucket },
+            yellow: ColorAction::Remark(dscp),
+            red: ColorAction::Drop,
         };
+        qos[VM1 as usize] = PortQos { ingress: Some(meter(400, 10)), outer_dscp, ..PortQos::default() };
+        qos[VM2 as usize] = PortQos { egress: Some(meter(300, 12)), ..PortQos::default() };
         t.qos = Arc::new(QosTables { ports: qos });
         t
     }
@@ -513,6 +527,58 @@ mod staged {
                 let denied = got.action == Action::Drop(DropReason::AclDenyIn);
                 prop_assert_eq!((denied, got.acl_in), (want.0 == Verdict::Deny, want.1), "packet {}: {:?}", i, got);
             }
+        }
+    }
+
+    /// A frame from the remote VTEP: an inner frame as `frame_of` makes them, to VM2
+    /// (egress rules and rate limit), VM1 (none), a remote MAC (split horizon) or
+    /// broadcast; now and then one in an unknown VNI.
+    fn vxlan_of((dst, src_mc, ip, dport, len): (u8, bool, u8, u16, usize), vni_known: bool) -> Vec<u8> {
+        let inner_dst = [2, 1, 0x22, 0xff][dst as usize];
+        let mut inner = frame_of((if inner_dst == 1 { 0 } else { dst }, src_mc, ip, dport, len));
+        if inner_dst == 1 {
+            inner[..6].copy_from_slice(&mac(1).0);
+        }
+        inner[6..12].copy_from_slice(&if src_mc { [1, 0, 0x5e, 0, 0, 1] } else { mac(0x44).0 });
+        vxlan::build(mac(0xee), vtep().mac, REMOTE, &vtep(), if vni_known { 100 } else { 300 }, &inner)
+    }
+
+    proptest! {
+        #[test]
+        fn an_uplink_batch_gets_what_each_packet_gets_alone(
+            pkts in proptest::collection::vec(
+                ((0..4u8, proptest::bool::weighted(0.1), 2..6u8, 5001..5003u16, 60..100usize), proptest::bool::weighted(0.95)),
+                1..33,
+            ),
+        ) {
+            let t = policed(None);
+            let to: Vec<PortId> = pkts.iter().map(|((dst, ..), _)| [VM2, VM1, 0, 0][*dst as usize]).collect();
+            let pkts: Vec<Vec<u8>> = pkts.into_iter().map(|(p, known)| vxlan_of(p, known)).collect();
+            let ctx = Ctx { tables: &t, clock: Clock { now: 5, hz: HZ } };
+            let mut frames: Vec<VecFrame> = pkts.iter().map(|p| VecFrame::new(p)).collect();
+            let mut meta = vec![Meta::default(); frames.len()];
+            let mut events = Vec::new();
+            parse_batch(&frames, &mut meta);
+            from_uplink(&ctx, UPLINK, &mut frames, &mut meta, &mut PerCore::default(), &mut events);
+            let mut alone = PerCore::default();
+            let mut alone_events = Vec::new();
+            for (i, p) in pkts.iter().enumerate() {
+                let mut f = [VecFrame::new(p)];
+                let mut m = [Meta::default()];
+                parse_batch(&f, &mut m);
+                from_uplink(&ctx, UPLINK, &mut f, &mut m, &mut alone, &mut alone_events);
+                prop_assert_eq!(meta[i], m[0], "packet {}", i);
+                prop_assert_eq!(frames[i].bytes(), f[0].bytes(), "packet {}", i);
+                // The destination's egress rules against the brute-force answer.
+                let got = &meta[i];
+                if got.action == Action::Tx(to[i]) || got.action == Action::Drop(DropReason::AclDenyOut) {
+                    let want = crate::acl::brute_force(&egress_rules(to[i]), got).map_or((Verdict::Allow, 0), |r| (r.verdict, r.counter + 1));
+                    let denied = got.action == Action::Drop(DropReason::AclDenyOut);
+                    prop_assert_eq!((denied, got.acl_out), (want.0 == Verdict::Deny, want.1), "packet {}: {:?}", i, got);
+                }
+            }
+            // One learn event per run of one source, in both; the batch sends no more.
+            prop_assert!(events.len() <= alone_events.len());
         }
     }
 }
