@@ -8,7 +8,7 @@ a warm-up, then a window over which it reads the packets that left, the PMD core
 cycles, and its latency histogram (rx burst to tx burst). Runs alternate: every workload
 once, then again. Prints a table, writes docs/benchmarks.md (between its bench markers)
 and a PNG plot. Run through bench/run.sh, which installs and builds what this needs."""
-import argparse, datetime, json, os, platform, re, signal, statistics, subprocess, sys, tempfile, time
+import argparse, datetime, glob, json, os, platform, re, signal, statistics, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -89,6 +89,8 @@ def measure_ours(w, work, win):
                 guest.wait(10)
             except subprocess.TimeoutExpired:
                 guest.kill()
+                guest.wait()
+            release_hugepages("vsguest")
         d.send_signal(signal.SIGTERM)
         try:
             d.wait(20)
@@ -108,6 +110,14 @@ def check_metrics(lat):
     prom = float(m.group(1)) * 1e9
     if abs(prom - lat["p99_ns"]) > 0.25 * lat["p99_ns"]:
         print("\nnote: metrics p99 %.0f ns, cores p99 %.0f ns" % (prom, lat["p99_ns"]), file=sys.stderr)
+
+
+def release_hugepages(prefix):
+    """DPDK keeps an exited process's hugepage files, and with them its pages, until the
+    next start with the same prefix; testpmd's are given back here (vswitchd unlinks its
+    own)."""
+    for f in glob.glob("/dev/hugepages/%smap_*" % prefix):
+        os.remove(f)
 
 
 def start_guest(work):
@@ -140,6 +150,7 @@ def measure_w0(work, win, pcap="vm.pcap"):
     except subprocess.TimeoutExpired:
         p.kill()
         out, _ = p.communicate()
+    release_hugepages("vsbench-tpmd")
     # Per period: one block per port; port 1 (the null port) transmits what was forwarded.
     tx = [int(x) for x in re.findall(r"NIC statistics for port 1.*?Tx-pps:\s+(\d+)", out, re.S)]
     tx = tx[WARMUP:WARMUP + win] or tx

@@ -17,8 +17,10 @@ LOG=$(mktemp /tmp/vswitch-test.XXXXXX)
 trap 'rm -f "$LOG"' EXIT
 echo "== unit tests"
 cargo test --release --workspace --exclude vswitch-tests 2>&1 | tee -a "$LOG"
-# Each whole-switch test runs DPDK processes that busy-poll a core: one at a time.
+# Each whole-switch test runs DPDK processes that busy-poll a core: one at a time. They
+# run without hugepages, but for the one that checks what vswitchd does with them.
 echo "== whole-switch tests"
+reserve_hugepages 256 || { echo "cannot reserve 256 2 MiB hugepages (tests/tests/hugepages.rs needs 64)" >&2; exit 1; }
 cargo test --release -p vswitch-tests --tests -- --test-threads=1 2>&1 | tee -a "$LOG"
 
 # One closing line for the whole suite.

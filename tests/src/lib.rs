@@ -112,6 +112,8 @@ pub struct DaemonOpts {
     pub db: Option<String>,
     pub extra_args: Vec<String>,
     pub mbufs: Option<u32>,
+    /// Run on hugepages (which scripts/test.sh reserves) instead of `--no-huge`.
+    pub hugepages: bool,
 }
 
 /// A running vswitchd with its own socket, state file and DPDK file prefix.
@@ -121,6 +123,8 @@ pub struct Daemon {
     pub socket: PathBuf,
     pub db: PathBuf,
     pub log: PathBuf,
+    /// The DPDK file prefix of the running (or last) process.
+    pub prefix: String,
     opts: DaemonOpts,
 }
 
@@ -146,7 +150,7 @@ impl Daemon {
         if let Some(text) = &opts.db {
             fs::write(&db, text).unwrap();
         }
-        let mut d = Daemon { child: None, dir, socket, db, log, opts };
+        let mut d = Daemon { child: None, dir, socket, db, log, prefix: String::new(), opts };
         d.spawn();
         d
     }
@@ -164,7 +168,12 @@ impl Daemon {
         ];
         args.extend(self.opts.extra_args.iter().cloned());
         args.push("--".into());
-        args.extend(Self::eal_args(&unique("vst")));
+        self.prefix = unique("vst");
+        if self.opts.hugepages {
+            args.extend(["-l", "0-1", "--no-pci", "--file-prefix", &self.prefix].map(String::from));
+        } else {
+            args.extend(Self::eal_args(&self.prefix));
+        }
         let log = fs::File::options().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(bin("vswitchd"))
             .args(&args)

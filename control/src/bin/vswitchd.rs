@@ -7,7 +7,10 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 /// The vswitch daemon.
 ///
-/// Everything after `--` goes to DPDK's rte_eal_init untouched.
+/// Everything after `--` goes to DPDK's rte_eal_init, with one default added: hugepage
+/// files are unlinked once mapped (`--huge-unlink`), so the pages go back to the host
+/// however vswitchd exits. Any of --huge-unlink=..., --no-huge, --in-memory,
+/// --single-file-segments or --proc-type turns that default off.
 ///
 /// Examples:
 ///   vswitchd -- -l 0-1                                   # hugepages, lcore 0 control, lcore 1 PMD
@@ -72,7 +75,7 @@ fn run(args: Args) -> Result<(), String> {
     server::check_socket_free(&args.socket)?;
     let socket_gid = args.socket_group.as_deref().map(server::group_id).transpose()?;
 
-    let eal = Eal::init("vswitchd", &args.eal).map_err(|e| {
+    let eal = Eal::init("vswitchd", &eal_args(&args.eal)).map_err(|e| {
         let hint = matches!(e, dataplane::eal::EalError::InitFailed { .. }).then_some(HUGEPAGE_HINT).unwrap_or("");
         format!("EAL initialisation failed: {e}\n{hint}")
     })?;
@@ -130,6 +133,27 @@ fn run(args: Args) -> Result<(), String> {
     outcome
 }
 
+/// Options by which the user has already said how hugepage files are kept, or that
+/// there are none.
+const HUGEPAGE_FILE_OPTIONS: [&str; 5] =
+    ["--huge-unlink", "--no-huge", "--in-memory", "--single-file-segments", "--proc-type"];
+
+/// The user's EAL arguments, with `--huge-unlink` in front unless they chose how
+/// hugepage files are kept. DPDK's default keeps the files after the process exits,
+/// so a stopped or crashed switch would go on holding its hugepages until the next
+/// start with the same `--file-prefix`. Unlinked once mapped, the pages go back to the
+/// host however vswitchd exits. The cost is secondary processes (dpdk-proc-info,
+/// dpdk-pdump); `--huge-unlink=existing` (DPDK's default) brings them back.
+fn eal_args(user: &[String]) -> Vec<String> {
+    let chosen = user.iter().any(|a| {
+        HUGEPAGE_FILE_OPTIONS
+            .iter()
+            .any(|o| a.strip_prefix(o).is_some_and(|rest| rest.is_empty() || rest.starts_with('=')))
+    });
+    let own = (!chosen).then(|| "--huge-unlink".to_string());
+    own.into_iter().chain(user.iter().cloned()).collect()
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
@@ -139,5 +163,32 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::eal_args;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn hugepage_files_are_unlinked_unless_the_user_chose_otherwise() {
+        assert_eq!(eal_args(&args(&["-l", "0-1"])), args(&["--huge-unlink", "-l", "0-1"]));
+        for own in [
+            "--huge-unlink",
+            "--huge-unlink=never",
+            "--no-huge",
+            "--in-memory",
+            "--single-file-segments",
+            "--proc-type=secondary",
+        ] {
+            assert_eq!(eal_args(&args(&["-l", "0-1", own])), args(&["-l", "0-1", own]), "{own}");
+        }
+        assert_eq!(eal_args(&args(&["--proc-type", "primary"])), args(&["--proc-type", "primary"]));
+        // Only whole options count.
+        assert_eq!(eal_args(&args(&["--no-hugex"])), args(&["--huge-unlink", "--no-hugex"]));
     }
 }
