@@ -516,6 +516,7 @@ impl Overlay {
             let flood = n.flood_vteps.iter().map(|ip| u32::from(*ip)).collect();
             t.networks.insert(n.vni, Network { vni: n.vni, ports: local, flood_vteps: flood });
         }
+        t.fib.reserve(self.learned.len() + self.fib.len());
         for (&(vni, mac), l) in &self.learned {
             t.fib.insert(fib_key(vni, mac), FibEntry { target: l.target, is_static: false });
         }
