@@ -5,13 +5,14 @@ use crate::api::*;
 use ipnetwork::Ipv4Network;
 use pipelines::{
     learn::LearnEvent,
-    tables::{fib_key, FibEntry, FibTarget, L2Tables, Network, Remote, Vtep},
+    tables::{FibEntry, FibShard, FibTarget, L2Tables, Network, Remote, Vtep},
     wire::{arp, vxlan::MAX_VNI, Mac},
     PortId,
 };
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     net::Ipv4Addr,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -80,12 +81,21 @@ pub struct Overlay {
     /// Static FIB: (vni, mac) -> the spec as given.
     fib: BTreeMap<(u32, Mac), FibSpec>,
     neighbours: BTreeMap<Ipv4Addr, Mac>,
-    learned: HashMap<(u32, Mac), Learned>,
+    /// Ordered by VNI first, so one network's entries are one range.
+    learned: BTreeMap<(u32, Mac), Learned>,
     learned_per_vni: HashMap<u32, usize>,
     refused: HashMap<u32, u64>,
     moves: HashMap<u32, u64>,
     arp: HashMap<Ipv4Addr, ArpEntry>,
+    /// Compiled FIB shards still valid, per VNI: every change to a network's learned or
+    /// static entries drops its shard (`touch`), a change of port names or ids drops
+    /// them all.
+    shards: HashMap<u32, Arc<FibShard>>,
+    shard_ports: Vec<(String, Option<PortId>)>,
 }
+
+const MAC_FIRST: Mac = Mac([0; 6]);
+const MAC_LAST: Mac = Mac([0xff; 6]);
 
 fn parse_mac(field: &str, s: &str) -> Result<Mac, String> {
     let m: Mac = s.parse().map_err(|e| format!("{field}: {e}"))?;
@@ -122,7 +132,14 @@ impl Overlay {
             refused: self.refused.clone(),
             moves: self.moves.clone(),
             arp: self.arp.clone(),
+            shards: HashMap::new(),
+            shard_ports: Vec::new(),
         }
+    }
+
+    /// The compiled FIB shard of `vni` no longer matches its entries.
+    fn touch(&mut self, vni: u32) {
+        self.shards.remove(&vni);
     }
 
     /// Takes `new`'s configuration, keeping what was learned and resolved where it still
@@ -131,6 +148,7 @@ impl Overlay {
         self.networks = new.networks;
         self.vtep = new.vtep;
         self.fib = new.fib;
+        self.shards.clear();
         self.neighbours = new.neighbours;
         let gone: Vec<_> = self.learned.keys().filter(|(v, _)| !self.networks.contains_key(v)).copied().collect();
         for k in gone {
@@ -161,6 +179,7 @@ impl Overlay {
         }
         for f in fib {
             if let Ok(mac) = f.mac.parse() {
+                self.touch(f.vni);
                 self.fib.insert((f.vni, mac), f);
             }
         }
@@ -236,6 +255,7 @@ impl Overlay {
 
     fn forget(&mut self, key: (u32, Mac)) {
         if self.learned.remove(&key).is_some() {
+            self.touch(key.0);
             if let Some(c) = self.learned_per_vni.get_mut(&key.0) {
                 *c = c.saturating_sub(1);
             }
@@ -394,6 +414,7 @@ impl Overlay {
             _ => return Err("give exactly one of --port NAME or --vtep IP".into()),
         }
         let spec = FibSpec { mac: mac.to_string(), ..spec };
+        self.touch(spec.vni);
         self.fib.insert((spec.vni, mac), spec);
         Ok(())
     }
@@ -401,6 +422,7 @@ impl Overlay {
     pub fn fib_del(&mut self, vni: u32, mac: &str) -> Result<(), String> {
         let m: Mac = mac.parse().map_err(|e| format!("mac: {e}"))?;
         if self.fib.remove(&(vni, m)).is_some() {
+            self.touch(vni);
             return Ok(());
         }
         if self.learned.contains_key(&(vni, m)) {
@@ -430,6 +452,7 @@ impl Overlay {
             }
             l.target = ev.target;
             *self.moves.entry(ev.vni).or_default() += 1;
+            self.touch(ev.vni);
             return true;
         }
         let count = self.learned_per_vni.entry(ev.vni).or_default();
@@ -439,6 +462,7 @@ impl Overlay {
         }
         *count += 1;
         self.learned.insert(key, Learned { target: ev.target, last_seen: now });
+        self.touch(ev.vni);
         true
     }
 
@@ -501,8 +525,43 @@ impl Overlay {
         })
     }
 
-    /// The tables for the next snapshot.
-    pub fn compile(&self, ports: &[PortRef], max_ports: usize) -> L2Tables {
+    /// The VNIs with learned entries: one range lookup each.
+    fn learned_vnis(&self) -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut from = 0u32;
+        while let Some((&(vni, _), _)) = self.learned.range((from, MAC_FIRST)..).next() {
+            out.push(vni);
+            let Some(next) = vni.checked_add(1) else { break };
+            from = next;
+        }
+        out
+    }
+
+    /// The FIB of one network: what was learned in it, then its static entries (which
+    /// win; those naming a port that is not running are left out).
+    fn shard(&self, vni: u32, ports: &[PortRef]) -> FibShard {
+        let mut s = FibShard::default();
+        s.reserve(self.learned_per_vni.get(&vni).copied().unwrap_or(0));
+        for (&(_, mac), l) in self.learned.range((vni, MAC_FIRST)..=(vni, MAC_LAST)) {
+            s.insert(mac.to_u64(), FibEntry { target: l.target, is_static: false });
+        }
+        for (&(_, mac), f) in self.fib.range((vni, MAC_FIRST)..=(vni, MAC_LAST)) {
+            let target = match (&f.port, f.vtep) {
+                (Some(name), _) => match ports.iter().find(|p| &p.name == name).and_then(|p| p.id) {
+                    Some(id) => FibTarget::Port(id),
+                    None => continue,
+                },
+                (None, Some(ip)) => FibTarget::Vtep(u32::from(ip)),
+                (None, None) => continue,
+            };
+            s.insert(mac.to_u64(), FibEntry { target, is_static: true });
+        }
+        s
+    }
+
+    /// The tables for the next snapshot. Networks whose FIB entries did not change since
+    /// the last call share their shard with it.
+    pub fn compile(&mut self, ports: &[PortRef], max_ports: usize) -> L2Tables {
         let mut t = L2Tables { port_mtu: vec![1500; max_ports], ..Default::default() };
         for p in ports {
             if let Some(id) = p.id {
@@ -516,20 +575,24 @@ impl Overlay {
             let flood = n.flood_vteps.iter().map(|ip| u32::from(*ip)).collect();
             t.networks.insert(n.vni, Network { vni: n.vni, ports: local, flood_vteps: flood });
         }
-        t.fib.reserve(self.learned.len() + self.fib.len());
-        for (&(vni, mac), l) in &self.learned {
-            t.fib.insert(fib_key(vni, mac), FibEntry { target: l.target, is_static: false });
+        let sig: Vec<(String, Option<PortId>)> = ports.iter().map(|p| (p.name.clone(), p.id)).collect();
+        if sig != self.shard_ports {
+            // Static entries name ports: resolve them all again.
+            self.shards.clear();
+            self.shard_ports = sig;
         }
-        for (&(vni, mac), f) in &self.fib {
-            let target = match (&f.port, f.vtep) {
-                (Some(name), _) => match ports.iter().find(|p| &p.name == name).and_then(|p| p.id) {
-                    Some(id) => FibTarget::Port(id),
-                    None => continue,
-                },
-                (None, Some(ip)) => FibTarget::Vtep(u32::from(ip)),
-                (None, None) => continue,
+        let vnis: BTreeSet<u32> = self.learned_vnis().into_iter().chain(self.fib.keys().map(|&(v, _)| v)).collect();
+        self.shards.retain(|v, _| vnis.contains(v));
+        for vni in vnis {
+            let shard = match self.shards.get(&vni) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = Arc::new(self.shard(vni, ports));
+                    self.shards.insert(vni, s.clone());
+                    s
+                }
             };
-            t.fib.insert(fib_key(vni, mac), FibEntry { target, is_static: true });
+            t.fib.insert(vni, shard);
         }
         t.vtep = self.vtep_tables(ports);
         if let Some(v) = &t.vtep {

@@ -7,7 +7,7 @@ use pipelines::{
     parse::parse,
     qos::ColorAction::Pass,
     stages::{self, Ctx, PerCore},
-    tables::{fib_key, FibEntry, FibTarget, L2Tables, Network, Remote, Vtep},
+    tables::{FibEntry, FibTarget, L2Tables, Network, Remote, Vtep},
     vxlan,
     wire::Mac,
     Action, Frame, Meta, VecFrame, BURST,
@@ -94,8 +94,8 @@ fn tables(acl_rules: u32) -> L2Tables {
     t.networks.insert(100, Network { vni: 100, ports: vec![1, 2], flood_vteps: vec![0x0a000002] });
     t.vtep = Some(vtep());
     t.remotes.insert(0x0a000002, Remote::new(&vtep(), 0x0a000002, Mac([2, 0, 0, 0, 0, 2])));
-    t.fib.insert(fib_key(100, DST), FibEntry { target: FibTarget::Vtep(0x0a000002), is_static: true });
-    t.fib.insert(fib_key(100, VM), FibEntry { target: FibTarget::Port(1), is_static: false });
+    t.fib_insert(100, DST, FibEntry { target: FibTarget::Vtep(0x0a000002), is_static: true });
+    t.fib_insert(100, VM, FibEntry { target: FibTarget::Port(1), is_static: false });
     t.port_mtu = vec![1500; 16];
     if acl_rules > 0 {
         let mut ports: Vec<Option<PortAcl>> = (0..16).map(|_| None).collect();

@@ -6,6 +6,7 @@ use crate::{
     PortId,
 };
 use rustc_hash::FxHashMap;
+use std::sync::Arc;
 
 /// Where a MAC lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -22,7 +23,12 @@ pub struct FibEntry {
     pub is_static: bool,
 }
 
-/// The FIB key: VNI in bits 48..72, MAC below.
+/// One network's FIB, by MAC (`Mac::to_u64`). Snapshots share a network's shard until
+/// that network's entries change, so what is learned in one network rebuilds its shard
+/// alone.
+pub type FibShard = FxHashMap<u64, FibEntry>;
+
+/// A (VNI, MAC) key in one word: VNI in bits 48..72, MAC below.
 #[inline(always)]
 pub fn fib_key(vni: u32, mac: Mac) -> u128 {
     ((vni as u128) << 48) | mac.to_u64() as u128
@@ -86,22 +92,35 @@ impl Remote {
 #[derive(Clone, Debug, Default)]
 pub struct L2Tables {
     pub networks: FxHashMap<u32, Network>,
-    pub fib: FxHashMap<u128, FibEntry>,
+    /// The FIB, per VNI.
+    pub fib: FxHashMap<u32, Arc<FibShard>>,
     pub vtep: Option<Vtep>,
     /// Remote VTEPs with a resolved next hop.
     pub remotes: FxHashMap<u32, Remote>,
     /// MTU per port id (for frames delivered to VM ports).
     pub port_mtu: Vec<u16>,
     /// Security groups, compiled apart: shared between snapshots until rules or ports change.
-    pub acl: std::sync::Arc<crate::acl::AclTables>,
+    pub acl: Arc<crate::acl::AclTables>,
     /// Meters and DSCP settings per port.
-    pub qos: std::sync::Arc<crate::qos::QosTables>,
+    pub qos: Arc<crate::qos::QosTables>,
 }
 
 impl L2Tables {
-    #[inline(always)]
+    /// Out of line: the stages look up once per run of equal MACs, and the two probes
+    /// inlined into every stage loop cost more than the call.
+    #[inline(never)]
     pub fn lookup(&self, vni: u32, mac: Mac) -> Option<&FibEntry> {
-        self.fib.get(&fib_key(vni, mac))
+        self.fib.get(&vni)?.get(&mac.to_u64())
+    }
+
+    /// Adds or replaces one FIB entry (copying the VNI's shard if a snapshot shares it).
+    pub fn fib_insert(&mut self, vni: u32, mac: Mac, entry: FibEntry) {
+        Arc::make_mut(self.fib.entry(vni).or_default()).insert(mac.to_u64(), entry);
+    }
+
+    /// FIB entries over all VNIs.
+    pub fn fib_len(&self) -> usize {
+        self.fib.values().map(|s| s.len()).sum()
     }
 
     pub fn mtu(&self, port: PortId) -> u16 {

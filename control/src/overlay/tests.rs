@@ -150,7 +150,7 @@ fn remotes_appear_once_their_next_hop_resolves() {
 
 #[test]
 fn the_vtep_is_inactive_without_a_running_uplink() {
-    let o = overlay();
+    let mut o = overlay();
     let mut p = ports();
     assert!(o.compile(&p, 32).vtep.is_some());
     p[3].id = None;
@@ -211,4 +211,126 @@ fn bad_input_names_the_field() {
     ))
     .contains("network 4242 does not exist"));
     assert!(o.port_in_use("up0").unwrap().contains("VTEP's uplink"));
+}
+
+/// `compile` rebuilds only the shards of networks whose entries changed; what it
+/// returns must be what compiling everything from scratch returns.
+mod incremental {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Learn {
+            vni: u32,
+            mac: u8,
+            target: FibTarget,
+        },
+        FibAdd {
+            vni: u32,
+            mac: u8,
+            port: Option<&'static str>,
+        },
+        FibDel {
+            vni: u32,
+            mac: u8,
+        },
+        Age {
+            secs: u64,
+        },
+        PortRemoved(PortId),
+        /// vm2 stops or starts running (static entries naming it come and go).
+        Vm2Running(bool),
+        /// A whole new configuration: today's with one static entry more.
+        Adopt {
+            vni: u32,
+            mac: u8,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let vni = prop_oneof![Just(100u32), Just(200), Just(300)];
+        let target = prop_oneof![
+            (0..3u16).prop_map(FibTarget::Port),
+            Just(FibTarget::Vtep(0xc0a8_3202)),
+            Just(FibTarget::Vtep(0xc0a8_3203)),
+        ];
+        prop_oneof![
+            4 => (vni.clone(), 1..6u8, target).prop_map(|(vni, mac, target)| Op::Learn { vni, mac, target }),
+            1 => (vni.clone(), 1..6u8, prop_oneof![Just(Some("vm1")), Just(Some("vm2")), Just(Some("vm3")), Just(None)])
+                .prop_map(|(vni, mac, port)| Op::FibAdd { vni, mac, port }),
+            1 => (vni.clone(), 1..6u8).prop_map(|(vni, mac)| Op::FibDel { vni, mac }),
+            1 => (0..120u64).prop_map(|secs| Op::Age { secs }),
+            1 => (0..3u16).prop_map(Op::PortRemoved),
+            1 => any::<bool>().prop_map(Op::Vm2Running),
+            1 => (vni, 1..6u8).prop_map(|(vni, mac)| Op::Adopt { vni, mac }),
+        ]
+    }
+
+    fn fib(t: &L2Tables) -> BTreeMap<(u32, u64), FibEntry> {
+        t.fib.iter().flat_map(|(&v, s)| s.iter().map(move |(&m, &e)| ((v, m), e))).collect()
+    }
+
+    fn fib_spec(vni: u32, mac: u8, port: Option<&str>) -> FibSpec {
+        let vtep = port.is_none().then(|| "192.168.50.9".parse().unwrap());
+        FibSpec { vni, mac: super::mac(mac).to_string(), port: port.map(String::from), vtep }
+    }
+
+    proptest! {
+        #[test]
+        fn compiling_what_changed_gives_what_compiling_everything_gives(ops in proptest::collection::vec(op(), 1..40)) {
+            let mut o = Overlay::default();
+            o.network_add(NetworkSpec { aging: Some(60), ..net(100) }).unwrap();
+            o.network_add(NetworkSpec { aging: Some(30), ..net(200) }).unwrap();
+            let mut p = ports();
+            let t0 = Instant::now();
+            let mut now = t0;
+            for op in ops {
+                match op {
+                    Op::Learn { vni, mac, target } => {
+                        now += Duration::from_secs(1);
+                        o.learn(ev(vni, super::mac(mac), target), &p, now);
+                    }
+                    Op::FibAdd { vni, mac, port } => {
+                        let _ = o.fib_add(fib_spec(vni, mac, port), &p);
+                    }
+                    Op::FibDel { vni, mac } => {
+                        let _ = o.fib_del(vni, &super::mac(mac).to_string());
+                    }
+                    Op::Age { secs } => {
+                        now += Duration::from_secs(secs);
+                        o.age(now);
+                    }
+                    Op::PortRemoved(id) => o.port_removed(id),
+                    Op::Vm2Running(up) => p[1].id = up.then_some(1),
+                    Op::Adopt { vni, mac } => {
+                        let mut c = o.clone_config();
+                        let _ = c.fib_add(fib_spec(vni, mac, Some("vm1")), &p);
+                        o.adopt_config(c);
+                    }
+                }
+                let got = o.compile(&p, 32);
+                let want = o.clone_config().compile(&p, 32);
+                prop_assert_eq!(fib(&got), fib(&want));
+            }
+        }
+    }
+
+    #[test]
+    fn a_change_in_one_network_leaves_the_others_shards_shared() {
+        let mut o = Overlay::default();
+        o.network_add(net(100)).unwrap();
+        o.network_add(net(200)).unwrap();
+        let p = ports();
+        let t0 = Instant::now();
+        o.learn(ev(100, mac(1), FibTarget::Port(0)), &p, t0);
+        o.learn(ev(200, mac(1), FibTarget::Port(2)), &p, t0);
+        let before = o.compile(&p, 32);
+        o.learn(ev(100, mac(2), FibTarget::Port(1)), &p, t0);
+        let after = o.compile(&p, 32);
+        assert!(Arc::ptr_eq(&before.fib[&200], &after.fib[&200]), "VNI 200 did not change: its shard is shared");
+        assert!(!Arc::ptr_eq(&before.fib[&100], &after.fib[&100]));
+        assert_eq!(after.lookup(100, mac(2)).map(|e| e.target), Some(FibTarget::Port(1)));
+        assert_eq!(before.lookup(100, mac(2)), None, "the published snapshot is not changed under the cores");
+    }
 }

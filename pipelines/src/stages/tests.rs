@@ -1,7 +1,7 @@
 use super::*;
 use crate::learn::Clock;
 use crate::{
-    tables::{fib_key, FibEntry, Network, Remote, Vtep},
+    tables::{FibEntry, Network, Remote, Vtep},
     wire::Mac,
     VecFrame,
 };
@@ -27,11 +27,11 @@ fn tables() -> L2Tables {
     t.networks.insert(200, Network { vni: 200, ports: vec![VM3], flood_vteps: vec![] });
     t.vtep = Some(vtep());
     t.remotes.insert(REMOTE, Remote::new(&vtep(), REMOTE, mac(0xee)));
-    t.fib.insert(fib_key(100, mac(2)), FibEntry { target: FibTarget::Port(VM2), is_static: false });
-    t.fib.insert(fib_key(100, mac(0x22)), FibEntry { target: FibTarget::Vtep(REMOTE), is_static: true });
-    t.fib.insert(fib_key(100, mac(0x33)), FibEntry { target: FibTarget::Vtep(0x0a0a_0a0a), is_static: true });
+    t.fib_insert(100, mac(2), FibEntry { target: FibTarget::Port(VM2), is_static: false });
+    t.fib_insert(100, mac(0x22), FibEntry { target: FibTarget::Vtep(REMOTE), is_static: true });
+    t.fib_insert(100, mac(0x33), FibEntry { target: FibTarget::Vtep(0x0a0a_0a0a), is_static: true });
     // The same MAC in VNI 200 is another host.
-    t.fib.insert(fib_key(200, mac(2)), FibEntry { target: FibTarget::Port(VM3), is_static: false });
+    t.fib_insert(200, mac(2), FibEntry { target: FibTarget::Port(VM3), is_static: false });
     t.port_mtu = vec![1500; 16];
     t
 }
@@ -451,7 +451,7 @@ mod staged {
     /// same; encapsulation with an outer DSCP.
     fn policed(outer_dscp: Option<u8>) -> L2Tables {
         let mut t = tables();
-        t.fib.insert(fib_key(100, mac(1)), FibEntry { target: FibTarget::Port(VM1), is_static: true });
+        t.fib_insert(100, mac(1), FibEntry { target: FibTarget::Port(VM1), is_static: true });
         let mut ports: Vec<Option<PortAcl>> = (0..16).map(|_| None).collect();
         ports[VM1 as usize] = Some(PortAcl {
             ingress: Classifier::new(ingress_rules()),
