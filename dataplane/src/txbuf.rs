@@ -27,6 +27,10 @@ struct TxBuf {
 }
 
 impl TxBuf {
+    fn empty() -> TxBuf {
+        TxBuf { len: 0, bytes: 0, pkts: [std::ptr::null_mut(); 2 * BURST], runs: [(0, 0); 2 * BURST], nruns: 0 }
+    }
+
     #[inline(always)]
     fn stamp(&mut self, rx_tsc: u64, n: u32) {
         match self.runs[..self.nruns].last_mut() {
@@ -58,15 +62,7 @@ impl TxBuffers<'_> {
     /// Buffers for a core that owns tx queue `queue` on every port. Allocates once,
     /// before the core starts polling.
     pub(crate) fn new(queue: u16, capture: &Capture) -> TxBuffers<'_> {
-        let bufs = (0..MAX_PORTS)
-            .map(|_| TxBuf {
-                len: 0,
-                bytes: 0,
-                pkts: [std::ptr::null_mut(); 2 * BURST],
-                runs: [(0, 0); 2 * BURST],
-                nruns: 0,
-            })
-            .collect();
+        let bufs = (0..MAX_PORTS).map(|_| TxBuf::empty()).collect();
         TxBuffers { queue, bufs, dirty: 0, latency: latency::histogram(), tap: None, capture, sent_tsc: 0 }
     }
 
@@ -177,13 +173,9 @@ fn tap_copy(cap: &Capture, core: usize, tap: CaptureTap, pkts: &[*mut rte_mbuf],
 mod tests {
     use super::*;
 
-    fn buf() -> TxBuf {
-        TxBuf { len: 0, bytes: 0, pkts: [std::ptr::null_mut(); 2 * BURST], runs: [(0, 0); 2 * BURST], nruns: 0 }
-    }
-
     #[test]
     fn packets_from_one_rx_burst_share_a_run() {
-        let mut b = buf();
+        let mut b = TxBuf::empty();
         b.stamp(100, 32);
         b.stamp(100, 1);
         b.stamp(200, 1);

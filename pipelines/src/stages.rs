@@ -11,7 +11,7 @@ use crate::{
     learn::{Clock, LearnEvent, Learner, Sink},
     meta::{Action, Meta},
     parse::parse,
-    qos::{ColorAction, Meters},
+    qos::{ColorAction, Meters, PortQos},
     tables::{FibTarget, L2Tables, Remote},
     vxlan,
     wire::{arp, ethernet, Mac},
@@ -73,7 +73,7 @@ fn plain_in(t: &L2Tables, port: PortId) -> bool {
 /// rate limit).
 #[inline]
 fn plain_out(t: &L2Tables, p: PortId) -> bool {
-    t.vtep.is_none_or(|v| v.uplink != p) && !egress_policy(t, p)
+    uplink(t) != Some(p) && !egress_policy(t, p)
 }
 
 /// The port encapsulated frames leave by: from a VM, `Tx` to any other port is a local
@@ -92,6 +92,7 @@ fn egress_policy(t: &L2Tables, p: PortId) -> bool {
 /// Frames from a VM port in `vni`. Stage by stage over the batch (the architecture's
 /// order: admission, policer, security group, then switching), so each stage's loop is
 /// small and keeps its tables at hand; a stage skips packets an earlier one decided.
+/// Deliveries to local VM ports then pass their egress policy, as a stage of its own.
 pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
     ctx: &Ctx,
     port: PortId,
@@ -107,62 +108,9 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
     let qos = t.qos.port(port).copied().unwrap_or_default();
     let mut l2 = Switching::new(port, vni, qos.outer_dscp);
     if plain_in(t, port) {
-        // No policer, no security group: admission and switching, frame by frame, so a
-        // repeated frame can take the decision of the one before it.
-        for (i, f) in frames.iter_mut().enumerate() {
-            let (done, rest) = meta.split_at_mut(i);
-            let m = &mut rest[0];
-            if m.repeat {
-                match done.last() {
-                    // Same MACs and tag on a plain port, delivered to a plain local port: the
-                    // same decision.
-                    Some(prev) if matches!(prev.action, Action::Tx(p) if plain_out(t, p)) => {
-                        *m = *prev;
-                        continue;
-                    }
-                    _ => parse(f.head(), m),
-                }
-            }
-            if admit(t, vni, m) {
-                l2.switch(ctx, f, m, core, sink);
-            }
-        }
-        if l2.egress {
-            to_vms(ctx, uplink(t), frames, meta, &mut core.meters);
-        }
-        return;
-    }
-    // Admission, and the policer's burst: once for the whole burst when all of it is
-    // green (a policer with room to spare), else packet by packet.
-    let (mut bytes, mut packets) = (0, 0);
-    for (f, m) in frames.iter().zip(meta.iter_mut()) {
-        if admit(t, vni, m) {
-            bytes += f.len() as u64;
-            packets += 1;
-        }
-    }
-    if packets > 0 && !core.meters.all_green(&qos, port, Direction::In, ctx.clock, bytes, packets) {
-        for (f, m) in frames.iter_mut().zip(meta.iter_mut()) {
-            if m.action != Action::Continue {
-                continue;
-            }
-            match core.meters.act(&qos, port, Direction::In, ctx.clock, f.len() as u64) {
-                ColorAction::Pass => {}
-                ColorAction::Remark(d) => {
-                    crate::qos::set_dscp(f, m, d);
-                }
-                ColorAction::Drop => m.action = Action::Drop(DropReason::Policed),
-            }
-        }
-    }
-    // Security group before learning: a denied frame teaches the switch nothing.
-    if let Some(Some(acl)) = t.acl.ports.get(port as usize) {
-        acl.ingress_batch(meta);
-    }
-    for (f, m) in frames.iter_mut().zip(meta.iter_mut()) {
-        if m.action == Action::Continue {
-            l2.switch(ctx, f, m, core, sink);
-        }
+        l2.plain(ctx, frames, meta, core, sink);
+    } else {
+        l2.policed(ctx, &qos, frames, meta, core, sink);
     }
     if l2.egress {
         to_vms(ctx, uplink(t), frames, meta, &mut core.meters);
@@ -215,6 +163,85 @@ impl<'t> Switching<'t> {
             fib: FibCache::default(),
             egress: false,
             encapsulator: vxlan::Encapsulator::default(),
+        }
+    }
+
+    /// A port with no policer and no security group: admission and switching, frame by
+    /// frame, so a repeated frame can take the decision of the one before it.
+    #[inline(always)]
+    fn plain<F: Frame, S: Sink<LearnEvent>>(
+        &mut self,
+        ctx: &Ctx<'t>,
+        frames: &mut [F],
+        meta: &mut [Meta],
+        core: &mut PerCore,
+        sink: &mut S,
+    ) {
+        let (t, vni) = (ctx.tables, self.vni);
+        for (i, f) in frames.iter_mut().enumerate() {
+            let (done, rest) = meta.split_at_mut(i);
+            let m = &mut rest[0];
+            if m.repeat {
+                match done.last() {
+                    // Same MACs and tag on a plain port, delivered to a plain local port: the
+                    // same decision.
+                    Some(prev) if matches!(prev.action, Action::Tx(p) if plain_out(t, p)) => {
+                        *m = *prev;
+                        continue;
+                    }
+                    _ => parse(f.head(), m),
+                }
+            }
+            if admit(t, vni, m) {
+                self.switch(ctx, f, m, core, sink);
+            }
+        }
+    }
+
+    /// A port with policy: admission, the policer, the security group, each over the
+    /// batch, then switching.
+    #[inline(always)]
+    fn policed<F: Frame, S: Sink<LearnEvent>>(
+        &mut self,
+        ctx: &Ctx<'t>,
+        qos: &PortQos,
+        frames: &mut [F],
+        meta: &mut [Meta],
+        core: &mut PerCore,
+        sink: &mut S,
+    ) {
+        let (t, port, vni) = (ctx.tables, self.port, self.vni);
+        // The policer's burst: once for the whole burst when all of it is green (a
+        // policer with room to spare), else packet by packet.
+        let (mut bytes, mut packets) = (0, 0);
+        for (f, m) in frames.iter().zip(meta.iter_mut()) {
+            if admit(t, vni, m) {
+                bytes += f.len() as u64;
+                packets += 1;
+            }
+        }
+        if packets > 0 && !core.meters.all_green(qos, port, Direction::In, ctx.clock, bytes, packets) {
+            for (f, m) in frames.iter_mut().zip(meta.iter_mut()) {
+                if m.action != Action::Continue {
+                    continue;
+                }
+                match core.meters.act(qos, port, Direction::In, ctx.clock, f.len() as u64) {
+                    ColorAction::Pass => {}
+                    ColorAction::Remark(d) => {
+                        crate::qos::set_dscp(f, m, d);
+                    }
+                    ColorAction::Drop => m.action = Action::Drop(DropReason::Policed),
+                }
+            }
+        }
+        // Security group before learning: a denied frame teaches the switch nothing.
+        if let Some(Some(acl)) = t.acl.ports.get(port as usize) {
+            acl.ingress_batch(meta);
+        }
+        for (f, m) in frames.iter_mut().zip(meta.iter_mut()) {
+            if m.action == Action::Continue {
+                self.switch(ctx, f, m, core, sink);
+            }
         }
     }
 

@@ -28,7 +28,7 @@ pub struct FibEntry {
 /// alone.
 pub type FibShard = FxHashMap<u64, FibEntry>;
 
-/// A (VNI, MAC) key in one word: VNI in bits 48..72, MAC below.
+/// A (VNI, MAC) key in one integer: VNI in bits 48..72, MAC below.
 #[inline(always)]
 pub fn fib_key(vni: u32, mac: Mac) -> u128 {
     ((vni as u128) << 48) | mac.to_u64() as u128
@@ -116,11 +116,6 @@ impl L2Tables {
     /// Adds or replaces one FIB entry (copying the VNI's shard if a snapshot shares it).
     pub fn fib_insert(&mut self, vni: u32, mac: Mac, entry: FibEntry) {
         Arc::make_mut(self.fib.entry(vni).or_default()).insert(mac.to_u64(), entry);
-    }
-
-    /// FIB entries over all VNIs.
-    pub fn fib_len(&self) -> usize {
-        self.fib.values().map(|s| s.len()).sum()
     }
 
     pub fn mtu(&self, port: PortId) -> u16 {

@@ -135,10 +135,14 @@ impl Daemon {
 
     /// EAL arguments every test daemon uses: no hugepages, two lcores, own prefix.
     pub fn eal_args(prefix: &str) -> Vec<String> {
-        ["-l", "0-1", "--no-huge", "-m", "512", "--no-pci", "--file-prefix", prefix]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        let mut a = Self::eal_args_on_hugepages(prefix);
+        a.extend(["--no-huge", "-m", "512"].map(String::from));
+        a
+    }
+
+    /// The same on hugepages.
+    pub fn eal_args_on_hugepages(prefix: &str) -> Vec<String> {
+        ["-l", "0-1", "--no-pci", "--file-prefix", prefix].map(String::from).to_vec()
     }
 
     pub fn start_with(opts: DaemonOpts) -> Daemon {
@@ -169,11 +173,11 @@ impl Daemon {
         args.extend(self.opts.extra_args.iter().cloned());
         args.push("--".into());
         self.prefix = unique("vst");
-        if self.opts.hugepages {
-            args.extend(["-l", "0-1", "--no-pci", "--file-prefix", &self.prefix].map(String::from));
+        args.extend(if self.opts.hugepages {
+            Self::eal_args_on_hugepages(&self.prefix)
         } else {
-            args.extend(Self::eal_args(&self.prefix));
-        }
+            Self::eal_args(&self.prefix)
+        });
         let log = fs::File::options().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(bin("vswitchd"))
             .args(&args)

@@ -489,6 +489,11 @@ mod staged {
             _ => Mac([0xff; 6]),
         };
         let src = if src_mc { Mac([1, 0, 0x5e, 0, 0, 1]) } else { mac(1) };
+        udp_to(dst, src, ip, dport, len)
+    }
+
+    /// A UDP frame to 10.1.0.`ip`, port `dport`.
+    fn udp_to(dst: Mac, src: Mac, ip: u8, dport: u16, len: usize) -> Vec<u8> {
         let mut f = frame(dst, src, len);
         f[33] = ip;
         f[36..38].copy_from_slice(&dport.to_be_bytes());
@@ -530,16 +535,20 @@ mod staged {
         }
     }
 
-    /// A frame from the remote VTEP: an inner frame as `frame_of` makes them, to VM2
-    /// (egress rules and rate limit), VM1 (none), a remote MAC (split horizon) or
-    /// broadcast; now and then one in an unknown VNI.
+    /// Where `vxlan_of`'s inner frames go: VM2 and VM1 (each with egress rules, VM2 with
+    /// a rate limit), a MAC behind a remote VTEP (split horizon), an unknown MAC and
+    /// broadcast (flood).
+    const UPLINK_DSTS: [(u8, PortId); 5] = [(2, VM2), (1, VM1), (0x22, 0), (0x99, 0), (0xff, 0)];
+
+    /// A frame from the remote VTEP, to `UPLINK_DSTS[dst]`; now and then one from a
+    /// multicast source, or in an unknown VNI.
     fn vxlan_of((dst, src_mc, ip, dport, len): (u8, bool, u8, u16, usize), vni_known: bool) -> Vec<u8> {
-        let inner_dst = [2, 1, 0x22, 0xff][dst as usize];
-        let mut inner = frame_of((if inner_dst == 1 { 0 } else { dst }, src_mc, ip, dport, len));
-        if inner_dst == 1 {
-            inner[..6].copy_from_slice(&mac(1).0);
-        }
-        inner[6..12].copy_from_slice(&if src_mc { [1, 0, 0x5e, 0, 0, 1] } else { mac(0x44).0 });
+        let dst = match UPLINK_DSTS[dst as usize].0 {
+            0xff => Mac([0xff; 6]),
+            last => mac(last),
+        };
+        let src = if src_mc { Mac([1, 0, 0x5e, 0, 0, 1]) } else { mac(0x44) };
+        let inner = udp_to(dst, src, ip, dport, len);
         vxlan::build(mac(0xee), vtep().mac, REMOTE, &vtep(), if vni_known { 100 } else { 300 }, &inner)
     }
 
@@ -547,12 +556,12 @@ mod staged {
         #[test]
         fn an_uplink_batch_gets_what_each_packet_gets_alone(
             pkts in proptest::collection::vec(
-                ((0..4u8, proptest::bool::weighted(0.1), 2..6u8, 5001..5003u16, 60..100usize), proptest::bool::weighted(0.95)),
+                ((0..5u8, proptest::bool::weighted(0.1), 2..6u8, 5001..5003u16, 60..100usize), proptest::bool::weighted(0.95)),
                 1..33,
             ),
         ) {
             let t = policed(None);
-            let to: Vec<PortId> = pkts.iter().map(|((dst, ..), _)| [VM2, VM1, 0, 0][*dst as usize]).collect();
+            let to: Vec<PortId> = pkts.iter().map(|((dst, ..), _)| UPLINK_DSTS[*dst as usize].1).collect();
             let pkts: Vec<Vec<u8>> = pkts.into_iter().map(|(p, known)| vxlan_of(p, known)).collect();
             let ctx = Ctx { tables: &t, clock: Clock { now: 5, hz: HZ } };
             let mut frames: Vec<VecFrame> = pkts.iter().map(|p| VecFrame::new(p)).collect();
