@@ -1,25 +1,31 @@
 //! The control plane: `vswitchd` and `vswitchctl`.
 //!
-//! `api` is the wire protocol both binaries share; `state` the durable desired state;
-//! `switch` applies desired state to the running dataplane and publishes snapshots;
-//! `server` serves the API socket. Nothing here touches packets.
+//! A feature is a folder: its requests (`api.rs`), their handling, its part of the
+//! desired state and of the tables, and its vswitchctl verbs (`cli.rs`). The common
+//! core is `switch` (order, publish, quiescence), `store` (durability), `state` (the
+//! desired state, one section per feature), `api` (the wire protocol) and `server`
+//! (the socket). Nothing here touches packets. docs/architecture.md has the map.
 #![deny(unsafe_code)]
 
-pub mod acl;
 pub mod api;
+pub mod cli;
+pub mod feature;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod switch;
+
+// The features, one line each.
+pub mod acl;
 pub mod apply;
 pub mod capture;
-pub mod latency;
-pub mod metrics;
 pub mod overlay;
+pub mod ports;
 pub mod qos;
-pub mod state;
-pub mod validate;
-
-pub mod server;
 pub mod sflow;
-pub mod switch;
+pub mod stats;
 pub mod trace;
+pub mod xconnect;
 
 /// Where vswitchd listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/vswitch/vswitchd.sock";

@@ -2,7 +2,7 @@
 //! owns the `Switch`, so a slow or abusive client only ever stalls itself.
 use crate::{
     api::{Envelope, Request, Response, MAX_REQUEST_BYTES, PROTOCOL_VERSION},
-    switch::Switch,
+    switch::{Job, Switch},
 };
 use std::{
     os::unix::fs::PermissionsExt,
@@ -15,7 +15,21 @@ use tokio::{
     sync::{mpsc, oneshot},
 };
 
-type Job = (Request, oneshot::Sender<Response>);
+/// The most requests one batch takes (one journal write, one publish).
+const MAX_BATCH: usize = 512;
+/// A request sent in parts (one too long for a line, e.g. 10,000 ACL rules) may have
+/// this many bytes in all.
+pub const MAX_BULK_BYTES: usize = 64 << 20;
+
+/// One line of a request sent in parts: its text, and whether it is the last.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Part {
+    version: u32,
+    part: String,
+    #[serde(default)]
+    last: bool,
+}
 
 /// Refuses to start beside a live daemon; removes a stale socket file.
 pub fn check_socket_free(path: &Path) -> Result<(), String> {
@@ -78,12 +92,12 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Switch {
     let (tx, mut rx) = mpsc::channel::<Job>(256);
-    let (page_tx, mut pages) = mpsc::channel::<crate::metrics::PageRequest>(16);
+    let (page_tx, mut pages) = mpsc::channel::<crate::stats::metrics::PageRequest>(16);
     let scraper = metrics.map(|l| {
         if let Ok(addr) = l.local_addr() {
             tracing::info!("serving metrics on http://{addr}/metrics");
         }
-        tokio::spawn(crate::metrics::serve(l, page_tx.clone()))
+        tokio::spawn(crate::stats::metrics::serve(l, page_tx.clone()))
     });
     let acceptor = tokio::spawn(async move {
         loop {
@@ -109,24 +123,16 @@ pub async fn serve(
             Some(page) = pages.recv() => {
                 let _ = page.send(switch.metrics());
             }
-            Some((req, reply)) = rx.recv() => {
-                if let Request::Capture(spec) = req {
-                    // Answered when the capture ends, from poll_cores.
-                    switch.capture_start(spec, reply).await;
-                    continue;
-                }
-                let change = req.is_change();
-                let what = if change { format!("{req:?}") } else { String::new() };
-                let resp = match switch.handle(req).await {
-                    Ok(v) => Response::ok(v),
-                    Err(e) => {
-                        if change {
-                            tracing::warn!("refused {what}: {e}");
-                        }
-                        Response::err(e)
+            Some(job) = rx.recv() => {
+                // Every request waiting now joins this batch: they share one sync.
+                let mut batch = vec![job];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(j) => batch.push(j),
+                        Err(_) => break,
                     }
-                };
-                let _ = reply.send(resp);
+                }
+                switch.run_batch(batch).await;
             }
             _ = tick.tick() => switch.tick_second().await,
             _ = poll.tick() => switch.poll_cores().await,
@@ -145,6 +151,8 @@ async fn client(stream: UnixStream, jobs: mpsc::Sender<Job>) {
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
     let mut line = Vec::new();
+    // The parts of a long request so far.
+    let mut bulk: Vec<u8> = Vec::new();
     loop {
         line.clear();
         match (&mut r).take(MAX_REQUEST_BYTES as u64 + 1).read_until(b'\n', &mut line).await {
@@ -159,7 +167,25 @@ async fn client(stream: UnixStream, jobs: mpsc::Sender<Job>) {
         if !line.ends_with(b"\n") {
             return; // the client went away mid-request
         }
-        let resp = match parse(&line) {
+        let request = match part(&line) {
+            Some(Ok(p)) => {
+                if bulk.len() + p.part.len() > MAX_BULK_BYTES {
+                    let resp = Response::err(format!(
+                        "request: longer than {MAX_BULK_BYTES} bytes in parts; closing the connection"
+                    ));
+                    let _ = write(&mut w, &resp).await;
+                    return;
+                }
+                bulk.extend_from_slice(p.part.as_bytes());
+                if !p.last {
+                    continue;
+                }
+                parse(&std::mem::take(&mut bulk))
+            }
+            Some(Err(e)) => Err(e),
+            None => parse(&line),
+        };
+        let resp = match request {
             Ok(req) => {
                 let (tx, rx) = oneshot::channel();
                 if jobs.send((req, tx)).await.is_err() {
@@ -173,6 +199,21 @@ async fn client(stream: UnixStream, jobs: mpsc::Sender<Job>) {
             return;
         }
     }
+}
+
+/// A part line of a long request, if `line` is one.
+fn part(line: &[u8]) -> Option<Result<Part, String>> {
+    if !line.windows(7).any(|w| w == b"\"part\":") {
+        return None;
+    }
+    let p: Part = serde_json::from_slice(line).ok()?;
+    if p.version != PROTOCOL_VERSION {
+        return Some(Err(format!(
+            "version: this vswitchd speaks protocol {PROTOCOL_VERSION}, the client sent {}",
+            p.version
+        )));
+    }
+    Some(Ok(p))
 }
 
 /// Parses one request line; the error names what was wrong.
@@ -207,6 +248,9 @@ mod tests {
         assert!(parse(br#"{"request":{"cmd":"show"}}"#).unwrap_err().starts_with("version: missing"));
         assert!(parse(br#"{"version":7,"request":{"cmd":"show"}}"#).unwrap_err().contains("protocol 1"));
         assert!(parse(br#"{"version":1,"request":{"cmd":"port_add","name":"a"}}"#).unwrap_err().contains("devargs"));
-        assert_eq!(parse(br#"{"version":1,"request":{"cmd":"show"}}"#).unwrap(), Request::Show);
+        assert_eq!(
+            parse(br#"{"version":1,"request":{"cmd":"show"}}"#).unwrap(),
+            Request::Stats(crate::api::StatsRequest::Show)
+        );
     }
 }

@@ -98,12 +98,12 @@ fn tables(acl_rules: u32) -> L2Tables {
     t.fib_insert(100, VM, FibEntry { target: FibTarget::Port(1), is_static: false });
     t.port_mtu = vec![1500; 16];
     if acl_rules > 0 {
-        let mut ports: Vec<Option<PortAcl>> = (0..16).map(|_| None).collect();
-        ports[1] = Some(PortAcl {
+        let mut ports: Vec<Option<std::sync::Arc<PortAcl>>> = (0..16).map(|_| None).collect();
+        ports[1] = Some(std::sync::Arc::new(PortAcl {
             ingress: Classifier::new(w2_rules(acl_rules)),
             egress: Classifier::new(vec![]),
             default: Verdict::Deny,
-        });
+        }));
         t.acl = Arc::new(AclTables { ports });
     }
     t

@@ -6,17 +6,11 @@
 //! unknown or moved MAC is reported again only after `RESEND` of a second (the new
 //! snapshot normally arrives well before), and a known learned MAC is re-reported once
 //! a second, which keeps it from ageing out while it talks.
+pub use crate::clock::Clock;
 use crate::{
     tables::{fib_key, FibEntry, FibTarget},
     wire::Mac,
 };
-
-/// A reading of the clock learning uses (TSC cycles on the cores) and its rate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Clock {
-    pub now: u64,
-    pub hz: u64,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LearnEvent {

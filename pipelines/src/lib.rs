@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 pub mod acl;
+pub mod clock;
 pub mod drop_reason;
 pub mod frame;
 pub mod learn;

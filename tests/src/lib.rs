@@ -290,9 +290,7 @@ impl Daemon {
 
     /// A raw connection to the API socket.
     pub fn connect(&self) -> Api {
-        Api(std::io::BufReader::new(
-            std::os::unix::net::UnixStream::connect(&self.socket).expect("connect to vswitchd"),
-        ))
+        Api::connect(&self.socket).expect("connect to vswitchd")
     }
 
     pub fn mempool_available(&self) -> u64 {
@@ -358,6 +356,10 @@ impl Drop for Daemon {
 pub struct Api(std::io::BufReader<std::os::unix::net::UnixStream>);
 
 impl Api {
+    pub fn connect(socket: &Path) -> std::io::Result<Api> {
+        Ok(Api(std::io::BufReader::new(std::os::unix::net::UnixStream::connect(socket)?)))
+    }
+
     /// Sends `request` (the inner object, e.g. `{"cmd":"show"}`); None if the daemon
     /// went away.
     pub fn call(&mut self, request: Value) -> Option<Value> {
@@ -378,6 +380,23 @@ impl Api {
         assert_eq!(r["ok"], true, "{request}: {r}");
         r
     }
+}
+
+/// What a set of networks may be after a crash: `acked`, or `acked` with the request in
+/// flight at the crash (a delete or an add of a VNI) applied.
+pub fn with_in_flight(
+    acked: &std::collections::BTreeSet<u64>,
+    in_flight: Option<(bool, u64)>,
+) -> std::collections::BTreeSet<u64> {
+    let mut with = acked.clone();
+    if let Some((del, vni)) = in_flight {
+        if del {
+            with.remove(&vni);
+        } else {
+            with.insert(vni);
+        }
+    }
+    with
 }
 
 /// A network namespace, deleted on drop: a "VM" or a remote host.

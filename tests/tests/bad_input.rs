@@ -59,6 +59,8 @@ fn bad_commands_are_refused_by_name_while_forwarding_goes_on() {
     d.ok(&["port", "add", "b", "net_null1,no-rx=1"]);
     d.ok(&["xconnect", "add", "a", "b"]);
     let state_before = std::fs::read_to_string(&d.db).unwrap();
+    let journal = d.db.with_file_name("conf.json.journal");
+    let journal_before = std::fs::read(&journal).unwrap();
     let forwarded = || d.counter("b", "tx_packets");
     let start = forwarded();
 
@@ -87,6 +89,7 @@ fn bad_commands_are_refused_by_name_while_forwarding_goes_on() {
     }
     // Nothing refused left a trace in the desired state, and no device stayed attached.
     assert_eq!(std::fs::read_to_string(&d.db).unwrap(), state_before);
+    assert_eq!(std::fs::read(&journal).unwrap(), journal_before, "no journal record for a refused change");
     d.ok(&["port", "add", "x", "net_pcap9,tx_pcap=/dev/null"]);
     d.ok(&["port", "del", "x"]);
 

@@ -1,7 +1,7 @@
 //! vswitchd: the switch daemon. EAL on the main lcore's thread with the tokio control
 //! plane; one PMD loop on every other lcore.
 use clap::Parser;
-use control::{server, state::Store, switch::Switch, DEFAULT_DB, DEFAULT_SOCKET};
+use control::{server, store::Store, switch::Switch, DEFAULT_DB, DEFAULT_SOCKET};
 use dataplane::{eal::Eal, mempool::PktPool, pmd};
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
@@ -25,9 +25,13 @@ struct Args {
     /// Also let this group (name or gid) use the socket (mode 0660).
     #[arg(long)]
     socket_group: Option<String>,
-    /// Desired-state file, restored at start and rewritten on every change.
+    /// Desired-state file, restored at start; changes go to a journal beside it
+    /// (FILE.journal), folded back into the file when the journal outgrows it.
     #[arg(long, default_value = DEFAULT_DB)]
     db: PathBuf,
+    /// The journal is never folded into the state file below this size (bytes).
+    #[arg(long, default_value_t = control::store::DEFAULT_COMPACT_MIN, hide = true)]
+    journal_compact_min: u64,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -70,8 +74,9 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), String> {
     // Fail fast, before EAL grabs memory, on what we can check without it.
-    let store = Store::new(&args.db);
-    let state = store.load().map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let (store, state) = Store::open(&args.db, args.journal_compact_min).map_err(|e| e.to_string())?;
+    tracing::info!("desired state read from {} in {:?}", args.db.display(), started.elapsed());
     server::check_socket_free(&args.socket)?;
     let socket_gid = args.socket_group.as_deref().map(server::group_id).transpose()?;
 

@@ -1,4 +1,6 @@
 use super::*;
+use crate::ports::port_ref;
+use pipelines::wire::arp;
 
 fn mac(last: u8) -> Mac {
     Mac([2, 0, 0, 0, 0, last])

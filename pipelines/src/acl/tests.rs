@@ -191,8 +191,8 @@ proptest! {
                 }
             }
         }
-        let mut ports: Vec<Option<PortAcl>> = (0..3).map(|_| None).collect();
-        ports[2] = Some(PortAcl { ingress: Classifier::new(rules.clone()), egress: Classifier::new(vec![]), default: Verdict::Deny });
+        let mut ports: Vec<Option<std::sync::Arc<PortAcl>>> = (0..3).map(|_| None).collect();
+        ports[2] = Some(std::sync::Arc::new(PortAcl { ingress: Classifier::new(rules.clone()), egress: Classifier::new(vec![]), default: Verdict::Deny }));
         let tables = AclTables { ports };
         let mut cache = AclCache::default();
         for m in &packets {

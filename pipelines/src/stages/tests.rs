@@ -278,7 +278,7 @@ fn same_macs(dst: Mac) -> Vec<Vec<u8>> {
 fn repeated_headers_get_the_decision_each_frame_would_get() {
     let plain = tables();
     let mut egress_acl = tables();
-    let mut ports: Vec<Option<crate::acl::PortAcl>> = (0..16).map(|_| None).collect();
+    let mut ports: Vec<Option<std::sync::Arc<crate::acl::PortAcl>>> = (0..16).map(|_| None).collect();
     let allow_5001 = crate::acl::Rule {
         id: 1,
         priority: 1,
@@ -292,11 +292,11 @@ fn repeated_headers_get_the_decision_each_frame_would_get() {
         verdict: crate::acl::Verdict::Allow,
         counter: 0,
     };
-    ports[VM2 as usize] = Some(crate::acl::PortAcl {
+    ports[VM2 as usize] = Some(std::sync::Arc::new(crate::acl::PortAcl {
         ingress: crate::acl::Classifier::new(vec![]),
         egress: crate::acl::Classifier::new(vec![allow_5001]),
         default: crate::acl::Verdict::Deny,
-    });
+    }));
     egress_acl.acl = std::sync::Arc::new(crate::acl::AclTables { ports });
     // Local delivery on plain ports, local delivery through an egress ACL that tells the
     // frames apart, and encapsulation (whose UDP source port follows each flow).
@@ -356,17 +356,17 @@ mod acl {
     /// VM2: out = allow UDP/5001 (rule 2), default deny.
     fn with_acl() -> L2Tables {
         let mut t = tables();
-        let mut ports: Vec<Option<PortAcl>> = (0..16).map(|_| None).collect();
-        ports[VM1 as usize] = Some(PortAcl {
+        let mut ports: Vec<Option<std::sync::Arc<PortAcl>>> = (0..16).map(|_| None).collect();
+        ports[VM1 as usize] = Some(std::sync::Arc::new(PortAcl {
             ingress: Classifier::new(vec![rule(1, 10, Prefix::v4(0x0a010002, 32), Verdict::Deny)]),
             egress: Classifier::new(vec![]),
             default: Verdict::Allow,
-        });
-        ports[VM2 as usize] = Some(PortAcl {
+        }));
+        ports[VM2 as usize] = Some(std::sync::Arc::new(PortAcl {
             ingress: Classifier::new(vec![]),
             egress: Classifier::new(vec![rule(2, 10, Prefix::ANY, Verdict::Allow)]),
             default: Verdict::Deny,
-        });
+        }));
         t.acl = Arc::new(AclTables { ports });
         t
     }
@@ -452,17 +452,17 @@ mod staged {
     fn policed(outer_dscp: Option<u8>) -> L2Tables {
         let mut t = tables();
         t.fib_insert(100, mac(1), FibEntry { target: FibTarget::Port(VM1), is_static: true });
-        let mut ports: Vec<Option<PortAcl>> = (0..16).map(|_| None).collect();
-        ports[VM1 as usize] = Some(PortAcl {
+        let mut ports: Vec<Option<std::sync::Arc<PortAcl>>> = (0..16).map(|_| None).collect();
+        ports[VM1 as usize] = Some(std::sync::Arc::new(PortAcl {
             ingress: Classifier::new(ingress_rules()),
             egress: Classifier::new(egress_rules(VM1)),
             default: Verdict::Allow,
-        });
-        ports[VM2 as usize] = Some(PortAcl {
+        }));
+        ports[VM2 as usize] = Some(std::sync::Arc::new(PortAcl {
             ingress: Classifier::new(vec![]),
             egress: Classifier::new(egress_rules(VM2)),
             default: Verdict::Allow,
-        });
+        }));
         t.acl = Arc::new(AclTables { ports });
         let mut qos = vec![PortQos::default(); 16];
         // 8 kB/s with a few frames of burst: a batch of 60-100 byte frames turns yellow

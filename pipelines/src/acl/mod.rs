@@ -280,10 +280,11 @@ pub struct PortAcl {
     pub default: Verdict,
 }
 
-/// ACLs by port id. A port without an entry allows everything.
+/// ACLs by port id. A port without an entry allows everything. Each port's ACL is
+/// shared between snapshots until its rules change.
 #[derive(Debug, Default)]
 pub struct AclTables {
-    pub ports: Vec<Option<PortAcl>>,
+    pub ports: Vec<Option<std::sync::Arc<PortAcl>>>,
 }
 
 impl AclTables {

@@ -4,7 +4,7 @@ use pipelines::sflow::FlowSample;
 use std::{collections::HashMap, net::IpAddr, time::Instant};
 
 /// Checks an sFlow setting, returning the collectors' addresses.
-pub fn validate(spec: &crate::api::SflowSpec) -> Result<Vec<std::net::SocketAddr>, String> {
+pub fn validate(spec: &super::api::SflowSpec) -> Result<Vec<std::net::SocketAddr>, String> {
     if spec.collectors.is_empty() {
         return Err("collectors: give at least one --collector IP:PORT".into());
     }

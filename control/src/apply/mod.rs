@@ -1,28 +1,23 @@
 //! Declarative configuration: a whole desired state (what `dump` prints, what the state
 //! file holds) is validated as one, compared with the running one, and the difference
 //! is what `apply` changes.
+pub mod api;
+pub mod cli;
+mod handle;
+
 use crate::{
-    api::{PortRole, PortSpec},
-    overlay::{Overlay, PortRef},
+    overlay::Overlay,
+    ports::{
+        api::{PortRole, PortSpec},
+        validate, PortRef,
+    },
     state::{DesiredState, STATE_FORMAT},
-    validate,
 };
-use pipelines::wire::Mac;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The overlay's view of ports that exist only as specs (not running yet).
+/// How the features see ports that exist only as specs (not running yet).
 pub fn refs_of<'a>(specs: impl IntoIterator<Item = &'a PortSpec>) -> Vec<PortRef> {
-    specs
-        .into_iter()
-        .map(|p| PortRef {
-            name: p.name.clone(),
-            id: None,
-            role: p.role,
-            vni: p.vni,
-            mtu: p.mtu.unwrap_or(1500),
-            mac: Mac::default(),
-        })
-        .collect()
+    specs.into_iter().map(PortRef::of_spec).collect()
 }
 
 /// Validates `s` on its own, as if every entry were added in dependency order, and
@@ -66,8 +61,8 @@ pub fn validate_state(s: &DesiredState, workers: &[u32]) -> Result<(DesiredState
             return Err(format!("xconnects ({} {}): a port cannot be cross-connected to itself", x.a, x.b));
         }
     }
-    let mut acls = crate::acl::Acls::default();
-    acls.replace(s.acl.clone(), &refs, &|v| ov.has_network(v)).map_err(|e| format!("acl {e}"))?;
+    let mut acls = crate::acl::Acl::default();
+    acls.replace(s.acl.clone(), BTreeMap::new(), &refs, &|v| ov.has_network(v)).map_err(|e| format!("acl {e}"))?;
     for (port, action) in &s.acl_defaults {
         acls.set_default(port, *action, &refs).map_err(|e| format!("acl_defaults ({port}): {e}"))?;
     }
@@ -88,7 +83,7 @@ pub fn validate_state(s: &DesiredState, workers: &[u32]) -> Result<(DesiredState
         sflow: s.sflow.clone(),
     };
     if let Some(sf) = &s.sflow {
-        crate::sflow::validate(sf).map_err(|e| format!("sflow: {e}"))?;
+        crate::sflow::agent::validate(sf).map_err(|e| format!("sflow: {e}"))?;
     }
     Ok((norm, ov))
 }
@@ -191,7 +186,7 @@ pub fn diff(old: &DesiredState, new: &DesiredState) -> Vec<String> {
         |r| serde_json::to_string(r).unwrap_or_default(),
     );
     let defaults =
-        |d: &std::collections::BTreeMap<String, crate::api::AclAction>| -> Vec<(String, crate::api::AclAction)> {
+        |d: &std::collections::BTreeMap<String, crate::acl::api::AclAction>| -> Vec<(String, crate::acl::api::AclAction)> {
             d.iter().map(|(k, v)| (k.clone(), *v)).collect()
         };
     diff_list(
@@ -234,7 +229,7 @@ pub fn diff(old: &DesiredState, new: &DesiredState) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{FibSpec, NetworkSpec};
+    use crate::overlay::api::{FibSpec, NetworkSpec};
 
     fn state() -> DesiredState {
         let mut s = DesiredState::new();

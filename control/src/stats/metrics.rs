@@ -3,7 +3,8 @@
 //!
 //! One route and no keep-alive, so a few lines over tokio's TCP listener serve it; the
 //! switch task renders the page, as it answers any other request.
-use crate::api::{CoreView, MempoolView, PortStatsView, LATENCY_WINDOW_S};
+use super::api::{CoreView, MempoolView, LATENCY_WINDOW_S};
+use crate::ports::api::PortStatsView;
 use std::fmt::Write;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},

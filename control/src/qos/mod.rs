@@ -1,9 +1,17 @@
 //! QoS on the control plane: rates and sizes as users write them, validated where they
 //! enter, compiled into per-core meters.
+pub mod api;
+pub mod cli;
+
 use crate::{
-    api::{MeterSpec, PortRole, QosMode, QosSpec},
-    overlay::PortRef,
+    feature::{Feature, Tables},
+    ports::{api::PortRole, PortRef},
+    state::DesiredState,
+    store::change::Change,
+    switch::{to_value, Reply, Switch},
 };
+use api::{MeterSpec, QosMode, QosRequest, QosSpec};
+use dataplane::MAX_PORTS;
 use pipelines::qos::{ColorAction, MeterConfig, Mode, PortQos, QosTables, Unit};
 use std::collections::BTreeMap;
 
@@ -195,10 +203,6 @@ impl Qos {
         self.specs.remove(port).map(|_| ()).ok_or_else(|| format!("port: {port:?} has no QoS"))
     }
 
-    pub fn port_removed(&mut self, port: &str) {
-        self.specs.remove(port);
-    }
-
     /// Replaces everything (apply, restore): all or nothing; kept specs keep their version.
     pub fn replace(&mut self, specs: Vec<QosSpec>, ports: &[PortRef]) -> Result<(), String> {
         let mut next = Qos { specs: BTreeMap::new(), next_version: self.next_version };
@@ -244,6 +248,43 @@ impl Qos {
     }
 }
 
+impl Feature for Qos {
+    fn port_removed(&mut self, port: &PortRef) -> Vec<Change> {
+        match self.specs.remove(&port.name) {
+            Some(_) => vec![Change::del("qos", serde_json::json!(port.name))],
+            None => Vec::new(),
+        }
+    }
+
+    fn desired(&self, out: &mut DesiredState) {
+        out.qos = self.specs(None);
+    }
+
+    fn compile(&mut self, ports: &[PortRef], cores: usize, t: &mut Tables) {
+        let rx_cores = |id: u16| ports.iter().find(|p| p.id == Some(id)).map_or(1, |p| p.rx_cores);
+        t.l2.qos = std::sync::Arc::new(Qos::compile(self, ports, MAX_PORTS, &rx_cores, cores as u64));
+    }
+}
+
+impl Switch {
+    pub(crate) fn qos_request(&mut self, req: QosRequest) -> Reply {
+        let refs = self.refs();
+        let change = match req {
+            QosRequest::QosShow { port } => return Ok(to_value(&self.qos.specs(port.as_deref()))),
+            QosRequest::QosSet(spec) => {
+                self.qos.set(spec.clone(), &refs)?;
+                Change::put("qos", &spec)
+            }
+            QosRequest::QosClear { port } => {
+                self.qos.clear(&port)?;
+                Change::del("qos", serde_json::json!(port))
+            }
+        };
+        self.changed([change]);
+        Ok(serde_json::Value::Null)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,7 +309,7 @@ mod tests {
     }
 
     fn ports() -> Vec<PortRef> {
-        use crate::overlay::port_ref;
+        use crate::ports::port_ref;
         vec![port_ref("vm1", 0, PortRole::Vm, Some(1)), port_ref("up", 1, PortRole::Uplink, None)]
     }
 

@@ -1,7 +1,7 @@
 //! The control plane's side of the latency histograms: per core, the last
 //! `LATENCY_WINDOW_S` one-second histograms, so `cores` and the metrics report time
 //! inside the switch now rather than since start.
-use crate::api::{LatencyView, LATENCY_WINDOW_S};
+use super::api::{LatencyView, LATENCY_WINDOW_S};
 use dataplane::{latency, pmd::Shared};
 use std::collections::VecDeque;
 

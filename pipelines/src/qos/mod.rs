@@ -5,7 +5,7 @@
 //! rounding drift: a bucket holds `tokens * hz`, and `dt` ticks at `rate` units per
 //! second add `rate * dt`. The clock is whatever the caller passes (TSC on the cores, a
 //! simulated one in tests).
-use crate::{acl::Direction, learn::Clock, meta::Meta, wire::ipv4, Frame};
+use crate::{acl::Direction, clock::Clock, meta::Meta, wire::ipv4, Frame};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unit {

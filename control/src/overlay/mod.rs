@@ -1,12 +1,22 @@
 //! Tenant networks, the VTEP, the FIB (static and learned), underlay neighbours and
 //! their resolution: the control-plane side of the overlay. Compiles into the
 //! `L2Tables` the cores read.
-use crate::api::*;
+pub mod api;
+pub mod cli;
+mod handle;
+mod resolve;
+mod views;
+
+use crate::ports::{
+    api::{PortRole, PortSpec},
+    PortRef,
+};
+use api::*;
 use ipnetwork::Ipv4Network;
 use pipelines::{
     learn::LearnEvent,
     tables::{FibEntry, FibShard, FibTarget, L2Tables, Network, Remote, Vtep},
-    wire::{arp, vxlan::MAX_VNI, Mac},
+    wire::{vxlan::MAX_VNI, Mac},
     PortId,
 };
 use std::{
@@ -26,31 +36,6 @@ const ARP_TTL: Duration = Duration::from_secs(300);
 const ARP_RETRY_FAST: Duration = Duration::from_secs(1);
 const ARP_RETRY_SLOW: Duration = Duration::from_secs(10);
 const ARP_FAST_TRIES: u32 = 3;
-
-/// What the overlay needs to know about a port.
-#[derive(Debug, Clone)]
-pub struct PortRef {
-    pub name: String,
-    /// None while the port is not running (failed at restore).
-    pub id: Option<PortId>,
-    pub role: Option<PortRole>,
-    pub vni: Option<u32>,
-    pub mtu: u16,
-    pub mac: Mac,
-}
-
-/// A running port for unit tests: MTU 1500, MAC 02:00:00:00:00:a0 + id.
-#[cfg(test)]
-pub(crate) fn port_ref(name: &str, id: u16, role: PortRole, vni: Option<u32>) -> PortRef {
-    PortRef {
-        name: name.into(),
-        id: Some(id),
-        role: Some(role),
-        vni,
-        mtu: 1500,
-        mac: Mac([2, 0, 0, 0, 0, 0xa0 + id as u8]),
-    }
-}
 
 #[derive(Debug, Clone)]
 struct Learned {
@@ -120,8 +105,10 @@ fn check_unicast(field: &str, ip: Ipv4Addr) -> Result<(), String> {
 }
 
 impl Overlay {
-    /// A copy of the configuration and runtime state, to try a change on.
-    pub fn clone_config(&self) -> Overlay {
+    /// A copy of the configuration and runtime state without the compiled shards: what
+    /// compiling from scratch starts from (the property tests' oracle).
+    #[cfg(test)]
+    pub(crate) fn clone_config(&self) -> Overlay {
         Overlay {
             networks: self.networks.clone(),
             vtep: self.vtep.clone(),
@@ -297,11 +284,11 @@ impl Overlay {
         if !members.is_empty() {
             return Err(format!("network {vni} still has ports ({}); delete them first", members.join(", ")));
         }
-        if self.fib.keys().any(|(v, _)| *v == vni) {
+        if self.has_static_fib(vni) {
             return Err(format!("network {vni} has static FIB entries; delete them first (vswitchctl fib list {vni})"));
         }
         self.networks.remove(&vni);
-        let gone: Vec<_> = self.learned.keys().filter(|(v, _)| *v == vni).copied().collect();
+        let gone: Vec<_> = self.learned.range((vni, MAC_FIRST)..=(vni, MAC_LAST)).map(|(k, _)| *k).collect();
         for k in gone {
             self.forget(k);
         }
@@ -603,180 +590,6 @@ impl Overlay {
             }
         }
         t
-    }
-
-    /// ARP requests due now (next hops without a static or fresh entry): the frames to
-    /// send on the uplink. Also expires stale answers; `changed` is set if that
-    /// affects the tables.
-    pub fn arp_due(&mut self, ports: &[PortRef], now: Instant, changed: &mut bool) -> Vec<[u8; 60]> {
-        let Some(vtep) = self.vtep_tables(ports) else { return Vec::new() };
-        let needed: BTreeSet<Ipv4Addr> = self
-            .remote_vteps()
-            .into_iter()
-            .filter_map(|r| self.nexthop(r))
-            .filter(|nh| !self.neighbours.contains_key(nh))
-            .collect();
-        self.arp.retain(|ip, _| needed.contains(ip));
-        let mut out = Vec::new();
-        for nh in needed {
-            let e = self.arp.entry(nh).or_insert(ArpEntry { mac: None, resolved_at: None, tries: 0, next_try: now });
-            if let Some(at) = e.resolved_at {
-                let age = now.duration_since(at);
-                if age > ARP_TTL {
-                    e.mac = None;
-                    e.resolved_at = None;
-                    e.tries = 0;
-                    *changed = true;
-                } else if age < ARP_REFRESH || now < e.next_try {
-                    continue;
-                }
-            }
-            if now < e.next_try {
-                continue;
-            }
-            e.tries += 1;
-            e.next_try = now + if e.tries < ARP_FAST_TRIES { ARP_RETRY_FAST } else { ARP_RETRY_SLOW };
-            let req = arp::Arp {
-                op: arp::OP_REQUEST,
-                sender_mac: vtep.mac,
-                sender_ip: vtep.ip,
-                target_mac: Mac::default(),
-                target_ip: u32::from(nh),
-            };
-            out.push(arp::frame(Mac::BROADCAST, vtep.mac, &req));
-        }
-        out
-    }
-
-    /// An ARP reply reached us. Returns true if it resolved (or changed) a next hop.
-    pub fn arp_reply(&mut self, a: &arp::Arp, now: Instant) -> bool {
-        let ip = Ipv4Addr::from(a.sender_ip);
-        let Some(e) = self.arp.get_mut(&ip) else { return false };
-        let changed = e.mac != Some(a.sender_mac);
-        e.mac = Some(a.sender_mac);
-        e.resolved_at = Some(now);
-        e.tries = 0;
-        e.next_try = now + ARP_REFRESH;
-        if changed {
-            tracing::info!("resolved underlay neighbour {ip} at {}", a.sender_mac);
-        }
-        changed
-    }
-
-    pub fn network_views(&self, ports: &[PortRef]) -> Vec<NetworkView> {
-        self.networks
-            .values()
-            .map(|n| NetworkView {
-                vni: n.vni,
-                name: n.name.clone(),
-                ports: ports.iter().filter(|p| p.vni == Some(n.vni)).map(|p| p.name.clone()).collect(),
-                flood_vteps: n.flood_vteps.clone(),
-                max_macs: n.max_macs.unwrap_or(DEFAULT_MAX_MACS),
-                aging: n.aging.unwrap_or(DEFAULT_AGING),
-                macs_learned: self.learned_per_vni.get(&n.vni).copied().unwrap_or(0),
-                learn_refused: self.refused.get(&n.vni).copied().unwrap_or(0),
-                mac_moves: self.moves.get(&n.vni).copied().unwrap_or(0),
-            })
-            .collect()
-    }
-
-    pub fn vtep_view(&self, ports: &[PortRef]) -> Option<VtepView> {
-        let v = self.vtep.as_ref()?;
-        let up = ports.iter().find(|p| p.name == v.spec.uplink);
-        let state = match (up, self.vtep_tables(ports)) {
-            (_, Some(_)) => "active".to_string(),
-            (None, _) => format!("inactive: uplink {:?} does not exist", v.spec.uplink),
-            (Some(_), None) => format!("inactive: uplink {:?} is not running", v.spec.uplink),
-        };
-        let remotes = self
-            .remote_vteps()
-            .into_iter()
-            .map(|ip| {
-                let nexthop = self.nexthop(ip);
-                RemoteView {
-                    ip,
-                    nexthop,
-                    nexthop_mac: nexthop.and_then(|nh| self.nexthop_mac(nh)).map(|m| m.to_string()),
-                }
-            })
-            .collect();
-        Some(VtepView {
-            ip: v.net.to_string(),
-            uplink: v.spec.uplink.clone(),
-            mac: v.mac.or(up.map(|p| p.mac)).map(|m| m.to_string()),
-            gateway: v.spec.gateway,
-            udp_port: v.spec.udp_port.unwrap_or(pipelines::wire::vxlan::DEFAULT_UDP_PORT),
-            ttl: v.spec.ttl.unwrap_or(64),
-            mtu: up.map(|p| p.mtu),
-            state,
-            remotes,
-        })
-    }
-
-    pub fn neigh_views(&self, now: Instant) -> Vec<NeighView> {
-        let mut v: Vec<NeighView> = self
-            .neighbours
-            .iter()
-            .map(|(ip, mac)| NeighView {
-                ip: *ip,
-                mac: Some(mac.to_string()),
-                kind: "static".into(),
-                state: "resolved".into(),
-                age_secs: None,
-            })
-            .collect();
-        for (ip, e) in &self.arp {
-            v.push(NeighView {
-                ip: *ip,
-                mac: e.mac.map(|m| m.to_string()),
-                kind: "dynamic".into(),
-                state: match (e.mac, e.tries) {
-                    (Some(_), _) => "resolved",
-                    (None, t) if t >= ARP_FAST_TRIES => "failed",
-                    _ => "resolving",
-                }
-                .into(),
-                age_secs: e.resolved_at.map(|at| now.duration_since(at).as_secs()),
-            });
-        }
-        v.sort_by_key(|n| n.ip);
-        v
-    }
-
-    pub fn fib_views(&self, vni: Option<u32>, ports: &[PortRef], now: Instant) -> Vec<FibView> {
-        let name_of = |id: PortId| ports.iter().find(|p| p.id == Some(id)).map(|p| p.name.clone());
-        let mut v: Vec<FibView> = self
-            .fib
-            .iter()
-            .filter(|((n, _), _)| vni.is_none_or(|x| x == *n))
-            .map(|((n, mac), f)| FibView {
-                vni: *n,
-                mac: mac.to_string(),
-                port: f.port.clone(),
-                vtep: f.vtep,
-                kind: "static".into(),
-                age_secs: None,
-            })
-            .collect();
-        for ((n, mac), l) in &self.learned {
-            if vni.is_some_and(|x| x != *n) || self.fib.contains_key(&(*n, *mac)) {
-                continue;
-            }
-            let (port, vtep) = match l.target {
-                FibTarget::Port(id) => (name_of(id), None),
-                FibTarget::Vtep(ip) => (None, Some(Ipv4Addr::from(ip))),
-            };
-            v.push(FibView {
-                vni: *n,
-                mac: mac.to_string(),
-                port,
-                vtep,
-                kind: "learned".into(),
-                age_secs: Some(now.duration_since(l.last_seen).as_secs()),
-            });
-        }
-        v.sort_by(|a, b| (a.vni, &a.mac).cmp(&(b.vni, &b.mac)));
-        v
     }
 }
 

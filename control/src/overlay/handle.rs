@@ -1,0 +1,132 @@
+//! Overlay requests, and the overlay as a feature of the switch.
+use super::{api::*, Overlay, MAC_FIRST, MAC_LAST};
+use crate::{
+    feature::{Feature, Tables},
+    ports::PortRef,
+    state::DesiredState,
+    store::change::Change,
+    switch::{to_value, Reply, Switch},
+};
+use dataplane::MAX_PORTS;
+use pipelines::{tables::L2Tables, wire::Mac};
+use serde_json::{json, Value};
+use std::time::Instant;
+
+impl Overlay {
+    /// The journal record for network `vni` as it is now.
+    fn network_record(&self, vni: u32) -> Change {
+        match self.networks.get(&vni) {
+            Some(n) => Change::put("networks", n),
+            None => Change::del("networks", json!(vni)),
+        }
+    }
+
+    /// Applies a change request; the journal records of what it changed.
+    fn change(&mut self, req: OverlayRequest, ports: &[PortRef]) -> Result<Vec<Change>, String> {
+        Ok(match req {
+            OverlayRequest::NetworkAdd(spec) => {
+                let vni = spec.vni;
+                self.network_add(spec)?;
+                vec![self.network_record(vni)]
+            }
+            OverlayRequest::NetworkDel { vni } => {
+                self.network_del(vni, ports)?;
+                vec![self.network_record(vni)]
+            }
+            OverlayRequest::NetworkAddVtep { vni, ip } => {
+                self.add_vtep(vni, ip)?;
+                vec![self.network_record(vni)]
+            }
+            OverlayRequest::NetworkDelVtep { vni, ip } => {
+                self.del_vtep(vni, ip)?;
+                vec![self.network_record(vni)]
+            }
+            OverlayRequest::VtepSet(spec) => {
+                self.vtep_set(spec, ports)?;
+                vec![Change::set("vtep", &self.vtep.as_ref().map(|v| &v.spec))]
+            }
+            OverlayRequest::NeighAdd(spec) => {
+                let ip = spec.ip;
+                self.neigh_add(spec)?;
+                let mac = self.neighbours.get(&ip).map(Mac::to_string).unwrap_or_default();
+                vec![Change::put("neighbours", &NeighSpec { ip, mac })]
+            }
+            OverlayRequest::NeighDel { ip } => {
+                self.neigh_del(ip)?;
+                vec![Change::del("neighbours", json!(ip))]
+            }
+            OverlayRequest::FibAdd(spec) => {
+                let vni = spec.vni;
+                let mac: Mac = spec.mac.parse().map_err(|e| format!("mac: {e}"))?;
+                self.fib_add(spec, ports)?;
+                self.fib.get(&(vni, mac)).map(|f| Change::put("fib", f)).into_iter().collect()
+            }
+            OverlayRequest::FibDel { vni, mac } => {
+                let was_static = mac.parse::<Mac>().is_ok_and(|m| self.fib.contains_key(&(vni, m)));
+                self.fib_del(vni, &mac)?;
+                // A learned entry is not part of the desired state: nothing to record.
+                let m: Mac = mac.parse().unwrap_or_default();
+                if was_static {
+                    vec![Change::del("fib", json!([vni, m.to_string()]))]
+                } else {
+                    Vec::new()
+                }
+            }
+            read => return Err(format!("internal: {read:?} is not an overlay change")),
+        })
+    }
+
+    /// The VTEP's address, if one is set.
+    pub fn vtep_ip(&self) -> Option<std::net::IpAddr> {
+        self.vtep.as_ref().map(|v| std::net::IpAddr::V4(v.net.ip()))
+    }
+
+    /// Static FIB entries of one network, if any.
+    pub fn has_static_fib(&self, vni: u32) -> bool {
+        self.fib.range((vni, MAC_FIRST)..=(vni, MAC_LAST)).next().is_some()
+    }
+}
+
+impl Feature for Overlay {
+    fn port_in_use(&self, name: &str) -> Option<String> {
+        Overlay::port_in_use(self, name)
+    }
+
+    fn port_removed(&mut self, port: &PortRef) -> Vec<Change> {
+        if let Some(id) = port.id {
+            Overlay::port_removed(self, id);
+        }
+        Vec::new()
+    }
+
+    fn desired(&self, out: &mut DesiredState) {
+        let (networks, vtep, fib, neighbours) = Overlay::desired(self);
+        out.networks = networks;
+        out.vtep = vtep;
+        out.fib = fib;
+        out.neighbours = neighbours;
+    }
+
+    fn compile(&mut self, ports: &[PortRef], _cores: usize, t: &mut Tables) {
+        let l2 = Overlay::compile(self, ports, MAX_PORTS);
+        // The overlay owns the L2 tables but for the policy other features put in them.
+        t.l2 = L2Tables { acl: std::mem::take(&mut t.l2.acl), qos: std::mem::take(&mut t.l2.qos), ..l2 };
+    }
+}
+
+impl Switch {
+    pub(crate) fn overlay_request(&mut self, req: OverlayRequest) -> Reply {
+        let refs = self.refs();
+        match req {
+            OverlayRequest::NetworkList => Ok(to_value(&self.overlay.network_views(&refs))),
+            OverlayRequest::VtepShow => Ok(to_value(&self.overlay.vtep_view(&refs))),
+            OverlayRequest::NeighList => Ok(to_value(&self.overlay.neigh_views(Instant::now()))),
+            OverlayRequest::FibList { vni } => Ok(to_value(&self.overlay.fib_views(vni, &refs, Instant::now()))),
+            change => {
+                let records = self.overlay.change(change, &refs)?;
+                self.changed(records);
+                Ok(Value::Null)
+            }
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Resolving the underlay next hops of remote VTEPs: ARP requests on the uplink, retried
+//! quickly at first, refreshed before they expire; answers come back from the cores.
+use super::{ArpEntry, Overlay, ARP_FAST_TRIES, ARP_REFRESH, ARP_RETRY_FAST, ARP_RETRY_SLOW, ARP_TTL};
+use crate::ports::PortRef;
+use pipelines::wire::{arp, Mac};
+use std::{collections::BTreeSet, net::Ipv4Addr, time::Instant};
+
+impl Overlay {
+    /// ARP requests due now (next hops without a static or fresh entry): the frames to
+    /// send on the uplink. Also expires stale answers; `changed` is set if that
+    /// affects the tables.
+    pub fn arp_due(&mut self, ports: &[PortRef], now: Instant, changed: &mut bool) -> Vec<[u8; 60]> {
+        let Some(vtep) = self.vtep_tables(ports) else { return Vec::new() };
+        let needed: BTreeSet<Ipv4Addr> = self
+            .remote_vteps()
+            .into_iter()
+            .filter_map(|r| self.nexthop(r))
+            .filter(|nh| !self.neighbours.contains_key(nh))
+            .collect();
+        self.arp.retain(|ip, _| needed.contains(ip));
+        let mut out = Vec::new();
+        for nh in needed {
+            let e = self.arp.entry(nh).or_insert(ArpEntry { mac: None, resolved_at: None, tries: 0, next_try: now });
+            if let Some(at) = e.resolved_at {
+                let age = now.duration_since(at);
+                if age > ARP_TTL {
+                    e.mac = None;
+                    e.resolved_at = None;
+                    e.tries = 0;
+                    *changed = true;
+                } else if age < ARP_REFRESH || now < e.next_try {
+                    continue;
+                }
+            }
+            if now < e.next_try {
+                continue;
+            }
+            e.tries += 1;
+            e.next_try = now + if e.tries < ARP_FAST_TRIES { ARP_RETRY_FAST } else { ARP_RETRY_SLOW };
+            let req = arp::Arp {
+                op: arp::OP_REQUEST,
+                sender_mac: vtep.mac,
+                sender_ip: vtep.ip,
+                target_mac: Mac::default(),
+                target_ip: u32::from(nh),
+            };
+            out.push(arp::frame(Mac::BROADCAST, vtep.mac, &req));
+        }
+        out
+    }
+
+    /// An ARP reply reached us. Returns true if it resolved (or changed) a next hop.
+    pub fn arp_reply(&mut self, a: &arp::Arp, now: Instant) -> bool {
+        let ip = Ipv4Addr::from(a.sender_ip);
+        let Some(e) = self.arp.get_mut(&ip) else { return false };
+        let changed = e.mac != Some(a.sender_mac);
+        e.mac = Some(a.sender_mac);
+        e.resolved_at = Some(now);
+        e.tries = 0;
+        e.next_try = now + ARP_REFRESH;
+        if changed {
+            tracing::info!("resolved underlay neighbour {ip} at {}", a.sender_mac);
+        }
+        changed
+    }
+}

@@ -1,0 +1,58 @@
+//! Port requests: attach and start a device, take one out once no core uses it, list
+//! ports and their counters.
+use super::{api::*, validate, Port};
+use crate::{
+    store::change::Change,
+    switch::{to_value, Reply, Switch},
+};
+
+impl Switch {
+    pub(crate) fn port_request(&mut self, req: PortRequest) -> Reply {
+        match req {
+            PortRequest::PortAdd(spec) => self.port_add(spec).map(|v| to_value(&v)),
+            PortRequest::PortDel { name } => self.port_del(&name).map(|()| serde_json::Value::Null),
+            PortRequest::PortList => Ok(to_value(&self.port_views())),
+            PortRequest::PortStats { name } => self.ports.stats(name.as_deref()).map(|v| to_value(&v)),
+        }
+    }
+
+    pub(crate) fn port_views(&self) -> Vec<PortView> {
+        self.ports.list.iter().map(|p| self.ports.view(p, self.xconnects.peer(&p.spec.name))).collect()
+    }
+
+    /// Checks a port spec against the switch as it is.
+    fn check_spec(&self, spec: &PortSpec) -> Result<(), String> {
+        validate::port_spec(spec, self.ports.list.iter().map(|p| &p.spec), &self.eal.workers)?;
+        self.overlay.check_port(spec, &self.ports.refs())
+    }
+
+    fn port_add(&mut self, spec: PortSpec) -> Result<PortView, String> {
+        self.check_spec(&spec)?;
+        let run = self.ports.bring_up(&spec).map_err(|e| format!("port {}: {e}", spec.name))?;
+        tracing::info!("port {} added ({})", spec.name, spec.devargs);
+        self.changed([Change::put("ports", &spec)]);
+        self.ports.list.push(Port { spec, run: Ok(run) });
+        let p = self.ports.list.last().expect("just pushed");
+        Ok(self.ports.view(p, None))
+    }
+
+    /// Takes the port out of the desired state; its device is closed once the batch is
+    /// published and no core can touch it any more.
+    fn port_del(&mut self, name: &str) -> Result<(), String> {
+        self.ports.must_find("name", name)?;
+        if let Some(why) = self.features_ref().iter().find_map(|f| f.port_in_use(name)) {
+            return Err(why);
+        }
+        let idx = self.ports.list.iter().position(|p| p.spec.name == name).expect("found above");
+        let gone = self.ports.refs().swap_remove(idx);
+        let port = self.ports.list.remove(idx);
+        let mut changes = vec![Change::del("ports", serde_json::json!(name))];
+        for f in self.features() {
+            changes.extend(f.port_removed(&gone));
+        }
+        self.changed(changes);
+        self.closing.push((idx, port));
+        tracing::info!("port {name} deleted");
+        Ok(())
+    }
+}

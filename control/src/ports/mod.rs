@@ -1,0 +1,274 @@
+//! Ports: DPDK devices attached from devargs, configured, started, and placed on PMD
+//! cores; their views and counters. Every other feature sees a port as a `PortRef`.
+pub mod api;
+pub mod cli;
+mod handle;
+pub mod validate;
+
+use api::{PortRole, PortSpec, PortStatsView, PortView, RxQueueView};
+use dataplane::{
+    mempool::PktPool,
+    pmd::Shared,
+    port::{EthPort, PortConf, PortInfo},
+    snapshot::{Role, RxQueue, Snapshot},
+    stats::PortTotals,
+};
+use pipelines::{wire::Mac, DropReason, PortId};
+use std::sync::Arc;
+
+/// Descriptors per rx and tx queue.
+const RX_DESC: u16 = 1024;
+const TX_DESC: u16 = 1024;
+
+/// What the other features need to know about a port.
+#[derive(Debug, Clone)]
+pub struct PortRef {
+    pub name: String,
+    /// None while the port is not running (failed at restore).
+    pub id: Option<PortId>,
+    pub role: Option<PortRole>,
+    pub vni: Option<u32>,
+    pub mtu: u16,
+    pub mac: Mac,
+    /// How many PMD cores poll its rx queues.
+    pub rx_cores: u64,
+}
+
+impl PortRef {
+    /// A port that exists only as a spec (not running yet).
+    pub fn of_spec(p: &PortSpec) -> PortRef {
+        PortRef {
+            name: p.name.clone(),
+            id: None,
+            role: p.role,
+            vni: p.vni,
+            mtu: p.mtu.unwrap_or(1500),
+            mac: Mac::default(),
+            rx_cores: 1,
+        }
+    }
+}
+
+/// A running port for unit tests: MTU 1500, MAC 02:00:00:00:00:a0 + id.
+#[cfg(test)]
+pub(crate) fn port_ref(name: &str, id: u16, role: PortRole, vni: Option<u32>) -> PortRef {
+    PortRef {
+        name: name.into(),
+        id: Some(id),
+        role: Some(role),
+        vni,
+        mtu: 1500,
+        mac: Mac([2, 0, 0, 0, 0, 0xa0 + id as u8]),
+        rx_cores: 1,
+    }
+}
+
+/// A port the switch made real.
+pub struct Running {
+    pub eth: EthPort,
+    pub info: PortInfo,
+    /// (rx queue, core index).
+    pub rxq: Vec<(u16, usize)>,
+    /// Counters of the port id when this port took it: a reused id starts at zero.
+    baseline: PortTotals,
+}
+
+/// A port of the desired state: running, or failed (at restore) with the reason.
+pub struct Port {
+    pub spec: PortSpec,
+    pub run: Result<Running, String>,
+}
+
+/// Every port, in the order added.
+pub struct Ports {
+    pub list: Vec<Port>,
+    workers: Vec<u32>,
+    pool: Arc<PktPool>,
+    shared: Arc<Shared>,
+}
+
+impl Ports {
+    pub fn new(workers: Vec<u32>, pool: Arc<PktPool>, shared: Arc<Shared>) -> Ports {
+        Ports { list: Vec::new(), workers, pool, shared }
+    }
+
+    pub fn find(&self, name: &str) -> Option<&Port> {
+        self.list.iter().find(|p| p.spec.name == name)
+    }
+
+    pub fn must_find(&self, field: &str, name: &str) -> Result<&Port, String> {
+        self.find(name).ok_or_else(|| format!("{field}: no port named {name:?} (vswitchctl port list shows the ports)"))
+    }
+
+    /// The ethdev id of a running port.
+    pub fn running_id(&self, field: &str, name: &str) -> Result<PortId, String> {
+        match &self.must_find(field, name)?.run {
+            Ok(r) => Ok(r.eth.id),
+            Err(e) => Err(format!("{field}: {name:?} is not running: {e}")),
+        }
+    }
+
+    /// The name of the running port with this id.
+    pub fn name_of(&self, id: PortId) -> String {
+        self.list
+            .iter()
+            .find(|p| p.run.as_ref().is_ok_and(|r| r.eth.id == id))
+            .map(|p| p.spec.name.clone())
+            .unwrap_or_else(|| format!("#{id}"))
+    }
+
+    pub fn specs(&self) -> Vec<PortSpec> {
+        self.list.iter().map(|p| p.spec.clone()).collect()
+    }
+
+    /// How every other feature sees the ports.
+    pub fn refs(&self) -> Vec<PortRef> {
+        self.list
+            .iter()
+            .map(|p| {
+                let run = p.run.as_ref().ok();
+                PortRef {
+                    name: p.spec.name.clone(),
+                    id: run.map(|r| r.eth.id),
+                    role: p.spec.role,
+                    vni: p.spec.vni,
+                    mtu: run.map(|r| r.info.mtu).unwrap_or(1500),
+                    mac: run.map(|r| Mac(r.info.mac)).unwrap_or_default(),
+                    rx_cores: run.map_or(1, |r| {
+                        r.rxq.iter().map(|&(_, c)| c).collect::<std::collections::BTreeSet<_>>().len() as u64
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    /// The snapshot's port slots and each core's rx queues.
+    pub fn compile(&self, snap: &mut Snapshot) {
+        for p in &self.list {
+            if let Ok(r) = &p.run {
+                let slot = &mut snap.ports[r.eth.id as usize];
+                slot.active = true;
+                slot.role = match (p.spec.role, p.spec.vni) {
+                    (Some(PortRole::Vm), Some(vni)) => Role::Vm { vni },
+                    (Some(PortRole::Uplink), _) => Role::Uplink,
+                    _ => Role::None,
+                };
+                for &(queue, core) in &r.rxq {
+                    snap.rx[core].push(RxQueue { port: r.eth.id, queue });
+                }
+            }
+        }
+    }
+
+    /// Attaches, configures and starts the device, and picks cores for its rx queues.
+    /// Publishes nothing.
+    pub fn bring_up(&self, spec: &PortSpec) -> Result<Running, String> {
+        let queues = spec.queues.unwrap_or(1);
+        let mut eth = EthPort::attach(&spec.devargs).map_err(|e| e.to_string())?;
+        let conf = PortConf {
+            rx_queues: queues,
+            tx_queues: self.workers.len() as u16,
+            rx_desc: RX_DESC,
+            tx_desc: TX_DESC,
+            mtu: spec.mtu,
+            mbuf_data_room: dpdk_sys::RTE_MBUF_DEFAULT_DATAROOM,
+        };
+        // On failure `eth` drops here, which stops, closes and detaches the device.
+        eth.configure_and_start(&self.pool, conf).map_err(|e| e.to_string())?;
+        let info = eth.info();
+        let rxq = (0..queues).map(|q| (q, self.pick_core(spec, q))).collect();
+        let baseline = self.totals(eth.id);
+        Ok(Running { eth, info, rxq, baseline })
+    }
+
+    fn pick_core(&self, spec: &PortSpec, queue: u16) -> usize {
+        if let Some(cores) = &spec.cores {
+            let lcore = cores[queue as usize % cores.len()];
+            return self.workers.iter().position(|&w| w == lcore).unwrap_or(0);
+        }
+        // Least loaded by rx queue count; ties to the lowest index.
+        let mut load = vec![0usize; self.workers.len()];
+        for p in &self.list {
+            if let Ok(r) = &p.run {
+                for &(_, c) in &r.rxq {
+                    load[c] += 1;
+                }
+            }
+        }
+        (0..load.len()).min_by_key(|&c| (load[c], c)).unwrap_or(0)
+    }
+
+    /// Current totals of a port id, summed over cores.
+    pub fn totals(&self, id: u16) -> PortTotals {
+        let mut t = PortTotals::default();
+        for c in self.shared.counters.iter() {
+            t.add(&c.ports[id as usize]);
+        }
+        t
+    }
+
+    pub fn view(&self, p: &Port, xconnect: Option<String>) -> PortView {
+        let mut v = PortView {
+            name: p.spec.name.clone(),
+            devargs: p.spec.devargs.clone(),
+            state: "error".into(),
+            error: None,
+            port_id: None,
+            driver: None,
+            mac: None,
+            mtu: None,
+            link_speed_mbps: None,
+            rx_queues: Vec::new(),
+            xconnect,
+            role: p.spec.role,
+            vni: p.spec.vni,
+        };
+        match &p.run {
+            Ok(r) => {
+                let link = r.eth.link();
+                v.state = if link.up { "up" } else { "down" }.into();
+                v.port_id = Some(r.eth.id);
+                v.driver = Some(r.info.driver.clone());
+                v.mac = Some(Mac(r.info.mac).to_string());
+                v.mtu = Some(r.eth.info().mtu);
+                v.link_speed_mbps = Some(link.speed_mbps);
+                v.rx_queues = r.rxq.iter().map(|&(queue, c)| RxQueueView { queue, lcore: self.workers[c] }).collect();
+            }
+            Err(e) => v.error = Some(e.clone()),
+        }
+        v
+    }
+
+    pub fn stats(&self, name: Option<&str>) -> Result<Vec<PortStatsView>, String> {
+        if let Some(n) = name {
+            self.must_find("name", n)?;
+        }
+        Ok(self
+            .list
+            .iter()
+            .filter(|p| name.is_none_or(|n| n == p.spec.name))
+            .map(|p| {
+                let mut v = PortStatsView { name: p.spec.name.clone(), ..Default::default() };
+                if let Ok(r) = &p.run {
+                    let t = self.totals(r.eth.id).since(&r.baseline);
+                    v.rx_packets = t.rx_packets;
+                    v.rx_bytes = t.rx_bytes;
+                    v.tx_packets = t.tx_packets;
+                    v.tx_bytes = t.tx_bytes;
+                    for reason in DropReason::ALL {
+                        let n = t.drops[reason.index()];
+                        if n > 0 {
+                            v.drops.insert(reason.name().to_owned(), n);
+                        }
+                    }
+                    let hw = r.eth.hw_stats();
+                    v.rx_missed = hw.rx_missed;
+                    v.rx_errors = hw.rx_errors;
+                    v.tx_errors = hw.tx_errors;
+                    v.rx_nombuf = hw.rx_nombuf;
+                }
+                v
+            })
+            .collect())
+    }
+}

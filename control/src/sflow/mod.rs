@@ -1,0 +1,218 @@
+//! sFlow export: the setting, the collectors' sockets, and the agent that turns the
+//! cores' samples and the ports' counters into datagrams.
+pub mod agent;
+pub mod api;
+pub mod cli;
+
+use crate::{
+    feature::{Feature, Tables},
+    ports::PortRef,
+    state::DesiredState,
+    store::change::Change,
+    switch::{to_value, Reply, Switch},
+};
+use agent::{Agent, IfCounters};
+use api::{SflowRequest, SflowSpec, SflowView};
+use dataplane::pmd::Shared;
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket},
+    time::{Duration, Instant},
+};
+
+/// How long a collector that refused is left alone.
+const COLLECTOR_BACKOFF: Duration = Duration::from_secs(1);
+
+/// One collector: a connected, non-blocking socket, so the kernel tells us when the
+/// collector refuses (ICMP port unreachable) and we can stop provoking more of those.
+struct Collector {
+    addr: SocketAddr,
+    sock: Option<UdpSocket>,
+    /// Refused recently: datagrams for it are dropped until then.
+    quiet_until: Option<Instant>,
+}
+
+/// sFlow export as running: where to send, the agent, the sockets.
+struct Runtime {
+    spec: SflowSpec,
+    collectors: Vec<Collector>,
+    agent: Agent,
+    last_poll: Instant,
+}
+
+impl Runtime {
+    fn new(spec: SflowSpec, agent: IpAddr) -> Result<Runtime, String> {
+        let collectors = agent::validate(&spec)?
+            .into_iter()
+            .map(|addr| {
+                let bind = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+                let sock =
+                    UdpSocket::bind(bind).ok().filter(|s| s.set_nonblocking(true).is_ok() && s.connect(addr).is_ok());
+                Collector { addr, sock, quiet_until: None }
+            })
+            .collect();
+        Ok(Runtime { spec, collectors, agent: Agent::new(agent, 0), last_poll: Instant::now() })
+    }
+
+    /// Sends what is pending to every collector. Sockets never block; a collector that
+    /// is down costs only its datagrams (and, once it refuses, a second of silence).
+    fn flush(&mut self, stats: &mut SflowView) {
+        let datagrams = self.agent.datagrams();
+        if datagrams.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for c in &mut self.collectors {
+            if c.quiet_until.is_some_and(|t| now < t) {
+                stats.send_errors += datagrams.len() as u64;
+                continue;
+            }
+            c.quiet_until = None;
+            for d in &datagrams {
+                match c.sock.as_ref().map(|s| s.send(d)) {
+                    Some(Ok(_)) => stats.datagrams += 1,
+                    Some(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        stats.send_errors += 1;
+                        c.quiet_until = Some(now + COLLECTOR_BACKOFF);
+                        tracing::debug!("sFlow collector {} refused; pausing it", c.addr);
+                        break;
+                    }
+                    _ => stats.send_errors += 1,
+                }
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Sflow {
+    run: Option<Runtime>,
+    stats: SflowView,
+}
+
+impl Sflow {
+    /// Starts (or stops, with None) export. The agent address is the setting's, else
+    /// `default_agent` (the VTEP's).
+    pub fn replace(&mut self, spec: Option<SflowSpec>, default_agent: Option<IpAddr>) -> Result<(), String> {
+        if self.run.as_ref().map(|r| &r.spec) == spec.as_ref() {
+            return Ok(());
+        }
+        self.run = match spec {
+            Some(spec) => {
+                let agent = spec.agent.or(default_agent).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                Some(Runtime::new(spec, agent)?)
+            }
+            None => None,
+        };
+        Ok(())
+    }
+
+    pub fn spec(&self) -> Option<&SflowSpec> {
+        self.run.as_ref().map(|r| &r.spec)
+    }
+
+    fn view(&self, shared: &Shared) -> SflowView {
+        SflowView {
+            config: self.spec().cloned(),
+            agent: self.run.as_ref().map(|r| r.agent.address),
+            samples_lost: shared.counters.iter().flat_map(|c| c.ports.iter()).map(|p| p.sflow_drops.get()).sum(),
+            ..self.stats.clone()
+        }
+    }
+
+    /// Takes the cores' samples and encodes them (or drops them if export is off).
+    pub fn drain(&mut self, shared: &Shared) {
+        // The input port's totals over every core, read only when a sample is there.
+        let counters = &shared.counters;
+        let totals = |id: u16| -> (u32, u32) {
+            let i = id as usize;
+            let pool: u64 = counters.iter().map(|c| c.ports[i].sflow_pool.get()).sum();
+            let drops: u64 = counters.iter().map(|c| c.ports[i].sflow_drops.get()).sum();
+            (pool as u32, drops as u32)
+        };
+        for ring in shared.sflow.iter() {
+            while let Some(s) = ring.pop() {
+                let Some(rt) = self.run.as_mut() else { continue };
+                let (pool, drops) = totals(s.input);
+                rt.agent.flow(&s, s.input as u32 + 1, s.output, pool, drops);
+                self.stats.flow_samples += 1;
+            }
+        }
+        if let Some(rt) = self.run.as_mut() {
+            rt.flush(&mut self.stats);
+        }
+    }
+
+    /// A counter sample is due (once per polling interval).
+    pub fn poll_due(&self) -> bool {
+        let Some(rt) = self.run.as_ref() else { return false };
+        let interval = rt.spec.polling.unwrap_or(20);
+        interval != 0 && rt.last_poll.elapsed() >= Duration::from_secs(interval as u64)
+    }
+
+    /// Sends counter samples of every running port.
+    pub fn poll(&mut self, samples: &[IfCounters]) {
+        let Some(rt) = self.run.as_mut() else { return };
+        rt.last_poll = Instant::now();
+        for c in samples {
+            rt.agent.counters(c);
+            self.stats.counter_samples += 1;
+        }
+        rt.flush(&mut self.stats);
+    }
+}
+
+impl Feature for Sflow {
+    fn desired(&self, out: &mut DesiredState) {
+        out.sflow = self.spec().cloned();
+    }
+
+    fn compile(&mut self, _ports: &[PortRef], _cores: usize, t: &mut Tables) {
+        if let Some(sf) = self.spec() {
+            t.snap.sflow_sampling = sf.sampling;
+            t.snap.sflow_header_bytes = sf.header_bytes.unwrap_or(128);
+        }
+    }
+}
+
+impl Switch {
+    pub(crate) fn sflow_request(&mut self, req: SflowRequest) -> Reply {
+        let spec = match req {
+            SflowRequest::SflowShow => return Ok(to_value(&self.sflow.view(&self.shared))),
+            SflowRequest::SflowSet(spec) => Some(spec),
+            SflowRequest::SflowOff => None,
+        };
+        if let Some(s) = &spec {
+            agent::validate(s)?;
+        }
+        // A new setting starts afresh (the agent address may follow the VTEP).
+        self.sflow.run = None;
+        self.sflow.replace(spec, self.overlay.vtep_ip())?;
+        self.changed([Change::set("sflow", &self.sflow.spec())]);
+        Ok(serde_json::Value::Null)
+    }
+
+    /// Generic and Ethernet interface counters of every running port.
+    pub(crate) fn if_counters(&self) -> Vec<IfCounters> {
+        let Ok(stats) = self.ports.stats(None) else { return Vec::new() };
+        let mut out = Vec::new();
+        for (p, st) in self.ports.list.iter().zip(&stats) {
+            let Ok(r) = &p.run else { continue };
+            let link = r.eth.link();
+            let tx_full = st.drops.get("tx_full").copied().unwrap_or(0);
+            out.push(IfCounters {
+                if_index: r.eth.id as u32 + 1,
+                speed_bps: link.speed_mbps as u64 * 1_000_000,
+                up: link.up,
+                in_octets: st.rx_bytes,
+                in_packets: st.rx_packets,
+                in_discards: st.drops.values().sum::<u64>() - tx_full + st.rx_missed,
+                in_errors: st.rx_errors,
+                out_octets: st.tx_bytes,
+                out_packets: st.tx_packets,
+                out_discards: tx_full,
+                out_errors: st.tx_errors,
+            });
+        }
+        out
+    }
+}

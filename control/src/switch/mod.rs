@@ -1,0 +1,314 @@
+//! The common core: the order of changes, their durability, publishing the tables to
+//! the PMD cores, and waiting until every core has moved on (quiescence). What a change
+//! means is its feature's (`crate::<feature>`); the core only sees `Feature`.
+//!
+//! One task owns the `Switch` and takes requests a batch at a time (every request
+//! waiting when it looks): each is validated and applied in memory in order, then the
+//! batch's journal records are synced in one write (group commit), the tables are
+//! published once, and only then do the replies leave. A change whose record did not
+//! reach the disk is taken back, with the rest of its batch, and refused.
+mod publish;
+
+use crate::{
+    acl::Acl,
+    api::*,
+    capture::CaptureRun,
+    feature::Feature,
+    overlay::Overlay,
+    ports::{Port, PortRef, Ports},
+    qos::Qos,
+    sflow::Sflow,
+    state::DesiredState,
+    stats::CoreStats,
+    store::{change::Change, Store},
+    xconnect::Xconnects,
+};
+use dataplane::{eal::Eal, mempool::PktPool, pmd::Shared};
+use pipelines::{
+    wire::{arp::Arp, ethernet},
+    Meta,
+};
+use std::{sync::Arc, time::Instant};
+use tokio::sync::oneshot;
+
+/// A request that was refused: the text the user sees.
+pub type Refusal = String;
+/// What a request gets back.
+pub type Reply = Result<serde_json::Value, Refusal>;
+/// A request and where its answer goes.
+pub type Job = (Request, oneshot::Sender<Response>);
+
+pub struct Switch {
+    pub(crate) eal: Eal,
+    pub(crate) pool: Arc<PktPool>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) store: Store,
+    pub(crate) ports: Ports,
+    pub(crate) xconnects: Xconnects,
+    pub(crate) overlay: Overlay,
+    pub(crate) acl: Acl,
+    pub(crate) qos: Qos,
+    pub(crate) sflow: Sflow,
+    pub(crate) capture: Option<CaptureRun>,
+    pub(crate) cores: CoreStats,
+    /// Ports this batch took out (with their place in the list): closed once the cores
+    /// have moved on, or put back if the batch is taken back.
+    pub(crate) closing: Vec<(usize, Port)>,
+    /// The tables changed since the last publish.
+    pub(crate) dirty: bool,
+}
+
+/// A request's reply, held until its batch is durable and published.
+struct Held {
+    reply: oneshot::Sender<Response>,
+    result: Reply,
+    /// It staged journal records (so it fails if they cannot be written).
+    staged: bool,
+}
+
+pub(crate) fn to_value<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+impl Switch {
+    pub fn new(eal: Eal, pool: Arc<PktPool>, shared: Arc<Shared>, store: Store) -> Switch {
+        let n = eal.workers.len();
+        Switch {
+            ports: Ports::new(eal.workers.clone(), pool.clone(), shared.clone()),
+            acl: Acl::new(shared.clone()),
+            cores: CoreStats::new(n),
+            eal,
+            pool,
+            shared,
+            store,
+            xconnects: Xconnects::default(),
+            overlay: Overlay::default(),
+            qos: Qos::default(),
+            sflow: Sflow::default(),
+            capture: None,
+            closing: Vec::new(),
+            dirty: true,
+        }
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Every feature beside the ports, in the order they compile. A new feature adds
+    /// itself here (and to `features_ref`).
+    pub(crate) fn features(&mut self) -> [&mut dyn Feature; 5] {
+        [&mut self.xconnects, &mut self.overlay, &mut self.acl, &mut self.qos, &mut self.sflow]
+    }
+
+    pub(crate) fn features_ref(&self) -> [&dyn Feature; 5] {
+        [&self.xconnects, &self.overlay, &self.acl, &self.qos, &self.sflow]
+    }
+
+    /// Brings up what `state` describes, publishing once at the end so that every
+    /// port starts forwarding with its cross-connect already in place. A port that
+    /// fails stays in the desired state, marked failed, and the rest come up.
+    pub async fn restore(&mut self, state: DesiredState) {
+        self.overlay.restore(state.networks.clone(), state.vtep.clone(), state.fib.clone(), state.neighbours.clone());
+        for spec in state.ports.iter().cloned() {
+            let run = self.ports.bring_up(&spec);
+            match &run {
+                Err(e) => tracing::error!("port {} could not be restored: {e}", spec.name),
+                Ok(_) => tracing::info!("port {} restored ({})", spec.name, spec.devargs),
+            }
+            self.ports.list.push(Port { spec, run });
+        }
+        self.xconnects.list = state.xconnects.clone();
+        let refs = self.ports.refs();
+        let overlay = &self.overlay;
+        if let Err(e) =
+            self.acl.replace(state.acl.clone(), state.acl_defaults.clone(), &refs, &|v| overlay.has_network(v))
+        {
+            tracing::error!("the saved ACL rules could not be restored: {e}");
+        }
+        if let Err(e) = self.qos.replace(state.qos.clone(), &refs) {
+            tracing::error!("the saved QoS could not be restored: {e}");
+        }
+        let agent = self.overlay.vtep_ip();
+        if let Err(e) = self.sflow.replace(state.sflow.clone(), agent) {
+            tracing::error!("the saved sFlow setting could not be restored: {e}");
+        }
+        self.publish().await;
+    }
+
+    /// The desired state as the features hold it now.
+    pub fn desired(&self) -> DesiredState {
+        let mut out = DesiredState { ports: self.ports.specs(), ..DesiredState::new() };
+        for f in self.features_ref() {
+            f.desired(&mut out);
+        }
+        out
+    }
+
+    /// Records `changes` for the next commit and marks the tables for publishing.
+    pub(crate) fn changed(&mut self, changes: impl IntoIterator<Item = Change>) {
+        self.store.stage(changes);
+        self.dirty = true;
+    }
+
+    /// Applies one request in memory: validated, its journal records staged. Durable
+    /// and published only once its batch settles.
+    pub async fn handle(&mut self, req: Request) -> Reply {
+        match req {
+            Request::Port(r) => self.port_request(r),
+            Request::Xconnect(r) => self.xconnect_request(r),
+            Request::Overlay(r) => self.overlay_request(r),
+            Request::Acl(r) => self.acl_request(r),
+            Request::Qos(r) => self.qos_request(r),
+            Request::Sflow(r) => self.sflow_request(r),
+            Request::Trace(r) => self.trace_request(r),
+            Request::Stats(r) => self.stats_request(r),
+            Request::Apply(r) => self.apply_request(r).await,
+            // The server hands captures to `capture_start`: their reply comes later.
+            Request::Capture(_) => Err("capture: not handled here (internal error)".into()),
+        }
+    }
+
+    /// Takes a batch of requests (see the module's text).
+    pub async fn run_batch(&mut self, jobs: Vec<Job>) {
+        let mut held = Vec::with_capacity(jobs.len());
+        for (req, reply) in jobs {
+            if let Request::Capture(CaptureRequest::Capture(spec)) = req {
+                self.settle(&mut held).await;
+                // Answered when the capture ends, from poll_cores.
+                self.capture_start(spec, reply).await;
+                continue;
+            }
+            if matches!(req, Request::Apply(ApplyRequest::Apply { .. })) {
+                // A whole new state is written as a snapshot: what came before goes first.
+                self.settle(&mut held).await;
+            }
+            let change = req.is_change();
+            let what = if change { format!("{req:?}") } else { String::new() };
+            let before = self.store.staged_len();
+            let result = self.handle(req).await;
+            if let Err(e) = &result {
+                if change {
+                    tracing::warn!("refused {what}: {e}");
+                }
+            }
+            held.push(Held { reply, result, staged: self.store.staged_len() > before });
+        }
+        self.settle(&mut held).await;
+    }
+
+    /// Makes the held requests' changes durable, publishes them, then answers.
+    async fn settle(&mut self, held: &mut Vec<Held>) {
+        if let Err(e) = self.store.commit().await {
+            tracing::error!("{e}");
+            self.take_back().await;
+            for h in held.iter_mut().filter(|h| h.staged && h.result.is_ok()) {
+                h.result = Err(e.to_string());
+            }
+        }
+        if self.dirty {
+            self.publish().await;
+        }
+        // No core sees the ports that left any more.
+        self.closing.clear();
+        if self.store.wants_compaction() {
+            let state = self.desired();
+            if let Err(e) = self.store.compact(&state) {
+                tracing::error!(
+                    "journal compaction failed (the journal keeps growing; changes are still durable): {e}"
+                );
+            }
+        }
+        for h in held.drain(..) {
+            let _ = h.reply.send(match h.result {
+                Ok(v) => Response::ok(v),
+                Err(e) => Response::err(e),
+            });
+        }
+    }
+
+    /// Returns the switch to what the files hold: a batch whose records could not be
+    /// written never happened.
+    async fn take_back(&mut self) {
+        self.store.discard_staged();
+        for (i, p) in self.closing.drain(..).rev() {
+            let i = i.min(self.ports.list.len());
+            self.ports.list.insert(i, p);
+        }
+        match crate::store::Store::load(self.store.path()) {
+            Ok(durable) => {
+                if let Err(e) = self.reconcile(durable).await {
+                    tracing::error!("could not return to the durable state: {e}");
+                }
+            }
+            Err(e) => tracing::error!("could not read back the durable state: {e}"),
+        }
+        self.dirty = true;
+    }
+
+    /// Takes in what the cores handed over (learn events, ARP replies, samples), sends
+    /// due ARP requests, and publishes if the tables changed. Called every few ms.
+    pub async fn poll_cores(&mut self) {
+        let now = Instant::now();
+        let ports = self.ports.refs();
+        let mut changed = false;
+        for ring in self.shared.learn.iter() {
+            while let Some(ev) = ring.pop() {
+                changed |= self.overlay.learn(ev, &ports, now);
+            }
+        }
+        for ring in self.shared.punt.iter() {
+            while let Some(p) = ring.pop() {
+                let mut m = Meta::default();
+                pipelines::parse::parse(p.bytes(), &mut m);
+                if m.ethertype != ethernet::ETHERTYPE_ARP {
+                    continue;
+                }
+                if let Some(a) = p.bytes().get(m.l3 as usize..).and_then(Arp::parse) {
+                    changed |= self.overlay.arp_reply(&a, now);
+                }
+            }
+        }
+        self.sflow.drain(&self.shared);
+        if self.capture.as_mut().is_some_and(|c| c.collect(&self.shared)) {
+            self.capture_finish().await;
+        }
+        let requests = self.overlay.arp_due(&ports, now, &mut changed);
+        if let Some(uplink) = ports.iter().find(|p| p.role == Some(PortRole::Uplink)).and_then(|p| p.id) {
+            for frame in &requests {
+                if !self.shared.transmit(uplink, frame) {
+                    tracing::warn!("could not queue an ARP request (no mbuf or the ring is full)");
+                }
+            }
+        }
+        if changed {
+            self.publish().await;
+        }
+    }
+
+    /// Once a second: core activity rates, counter samples, ageing of learned MACs.
+    pub async fn tick_second(&mut self) {
+        self.cores.tick(&self.shared);
+        if self.sflow.poll_due() {
+            let counters = self.if_counters();
+            self.sflow.poll(&counters);
+        }
+        if self.overlay.age(Instant::now()) {
+            self.publish().await;
+        }
+    }
+
+    /// Stops and detaches every port. The PMD cores must already have stopped.
+    pub fn close_ports(&mut self) {
+        for p in self.ports.list.drain(..).rev() {
+            if p.run.is_ok() {
+                tracing::info!("closing port {}", p.spec.name);
+            }
+        }
+    }
+
+    /// Refs of every port, for a feature's handler.
+    pub(crate) fn refs(&self) -> Vec<PortRef> {
+        self.ports.refs()
+    }
+}
