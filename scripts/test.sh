@@ -11,6 +11,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --release -- -D warnings
+echo "== no import cycles between modules"
+python3 scripts/import_cycles.py control/src pipelines/src dataplane/src
 echo "== build (release)"
 cargo build --release --workspace
 LOG=$(mktemp /tmp/vswitch-test.XXXXXX)

@@ -2,8 +2,39 @@
 //! ports. A feature's folder holds the rest: its requests (`api.rs`), their handling
 //! (`handle.rs`), its verbs (`cli.rs`) and its stages (in `pipelines`).
 use crate::{ports::PortRef, state::DesiredState, store::change::Change};
-use dataplane::snapshot::Snapshot;
+use dataplane::{pmd::Shared, snapshot::Snapshot};
 use pipelines::tables::L2Tables;
+
+/// What a feature's request handler may read of the rest of the switch.
+pub struct Ctx<'a> {
+    /// Every port of the desired state.
+    pub ports: &'a [PortRef],
+    /// Whether a tenant network exists.
+    pub has_network: &'a dyn Fn(u32) -> bool,
+    /// The VTEP's address, if one is set.
+    pub vtep_ip: Option<std::net::IpAddr>,
+    /// The cores' counters.
+    pub shared: &'a Shared,
+}
+
+/// What handling one request gave: the reply, and the journal records of what it
+/// changed (none for a read).
+pub struct Handled {
+    pub reply: serde_json::Value,
+    pub changes: Vec<Change>,
+    /// The tables the cores read changed (a change that persists nothing may, too).
+    pub publish: bool,
+}
+
+impl Handled {
+    pub fn read(reply: impl serde::Serialize) -> Handled {
+        Handled { reply: serde_json::to_value(reply).unwrap_or_default(), changes: Vec::new(), publish: false }
+    }
+
+    pub fn change(reply: serde_json::Value, changes: Vec<Change>) -> Handled {
+        Handled { reply, changes, publish: true }
+    }
+}
 
 /// What one publish builds: the snapshot the cores load, and its L2 part (shared
 /// between snapshots, so each feature fills only what it owns).

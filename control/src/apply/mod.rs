@@ -3,7 +3,6 @@
 //! is what `apply` changes.
 pub mod api;
 pub mod cli;
-mod handle;
 
 use crate::{
     overlay::Overlay,

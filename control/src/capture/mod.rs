@@ -3,10 +3,7 @@
 pub mod api;
 pub mod cli;
 
-use crate::{
-    api::Response,
-    switch::{Refusal, Switch},
-};
+use crate::api::Response;
 use api::{CaptureDir, CaptureSpec, CaptureView, CapturedPacket};
 use dataplane::{
     capture::{CaptureTap, Captured, CAPTURE_RING, SNAP_MAX},
@@ -130,46 +127,4 @@ impl CaptureRun {
 
 fn lost(shared: &Shared) -> u64 {
     shared.counters.iter().map(|c| c.capture_lost.get()).sum()
-}
-
-impl Switch {
-    /// Starts a capture; the reply goes out when it ends (see `poll_cores`).
-    pub async fn capture_start(&mut self, spec: CaptureSpec, reply: oneshot::Sender<Response>) {
-        match self.capture_check(&spec) {
-            Ok(id) => {
-                let run = CaptureRun::start(spec, id, &self.shared, reply);
-                tracing::info!("capture on port {} started", run.port);
-                self.capture = Some(run);
-                self.publish_capture().await;
-            }
-            Err(e) => {
-                let _ = reply.send(Response::err(e));
-            }
-        }
-    }
-
-    /// The port id to capture on, or why not.
-    fn capture_check(&self, spec: &CaptureSpec) -> Result<u16, Refusal> {
-        CaptureRun::check(spec)?;
-        let id = match self.ports.find(&spec.port).map(|p| &p.run) {
-            Some(Ok(r)) => r.eth.id,
-            Some(Err(e)) => return Err(format!("port: {} is not running ({e})", spec.port)),
-            None => return Err(format!("port: no port named {:?}; see vswitchctl port list", spec.port)),
-        };
-        if let Some(c) = &self.capture {
-            return Err(format!(
-                "a capture on port {} is running; wait for it to end (its count or timeout) and try again",
-                c.port
-            ));
-        }
-        Ok(id)
-    }
-
-    /// Ends the running capture: the cores stop copying, then the request is answered.
-    pub(crate) async fn capture_finish(&mut self) {
-        let Some(run) = self.capture.take() else { return };
-        self.publish_capture().await;
-        tracing::info!("capture on port {} ended", run.port);
-        run.finish(&self.shared);
-    }
 }

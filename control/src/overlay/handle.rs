@@ -1,11 +1,10 @@
 //! Overlay requests, and the overlay as a feature of the switch.
 use super::{api::*, Overlay, MAC_FIRST, MAC_LAST};
 use crate::{
-    feature::{Feature, Tables},
+    feature::{Ctx, Feature, Handled, Tables},
     ports::PortRef,
     state::DesiredState,
     store::change::Change,
-    switch::{to_value, Reply, Switch},
 };
 use dataplane::MAX_PORTS;
 use pipelines::{tables::L2Tables, wire::Mac};
@@ -114,19 +113,15 @@ impl Feature for Overlay {
     }
 }
 
-impl Switch {
-    pub(crate) fn overlay_request(&mut self, req: OverlayRequest) -> Reply {
-        let refs = self.refs();
-        match req {
-            OverlayRequest::NetworkList => Ok(to_value(&self.overlay.network_views(&refs))),
-            OverlayRequest::VtepShow => Ok(to_value(&self.overlay.vtep_view(&refs))),
-            OverlayRequest::NeighList => Ok(to_value(&self.overlay.neigh_views(Instant::now()))),
-            OverlayRequest::FibList { vni } => Ok(to_value(&self.overlay.fib_views(vni, &refs, Instant::now()))),
-            change => {
-                let records = self.overlay.change(change, &refs)?;
-                self.changed(records);
-                Ok(Value::Null)
-            }
-        }
+impl Overlay {
+    pub fn handle(&mut self, req: OverlayRequest, ctx: &Ctx) -> Result<Handled, String> {
+        let now = Instant::now();
+        Ok(match req {
+            OverlayRequest::NetworkList => Handled::read(self.network_views(ctx.ports)),
+            OverlayRequest::VtepShow => Handled::read(self.vtep_view(ctx.ports)),
+            OverlayRequest::NeighList => Handled::read(self.neigh_views(now)),
+            OverlayRequest::FibList { vni } => Handled::read(self.fib_views(vni, ctx.ports, now)),
+            change => Handled::change(Value::Null, self.change(change, ctx.ports)?),
+        })
     }
 }

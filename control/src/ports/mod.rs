@@ -2,7 +2,6 @@
 //! cores; their views and counters. Every other feature sees a port as a `PortRef`.
 pub mod api;
 pub mod cli;
-mod handle;
 pub mod validate;
 
 use api::{PortRole, PortSpec, PortStatsView, PortView, RxQueueView};

@@ -4,11 +4,10 @@ pub mod api;
 pub mod cli;
 
 use crate::{
-    feature::{Feature, Tables},
+    feature::{Ctx, Feature, Handled, Tables},
     ports::{api::PortRole, PortRef},
     state::DesiredState,
     store::change::Change,
-    switch::{to_value, Reply, Switch},
 };
 use api::{MeterSpec, QosMode, QosRequest, QosSpec};
 use dataplane::MAX_PORTS;
@@ -266,22 +265,20 @@ impl Feature for Qos {
     }
 }
 
-impl Switch {
-    pub(crate) fn qos_request(&mut self, req: QosRequest) -> Reply {
-        let refs = self.refs();
+impl Qos {
+    pub fn handle(&mut self, req: QosRequest, ctx: &Ctx) -> Result<Handled, String> {
         let change = match req {
-            QosRequest::QosShow { port } => return Ok(to_value(&self.qos.specs(port.as_deref()))),
+            QosRequest::QosShow { port } => return Ok(Handled::read(self.specs(port.as_deref()))),
             QosRequest::QosSet(spec) => {
-                self.qos.set(spec.clone(), &refs)?;
+                self.set(spec.clone(), ctx.ports)?;
                 Change::put("qos", &spec)
             }
             QosRequest::QosClear { port } => {
-                self.qos.clear(&port)?;
+                self.clear(&port)?;
                 Change::del("qos", serde_json::json!(port))
             }
         };
-        self.changed([change]);
-        Ok(serde_json::Value::Null)
+        Ok(Handled::change(serde_json::Value::Null, vec![change]))
     }
 }
 

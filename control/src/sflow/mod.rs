@@ -5,11 +5,10 @@ pub mod api;
 pub mod cli;
 
 use crate::{
-    feature::{Feature, Tables},
+    feature::{Ctx, Feature, Handled, Tables},
     ports::PortRef,
     state::DesiredState,
     store::change::Change,
-    switch::{to_value, Reply, Switch},
 };
 use agent::{Agent, IfCounters};
 use api::{SflowRequest, SflowSpec, SflowView};
@@ -174,10 +173,10 @@ impl Feature for Sflow {
     }
 }
 
-impl Switch {
-    pub(crate) fn sflow_request(&mut self, req: SflowRequest) -> Reply {
+impl Sflow {
+    pub fn handle(&mut self, req: SflowRequest, ctx: &Ctx) -> Result<Handled, String> {
         let spec = match req {
-            SflowRequest::SflowShow => return Ok(to_value(&self.sflow.view(&self.shared))),
+            SflowRequest::SflowShow => return Ok(Handled::read(self.view(ctx.shared))),
             SflowRequest::SflowSet(spec) => Some(spec),
             SflowRequest::SflowOff => None,
         };
@@ -185,34 +184,8 @@ impl Switch {
             agent::validate(s)?;
         }
         // A new setting starts afresh (the agent address may follow the VTEP).
-        self.sflow.run = None;
-        self.sflow.replace(spec, self.overlay.vtep_ip())?;
-        self.changed([Change::set("sflow", &self.sflow.spec())]);
-        Ok(serde_json::Value::Null)
-    }
-
-    /// Generic and Ethernet interface counters of every running port.
-    pub(crate) fn if_counters(&self) -> Vec<IfCounters> {
-        let Ok(stats) = self.ports.stats(None) else { return Vec::new() };
-        let mut out = Vec::new();
-        for (p, st) in self.ports.list.iter().zip(&stats) {
-            let Ok(r) = &p.run else { continue };
-            let link = r.eth.link();
-            let tx_full = st.drops.get("tx_full").copied().unwrap_or(0);
-            out.push(IfCounters {
-                if_index: r.eth.id as u32 + 1,
-                speed_bps: link.speed_mbps as u64 * 1_000_000,
-                up: link.up,
-                in_octets: st.rx_bytes,
-                in_packets: st.rx_packets,
-                in_discards: st.drops.values().sum::<u64>() - tx_full + st.rx_missed,
-                in_errors: st.rx_errors,
-                out_octets: st.tx_bytes,
-                out_packets: st.tx_packets,
-                out_discards: tx_full,
-                out_errors: st.tx_errors,
-            });
-        }
-        out
+        self.run = None;
+        self.replace(spec, ctx.vtep_ip)?;
+        Ok(Handled::change(serde_json::Value::Null, vec![Change::set("sflow", &self.spec())]))
     }
 }

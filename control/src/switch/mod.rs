@@ -7,13 +7,16 @@
 //! batch's journal records are synced in one write (group commit), the tables are
 //! published once, and only then do the replies leave. A change whose record did not
 //! reach the disk is taken back, with the rest of its batch, and refused.
+mod apply;
+mod ports;
 mod publish;
+mod report;
 
 use crate::{
     acl::Acl,
     api::*,
     capture::CaptureRun,
-    feature::Feature,
+    feature::{Ctx, Feature, Handled},
     overlay::Overlay,
     ports::{Port, PortRef, Ports},
     qos::Qos,
@@ -154,19 +157,39 @@ impl Switch {
     /// Applies one request in memory: validated, its journal records staged. Durable
     /// and published only once its batch settles.
     pub async fn handle(&mut self, req: Request) -> Reply {
-        match req {
-            Request::Port(r) => self.port_request(r),
-            Request::Xconnect(r) => self.xconnect_request(r),
-            Request::Overlay(r) => self.overlay_request(r),
-            Request::Acl(r) => self.acl_request(r),
-            Request::Qos(r) => self.qos_request(r),
-            Request::Sflow(r) => self.sflow_request(r),
-            Request::Trace(r) => self.trace_request(r),
-            Request::Stats(r) => self.stats_request(r),
-            Request::Apply(r) => self.apply_request(r).await,
-            // The server hands captures to `capture_start`: their reply comes later.
-            Request::Capture(_) => Err("capture: not handled here (internal error)".into()),
+        let refs = self.ports.refs();
+        if let Request::Overlay(r) = req {
+            // The overlay is the one that knows networks and the VTEP.
+            let ctx = Ctx { ports: &refs, has_network: &|_| false, vtep_ip: None, shared: &self.shared };
+            let handled = self.overlay.handle(r, &ctx)?;
+            return Ok(self.take(handled));
         }
+        let overlay = &self.overlay;
+        let has_network = |v: u32| overlay.has_network(v);
+        let ctx = Ctx { ports: &refs, has_network: &has_network, vtep_ip: overlay.vtep_ip(), shared: &self.shared };
+        let handled = match req {
+            Request::Xconnect(r) => self.xconnects.handle(r, &ctx),
+            Request::Overlay(_) => Err("internal: overlay requests are handled above".into()),
+            Request::Acl(r) => self.acl.handle(r, &ctx),
+            Request::Qos(r) => self.qos.handle(r, &ctx),
+            Request::Sflow(r) => self.sflow.handle(r, &ctx),
+            // The core's own: the life of ports, whole states, reads of everything.
+            Request::Port(r) => return self.port_request(r),
+            Request::Apply(r) => return self.apply_request(r).await,
+            Request::Stats(r) => return self.stats_request(r),
+            Request::Trace(r) => return self.trace_request(r),
+            // The server hands captures to `capture_start`: their reply comes later.
+            Request::Capture(_) => return Err("capture: not handled here (internal error)".into()),
+        }?;
+        Ok(self.take(handled))
+    }
+
+    /// Stages what a handler changed; its reply.
+    fn take(&mut self, handled: Handled) -> serde_json::Value {
+        let Handled { reply, changes, publish } = handled;
+        self.store.stage(changes);
+        self.dirty |= publish;
+        reply
     }
 
     /// Takes a batch of requests (see the module's text).

@@ -4,8 +4,7 @@
 pub mod api;
 pub mod cli;
 
-use crate::switch::{to_value, Reply, Switch};
-use api::{TraceRequest, TraceView};
+use api::TraceView;
 use dataplane::snapshot::{Role, Snapshot};
 use pipelines::{
     learn::Clock,
@@ -243,19 +242,4 @@ pub fn trace(
     steps.push(format!("action: {action}"));
     let output = matches!(meta[0].action, Action::Tx(_)).then(|| to_hex(&out));
     TraceView { port: port.to_string(), steps, action, drop_reason, output }
-}
-
-impl Switch {
-    pub(crate) fn trace_request(&mut self, req: TraceRequest) -> Reply {
-        let TraceRequest::Trace { port, packet } = req;
-        let id = self.ports.running_id("port", &port)?;
-        let bytes = parse_hex(&packet)?;
-        if bytes.is_empty() || bytes.len() > 9216 {
-            return Err(format!("packet: {} bytes; give 1 to 9216", bytes.len()));
-        }
-        let slots = self.acl.rule_of_slot();
-        let rule_of = |slot: u32| slots.get(&slot).copied();
-        let name = |id: u16| self.ports.name_of(id);
-        Ok(to_value(&trace(&self.shared.rcu.load(), &port, id, &bytes, &name, &rule_of)))
-    }
 }

@@ -4,11 +4,10 @@ pub mod api;
 pub mod cli;
 
 use crate::{
-    feature::{Feature, Tables},
+    feature::{Ctx, Feature, Handled, Tables},
     ports::PortRef,
     state::DesiredState,
     store::change::Change,
-    switch::{Reply, Switch},
 };
 use api::{Xconnect, XconnectRequest};
 use serde_json::{json, Value};
@@ -92,14 +91,12 @@ impl Feature for Xconnects {
     }
 }
 
-impl Switch {
-    pub(crate) fn xconnect_request(&mut self, req: XconnectRequest) -> Reply {
-        let refs = self.refs();
+impl Xconnects {
+    pub fn handle(&mut self, req: XconnectRequest, ctx: &Ctx) -> Result<Handled, String> {
         let change = match req {
-            XconnectRequest::XconnectAdd { a, b } => self.xconnects.add(a, b, &refs)?,
-            XconnectRequest::XconnectDel { a } => self.xconnects.del(&a)?,
+            XconnectRequest::XconnectAdd { a, b } => self.add(a, b, ctx.ports)?,
+            XconnectRequest::XconnectDel { a } => self.del(&a)?,
         };
-        self.changed([change]);
-        Ok(Value::Null)
+        Ok(Handled::change(Value::Null, vec![change]))
     }
 }

@@ -135,15 +135,18 @@ impl Switchd {
         }
     }
 
-    fn ctl(&self, args: &[&str]) -> String {
+    /// What vswitchctl printed, or why it failed.
+    fn ctl(&self, args: &[&str]) -> Result<String, String> {
         let o = Command::new(self.bin_dir.join("vswitchctl"))
             .arg("--socket")
             .arg(self.socket())
             .args(args)
             .output()
             .expect("run vswitchctl");
-        assert!(o.status.success(), "vswitchctl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        match o.status.success() {
+            true => Ok(String::from_utf8_lossy(&o.stdout).trim().to_string()),
+            false => Err(String::from_utf8_lossy(&o.stderr).trim().to_string()),
+        }
     }
 
     fn stop(mut self, kill: bool) {
@@ -269,9 +272,13 @@ fn main() {
     std::fs::write(&file, text).unwrap();
     let t = Instant::now();
     let loaded = d.ctl(&["acl", "load", file.to_str().unwrap()]);
+    let took = t.elapsed().as_secs_f64() * 1e3;
     say(
         &format!("acl load of {} rules", o.rules),
-        format!("{:.0} ms ({})", t.elapsed().as_secs_f64() * 1e3, loaded.trim()),
+        match loaded {
+            Ok(out) => format!("{took:.0} ms ({out})"),
+            Err(e) => format!("failed: {e}"),
+        },
     );
 
     for &c in &o.clients {
@@ -285,6 +292,11 @@ fn main() {
         );
     }
 
+    if o.fib == 0 {
+        d.stop(false);
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
     // Static FIB entries at volume, from 16 clients.
     let t = Instant::now();
     let per = o.fib.div_ceil(16);

@@ -1,9 +1,9 @@
-//! Port requests: attach and start a device, take one out once no core uses it, list
-//! ports and their counters.
-use super::{api::*, validate, Port};
+//! The life of a port across the features: attach and start a device, take one out
+//! once every feature lets it go and no core uses it; list ports and their counters.
+use super::{to_value, Reply, Switch};
 use crate::{
+    ports::{api::*, validate, Port},
     store::change::Change,
-    switch::{to_value, Reply, Switch},
 };
 
 impl Switch {

@@ -1,10 +1,10 @@
 //! `apply` and `dump`: reconciling the running switch to a whole desired state.
-use super::{api::*, diff, needs_new_device, validate_state};
+use super::{to_value, Refusal, Reply, Switch};
 use crate::{
+    apply::{api::*, diff, needs_new_device, validate_state},
     overlay::Overlay,
     ports::Port,
     state::DesiredState,
-    switch::{to_value, Refusal, Reply, Switch},
 };
 
 impl Switch {
