@@ -13,8 +13,8 @@ pub struct Ctx<'a> {
     pub has_network: &'a dyn Fn(u32) -> bool,
     /// The VTEP's address, if one is set.
     pub vtep_ip: Option<std::net::IpAddr>,
-    /// The cores' counters.
-    pub shared: &'a Shared,
+    /// The cores' counters (none in unit tests).
+    pub shared: Option<&'a Shared>,
 }
 
 /// What handling one request gave: the reply, and the journal records of what it

@@ -27,6 +27,9 @@ pub mod stats;
 pub mod trace;
 pub mod xconnect;
 
+#[cfg(test)]
+mod tests;
+
 /// Where vswitchd listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/vswitch/vswitchd.sock";
 /// Where vswitchd keeps its desired state unless told otherwise.

@@ -122,10 +122,10 @@ impl Acl {
         };
         spec.id = Some(id);
         let mut rule = compile_rule(&spec, ports, has_network)?;
-        let fresh = !self.slots.contains_key(&id);
         rule.counter = self.slot_for(id);
         rule.id = id;
-        if fresh || !self.baseline.contains_key(&id) {
+        if !self.baseline.contains_key(&id) {
+            // A new rule (or a reused slot) counts from now.
             self.baseline.insert(id, self.hits(rule.counter));
         }
         self.index(id, &spec, true);

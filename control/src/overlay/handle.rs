@@ -61,15 +61,11 @@ impl Overlay {
                 self.fib.get(&(vni, mac)).map(|f| Change::put("fib", f)).into_iter().collect()
             }
             OverlayRequest::FibDel { vni, mac } => {
-                let was_static = mac.parse::<Mac>().is_ok_and(|m| self.fib.contains_key(&(vni, m)));
+                let m: Option<Mac> = mac.parse().ok();
+                let was_static = m.is_some_and(|m| self.fib.contains_key(&(vni, m)));
                 self.fib_del(vni, &mac)?;
                 // A learned entry is not part of the desired state: nothing to record.
-                let m: Mac = mac.parse().unwrap_or_default();
-                if was_static {
-                    vec![Change::del("fib", json!([vni, m.to_string()]))]
-                } else {
-                    Vec::new()
-                }
+                m.filter(|_| was_static).map(|m| Change::del("fib", json!([vni, m.to_string()]))).into_iter().collect()
             }
             read => return Err(format!("internal: {read:?} is not an overlay change")),
         })

@@ -109,11 +109,12 @@ impl Sflow {
         self.run.as_ref().map(|r| &r.spec)
     }
 
-    fn view(&self, shared: &Shared) -> SflowView {
+    fn view(&self, shared: Option<&Shared>) -> SflowView {
         SflowView {
             config: self.spec().cloned(),
             agent: self.run.as_ref().map(|r| r.agent.address),
-            samples_lost: shared.counters.iter().flat_map(|c| c.ports.iter()).map(|p| p.sflow_drops.get()).sum(),
+            samples_lost: shared
+                .map_or(0, |s| s.counters.iter().flat_map(|c| c.ports.iter()).map(|p| p.sflow_drops.get()).sum()),
             ..self.stats.clone()
         }
     }

@@ -190,18 +190,18 @@ impl Image {
 
     /// The desired-state object again, sections in file order; empty ones left out as
     /// the file leaves them out.
-    pub fn into_value(self) -> Value {
+    pub fn to_value(&self) -> Value {
         let mut obj = Map::new();
-        obj.insert("format".into(), self.format);
-        for (name, section) in self.sections {
+        obj.insert("format".into(), self.format.clone());
+        for (name, section) in &self.sections {
             let v = match section {
-                Section::List { entries, .. } => Value::Array(entries.into_values().collect()),
+                Section::List { entries, .. } => Value::Array(entries.values().cloned().collect()),
                 Section::Map(m) if m.is_empty() => continue,
-                Section::Map(m) => Value::Object(m),
+                Section::Map(m) => Value::Object(m.clone()),
                 Section::Single(Value::Null) => continue,
-                Section::Single(v) => v,
+                Section::Single(v) => v.clone(),
             };
-            obj.insert(name.into(), v);
+            obj.insert(name.to_string(), v);
         }
         Value::Object(obj)
     }
@@ -231,7 +231,7 @@ mod tests {
         img.apply(Change::set("vtep", &json!({"ip": "10.0.0.1/24", "uplink": "up"}))).unwrap();
         img.apply(Change::set("sflow", &Option::<u8>::None)).unwrap();
         assert_eq!(
-            img.into_value(),
+            img.to_value(),
             json!({
                 "format": 1,
                 "ports": [{"name": "a", "devargs": "x2"}, {"name": "c", "devargs": "z"}],

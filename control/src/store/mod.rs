@@ -284,7 +284,7 @@ impl Store {
                         img.apply(c.clone()).map_err(|e| format!("record {}: {e}", r.seq))?;
                     }
                 }
-                serde_json::from_value(img.into_value()).map_err(|e| e.to_string())
+                serde_json::from_value(img.to_value()).map_err(|e| e.to_string())
             };
             let state = replay(state).map_err(|what| damaged(jpath, journal::HEADER_LEN as u64, what))?;
             tracing::info!("replayed {n} journal records from {}", jpath.display());

@@ -160,13 +160,14 @@ impl Switch {
         let refs = self.ports.refs();
         if let Request::Overlay(r) = req {
             // The overlay is the one that knows networks and the VTEP.
-            let ctx = Ctx { ports: &refs, has_network: &|_| false, vtep_ip: None, shared: &self.shared };
+            let ctx = Ctx { ports: &refs, has_network: &|_| false, vtep_ip: None, shared: Some(&self.shared) };
             let handled = self.overlay.handle(r, &ctx)?;
             return Ok(self.take(handled));
         }
         let overlay = &self.overlay;
         let has_network = |v: u32| overlay.has_network(v);
-        let ctx = Ctx { ports: &refs, has_network: &has_network, vtep_ip: overlay.vtep_ip(), shared: &self.shared };
+        let ctx =
+            Ctx { ports: &refs, has_network: &has_network, vtep_ip: overlay.vtep_ip(), shared: Some(&self.shared) };
         let handled = match req {
             Request::Xconnect(r) => self.xconnects.handle(r, &ctx),
             Request::Overlay(_) => Err("internal: overlay requests are handled above".into()),

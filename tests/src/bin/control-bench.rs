@@ -158,6 +158,14 @@ impl Switchd {
     }
 }
 
+impl Drop for Switchd {
+    /// However the bench ends, no vswitchd is left polling a core.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
