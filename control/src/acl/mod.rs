@@ -254,10 +254,8 @@ impl Acl {
         if ingress.is_empty() && egress.is_empty() && default == AclAction::Allow {
             return None;
         }
-        let classifier = |mut rules: Vec<&Rule>| {
-            rules.sort_by_key(|r| r.id);
-            Classifier::new(rules.into_iter().cloned().collect())
-        };
+        // The classifier orders rules itself (priority, then id).
+        let classifier = |rules: Vec<&Rule>| Classifier::new(rules.into_iter().cloned().collect());
         Some(Arc::new(PortAcl {
             ingress: classifier(ingress),
             egress: classifier(egress),

@@ -3,6 +3,7 @@
 //! `L2Tables` the cores read.
 pub mod api;
 pub mod cli;
+mod fib;
 mod handle;
 mod resolve;
 mod views;
@@ -15,12 +16,12 @@ use api::*;
 use ipnetwork::Ipv4Network;
 use pipelines::{
     learn::LearnEvent,
-    tables::{FibEntry, FibShard, FibTarget, L2Tables, Network, Remote, Vtep},
+    tables::{FibShard, FibTarget, L2Tables, Network, Remote, Vtep},
     wire::{vxlan::MAX_VNI, Mac},
     PortId,
 };
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     net::Ipv4Addr,
     sync::Arc,
     time::{Duration, Instant},
@@ -72,11 +73,13 @@ pub struct Overlay {
     refused: HashMap<u32, u64>,
     moves: HashMap<u32, u64>,
     arp: HashMap<Ipv4Addr, ArpEntry>,
-    /// Compiled FIB shards still valid, per VNI: every change to a network's learned or
-    /// static entries drops its shard (`touch`), a change of port names or ids drops
-    /// them all.
+    /// Compiled FIB shards, per VNI, with the MACs changed since (`touch`); a change
+    /// of port names or ids drops them all.
     shards: HashMap<u32, Arc<FibShard>>,
+    stale: HashMap<u32, HashSet<Mac>>,
     shard_ports: Vec<(String, Option<PortId>)>,
+    /// How many static and learned entries point at each remote VTEP.
+    vtep_refs: BTreeMap<Ipv4Addr, u32>,
 }
 
 const MAC_FIRST: Mac = Mac([0; 6]);
@@ -120,13 +123,10 @@ impl Overlay {
             moves: self.moves.clone(),
             arp: self.arp.clone(),
             shards: HashMap::new(),
+            stale: HashMap::new(),
             shard_ports: Vec::new(),
+            vtep_refs: self.vtep_refs.clone(),
         }
-    }
-
-    /// The compiled FIB shard of `vni` no longer matches its entries.
-    fn touch(&mut self, vni: u32) {
-        self.shards.remove(&vni);
     }
 
     /// Takes `new`'s configuration, keeping what was learned and resolved where it still
@@ -135,12 +135,13 @@ impl Overlay {
         self.networks = new.networks;
         self.vtep = new.vtep;
         self.fib = new.fib;
-        self.shards.clear();
+        self.drop_shards();
         self.neighbours = new.neighbours;
         let gone: Vec<_> = self.learned.keys().filter(|(v, _)| !self.networks.contains_key(v)).copied().collect();
         for k in gone {
             self.forget(k);
         }
+        self.vtep_refs = self.recount_vteps();
         let nets = &self.networks;
         self.learned_per_vni.retain(|v, _| nets.contains_key(v));
         self.refused.retain(|v, _| nets.contains_key(v));
@@ -166,8 +167,7 @@ impl Overlay {
         }
         for f in fib {
             if let Ok(mac) = f.mac.parse() {
-                self.touch(f.vni);
-                self.fib.insert((f.vni, mac), f);
+                self.put_static(mac, f);
             }
         }
         for n in neigh {
@@ -240,9 +240,19 @@ impl Overlay {
         }
     }
 
+    /// Adds or replaces a static entry.
+    fn put_static(&mut self, mac: Mac, spec: FibSpec) {
+        self.touch(spec.vni, mac);
+        self.count_vtep(spec.vtep, true);
+        if let Some(old) = self.fib.insert((spec.vni, mac), spec) {
+            self.count_vtep(old.vtep, false);
+        }
+    }
+
     fn forget(&mut self, key: (u32, Mac)) {
-        if self.learned.remove(&key).is_some() {
-            self.touch(key.0);
+        if let Some(l) = self.learned.remove(&key) {
+            self.touch(key.0, key.1);
+            self.count_vtep(fib::vtep_of(l.target), false);
             if let Some(c) = self.learned_per_vni.get_mut(&key.0) {
                 *c = c.saturating_sub(1);
             }
@@ -401,15 +411,15 @@ impl Overlay {
             _ => return Err("give exactly one of --port NAME or --vtep IP".into()),
         }
         let spec = FibSpec { mac: mac.to_string(), ..spec };
-        self.touch(spec.vni);
-        self.fib.insert((spec.vni, mac), spec);
+        self.put_static(mac, spec);
         Ok(())
     }
 
     pub fn fib_del(&mut self, vni: u32, mac: &str) -> Result<(), String> {
         let m: Mac = mac.parse().map_err(|e| format!("mac: {e}"))?;
-        if self.fib.remove(&(vni, m)).is_some() {
-            self.touch(vni);
+        if let Some(old) = self.fib.remove(&(vni, m)) {
+            self.touch(vni, m);
+            self.count_vtep(old.vtep, false);
             return Ok(());
         }
         if self.learned.contains_key(&(vni, m)) {
@@ -437,9 +447,11 @@ impl Overlay {
             if l.target == ev.target {
                 return false;
             }
-            l.target = ev.target;
+            let old = std::mem::replace(&mut l.target, ev.target);
             *self.moves.entry(ev.vni).or_default() += 1;
-            self.touch(ev.vni);
+            self.touch(ev.vni, ev.mac);
+            self.count_vtep(fib::vtep_of(old), false);
+            self.count_vtep(fib::vtep_of(ev.target), true);
             return true;
         }
         let count = self.learned_per_vni.entry(ev.vni).or_default();
@@ -449,7 +461,8 @@ impl Overlay {
         }
         *count += 1;
         self.learned.insert(key, Learned { target: ev.target, last_seen: now });
-        self.touch(ev.vni);
+        self.touch(ev.vni, ev.mac);
+        self.count_vtep(fib::vtep_of(ev.target), true);
         true
     }
 
@@ -471,17 +484,6 @@ impl Overlay {
             self.forget(k);
         }
         changed
-    }
-
-    /// Every remote VTEP the tables may send to.
-    fn remote_vteps(&self) -> BTreeSet<Ipv4Addr> {
-        let mut s: BTreeSet<Ipv4Addr> = self.networks.values().flat_map(|n| n.flood_vteps.iter().copied()).collect();
-        s.extend(self.fib.values().filter_map(|f| f.vtep));
-        s.extend(self.learned.values().filter_map(|l| match l.target {
-            FibTarget::Vtep(ip) => Some(Ipv4Addr::from(ip)),
-            FibTarget::Port(_) => None,
-        }));
-        s
     }
 
     /// The underlay next hop toward a remote VTEP.
@@ -512,40 +514,6 @@ impl Overlay {
         })
     }
 
-    /// The VNIs with learned entries: one range lookup each.
-    fn learned_vnis(&self) -> Vec<u32> {
-        let mut out = Vec::new();
-        let mut from = 0u32;
-        while let Some((&(vni, _), _)) = self.learned.range((from, MAC_FIRST)..).next() {
-            out.push(vni);
-            let Some(next) = vni.checked_add(1) else { break };
-            from = next;
-        }
-        out
-    }
-
-    /// The FIB of one network: what was learned in it, then its static entries (which
-    /// win; those naming a port that is not running are left out).
-    fn shard(&self, vni: u32, ports: &[PortRef]) -> FibShard {
-        let mut s = FibShard::default();
-        s.reserve(self.learned_per_vni.get(&vni).copied().unwrap_or(0));
-        for (&(_, mac), l) in self.learned.range((vni, MAC_FIRST)..=(vni, MAC_LAST)) {
-            s.insert(mac.to_u64(), FibEntry { target: l.target, is_static: false });
-        }
-        for (&(_, mac), f) in self.fib.range((vni, MAC_FIRST)..=(vni, MAC_LAST)) {
-            let target = match (&f.port, f.vtep) {
-                (Some(name), _) => match ports.iter().find(|p| &p.name == name).and_then(|p| p.id) {
-                    Some(id) => FibTarget::Port(id),
-                    None => continue,
-                },
-                (None, Some(ip)) => FibTarget::Vtep(u32::from(ip)),
-                (None, None) => continue,
-            };
-            s.insert(mac.to_u64(), FibEntry { target, is_static: true });
-        }
-        s
-    }
-
     /// The tables for the next snapshot. Networks whose FIB entries did not change since
     /// the last call share their shard with it.
     pub fn compile(&mut self, ports: &[PortRef], max_ports: usize) -> L2Tables {
@@ -565,22 +533,10 @@ impl Overlay {
         let sig: Vec<(String, Option<PortId>)> = ports.iter().map(|p| (p.name.clone(), p.id)).collect();
         if sig != self.shard_ports {
             // Static entries name ports: resolve them all again.
-            self.shards.clear();
+            self.drop_shards();
             self.shard_ports = sig;
         }
-        let vnis: BTreeSet<u32> = self.learned_vnis().into_iter().chain(self.fib.keys().map(|&(v, _)| v)).collect();
-        self.shards.retain(|v, _| vnis.contains(v));
-        for vni in vnis {
-            let shard = match self.shards.get(&vni) {
-                Some(s) => s.clone(),
-                None => {
-                    let s = Arc::new(self.shard(vni, ports));
-                    self.shards.insert(vni, s.clone());
-                    s
-                }
-            };
-            t.fib.insert(vni, shard);
-        }
+        t.fib.extend(self.fib_shards(ports));
         t.vtep = self.vtep_tables(ports);
         if let Some(v) = &t.vtep {
             for ip in self.remote_vteps() {

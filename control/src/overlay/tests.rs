@@ -1,5 +1,6 @@
 use super::*;
 use crate::ports::port_ref;
+use pipelines::tables::FibEntry;
 use pipelines::wire::arp;
 
 fn mac(last: u8) -> Mac {
@@ -314,6 +315,7 @@ mod incremental {
                 let got = o.compile(&p, 32);
                 let want = o.clone_config().compile(&p, 32);
                 prop_assert_eq!(fib(&got), fib(&want));
+                prop_assert_eq!(&o.vtep_refs, &o.recount_vteps(), "remote VTEPs counted as entries change");
             }
         }
     }

@@ -353,19 +353,8 @@ impl Store {
         }
     }
 
-    /// Writes what is staged as one record and syncs it, off the control task.
-    pub async fn commit(&mut self) -> Result<(), StateError> {
-        let Some(append) = self.prepare()? else { return Ok(()) };
-        let (append, written) = tokio::task::spawn_blocking(move || {
-            let r = append.write();
-            (append, r)
-        })
-        .await
-        .map_err(|e| StateError::Journal { path: self.journal_path.clone(), err: std::io::Error::other(e) })?;
-        self.finish(append, written)
-    }
-
-    /// The same, on this thread.
+    /// Writes what is staged as one record and syncs it, on this thread. (The switch
+    /// writes off its task: `prepare`, `Append::write` elsewhere, `finish`.)
     pub fn commit_blocking(&mut self) -> Result<(), StateError> {
         let Some(append) = self.prepare()? else { return Ok(()) };
         let written = append.write();

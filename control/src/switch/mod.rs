@@ -23,7 +23,7 @@ use crate::{
     sflow::Sflow,
     state::DesiredState,
     stats::CoreStats,
-    store::{change::Change, Store},
+    store::{change::Change, StateError, Store},
     xconnect::Xconnects,
 };
 use dataplane::{eal::Eal, mempool::PktPool, pmd::Shared};
@@ -221,20 +221,60 @@ impl Switch {
         self.settle(&mut held).await;
     }
 
-    /// Makes the held requests' changes durable, publishes them, then answers.
+    /// Makes the held requests' changes durable, publishes them, then answers. The
+    /// tables are compiled while the journal write is on the disk; they reach the cores
+    /// only once it is there.
     async fn settle(&mut self, held: &mut Vec<Held>) {
-        if let Err(e) = self.store.commit().await {
-            tracing::error!("{e}");
-            self.take_back().await;
-            for h in held.iter_mut().filter(|h| h.staged && h.result.is_ok()) {
-                h.result = Err(e.to_string());
+        let start = Instant::now();
+        let written = match self.store.prepare() {
+            Ok(Some(append)) => {
+                let write = tokio::task::spawn_blocking(move || {
+                    let r = append.write();
+                    (append, r)
+                });
+                let snap = self.dirty.then(|| self.compile());
+                let done = match write.await {
+                    Ok((append, r)) => self.store.finish(append, r),
+                    Err(e) => Err(StateError::Journal {
+                        path: self.store.journal_path().to_path_buf(),
+                        err: std::io::Error::other(e),
+                    }),
+                };
+                done.map(|()| snap)
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
+        let committed = start.elapsed();
+        match written {
+            Ok(Some(snap)) => self.install(snap).await,
+            Ok(None) if self.dirty => self.publish().await,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!("{e}");
+                self.take_back().await;
+                for h in held.iter_mut().filter(|h| h.staged && h.result.is_ok()) {
+                    h.result = Err(e.to_string());
+                }
+                self.publish().await;
             }
         }
-        if self.dirty {
-            self.publish().await;
-        }
+        tracing::debug!(
+            "batch of {}: commit {:?}, then publish and quiescence {:?}",
+            held.len(),
+            committed,
+            start.elapsed() - committed
+        );
         // No core sees the ports that left any more.
         self.closing.clear();
+        for h in held.drain(..) {
+            let _ = h.reply.send(match h.result {
+                Ok(v) => Response::ok(v),
+                Err(e) => Response::err(e),
+            });
+        }
+        // The batch is durable and answered; folding the journal into the snapshot can
+        // wait until then.
         if self.store.wants_compaction() {
             let state = self.desired();
             if let Err(e) = self.store.compact(&state) {
@@ -242,12 +282,6 @@ impl Switch {
                     "journal compaction failed (the journal keeps growing; changes are still durable): {e}"
                 );
             }
-        }
-        for h in held.drain(..) {
-            let _ = h.reply.send(match h.result {
-                Ok(v) => Response::ok(v),
-                Err(e) => Response::err(e),
-            });
         }
     }
 

@@ -15,6 +15,12 @@ impl Switch {
     /// core has passed a quiescent point on it. Only then may the caller free what the
     /// previous snapshot referenced.
     pub(crate) async fn publish(&mut self) {
+        let snap = self.compile();
+        self.install(snap).await;
+    }
+
+    /// Every feature's part of the tables, as one snapshot (not yet published).
+    pub(crate) fn compile(&mut self) -> Snapshot {
         let cores = self.eal.workers.len();
         let mut t = Tables {
             snap: Snapshot::empty(cores),
@@ -33,7 +39,7 @@ impl Switch {
             .filter(|c| refs.iter().any(|p| p.name == c.port && p.id == Some(c.tap.port)))
             .map(|c| c.tap);
         self.dirty = false;
-        self.install(snap).await;
+        snap
     }
 
     /// The snapshot in force with only the capture tap changed: nothing to recompile.
@@ -44,7 +50,7 @@ impl Switch {
     }
 
     /// Publishes `snap` and waits until every core has passed a quiescent point on it.
-    async fn install(&mut self, snap: Snapshot) {
+    pub(crate) async fn install(&mut self, snap: Snapshot) {
         let old = self.shared.rcu.load();
         let generation = self.shared.rcu.publish(snap);
         let start = std::time::Instant::now();

@@ -112,7 +112,8 @@ impl Switchd {
         let t = Instant::now();
         let child = Command::new(bin_dir.join("vswitchd"))
             .args(["--socket", dir.join("vswitchd.sock").to_str().unwrap()])
-            .args(["--db", dir.join("conf.json").to_str().unwrap(), "--log-level", "warn", "--mbufs", "16384"])
+            .args(["--db", dir.join("conf.json").to_str().unwrap(), "--mbufs", "16384"])
+            .args(["--log-level", &std::env::var("VSWITCHD_LOG").unwrap_or_else(|_| "warn".into())])
             .args(["--", "-l", "0-1", "--no-pci", "--no-huge", "-m", "1024", "--file-prefix", &prefix])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -302,7 +303,7 @@ fn main() {
 
     if o.fib == 0 {
         d.stop(false);
-        let _ = std::fs::remove_dir_all(&dir);
+        keep_or_remove(&dir);
         return;
     }
     // Static FIB entries at volume, from 16 clients.
@@ -360,5 +361,14 @@ fn main() {
             println!("| {k} | {v} |");
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    keep_or_remove(&dir);
+}
+
+/// The bench's folder goes, unless VSWITCHD_LOG asked for a log worth reading.
+fn keep_or_remove(dir: &Path) {
+    if std::env::var_os("VSWITCHD_LOG").is_some() {
+        println!("vswitchd's log: {}", dir.join("vswitchd.log").display());
+    } else {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
