@@ -6,7 +6,7 @@ die() { echo "error: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run this as root: it installs packages, makes network namespaces and tap devices, and starts DPDK"
 
 # What building and testing the switch needs from Debian.
-PACKAGES="dpdk dpdk-dev libdpdk-dev pkg-config gcc libclang1-14 libclang-common-14-dev libpcap-dev
+PACKAGES="dpdk dpdk-dev libdpdk-dev pkg-config gcc g++ libclang1-14 libclang-common-14-dev libpcap-dev
           python3 python3-scapy python3-prometheus-client tshark iputils-ping iperf3 iproute2 procps"
 
 install_packages() {

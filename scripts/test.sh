@@ -25,5 +25,10 @@ echo "== whole-switch tests"
 reserve_hugepages 256 || { echo "cannot reserve 256 2 MiB hugepages (tests/tests/hugepages.rs needs 64)" >&2; exit 1; }
 cargo test --release -p vswitch-tests --tests -- --test-threads=1 2>&1 | tee -a "$LOG"
 
+# Every fuzz target for a few seconds (their corpora and past crashes were replayed by
+# the unit tests above); a crash fails the suite.
+echo "== fuzz targets, 10 s each"
+./scripts/fuzz.sh --seconds 10
+
 # One closing line for the whole suite.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "total: %d passed, %d failed\n", p, f; exit (f > 0) }' "$LOG"

@@ -10,6 +10,8 @@
 pub mod api;
 pub mod cli;
 pub mod feature;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -8,6 +8,8 @@ pub mod acl;
 pub mod clock;
 pub mod drop_reason;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod learn;
 pub mod meta;
 pub mod parse;

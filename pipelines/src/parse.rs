@@ -48,7 +48,7 @@ pub fn parse(b: &[u8], m: &mut Meta) {
 
 /// `parse` for any frame: tags, IPv4 options and fragments, IPv6 and its extension
 /// headers, ICMP, truncation.
-fn parse_any(b: &[u8], m: &mut Meta) {
+pub(crate) fn parse_any(b: &[u8], m: &mut Meta) {
     *m = Meta::default();
     if b.len() < eth::HEADER_LEN {
         m.action = Action::Drop(DropReason::RuntFrame);

@@ -129,6 +129,11 @@ pub struct RuleLine {
 /// The rules of an `acl load` file, with the line each came from.
 pub fn read_rules(path: &PathBuf) -> Result<Vec<(usize, AclRuleSpec)>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    parse_rules(&text, &path.display().to_string())
+}
+
+/// The rules of an `acl load` file's text; errors say `NAME line N: ...`.
+pub fn parse_rules(text: &str, name: &str) -> Result<Vec<(usize, AclRuleSpec)>, String> {
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();
@@ -139,7 +144,7 @@ pub fn read_rules(path: &PathBuf) -> Result<Vec<(usize, AclRuleSpec)>, String> {
         let r = RuleLine::try_parse_from(words).map_err(|e| {
             let msg = e.to_string();
             let first = msg.lines().next().unwrap_or("").trim_start_matches("error: ").to_string();
-            format!("{} line {}: {first}", path.display(), n + 1)
+            format!("{name} line {}: {first}", n + 1)
         })?;
         out.push((n + 1, r.rule.spec()));
     }

@@ -58,12 +58,16 @@ impl Verb for ApplyCmd {
 /// A desired-state file: JSON if it parses as JSON, else YAML.
 pub fn read_state(path: &PathBuf) -> Result<DesiredState, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    match serde_json::from_str(&text) {
+    parse_state(&text, &path.display().to_string())
+}
+
+/// A desired state's text: JSON if it parses as JSON, else YAML.
+pub fn parse_state(text: &str, name: &str) -> Result<DesiredState, String> {
+    match serde_json::from_str(text) {
         Ok(s) => Ok(s),
         Err(json_err) if text.trim_start().starts_with('{') => {
-            Err(format!("{} is not a valid desired state (JSON): {json_err}", path.display()))
+            Err(format!("{name} is not a valid desired state (JSON): {json_err}"))
         }
-        Err(_) => serde_yaml_ng::from_str(&text)
-            .map_err(|e| format!("{} is not a valid desired state (YAML): {e}", path.display())),
+        Err(_) => serde_yaml_ng::from_str(text).map_err(|e| format!("{name} is not a valid desired state (YAML): {e}")),
     }
 }

@@ -55,10 +55,10 @@ impl Overlay {
                 vec![Change::del("neighbours", json!(ip))]
             }
             OverlayRequest::FibAdd(spec) => {
-                let vni = spec.vni;
-                let mac: Mac = spec.mac.parse().map_err(|e| format!("mac: {e}"))?;
+                let (vni, mac) = (spec.vni, spec.mac.parse::<Mac>());
                 self.fib_add(spec, ports)?;
-                self.fib.get(&(vni, mac)).map(|f| Change::put("fib", f)).into_iter().collect()
+                // Accepted, so the MAC parsed.
+                mac.ok().and_then(|m| self.fib.get(&(vni, m))).map(|f| Change::put("fib", f)).into_iter().collect()
             }
             OverlayRequest::FibDel { vni, mac } => {
                 let m: Option<Mac> = mac.parse().ok();

@@ -1,0 +1,191 @@
+//! The bodies of the fuzz targets (`fuzz/fuzz_targets/`). They live here so that
+//! `cargo test` replays every target's corpus and every crash a fuzzer found
+//! (`tests/fuzz_corpus.rs`). Each takes any bytes, must not panic, and checks what it
+//! decided against a reference where there is one.
+use crate::{
+    acl::{brute_force, AclCache, AclTables, Classifier, Direction, Family, PortAcl, Prefix, Rule, Verdict},
+    meta::{ipv4_key, Meta},
+    parse::{parse as parse_frame, parse_any},
+    tables::Vtep,
+    vxlan,
+    wire::{ethernet, ipv4, Mac},
+};
+use std::sync::Arc;
+
+/// Bytes read off the front of the input; zeros once it runs out.
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn u8(&mut self) -> u8 {
+        let (first, rest) = self.0.split_first().map_or((0, &[][..]), |(f, r)| (*f, r));
+        self.0 = rest;
+        first
+    }
+    fn u16(&mut self) -> u16 {
+        u16::from_be_bytes([self.u8(), self.u8()])
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_be_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
+    }
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// What `meta` says about where headers are must lie inside the frame.
+fn check_offsets(frame: &[u8], m: &Meta) {
+    if m.ip_version != 0 {
+        assert!((m.l3 as usize) < frame.len(), "l3 {} beyond a {}-byte frame", m.l3, frame.len());
+    }
+    if m.l4 != 0 {
+        assert!(m.l4 > m.l3 && (m.l4 as usize) < frame.len(), "l4 {} outside a {}-byte frame", m.l4, frame.len());
+    }
+}
+
+/// The frame parser: the fixed-offset path for common frames says exactly what the
+/// general parser says, and offsets stay inside the frame.
+pub fn parse(data: &[u8]) {
+    let (mut fast, mut general) = (Meta::default(), Meta::default());
+    parse_frame(data, &mut fast);
+    parse_any(data, &mut general);
+    assert_eq!(fast, general, "the two parsers disagree on {data:02x?}");
+    check_offsets(data, &fast);
+}
+
+/// VXLAN from the uplink, as the decap stage checks it. The first input byte can make
+/// the frame address our VTEP (MAC, IP with a good header checksum, UDP port), so
+/// the fuzzer reaches the VXLAN and inner headers instead of stopping at the outer
+/// ones; a decapsulated frame is then parsed like any other.
+pub fn vxlan_decap(data: &[u8]) {
+    let Some((&ctl, rest)) = data.split_first() else { return };
+    let vtep = Vtep {
+        ip: 0x0a00_0001,
+        mac: Mac([2, 0, 0, 0, 0, 1]),
+        uplink: 0,
+        udp_port: crate::wire::vxlan::DEFAULT_UDP_PORT,
+        ttl: 64,
+        mtu: 1500,
+    };
+    let mut frame = rest.to_vec();
+    let l3 = ethernet::HEADER_LEN;
+    if ctl & 1 != 0 && frame.len() >= l3 {
+        frame[..6].copy_from_slice(&vtep.mac.0);
+        frame[12..14].copy_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
+    }
+    if ctl & 2 != 0 {
+        if let Some(ihl) = frame.get(l3..).and_then(ipv4::header_len) {
+            if frame.len() >= l3 + ihl {
+                frame[l3 + ipv4::DST..l3 + ipv4::DST + 4].copy_from_slice(&vtep.ip.to_be_bytes());
+                frame[l3 + ipv4::PROTO] = ipv4::PROTO_UDP;
+                frame[l3 + 10..l3 + 12].fill(0);
+                let sum = crate::wire::checksum(crate::wire::ones_sum(&frame[l3..l3 + ihl]));
+                frame[l3 + 10..l3 + 12].copy_from_slice(&sum.to_be_bytes());
+                if ctl & 4 != 0 && frame.len() >= l3 + ihl + 4 {
+                    frame[l3 + ihl + 2..l3 + ihl + 4].copy_from_slice(&vtep.udp_port.to_be_bytes());
+                }
+            }
+        }
+    }
+    let mut m = Meta::default();
+    parse_frame(&frame, &mut m);
+    // The VNIs we serve: a few, so that both answers are reachable.
+    let serves = |vni: u32| vni % 3 == ctl as u32 % 3;
+    if let Ok(d) = vxlan::check(&frame, frame.len(), &m, &vtep, serves) {
+        assert!(serves(d.vni));
+        assert!(d.inner_len >= ethernet::HEADER_LEN);
+        let inner = frame.get(d.outer_len..d.outer_len + d.inner_len).expect("the inner frame is inside the frame");
+        parse(inner);
+    }
+}
+
+/// A rule from the input: any family, prefixes, protocol, port ranges, ICMP type.
+fn rule(input: &mut Input, id: u32) -> Rule {
+    let flags = input.u8();
+    let family = match flags % 3 {
+        0 => Family::Any,
+        1 => Family::V4,
+        _ => Family::V6,
+    };
+    let prefix = |input: &mut Input| {
+        let len = input.u8();
+        match family {
+            Family::V6 => Prefix::v6((input.u32() as u128) << 96 | input.u32() as u128, len % 129),
+            _ if len & 0x80 != 0 => Prefix::ANY,
+            _ => Prefix::v4(input.u32(), len % 33),
+        }
+    };
+    let src = prefix(input);
+    let dst = prefix(input);
+    let proto = (flags & 4 != 0).then(|| [6, 17, 1, 58, 0][input.u8() as usize % 5]);
+    let range = |input: &mut Input| {
+        let (a, b) = (input.u16(), input.u16());
+        (a.min(b), a.max(b))
+    };
+    let l4 = matches!(proto, Some(6 | 17));
+    let sport = if l4 && flags & 8 != 0 { range(input) } else { crate::acl::ANY_PORT };
+    let dport = if l4 && flags & 16 != 0 { range(input) } else { crate::acl::ANY_PORT };
+    let icmp_type = (matches!(proto, Some(1 | 58)) && flags & 32 != 0).then(|| input.u8());
+    Rule {
+        id,
+        priority: input.u8() as u32 % 8,
+        family,
+        src,
+        dst,
+        proto,
+        sport,
+        dport,
+        icmp_type,
+        verdict: if flags & 64 != 0 { Verdict::Deny } else { Verdict::Allow },
+        counter: id,
+    }
+}
+
+/// A packet's metadata from the input: addresses near the rules', so they meet.
+fn packet(input: &mut Input) -> Meta {
+    let flags = input.u8();
+    let v6 = flags & 1 != 0;
+    let addr = |input: &mut Input| {
+        if v6 {
+            (input.u32() as u128) << 96 | input.u32() as u128
+        } else {
+            ipv4_key(input.u32())
+        }
+    };
+    Meta {
+        ip_version: if flags & 2 != 0 {
+            0
+        } else if v6 {
+            6
+        } else {
+            4
+        },
+        ip_src: addr(input),
+        ip_dst: addr(input),
+        proto: [6, 17, 1, 58, 0][input.u8() as usize % 5],
+        sport: input.u16(),
+        dport: input.u16(),
+        l4: if flags & 4 != 0 { 0 } else { 34 },
+        fragment: flags & 4 != 0,
+        ..Meta::default()
+    }
+}
+
+/// The ACL classifier (tuple space search) against the brute-force reference, and the
+/// per-batch answer cache against asking afresh: any disagreement is a crash.
+pub fn acl_differential(data: &[u8]) {
+    let mut input = Input(data);
+    let n = input.u8() % 24;
+    let rules: Vec<Rule> = (0..n as u32).map(|i| rule(&mut input, i + 1)).collect();
+    let acl =
+        PortAcl { ingress: Classifier::new(rules.clone()), egress: Classifier::new(vec![]), default: Verdict::Deny };
+    let tables = AclTables { ports: vec![Some(Arc::new(acl))] };
+    let mut cache = AclCache::default();
+    while !input.is_empty() {
+        let m = packet(&mut input);
+        let want = brute_force(&rules, &m);
+        let fast = tables.ports[0].as_ref().and_then(|a| a.ingress.classify(&m));
+        assert_eq!(fast.map(|r| r.id), want.map(|r| r.id), "classifier vs brute force on {m:?}");
+        let want = (want.map_or(Verdict::Deny, |r| r.verdict), want.map(|r| r.counter));
+        assert_eq!(tables.check_with(&mut cache, 0, Direction::In, &m), want, "cached answer on {m:?}");
+    }
+}
