@@ -189,3 +189,109 @@ pub fn acl_differential(data: &[u8]) {
         assert_eq!(tables.check_with(&mut cache, 0, Direction::In, &m), want, "cached answer on {m:?}");
     }
 }
+
+/// The ports of the pipeline target: two VM ports in VNI 100, one in VNI 200, the uplink.
+const VM_PORTS: [(crate::PortId, u32); 3] = [(1, 100), (2, 100), (3, 200)];
+const UPLINK: crate::PortId = 9;
+const REMOTE: u32 = 0x0a00_0002;
+
+/// Tables from the input: the networks above, a VTEP, FIB entries for a few MACs (to a
+/// local port or a remote VTEP) and security groups on the VM ports.
+fn tables(input: &mut Input) -> crate::tables::L2Tables {
+    use crate::tables::{FibEntry, FibTarget, L2Tables, Network, Remote};
+    let mut t = L2Tables::default();
+    t.networks.insert(100, Network { vni: 100, ports: vec![1, 2], flood_vteps: vec![REMOTE] });
+    t.networks.insert(200, Network { vni: 200, ports: vec![3], flood_vteps: vec![] });
+    let vtep =
+        Vtep { ip: 0x0a00_0001, mac: Mac([2, 0, 0, 0, 0, 0xf0]), uplink: UPLINK, udp_port: 4789, ttl: 64, mtu: 1500 };
+    t.vtep = Some(vtep);
+    t.remotes.insert(REMOTE, Remote::new(&vtep, REMOTE, Mac([2, 0, 0, 0, 0, 0xee])));
+    t.port_mtu = vec![1500; 16];
+    // As the control plane builds them: a FIB entry names a VM port of its own network
+    // (or a remote VTEP).
+    for _ in 0..input.u8() % 8 {
+        let (vni, mac, to) = ([100, 200][input.u8() as usize % 2], Mac([2, 0, 0, 0, 0, input.u8() % 8]), input.u8());
+        let local: Vec<crate::PortId> = VM_PORTS.iter().filter(|&&(_, v)| v == vni).map(|&(p, _)| p).collect();
+        let target = match to as usize % (local.len() + 1) {
+            i if i < local.len() => FibTarget::Port(local[i]),
+            _ => FibTarget::Vtep(REMOTE),
+        };
+        t.fib_insert(vni, mac, FibEntry { target, is_static: to & 8 != 0 });
+    }
+    let mut ports: Vec<Option<Arc<PortAcl>>> = vec![None; 16];
+    for (port, _) in VM_PORTS {
+        let n = input.u8() % 6;
+        if n == 0 {
+            continue;
+        }
+        let rules: Vec<Rule> = (0..n as u32).map(|i| rule(input, i + 1)).collect();
+        let (ingress, egress) = rules.split_at(rules.len() / 2);
+        let default = if input.u8() & 1 != 0 { Verdict::Deny } else { Verdict::Allow };
+        ports[port as usize] = Some(Arc::new(PortAcl {
+            ingress: Classifier::new(ingress.to_vec()),
+            egress: Classifier::new(egress.to_vec()),
+            default,
+        }));
+    }
+    t.acl = Arc::new(AclTables { ports });
+    t
+}
+
+/// One batch through the VM or uplink stages, as the PMD loop runs them.
+fn run_batch(
+    t: &crate::tables::L2Tables,
+    from: Option<(crate::PortId, u32)>,
+    pkts: &[Vec<u8>],
+) -> Vec<(Meta, Vec<u8>)> {
+    use crate::stages::{from_uplink, from_vm, parse_batch, Ctx, PerCore};
+    let mut frames: Vec<crate::VecFrame> = pkts.iter().map(|p| crate::VecFrame::new(p)).collect();
+    let mut meta = vec![Meta::default(); frames.len()];
+    let mut events = Vec::new();
+    parse_batch(&frames, &mut meta);
+    let ctx = Ctx { tables: t, clock: crate::clock::Clock { now: 0, hz: 1000 } };
+    match from {
+        Some((port, vni)) => from_vm(&ctx, port, vni, &mut frames, &mut meta, &mut PerCore::default(), &mut events),
+        None => from_uplink(&ctx, UPLINK, &mut frames, &mut meta, &mut PerCore::default(), &mut events),
+    }
+    meta.into_iter().zip(frames.iter().map(|f| f.bytes().to_vec())).collect()
+}
+
+/// The whole VM and uplink pipelines on a random batch against random tables: every
+/// packet is decided (sent to a port that exists, flooded, punted or dropped with a
+/// reason), and a batch gets exactly what each of its packets gets alone. From the
+/// uplink, the input's frames can be wrapped in VXLAN from the remote VTEP, so decap and
+/// what follows it are reached.
+pub fn pipeline(data: &[u8]) {
+    use crate::meta::Action;
+    let mut input = Input(data);
+    let t = tables(&mut input);
+    let ctl = input.u8();
+    let from = (ctl % 4 != 3).then(|| VM_PORTS[ctl as usize % 4]);
+    let mut pkts = Vec::new();
+    while !input.is_empty() && pkts.len() < crate::BURST {
+        let len = input.u8() as usize;
+        let take = len.min(input.0.len());
+        let (frame, rest) = input.0.split_at(take);
+        input.0 = rest;
+        let frame = match (from, ctl & 4 != 0) {
+            (None, true) => {
+                let vtep = t.vtep.expect("set above");
+                vxlan::build(Mac([2, 0, 0, 0, 0, 0xee]), vtep.mac, REMOTE, &vtep, [100, 200, 7][len % 3], frame)
+            }
+            _ => frame.to_vec(),
+        };
+        pkts.push(frame);
+    }
+    let batch = run_batch(&t, from, &pkts);
+    for (i, (m, _)) in batch.iter().enumerate() {
+        match m.action {
+            Action::Tx(p) => assert!(p == UPLINK || VM_PORTS.iter().any(|&(v, _)| v == p), "packet {i} to port {p}"),
+            Action::Continue => panic!("packet {i} left undecided"),
+            Action::Drop(_) | Action::Flood { .. } | Action::Punt => {}
+        }
+    }
+    for (i, p) in pkts.iter().enumerate() {
+        let alone = run_batch(&t, from, std::slice::from_ref(p));
+        assert_eq!(alone[0], batch[i], "packet {i} alone and in its batch");
+    }
+}

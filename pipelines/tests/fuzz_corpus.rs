@@ -18,3 +18,8 @@ fn vxlan_decap() {
 fn acl_differential() {
     replay("acl_differential", pipelines::fuzz::acl_differential);
 }
+
+#[test]
+fn pipeline() {
+    replay("pipeline", pipelines::fuzz::pipeline);
+}
