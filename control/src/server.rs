@@ -2,7 +2,7 @@
 //! owns the `Switch`, so a slow or abusive client only ever stalls itself.
 use crate::{
     api::{Envelope, Request, Response, MAX_REQUEST_BYTES, PROTOCOL_VERSION},
-    switch::{Job, Switch},
+    switch::{Job, Peer, Switch},
 };
 use std::{
     os::unix::fs::PermissionsExt,
@@ -148,6 +148,7 @@ pub async fn serve(
 }
 
 async fn client(stream: UnixStream, jobs: mpsc::Sender<Job>) {
+    let peer = stream.peer_cred().map_or(Peer::default(), |c| Peer { uid: Some(c.uid()), pid: c.pid() });
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
     let mut line = Vec::new();
@@ -188,7 +189,7 @@ async fn client(stream: UnixStream, jobs: mpsc::Sender<Job>) {
         let resp = match request {
             Ok(req) => {
                 let (tx, rx) = oneshot::channel();
-                if jobs.send((req, tx)).await.is_err() {
+                if jobs.send(Job { request: req, peer, reply: tx }).await.is_err() {
                     return;
                 }
                 rx.await.unwrap_or_else(|_| Response::err("vswitchd is shutting down"))

@@ -133,3 +133,16 @@ fn kill_9_at_random_moments_loses_no_acknowledged_change() {
     }
     assert!(!acked.is_empty(), "seed {seed}: the test made changes");
 }
+
+/// Who changed what: every accepted change is logged with the uid and pid the kernel
+/// gives for the client's end of the socket (SO_PEERCRED), and so is every refusal.
+#[test]
+fn changes_are_logged_with_the_clients_credentials() {
+    let d = Daemon::start();
+    d.ok(&["network", "add", "5"]);
+    d.err(&["port", "del", "nosuch"]);
+    let log = d.log_text();
+    let line = log.lines().find(|l| l.contains("network_add")).unwrap_or_else(|| panic!("no audit line:\n{log}"));
+    assert!(line.contains("audit") && line.contains("uid 0 pid ") && line.contains("put networks [5]"), "{line}");
+    assert!(log.lines().any(|l| l.contains("refused") && l.contains("nosuch") && l.contains("from uid 0 pid ")), "{log}");
+}

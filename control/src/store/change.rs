@@ -50,6 +50,15 @@ pub enum Change {
 }
 
 impl Change {
+    /// The section and key it changes, as a log line shows it: `put acl [7]`.
+    pub fn summary(&self) -> String {
+        match self {
+            Change::Put { s, k, .. } => format!("put {s} {k}"),
+            Change::Del { s, k } => format!("del {s} {k}"),
+            Change::Set { s, .. } => format!("set {s}"),
+        }
+    }
+
     /// `value` as the entry of a list or map section; its key is read from it.
     pub fn put(section: &str, value: &impl Serialize) -> Change {
         let v = serde_json::to_value(value).unwrap_or(Value::Null);

@@ -317,6 +317,13 @@ impl Store {
         self.staged.len()
     }
 
+    /// What was staged from the `from`-th change on, briefly: each change's section and
+    /// key.
+    pub fn staged_summary(&self, from: usize) -> String {
+        let all: Vec<String> = self.staged.iter().skip(from).map(Change::summary).collect();
+        all.join(", ")
+    }
+
     /// Forgets what was staged (the requests it belonged to were taken back).
     pub fn discard_staged(&mut self) {
         self.staged.clear();

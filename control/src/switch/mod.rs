@@ -38,8 +38,29 @@ use tokio::sync::oneshot;
 pub type Refusal = String;
 /// What a request gets back.
 pub type Reply = Result<serde_json::Value, Refusal>;
-/// A request and where its answer goes.
-pub type Job = (Request, oneshot::Sender<Response>);
+/// A request, who sent it, and where its answer goes.
+pub struct Job {
+    pub request: Request,
+    pub peer: Peer,
+    pub reply: oneshot::Sender<Response>,
+}
+
+/// Who is at the other end of an API connection, as the kernel says (SO_PEERCRED).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Peer {
+    pub uid: Option<u32>,
+    pub pid: Option<i32>,
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.uid, self.pid) {
+            (Some(u), Some(p)) => write!(f, "uid {u} pid {p}"),
+            (Some(u), None) => write!(f, "uid {u}"),
+            _ => write!(f, "an unknown peer"),
+        }
+    }
+}
 
 pub struct Switch {
     pub(crate) eal: Eal,
@@ -196,7 +217,7 @@ impl Switch {
     /// Takes a batch of requests (see the module's text).
     pub async fn run_batch(&mut self, jobs: Vec<Job>) {
         let mut held = Vec::with_capacity(jobs.len());
-        for (req, reply) in jobs {
+        for Job { request: req, peer, reply } in jobs {
             if let Request::Capture(CaptureRequest::Capture(spec)) = req {
                 self.settle(&mut held).await;
                 // Answered when the capture ends, from poll_cores.
@@ -209,14 +230,24 @@ impl Switch {
             }
             let change = req.is_change();
             let what = if change { format!("{req:?}") } else { String::new() };
+            let audit = tracing::enabled!(target: "audit", tracing::Level::INFO);
+            let cmd = if audit {
+                serde_json::to_value(&req).map(|v| v["cmd"].to_string()).unwrap_or_default()
+            } else {
+                String::new()
+            };
             let before = self.store.staged_len();
             let result = self.handle(req).await;
-            if let Err(e) = &result {
-                if change {
-                    tracing::warn!("refused {what}: {e}");
+            let staged = self.store.staged_len() > before;
+            match &result {
+                Err(e) if change => tracing::warn!("refused {what} from {peer}: {e}"),
+                // Who changed what: the audit trail (`--log-level info,audit=warn` to quiet it).
+                Ok(_) if staged && audit => {
+                    tracing::info!(target: "audit", "{peer}: {cmd}: {}", self.store.staged_summary(before))
                 }
+                _ => {}
             }
-            held.push(Held { reply, result, staged: self.store.staged_len() > before });
+            held.push(Held { reply, result, staged });
         }
         self.settle(&mut held).await;
     }
