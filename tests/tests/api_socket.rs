@@ -142,7 +142,10 @@ fn changes_are_logged_with_the_clients_credentials() {
     d.ok(&["network", "add", "5"]);
     d.err(&["port", "del", "nosuch"]);
     let log = d.log_text();
-    let line = log.lines().find(|l| l.contains("network_add")).unwrap_or_else(|| panic!("no audit line:\n{log}"));
-    assert!(line.contains("audit") && line.contains("uid 0 pid ") && line.contains("put networks [5]"), "{line}");
-    assert!(log.lines().any(|l| l.contains("refused") && l.contains("nosuch") && l.contains("from uid 0 pid ")), "{log}");
+    let line = log.lines().find(|l| l.contains("put networks [5]")).unwrap_or_else(|| panic!("no audit line:\n{log}"));
+    assert!(line.contains("audit") && line.contains("uid 0 pid "), "{line}");
+    assert!(
+        log.lines().any(|l| l.contains("refused") && l.contains("nosuch") && l.contains("from uid 0 pid ")),
+        "{log}"
+    );
 }

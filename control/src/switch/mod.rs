@@ -230,21 +230,13 @@ impl Switch {
             }
             let change = req.is_change();
             let what = if change { format!("{req:?}") } else { String::new() };
-            let audit = tracing::enabled!(target: "audit", tracing::Level::INFO);
-            let cmd = if audit {
-                serde_json::to_value(&req).map(|v| v["cmd"].to_string()).unwrap_or_default()
-            } else {
-                String::new()
-            };
             let before = self.store.staged_len();
             let result = self.handle(req).await;
             let staged = self.store.staged_len() > before;
             match &result {
                 Err(e) if change => tracing::warn!("refused {what} from {peer}: {e}"),
                 // Who changed what: the audit trail (`--log-level info,audit=warn` to quiet it).
-                Ok(_) if staged && audit => {
-                    tracing::info!(target: "audit", "{peer}: {cmd}: {}", self.store.staged_summary(before))
-                }
+                Ok(_) if staged => tracing::info!(target: "audit", "{peer}: {}", self.store.staged_summary(before)),
                 _ => {}
             }
             held.push(Held { reply, result, staged });
