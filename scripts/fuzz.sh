@@ -4,19 +4,22 @@
 # what the targets find is panics and wrong answers), each for --seconds N (default 60),
 # and prints per target: executions, executions per second, corpus size, crashes.
 #
-#   ./scripts/fuzz.sh [--seconds N] [TARGET...]
+#   ./scripts/fuzz.sh [--seconds N] [--scratch] [TARGET...]
 #
 # New inputs that reach new code go to fuzz/corpus/TARGET/ (commit the useful ones: cargo
-# test replays them). A crash is written to fuzz/artifacts/TARGET/; once fixed, copy it
+# test replays them), or with --scratch to a temporary folder, leaving the checkout as it
+# was (scripts/test.sh). A crash is written to fuzz/artifacts/TARGET/; once fixed, copy it
 # to fuzz/regressions/TARGET/ so cargo test keeps replaying it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=60
+scratch=0
 targets=()
 while [ $# -gt 0 ]; do
     case $1 in
         --seconds) secs=$2; shift 2 ;;
-        -h|--help) sed -n 2,11p "$0"; exit 0 ;;
+        --scratch) scratch=1; shift ;;
+        -h|--help) sed -n 2,12p "$0"; exit 0 ;;
         *) targets+=("$1"); shift ;;
     esac
 done
@@ -34,7 +37,10 @@ for t in "${targets[@]}"; do
     mkdir -p "corpus/$t" "artifacts/$t"
     before=$(find "artifacts/$t" -type f | wc -l)
     log=$(mktemp)
-    if ! cargo fuzz run --sanitizer none -O "$t" "corpus/$t" -- \
+    # libFuzzer writes new inputs to the first folder and reads the others.
+    corpora=("corpus/$t")
+    [ "$scratch" = 1 ] && corpora=("$(mktemp -d)" "corpus/$t")
+    if ! cargo fuzz run --sanitizer none -O "$t" "${corpora[@]}" -- \
         -max_total_time="$secs" -print_final_stats=1 >"$log" 2>&1; then
         failed=1
     fi
@@ -47,5 +53,6 @@ for t in "${targets[@]}"; do
         find "artifacts/$t" -type f -newer "$log" | sed 's/^/    input: fuzz\//'
     fi
     rm -f "$log"
+    [ "$scratch" = 1 ] && rm -rf "${corpora[0]}"
 done
 exit "$failed"

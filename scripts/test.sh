@@ -28,7 +28,7 @@ cargo test --release -p vswitch-tests --tests -- --test-threads=1 2>&1 | tee -a 
 # Every fuzz target for a few seconds (their corpora and past crashes were replayed by
 # the unit tests above); a crash fails the suite.
 echo "== fuzz targets, 10 s each"
-./scripts/fuzz.sh --seconds 10
+./scripts/fuzz.sh --seconds 10 --scratch
 
 # One closing line for the whole suite.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "total: %d passed, %d failed\n", p, f; exit (f > 0) }' "$LOG"
