@@ -15,8 +15,9 @@ use tokio::{
     sync::{mpsc, oneshot},
 };
 
-/// The most requests one batch takes (one journal write, one publish).
-const MAX_BATCH: usize = 512;
+/// Requests waiting for the switch task; a batch (one journal write, one publish) takes
+/// all that are waiting, so this is also the largest batch.
+const QUEUE: usize = 256;
 /// A request sent in parts (one too long for a line, e.g. 10,000 ACL rules) may have
 /// this many bytes in all.
 pub const MAX_BULK_BYTES: usize = 64 << 20;
@@ -91,7 +92,7 @@ pub async fn serve(
     metrics: Option<tokio::net::TcpListener>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Switch {
-    let (tx, mut rx) = mpsc::channel::<Job>(256);
+    let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
     let (page_tx, mut pages) = mpsc::channel::<crate::stats::metrics::PageRequest>(16);
     let scraper = metrics.map(|l| {
         if let Ok(addr) = l.local_addr() {
@@ -126,7 +127,7 @@ pub async fn serve(
             Some(job) = rx.recv() => {
                 // Every request waiting now joins this batch: they share one sync.
                 let mut batch = vec![job];
-                while batch.len() < MAX_BATCH {
+                while batch.len() < QUEUE {
                     match rx.try_recv() {
                         Ok(j) => batch.push(j),
                         Err(_) => break,
