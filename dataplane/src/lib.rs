@@ -1,12 +1,13 @@
 //! The thin safe layer over DPDK and the poll-mode cores.
 //!
-//! `unsafe` is confined to the modules that call `dpdk-sys` (`eal`, `log`, `mbuf`,
-//! `mempool`, `port`, `pmd`, `txbuf`); each block says why it is sound. Nothing here decides what
+//! `unsafe` is confined to the modules that call `dpdk-sys` or the kernel (`eal`, `kernel`,
+//! `log`, `mbuf`, `mempool`, `port`, `pmd`, `txbuf`); each block says why it is sound. Nothing here decides what
 //! happens to a packet beyond moving it: decisions are `pipelines` stages.
 
 pub mod capture;
 pub mod eal;
 pub mod error;
+pub mod kernel;
 pub mod latency;
 pub mod log;
 pub mod mbuf;

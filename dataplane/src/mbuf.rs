@@ -1,7 +1,20 @@
 //! An `rte_mbuf` seen as a `pipelines::Frame`.
 use crate::mempool::PktPool;
 use dpdk_sys::rte_mbuf;
-use pipelines::Frame;
+use pipelines::{
+    offload::{Gso, L4Csum, Offload},
+    Frame,
+};
+
+/// The `ol_flags` bits that carry pending offload work.
+pub const TX_OFFLOAD_FLAGS: u64 = dpdk_sys::RTE_MBUF_F_TX_TCP_SEG
+    | dpdk_sys::RTE_MBUF_F_TX_L4_MASK
+    | dpdk_sys::RTE_MBUF_F_TX_IPV4
+    | dpdk_sys::RTE_MBUF_F_TX_IPV6
+    | dpdk_sys::RTE_MBUF_F_TX_TUNNEL_MASK
+    | dpdk_sys::RTE_MBUF_F_TX_OUTER_IPV4;
+/// VXLAN's UDP and VXLAN headers, which DPDK counts in a tunnelled frame's `l2_len`.
+const TUNNEL_L2: u16 = 16;
 
 /// An mbuf the current core owns. `repr(transparent)`, so an array of them is the
 /// `struct rte_mbuf **` that rx/tx bursts take.
@@ -17,6 +30,18 @@ impl Mbuf {
         // SAFETY: an Mbuf is only made from a non-null mbuf that the holder owns (from
         // rx_burst, alloc or copy) and is not used after it is sent or freed.
         unsafe { &*self.0 }
+    }
+
+    /// Iterates over the segments of a chain.
+    #[inline]
+    fn segs(&self) -> impl Iterator<Item = &rte_mbuf> {
+        let mut p = self.0;
+        std::iter::from_fn(move || {
+            // SAFETY: every `next` of an owned chain is null or a segment of it, owned alike.
+            let m = unsafe { p.as_ref()? };
+            p = m.next;
+            Some(m)
+        })
     }
 
     /// A full copy (every segment into a fresh mbuf from `pool`), with fresh headroom.
@@ -101,6 +126,130 @@ impl Frame for Mbuf {
         m.data_off += n16;
         m.pkt_len -= n16 as u32;
         true
+    }
+
+    fn chunks(&self) -> impl Iterator<Item = &[u8]> {
+        self.segs().map(|m| {
+            // SAFETY: each segment holds data_len initialised bytes at buf_addr + data_off.
+            unsafe { std::slice::from_raw_parts(m.buf_addr.cast::<u8>().add(m.data_off as usize), m.data_len as usize) }
+        })
+    }
+
+    /// Fills the last segment, then chains new ones from the same pool.
+    fn append(&mut self, mut bytes: &[u8]) -> bool {
+        // SAFETY: self.0 is an mbuf this core owns; &mut self makes the access unique.
+        let head = unsafe { &mut *self.0 };
+        let mut last: *mut rte_mbuf = self.0;
+        // SAFETY: walking `next` of an owned chain.
+        while let Some(n) = unsafe { (*last).next.as_mut() } {
+            last = n;
+        }
+        while !bytes.is_empty() {
+            // SAFETY: `last` is the chain's last segment, owned.
+            let l = unsafe { &mut *last };
+            let room = (l.buf_len - l.data_off - l.data_len) as usize;
+            if room == 0 {
+                // SAFETY: the pool of an mbuf is valid while the mbuf lives.
+                let n = unsafe { dpdk_sys::vs_pktmbuf_alloc(l.pool) };
+                if n.is_null() {
+                    return false;
+                }
+                l.next = n;
+                head.nb_segs += 1;
+                last = n;
+                continue;
+            }
+            let k = room.min(bytes.len());
+            // SAFETY: `room` bytes after the data are inside the segment's buffer.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    l.buf_addr.cast::<u8>().add((l.data_off + l.data_len) as usize),
+                    k,
+                )
+            };
+            l.data_len += k as u16;
+            head.pkt_len += k as u32;
+            bytes = &bytes[k..];
+        }
+        true
+    }
+
+    /// From `ol_flags` and `tx_offload`, in DPDK's terms (a tunnelled frame's `l2_len`
+    /// counts VXLAN's UDP and VXLAN headers).
+    #[inline(always)]
+    fn offload(&self) -> Offload {
+        let m = self.m();
+        let flags = m.ol_flags;
+        if flags & TX_OFFLOAD_FLAGS == 0 {
+            return Offload::NONE;
+        }
+        // SAFETY: tx_offload is a plain u64 view of the bitfields.
+        let t = unsafe { m.__bindgen_anon_3.tx_offload };
+        let bits = |ofs: u32, n: u32| ((t >> ofs) & ((1 << n) - 1)) as u16;
+        let mut o = Offload {
+            outer: 0,
+            l2: bits(dpdk_sys::RTE_MBUF_L2_LEN_OFS, dpdk_sys::RTE_MBUF_L2_LEN_BITS),
+            l3: bits(dpdk_sys::RTE_MBUF_L3_LEN_OFS, dpdk_sys::RTE_MBUF_L3_LEN_BITS),
+            l4: bits(dpdk_sys::RTE_MBUF_L4_LEN_OFS, dpdk_sys::RTE_MBUF_L4_LEN_BITS),
+            csum: match flags & dpdk_sys::RTE_MBUF_F_TX_L4_MASK {
+                dpdk_sys::RTE_MBUF_F_TX_TCP_CKSUM => L4Csum::Tcp,
+                dpdk_sys::RTE_MBUF_F_TX_UDP_CKSUM => L4Csum::Udp,
+                _ => L4Csum::None,
+            },
+            gso: None,
+        };
+        if flags & dpdk_sys::RTE_MBUF_F_TX_TCP_SEG != 0 {
+            o.csum = L4Csum::Tcp;
+            let ip_version = if flags & dpdk_sys::RTE_MBUF_F_TX_IPV6 != 0 { 6 } else { 4 };
+            o.gso = Some(Gso {
+                ip_version,
+                mss: bits(dpdk_sys::RTE_MBUF_TSO_SEGSZ_OFS, dpdk_sys::RTE_MBUF_TSO_SEGSZ_BITS),
+            });
+        }
+        if flags & dpdk_sys::RTE_MBUF_F_TX_TUNNEL_MASK != 0 {
+            let outer_l2 = bits(dpdk_sys::RTE_MBUF_OUTL2_LEN_OFS, dpdk_sys::RTE_MBUF_OUTL2_LEN_BITS);
+            let outer_l3 = bits(dpdk_sys::RTE_MBUF_OUTL3_LEN_OFS, dpdk_sys::RTE_MBUF_OUTL3_LEN_BITS);
+            o.outer = outer_l2 + outer_l3 + TUNNEL_L2;
+            o.l2 = o.l2.saturating_sub(TUNNEL_L2);
+        }
+        o
+    }
+
+    fn set_offload(&mut self, o: Offload) {
+        // SAFETY: self.0 is an mbuf this core owns; &mut self makes the access unique.
+        let m = unsafe { &mut *self.0 };
+        m.ol_flags &= !TX_OFFLOAD_FLAGS;
+        if o.is_none() {
+            return;
+        }
+        let mut flags = match o.csum {
+            L4Csum::Tcp => dpdk_sys::RTE_MBUF_F_TX_TCP_CKSUM,
+            L4Csum::Udp => dpdk_sys::RTE_MBUF_F_TX_UDP_CKSUM,
+            L4Csum::None => 0,
+        };
+        let mut mss = 0;
+        let mut ip6 = false;
+        if let Some(g) = o.gso {
+            flags |= dpdk_sys::RTE_MBUF_F_TX_TCP_SEG;
+            mss = g.mss as u64;
+            ip6 = g.ip_version == 6;
+        }
+        flags |= if ip6 { dpdk_sys::RTE_MBUF_F_TX_IPV6 } else { dpdk_sys::RTE_MBUF_F_TX_IPV4 };
+        let (mut l2, mut outer_l2, mut outer_l3) = (o.l2 as u64, 0u64, 0u64);
+        if o.outer != 0 {
+            flags |= dpdk_sys::RTE_MBUF_F_TX_TUNNEL_VXLAN | dpdk_sys::RTE_MBUF_F_TX_OUTER_IPV4;
+            l2 += TUNNEL_L2 as u64;
+            outer_l2 = 14;
+            outer_l3 = (o.outer - TUNNEL_L2 - 14) as u64;
+        }
+        m.ol_flags |= flags;
+        m.__bindgen_anon_3.tx_offload = l2 << dpdk_sys::RTE_MBUF_L2_LEN_OFS
+            | (o.l3 as u64) << dpdk_sys::RTE_MBUF_L3_LEN_OFS
+            | (o.l4 as u64) << dpdk_sys::RTE_MBUF_L4_LEN_OFS
+            | mss << dpdk_sys::RTE_MBUF_TSO_SEGSZ_OFS
+            | outer_l3 << dpdk_sys::RTE_MBUF_OUTL3_LEN_OFS
+            | outer_l2 << dpdk_sys::RTE_MBUF_OUTL2_LEN_OFS;
     }
 
     #[inline]

@@ -191,7 +191,7 @@ fn poll(shared: &Shared, me: usize) {
         me,
         shared,
         counters: &shared.counters[me],
-        tx: TxBuffers::new(me as u16, &shared.capture),
+        tx: TxBuffers::new(me as u16, &shared.capture, &shared.pool),
         stage: PerCore::default(),
         // The TSC only seeds this core's sampler.
         sampler: Sampler::new(crate::tsc() ^ ((me as u64) << 48)),
@@ -239,7 +239,7 @@ fn poll(shared: &Shared, me: usize) {
         for rxq in &snap.rx[me] {
             got += core.rx_burst(snap, rxq.port, rxq.queue, t0) as u64;
         }
-        core.tx.flush_all(core.counters);
+        core.tx.flush_all(snap, core.counters);
         c.rounds.add(1);
         if got > 0 {
             c.packets.add(got);
@@ -259,17 +259,21 @@ fn poll(shared: &Shared, me: usize) {
             std::thread::sleep(std::time::Duration::from_micros(shared.idle_sleep_us as u64));
         }
     }
-    core.tx.flush_all(core.counters);
+    core.tx.flush_all(reader.snapshot(), core.counters);
 }
 
 impl Core<'_> {
     /// One rx burst from (port, queue) through its role's stages. Returns packets received.
     #[inline]
     fn rx_burst(&mut self, snap: &Snapshot, port: u16, queue: u16, now: u64) -> usize {
-        let frames_ptr = self.frames.as_mut_ptr().cast::<*mut rte_mbuf>();
-        // SAFETY: the snapshot lists only started ports and queues assigned to this core
-        // alone; `frames` has room for BURST pointers (Mbuf is repr(transparent)).
-        let n = unsafe { dpdk_sys::vs_eth_rx_burst(port, queue, frames_ptr, BURST as u16) } as usize;
+        let n = if let Some(k) = &snap.kernel[port as usize] {
+            k.rx_burst(queue, &mut self.frames, &self.counters.ports[port as usize])
+        } else {
+            let frames_ptr = self.frames.as_mut_ptr().cast::<*mut rte_mbuf>();
+            // SAFETY: the snapshot lists only started ports and queues assigned to this
+            // core alone; `frames` has room for BURST pointers (Mbuf is repr(transparent)).
+            unsafe { dpdk_sys::vs_eth_rx_burst(port, queue, frames_ptr, BURST as u16) as usize }
+        };
         if n == 0 {
             return 0;
         }
@@ -289,7 +293,7 @@ impl Core<'_> {
         let slot = snap.ports[port as usize];
         if let Some(peer) = slot.xconnect {
             if snap.ports[peer as usize].active {
-                self.tx.push(peer, &self.frames[..n], bytes as u64, self.rx_tsc, self.counters);
+                self.tx.push(snap, peer, &self.frames[..n], bytes as u64, self.rx_tsc, self.counters);
             } else {
                 self.drop_all(n, port, DropReason::NoXconnect);
             }
@@ -368,7 +372,7 @@ impl Core<'_> {
             Action::Tx(p) if snap.ports[p as usize].active => {
                 let run = &self.frames[i..end];
                 let bytes = run.iter().map(|f| f.len() as u64).sum();
-                self.tx.push(p, run, bytes, self.rx_tsc, self.counters);
+                self.tx.push(snap, p, run, bytes, self.rx_tsc, self.counters);
             }
             Action::Tx(_) => {
                 for k in i..end {
@@ -415,7 +419,7 @@ impl Core<'_> {
             // ...and its egress rate limit, on its own copy.
             if let Some(qos) = snap.l2.qos.port(p) {
                 let clock = Clock { now: self.now, hz: self.shared.tsc_hz };
-                match self.stage.meters.act(qos, p, Direction::Out, clock, c.len() as u64) {
+                match self.stage.meters.act(qos, p, Direction::Out, clock, c.wire_len() as u64) {
                     ColorAction::Pass => {}
                     ColorAction::Remark(d) => {
                         let mut cm = self.meta[i];
@@ -427,7 +431,7 @@ impl Core<'_> {
                     }
                 }
             }
-            self.tx.push_one(p, c.0, self.rx_tsc, self.counters);
+            self.tx.push_one(snap, p, c.0, self.rx_tsc, self.counters);
             sent += 1;
         }
         if from_vm {
@@ -444,7 +448,7 @@ impl Core<'_> {
                     let outer_dscp = snap.l2.qos.port(in_port).and_then(|q| q.outer_dscp);
                     match vxlan::encap(&mut c, &self.meta[i], vni, remote, vtep, outer_dscp) {
                         Ok(()) if snap.ports[vtep.uplink as usize].active => {
-                            self.tx.push_one(vtep.uplink, c.0, self.rx_tsc, self.counters);
+                            self.tx.push_one(snap, vtep.uplink, c.0, self.rx_tsc, self.counters);
                             sent += 1;
                         }
                         Ok(()) => self.kill(c, in_port, DropReason::NoVtep),
@@ -522,7 +526,7 @@ impl Core<'_> {
     fn send_from_control(&mut self, snap: &Snapshot) {
         while let Some((port, m)) = self.shared.ctl_tx.pop() {
             if snap.ports[port as usize].active {
-                self.tx.push_one(port, m.0, self.now, self.counters);
+                self.tx.push_one(snap, port, m.0, self.now, self.counters);
             } else {
                 // SAFETY: popped from the ring, so ours.
                 unsafe { dpdk_sys::vs_pktmbuf_free(m.0) };

@@ -349,6 +349,12 @@ fn ports_matching(devargs: &CStr) -> Vec<u16> {
     ids
 }
 
+/// Whether DPDK has an ethdev at `id` (ours or not).
+pub fn is_ethdev(id: u16) -> bool {
+    // SAFETY: a lookup by id; any id is valid to ask about.
+    unsafe { dpdk_sys::rte_eth_dev_is_valid_port(id) == 1 }
+}
+
 /// The ethdev port already registered under `name`, if any.
 pub fn port_by_name(name: &str) -> Option<u16> {
     let c = CString::new(name).ok()?;

@@ -7,7 +7,7 @@
 //! generation it ran on: its quiescent point. The control plane never pauses a core;
 //! it waits until every running core has recorded the new generation before it frees
 //! what the old snapshot referenced (a removed port, an old table).
-use crate::{capture::CaptureTap, MAX_PORTS};
+use crate::{capture::CaptureTap, kernel::KernelPort, MAX_PORTS};
 use arc_swap::ArcSwap;
 use crossbeam::utils::CachePadded;
 use pipelines::tables::L2Tables;
@@ -61,6 +61,8 @@ pub struct Snapshot {
     pub sflow_header_bytes: u16,
     /// A running packet capture, if any.
     pub capture: Option<CaptureTap>,
+    /// Per port id: the kernel-interface port behind it (else it is an ethdev port).
+    pub kernel: Vec<Option<Arc<KernelPort>>>,
 }
 
 impl Snapshot {
@@ -73,6 +75,7 @@ impl Snapshot {
             sflow_sampling: 0,
             sflow_header_bytes: 128,
             capture: None,
+            kernel: vec![None; MAX_PORTS],
         }
     }
 }

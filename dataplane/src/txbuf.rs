@@ -2,15 +2,23 @@
 //! poll round ends, then leave in one `tx_burst` on the core's own queue. Each packet
 //! carries the TSC of the rx burst that brought it, so the time it spent inside the
 //! switch is known when it leaves.
+//!
+//! Here, at the egress, a frame that still owes segmentation or a checksum gets it
+//! done in software unless the port takes it as it is (`offload`).
 use crate::{
     capture::{Capture, CaptureTap},
     latency::{self, Histogram},
-    mbuf::Mbuf,
+    mbuf::{Mbuf, TX_OFFLOAD_FLAGS},
+    mempool::PktPool,
+    snapshot::Snapshot,
     stats::CoreCounters,
     MAX_PORTS,
 };
 use dpdk_sys::rte_mbuf;
-use pipelines::{DropReason, BURST};
+use pipelines::{
+    offload::{self, SegmentSink},
+    DropReason, Frame, BURST,
+};
 
 const _: () = assert!(MAX_PORTS <= 64, "the dirty mask is a u64");
 
@@ -53,6 +61,7 @@ pub(crate) struct TxBuffers<'a> {
     /// A capture of what one port sends, when one is running.
     pub(crate) tap: Option<CaptureTap>,
     capture: &'a Capture,
+    pool: &'a PktPool,
     /// The TSC read after the last tx burst, while no packet has arrived since (else
     /// 0): the poll loop takes it as the next round's start instead of reading again.
     pub(crate) sent_tsc: u64,
@@ -61,16 +70,30 @@ pub(crate) struct TxBuffers<'a> {
 impl TxBuffers<'_> {
     /// Buffers for a core that owns tx queue `queue` on every port. Allocates once,
     /// before the core starts polling.
-    pub(crate) fn new(queue: u16, capture: &Capture) -> TxBuffers<'_> {
+    pub(crate) fn new<'a>(queue: u16, capture: &'a Capture, pool: &'a PktPool) -> TxBuffers<'a> {
         let bufs = (0..MAX_PORTS).map(|_| TxBuf::empty()).collect();
-        TxBuffers { queue, bufs, dirty: 0, latency: latency::histogram(), tap: None, capture, sent_tsc: 0 }
+        TxBuffers { queue, bufs, dirty: 0, latency: latency::histogram(), tap: None, capture, pool, sent_tsc: 0 }
     }
 
     /// Queues up to `BURST` packets of `bytes` bytes in all for `port`; sends once a
     /// burst has collected.
     #[inline]
-    pub(crate) fn push(&mut self, port: u16, pkts: &[Mbuf], bytes: u64, rx_tsc: u64, counters: &CoreCounters) {
+    pub(crate) fn push(
+        &mut self,
+        snap: &Snapshot,
+        port: u16,
+        pkts: &[Mbuf],
+        bytes: u64,
+        rx_tsc: u64,
+        counters: &CoreCounters,
+    ) {
         debug_assert!(pkts.len() <= BURST);
+        if pkts.iter().any(|m| owes_offload(m.0)) {
+            for m in pkts {
+                self.push_one(snap, port, m.0, rx_tsc, counters);
+            }
+            return;
+        }
         let b = &mut self.bufs[port as usize];
         b.bytes += bytes;
         for (d, s) in b.pkts[b.len..b.len + pkts.len()].iter_mut().zip(pkts) {
@@ -80,13 +103,32 @@ impl TxBuffers<'_> {
         b.len += pkts.len();
         self.dirty |= 1 << port;
         if b.len >= BURST {
-            self.flush(port, counters);
+            self.flush(snap, port, counters);
         }
     }
 
     /// Queues one packet for `port`.
     #[inline]
-    pub(crate) fn push_one(&mut self, port: u16, m: *mut rte_mbuf, rx_tsc: u64, counters: &CoreCounters) {
+    pub(crate) fn push_one(
+        &mut self,
+        snap: &Snapshot,
+        port: u16,
+        m: *mut rte_mbuf,
+        rx_tsc: u64,
+        counters: &CoreCounters,
+    ) {
+        if owes_offload(m) {
+            let o = Mbuf(m).offload();
+            let takes = snap.kernel[port as usize].as_ref().is_some_and(|k| k.takes(&o));
+            if !takes {
+                return self.offload_in_software(snap, port, m, o, rx_tsc, counters);
+            }
+        }
+        self.queue_one(snap, port, m, rx_tsc, counters);
+    }
+
+    #[inline]
+    fn queue_one(&mut self, snap: &Snapshot, port: u16, m: *mut rte_mbuf, rx_tsc: u64, counters: &CoreCounters) {
         let b = &mut self.bufs[port as usize];
         // SAFETY: `m` is an mbuf this core owns (the caller hands it over).
         b.bytes += unsafe { (*m).pkt_len } as u64;
@@ -95,21 +137,59 @@ impl TxBuffers<'_> {
         b.len += 1;
         self.dirty |= 1 << port;
         if b.len >= BURST {
-            self.flush(port, counters);
+            self.flush(snap, port, counters);
+        }
+    }
+
+    /// Segments (and checksums) a large TCP frame into frames the port takes, or
+    /// completes its partial checksum, then queues the result.
+    #[cold]
+    fn offload_in_software(
+        &mut self,
+        snap: &Snapshot,
+        port: u16,
+        m: *mut rte_mbuf,
+        o: offload::Offload,
+        rx_tsc: u64,
+        counters: &CoreCounters,
+    ) {
+        let mut f = Mbuf(m);
+        let pc = &counters.ports[port as usize];
+        if o.gso.is_some() {
+            let mut sink = Segments { tx: self, snap, port, rx_tsc, counters };
+            match offload::segment(&f, &o, &mut sink) {
+                Ok(done) => {
+                    if let Some(r) = done.short {
+                        pc.drop(r, (o.segments(f.len()) - done.sent) as u64);
+                    }
+                }
+                Err(r) => pc.drop(r, 1),
+            }
+            // SAFETY: the frame is ours; its segments are copies.
+            unsafe { dpdk_sys::vs_pktmbuf_free(m) };
+            return;
+        }
+        match offload::complete_checksum(&mut f, &o) {
+            Ok(()) => self.queue_one(snap, port, m, rx_tsc, counters),
+            Err(r) => {
+                pc.drop(r, 1);
+                // SAFETY: the frame is ours and goes nowhere.
+                unsafe { dpdk_sys::vs_pktmbuf_free(m) };
+            }
         }
     }
 
     /// Sends everything waiting on every port (end of a poll round).
     #[inline]
-    pub(crate) fn flush_all(&mut self, counters: &CoreCounters) {
+    pub(crate) fn flush_all(&mut self, snap: &Snapshot, counters: &CoreCounters) {
         while self.dirty != 0 {
             let port = self.dirty.trailing_zeros() as u16;
-            self.flush(port, counters);
+            self.flush(snap, port, counters);
         }
     }
 
     #[inline]
-    fn flush(&mut self, port: u16, counters: &CoreCounters) {
+    fn flush(&mut self, snap: &Snapshot, port: u16, counters: &CoreCounters) {
         self.dirty &= !(1 << port);
         let b = &mut self.bufs[port as usize];
         let (n, mut bytes) = (b.len, b.bytes);
@@ -121,6 +201,20 @@ impl TxBuffers<'_> {
             // A core's tx queue number is its core index.
             tap_copy(self.capture, self.queue as usize, tap, &b.pkts[..n], counters);
         }
+        let pc = &counters.ports[port as usize];
+        if let Some(k) = &snap.kernel[port as usize] {
+            let (sent, bytes) = k.tx_burst(self.queue, &b.pkts[..n]);
+            let now = crate::tsc();
+            self.sent_tsc = now;
+            record_latency(&mut self.latency, now, &b.runs[..b.nruns], sent as u32);
+            b.nruns = 0;
+            if sent < n {
+                pc.drop(DropReason::TxFull, (n - sent) as u64);
+            }
+            pc.tx_packets.add(sent as u64);
+            pc.tx_bytes.add(bytes);
+            return;
+        }
         // SAFETY: the port is active in the snapshot this core runs on, and `queue` is
         // this core's own tx queue on it: no other thread uses it.
         let sent = unsafe { dpdk_sys::vs_eth_tx_burst(port, self.queue, b.pkts.as_mut_ptr(), n as u16) } as usize;
@@ -128,7 +222,6 @@ impl TxBuffers<'_> {
         self.sent_tsc = now;
         record_latency(&mut self.latency, now, &b.runs[..b.nruns], sent as u32);
         b.nruns = 0;
-        let pc = &counters.ports[port as usize];
         if sent < n {
             for &m in &b.pkts[sent..n] {
                 // SAFETY: unsent mbufs are still ours.
@@ -140,6 +233,43 @@ impl TxBuffers<'_> {
         }
         pc.tx_packets.add(sent as u64);
         pc.tx_bytes.add(bytes);
+    }
+}
+
+/// Whether the frame still owes segmentation or a checksum (one load of a field in
+/// the cache line the egress reads anyway).
+#[inline(always)]
+fn owes_offload(m: *mut rte_mbuf) -> bool {
+    // SAFETY: `m` is an mbuf the caller owns.
+    unsafe { (*m).ol_flags & TX_OFFLOAD_FLAGS != 0 }
+}
+
+/// Where software segmentation puts its frames: fresh mbufs from the packet pool,
+/// queued for the port like any other.
+struct Segments<'t, 'a> {
+    tx: &'t mut TxBuffers<'a>,
+    snap: &'t Snapshot,
+    port: u16,
+    rx_tsc: u64,
+    counters: &'t CoreCounters,
+}
+
+impl SegmentSink for Segments<'_, '_> {
+    type Out = Mbuf;
+
+    fn alloc(&mut self) -> Option<Mbuf> {
+        // SAFETY: the pool lives as long as the process.
+        let m = unsafe { dpdk_sys::vs_pktmbuf_alloc(self.tx.pool.as_ptr()) };
+        (!m.is_null()).then_some(Mbuf(m))
+    }
+
+    fn emit(&mut self, f: Mbuf) {
+        self.tx.queue_one(self.snap, self.port, f.0, self.rx_tsc, self.counters);
+    }
+
+    fn discard(&mut self, f: Mbuf) {
+        // SAFETY: a segment we allocated and never queued.
+        unsafe { dpdk_sys::vs_pktmbuf_free(f.0) };
     }
 }
 

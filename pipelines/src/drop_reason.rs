@@ -71,6 +71,8 @@ drop_reasons! {
     AclDenyOut = "acl_deny_out": "denied by an ACL rule (or the port's default) on the way out to the VM",
     Policed = "policed": "over the port's ingress rate: its policer drops that colour",
     RateLimited = "rate_limited": "over the port's egress rate limit: its meter drops that colour",
+    OffloadBadHeaders = "offload_bad_headers": "the frame's segmentation or checksum offload state does not match its headers (a guest or driver bug)",
+    SegmentNoMbuf = "segment_no_mbuf": "no mbuf left to segment a large TCP frame in software for a port that cannot take it whole",
 }
 
 impl std::fmt::Display for DropReason {

@@ -1,5 +1,6 @@
 //! What a stage needs from a packet buffer. `dataplane` implements it over `rte_mbuf`;
 //! tests implement it over a `Vec`. Stages are generic over it, so no dynamic dispatch.
+use crate::offload::Offload;
 
 pub trait Frame {
     /// The bytes of the first segment: every header the switch reads or writes is here.
@@ -19,6 +20,24 @@ pub trait Frame {
     /// Shortens the packet to `len` bytes (drops trailing padding); false (and nothing
     /// changed) if it cannot.
     fn truncate(&mut self, len: usize) -> bool;
+    /// Every segment's bytes in order; the first is `head()`.
+    fn chunks(&self) -> impl Iterator<Item = &[u8]>;
+    /// Adds `bytes` at the end (building a frame); false if there is no room, with
+    /// part of them possibly added.
+    fn append(&mut self, bytes: &[u8]) -> bool;
+    /// The segmentation and checksum work the frame still owes.
+    fn offload(&self) -> Offload;
+    fn set_offload(&mut self, o: Offload);
+    /// Bytes this frame puts on the wire, once segmented if it is to be.
+    #[inline(always)]
+    fn wire_len(&self) -> usize {
+        let o = self.offload();
+        if o.gso.is_some() {
+            o.wire_len(self.len())
+        } else {
+            self.len()
+        }
+    }
 }
 
 /// A frame in a `Vec` with headroom, for tests, tracing and fuzzing.
@@ -26,6 +45,7 @@ pub trait Frame {
 pub struct VecFrame {
     buf: Vec<u8>,
     start: usize,
+    pub offload: Offload,
 }
 
 impl VecFrame {
@@ -35,7 +55,7 @@ impl VecFrame {
     pub fn new(bytes: &[u8]) -> VecFrame {
         let mut buf = vec![0; Self::HEADROOM];
         buf.extend_from_slice(bytes);
-        VecFrame { buf, start: Self::HEADROOM }
+        VecFrame { buf, start: Self::HEADROOM, offload: Offload::NONE }
     }
 
     pub fn bytes(&self) -> &[u8] {
@@ -75,5 +95,22 @@ impl Frame for VecFrame {
         }
         self.buf.truncate(self.start + len);
         true
+    }
+
+    fn chunks(&self) -> impl Iterator<Item = &[u8]> {
+        std::iter::once(self.bytes())
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> bool {
+        self.buf.extend_from_slice(bytes);
+        true
+    }
+
+    fn offload(&self) -> Offload {
+        self.offload
+    }
+
+    fn set_offload(&mut self, o: Offload) {
+        self.offload = o;
     }
 }

@@ -12,6 +12,7 @@ pub mod frame;
 pub mod fuzz;
 pub mod learn;
 pub mod meta;
+pub mod offload;
 pub mod parse;
 pub mod qos;
 pub mod sflow;

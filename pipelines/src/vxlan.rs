@@ -92,12 +92,14 @@ impl Encapsulator {
         vtep: &Vtep,
         outer_dscp: Option<u8>,
     ) -> Result<(), DropReason> {
-        let inner = f.len();
-        if inner + vxlan::MTU_OVERHEAD > vtep.mtu as usize {
+        let offload = f.offload();
+        // A frame still to be segmented is checked by its largest segment.
+        if offload.largest_segment(f.len()) + vxlan::MTU_OVERHEAD > vtep.mtu as usize {
             return Err(DropReason::MtuExceeded);
         }
+        // Segmentation rewrites the outer lengths; until then they only stay in range.
+        let inner = f.len().min(u16::MAX as usize - vxlan::MTU_OVERHEAD);
         let tos = outer_tos(m, outer_dscp);
-        // The MTU check bounds `inner` below 64 KiB.
         let key = (remote_ip, vni, inner as u16, tos);
         if self.built != Some(key) {
             outer_header(&mut self.header, remote, vni, inner, tos);
@@ -107,6 +109,9 @@ impl Encapsulator {
         h.copy_from_slice(&self.header);
         let udp = vxlan::OUTER_UDP;
         h[udp..udp + 2].copy_from_slice(&source_port(m).to_be_bytes());
+        if !offload.is_none() {
+            f.set_offload(crate::offload::Offload { outer: vxlan::OUTER_LEN as u16, ..offload });
+        }
         Ok(())
     }
 }

@@ -61,6 +61,12 @@ pub struct PortView {
     pub role: Option<PortRole>,
     #[serde(default)]
     pub vni: Option<u32>,
+    /// A kernel port's backend: tap or af_packet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// The offloads frames keep across a kernel port (csum, tso4, tso6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offloads: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -8,9 +8,16 @@ use clap::{Args as ClapArgs, Subcommand};
 
 #[derive(Subcommand, Debug)]
 pub enum PortCmd {
-    /// Attach a DPDK device by its devargs and start forwarding on it.
+    /// Attach a device and start forwarding on it: a kernel interface (a container's
+    /// veth or a tap the switch creates), or a DPDK device by its devargs.
+    ///
+    /// kernel:iface=NAME[,queues=N][,backend=tap|packet] attaches to interface NAME with
+    /// AF_PACKET if it exists, else creates tap NAME (move it into a namespace); large TCP
+    /// segments and partial checksums cross the switch as they are.
     ///
     /// Examples:
+    ///   vswitchctl port add c1 kernel:iface=c1 --role vm --vni 100
+    ///   vswitchctl port add c2 kernel:iface=veth-c2
     ///   vswitchctl port add vm1 net_tap0,iface=vm1
     ///   vswitchctl port add vm2 net_vhost0,iface=/run/vswitch/vm2.sock
     ///   vswitchctl port add vm3 net_vhost1,iface=/tmp/vm3.sock,client=1
@@ -32,7 +39,7 @@ pub enum PortCmd {
 pub struct PortAddArgs {
     /// Port name (1-32 of A-Z a-z 0-9 _ . -).
     name: String,
-    /// DPDK devargs, exactly as for any DPDK program: net_tap0,iface=vm1 or a PCI address.
+    /// kernel:iface=NAME, or DPDK devargs exactly as for any DPDK program: net_tap0,iface=vm1 or a PCI address.
     devargs: String,
     /// Rx queues.
     #[arg(long)]
@@ -123,8 +130,19 @@ pub fn print_ports(ports: &[PortView]) {
         println!("no ports (add one with: vswitchctl port add NAME DEVARGS)");
         return;
     }
-    let mut rows =
-        vec![header(&["NAME", "LINK", "ID", "DRIVER", "MAC", "MTU", "RXQ@LCORE", "ROLE", "XCONNECT", "DEVARGS"])];
+    let mut rows = vec![header(&[
+        "NAME",
+        "LINK",
+        "ID",
+        "DRIVER",
+        "MAC",
+        "MTU",
+        "OFFLOADS",
+        "RXQ@LCORE",
+        "ROLE",
+        "XCONNECT",
+        "DEVARGS",
+    ])];
     for p in ports {
         rows.push(vec![
             p.name.clone(),
@@ -133,6 +151,11 @@ pub fn print_ports(ports: &[PortView]) {
             p.driver.clone().unwrap_or_else(|| "-".into()),
             p.mac.clone().unwrap_or_else(|| "-".into()),
             p.mtu.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
+            match &p.offloads {
+                Some(o) if o.is_empty() => "none".into(),
+                Some(o) => o.join(","),
+                None => "-".into(),
+            },
             p.rx_queues.iter().map(|q| format!("{}@{}", q.queue, q.lcore)).collect::<Vec<_>>().join(","),
             match (p.role, p.vni) {
                 (Some(PortRole::Vm), Some(v)) => format!("vm/{v}"),

@@ -2,16 +2,20 @@
 //! cores; their views and counters. Every other feature sees a port as a `PortRef`.
 pub mod api;
 pub mod cli;
+pub mod device;
 pub mod validate;
 
 use api::{PortRole, PortSpec, PortStatsView, PortView, RxQueueView};
 use dataplane::{
+    kernel::{KernelConf, KernelPort},
     mempool::PktPool,
     pmd::Shared,
     port::{EthPort, PortConf, PortInfo},
     snapshot::{Role, RxQueue, Snapshot},
     stats::PortTotals,
+    MAX_PORTS,
 };
+use device::Device;
 use pipelines::{wire::Mac, DropReason, PortId};
 use std::sync::Arc;
 
@@ -64,7 +68,7 @@ pub(crate) fn port_ref(name: &str, id: u16, role: PortRole, vni: Option<u32>) ->
 
 /// A port the switch made real.
 pub struct Running {
-    pub eth: EthPort,
+    pub dev: Device,
     pub info: PortInfo,
     /// (rx queue, core index).
     pub rxq: Vec<(u16, usize)>,
@@ -102,7 +106,7 @@ impl Ports {
     /// The ethdev id of a running port.
     pub fn running_id(&self, field: &str, name: &str) -> Result<PortId, String> {
         match &self.must_find(field, name)?.run {
-            Ok(r) => Ok(r.eth.id),
+            Ok(r) => Ok(r.dev.id()),
             Err(e) => Err(format!("{field}: {name:?} is not running: {e}")),
         }
     }
@@ -111,7 +115,7 @@ impl Ports {
     pub fn name_of(&self, id: PortId) -> String {
         self.list
             .iter()
-            .find(|p| p.run.as_ref().is_ok_and(|r| r.eth.id == id))
+            .find(|p| p.run.as_ref().is_ok_and(|r| r.dev.id() == id))
             .map(|p| p.spec.name.clone())
             .unwrap_or_else(|| format!("#{id}"))
     }
@@ -128,7 +132,7 @@ impl Ports {
                 let run = p.run.as_ref().ok();
                 PortRef {
                     name: p.spec.name.clone(),
-                    id: run.map(|r| r.eth.id),
+                    id: run.map(|r| r.dev.id()),
                     role: p.spec.role,
                     vni: p.spec.vni,
                     mtu: run.map(|r| r.info.mtu).unwrap_or(1500),
@@ -145,7 +149,7 @@ impl Ports {
     pub fn compile(&self, snap: &mut Snapshot) {
         for p in &self.list {
             if let Ok(r) = &p.run {
-                let slot = &mut snap.ports[r.eth.id as usize];
+                let slot = &mut snap.ports[r.dev.id() as usize];
                 slot.active = true;
                 slot.role = match (p.spec.role, p.spec.vni) {
                     (Some(PortRole::Vm), Some(vni)) => Role::Vm { vni },
@@ -153,8 +157,9 @@ impl Ports {
                     _ => Role::None,
                 };
                 for &(queue, core) in &r.rxq {
-                    snap.rx[core].push(RxQueue { port: r.eth.id, queue });
+                    snap.rx[core].push(RxQueue { port: r.dev.id(), queue });
                 }
+                snap.kernel[r.dev.id() as usize] = r.dev.kernel().cloned();
             }
         }
     }
@@ -162,8 +167,18 @@ impl Ports {
     /// Attaches, configures and starts the device, and picks cores for its rx queues.
     /// Publishes nothing.
     pub fn bring_up(&self, spec: &PortSpec) -> Result<Running, String> {
+        if let Some(conf) = KernelConf::parse(&spec.devargs) {
+            return self.bring_up_kernel(spec, &conf?);
+        }
         let queues = spec.queues.unwrap_or(1);
         let mut eth = EthPort::attach(&spec.devargs).map_err(|e| e.to_string())?;
+        if self.kernel_ids().contains(&eth.id) {
+            // `eth` drops here, which detaches the device.
+            return Err(format!(
+                "devargs: DPDK gave this device port id {}, which a kernel port holds: the switch has room for {MAX_PORTS} ports in all; delete one first",
+                eth.id
+            ));
+        }
         let conf = PortConf {
             rx_queues: queues,
             tx_queues: self.workers.len() as u16,
@@ -177,7 +192,43 @@ impl Ports {
         let info = eth.info();
         let rxq = (0..queues).map(|q| (q, self.pick_core(spec, q))).collect();
         let baseline = self.totals(eth.id);
-        Ok(Running { eth, info, rxq, baseline })
+        Ok(Running { dev: Device::Eth(eth), info, rxq, baseline })
+    }
+
+    /// Ids of the running kernel ports.
+    fn kernel_ids(&self) -> Vec<u16> {
+        self.list
+            .iter()
+            .filter_map(|p| p.run.as_ref().ok())
+            .filter(|r| r.dev.kernel().is_some())
+            .map(|r| r.dev.id())
+            .collect()
+    }
+
+    /// A kernel port takes the highest port id that no port and no ethdev holds (DPDK
+    /// hands ethdevs the lowest free ones).
+    fn bring_up_kernel(&self, spec: &PortSpec, conf: &KernelConf) -> Result<Running, String> {
+        let used: Vec<u16> = self.list.iter().filter_map(|p| p.run.as_ref().ok()).map(|r| r.dev.id()).collect();
+        let id = (0..MAX_PORTS as u16)
+            .rev()
+            .find(|id| !used.contains(id) && !dataplane::port::is_ethdev(*id))
+            .ok_or_else(|| {
+                format!("devargs: the switch has room for {MAX_PORTS} ports and they are all taken; delete one first")
+            })?;
+        let queues = conf.queues.or(spec.queues).unwrap_or(1);
+        let k = KernelPort::open(id, conf, queues, spec.mtu, self.pool.clone()).map_err(|e| e.to_string())?;
+        tracing::info!(
+            "port {}: kernel interface {} over {} (offloads: {})",
+            spec.name,
+            k.iface,
+            k.backend.name(),
+            if k.offloads { "csum, tso4, tso6" } else { "none" }
+        );
+        let dev = Device::Kernel(Arc::new(k));
+        let info = dev.info();
+        let rxq = (0..queues).map(|q| (q, self.pick_core(spec, q))).collect();
+        let baseline = self.totals(id);
+        Ok(Running { dev, info, rxq, baseline })
     }
 
     fn pick_core(&self, spec: &PortSpec, queue: u16) -> usize {
@@ -221,15 +272,21 @@ impl Ports {
             xconnect,
             role: p.spec.role,
             vni: p.spec.vni,
+            backend: None,
+            offloads: None,
         };
         match &p.run {
             Ok(r) => {
-                let link = r.eth.link();
+                let link = r.dev.link();
                 v.state = if link.up { "up" } else { "down" }.into();
-                v.port_id = Some(r.eth.id);
+                v.port_id = Some(r.dev.id());
                 v.driver = Some(r.info.driver.clone());
                 v.mac = Some(Mac(r.info.mac).to_string());
-                v.mtu = Some(r.eth.info().mtu);
+                v.mtu = Some(r.dev.info().mtu);
+                if let Some(k) = r.dev.kernel() {
+                    v.backend = Some(k.backend.name().into());
+                    v.offloads = Some(k.offload_names().into_iter().map(String::from).collect());
+                }
                 v.link_speed_mbps = Some(link.speed_mbps);
                 v.rx_queues = r.rxq.iter().map(|&(queue, c)| RxQueueView { queue, lcore: self.workers[c] }).collect();
             }
@@ -249,7 +306,7 @@ impl Ports {
             .map(|p| {
                 let mut v = PortStatsView { name: p.spec.name.clone(), ..Default::default() };
                 if let Ok(r) = &p.run {
-                    let t = self.totals(r.eth.id).since(&r.baseline);
+                    let t = self.totals(r.dev.id()).since(&r.baseline);
                     v.rx_packets = t.rx_packets;
                     v.rx_bytes = t.rx_bytes;
                     v.tx_packets = t.tx_packets;
@@ -260,7 +317,7 @@ impl Ports {
                             v.drops.insert(reason.name().to_owned(), n);
                         }
                     }
-                    let hw = r.eth.hw_stats();
+                    let hw = r.dev.hw_stats();
                     v.rx_missed = hw.rx_missed;
                     v.rx_errors = hw.rx_errors;
                     v.tx_errors = hw.tx_errors;

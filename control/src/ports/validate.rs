@@ -23,7 +23,14 @@ pub fn port_spec<'a>(
     workers: &[u32],
 ) -> Result<(), String> {
     port_name("name", &spec.name)?;
-    let device = dataplane::port::device_name(&spec.devargs).map_err(|e| format!("devargs: {e}"))?;
+    let device = device(&spec.devargs)?;
+    if let Some(Ok(k)) = dataplane::kernel::KernelConf::parse(&spec.devargs) {
+        if let (Some(a), Some(b)) = (k.queues, spec.queues) {
+            if a != b {
+                return Err(format!("queues: {b} disagrees with queues={a} in the devargs; give one of them"));
+            }
+        }
+    }
     for o in others {
         if o.name == spec.name {
             return Err(format!(
@@ -31,7 +38,7 @@ pub fn port_spec<'a>(
                 spec.name
             ));
         }
-        if dataplane::port::device_name(&o.devargs).is_ok_and(|d| d == device) {
+        if self::device(&o.devargs).is_ok_and(|d| d == device) {
             return Err(format!("devargs: device {device:?} is already used by port {:?}", o.name));
         }
     }
@@ -48,6 +55,14 @@ pub fn port_spec<'a>(
         }
     }
     Ok(())
+}
+
+/// The device a port's devargs name: two ports may not share one.
+pub fn device(devargs: &str) -> Result<String, String> {
+    if let Some(k) = dataplane::kernel::KernelConf::parse(devargs) {
+        return Ok(k?.device());
+    }
+    dataplane::port::device_name(devargs).map(str::to_owned).map_err(|e| format!("devargs: {e}"))
 }
 
 /// Rx queues per port.

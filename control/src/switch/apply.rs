@@ -90,7 +90,7 @@ impl Switch {
                     if (p.spec.role, p.spec.vni) != (spec.role, spec.vni) {
                         // What was learned on it belongs to its old network.
                         if let Ok(r) = &p.run {
-                            self.overlay.port_removed(r.eth.id);
+                            self.overlay.port_removed(r.dev.id());
                         }
                     }
                     p.spec = spec.clone();
@@ -102,7 +102,7 @@ impl Switch {
         }
         for p in old.into_iter().flatten() {
             if let Ok(r) = &p.run {
-                self.overlay.port_removed(r.eth.id);
+                self.overlay.port_removed(r.dev.id());
             }
             // Closed once the cores have moved on (the batch settles).
             self.closing.push((usize::MAX, p));

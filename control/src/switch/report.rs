@@ -102,10 +102,10 @@ impl Switch {
         let mut out = Vec::new();
         for (p, st) in self.ports.list.iter().zip(&stats) {
             let Ok(r) = &p.run else { continue };
-            let link = r.eth.link();
+            let link = r.dev.link();
             let tx_full = st.drops.get("tx_full").copied().unwrap_or(0);
             out.push(IfCounters {
-                if_index: r.eth.id as u32 + 1,
+                if_index: r.dev.id() as u32 + 1,
                 speed_bps: link.speed_mbps as u64 * 1_000_000,
                 up: link.up,
                 in_octets: st.rx_bytes,
@@ -153,7 +153,7 @@ impl Switch {
     fn capture_check(&self, spec: &CaptureSpec) -> Result<u16, Refusal> {
         CaptureRun::check(spec)?;
         let id = match self.ports.find(&spec.port).map(|p| &p.run) {
-            Some(Ok(r)) => r.eth.id,
+            Some(Ok(r)) => r.dev.id(),
             Some(Err(e)) => return Err(format!("port: {} is not running ({e})", spec.port)),
             None => return Err(format!("port: no port named {:?}; see vswitchctl port list", spec.port)),
         };

@@ -216,7 +216,7 @@ impl<'t> Switching<'t> {
         let (mut bytes, mut packets) = (0, 0);
         for (f, m) in frames.iter().zip(meta.iter_mut()) {
             if admit(t, vni, m) {
-                bytes += f.len() as u64;
+                bytes += f.wire_len() as u64;
                 packets += 1;
             }
         }
@@ -225,7 +225,7 @@ impl<'t> Switching<'t> {
                 if m.action != Action::Continue {
                     continue;
                 }
-                match core.meters.act(qos, port, Direction::In, ctx.clock, f.len() as u64) {
+                match core.meters.act(qos, port, Direction::In, ctx.clock, f.wire_len() as u64) {
                     ColorAction::Pass => {}
                     ColorAction::Remark(d) => {
                         crate::qos::set_dscp(f, m, d);
@@ -348,7 +348,7 @@ fn to_vm<F: Frame>(ctx: &Ctx, p: PortId, f: &mut F, m: &mut Meta, meters: &mut M
         return Action::Drop(DropReason::AclDenyOut);
     }
     if let Some(qos) = t.qos.port(p) {
-        match meters.act(qos, p, Direction::Out, ctx.clock, f.len() as u64) {
+        match meters.act(qos, p, Direction::Out, ctx.clock, f.wire_len() as u64) {
             ColorAction::Pass => {}
             ColorAction::Remark(d) => {
                 crate::qos::set_dscp(f, m, d);

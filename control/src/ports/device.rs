@@ -1,0 +1,59 @@
+//! What a port runs on: a DPDK ethdev, or a kernel interface reached through our own
+//! backend. The rest of the switch sees a port id either way.
+use dataplane::{
+    kernel::KernelPort,
+    port::{EthPort, HwStats, Link, PortInfo},
+};
+use std::sync::Arc;
+
+pub enum Device {
+    Eth(EthPort),
+    Kernel(Arc<KernelPort>),
+}
+
+impl Device {
+    pub fn id(&self) -> u16 {
+        match self {
+            Device::Eth(e) => e.id,
+            Device::Kernel(k) => k.id,
+        }
+    }
+
+    pub fn info(&self) -> PortInfo {
+        match self {
+            Device::Eth(e) => e.info(),
+            Device::Kernel(k) => PortInfo {
+                driver: format!("kernel/{}", k.backend.name()),
+                device: k.iface.clone(),
+                mac: k.mac,
+                max_rx_queues: k.queues(),
+                max_tx_queues: u16::MAX,
+                mtu: k.mtu(),
+            },
+        }
+    }
+
+    pub fn link(&self) -> Link {
+        match self {
+            Device::Eth(e) => e.link(),
+            // A kernel interface has no speed of its own to report.
+            Device::Kernel(k) => Link { up: k.link_up(), speed_mbps: 0, full_duplex: true },
+        }
+    }
+
+    /// The driver's own counters; a kernel interface's are the kernel's (ip -s link).
+    pub fn hw_stats(&self) -> HwStats {
+        match self {
+            Device::Eth(e) => e.hw_stats(),
+            Device::Kernel(_) => HwStats::default(),
+        }
+    }
+
+    /// The kernel backend and the offloads frames keep across it.
+    pub fn kernel(&self) -> Option<&Arc<KernelPort>> {
+        match self {
+            Device::Kernel(k) => Some(k),
+            Device::Eth(_) => None,
+        }
+    }
+}

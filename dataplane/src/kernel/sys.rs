@@ -1,0 +1,165 @@
+//! The few Linux calls a kernel-interface port makes: tap and AF_PACKET set-up, and
+//! an interface's flags, MTU, index and MAC, by ioctl.
+use std::{
+    ffi::CString,
+    io,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+};
+
+/// `struct ifreq`: a name and a 24-byte union, of which we use the short, int and
+/// sockaddr members.
+#[repr(C)]
+struct IfReq {
+    name: [libc::c_char; libc::IFNAMSIZ],
+    data: [u8; 24],
+}
+
+impl IfReq {
+    fn new(iface: &str) -> io::Result<IfReq> {
+        if iface.is_empty() || iface.len() >= libc::IFNAMSIZ {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let mut r = IfReq { name: [0; libc::IFNAMSIZ], data: [0; 24] };
+        for (d, s) in r.name.iter_mut().zip(iface.bytes()) {
+            *d = s as libc::c_char;
+        }
+        Ok(r)
+    }
+}
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// A socket for interface ioctls.
+fn ctl_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the fd is owned by the returned OwnedFd.
+    let fd = check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: fd was just opened and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn ifreq_ioctl(req: libc::Ioctl, r: &mut IfReq) -> io::Result<()> {
+    let s = ctl_socket()?;
+    // SAFETY: `r` is a valid, initialised ifreq for an interface ioctl.
+    check(unsafe { libc::ioctl(s.as_raw_fd(), req, r as *mut IfReq) }).map(|_| ())
+}
+
+/// The interface's index in this network namespace, if it exists here.
+pub fn ifindex(iface: &str) -> Option<u32> {
+    let c = CString::new(iface).ok()?;
+    // SAFETY: c is a valid C string.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
+pub fn set_up(iface: &str) -> io::Result<()> {
+    let mut r = IfReq::new(iface)?;
+    ifreq_ioctl(libc::SIOCGIFFLAGS, &mut r)?;
+    let flags = i16::from_ne_bytes([r.data[0], r.data[1]]) | libc::IFF_UP as i16;
+    r.data[..2].copy_from_slice(&flags.to_ne_bytes());
+    ifreq_ioctl(libc::SIOCSIFFLAGS, &mut r)
+}
+
+pub fn mtu(iface: &str) -> io::Result<u16> {
+    let mut r = IfReq::new(iface)?;
+    ifreq_ioctl(libc::SIOCGIFMTU, &mut r)?;
+    Ok(i32::from_ne_bytes([r.data[0], r.data[1], r.data[2], r.data[3]]).clamp(0, u16::MAX as i32) as u16)
+}
+
+pub fn set_mtu(iface: &str, mtu: u16) -> io::Result<()> {
+    let mut r = IfReq::new(iface)?;
+    r.data[..4].copy_from_slice(&(mtu as i32).to_ne_bytes());
+    ifreq_ioctl(libc::SIOCSIFMTU, &mut r)
+}
+
+/// `IFF_UP` and `IFF_RUNNING` (carrier) of the interface.
+pub fn link_up(iface: &str) -> io::Result<bool> {
+    let mut r = IfReq::new(iface)?;
+    ifreq_ioctl(libc::SIOCGIFFLAGS, &mut r)?;
+    let flags = i16::from_ne_bytes([r.data[0], r.data[1]]) as i32;
+    Ok(flags & libc::IFF_UP != 0 && flags & libc::IFF_RUNNING != 0)
+}
+
+fn nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: fcntl on an fd we own.
+    let fl = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    // SAFETY: as above.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK) }).map(|_| ())
+}
+
+/// The offloads we take from a tap: checksums left partial and TCP segments of up
+/// to 64 KiB (with ECN), in both directions.
+pub const TAP_OFFLOADS: libc::c_uint = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
+
+/// Opens queue `queue` of tap `iface` (made by the first), with virtio-net headers,
+/// non-blocking. Returns the fd and whether the kernel took the offloads.
+pub fn open_tap_queue(iface: &str, multi_queue: bool) -> io::Result<(OwnedFd, bool)> {
+    // SAFETY: open(2) with a constant path; the fd is owned below.
+    let fd = check(unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
+    // SAFETY: fd was just opened and nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut r = IfReq::new(iface)?;
+    let mut flags = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR;
+    if multi_queue {
+        flags |= libc::IFF_MULTI_QUEUE;
+    }
+    r.data[..2].copy_from_slice(&(flags as i16).to_ne_bytes());
+    // SAFETY: TUNSETIFF takes an ifreq; `r` is valid.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut r as *mut IfReq) })?;
+    // SAFETY: TUNSETOFFLOAD takes the flags as the argument value.
+    let offloads = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, TAP_OFFLOADS as libc::c_ulong) } == 0;
+    nonblocking(&fd)?;
+    Ok((fd, offloads))
+}
+
+/// An AF_PACKET socket on `ifindex` with virtio-net headers, that ignores what this
+/// host sends out of the interface (our own transmissions among it), in a fanout
+/// group `group` when the port has several queues; non-blocking.
+pub fn open_packet_socket(ifindex: u32, fanout: Option<u16>) -> io::Result<OwnedFd> {
+    let proto = (libc::ETH_P_ALL as u16).to_be();
+    // SAFETY: plain socket(2); the fd is owned below.
+    let fd = check(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto as i32) })?;
+    // SAFETY: fd was just opened and nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    let setopt = |opt: libc::c_int, val: *const libc::c_void, len: usize| {
+        // SAFETY: `val` points to `len` readable bytes for the duration of the call.
+        check(unsafe { libc::setsockopt(fd.as_raw_fd(), libc::SOL_PACKET, opt, val, len as libc::socklen_t) })
+    };
+    let int = |v: &libc::c_int| (v as *const libc::c_int).cast::<libc::c_void>();
+    setopt(libc::PACKET_VNET_HDR, int(&one), 4)?;
+    setopt(libc::PACKET_IGNORE_OUTGOING, int(&one), 4)?;
+    // SAFETY: sockaddr_ll is plain data; zero is a valid value.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = proto;
+    sll.sll_ifindex = ifindex as i32;
+    // SAFETY: binds our socket to a valid sockaddr_ll of the right size.
+    check(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    })?;
+    // SAFETY: packet_mreq is plain data; zero is a valid value.
+    let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
+    mreq.mr_ifindex = ifindex as i32;
+    mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
+    setopt(
+        libc::PACKET_ADD_MEMBERSHIP,
+        (&mreq as *const libc::packet_mreq).cast(),
+        std::mem::size_of::<libc::packet_mreq>(),
+    )?;
+    if let Some(group) = fanout {
+        let v: libc::c_int = group as libc::c_int | ((libc::PACKET_FANOUT_HASH as libc::c_int) << 16);
+        setopt(libc::PACKET_FANOUT, int(&v), 4)?;
+    }
+    nonblocking(&fd)?;
+    Ok(fd)
+}

@@ -1,0 +1,342 @@
+use super::*;
+use crate::{
+    wire::{checksum, ones_sum},
+    Frame, VecFrame,
+};
+
+/// A frame in several segments, split where the test says: the shape of an mbuf chain.
+#[derive(Clone, Debug)]
+struct SegFrame {
+    segs: Vec<Vec<u8>>,
+    offload: Offload,
+}
+
+impl SegFrame {
+    fn split(bytes: &[u8], cuts: &[usize]) -> SegFrame {
+        let mut segs = Vec::new();
+        let mut at = 0;
+        for &c in cuts {
+            segs.push(bytes[at..c].to_vec());
+            at = c;
+        }
+        segs.push(bytes[at..].to_vec());
+        SegFrame { segs, offload: Offload::NONE }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        self.segs.concat()
+    }
+}
+
+impl Frame for SegFrame {
+    fn head(&self) -> &[u8] {
+        &self.segs[0]
+    }
+    fn head_mut(&mut self) -> &mut [u8] {
+        &mut self.segs[0]
+    }
+    fn len(&self) -> usize {
+        self.segs.iter().map(Vec::len).sum()
+    }
+    fn prepend(&mut self, _: usize) -> Option<&mut [u8]> {
+        None
+    }
+    fn strip(&mut self, _: usize) -> bool {
+        false
+    }
+    fn truncate(&mut self, _: usize) -> bool {
+        false
+    }
+    fn chunks(&self) -> impl Iterator<Item = &[u8]> {
+        self.segs.iter().map(Vec::as_slice)
+    }
+    fn append(&mut self, b: &[u8]) -> bool {
+        self.segs.last_mut().unwrap().extend_from_slice(b);
+        true
+    }
+    fn offload(&self) -> Offload {
+        self.offload
+    }
+    fn set_offload(&mut self, o: Offload) {
+        self.offload = o;
+    }
+}
+
+fn pattern(n: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2654435761) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// The TCP/UDP checksum computed the plain way, over the whole L4 segment.
+fn l4_checksum(frame: &[u8], l3: usize) -> u16 {
+    let (pseudo, l4) = if frame[l3] >> 4 == 4 {
+        let total = u16::from_be_bytes([frame[l3 + 2], frame[l3 + 3]]) as usize;
+        let ihl = (frame[l3] & 15) as usize * 4;
+        let len = total - ihl;
+        (ones_sum(&frame[l3 + 12..l3 + 20]) + frame[l3 + 9] as u32 + len as u32, l3 + ihl..l3 + total)
+    } else {
+        let len = u16::from_be_bytes([frame[l3 + 4], frame[l3 + 5]]) as usize;
+        (ones_sum(&frame[l3 + 8..l3 + 40]) + frame[l3 + 6] as u32 + len as u32, l3 + 40..l3 + 40 + len)
+    };
+    checksum(pseudo + ones_sum(&frame[l4]))
+}
+
+fn tcp_frame(v6: bool, payload: usize, seed: u32, flags: u8) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1];
+    let data = pattern(payload, seed);
+    let mut tcp = vec![0u8; 32];
+    tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    tcp[2..4].copy_from_slice(&5201u16.to_be_bytes());
+    tcp[4..8].copy_from_slice(&0xfffff000u32.to_be_bytes());
+    tcp[12] = 8 << 4;
+    tcp[13] = flags;
+    tcp[14..16].copy_from_slice(&512u16.to_be_bytes());
+    tcp[20..32].copy_from_slice(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
+    if v6 {
+        f.extend_from_slice(&0x86ddu16.to_be_bytes());
+        let mut ip = vec![0x60, 0, 0, 0];
+        ip.extend_from_slice(&((32 + payload) as u16).to_be_bytes());
+        ip.extend_from_slice(&[6, 64]);
+        ip.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        ip.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        f.extend_from_slice(&ip);
+    } else {
+        f.extend_from_slice(&0x0800u16.to_be_bytes());
+        let mut ip = vec![0x45, 0];
+        ip.extend_from_slice(&((20 + 32 + payload) as u16).to_be_bytes());
+        ip.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+        let s = checksum(ones_sum(&ip));
+        ip[10..12].copy_from_slice(&s.to_be_bytes());
+        f.extend_from_slice(&ip);
+    }
+    f.extend_from_slice(&tcp);
+    f.extend_from_slice(&data);
+    let l3 = 14;
+    let l4 = l3 + if v6 { 40 } else { 20 };
+    let s = l4_checksum(&f, l3);
+    f[l4 + 16..l4 + 18].copy_from_slice(&s.to_be_bytes());
+    f
+}
+
+/// A TCP/IPv4 frame with 12 bytes of options, to be cut at `mss`.
+fn tso4(mss: u16) -> Offload {
+    Offload { l2: 14, l3: 20, l4: 32, csum: L4Csum::Tcp, gso: Some(Gso { ip_version: 4, mss }), ..Offload::NONE }
+}
+
+#[test]
+fn sum_over_pieces_equals_sum_over_the_whole() {
+    for seed in 0..200u32 {
+        let b = pattern(1 + (seed as usize * 37) % 3000, seed);
+        let want = ones_sum(&b) as u16;
+        let mut s = Sum::default();
+        let mut at = 0;
+        let mut k = seed as usize;
+        while at < b.len() {
+            k = k.wrapping_mul(1103515245).wrapping_add(12345);
+            let n = (1 + (k >> 8) % 17).min(b.len() - at);
+            s.add(&b[at..at + n]);
+            at += n;
+        }
+        assert_eq!(s.fold() % 0xffff, want % 0xffff, "seed {seed}");
+    }
+}
+
+#[test]
+fn a_partial_checksum_is_completed_across_segments() {
+    for (v6, payload) in [(false, 1), (false, 1461), (true, 999), (true, 4000)] {
+        let good = tcp_frame(v6, payload, payload as u32, 0x18);
+        let l3 = 14;
+        let l4 = l3 + if v6 { 40 } else { 20 };
+        let mut partial = good.clone();
+        // What the kernel leaves: the pseudo-header sum, not complemented.
+        let pseudo = !l4_checksum(
+            &{
+                let mut z = good.clone();
+                z[l4..].fill(0);
+                z
+            },
+            l3,
+        );
+        partial[l4 + 16..l4 + 18].copy_from_slice(&pseudo.to_be_bytes());
+        for cuts in [vec![], vec![l4 + 20, l4 + 21], vec![l4 + 33, good.len() - 1]] {
+            let cuts: Vec<usize> = cuts.into_iter().filter(|&c| c < good.len()).collect();
+            let mut f = SegFrame::split(&partial, &cuts);
+            let o = Offload { l2: 14, l3: (l4 - l3) as u16, csum: L4Csum::Tcp, ..Offload::NONE };
+            complete_checksum(&mut f, &o).unwrap();
+            assert_eq!(f.bytes(), good, "v6 {v6} payload {payload} cuts {cuts:?}");
+            assert!(f.offload().is_none());
+        }
+    }
+}
+
+struct Collect(Vec<VecFrame>, usize);
+
+impl SegmentSink for Collect {
+    type Out = VecFrame;
+    fn alloc(&mut self) -> Option<VecFrame> {
+        if self.1 == 0 {
+            return None;
+        }
+        self.1 -= 1;
+        Some(VecFrame::new(&[]))
+    }
+    fn emit(&mut self, f: VecFrame) {
+        self.0.push(f);
+    }
+    fn discard(&mut self, _: VecFrame) {}
+}
+
+fn check_segments(big: &[u8], segs: &[VecFrame], l3: usize, mss: usize, hl: usize) {
+    let payload = &big[hl..];
+    assert_eq!(segs.len(), payload.len().div_ceil(mss));
+    let tcp = hl - 32;
+    let seq0 = u32::from_be_bytes(big[tcp + 4..tcp + 8].try_into().unwrap());
+    for (i, s) in segs.iter().enumerate() {
+        let b = s.bytes();
+        let chunk = &payload[i * mss..payload.len().min((i + 1) * mss)];
+        assert_eq!(b.len(), hl + chunk.len());
+        assert_eq!(&b[hl..], chunk, "segment {i} payload");
+        assert_eq!(l4_checksum(b, l3), 0, "segment {i}: TCP checksum must verify");
+        if b[l3] >> 4 == 4 {
+            assert_eq!(checksum(ones_sum(&b[l3..l3 + 20])), 0, "segment {i}: IP checksum");
+            assert_eq!(u16::from_be_bytes([b[l3 + 4], b[l3 + 5]]), 0x1234 + i as u16);
+        }
+        let seq = u32::from_be_bytes(b[tcp + 4..tcp + 8].try_into().unwrap());
+        assert_eq!(seq, seq0.wrapping_add((i * mss) as u32), "segment {i} seq (wraps)");
+        let last = i + 1 == segs.len();
+        let fin_psh = big[tcp + 13] & 0x09;
+        assert_eq!(b[tcp + 13] & 0x09, if last { fin_psh } else { 0 }, "FIN/PSH only on the last segment");
+        let cwr = big[tcp + 13] & 0x80 != 0;
+        assert_eq!(b[tcp + 13] & 0x80 != 0, cwr && i == 0, "CWR only on the first");
+    }
+}
+
+#[test]
+fn segmentation_cuts_at_mss_with_every_checksum_right() {
+    for v6 in [false, true] {
+        for payload in [1, 1448, 1449, 65000 - 72] {
+            let big = tcp_frame(v6, payload, 7, 0x80 | 0x18 | 0x01);
+            let l3 = 14;
+            let l3len = if v6 { 40 } else { 20 };
+            let hl = 14 + l3len + 32;
+            let o = Offload {
+                l2: 14,
+                l3: l3len as u16,
+                l4: 32,
+                csum: L4Csum::Tcp,
+                gso: Some(Gso { ip_version: if v6 { 6 } else { 4 }, mss: 1448 }),
+                ..Offload::NONE
+            };
+            let cuts: Vec<usize> = [hl + 3, hl + 1000, hl + 1001].into_iter().filter(|&c| c < big.len()).collect();
+            let f = SegFrame::split(&big, &cuts);
+            let mut c = Collect(Vec::new(), usize::MAX);
+            let r = segment(&f, &o, &mut c).unwrap();
+            assert_eq!(r.short, None);
+            assert_eq!(r.sent, c.0.len());
+            assert_eq!(o.segments(big.len()), c.0.len());
+            assert_eq!(o.wire_len(big.len()), c.0.iter().map(|s| s.len()).sum::<usize>());
+            check_segments(&big, &c.0, l3, 1448, hl);
+        }
+    }
+}
+
+#[test]
+fn segmentation_inside_vxlan_fixes_the_outer_headers() {
+    let inner = tcp_frame(false, 20000, 3, 0x18);
+    let mut f = VecFrame::new(&inner);
+    let o = tso4(1398);
+    f.set_offload(o);
+    let vtep = crate::tables::Vtep {
+        ip: 0x0a00_0001,
+        mac: crate::wire::Mac([2, 0, 0, 0, 0, 0xf0]),
+        uplink: 0,
+        udp_port: 4789,
+        ttl: 64,
+        mtu: 1500,
+    };
+    let remote = crate::tables::Remote::new(&vtep, 0x0a00_0002, crate::wire::Mac([2, 0, 0, 0, 0, 0xf1]));
+    let m = crate::Meta::default();
+    crate::vxlan::encap(&mut f, &m, 100, &remote, &vtep, None).unwrap();
+    assert_eq!(f.offload().outer as usize, crate::wire::vxlan::OUTER_LEN);
+    let mut c = Collect(Vec::new(), usize::MAX);
+    segment(&f, &f.offload(), &mut c).unwrap();
+    let outer = crate::wire::vxlan::OUTER_LEN;
+    for s in &c.0 {
+        let b = s.bytes();
+        assert!(b.len() - 14 <= 1500, "each segment fits the uplink MTU");
+        assert_eq!(checksum(ones_sum(&b[14..34])), 0, "outer IP checksum");
+        let ip_len = u16::from_be_bytes([b[16], b[17]]) as usize;
+        assert_eq!(ip_len, b.len() - 14);
+        assert_eq!(u16::from_be_bytes([b[38], b[39]]) as usize, ip_len - 20, "outer UDP length");
+    }
+    let inners: Vec<VecFrame> = c.0.iter().map(|s| VecFrame::new(&s.bytes()[outer..])).collect();
+    check_segments(&inner, &inners, 14, 1398, 14 + 20 + 32);
+}
+
+#[test]
+fn segmentation_stops_cleanly_without_buffers() {
+    let big = tcp_frame(false, 10000, 1, 0x18);
+    let o = tso4(1448);
+    let mut c = Collect(Vec::new(), 3);
+    let r = segment(&VecFrame::new(&big), &o, &mut c).unwrap();
+    assert_eq!(r, Segmented { sent: 3, short: Some(crate::DropReason::SegmentNoMbuf) });
+}
+
+#[test]
+fn metadata_that_does_not_match_the_headers_is_refused() {
+    let big = tcp_frame(false, 3000, 1, 0x18);
+    let good = tso4(1448);
+    for bad in [
+        Offload { l4: 20, ..good },
+        Offload { l3: 40, ..good },
+        Offload { gso: Some(Gso { ip_version: 6, mss: 1448 }), ..good },
+        Offload { gso: Some(Gso { ip_version: 4, mss: 0 }), ..good },
+        Offload { outer: 7, ..good },
+        Offload { l2: 200, ..good },
+    ] {
+        let mut c = Collect(Vec::new(), usize::MAX);
+        assert!(segment(&VecFrame::new(&big), &bad, &mut c).is_err(), "{bad:?}");
+        assert!(c.0.is_empty());
+    }
+    assert!(segment(&VecFrame::new(&big[..60]), &good, &mut Collect(Vec::new(), 9)).is_err());
+}
+
+#[test]
+fn virtio_net_headers_decode_only_what_the_frame_holds() {
+    let f = tcp_frame(false, 3000, 1, 0x18);
+    let h = vnet::Header {
+        flags: vnet::F_NEEDS_CSUM,
+        gso_type: vnet::GSO_TCPV4,
+        hdr_len: 66,
+        gso_size: 1448,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+    let o = h.offload(&f).unwrap();
+    assert_eq!(
+        o,
+        Offload { l2: 14, l3: 20, l4: 32, csum: L4Csum::Tcp, gso: Some(Gso { ip_version: 4, mss: 1448 }), outer: 0 }
+    );
+    assert_eq!(vnet::Header::parse(&h.to_bytes()), h);
+    assert_eq!(vnet::Header::of(&o), Some(h));
+    assert_eq!(vnet::Header::default().offload(&f), Ok(Offload::NONE));
+    for bad in [
+        vnet::Header { gso_type: vnet::GSO_TCPV6, ..h },
+        vnet::Header { csum_offset: 6, ..h },
+        vnet::Header { csum_start: 9000, ..h },
+        vnet::Header { csum_start: 20, ..h },
+        vnet::Header { gso_type: vnet::GSO_UDP, ..h },
+        vnet::Header { flags: 0, ..h },
+        vnet::Header { gso_size: 0, ..h },
+    ] {
+        assert!(bad.offload(&f).is_err(), "{bad:?}");
+    }
+    assert_eq!(vnet::Header::of(&Offload { outer: 50, ..o }), None, "no tunnel segmentation");
+}
