@@ -490,6 +490,32 @@ impl TapVm {
         TapVm { ns, ifname }
     }
 
+    /// A kernel port (`kernel:iface=`) on a tap the switch creates, moved into a new
+    /// namespace with `cidr`.
+    pub fn kernel(d: &Daemon, port: &str, cidr: &str, options: &[&str]) -> TapVm {
+        let ifname = unique("kt");
+        let devargs = format!("kernel:iface={ifname}");
+        let mut args = vec!["port", "add", port, &devargs];
+        args.extend_from_slice(options);
+        d.ok(&args);
+        let ns = Netns::new(&format!("{port}-"));
+        ns.adopt(&ifname, cidr);
+        TapVm { ns, ifname }
+    }
+
+    /// A container as CNI plugins make them: a veth pair with one end in a new namespace
+    /// (with `cidr`) and the other attached to the switch as a kernel port (AF_PACKET).
+    pub fn veth(d: &Daemon, port: &str, cidr: &str, options: &[&str]) -> TapVm {
+        let (host, inner) = veth_pair("kv");
+        let devargs = format!("kernel:iface={host}");
+        let mut args = vec!["port", "add", port, &devargs];
+        args.extend_from_slice(options);
+        d.ok(&args);
+        let ns = Netns::new(&format!("{port}-"));
+        ns.adopt(&inner, cidr);
+        TapVm { ns, ifname: inner }
+    }
+
     pub fn mac(&self) -> String {
         self.ns.mac(&self.ifname)
     }
@@ -503,6 +529,17 @@ impl TapVm {
     pub fn neigh(&self, ip: &str, mac: &str) {
         self.ns.exec_ok(&["ip", "neigh", "replace", ip, "lladdr", mac, "dev", &self.ifname]);
     }
+}
+
+/// A veth pair in the root namespace, both ends up: (host end, other end). The pair
+/// goes when either end's namespace does.
+pub fn veth_pair(tag: &str) -> (String, String) {
+    let host = unique(tag);
+    let inner = format!("{host}p");
+    run_ok("ip", &["link", "add", &host, "type", "veth", "peer", "name", &inner]);
+    run_ok("ip", &["link", "set", &host, "up"]);
+    run_ok("ip", &["link", "set", &inner, "up"]);
+    (host, inner)
 }
 
 /// `tshark -r FILE -T fields -e F...`: one line per frame, decoded by Wireshark.

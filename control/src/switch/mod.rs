@@ -381,6 +381,9 @@ impl Switch {
 
     /// Stops and detaches every port. The PMD cores must already have stopped.
     pub fn close_ports(&mut self) {
+        // The last snapshot holds the kernel ports too; with the cores stopped nothing
+        // reads it, and the ports must close before EAL's cleanup frees their mbufs' pool.
+        self.shared.rcu.publish(dataplane::snapshot::Snapshot::empty(self.shared.rcu.cores()));
         for p in self.ports.list.drain(..).rev() {
             if p.run.is_ok() {
                 tracing::info!("closing port {}", p.spec.name);

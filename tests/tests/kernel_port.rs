@@ -1,0 +1,190 @@
+//! Kernel-interface ports (`kernel:iface=`): TCP between containers crosses the switch
+//! in large segments with partial checksums, both backends (a tap the switch creates,
+//! a veth it attaches to); a 64 KB TSO frame is cut into correct VXLAN segments toward
+//! the uplink and goes whole to a kernel port. The receiving kernels, scapy and tshark
+//! are the judges.
+use serde_json::{json, Value};
+use std::{path::Path, time::Duration};
+use vswitch_tests::*;
+
+/// The kernel's count of TCP segments it dropped for a bad checksum, in `ns`.
+fn tcp_csum_errors(ns: &Netns) -> u64 {
+    let snmp = ns.exec_ok(&["cat", "/proc/net/snmp"]);
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (tcp.next().unwrap(), tcp.next().unwrap());
+    let i = names.split_whitespace().position(|n| n == "InCsumErrors").unwrap();
+    values.split_whitespace().nth(i).unwrap().parse().unwrap()
+}
+
+/// An iperf3 TCP run from `client` to `server_ip` (in `server`) with `extra` options;
+/// returns the bytes the receiver got.
+fn iperf3(server: &Netns, server_ip: &str, client: &Netns, extra: &[&str]) -> u64 {
+    let mut s = server.spawn(&["iperf3", "-s", "-1", "-B", server_ip]);
+    std::thread::sleep(Duration::from_millis(400));
+    let mut args = vec!["iperf3", "-c", server_ip, "-t", "2", "-J"];
+    args.extend_from_slice(extra);
+    let c = client.exec(&args);
+    let _ = s.wait();
+    assert!(c.status.success(), "iperf3 {extra:?}: {}", String::from_utf8_lossy(&c.stdout));
+    let v: Value = serde_json::from_slice(&c.stdout).unwrap();
+    v["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0)
+}
+
+/// `conns` parallel TCP connections of `bytes` each from `client` to `server_ip`:
+/// what arrived (length and SHA-256 of each) must be what was sent.
+fn exact_transfer(server: &Netns, server_ip: &str, client: &Netns, bytes: u64, conns: u32) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/tcp_xfer.py");
+    let script = script.to_str().unwrap();
+    let mut s = server.spawn(&[PYTHON, script, "serve", server_ip, "5301", &conns.to_string()]);
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(s.stdout.as_mut().unwrap()), &mut ready).unwrap();
+    assert_eq!(ready.trim(), "ready");
+    let sent = client.exec_ok(&[PYTHON, script, "send", server_ip, "5301", &bytes.to_string(), &conns.to_string()]);
+    let got = s.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), sent.trim(), "{conns} x {bytes} bytes to {server_ip}");
+}
+
+#[test]
+fn tcp_crosses_kernel_ports_in_large_segments_both_ways() {
+    let d = Daemon::start();
+    d.ok(&["network", "add", "100"]);
+    let vm = ["--role", "vm", "--vni", "100"];
+    let c1 = TapVm::kernel(&d, "c1", "10.61.0.1/24", &vm);
+    let c2 = TapVm::veth(&d, "c2", "10.61.0.2/24", &vm);
+    let ports = d.json(&["port", "list"]);
+    let p = |name: &str| ports.as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone();
+    assert_eq!(p("c1")["backend"], "tap");
+    assert_eq!(p("c2")["backend"], "af_packet");
+    assert_eq!(p("c1")["offloads"], json!(["csum", "tso4", "tso6"]));
+    assert_eq!(p("c2")["driver"], "kernel/af_packet");
+    let out = c1.ns.exec(&["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.61.0.2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    d.settle();
+    let pool_before = d.mempool_available();
+    let errors_before = (tcp_csum_errors(&c1.ns), tcp_csum_errors(&c2.ns));
+
+    for extra in [&[][..], &["-R"], &["-P", "4"], &["-P", "4", "-R"]] {
+        let received = iperf3(&c2.ns, "10.61.0.2", &c1.ns, extra);
+        assert!(received > 10_000_000, "iperf3 {extra:?} moved only {received} bytes");
+    }
+    exact_transfer(&c2.ns, "10.61.0.2", &c1.ns, 200_000_000, 1);
+    exact_transfer(&c1.ns, "10.61.0.1", &c2.ns, 50_000_000, 4);
+    assert_eq!(
+        (tcp_csum_errors(&c1.ns), tcp_csum_errors(&c2.ns)),
+        errors_before,
+        "neither kernel saw a TCP segment with a bad checksum"
+    );
+    // The segments crossed whole: tens of KB per frame, not 1,500 bytes.
+    for port in ["c1", "c2"] {
+        let s = d.port_stats(port);
+        let avg = s["rx_bytes"].as_u64().unwrap() / s["rx_packets"].as_u64().unwrap().max(1);
+        assert!(avg > 8000, "{port}: {avg} bytes a frame on average: TSO frames did not cross whole");
+        let drops = s["drops"].as_object().unwrap();
+        assert!(drops.keys().all(|k| k == "tx_full"), "{port}: unexpected drops {drops:?}");
+    }
+    d.assert_conserved("c1", "c2");
+    d.assert_conserved("c2", "c1");
+    assert!(
+        wait_until(Duration::from_secs(5), || d.mempool_available() == pool_before),
+        "no mbuf leaked: {} free before, {} after",
+        pool_before,
+        d.mempool_available()
+    );
+}
+
+const REMOTE_MAC: &str = "02:00:00:07:00:02";
+const LOCAL_MAC: &str = "02:00:00:07:00:03";
+
+#[test]
+fn a_tso_frame_leaves_the_uplink_as_vxlan_segments_and_a_kernel_port_whole() {
+    let dir = TempDir::new("tso");
+    let up_out = dir.path("up_out.pcap");
+    let (in_host, in_peer) = veth_pair("ti");
+    let (out_host, out_peer) = veth_pair("to");
+    for i in [&in_peer, &out_peer] {
+        run_ok("sysctl", &["-qw", &format!("net.ipv6.conf.{i}.disable_ipv6=1")]);
+    }
+    let db = json!({
+        "format": 1,
+        "networks": [{"vni": 100}],
+        "vtep": {"ip": "10.0.0.1/24", "uplink": "up", "mac": "02:00:00:00:50:01"},
+        "neighbours": [{"ip": "10.0.0.2", "mac": "02:00:00:00:00:02"}],
+        "fib": [
+            {"vni": 100, "mac": REMOTE_MAC, "vtep": "10.0.0.2"},
+            {"vni": 100, "mac": LOCAL_MAC, "port": "vm2"}
+        ],
+        "ports": [
+            {"name": "vm1", "role": "vm", "vni": 100, "devargs": format!("kernel:iface={in_host}")},
+            {"name": "vm2", "role": "vm", "vni": 100, "devargs": format!("kernel:iface={out_host}")},
+            {"name": "up", "role": "uplink", "devargs": format!("net_pcap0,tx_pcap={}", up_out.display())}
+        ],
+    });
+    let mut d = Daemon::start_with(DaemonOpts { db: Some(db.to_string()), ..Default::default() });
+    d.settle();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/vnet.py");
+    let recv = std::process::Command::new(PYTHON)
+        .args([script.to_str().unwrap(), "recv", &out_peer, "3"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // 1398: what a VM with the overlay's MTU of 1450 cuts at.
+    python("vnet.py", &["send", &in_peer, REMOTE_MAC, "60000", "1398"]);
+    python("vnet.py", &["send", &in_peer, LOCAL_MAC, "60000", "1398"]);
+    let got = String::from_utf8(recv.wait_with_output().unwrap().stdout).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || d.counter("up", "tx_packets") >= 43),
+        "{} {} {}",
+        d.port_stats("vm1"),
+        d.port_stats("vm2"),
+        d.port_stats("up")
+    );
+    let (up_tx, vm1_rx) = (d.counter("up", "tx_packets"), d.counter("vm1", "rx_packets"));
+    let stopped = d.stop();
+    assert!(stopped.success(), "vswitchd stopped with {stopped}:\n{}", d.log_tail());
+    run("ip", &["link", "del", &in_host]);
+    run("ip", &["link", "del", &out_host]);
+
+    // Whole to the kernel port: one frame, still a TSO frame of 1398-byte segments.
+    let frames: Vec<Value> = got.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(frames.len(), 1, "one frame out of vm2: {got}");
+    let f = &frames[0];
+    assert_eq!((f["gso_type"].as_u64(), f["gso_size"].as_u64()), (Some(1), Some(1398)), "{f}");
+    assert_eq!(
+        (f["flags"].as_u64(), f["csum_start"].as_u64(), f["csum_offset"].as_u64()),
+        (Some(1), Some(34), Some(16))
+    );
+    assert_eq!(f["len"], 60054);
+    assert_eq!(f["payload_ok"], true);
+
+    // Cut for the uplink: ceil(60000 / 1398) = 43 VXLAN frames, every header right.
+    assert_eq!((vm1_rx, up_tx), (2, 43));
+    let check = python("vnet.py", &["check", up_out.to_str().unwrap(), "60000", "1398"]);
+    assert_eq!(check.trim(), "segments 43 sizes [1388, 1502] bad none");
+    // tshark agrees: every IP, UDP and TCP checksum it can verify is good.
+    let status = run_ok(
+        "tshark",
+        &[
+            "-r",
+            up_out.to_str().unwrap(),
+            "-o",
+            "ip.check_checksum:TRUE",
+            "-o",
+            "tcp.check_checksum:TRUE",
+            "-o",
+            "udp.check_checksum:TRUE",
+            "-T",
+            "fields",
+            "-e",
+            "ip.checksum.status",
+            "-e",
+            "tcp.checksum.status",
+        ],
+    );
+    let lines: Vec<&str> = status.lines().collect();
+    assert_eq!(lines.len(), 43);
+    for l in lines {
+        // Outer and inner IP, then TCP: 1 is "Good".
+        assert_eq!(l, "1,1\t1", "tshark checksum status (ip outer,inner / tcp)");
+    }
+}
