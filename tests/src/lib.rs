@@ -481,39 +481,31 @@ impl TapVm {
     /// The same, with more `port add` options (`--role vm --vni 100`).
     pub fn add_with(d: &Daemon, port: &str, cidr: &str, options: &[&str]) -> TapVm {
         let ifname = unique("vt");
-        let devargs = format!("net_tap_{port}{ifname},iface={ifname}");
-        let mut args = vec!["port", "add", port, &devargs];
-        args.extend_from_slice(options);
-        d.ok(&args);
-        let ns = Netns::new(&format!("{port}-"));
-        ns.adopt(&ifname, cidr);
-        TapVm { ns, ifname }
+        Self::attach(d, port, &format!("net_tap_{port}{ifname},iface={ifname}"), &ifname, cidr, options)
     }
 
     /// A kernel port (`kernel:iface=`) on a tap the switch creates, moved into a new
     /// namespace with `cidr`.
     pub fn kernel(d: &Daemon, port: &str, cidr: &str, options: &[&str]) -> TapVm {
         let ifname = unique("kt");
-        let devargs = format!("kernel:iface={ifname}");
-        let mut args = vec!["port", "add", port, &devargs];
-        args.extend_from_slice(options);
-        d.ok(&args);
-        let ns = Netns::new(&format!("{port}-"));
-        ns.adopt(&ifname, cidr);
-        TapVm { ns, ifname }
+        Self::attach(d, port, &format!("kernel:iface={ifname}"), &ifname, cidr, options)
     }
 
     /// A container as CNI plugins make them: a veth pair with one end in a new namespace
     /// (with `cidr`) and the other attached to the switch as a kernel port (AF_PACKET).
     pub fn veth(d: &Daemon, port: &str, cidr: &str, options: &[&str]) -> TapVm {
         let (host, inner) = veth_pair("kv");
-        let devargs = format!("kernel:iface={host}");
-        let mut args = vec!["port", "add", port, &devargs];
+        Self::attach(d, port, &format!("kernel:iface={host}"), &inner, cidr, options)
+    }
+
+    /// Adds port `port` on `devargs`, then moves `ifname` into a new namespace.
+    fn attach(d: &Daemon, port: &str, devargs: &str, ifname: &str, cidr: &str, options: &[&str]) -> TapVm {
+        let mut args = vec!["port", "add", port, devargs];
         args.extend_from_slice(options);
         d.ok(&args);
         let ns = Netns::new(&format!("{port}-"));
-        ns.adopt(&inner, cidr);
-        TapVm { ns, ifname: inner }
+        ns.adopt(ifname, cidr);
+        TapVm { ns, ifname: ifname.to_owned() }
     }
 
     pub fn mac(&self) -> String {
