@@ -188,3 +188,64 @@ fn a_tso_frame_leaves_the_uplink_as_vxlan_segments_and_a_kernel_port_whole() {
         assert_eq!(l, "1,1\t1", "tshark checksum status (ip outer,inner / tcp)");
     }
 }
+
+/// The partial-checksum case: host B is the Linux kernel's VXLAN behind a veth with
+/// every offload left on, so what it sends carries partial checksums (inner TCP and
+/// outer UDP) and large tunnelled TCP segments. Our uplink attaches to the veth as a
+/// kernel port, which says so; TCP must pass both ways with no checksum error.
+#[test]
+fn tcp_passes_a_kernel_vxlan_host_that_leaves_its_checksums_partial() {
+    let d = Daemon::start();
+    d.ok(&["network", "add", "100"]);
+    let host_b = TapVm::veth(&d, "up0", "192.168.51.2/24", &["--role", "uplink"]);
+    d.ok(&["vtep", "set", "--ip", "192.168.51.1/24", "--uplink", "up0", "--mac", "02:00:00:00:51:01"]);
+    d.ok(&["network", "add-vtep", "100", "192.168.51.2"]);
+    let offloads = host_b.sh(&["ethtool", "-k", &host_b.ifname]);
+    assert!(offloads.contains("tx-checksum-ip-generic: on"), "host B keeps its checksum offload:\n{offloads}");
+    host_b.sh(&[
+        "ip",
+        "link",
+        "add",
+        "vx100",
+        "type",
+        "vxlan",
+        "id",
+        "100",
+        "local",
+        "192.168.51.2",
+        "remote",
+        "192.168.51.1",
+        "dstport",
+        "4789",
+        "dev",
+        &host_b.ifname,
+    ]);
+    host_b.ns.quiet("vx100");
+    host_b.sh(&["ip", "addr", "add", "10.62.0.2/24", "dev", "vx100"]);
+    host_b.sh(&["ip", "link", "set", "vx100", "mtu", "1450", "up"]);
+    let vm = TapVm::kernel(&d, "vm1", "10.62.0.1/24", &["--role", "vm", "--vni", "100"]);
+    vm.sh(&["ip", "link", "set", &vm.ifname, "mtu", "1450"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || vm
+            .ns
+            .exec(&["ping", "-c", "1", "-W", "1", "10.62.0.2"])
+            .status
+            .success()),
+        "no ping across the overlay"
+    );
+    let errors_before = (tcp_csum_errors(&vm.ns), tcp_csum_errors(&host_b.ns));
+    for extra in [&[][..], &["-R"]] {
+        let received = iperf3(&host_b.ns, "10.62.0.2", &vm.ns, extra);
+        assert!(received > 10_000_000, "iperf3 {extra:?} moved only {received} bytes");
+    }
+    exact_transfer(&host_b.ns, "10.62.0.2", &vm.ns, 30_000_000, 1);
+    exact_transfer(&vm.ns, "10.62.0.1", &host_b.ns, 100_000_000, 2);
+    assert_eq!(
+        (tcp_csum_errors(&vm.ns), tcp_csum_errors(&host_b.ns)),
+        errors_before,
+        "no bad checksum reached a kernel"
+    );
+    let up = d.port_stats("up0");
+    let avg = up["rx_bytes"].as_u64().unwrap() / up["rx_packets"].as_u64().unwrap().max(1);
+    assert!(avg > 3000, "host B's large tunnelled segments crossed whole ({avg} bytes a frame)");
+}

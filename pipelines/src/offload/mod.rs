@@ -93,6 +93,19 @@ impl Offload {
         }
     }
 
+    /// The same work on the inner frame once `outer` bytes of tunnel headers are
+    /// stripped; `l2` is the inner Ethernet header's length. None if the work does not
+    /// lie inside the inner IP packet.
+    pub fn decapsulated(&self, outer: usize, l2: u16) -> Option<Offload> {
+        if self.l4_start() < outer {
+            // The outer UDP checksum left to us goes with the outer headers.
+            return self.gso.is_none().then_some(Offload::NONE);
+        }
+        let start = self.l4_start() - outer;
+        let l3 = (start as u16).checked_sub(l2).filter(|&l3| l3 >= crate::wire::ipv4::MIN_LEN as u16)?;
+        Some(Offload { outer: 0, l2, l3, ..*self })
+    }
+
     /// Bytes on the wire once segmented: the headers again for every segment after the
     /// first. What a policer and the port counters count.
     pub fn wire_len(&self, len: usize) -> usize {

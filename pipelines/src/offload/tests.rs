@@ -340,3 +340,24 @@ fn virtio_net_headers_decode_only_what_the_frame_holds() {
     }
     assert_eq!(vnet::Header::of(&Offload { outer: 50, ..o }), None, "no tunnel segmentation");
 }
+
+#[test]
+fn decapsulation_rebases_the_inner_work_and_drops_the_outer() {
+    // As a kernel uplink reports a VXLAN frame: offsets from the outer Ethernet header.
+    let inner_tcp =
+        Offload { l2: 14, l3: 70, l4: 32, csum: L4Csum::Tcp, gso: Some(Gso { ip_version: 4, mss: 1398 }), outer: 0 };
+    assert_eq!(
+        inner_tcp.decapsulated(50, 14),
+        Some(Offload { l2: 14, l3: 20, ..inner_tcp }),
+        "the inner TCP's work, from the inner frame"
+    );
+    assert_eq!(inner_tcp.decapsulated(50, 18).map(|o| o.l4_start()), Some(34));
+    let outer_udp = Offload { l2: 14, l3: 20, csum: L4Csum::Udp, ..Offload::NONE };
+    assert_eq!(
+        outer_udp.decapsulated(50, 14),
+        Some(Offload::NONE),
+        "the outer UDP checksum goes with the outer headers"
+    );
+    assert_eq!(Offload { gso: inner_tcp.gso, ..outer_udp }.decapsulated(50, 14), None);
+    assert_eq!(Offload { l3: 25, ..inner_tcp }.decapsulated(50, 14), None, "L4 inside the inner IP header");
+}

@@ -393,6 +393,9 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
             }
         };
         let trailing = f.len() - d.outer_len - d.inner_len;
+        // A kernel uplink hands over what its peer left undone (the inner checksum), at
+        // offsets from the outer header.
+        let offload = f.offload();
         if !f.strip(d.outer_len) || (trailing > 0 && !f.truncate(d.inner_len)) {
             m.action = Action::Drop(DropReason::VxlanTruncated);
             continue;
@@ -401,6 +404,15 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
         m.vni = d.vni;
         if m.action != Action::Continue {
             continue;
+        }
+        if !offload.is_none() {
+            match offload.decapsulated(d.outer_len, m.l3) {
+                Some(o) => f.set_offload(o),
+                None => {
+                    m.action = Action::Drop(DropReason::OffloadBadHeaders);
+                    continue;
+                }
+            }
         }
         if m.src.is_multicast() {
             m.action = Action::Drop(DropReason::BadSrcMac);
@@ -416,7 +428,8 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
             continue;
         }
         m.action = match fib.lookup(t, d.vni, m.dst) {
-            Some(FibTarget::Port(p)) if f.len() - m.l3 as usize > t.mtu(p) as usize => {
+            // A segment is checked by its size, not the whole frame's.
+            Some(FibTarget::Port(p)) if f.offload().largest_segment(f.len()) - m.l3 as usize > t.mtu(p) as usize => {
                 Action::Drop(DropReason::MtuExceeded)
             }
             Some(FibTarget::Port(p)) => {
