@@ -351,7 +351,8 @@ fn decapsulation_rebases_the_inner_work_and_drops_the_outer() {
         Some(Offload { l2: 14, l3: 20, ..inner_tcp }),
         "the inner TCP's work, from the inner frame"
     );
-    assert_eq!(inner_tcp.decapsulated(50, 18).map(|o| o.l4_start()), Some(34));
+    let tagged = Offload { l3: 74, ..inner_tcp };
+    assert_eq!(tagged.decapsulated(50, 18), Some(Offload { l2: 18, l3: 20, ..inner_tcp }), "an inner VLAN tag");
     let outer_udp = Offload { l2: 14, l3: 20, csum: L4Csum::Udp, ..Offload::NONE };
     assert_eq!(
         outer_udp.decapsulated(50, 14),
