@@ -28,11 +28,14 @@ struct Stash {
 pub(super) struct Queue {
     fd: OwnedFd,
     stash: UnsafeCell<Stash>,
+    /// Bytes of virtio-net header before each frame: `vnet::LEN`, or
+    /// `vnet::TUNNEL_LEN` on a tap that takes tunnelled segments.
+    vnet_len: usize,
 }
 
 impl Queue {
-    pub(super) fn new(fd: OwnedFd) -> Queue {
-        Queue { fd, stash: UnsafeCell::new(Stash { m: [std::ptr::null_mut(); SEGS], empty: SEGS }) }
+    pub(super) fn new(fd: OwnedFd, vnet_len: usize) -> Queue {
+        Queue { fd, stash: UnsafeCell::new(Stash { m: [std::ptr::null_mut(); SEGS], empty: SEGS }), vnet_len }
     }
 
     /// # Safety
@@ -42,7 +45,7 @@ impl Queue {
         let stash = unsafe { &mut *self.stash.get() };
         let mut n = 0;
         let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; SEGS + 1];
-        let mut hdr = [0u8; vnet::LEN];
+        let mut hdr = [0u8; vnet::TUNNEL_LEN];
         while n < out.len() {
             if stash.empty > 0 {
                 // SAFETY: slots [0, empty) are free; the pool outlives the port.
@@ -53,7 +56,7 @@ impl Queue {
                 }
                 stash.empty = 0;
             }
-            iov[0] = libc::iovec { iov_base: hdr.as_mut_ptr().cast(), iov_len: vnet::LEN };
+            iov[0] = libc::iovec { iov_base: hdr.as_mut_ptr().cast(), iov_len: self.vnet_len };
             for (v, &m) in iov[1..].iter_mut().zip(&stash.m) {
                 // SAFETY: stash mbufs are fresh from the pool and ours.
                 let mb = unsafe { &*m };
@@ -68,7 +71,7 @@ impl Queue {
                 // gone) also ends the burst; the port's owner sees the link state.
                 break;
             }
-            let Some(len) = (r as usize).checked_sub(vnet::LEN).filter(|&l| l >= 14) else {
+            let Some(len) = (r as usize).checked_sub(self.vnet_len).filter(|&l| l >= 14) else {
                 counters.drop(DropReason::RuntFrame, 1);
                 continue;
             };
@@ -95,7 +98,7 @@ impl Queue {
             stash.m[SEGS - used..].fill(std::ptr::null_mut());
             stash.m.rotate_right(used);
             stash.empty = used;
-            match Header::parse(&hdr).offload(f.head()) {
+            match Header::parse(&hdr[..self.vnet_len]).offload(f.head()) {
                 Ok(o) => {
                     if !o.is_none() {
                         f.set_offload(o);
@@ -121,8 +124,10 @@ impl Queue {
         let (mut sent, mut bytes) = (0, 0u64);
         for &m in pkts {
             let f = Mbuf(m);
-            let hdr = Header::of(&f.offload()).unwrap_or_default().to_bytes();
-            iov[0] = libc::iovec { iov_base: hdr.as_ptr() as *mut libc::c_void, iov_len: vnet::LEN };
+            // `takes` let only frames through that have a header here.
+            let hdr =
+                Header::of(&f.offload(), f.len(), self.vnet_len == vnet::TUNNEL_LEN).unwrap_or_default().to_bytes();
+            iov[0] = libc::iovec { iov_base: hdr.as_ptr() as *mut libc::c_void, iov_len: self.vnet_len };
             let mut k = 1;
             for c in f.chunks() {
                 if k > TX_SEGS {

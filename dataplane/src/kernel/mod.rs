@@ -16,6 +16,7 @@ pub use conf::{Backend, KernelConf};
 
 use crate::{mbuf::Mbuf, mempool::PktPool, stats::PortCounters};
 use dpdk_sys::rte_mbuf;
+use pipelines::offload::vnet;
 use std::{os::fd::OwnedFd, sync::Arc};
 
 /// A kernel-interface port.
@@ -25,6 +26,8 @@ pub struct KernelPort {
     pub backend: Backend,
     /// Checksum and TSO offloads are on (the kernel took TUNSETOFFLOAD, or AF_PACKET).
     pub offloads: bool,
+    /// TCP segments inside VXLAN cross too (a tap on Linux 6.17 or later).
+    pub tunnel: bool,
     /// Our side's MAC (a tap's far side and a veth have their own).
     pub mac: [u8; 6],
     mtu: u16,
@@ -69,12 +72,12 @@ impl KernelPort {
             None if exists => Backend::Packet,
             None => Backend::Tap,
         };
-        let mut offloads = true;
+        let (mut offloads, mut tunnel) = (true, true);
         let mut fds: Vec<OwnedFd> = Vec::new();
         match backend {
             Backend::Tap => {
                 for _ in 0..queues {
-                    let (fd, took) = sys::open_tap_queue(&iface, queues > 1).map_err(|err| KernelError::Tap {
+                    let (fd, took, tunnelled) = sys::open_tap_queue(&iface, queues > 1).map_err(|err| KernelError::Tap {
                         iface: iface.clone(),
                         hint: if err.raw_os_error() == Some(libc::EBUSY) || err.raw_os_error() == Some(libc::EINVAL) {
                             "; an interface of that name exists and is not a tap we may open: leave out backend=tap to attach to it with AF_PACKET"
@@ -84,10 +87,12 @@ impl KernelPort {
                         err,
                     })?;
                     offloads &= took;
+                    tunnel &= tunnelled;
                     fds.push(fd);
                 }
             }
             Backend::Packet => {
+                tunnel = false;
                 let ifindex = sys::ifindex(&iface).ok_or_else(|| KernelError::NoInterface { iface: iface.clone() })?;
                 // The fanout group id only has to be unique on this host among our ports.
                 let fanout = (queues > 1).then_some((std::process::id() as u16) ^ (id << 8));
@@ -104,8 +109,10 @@ impl KernelPort {
         }
         sys::set_up(&iface).map_err(|e| iface_err("bringing it up", e))?;
         let mtu = sys::mtu(&iface).unwrap_or(1500);
-        let queues = fds.into_iter().map(io::Queue::new).collect();
-        Ok(KernelPort { id, iface, backend, offloads, mac: local_mac(id), mtu, queues, pool })
+        tunnel &= offloads;
+        let vnet_len = if tunnel { vnet::TUNNEL_LEN } else { vnet::LEN };
+        let queues = fds.into_iter().map(|fd| io::Queue::new(fd, vnet_len)).collect();
+        Ok(KernelPort { id, iface, backend, offloads, tunnel, mac: local_mac(id), mtu, queues, pool })
     }
 
     pub fn queues(&self) -> u16 {
@@ -124,17 +131,17 @@ impl KernelPort {
 
     /// What `port list` shows: the offloads frames keep across this port.
     pub fn offload_names(&self) -> Vec<&'static str> {
-        if self.offloads {
-            vec!["csum", "tso4", "tso6"]
-        } else {
-            Vec::new()
+        match (self.offloads, self.tunnel) {
+            (true, true) => vec!["csum", "tso4", "tso6", "vxlan-tso"],
+            (true, false) => vec!["csum", "tso4", "tso6"],
+            _ => Vec::new(),
         }
     }
 
-    /// Whether a frame with `o` pending may leave here as it is.
+    /// Whether a frame of `len` bytes with `o` pending may leave here as it is.
     #[inline]
-    pub fn takes(&self, o: &pipelines::offload::Offload) -> bool {
-        self.offloads && pipelines::offload::vnet::Header::of(o).is_some()
+    pub fn takes(&self, o: &pipelines::offload::Offload, len: usize) -> bool {
+        self.offloads && vnet::Header::of(o, len, self.tunnel).is_some()
     }
 
     /// Up to `out.len()` frames from rx queue `queue`. Frames the kernel hands over

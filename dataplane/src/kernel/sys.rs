@@ -96,9 +96,16 @@ fn nonblocking(fd: &OwnedFd) -> io::Result<()> {
 /// to 64 KiB (with ECN), in both directions.
 pub const TAP_OFFLOADS: libc::c_uint = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
 
-/// Opens queue `queue` of tap `iface` (made by the first), with virtio-net headers,
-/// non-blocking. Returns the fd and whether the kernel took the offloads.
-pub fn open_tap_queue(iface: &str, multi_queue: bool) -> io::Result<(OwnedFd, bool)> {
+/// TCP segments inside UDP tunnels (Linux 6.17), with the longer virtio-net header;
+/// `_CSUM`: also those whose outer UDP checksum is left partial (a kernel VXLAN device
+/// with udpcsum, the default, sends only those).
+const TUN_F_UDP_TUNNEL_GSO: libc::c_uint = 0x80;
+const TUN_F_UDP_TUNNEL_GSO_CSUM: libc::c_uint = 0x100;
+
+/// Opens a queue of tap `iface` (the first makes it), with virtio-net headers,
+/// non-blocking. Returns the fd, whether the kernel took the offloads, and whether it
+/// took tunnelled segments too (with `vnet::TUNNEL_LEN`-byte headers).
+pub fn open_tap_queue(iface: &str, multi_queue: bool) -> io::Result<(OwnedFd, bool, bool)> {
     // SAFETY: open(2) with a constant path; the fd is owned below.
     let fd = check(unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
     // SAFETY: fd was just opened and nothing else owns it.
@@ -111,10 +118,21 @@ pub fn open_tap_queue(iface: &str, multi_queue: bool) -> io::Result<(OwnedFd, bo
     r.data[..2].copy_from_slice(&(flags as i16).to_ne_bytes());
     // SAFETY: TUNSETIFF takes an ifreq; `r` is valid.
     check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut r as *mut IfReq) })?;
-    // SAFETY: TUNSETOFFLOAD takes the flags as the argument value.
-    let offloads = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, TAP_OFFLOADS as libc::c_ulong) } == 0;
+    let set = |len: usize, flags: libc::c_uint| {
+        let len = len as libc::c_int;
+        // SAFETY: TUNSETVNETHDRSZ reads an int through the pointer; TUNSETOFFLOAD takes
+        // the flags as the argument value.
+        unsafe {
+            libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ, &len as *const libc::c_int) == 0
+                && libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, flags as libc::c_ulong) == 0
+        }
+    };
+    let tunnel =
+        set(pipelines::offload::vnet::TUNNEL_LEN, TAP_OFFLOADS | TUN_F_UDP_TUNNEL_GSO | TUN_F_UDP_TUNNEL_GSO_CSUM)
+            || set(pipelines::offload::vnet::TUNNEL_LEN, TAP_OFFLOADS | TUN_F_UDP_TUNNEL_GSO);
+    let offloads = tunnel || set(pipelines::offload::vnet::LEN, TAP_OFFLOADS);
     nonblocking(&fd)?;
-    Ok((fd, offloads))
+    Ok((fd, offloads, tunnel))
 }
 
 /// An AF_PACKET socket on `ifindex` with virtio-net headers, that ignores what this

@@ -318,6 +318,7 @@ fn virtio_net_headers_decode_only_what_the_frame_holds() {
         gso_size: 1448,
         csum_start: 34,
         csum_offset: 16,
+        ..Default::default()
     };
     let o = h.offload(&f).unwrap();
     assert_eq!(
@@ -325,7 +326,7 @@ fn virtio_net_headers_decode_only_what_the_frame_holds() {
         Offload { l2: 14, l3: 20, l4: 32, csum: L4Csum::Tcp, gso: Some(Gso { ip_version: 4, mss: 1448 }), outer: 0 }
     );
     assert_eq!(vnet::Header::parse(&h.to_bytes()), h);
-    assert_eq!(vnet::Header::of(&o), Some(h));
+    assert_eq!(vnet::Header::of(&o, f.len(), false), Some(h));
     assert_eq!(vnet::Header::default().offload(&f), Ok(Offload::NONE));
     for bad in [
         vnet::Header { gso_type: vnet::GSO_TCPV6, ..h },
@@ -338,7 +339,18 @@ fn virtio_net_headers_decode_only_what_the_frame_holds() {
     ] {
         assert!(bad.offload(&f).is_err(), "{bad:?}");
     }
-    assert_eq!(vnet::Header::of(&Offload { outer: 50, ..o }), None, "no tunnel segmentation");
+    let inside = Offload { outer: 50, ..o };
+    assert_eq!(vnet::Header::of(&inside, f.len() + 50, false), None, "no tunnel segmentation on this port");
+    let t = vnet::Header::of(&inside, f.len() + 50, true).expect("a tunnel port takes it");
+    assert_eq!((t.gso_type, t.csum_start, t.hdr_len, t.outer_th, t.inner_nh), (0x21, 84, 116, 34, 64));
+    assert_eq!(vnet::Header::parse(&t.to_bytes()), t);
+    assert_eq!(vnet::Header::parse(&t.to_bytes()[..vnet::LEN]), vnet::Header { outer_th: 0, inner_nh: 0, ..t });
+    assert_eq!(
+        t.offload(&[&[0u8; 50][..], &f[..]].concat()).map(|o| o.l4_start()),
+        Ok(84),
+        "read back: offsets from the outer header"
+    );
+    assert_eq!(vnet::Header::of(&inside, 65600, true), None, "an outer IP length cannot say 65,586");
 }
 
 #[test]

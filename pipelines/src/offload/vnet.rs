@@ -1,11 +1,17 @@
 //! The virtio-net header (virtio 1.x section 5.1.6; `struct virtio_net_hdr`) that a
 //! tap with IFF_VNET_HDR and an AF_PACKET socket with PACKET_VNET_HDR put before each
 //! frame: the kernel's checksum and segmentation state of the frame, in host order.
+//! A tap that takes TCP segments inside UDP tunnels (Linux 6.17's
+//! TUN_F_UDP_TUNNEL_GSO) uses the longer `virtio_net_hdr_v1_hash_tunnel`, which adds
+//! where the outer UDP and the inner IP headers start.
 use super::{csum::l2_len, Gso, L4Csum, Offload, MAX_HEADERS};
 use crate::{wire::ipv4, DropReason};
 
 /// Bytes of the header without `num_buffers` (what tap and AF_PACKET use by default).
 pub const LEN: usize = 10;
+/// Bytes of `virtio_net_hdr_v1_hash_tunnel`: the v1 header (12), hash fields (8), then
+/// the outer transport and inner network header offsets.
+pub const TUNNEL_LEN: usize = 24;
 
 pub const F_NEEDS_CSUM: u8 = 1;
 pub const F_DATA_VALID: u8 = 2;
@@ -13,6 +19,8 @@ pub const GSO_NONE: u8 = 0;
 pub const GSO_TCPV4: u8 = 1;
 pub const GSO_UDP: u8 = 3;
 pub const GSO_TCPV6: u8 = 4;
+pub const GSO_UDP_TUNNEL_IPV4: u8 = 0x20;
+pub const GSO_UDP_TUNNEL_IPV6: u8 = 0x40;
 pub const GSO_ECN: u8 = 0x80;
 
 /// The header's fields.
@@ -24,19 +32,40 @@ pub struct Header {
     pub gso_size: u16,
     pub csum_start: u16,
     pub csum_offset: u16,
+    /// Tunnel headers only: where the outer UDP and the inner IP header start.
+    pub outer_th: u16,
+    pub inner_nh: u16,
 }
 
 impl Header {
-    pub fn parse(b: &[u8; LEN]) -> Header {
-        let u = |i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
-        Header { flags: b[0], gso_type: b[1], hdr_len: u(2), gso_size: u(4), csum_start: u(6), csum_offset: u(8) }
+    /// From the `LEN` or `TUNNEL_LEN` bytes before a frame.
+    pub fn parse(b: &[u8]) -> Header {
+        let u = |i: usize| b.get(i..i + 2).map_or(0, |x| u16::from_ne_bytes([x[0], x[1]]));
+        Header {
+            flags: b.first().copied().unwrap_or(0),
+            gso_type: b.get(1).copied().unwrap_or(0),
+            hdr_len: u(2),
+            gso_size: u(4),
+            csum_start: u(6),
+            csum_offset: u(8),
+            outer_th: if b.len() >= TUNNEL_LEN { u(20) } else { 0 },
+            inner_nh: if b.len() >= TUNNEL_LEN { u(22) } else { 0 },
+        }
     }
 
-    pub fn to_bytes(&self) -> [u8; LEN] {
-        let mut b = [0u8; LEN];
+    /// The header in `TUNNEL_LEN` bytes; a port using `LEN` writes the first `LEN`.
+    pub fn to_bytes(&self) -> [u8; TUNNEL_LEN] {
+        let mut b = [0u8; TUNNEL_LEN];
         b[0] = self.flags;
         b[1] = self.gso_type;
-        for (i, v) in [(2, self.hdr_len), (4, self.gso_size), (6, self.csum_start), (8, self.csum_offset)] {
+        for (i, v) in [
+            (2, self.hdr_len),
+            (4, self.gso_size),
+            (6, self.csum_start),
+            (8, self.csum_offset),
+            (20, self.outer_th),
+            (22, self.inner_nh),
+        ] {
             b[i..i + 2].copy_from_slice(&v.to_ne_bytes());
         }
         b
@@ -46,7 +75,8 @@ impl Header {
     /// is checked against the bytes: a guest may write anything here.
     pub fn offload(&self, head: &[u8]) -> Result<Offload, DropReason> {
         let bad = Err(DropReason::OffloadBadHeaders);
-        let gso_type = self.gso_type & !GSO_ECN;
+        let tunnel = self.gso_type & (GSO_UDP_TUNNEL_IPV4 | GSO_UDP_TUNNEL_IPV6) != 0;
+        let gso_type = self.gso_type & !(GSO_ECN | GSO_UDP_TUNNEL_IPV4 | GSO_UDP_TUNNEL_IPV6);
         if self.flags & F_NEEDS_CSUM == 0 {
             // Segmentation always comes with a partial checksum.
             return if gso_type == GSO_NONE { Ok(Offload::NONE) } else { bad };
@@ -65,8 +95,13 @@ impl Header {
             6 => L4Csum::Udp,
             _ => return bad,
         };
+        // Offsets stay from the outer Ethernet header: decapsulation rebases them.
         let mut o = Offload { outer: 0, l2, l3: start - l2, l4: 0, csum, gso: None };
-        let ip_version = head[l2 as usize] >> 4;
+        let ip = if tunnel { self.inner_nh } else { l2 };
+        if ip >= start {
+            return bad;
+        }
+        let ip_version = head[ip as usize] >> 4;
         let wanted = match gso_type {
             GSO_NONE => return Ok(o),
             GSO_TCPV4 => 4,
@@ -85,9 +120,10 @@ impl Header {
         Ok(o)
     }
 
-    /// The header for a frame with `o` pending; None if a virtio-net device cannot
-    /// take it (segmentation inside a tunnel).
-    pub fn of(o: &Offload) -> Option<Header> {
+    /// The header for a frame of `len` bytes with `o` pending; None if the device
+    /// cannot take it: segmentation inside a tunnel where it has no tunnel offload
+    /// (`tunnel`), or where the outer IP length cannot hold the whole frame.
+    pub fn of(o: &Offload, len: usize, tunnel: bool) -> Option<Header> {
         let mut h = Header::default();
         let Some(field) = o.csum.field() else {
             return o.gso.is_none().then_some(h);
@@ -96,12 +132,18 @@ impl Header {
         h.csum_start = o.l4_start() as u16;
         h.csum_offset = field as u16;
         if let Some(g) = o.gso {
-            if o.outer != 0 {
-                return None;
-            }
             h.gso_type = if g.ip_version == 4 { GSO_TCPV4 } else { GSO_TCPV6 };
             h.gso_size = g.mss;
             h.hdr_len = o.header_len() as u16;
+            if o.outer != 0 {
+                // Our encapsulation: VXLAN over IPv4, whose length must be exact.
+                if !tunnel || len - crate::wire::ethernet::HEADER_LEN > u16::MAX as usize {
+                    return None;
+                }
+                h.gso_type |= GSO_UDP_TUNNEL_IPV4;
+                h.outer_th = crate::wire::vxlan::OUTER_UDP as u16;
+                h.inner_nh = o.outer + o.l2;
+            }
         }
         Some(h)
     }
