@@ -4,6 +4,7 @@ the switch's PMD core on CPU 1; each against the all-kernel path it replaces, me
 in the same run, alternating.
 
   C1   container -> container: ours (two kernel ports, tap) vs a Linux bridge with veths
+  C1-4 C1 with four streams
   C1v  the same with veth containers attached by AF_PACKET (kernel:iface=<veth>)
   C2   container -> a kernel VXLAN host B (Flannel's data path): ours (kernel ports for
        the container and the uplink) vs bridge + kernel vxlan on host A
@@ -16,7 +17,7 @@ import argparse, datetime, json, os, statistics, subprocess, sys, tempfile, time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BIN = os.path.join(ROOT, "target", "release")
-DEFAULT = ["C1", "C1v", "C2", "C2r"]
+DEFAULT = ["C1", "C1-4", "C1v", "C2", "C2r"]
 BEGIN, END = "<!-- tcp-bench:begin -->", "<!-- tcp-bench:end -->"
 
 
@@ -43,12 +44,12 @@ def addr(n, dev, cidr, mtu=None):
     ns(n, "ip", "link", "set", dev, "up")
 
 
-def iperf(server_ns, server_ip, client_ns, secs, reverse=False):
-    """Gbit/s the receiver got, one stream, both ends on CPU 0, the first 2 s omitted."""
+def iperf(server_ns, server_ip, client_ns, secs, reverse=False, streams=1):
+    """Gbit/s the receiver got, both ends on CPU 0, the first 2 s omitted."""
     s = subprocess.Popen(["ip", "netns", "exec", server_ns, "taskset", "-c", "0", "iperf3", "-s", "-1", "-B", server_ip],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
-    args = ["taskset", "-c", "0", "iperf3", "-c", server_ip, "-t", str(secs), "-O", "2", "-J"]
+    args = ["taskset", "-c", "0", "iperf3", "-c", server_ip, "-t", str(secs), "-O", "2", "-J", "-P", str(streams)]
     if reverse:
         args.append("-R")
     out = json.loads(ns(client_ns, *args))
@@ -78,7 +79,7 @@ class Switch:
         self.p.wait(timeout=20)
 
 
-def ours_c1(work, secs, veth):
+def ours_c1(work, secs, veth, streams):
     fresh_ns("bc1", "bc2")
     sw = Switch(work)
     try:
@@ -96,13 +97,13 @@ def ours_c1(work, secs, veth):
                 sh("ip", "link", "set", f"bct{i}", "netns", f"bc{i}")
                 addr(f"bc{i}", f"bct{i}", f"10.71.0.{i}/24")
         ns("bc1", "ping", "-c", "2", "-i", "0.2", "10.71.0.2")
-        return iperf("bc2", "10.71.0.2", "bc1", secs)
+        return iperf("bc2", "10.71.0.2", "bc1", secs, streams=streams)
     finally:
         sw.stop()
         fresh_ns("bc1", "bc2")
 
 
-def bridge_c1(secs):
+def bridge_c1(secs, streams):
     fresh_ns("bb1", "bb2")
     sh("ip", "link", "del", "bbr", check=False)
     sh("ip", "link", "add", "bbr", "type", "bridge")
@@ -114,7 +115,7 @@ def bridge_c1(secs):
             sh("ip", "link", "set", f"bbv{i}p", "netns", f"bb{i}")
             addr(f"bb{i}", f"bbv{i}p", f"10.72.0.{i}/24")
         ns("bb1", "ping", "-c", "2", "-i", "0.2", "10.72.0.2")
-        return iperf("bb2", "10.72.0.2", "bb1", secs)
+        return iperf("bb2", "10.72.0.2", "bb1", secs, streams=streams)
     finally:
         sh("ip", "link", "del", "bbr", check=False)
         fresh_ns("bb1", "bb2")
@@ -174,13 +175,15 @@ def kernel_c2(secs, reverse):
 
 def run(w, work, secs):
     """(ours, the kernel's) Gbit/s of one run of workload w."""
-    if w in ("C1", "C1v"):
-        return ours_c1(work, secs, w == "C1v"), bridge_c1(secs)
+    if w.startswith("C1"):
+        streams = 4 if w == "C1-4" else 1
+        return ours_c1(work, secs, w == "C1v", streams), bridge_c1(secs, streams)
     return ours_c2(work, secs, w == "C2r"), kernel_c2(secs, w == "C2r")
 
 
 WHAT = {
     "C1": "container -> container: kernel ports on taps, vs a Linux bridge + veths",
+    "C1-4": "C1 with four streams",
     "C1v": "container -> container: kernel ports on veths (AF_PACKET), vs a Linux bridge + veths",
     "C2": "container -> kernel VXLAN host B: kernel ports, vs bridge + kernel vxlan",
     "C2r": "kernel VXLAN host B -> container: the same, reversed",
@@ -213,7 +216,7 @@ def main():
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     commit = sh("git", "-C", ROOT, "rev-parse", "--short", "HEAD").strip()
     text = (f"{stamp}, code {commit}, {a.runs} runs of {a.seconds} s per workload, ours and the kernel's alternating; "
-            f"iperf3 one stream, both ends on CPU 0, the PMD core on CPU 1.\n\n" + "\n".join(rows) + "\n")
+            f"iperf3 (one stream but for C1-4), both ends on CPU 0, the PMD core on CPU 1.\n\n" + "\n".join(rows) + "\n")
     print(text)
     if a.docs:
         page = open(a.docs).read()

@@ -295,3 +295,58 @@ pub fn pipeline(data: &[u8]) {
         assert_eq!(alone[0], batch[i], "packet {i} alone and in its batch");
     }
 }
+
+/// A virtio-net header (10 bytes, or the tunnel header's 24 when the first byte is odd)
+/// and a frame, as a kernel port reads them: the header is decoded against the frame,
+/// and what it asks for is done (segmentation into at most 64 frames, or the checksum
+/// completed). Nothing may panic; segments must hold the payload exactly once, with a
+/// good IPv4 header checksum; a decoded header must encode back to itself.
+pub fn offload(data: &[u8]) {
+    use crate::offload::{self, vnet, SegmentSink};
+    use crate::{Frame, VecFrame};
+    let Some((&ctl, rest)) = data.split_first() else { return };
+    let hlen = if ctl & 1 != 0 { vnet::TUNNEL_LEN } else { vnet::LEN };
+    if rest.len() < hlen {
+        return;
+    }
+    let (hdr, frame) = rest.split_at(hlen);
+    let h = vnet::Header::parse(hdr);
+    let Ok(o) = h.offload(frame) else { return };
+    if o.gso.is_none() {
+        let back = vnet::Header::of(&o, frame.len(), false).expect("a decoded header encodes");
+        assert_eq!(back.offload(frame), Ok(o), "{h:?} decodes to {o:?}, encodes to {back:?}");
+    }
+    let _ = o.decapsulated(crate::wire::vxlan::OUTER_LEN, 14);
+    let mut f = VecFrame::new(frame);
+    f.set_offload(o);
+    if o.gso.is_none() {
+        let _ = offload::complete_checksum(&mut f, &o);
+        return;
+    }
+    struct Out(Vec<VecFrame>);
+    impl SegmentSink for Out {
+        type Out = VecFrame;
+        fn alloc(&mut self) -> Option<VecFrame> {
+            (self.0.len() < 64).then(|| VecFrame::new(&[]))
+        }
+        fn emit(&mut self, f: VecFrame) {
+            self.0.push(f);
+        }
+        fn discard(&mut self, _: VecFrame) {}
+    }
+    let mut out = Out(Vec::new());
+    let Ok(done) = offload::segment(&f, &o, &mut out) else { return };
+    let hl = o.header_len();
+    let payload: Vec<u8> = out.0.iter().flat_map(|s| s.bytes()[hl..].to_vec()).collect();
+    if done.short.is_none() {
+        assert_eq!(payload, frame[hl..], "the segments carry the payload exactly once");
+    }
+    let ip = (o.outer + o.l2) as usize;
+    for s in &out.0 {
+        let b = s.bytes();
+        if b[ip] >> 4 == 4 {
+            let ihl = o.l3 as usize;
+            assert_eq!(crate::wire::checksum(crate::wire::ones_sum(&b[ip..ip + ihl])), 0, "IPv4 header checksum");
+        }
+    }
+}

@@ -23,3 +23,8 @@ fn acl_differential() {
 fn pipeline() {
     replay("pipeline", pipelines::fuzz::pipeline);
 }
+
+#[test]
+fn offload() {
+    replay("offload", pipelines::fuzz::offload);
+}
