@@ -63,6 +63,10 @@ def measure_ours(w, work, win):
     """(pps, cycles/packet, latency dict or None) of one run of workload w."""
     cfg = configs.config(work, w)
     db = os.path.join(work, "db.json")
+    # A journal left by the previous workload belongs to its state file, not this one.
+    for stale in (db + ".journal", db + ".journal.next"):
+        if os.path.exists(stale):
+            os.remove(stale)
     json.dump(cfg, open(db, "w"))
     sock = os.path.join(work, "s.sock")
     log = open(os.path.join(work, "vswitchd.log"), "w")

@@ -179,41 +179,20 @@ impl Frame for Mbuf {
     /// counts VXLAN's UDP and VXLAN headers).
     #[inline(always)]
     fn offload(&self) -> Offload {
-        let m = self.m();
-        let flags = m.ol_flags;
-        if flags & TX_OFFLOAD_FLAGS == 0 {
+        if self.m().ol_flags & TX_OFFLOAD_FLAGS == 0 {
             return Offload::NONE;
         }
-        // SAFETY: tx_offload is a plain u64 view of the bitfields.
-        let t = unsafe { m.__bindgen_anon_3.tx_offload };
-        let bits = |ofs: u32, n: u32| ((t >> ofs) & ((1 << n) - 1)) as u16;
-        let mut o = Offload {
-            outer: 0,
-            l2: bits(dpdk_sys::RTE_MBUF_L2_LEN_OFS, dpdk_sys::RTE_MBUF_L2_LEN_BITS),
-            l3: bits(dpdk_sys::RTE_MBUF_L3_LEN_OFS, dpdk_sys::RTE_MBUF_L3_LEN_BITS),
-            l4: bits(dpdk_sys::RTE_MBUF_L4_LEN_OFS, dpdk_sys::RTE_MBUF_L4_LEN_BITS),
-            csum: match flags & dpdk_sys::RTE_MBUF_F_TX_L4_MASK {
-                dpdk_sys::RTE_MBUF_F_TX_TCP_CKSUM => L4Csum::Tcp,
-                dpdk_sys::RTE_MBUF_F_TX_UDP_CKSUM => L4Csum::Udp,
-                _ => L4Csum::None,
-            },
-            gso: None,
-        };
-        if flags & dpdk_sys::RTE_MBUF_F_TX_TCP_SEG != 0 {
-            o.csum = L4Csum::Tcp;
-            let ip_version = if flags & dpdk_sys::RTE_MBUF_F_TX_IPV6 != 0 { 6 } else { 4 };
-            o.gso = Some(Gso {
-                ip_version,
-                mss: bits(dpdk_sys::RTE_MBUF_TSO_SEGSZ_OFS, dpdk_sys::RTE_MBUF_TSO_SEGSZ_BITS),
-            });
+        offload_of(self.m())
+    }
+
+    /// A frame owes nothing unless its flags say so: one load, no decoding.
+    #[inline(always)]
+    fn wire_len(&self) -> usize {
+        let m = self.m();
+        if m.ol_flags & dpdk_sys::RTE_MBUF_F_TX_TCP_SEG == 0 {
+            return m.pkt_len as usize;
         }
-        if flags & dpdk_sys::RTE_MBUF_F_TX_TUNNEL_MASK != 0 {
-            let outer_l2 = bits(dpdk_sys::RTE_MBUF_OUTL2_LEN_OFS, dpdk_sys::RTE_MBUF_OUTL2_LEN_BITS);
-            let outer_l3 = bits(dpdk_sys::RTE_MBUF_OUTL3_LEN_OFS, dpdk_sys::RTE_MBUF_OUTL3_LEN_BITS);
-            o.outer = outer_l2 + outer_l3 + TUNNEL_L2;
-            o.l2 = o.l2.saturating_sub(TUNNEL_L2);
-        }
-        o
+        offload_of(m).wire_len(m.pkt_len as usize)
     }
 
     fn set_offload(&mut self, o: Offload) {
@@ -260,4 +239,40 @@ impl Frame for Mbuf {
         // segment is shorter than `cut`.
         unsafe { dpdk_sys::vs_pktmbuf_trim(self.0, cut16) == 0 }
     }
+}
+
+/// `Frame::offload` of a frame whose flags say it owes work, out of line so the stages'
+/// loops carry only the flag test.
+#[cold]
+#[inline(never)]
+fn offload_of(m: &rte_mbuf) -> Offload {
+    let flags = m.ol_flags;
+    // SAFETY: tx_offload is a plain u64 view of the bitfields.
+    let t = unsafe { m.__bindgen_anon_3.tx_offload };
+    let bits = |ofs: u32, n: u32| ((t >> ofs) & ((1 << n) - 1)) as u16;
+    let mut o = Offload {
+        outer: 0,
+        l2: bits(dpdk_sys::RTE_MBUF_L2_LEN_OFS, dpdk_sys::RTE_MBUF_L2_LEN_BITS),
+        l3: bits(dpdk_sys::RTE_MBUF_L3_LEN_OFS, dpdk_sys::RTE_MBUF_L3_LEN_BITS),
+        l4: bits(dpdk_sys::RTE_MBUF_L4_LEN_OFS, dpdk_sys::RTE_MBUF_L4_LEN_BITS),
+        csum: match flags & dpdk_sys::RTE_MBUF_F_TX_L4_MASK {
+            dpdk_sys::RTE_MBUF_F_TX_TCP_CKSUM => L4Csum::Tcp,
+            dpdk_sys::RTE_MBUF_F_TX_UDP_CKSUM => L4Csum::Udp,
+            _ => L4Csum::None,
+        },
+        gso: None,
+    };
+    if flags & dpdk_sys::RTE_MBUF_F_TX_TCP_SEG != 0 {
+        o.csum = L4Csum::Tcp;
+        let ip_version = if flags & dpdk_sys::RTE_MBUF_F_TX_IPV6 != 0 { 6 } else { 4 };
+        o.gso =
+            Some(Gso { ip_version, mss: bits(dpdk_sys::RTE_MBUF_TSO_SEGSZ_OFS, dpdk_sys::RTE_MBUF_TSO_SEGSZ_BITS) });
+    }
+    if flags & dpdk_sys::RTE_MBUF_F_TX_TUNNEL_MASK != 0 {
+        let outer_l2 = bits(dpdk_sys::RTE_MBUF_OUTL2_LEN_OFS, dpdk_sys::RTE_MBUF_OUTL2_LEN_BITS);
+        let outer_l3 = bits(dpdk_sys::RTE_MBUF_OUTL3_LEN_OFS, dpdk_sys::RTE_MBUF_OUTL3_LEN_BITS);
+        o.outer = outer_l2 + outer_l3 + TUNNEL_L2;
+        o.l2 = o.l2.saturating_sub(TUNNEL_L2);
+    }
+    o
 }

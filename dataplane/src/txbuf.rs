@@ -88,17 +88,22 @@ impl TxBuffers<'_> {
         counters: &CoreCounters,
     ) {
         debug_assert!(pkts.len() <= BURST);
-        if pkts.iter().any(|m| owes_offload(m.0)) {
+        let b = &mut self.bufs[port as usize];
+        let mut flags = 0;
+        for (d, s) in b.pkts[b.len..b.len + pkts.len()].iter_mut().zip(pkts) {
+            *d = s.0;
+            // SAFETY: the caller hands over mbufs it owns.
+            flags |= unsafe { (*s.0).ol_flags };
+        }
+        if flags & TX_OFFLOAD_FLAGS != 0 {
+            // Not queued yet (the length is unchanged): one at a time, through the egress
+            // offload check.
             for m in pkts {
                 self.push_one(snap, port, m.0, rx_tsc, counters);
             }
             return;
         }
-        let b = &mut self.bufs[port as usize];
         b.bytes += bytes;
-        for (d, s) in b.pkts[b.len..b.len + pkts.len()].iter_mut().zip(pkts) {
-            *d = s.0;
-        }
         b.stamp(rx_tsc, pkts.len() as u32);
         b.len += pkts.len();
         self.dirty |= 1 << port;

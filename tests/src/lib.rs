@@ -494,8 +494,9 @@ impl TapVm {
     /// A container as CNI plugins make them: a veth pair with one end in a new namespace
     /// (with `cidr`) and the other attached to the switch as a kernel port (AF_PACKET).
     pub fn veth(d: &Daemon, port: &str, cidr: &str, options: &[&str]) -> TapVm {
-        let (host, inner) = veth_pair("kv");
-        Self::attach(d, port, &format!("kernel:iface={host}"), &inner, cidr, options)
+        // The pair goes with the namespace the peer moves into.
+        let v = std::mem::ManuallyDrop::new(Veth::new("kv"));
+        Self::attach(d, port, &format!("kernel:iface={}", v.host), &v.peer, cidr, options)
     }
 
     /// Adds port `port` on `devargs`, then moves `ifname` into a new namespace.
@@ -523,15 +524,28 @@ impl TapVm {
     }
 }
 
-/// A veth pair in the root namespace, both ends up: (host end, other end). The pair
-/// goes when either end's namespace does.
-pub fn veth_pair(tag: &str) -> (String, String) {
-    let host = unique(tag);
-    let inner = format!("{host}p");
-    run_ok("ip", &["link", "add", &host, "type", "veth", "peer", "name", &inner]);
-    run_ok("ip", &["link", "set", &host, "up"]);
-    run_ok("ip", &["link", "set", &inner, "up"]);
-    (host, inner)
+/// A veth pair in the root namespace, both ends up, deleted on drop (both ends go with
+/// either, wherever the other end has moved).
+pub struct Veth {
+    pub host: String,
+    pub peer: String,
+}
+
+impl Veth {
+    pub fn new(tag: &str) -> Veth {
+        let host = unique(tag);
+        let peer = format!("{host}p");
+        run_ok("ip", &["link", "add", &host, "type", "veth", "peer", "name", &peer]);
+        run_ok("ip", &["link", "set", &host, "up"]);
+        run_ok("ip", &["link", "set", &peer, "up"]);
+        Veth { host, peer }
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = run("ip", &["link", "del", &self.host]);
+    }
 }
 
 /// `tshark -r FILE -T fields -e F...`: one line per frame, decoded by Wireshark.

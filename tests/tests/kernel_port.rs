@@ -86,6 +86,22 @@ fn tcp_crosses_kernel_ports_in_large_segments_both_ways() {
     }
     d.assert_conserved("c1", "c2");
     d.assert_conserved("c2", "c1");
+
+    // Policy sees the large segments as what they are. A 100 Mbit/s policer on c1's
+    // ingress meters them by the bytes their segments put on the wire...
+    d.ok(&["qos", "set", "c1", "--ingress-rate", "100mbit", "--ingress-burst", "256kb"]);
+    let policed = || d.port_stats("c1")["drops"]["policed"].as_u64().unwrap_or(0);
+    let policed_before = policed();
+    let rate = iperf3(&c2.ns, "10.61.0.2", &c1.ns, &[]);
+    assert!(rate < 2 * 110_000_000 / 8, "the policer held TCP to about 100 Mbit/s: {rate} bytes in 2 s");
+    assert!(policed() > policed_before, "large frames over the rate were policed");
+    d.ok(&["qos", "clear", "c1"]);
+    // ...and a security group denies them by their headers.
+    d.ok(&["acl", "add", "--priority", "5", "--port", "c1", "--proto", "tcp", "--dport", "5201", "--action", "deny"]);
+    let refused = c1.ns.exec(&["iperf3", "-c", "10.61.0.2", "-t", "1", "--connect-timeout", "1000"]);
+    assert!(!refused.status.success(), "the denied connection did not open");
+    assert!(d.port_stats("c1")["drops"]["acl_deny_in"].as_u64().unwrap_or(0) > 0);
+    // Frames dropped by the policer and the ACL went back to the pool too.
     assert!(
         wait_until(Duration::from_secs(5), || d.mempool_available() == pool_before),
         "no mbuf leaked: {} free before, {} after",
@@ -101,9 +117,9 @@ const LOCAL_MAC: &str = "02:00:00:07:00:03";
 fn a_tso_frame_leaves_the_uplink_as_vxlan_segments_and_a_kernel_port_whole() {
     let dir = TempDir::new("tso");
     let up_out = dir.path("up_out.pcap");
-    let (in_host, in_peer) = veth_pair("ti");
-    let (out_host, out_peer) = veth_pair("to");
-    for i in [&in_peer, &out_peer] {
+    let (vin, vout) = (Veth::new("ti"), Veth::new("to"));
+    let (in_host, in_peer, out_host, out_peer) = (&vin.host, &vin.peer, &vout.host, &vout.peer);
+    for i in [in_peer, out_peer] {
         run_ok("sysctl", &["-qw", &format!("net.ipv6.conf.{i}.disable_ipv6=1")]);
     }
     let db = json!({
@@ -125,14 +141,14 @@ fn a_tso_frame_leaves_the_uplink_as_vxlan_segments_and_a_kernel_port_whole() {
     d.settle();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/vnet.py");
     let recv = std::process::Command::new(PYTHON)
-        .args([script.to_str().unwrap(), "recv", &out_peer, "3"])
+        .args([script.to_str().unwrap(), "recv", out_peer, "3"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     // 1398: what a VM with the overlay's MTU of 1450 cuts at.
-    python("vnet.py", &["send", &in_peer, REMOTE_MAC, "60000", "1398"]);
-    python("vnet.py", &["send", &in_peer, LOCAL_MAC, "60000", "1398"]);
+    python("vnet.py", &["send", in_peer, REMOTE_MAC, "60000", "1398"]);
+    python("vnet.py", &["send", in_peer, LOCAL_MAC, "60000", "1398"]);
     let got = String::from_utf8(recv.wait_with_output().unwrap().stdout).unwrap();
     assert!(
         wait_until(Duration::from_secs(5), || d.counter("up", "tx_packets") >= 43),
@@ -144,8 +160,6 @@ fn a_tso_frame_leaves_the_uplink_as_vxlan_segments_and_a_kernel_port_whole() {
     let (up_tx, vm1_rx) = (d.counter("up", "tx_packets"), d.counter("vm1", "rx_packets"));
     let stopped = d.stop();
     assert!(stopped.success(), "vswitchd stopped with {stopped}:\n{}", d.log_tail());
-    run("ip", &["link", "del", &in_host]);
-    run("ip", &["link", "del", &out_host]);
 
     // Whole to the kernel port: one frame, still a TSO frame of 1398-byte segments.
     let frames: Vec<Value> = got.lines().map(|l| serde_json::from_str(l).unwrap()).collect();

@@ -405,9 +405,14 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
         if m.action != Action::Continue {
             continue;
         }
+        // The largest segment the VM gets, for its MTU: the frame, unless it is to be cut.
+        let mut largest = f.len();
         if !offload.is_none() {
             match offload.decapsulated(d.outer_len, m.l3) {
-                Some(o) => f.set_offload(o),
+                Some(o) => {
+                    f.set_offload(o);
+                    largest = o.largest_segment(largest);
+                }
                 None => {
                     m.action = Action::Drop(DropReason::OffloadBadHeaders);
                     continue;
@@ -428,8 +433,7 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
             continue;
         }
         m.action = match fib.lookup(t, d.vni, m.dst) {
-            // A segment is checked by its size, not the whole frame's.
-            Some(FibTarget::Port(p)) if f.offload().largest_segment(f.len()) - m.l3 as usize > t.mtu(p) as usize => {
+            Some(FibTarget::Port(p)) if largest - m.l3 as usize > t.mtu(p) as usize => {
                 Action::Drop(DropReason::MtuExceeded)
             }
             Some(FibTarget::Port(p)) => {
