@@ -7,12 +7,16 @@ use crate::{
 use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::{UnixListener, UnixStream},
-    sync::{mpsc, oneshot},
+    sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore},
 };
 
 /// Requests waiting for the switch task; a batch (one journal write, one publish) takes
@@ -21,6 +25,49 @@ const QUEUE: usize = 256;
 /// A request sent in parts (one too long for a line, e.g. 10,000 ACL rules) may have
 /// this many bytes in all.
 pub const MAX_BULK_BYTES: usize = 64 << 20;
+/// Parts of long requests all clients together may hold at once: a few clients
+/// uploading at the same time cannot make vswitchd run out of memory.
+pub const MAX_BULK_TOTAL: usize = 256 << 20;
+/// API connections at once. Beyond it a new client gets an error line and is closed,
+/// so clients that connect and never leave cannot take every file descriptor
+/// (vswitchd needs them for ports and its journal).
+pub const MAX_CLIENTS: usize = 4096;
+
+/// Bytes of request parts a client holds against `MAX_BULK_TOTAL`, given back when
+/// it finishes the request or goes away.
+struct BulkBytes {
+    total: Arc<AtomicUsize>,
+    held: usize,
+}
+
+impl BulkBytes {
+    /// Takes `n` more bytes from the budget, if the budget has them.
+    fn take(&mut self, n: usize) -> bool {
+        let mut cur = self.total.load(Ordering::Relaxed);
+        loop {
+            if cur + n > MAX_BULK_TOTAL {
+                return false;
+            }
+            match self.total.compare_exchange_weak(cur, cur + n, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => {
+                    self.held += n;
+                    return true;
+                }
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    fn release(&mut self) {
+        self.total.fetch_sub(std::mem::take(&mut self.held), Ordering::Relaxed);
+    }
+}
+
+impl Drop for BulkBytes {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
 
 /// One line of a request sent in parts: its text, and whether it is the last.
 #[derive(serde::Deserialize)]
@@ -101,11 +148,18 @@ pub async fn serve(
         tokio::spawn(crate::stats::metrics::serve(l, page_tx.clone()))
     });
     let acceptor = tokio::spawn(async move {
+        let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+        let bulk = Arc::new(AtomicUsize::new(0));
         loop {
             match listener.accept().await {
-                Ok((stream, _)) => {
-                    tokio::spawn(client(stream, tx.clone()));
-                }
+                Ok((stream, _)) => match slots.clone().try_acquire_owned() {
+                    Ok(slot) => {
+                        tokio::spawn(client(stream, tx.clone(), slot, bulk.clone()));
+                    }
+                    Err(_) => {
+                        tokio::spawn(refuse(stream));
+                    }
+                },
                 Err(e) => {
                     tracing::warn!("accept on the API socket failed: {e}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -148,13 +202,23 @@ pub async fn serve(
     switch
 }
 
-async fn client(stream: UnixStream, jobs: mpsc::Sender<Job>) {
+/// Tells a client over `MAX_CLIENTS` why it is closed.
+async fn refuse(stream: UnixStream) {
+    let (_, mut w) = stream.into_split();
+    let resp = Response::err(format!(
+        "vswitchd has {MAX_CLIENTS} API clients connected, the most it serves at once; retry once some have closed"
+    ));
+    let _ = tokio::time::timeout(Duration::from_secs(1), write(&mut w, &resp)).await;
+}
+
+async fn client(stream: UnixStream, jobs: mpsc::Sender<Job>, _slot: OwnedSemaphorePermit, budget: Arc<AtomicUsize>) {
     let peer = stream.peer_cred().map_or(Peer::default(), |c| Peer { uid: Some(c.uid()), pid: c.pid() });
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
     let mut line = Vec::new();
-    // The parts of a long request so far.
+    // The parts of a long request so far, and their share of the bulk budget.
     let mut bulk: Vec<u8> = Vec::new();
+    let mut held = BulkBytes { total: budget, held: 0 };
     loop {
         line.clear();
         match (&mut r).take(MAX_REQUEST_BYTES as u64 + 1).read_until(b'\n', &mut line).await {
@@ -178,11 +242,21 @@ async fn client(stream: UnixStream, jobs: mpsc::Sender<Job>) {
                     let _ = write(&mut w, &resp).await;
                     return;
                 }
+                if !held.take(p.part.len()) {
+                    let resp = Response::err(format!(
+                        "request: other clients are sending {} MiB of long requests, the most vswitchd holds at once; retry shortly",
+                        MAX_BULK_TOTAL >> 20
+                    ));
+                    let _ = write(&mut w, &resp).await;
+                    return;
+                }
                 bulk.extend_from_slice(p.part.as_bytes());
                 if !p.last {
                     continue;
                 }
-                parse(&std::mem::take(&mut bulk))
+                let request = parse(&std::mem::take(&mut bulk));
+                held.release();
+                request
             }
             Some(Err(e)) => Err(e),
             None => parse(&line),

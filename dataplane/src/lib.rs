@@ -37,3 +37,23 @@ pub fn tsc() -> u64 {
 /// The most ethdev ports DPDK was built for (`RTE_MAX_ETHPORTS`); port ids index
 /// per-core arrays of this size.
 pub const MAX_PORTS: usize = dpdk_sys::RTE_MAX_ETHPORTS as usize;
+
+/// Raises the soft limit on open files to the hard one and returns it: every API
+/// client, kernel-port queue and journal holds a descriptor, and the soft limit is
+/// often 1,024.
+pub fn raise_fd_limit() -> u64 {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read and write the local struct only.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+            return 0;
+        }
+        if r.rlim_cur < r.rlim_max {
+            let want = libc::rlimit { rlim_cur: r.rlim_max, rlim_max: r.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                r = want;
+            }
+        }
+    }
+    r.rlim_cur
+}

@@ -149,3 +149,75 @@ fn changes_are_logged_with_the_clients_credentials() {
         "{log}"
     );
 }
+
+/// Clients that connect and never speak, stop mid-line, nest JSON past any sense or
+/// upload long requests all at once stall only themselves; past 4,096 connections a
+/// client is told why it is closed, and the daemon never falls over.
+#[test]
+fn abusive_clients_stall_only_themselves() {
+    use std::io::{BufRead, BufReader, Write};
+    let d = Daemon::start();
+    let line_of = |s: &mut UnixStream| {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut l = String::new();
+        BufReader::new(s).read_line(&mut l).unwrap_or(0);
+        l
+    };
+    // Idle clients and ones stopped half-way through a line.
+    let mut held: Vec<UnixStream> = (0..1000).map(|_| UnixStream::connect(&d.socket).unwrap()).collect();
+    for _ in 0..50 {
+        let mut s = UnixStream::connect(&d.socket).unwrap();
+        s.write_all(br#"{"version":1,"request":{"cmd":"netw"#).unwrap();
+        held.push(s);
+    }
+    assert!(d.ok(&["show"]).contains("vswitchd"), "answered beside 1,050 stalled clients");
+    // JSON nested 100,000 deep: refused by name, the connection still usable.
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    let mut deep = "[".repeat(100_000);
+    deep.push('\n');
+    s.write_all(deep.as_bytes()).unwrap();
+    assert!(line_of(&mut s).contains("not valid JSON"), "deep nesting is an error, not a crash");
+    // Long requests in parts from five clients at once, 280 MB in all: past the 256 MiB
+    // vswitchd holds at once, the client that crosses it is told and closed.
+    let part = serde_json::json!({"version": 1, "part": "x".repeat(1_000_000), "last": false}).to_string() + "\n";
+    let refused: usize = std::thread::scope(|sc| {
+        let workers: Vec<_> = (0..5)
+            .map(|_| {
+                sc.spawn(|| {
+                    let mut s = UnixStream::connect(&d.socket).unwrap();
+                    for _ in 0..56 {
+                        if s.write_all(part.as_bytes()).is_err() {
+                            break;
+                        }
+                    }
+                    s.set_nonblocking(true).unwrap();
+                    std::thread::sleep(Duration::from_millis(500));
+                    let mut l = String::new();
+                    let _ = BufReader::new(&mut s).read_line(&mut l);
+                    usize::from(l.contains("long requests"))
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    assert!(refused >= 1, "a client past the bulk budget was refused");
+    // Once they are gone the budget is back: a request in parts goes through.
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    let req = serde_json::json!({"version": 1, "request": {"cmd": "show"}}).to_string();
+    let (a, b) = req.split_at(10);
+    for (p, last) in [(a, false), (b, true)] {
+        let l = serde_json::json!({"version": 1, "part": p, "last": last}).to_string() + "\n";
+        s.write_all(l.as_bytes()).unwrap();
+    }
+    assert!(line_of(&mut s).contains("\"ok\":true"), "a request in parts after the flood");
+    // Past 4,096 connections a client gets one line saying why, then EOF.
+    held.extend((0..3100).map(|_| UnixStream::connect(&d.socket).unwrap()));
+    let mut over = UnixStream::connect(&d.socket).unwrap();
+    assert!(line_of(&mut over).contains("API clients connected"), "the client past the limit is told");
+    drop(held);
+    assert!(
+        wait_until(Duration::from_secs(10), || d.ctl(&["show"]).status.success()),
+        "answered again once the crowd left"
+    );
+    assert!(d.log_text().lines().all(|l| !l.contains("panicked")), "no task panicked");
+}

@@ -78,6 +78,8 @@ fn run(args: Args) -> Result<(), String> {
     let (store, state) = Store::open(&args.db, args.journal_compact_min).map_err(|e| e.to_string())?;
     tracing::info!("desired state read from {} in {:?}", args.db.display(), started.elapsed());
     server::check_socket_free(&args.socket)?;
+    let files = dataplane::raise_fd_limit();
+    tracing::debug!("open files: up to {files}");
     let socket_gid = args.socket_group.as_deref().map(server::group_id).transpose()?;
 
     let eal = Eal::init("vswitchd", &eal_args(&args.eal)).map_err(|e| {
