@@ -1,0 +1,162 @@
+#!/usr/bin/python3
+"""Whole-switch soak (issue 19): the switch under a steady counted stream, TCP load,
+malformed frames and control-plane churn for --minutes, reporting every --every seconds
+the mbufs in use and vswitchd's RSS, and at the end what the steady stream lost.
+
+Topology: VNI 100 with two containers on kernel ports (c1 a tap, c2 a veth), a kernel
+tap uplink to host B (the kernel's VXLAN), and a net_pcap "VM" replaying malformed
+frames (fuzz/corpus/parse) forever, policed to 20 kpps. The steady stream is iperf3 UDP
+c1 -> host B at 20 Mbit/s (counted by iperf3: lost datagrams), beside iperf3 TCP c2 -> c1.
+Churn, once a second in turn: ACL load of 1,000 rules and back to none, static FIB adds
+and deletes, a net_null port added and deleted, networks added and deleted, a 1 s capture.
+Run through scripts/soak.sh (installs and builds)."""
+import argparse, glob, json, os, signal, struct, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release")
+
+
+def sh(*a, check=True):
+    return subprocess.run(a, check=check, capture_output=True, text=True).stdout
+
+
+def ns(n, *a, check=True):
+    return sh("ip", "netns", "exec", n, *a, check=check)
+
+
+def malformed_pcap(path):
+    """The parser's fuzz corpus as frames, in a pcap net_pcap replays."""
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for p in sorted(glob.glob(os.path.join(ROOT, "fuzz", "corpus", "parse", "*"))):
+            b = open(p, "rb").read()[:1514] or b"\0"
+            f.write(struct.pack("<IIII", 0, 0, len(b), len(b)) + b)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--minutes", type=float, default=30)
+    ap.add_argument("--every", type=int, default=30, help="seconds between report lines")
+    a = ap.parse_args()
+    secs = int(a.minutes * 60)
+    work = tempfile.mkdtemp(prefix="vswitch-soak.")
+    sock = os.path.join(work, "s.sock")
+    ctl = lambda *x, check=True: sh(BIN + "/vswitchctl", "--socket", sock, *x, check=check)
+    for n in ("sk1", "sk2", "skb"):
+        sh("ip", "netns", "del", n, check=False)
+        sh("ip", "netns", "add", n)
+        ns(n, "ip", "link", "set", "lo", "up")
+    log = open(os.path.join(work, "vswitchd.log"), "w")
+    d = subprocess.Popen([BIN + "/vswitchd", "--socket", sock, "--db", os.path.join(work, "db.json"), "--",
+                          "-l", "0-1", "--no-pci", "--file-prefix", "vssoak"], stdout=log, stderr=log)
+    procs = []
+    try:
+        for _ in range(300):
+            if os.path.exists(sock):
+                break
+            time.sleep(0.1)
+        time.sleep(0.3)
+        ctl("network", "add", "100")
+        ctl("port", "add", "c1", "kernel:iface=skt1", "--role", "vm", "--vni", "100")
+        sh("ip", "link", "del", "skv2", check=False)
+        sh("ip", "link", "add", "skv2", "type", "veth", "peer", "name", "skv2p")
+        sh("ip", "link", "set", "skv2", "up")
+        ctl("port", "add", "c2", "kernel:iface=skv2", "--role", "vm", "--vni", "100")
+        ctl("port", "add", "up", "kernel:iface=skup", "--role", "uplink")
+        ctl("vtep", "set", "--ip", "192.168.90.1/24", "--uplink", "up", "--mac", "02:00:00:90:00:01")
+        ctl("network", "add-vtep", "100", "192.168.90.2")
+        pcap = os.path.join(work, "malformed.pcap")
+        malformed_pcap(pcap)
+        ctl("port", "add", "junk", f"net_pcap0,rx_pcap={pcap},infinite_rx=1", "--role", "vm", "--vni", "100")
+        ctl("qos", "set", "junk", "--ingress-rate", "20kpps", "--ingress-burst", "64pkt")
+        ctl("sflow", "set", "--collector", "127.0.0.1:6343", "--sampling", "1024", check=False)
+        for dev, n, ip in (("skt1", "sk1", "10.90.0.1/24"), ("skv2p", "sk2", "10.90.0.2/24")):
+            sh("ip", "link", "set", dev, "netns", n)
+            ns(n, "ip", "addr", "add", ip, "dev", dev)
+            ns(n, "ip", "link", "set", dev, "mtu", "1450", "up")
+        sh("ip", "link", "set", "skup", "netns", "skb")
+        ns("skb", "ip", "addr", "add", "192.168.90.2/24", "dev", "skup")
+        ns("skb", "ip", "link", "set", "skup", "up")
+        ns("skb", "ip", "link", "add", "vx100", "type", "vxlan", "id", "100", "local", "192.168.90.2",
+           "remote", "192.168.90.1", "dstport", "4789", "dev", "skup")
+        ns("skb", "ip", "addr", "add", "10.90.0.9/24", "dev", "vx100")
+        ns("skb", "ip", "link", "set", "vx100", "mtu", "1450", "up")
+        for _ in range(50):
+            if subprocess.run(["ip", "netns", "exec", "sk1", "ping", "-c", "1", "-W", "1", "10.90.0.9"],
+                              capture_output=True).returncode == 0:
+                break
+        spawn = lambda n, *x: procs.append(subprocess.Popen(["ip", "netns", "exec", n, *x],
+                                                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
+        spawn("skb", "iperf3", "-s", "-1", "-B", "10.90.0.9", "-p", "5401")
+        spawn("sk1", "iperf3", "-s", "-1", "-B", "10.90.0.1", "-p", "5402")
+        time.sleep(0.5)
+        spawn("sk1", "iperf3", "-c", "10.90.0.9", "-p", "5401", "-u", "-b", "20M", "-l", "1200", "-t", str(secs), "-J")
+        spawn("sk2", "iperf3", "-c", "10.90.0.1", "-p", "5402", "-t", str(secs), "-J")
+        udp_client, tcp_client = procs[2], procs[3]
+        rules = os.path.join(work, "rules")
+        with open(rules, "w") as f:
+            for i in range(1000):
+                f.write(f"--priority {10 + i} --port c2 --proto udp --dst 10.{i // 250}.{i % 250}.0/24 --dport {1000 + i} --action deny\n")
+        empty = os.path.join(work, "empty")
+        open(empty, "w").close()
+        start, tick, lines = time.time(), 0, []
+        print(f"{'t':>6} {'mbufs in use':>13} {'RSS MiB':>8}  churn errors", flush=True)
+        errors = 0
+        while time.time() - start < secs:
+            step = tick % 6
+            try:
+                if step == 0:
+                    ctl("acl", "load", rules if tick % 12 == 0 else empty)
+                elif step == 1:
+                    for i in range(50):
+                        ctl("fib", "add", "100", f"02:00:00:55:{i // 256:02x}:{i % 256:02x}", "--port", "c1")
+                    for i in range(50):
+                        ctl("fib", "del", "100", f"02:00:00:55:{i // 256:02x}:{i % 256:02x}")
+                elif step == 2:
+                    ctl("port", "add", "hot", "net_null0")
+                    ctl("port", "del", "hot")
+                elif step == 3:
+                    for v in range(200, 210):
+                        ctl("network", "add", str(v))
+                    for v in range(200, 210):
+                        ctl("network", "del", str(v))
+                elif step == 4:
+                    ctl("capture", "c1", "--count", "100", "-w", os.path.join(work, "c.pcap"), "--timeout", "1", check=False)
+            except subprocess.CalledProcessError as e:
+                errors += 1
+                print("churn error:", e.stderr.strip()[:200], flush=True)
+            if d.poll() is not None:
+                break
+            tick += 1
+            if tick % a.every == 0:
+                s = json.loads(ctl("--json", "stats"))
+                rss = int(next(l.split()[1] for l in open(f"/proc/{d.pid}/status") if l.startswith("VmRSS"))) >> 10
+                lines.append((int(time.time() - start), s["mempool"]["in_use"], rss))
+                print(f"{lines[-1][0]:>6} {lines[-1][1]:>13} {rss:>8}  {errors}", flush=True)
+            time.sleep(max(0, start + tick - time.time()))
+        alive = d.poll() is None
+        out = udp_client.communicate(timeout=60)[0]
+        tcp = json.loads(tcp_client.communicate(timeout=60)[0])["end"]["sum_received"]
+        u = json.loads(out)["end"]["sum"]
+        junk = json.loads(ctl("--json", "port", "stats", "junk"))[0] if alive else {}
+        print(f"\nvswitchd {'ran throughout' if alive else 'DIED: see ' + log.name}")
+        print(f"steady stream: {u['packets']} datagrams, {u['lost_packets']} lost ({u['lost_percent']:.4f}%)")
+        print(f"TCP beside it: {tcp['bytes'] / 1e9:.1f} GB at {tcp['bits_per_second'] / 1e9:.2f} Gbit/s")
+        if junk:
+            print(f"malformed frames: {junk['rx_packets']} received, dropped by reason {junk['drops']}")
+        if lines:
+            m, r = [x[1] for x in lines], [x[2] for x in lines]
+            print(f"mbufs in use: {min(m)}-{max(m)}; RSS {r[0]} MiB at {lines[0][0]} s, {r[-1]} MiB at the end")
+        print(f"churn: {tick} steps, {errors} refused")
+        return 0 if alive and errors == 0 else 1
+    finally:
+        for p in procs:
+            p.kill()
+        d.send_signal(signal.SIGTERM)
+        d.wait(timeout=30)
+        for n in ("sk1", "sk2", "skb"):
+            sh("ip", "netns", "del", n, check=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
