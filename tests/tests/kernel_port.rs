@@ -44,6 +44,24 @@ fn exact_transfer(server: &Netns, server_ip: &str, client: &Netns, bytes: u64, c
     assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), sent.trim(), "{conns} x {bytes} bytes to {server_ip}");
 }
 
+/// TCP between `a` and `b` (namespace, IP): iperf3 from a to b with each option set in
+/// `runs`, then exact transfers of (bytes, connections) to b and to a; neither kernel
+/// may see a TCP segment with a bad checksum.
+fn tcp_both_ways(a: (&Netns, &str), b: (&Netns, &str), runs: &[&[&str]], to_b: (u64, u32), to_a: (u64, u32)) {
+    let errors_before = (tcp_csum_errors(a.0), tcp_csum_errors(b.0));
+    for extra in runs {
+        let received = iperf3(b.0, b.1, a.0, extra);
+        assert!(received > 10_000_000, "iperf3 {extra:?} moved only {received} bytes");
+    }
+    exact_transfer(b.0, b.1, a.0, to_b.0, to_b.1);
+    exact_transfer(a.0, a.1, b.0, to_a.0, to_a.1);
+    assert_eq!(
+        (tcp_csum_errors(a.0), tcp_csum_errors(b.0)),
+        errors_before,
+        "neither kernel saw a TCP segment with a bad checksum"
+    );
+}
+
 #[test]
 fn tcp_crosses_kernel_ports_in_large_segments_both_ways() {
     let d = Daemon::start();
@@ -63,18 +81,12 @@ fn tcp_crosses_kernel_ports_in_large_segments_both_ways() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     d.settle();
     let pool_before = d.mempool_available();
-    let errors_before = (tcp_csum_errors(&c1.ns), tcp_csum_errors(&c2.ns));
-
-    for extra in [&[][..], &["-R"], &["-P", "4"], &["-P", "4", "-R"]] {
-        let received = iperf3(&c2.ns, "10.61.0.2", &c1.ns, extra);
-        assert!(received > 10_000_000, "iperf3 {extra:?} moved only {received} bytes");
-    }
-    exact_transfer(&c2.ns, "10.61.0.2", &c1.ns, 200_000_000, 1);
-    exact_transfer(&c1.ns, "10.61.0.1", &c2.ns, 50_000_000, 4);
-    assert_eq!(
-        (tcp_csum_errors(&c1.ns), tcp_csum_errors(&c2.ns)),
-        errors_before,
-        "neither kernel saw a TCP segment with a bad checksum"
+    tcp_both_ways(
+        (&c1.ns, "10.61.0.1"),
+        (&c2.ns, "10.61.0.2"),
+        &[&[], &["-R"], &["-P", "4"], &["-P", "4", "-R"]],
+        (200_000_000, 1),
+        (50_000_000, 4),
     );
     // The segments crossed whole: tens of KB per frame, not 1,500 bytes.
     for port in ["c1", "c2"] {
@@ -245,17 +257,12 @@ fn tcp_to_a_kernel_vxlan_host(d: &Daemon, host_b: &TapVm, net: &str) -> Value {
             .success()),
         "no ping across the overlay"
     );
-    let errors_before = (tcp_csum_errors(&vm.ns), tcp_csum_errors(&host_b.ns));
-    for extra in [&[][..], &["-R"]] {
-        let received = iperf3(&host_b.ns, "10.62.0.2", &vm.ns, extra);
-        assert!(received > 10_000_000, "iperf3 {extra:?} moved only {received} bytes");
-    }
-    exact_transfer(&host_b.ns, "10.62.0.2", &vm.ns, 100_000_000, 1);
-    exact_transfer(&vm.ns, "10.62.0.1", &host_b.ns, 100_000_000, 2);
-    assert_eq!(
-        (tcp_csum_errors(&vm.ns), tcp_csum_errors(&host_b.ns)),
-        errors_before,
-        "no bad checksum reached a kernel"
+    tcp_both_ways(
+        (&vm.ns, "10.62.0.1"),
+        (&host_b.ns, "10.62.0.2"),
+        &[&[], &["-R"]],
+        (100_000_000, 1),
+        (100_000_000, 2),
     );
     d.port_stats("up0")
 }

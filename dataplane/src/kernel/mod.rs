@@ -43,8 +43,6 @@ unsafe impl Send for KernelPort {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
-    #[error("{0}")]
-    Conf(String),
     #[error("cannot create tap {iface:?}: {err}{hint}")]
     Tap { iface: String, err: std::io::Error, hint: &'static str },
     #[error("cannot attach to {iface:?} with AF_PACKET: {err}")]
@@ -66,10 +64,10 @@ impl KernelPort {
         pool: Arc<PktPool>,
     ) -> Result<KernelPort, KernelError> {
         let iface = conf.iface.clone();
-        let exists = sys::ifindex(&iface).is_some();
+        let ifindex = sys::ifindex(&iface);
         let backend = match conf.backend {
             Some(b) => b,
-            None if exists => Backend::Packet,
+            None if ifindex.is_some() => Backend::Packet,
             None => Backend::Tap,
         };
         let (mut offloads, mut tunnel) = (true, true);
@@ -93,7 +91,7 @@ impl KernelPort {
             }
             Backend::Packet => {
                 tunnel = false;
-                let ifindex = sys::ifindex(&iface).ok_or_else(|| KernelError::NoInterface { iface: iface.clone() })?;
+                let ifindex = ifindex.ok_or_else(|| KernelError::NoInterface { iface: iface.clone() })?;
                 // The fanout group id only has to be unique on this host among our ports.
                 let fanout = (queues > 1).then_some((std::process::id() as u16) ^ (id << 8));
                 for _ in 0..queues {
