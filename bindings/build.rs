@@ -40,6 +40,9 @@ fn main() {
     }
     // rte_vdev_init/uninit live here, and pkg-config does not list it.
     println!("cargo:rustc-link-lib=dylib=rte_bus_vdev");
+    // The vhost PMD's own API (a port's vhost device id); EAL loads the same file as a
+    // plugin, which the dynamic loader then finds already mapped.
+    println!("cargo:rustc-link-lib=dylib=rte_net_vhost");
 
     let bindings = bindgen::Builder::default()
         .header(manifest.join("wrapper.h").to_string_lossy())

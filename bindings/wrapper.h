@@ -13,4 +13,6 @@
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 #include <rte_ring.h>
+#include <rte_vhost.h>
+#include <rte_eth_vhost.h>
 #include "shim.h"

@@ -9,3 +9,7 @@ include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 /// `RTE_BIT64()` macros bindgen cannot expand (values from rte_ethdev.h, DPDK 22.11).
 pub const RTE_ETH_RX_OFFLOAD_SCATTER: u64 = 1 << 13;
 pub const RTE_ETH_TX_OFFLOAD_MULTI_SEGS: u64 = 1 << 15;
+pub const RTE_ETH_RX_OFFLOAD_UDP_CKSUM: u64 = 1 << 2;
+pub const RTE_ETH_RX_OFFLOAD_TCP_CKSUM: u64 = 1 << 3;
+pub const RTE_ETH_TX_OFFLOAD_UDP_CKSUM: u64 = 1 << 2;
+pub const RTE_ETH_TX_OFFLOAD_TCP_CKSUM: u64 = 1 << 3;

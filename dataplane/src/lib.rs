@@ -1,7 +1,7 @@
 //! The thin safe layer over DPDK and the poll-mode cores.
 //!
 //! `unsafe` is confined to the modules that call `dpdk-sys` or the kernel (`eal`, `kernel`,
-//! `log`, `mbuf`, `mempool`, `port`, `pmd`, `txbuf`); each block says why it is sound. Nothing here decides what
+//! `log`, `mbuf`, `mempool`, `port`, `pmd`, `txbuf`, `vhost`); each block says why it is sound. Nothing here decides what
 //! happens to a packet beyond moving it: decisions are `pipelines` stages.
 
 pub mod capture;
@@ -17,6 +17,7 @@ pub mod port;
 pub mod snapshot;
 pub mod stats;
 mod txbuf;
+pub mod vhost;
 
 pub use error::DpdkError;
 

@@ -196,6 +196,8 @@ impl Frame for Mbuf {
     }
 
     fn set_offload(&mut self, o: Offload) {
+        // A driver that fills in the pseudo-header itself (vhost) picks it by this flag.
+        let mut ip6 = !o.is_none() && self.head().get((o.outer + o.l2) as usize).is_some_and(|b| b >> 4 == 6);
         // SAFETY: self.0 is an mbuf this core owns; &mut self makes the access unique.
         let m = unsafe { &mut *self.0 };
         m.ol_flags &= !TX_OFFLOAD_FLAGS;
@@ -208,7 +210,6 @@ impl Frame for Mbuf {
             L4Csum::None => 0,
         };
         let mut mss = 0;
-        let mut ip6 = false;
         if let Some(g) = o.gso {
             flags |= dpdk_sys::RTE_MBUF_F_TX_TCP_SEG;
             mss = g.mss as u64;

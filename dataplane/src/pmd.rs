@@ -9,6 +9,7 @@ use crate::{
     snapshot::{Rcu, Role, Snapshot},
     stats::CoreCounters,
     txbuf::TxBuffers,
+    vhost::VhostOffloads,
     DpdkError,
 };
 use crossbeam::queue::ArrayQueue;
@@ -272,7 +273,12 @@ impl Core<'_> {
             let frames_ptr = self.frames.as_mut_ptr().cast::<*mut rte_mbuf>();
             // SAFETY: the snapshot lists only started ports and queues assigned to this
             // core alone; `frames` has room for BURST pointers (Mbuf is repr(transparent)).
-            unsafe { dpdk_sys::vs_eth_rx_burst(port, queue, frames_ptr, BURST as u16) as usize }
+            let n = unsafe { dpdk_sys::vs_eth_rx_burst(port, queue, frames_ptr, BURST as u16) as usize };
+            if n != 0 && snap.vhost[port as usize].is_some() {
+                VhostOffloads::rx_fixup(&mut self.frames[..n], &self.counters.ports[port as usize])
+            } else {
+                n
+            }
         };
         if n == 0 {
             return 0;

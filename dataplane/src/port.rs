@@ -1,6 +1,9 @@
 //! An ethdev port made from a DPDK devargs string at run time.
-use crate::{log, mempool::PktPool, DpdkError, MAX_PORTS};
-use std::ffi::{CStr, CString};
+use crate::{log, mempool::PktPool, vhost::VhostOffloads, DpdkError, MAX_PORTS};
+use std::{
+    ffi::{CStr, CString},
+    sync::Arc,
+};
 
 /// How to set a port up. Tx queues are one per PMD core so no core ever locks a queue.
 #[derive(Debug, Clone, Copy)]
@@ -81,6 +84,8 @@ pub struct EthPort {
     pub devargs: String,
     device: *mut dpdk_sys::rte_device,
     started: bool,
+    /// A vhost-user port's guest offloads, kept current by the PMD's link event.
+    vhost: Option<Arc<VhostOffloads>>,
 }
 
 // SAFETY: the rte_device pointer is only used by the control thread that owns the
@@ -142,7 +147,13 @@ impl EthPort {
         }
         let ids = ports_matching(&c);
         let device = ids.first().map(|&id| device_of(id)).unwrap_or(std::ptr::null_mut());
-        let port = EthPort { id: ids.first().copied().unwrap_or(0), devargs: devargs.into(), device, started: false };
+        let port = EthPort {
+            id: ids.first().copied().unwrap_or(0),
+            devargs: devargs.into(),
+            device,
+            started: false,
+            vhost: None,
+        };
         match ids.len() {
             1 => Ok(port),
             0 => {
@@ -238,6 +249,17 @@ impl EthPort {
                 eth_conf.txmode.offloads |= dpdk_sys::RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
             }
         }
+        let vhost = info.driver == "net_vhost";
+        if vhost {
+            // The guest's partial checksums reach us as they are (else the PMD completes
+            // them), and ours reach a guest that takes them (else the PMD completes them).
+            let csum = dpdk_sys::RTE_ETH_RX_OFFLOAD_TCP_CKSUM | dpdk_sys::RTE_ETH_RX_OFFLOAD_UDP_CKSUM;
+            eth_conf.rxmode.offloads |= dev_info.rx_offload_capa & csum;
+            let csum = dpdk_sys::RTE_ETH_TX_OFFLOAD_TCP_CKSUM
+                | dpdk_sys::RTE_ETH_TX_OFFLOAD_UDP_CKSUM
+                | dpdk_sys::RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
+            eth_conf.txmode.offloads |= dev_info.tx_offload_capa & csum;
+        }
         // SAFETY (all closures below): `id` is an attached, stopped port owned by this
         // control thread; pointers are to live locals or to the process-lifetime pool.
         setup("configuring the port", &mut || unsafe {
@@ -259,13 +281,43 @@ impl EthPort {
                 dpdk_sys::rte_eth_tx_queue_setup(id, q, nb_tx, socket, std::ptr::null())
             })?;
         }
+        if vhost {
+            let v = Arc::new(VhostOffloads::new(id));
+            // SAFETY: the callback's argument lives as long as `self.vhost`, and Drop
+            // unregisters it before the port closes.
+            let ret = unsafe {
+                dpdk_sys::rte_eth_dev_callback_register(
+                    id,
+                    dpdk_sys::RTE_ETH_EVENT_INTR_LSC,
+                    Some(crate::vhost::on_link_event),
+                    Arc::as_ptr(&v) as *mut libc::c_void,
+                )
+            };
+            if ret < 0 {
+                return Err(PortError::Setup {
+                    what: "watching for the guest".into(),
+                    err: DpdkError::from_ret("rte_eth_dev_callback_register", ret),
+                    log: Vec::new(),
+                });
+            }
+            self.vhost = Some(v);
+        }
         setup("starting the port", &mut || unsafe { dpdk_sys::rte_eth_dev_start(id) })?;
         self.started = true;
+        if let Some(v) = &self.vhost {
+            // A guest that attached before the callback was in place.
+            v.refresh();
+        }
         // A switch port takes every destination MAC. Drivers without the notion
         // (vhost, pcap, ring) answer ENOTSUP, which is fine.
         // SAFETY: started port owned by this thread.
         unsafe { dpdk_sys::rte_eth_promiscuous_enable(id) };
         Ok(())
+    }
+
+    /// A vhost-user port's guest offloads.
+    pub fn vhost(&self) -> Option<&Arc<VhostOffloads>> {
+        self.vhost.as_ref()
     }
 
     pub fn link(&self) -> Link {
@@ -298,6 +350,25 @@ impl Drop for EthPort {
     /// dropped it); `Switch` does, by construction.
     fn drop(&mut self) {
         let name = self.info().device;
+        if let Some(v) = self.vhost.take() {
+            let arg = Arc::as_ptr(&v) as *mut libc::c_void;
+            loop {
+                // SAFETY: the callback and argument registered in configure_and_start.
+                let ret = unsafe {
+                    dpdk_sys::rte_eth_dev_callback_unregister(
+                        self.id,
+                        dpdk_sys::RTE_ETH_EVENT_INTR_LSC,
+                        Some(crate::vhost::on_link_event),
+                        arg,
+                    )
+                };
+                // EAGAIN: the callback is running right now on the vhost thread.
+                if ret != -libc::EAGAIN {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+        }
         // SAFETY: the port is attached and, per the contract above, idle on every core.
         unsafe {
             if self.started {

@@ -7,7 +7,7 @@
 //! generation it ran on: its quiescent point. The control plane never pauses a core;
 //! it waits until every running core has recorded the new generation before it frees
 //! what the old snapshot referenced (a removed port, an old table).
-use crate::{capture::CaptureTap, kernel::KernelPort, MAX_PORTS};
+use crate::{capture::CaptureTap, kernel::KernelPort, vhost::VhostOffloads, MAX_PORTS};
 use arc_swap::ArcSwap;
 use crossbeam::utils::CachePadded;
 use pipelines::tables::L2Tables;
@@ -63,6 +63,8 @@ pub struct Snapshot {
     pub capture: Option<CaptureTap>,
     /// Per port id: the kernel-interface port behind it (else it is an ethdev port).
     pub kernel: Vec<Option<Arc<KernelPort>>>,
+    /// Per port id: the guest offloads of a vhost-user port.
+    pub vhost: Vec<Option<Arc<VhostOffloads>>>,
 }
 
 impl Snapshot {
@@ -76,6 +78,7 @@ impl Snapshot {
             sflow_header_bytes: 128,
             capture: None,
             kernel: vec![None; MAX_PORTS],
+            vhost: vec![None; MAX_PORTS],
         }
     }
 }

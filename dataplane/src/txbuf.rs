@@ -125,7 +125,8 @@ impl TxBuffers<'_> {
         if owes_offload(m) {
             let o = Mbuf(m).offload();
             let len = Mbuf(m).len();
-            let takes = snap.kernel[port as usize].as_ref().is_some_and(|k| k.takes(&o, len));
+            let takes = snap.kernel[port as usize].as_ref().is_some_and(|k| k.takes(&o, len))
+                || snap.vhost[port as usize].as_ref().is_some_and(|v| v.takes(&o, len));
             if !takes {
                 return self.offload_in_software(snap, port, m, o, rx_tsc, counters);
             }

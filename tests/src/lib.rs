@@ -15,6 +15,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod tcp;
+
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// A short name unique to this test process: DPDK file prefixes, namespaces, interfaces.

@@ -3,9 +3,11 @@
 //! counted by us and decoded by tshark. Both socket roles: the switch as vhost-user
 //! server, and as client (`client=1`) to a guest that serves. And the other way round:
 //! the switch's port is the virtio side (`net_virtio_user`) of a vhost-user backend.
+use serde_json::json;
 use std::{
     io::Write,
-    process::{Command, Stdio},
+    path::Path,
+    process::{Child, Command, Stdio},
     time::Duration,
 };
 use vswitch_tests::*;
@@ -88,4 +90,155 @@ fn a_virtio_user_port_receives_from_a_vhost_user_backend() {
         d.ok(&["port", "add", "vu", &format!("net_virtio_user0,path={}", sock.display())]);
         d.ok(&["xconnect", "add", "vu", "out"]);
     });
+}
+
+/// A guest on two vhost-user ports: dpdk-testpmd with a virtio-user port on each
+/// socket, forwarding each port's frames out of the other. With `offloads` it asks for
+/// checksum offload and TSO both ways (LRO on receive, TSO on send) and forwards in its
+/// checksum engine, which hands the offloads on (and sets the destination MAC to the
+/// port's `--eth-peer`): TCP crosses it in 64 KB frames. Without, it negotiates none
+/// and forwards frames untouched (`io`): the checksums the switch computed for it reach
+/// the kernels at the ends as they are.
+fn forwarding_guest(socks: [&Path; 2], peers: [&str; 2], offloads: bool) -> Child {
+    let prefix = unique("guest");
+    let vdev = |i: usize| format!("net_virtio_user{i},path={},queue_size=1024", socks[i].display());
+    let mut args = vec!["--no-huge", "-m", "1024", "--no-pci", "--file-prefix", &prefix, "--lcores", "0@0,1@0"];
+    let (v0, v1) = (vdev(0), vdev(1));
+    let mode = if offloads { "--forward-mode=csum" } else { "--forward-mode=io" };
+    args.extend(["--vdev", &v0, "--vdev", &v1, "--", "-i", mode, "--total-num-mbufs=65536"]);
+    let (p0, p1) = (format!("--eth-peer=0,{}", peers[0]), format!("--eth-peer=1,{}", peers[1]));
+    args.extend([p0.as_str(), p1.as_str()]);
+    if offloads {
+        // Rx: UDP and TCP checksums, LRO. Tx: the same checksums, TSO, chained mbufs.
+        args.extend(["--rx-offloads=0x1c", "--tx-offloads=0x802c"]);
+    }
+    let mut guest = Command::new("dpdk-testpmd")
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dpdk-testpmd (apt-get install dpdk)");
+    let stdin = guest.stdin.as_mut().unwrap();
+    let mut script = String::new();
+    if offloads {
+        script += "port stop all\n";
+        for p in 0..2 {
+            script += &format!("csum set ip sw {p}\ncsum set tcp hw {p}\ncsum set udp hw {p}\ntso set 1448 {p}\n");
+        }
+        script += "port start all\n";
+    }
+    script += "start\n";
+    stdin.write_all(script.as_bytes()).unwrap();
+    guest
+}
+
+/// TCP between two namespaces whose only path is through a guest on two vhost-user
+/// ports: c1 (tap) - network 100 - vm1 = guest = vm2 - network 200 - c2 (veth).
+fn tcp_through_a_guest(offloads: bool) {
+    let d = Daemon::start();
+    d.ok(&["network", "add", "100"]);
+    d.ok(&["network", "add", "200"]);
+    let socks = [d.dir.path("vm1.sock"), d.dir.path("vm2.sock")];
+    d.ok(&["port", "add", "vm1", &format!("net_vhost0,iface={}", socks[0].display()), "--role", "vm", "--vni", "100"]);
+    d.ok(&["port", "add", "vm2", &format!("net_vhost1,iface={}", socks[1].display()), "--role", "vm", "--vni", "200"]);
+    let c1 = TapVm::kernel(&d, "c1", "10.62.0.1/24", &["--role", "vm", "--vni", "100"]);
+    let c2 = TapVm::veth(&d, "c2", "10.62.0.2/24", &["--role", "vm", "--vni", "200"]);
+    c1.neigh("10.62.0.2", &c2.mac());
+    c2.neigh("10.62.0.1", &c1.mac());
+    let mut guest = forwarding_guest([&socks[0], &socks[1]], [&c1.mac(), &c2.mac()], offloads);
+    let up = wait_until(Duration::from_secs(30), || {
+        let ports = d.json(&["port", "list"]);
+        ports
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["name"].as_str().unwrap().starts_with("vm"))
+            .all(|p| p["state"] == "up")
+    });
+    // The guest restarts its ports with the offloads set: its link may flap first.
+    wait_until(Duration::from_secs(20), || c1.ns.exec(&["ping", "-c", "1", "-W", "1", "10.62.0.2"]).status.success());
+    let ping = c1.ns.exec(&["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.62.0.2"]);
+    let quit = |guest: &mut Child| {
+        let _ = guest.stdin.as_mut().unwrap().write_all(b"stop\nquit\n");
+        let _ = guest.wait();
+        let mut out = String::new();
+        let _ = std::io::Read::read_to_string(guest.stdout.as_mut().unwrap(), &mut out);
+        let _ = std::io::Read::read_to_string(guest.stderr.as_mut().unwrap(), &mut out);
+        out
+    };
+    if !up || !ping.status.success() {
+        panic!("guest up {up}, ping {}\n{}", String::from_utf8_lossy(&ping.stdout), quit(&mut guest));
+    }
+    // One 60,000-byte TSO frame (1398-byte segments) into network 100 goes to the guest
+    // whole if it negotiated TSO, as 43 segments if not, and comes back as one frame
+    // or the 43.
+    let inject = Veth::new("gi");
+    run_ok("sysctl", &["-qw", &format!("net.ipv6.conf.{}.disable_ipv6=1", inject.peer)]);
+    d.ok(&["port", "add", "inj", &format!("kernel:iface={}", inject.host), "--role", "vm", "--vni", "100"]);
+    d.settle();
+    let before = (d.counter("vm1", "tx_packets"), d.counter("vm2", "rx_packets"));
+    python("vnet.py", &["send", &inject.peer, "02:00:00:07:00:09", "60000", "1398"]);
+    let wanted = if offloads { 1 } else { 43 };
+    let arrived = wait_until(Duration::from_secs(5), || d.counter("vm2", "rx_packets") >= before.1 + wanted);
+    std::thread::sleep(Duration::from_millis(300));
+    let after = (d.counter("vm1", "tx_packets"), d.counter("vm2", "rx_packets"));
+    if !arrived || after.0 - before.0 != wanted || after.1 - before.1 != wanted {
+        panic!("{before:?} -> {after:?}, {wanted} wanted each way\n{}", quit(&mut guest));
+    }
+    d.ok(&["port", "del", "inj"]);
+    // What the guest negotiated shows in `port list`.
+    let wanted = if offloads { json!(["csum", "tso4", "tso6"]) } else { json!([]) };
+    for p in
+        d.json(&["port", "list"]).as_array().unwrap().iter().filter(|p| p["name"].as_str().unwrap().starts_with("vm"))
+    {
+        assert_eq!(p["offloads"], wanted, "{}", p["name"]);
+    }
+    let pool_before = d.mempool_available();
+    vswitch_tests::tcp::tcp_both_ways(
+        (&c1.ns, "10.62.0.1"),
+        (&c2.ns, "10.62.0.2"),
+        &[&[], &["-R"]],
+        (50_000_000, 1),
+        (20_000_000, 2),
+    );
+    let log = quit(&mut guest);
+    // Frames toward the guest left whole only if it asked for them, and what the
+    // guest sent came back whole only if it negotiated TSO.
+    for port in ["vm1", "vm2"] {
+        let s = d.port_stats(port);
+        let per_frame = |dir: &str| {
+            s[format!("{dir}_bytes")].as_u64().unwrap() / s[format!("{dir}_packets")].as_u64().unwrap().max(1)
+        };
+        let (rx, tx) = (per_frame("rx"), per_frame("tx"));
+        if offloads {
+            assert!(
+                rx > 8000 && tx > 8000,
+                "{port}: {rx} bytes a frame in, {tx} out: TSO did not cross the guest\n{log}"
+            );
+        } else {
+            assert!(
+                rx <= 1514 && tx <= 1514,
+                "{port}: {rx} bytes a frame in, {tx} out: a guest without TSO got a large frame"
+            );
+        }
+        let drops = s["drops"].as_object().unwrap();
+        assert!(drops.keys().all(|k| k == "tx_full"), "{port}: unexpected drops {drops:?}");
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || d.mempool_available() == pool_before),
+        "no mbuf leaked: {} free before, {} after",
+        pool_before,
+        d.mempool_available()
+    );
+}
+
+#[test]
+fn tcp_crosses_a_guest_that_negotiated_checksum_and_tso_in_large_frames() {
+    tcp_through_a_guest(true);
+}
+
+#[test]
+fn tcp_crosses_a_guest_without_offloads_in_checksummed_segments() {
+    tcp_through_a_guest(false);
 }

@@ -13,7 +13,9 @@ pub enum PortCmd {
     ///
     /// kernel:iface=NAME[,queues=N][,backend=tap|packet] attaches to interface NAME with
     /// AF_PACKET if it exists, else creates tap NAME (move it into a namespace); large TCP
-    /// segments and partial checksums cross the switch as they are.
+    /// segments and partial checksums cross the switch as they are. A vhost-user port
+    /// (net_vhost) offers its guest checksum offload and TSO (tso=0 in the devargs
+    /// withholds TSO); `port list` shows what the guest negotiated.
     ///
     /// Examples:
     ///   vswitchctl port add c1 kernel:iface=c1 --role vm --vni 100

@@ -3,6 +3,7 @@
 use dataplane::{
     kernel::KernelPort,
     port::{EthPort, HwStats, Link, PortInfo},
+    vhost::VhostOffloads,
 };
 use std::sync::Arc;
 
@@ -54,6 +55,14 @@ impl Device {
         match self {
             Device::Kernel(k) => Some(k),
             Device::Eth(_) => None,
+        }
+    }
+
+    /// A vhost-user port's guest offloads.
+    pub fn vhost(&self) -> Option<&Arc<VhostOffloads>> {
+        match self {
+            Device::Eth(e) => e.vhost(),
+            Device::Kernel(_) => None,
         }
     }
 }

@@ -160,6 +160,7 @@ impl Ports {
                     snap.rx[core].push(RxQueue { port: r.dev.id(), queue });
                 }
                 snap.kernel[r.dev.id() as usize] = r.dev.kernel().cloned();
+                snap.vhost[r.dev.id() as usize] = r.dev.vhost().cloned();
             }
         }
     }
@@ -171,7 +172,7 @@ impl Ports {
             return self.bring_up_kernel(spec, &conf?);
         }
         let queues = spec.queues.unwrap_or(1);
-        let mut eth = EthPort::attach(&spec.devargs).map_err(|e| e.to_string())?;
+        let mut eth = EthPort::attach(&dataplane::vhost::devargs(&spec.devargs)).map_err(|e| e.to_string())?;
         if self.kernel_ids().contains(&eth.id) {
             // `eth` drops here, which detaches the device.
             return Err(format!(
@@ -286,6 +287,9 @@ impl Ports {
                 if let Some(k) = r.dev.kernel() {
                     v.backend = Some(k.backend.name().into());
                     v.offloads = Some(k.offload_names().into_iter().map(String::from).collect());
+                }
+                if let Some(g) = r.dev.vhost() {
+                    v.offloads = Some(g.names().into_iter().map(String::from).collect());
                 }
                 v.link_speed_mbps = Some(link.speed_mbps);
                 v.rx_queues = r.rxq.iter().map(|&(queue, c)| RxQueueView { queue, lcore: self.workers[c] }).collect();

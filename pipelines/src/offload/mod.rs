@@ -3,12 +3,14 @@
 //! pipeline whole; the egress that cannot take the work does it here (`segment`,
 //! `complete_checksum`), once, in software.
 mod csum;
+mod rx;
 mod segment;
 #[cfg(test)]
 mod tests;
 pub mod vnet;
 
 pub use csum::{complete_checksum, Sum};
+pub use rx::partial;
 pub use segment::{segment, SegmentSink, Segmented, MAX_HEADERS};
 
 /// The L4 checksum a frame leaves for someone else to complete: its field holds the

@@ -374,3 +374,33 @@ fn decapsulation_rebases_the_inner_work_and_drops_the_outer() {
     assert_eq!(Offload { gso: inner_tcp.gso, ..outer_udp }.decapsulated(50, 14), None);
     assert_eq!(Offload { l3: 25, ..inner_tcp }.decapsulated(50, 14), None, "L4 inside the inner IP header");
 }
+
+#[test]
+fn a_drivers_partial_and_coalesced_marks_read_their_offsets_from_the_headers() {
+    let v4 = tcp_frame(false, 3000, 1, 0x18);
+    assert_eq!(partial(&v4, Some(1448)), Ok(tso4(1448)));
+    assert_eq!(partial(&v4, None), Ok(Offload { l4: 0, gso: None, ..tso4(1448) }));
+    let v6 = tcp_frame(true, 3000, 1, 0x18);
+    let o6 = partial(&v6, Some(1428)).unwrap();
+    assert_eq!((o6.l3, o6.l4, o6.gso), (40, 32, Some(Gso { ip_version: 6, mss: 1428 })));
+    // A hop-by-hop header (8 bytes) between IPv6 and TCP.
+    let mut hbh = v6[..54].to_vec();
+    hbh[20] = 0;
+    hbh.extend_from_slice(&[6, 0, 5, 2, 0, 0, 1, 0]);
+    hbh.extend_from_slice(&v6[54..]);
+    assert_eq!(partial(&hbh, None).map(|o| (o.l3, o.csum)), Ok((48, L4Csum::Tcp)));
+    // UDP: the checksum field at 6, and no segmentation of UDP.
+    let mut udp = v4.clone();
+    udp[23] = 17;
+    assert_eq!(partial(&udp, None).map(|o| o.csum), Ok(L4Csum::Udp));
+    assert!(partial(&udp, Some(1448)).is_err(), "UFO is not taken");
+    let mut icmp = v4.clone();
+    icmp[23] = 1;
+    assert!(partial(&icmp, None).is_err());
+    let mut frag = v6.clone();
+    frag[20] = 44;
+    assert!(partial(&frag, None).is_err(), "a fragment has no whole L4 payload");
+    for cut in [0, 13, 14, 30, 40] {
+        assert!(partial(&v4[..cut], Some(1448)).is_err(), "{cut} bytes");
+    }
+}
