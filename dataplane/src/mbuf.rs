@@ -52,6 +52,21 @@ impl Mbuf {
         (!c.is_null()).then_some(Mbuf(c))
     }
 
+    /// The driver's mark of a frame whose L4 checksum it left partial
+    /// (`RX_L4_CKSUM_NONE`): `Some`, with the segment size if it also came coalesced
+    /// (`RX_LRO`, a guest's TSO frame).
+    #[inline(always)]
+    pub fn rx_partial(&self) -> Option<Option<u16>> {
+        let m = self.m();
+        let mask = dpdk_sys::RTE_MBUF_F_RX_L4_CKSUM_MASK as u64;
+        if m.ol_flags & mask != dpdk_sys::RTE_MBUF_F_RX_L4_CKSUM_NONE as u64 {
+            return None;
+        }
+        // SAFETY: tx_offload is a plain u64 view of the bitfields.
+        let segsz = (unsafe { m.__bindgen_anon_3.tx_offload } >> dpdk_sys::RTE_MBUF_TSO_SEGSZ_OFS) as u16;
+        Some((m.ol_flags & dpdk_sys::RTE_MBUF_F_RX_LRO as u64 != 0).then_some(segsz))
+    }
+
     /// Allocates an empty mbuf and fills it with `bytes` (control-plane transmits).
     pub fn from_bytes(pool: &PktPool, bytes: &[u8]) -> Option<Mbuf> {
         let n = u16::try_from(bytes.len()).ok()?;

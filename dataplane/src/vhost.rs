@@ -15,13 +15,8 @@ const GUEST_CSUM: u64 = 1 << 1;
 const GUEST_TSO4: u64 = 1 << 7;
 const GUEST_TSO6: u64 = 1 << 8;
 
-const RX_L4_CKSUM_MASK: u64 = (1 << 3) | (1 << 8);
-const RX_L4_CKSUM_NONE: u64 = (1 << 3) | (1 << 8);
-const _: () = assert!(RX_L4_CKSUM_NONE == dpdk_sys::RTE_MBUF_F_RX_L4_CKSUM_NONE as u64);
-const RX_LRO: u64 = dpdk_sys::RTE_MBUF_F_RX_LRO as u64;
-
 /// Whether `devargs` name a vhost-user port (`net_vhost0,iface=...`).
-pub fn is_vhost(devargs: &str) -> bool {
+fn is_vhost(devargs: &str) -> bool {
     devargs.starts_with("net_vhost")
 }
 
@@ -106,17 +101,10 @@ impl VhostOffloads {
     pub fn rx_fixup(frames: &mut [Mbuf], counters: &PortCounters) -> usize {
         let mut kept = 0;
         for i in 0..frames.len() {
-            let m = frames[i];
-            // SAFETY: the PMD just handed this core the mbuf.
-            let (flags, tx_offload) = unsafe { ((*m.0).ol_flags, (*m.0).__bindgen_anon_3.tx_offload) };
-            if flags & RX_L4_CKSUM_MASK == RX_L4_CKSUM_NONE {
-                let segsz = (tx_offload >> dpdk_sys::RTE_MBUF_TSO_SEGSZ_OFS) as u16;
-                let mss = (flags & RX_LRO != 0).then_some(segsz);
+            let mut m = frames[i];
+            if let Some(mss) = m.rx_partial() {
                 match offload::partial(m.head(), mss) {
-                    Ok(o) => {
-                        let mut f = m;
-                        f.set_offload(o);
-                    }
+                    Ok(o) => m.set_offload(o),
                     Err(reason) => {
                         counters.drop(reason, 1);
                         // SAFETY: ours, and not kept.

@@ -400,6 +400,9 @@ fn a_drivers_partial_and_coalesced_marks_read_their_offsets_from_the_headers() {
     let mut frag = v6.clone();
     frag[20] = 44;
     assert!(partial(&frag, None).is_err(), "a fragment has no whole L4 payload");
+    let mut frag4 = v4.clone();
+    frag4[20] |= 0x20; // more fragments
+    assert!(partial(&frag4, None).is_err(), "nor an IPv4 first fragment");
     for cut in [0, 13, 14, 30, 40] {
         assert!(partial(&v4[..cut], Some(1448)).is_err(), "{cut} bytes");
     }
