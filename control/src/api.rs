@@ -8,8 +8,8 @@
 use serde::{de::Error as _, Deserialize, Deserializer, Serialize, Serializer};
 
 pub use crate::{
-    acl::api::*, apply::api::*, capture::api::*, overlay::api::*, ports::api::*, qos::api::*, sflow::api::*,
-    stats::api::*, trace::api::*, xconnect::api::*,
+    acl::api::*, apply::api::*, capture::api::*, conntrack::api::*, overlay::api::*, ports::api::*, qos::api::*,
+    sflow::api::*, stats::api::*, trace::api::*, xconnect::api::*,
 };
 
 /// Bumped when a request or reply changes incompatibly.
@@ -37,6 +37,7 @@ pub enum Request {
     Trace(TraceRequest),
     Apply(ApplyRequest),
     Stats(StatsRequest),
+    Conntrack(CtRequest),
 }
 
 impl Serialize for Request {
@@ -52,6 +53,7 @@ impl Serialize for Request {
             Request::Trace(r) => r.serialize(s),
             Request::Apply(r) => r.serialize(s),
             Request::Stats(r) => r.serialize(s),
+            Request::Conntrack(r) => r.serialize(s),
         }
     }
 }
@@ -81,7 +83,8 @@ impl<'de> Deserialize<'de> for Request {
             .or_else(|| feature(&v, Request::Capture))
             .or_else(|| feature(&v, Request::Trace))
             .or_else(|| feature(&v, Request::Apply))
-            .or_else(|| feature(&v, Request::Stats));
+            .or_else(|| feature(&v, Request::Stats))
+            .or_else(|| feature(&v, Request::Conntrack));
         match found {
             Some(r) => r.map_err(D::Error::custom),
             None => Err(D::Error::custom(format!("unknown command {cmd:?} (vswitchctl --help lists them)"))),

@@ -21,6 +21,7 @@ pub mod switch;
 pub mod acl;
 pub mod apply;
 pub mod capture;
+pub mod conntrack;
 pub mod overlay;
 pub mod ports;
 pub mod qos;

@@ -4,6 +4,7 @@
 pub use crate::xconnect::api::Xconnect;
 use crate::{
     acl::api::{AclAction, AclRuleSpec},
+    conntrack::api::StatefulSpec,
     overlay::api::{FibSpec, NeighSpec, NetworkSpec, VtepSpec},
     ports::api::PortSpec,
     qos::api::QosSpec,
@@ -43,6 +44,12 @@ pub struct DesiredState {
     pub qos: Vec<QosSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sflow: Option<SflowSpec>,
+    /// Stateful security groups, per VM port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stateful: Vec<StatefulSpec>,
+    /// Connection-tracking timeouts the user changed (seconds), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub conntrack_timeouts: BTreeMap<String, u32>,
 }
 
 impl DesiredState {

@@ -15,7 +15,7 @@ use crate::{
 use crossbeam::queue::ArrayQueue;
 use dpdk_sys::rte_mbuf;
 use pipelines::{
-    acl::{Direction, Verdict},
+    acl::{AclCache, Direction},
     learn::{Clock, LearnEvent, Sink},
     qos::ColorAction,
     sflow::{FlowSample, Sampler, OUTPUT_DISCARDED, OUTPUT_MULTIPLE},
@@ -78,6 +78,8 @@ pub struct Shared {
 // SAFETY: an Mbuf in a ring is owned by the ring until popped; only one thread pops it.
 unsafe impl Send for Mbuf {}
 
+/// Sessions a core looks at for expiry per poll round, at most.
+const CT_EXPIRE_BUDGET: u32 = 64;
 /// Empty rounds before an idle core may sleep (when sleeping is enabled).
 const IDLE_ROUNDS: u32 = 1024;
 /// A core offers its latency histogram to the control plane every this many rounds.
@@ -193,7 +195,7 @@ fn poll(shared: &Shared, me: usize) {
         shared,
         counters: &shared.counters[me],
         tx: TxBuffers::new(me as u16, &shared.capture, &shared.pool),
-        stage: PerCore::default(),
+        stage: PerCore { core: me, ..PerCore::default() },
         // The TSC only seeds this core's sampler.
         sampler: Sampler::new(crate::tsc() ^ ((me as u64) << 48)),
         learn_lost_seen: 0,
@@ -241,6 +243,11 @@ fn poll(shared: &Shared, me: usize) {
             got += core.rx_burst(snap, rxq.port, rxq.queue, t0) as u64;
         }
         core.tx.flush_all(snap, core.counters);
+        if let Some(ct) = &snap.l2.ct.table {
+            // Expiry: this core's own sessions, a bounded number per round.
+            let now = pipelines::conntrack::now_ms(Clock { now: t0, hz: shared.tsc_hz });
+            ct.expire(me, now, CT_EXPIRE_BUDGET);
+        }
         c.rounds.add(1);
         if got > 0 {
             c.packets.add(got);
@@ -410,12 +417,14 @@ impl Core<'_> {
                 continue;
             }
             // Each VM's security group decides on its own copy.
-            let (verdict, hit) = snap.l2.acl.check(p, Direction::Out, &self.meta[i]);
+            let ctx = Ctx { tables: &snap.l2, clock: Clock { now: self.now, hz: self.shared.tsc_hz } };
+            let mut cache = AclCache::default();
+            let (hit, pass) = stages::egress_acl(&ctx, p, &m, &mut self.meta[i], self.me, &mut cache);
             if let Some(c) = hit.and_then(|h| self.counters.acl_hits.get(h as usize)) {
                 c.add(1);
             }
-            if verdict == Verdict::Deny {
-                pc.drop(DropReason::AclDenyOut, 1);
+            if let Err(r) = pass {
+                pc.drop(r, 1);
                 continue;
             }
             let Some(mut c) = m.copy(pool) else {

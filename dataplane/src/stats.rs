@@ -22,7 +22,7 @@ impl Counter {
 }
 
 /// One core's view of one port.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[repr(C, align(64))]
 pub struct PortCounters {
     pub rx_packets: Counter,
@@ -34,6 +34,20 @@ pub struct PortCounters {
     pub sflow_pool: Counter,
     /// sFlow samples lost on this port (the ring to the control plane was full).
     pub sflow_drops: Counter,
+}
+
+impl Default for PortCounters {
+    fn default() -> Self {
+        PortCounters {
+            rx_packets: Counter::default(),
+            rx_bytes: Counter::default(),
+            tx_packets: Counter::default(),
+            tx_bytes: Counter::default(),
+            drops: std::array::from_fn(|_| Counter::default()),
+            sflow_pool: Counter::default(),
+            sflow_drops: Counter::default(),
+        }
+    }
 }
 
 impl PortCounters {
@@ -83,13 +97,19 @@ impl Default for CoreCounters {
 }
 
 /// A plain copy of a port's counters, summed over cores, for the control plane.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortTotals {
     pub rx_packets: u64,
     pub rx_bytes: u64,
     pub tx_packets: u64,
     pub tx_bytes: u64,
     pub drops: [u64; DropReason::COUNT],
+}
+
+impl Default for PortTotals {
+    fn default() -> Self {
+        PortTotals { rx_packets: 0, rx_bytes: 0, tx_packets: 0, tx_bytes: 0, drops: [0; DropReason::COUNT] }
+    }
 }
 
 impl PortTotals {

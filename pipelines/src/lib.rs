@@ -6,6 +6,7 @@
 
 pub mod acl;
 pub mod clock;
+pub mod conntrack;
 pub mod drop_reason;
 pub mod frame;
 #[doc(hidden)]

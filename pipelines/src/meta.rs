@@ -57,6 +57,8 @@ pub struct Meta {
     /// The tenant network the packet is switched in (0 until a stage knows).
     pub vni: u32,
     pub action: Action,
+    /// Connection tracking's result, once a stateful port tracked the packet.
+    pub ct: crate::conntrack::CtMark,
     /// Not parsed: the frame's first `REPEAT_BYTES` repeat the previous frame's (see
     /// `stages::parse_vm_batch`); every other field is unset until a stage parses it.
     pub repeat: bool,

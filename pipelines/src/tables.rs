@@ -103,6 +103,9 @@ pub struct L2Tables {
     pub acl: Arc<crate::acl::AclTables>,
     /// Meters and DSCP settings per port.
     pub qos: Arc<crate::qos::QosTables>,
+    /// Connection tracking: the session table (kept across snapshots) and the stateful
+    /// ports.
+    pub ct: Arc<crate::conntrack::CtTables>,
 }
 
 impl L2Tables {

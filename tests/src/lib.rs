@@ -116,6 +116,9 @@ pub struct DaemonOpts {
     pub mbufs: Option<u32>,
     /// Run on hugepages (which scripts/test.sh reserves) instead of `--no-huge`.
     pub hugepages: bool,
+    /// EAL's `--lcores` map instead of `-l 0-1` (two PMD cores on this machine's two
+    /// CPUs: `0@0,1@1,2@0`).
+    pub lcores: Option<String>,
 }
 
 /// A running vswitchd with its own socket, state file and DPDK file prefix.
@@ -175,11 +178,13 @@ impl Daemon {
         args.extend(self.opts.extra_args.iter().cloned());
         args.push("--".into());
         self.prefix = unique("vst");
-        args.extend(if self.opts.hugepages {
-            Self::eal_args_on_hugepages(&self.prefix)
-        } else {
-            Self::eal_args(&self.prefix)
-        });
+        let mut eal =
+            if self.opts.hugepages { Self::eal_args_on_hugepages(&self.prefix) } else { Self::eal_args(&self.prefix) };
+        if let Some(map) = &self.opts.lcores {
+            eal[0] = "--lcores".into();
+            eal[1] = map.clone();
+        }
+        args.extend(eal);
         let log = fs::File::options().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(bin("vswitchd"))
             .args(&args)

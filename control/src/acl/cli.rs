@@ -44,6 +44,17 @@ pub enum AclCmd {
         #[arg(value_enum)]
         action: ActionArg,
     },
+    /// Make a VM port's security group stateful: its rules and default decide only
+    /// packets that start a connection; replies and the rest of an allowed connection
+    /// pass both ways; packets of no connection that cannot start one are dropped
+    /// (ct_invalid). `off` makes it stateless again.
+    ///
+    /// Examples:
+    ///   vswitchctl acl stateful vm2 on
+    ///   vswitchctl acl stateful vm2 on --sticky --max-sessions 100000
+    ///   vswitchctl acl stateful vm2 off
+    #[command(verbatim_doc_comment)]
+    Stateful(crate::conntrack::cli::StatefulArgs),
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -163,6 +174,7 @@ impl ActionArg {
 impl Verb for AclCmd {
     fn request(&self) -> Result<Request, String> {
         Ok(Request::Acl(match self {
+            AclCmd::Stateful(s) => return Ok(s.request()),
             AclCmd::Add(a) => AclRequest::AclAdd(a.spec()),
             AclCmd::Del { id } => AclRequest::AclDel { id: *id },
             AclCmd::List { port, vni } => AclRequest::AclList { port: port.clone(), vni: *vni },

@@ -67,6 +67,8 @@ pub fn validate_state(s: &DesiredState, workers: &[u32]) -> Result<(DesiredState
     }
     let mut qos = crate::qos::Qos::default();
     qos.replace(s.qos.clone(), &refs)?;
+    let mut ct = crate::conntrack::Conntrack::default();
+    ct.replace(s.stateful.clone(), s.conntrack_timeouts.clone(), &refs)?;
     let (networks, vtep, fib, neighbours) = ov.desired();
     let norm = DesiredState {
         format: STATE_FORMAT,
@@ -80,6 +82,8 @@ pub fn validate_state(s: &DesiredState, workers: &[u32]) -> Result<(DesiredState
         acl_defaults: acls.defaults(),
         qos: qos.specs(None),
         sflow: s.sflow.clone(),
+        stateful: ct.specs(),
+        conntrack_timeouts: ct.timeouts(),
     };
     if let Some(sf) = &s.sflow {
         crate::sflow::agent::validate(sf).map_err(|e| format!("sflow: {e}"))?;
@@ -213,6 +217,22 @@ pub fn diff(old: &DesiredState, new: &DesiredState) -> Vec<String> {
         |k| k.clone(),
         |q| serde_json::to_string(q).unwrap_or_default(),
     );
+    diff_list(
+        &mut out,
+        "stateful",
+        &old.stateful,
+        &new.stateful,
+        |s| s.port.clone(),
+        |k| k.clone(),
+        |s| serde_json::to_string(s).unwrap_or_default(),
+    );
+    if old.conntrack_timeouts != new.conntrack_timeouts {
+        out.push(format!(
+            "~ conntrack timeouts: {} -> {}",
+            serde_json::to_string(&old.conntrack_timeouts).unwrap_or_default(),
+            serde_json::to_string(&new.conntrack_timeouts).unwrap_or_default()
+        ));
+    }
     diff_list(
         &mut out,
         "xconnect",

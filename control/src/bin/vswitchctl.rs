@@ -6,6 +6,7 @@ use control::{
     apply::cli::ApplyCmd,
     capture::cli::CaptureCmd,
     cli::{Ctl, Verb},
+    conntrack::cli::ConntrackCmd,
     overlay::cli::OverlayCmd,
     ports::cli::PortCmd,
     qos::cli::QosCmd,
@@ -58,6 +59,9 @@ enum Cmd {
     /// Policing and rate limits per VM port (srTCM / trTCM), DSCP marking.
     #[command(subcommand)]
     Qos(QosCmd),
+    /// Connection tracking of stateful ports: sessions, counters, timeouts.
+    #[command(subcommand)]
+    Conntrack(ConntrackCmd),
     #[command(flatten)]
     Apply(ApplyCmd),
     #[command(flatten)]
@@ -87,6 +91,7 @@ fn main() -> ExitCode {
         Cmd::Acl(c) => c,
         Cmd::Sflow(c) => c,
         Cmd::Qos(c) => c,
+        Cmd::Conntrack(c) => c,
         Cmd::Apply(c) => c,
         Cmd::Trace(c) => c,
         Cmd::Capture(c) => c,

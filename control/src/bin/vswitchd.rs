@@ -42,6 +42,10 @@ struct Args {
     /// latency). Only rounds that found no packet sleep.
     #[arg(long, default_value_t = 0)]
     pmd_idle_sleep_us: u32,
+    /// Connection-tracking sessions (128 bytes each), allocated when the first port
+    /// turns stateful and shared out evenly among the PMD cores.
+    #[arg(long, default_value_t = control::conntrack::DEFAULT_SESSIONS, value_parser = clap::value_parser!(u32).range(1..=100_000_000))]
+    conntrack_sessions: u32,
     /// Serve Prometheus metrics on http://ADDR:PORT/metrics (for example 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<std::net::SocketAddr>,
@@ -104,7 +108,7 @@ fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("cannot start the control-plane runtime: {e}"))?;
     let eal_for_cleanup = eal.clone();
     let result = rt.block_on(async {
-        let mut switch = Switch::new(eal, pool, shared.clone(), store);
+        let mut switch = Switch::with_sessions(eal, pool, shared.clone(), store, args.conntrack_sessions);
         switch.restore(state).await;
         let listener = match server::bind(&args.socket, socket_gid) {
             Ok(l) => l,

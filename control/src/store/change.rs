@@ -31,6 +31,8 @@ pub const SECTIONS: &[(&str, Kind)] = &[
     ("acl_defaults", Kind::Map),
     ("qos", Kind::List { key: &["port"], ordered: false }),
     ("sflow", Kind::Single),
+    ("stateful", Kind::List { key: &["port"], ordered: false }),
+    ("conntrack_timeouts", Kind::Map),
 ];
 
 fn kind(section: &str) -> Option<Kind> {
@@ -252,6 +254,7 @@ mod tests {
                 "acl": [{"id": 2, "priority": 7}],
                 "acl_defaults": {"a": "deny"},
                 "qos": [],
+                "stateful": [],
             })
         );
     }

@@ -117,6 +117,9 @@ impl Switch {
         if let Err(e) = self.qos.replace(norm.qos, &refs) {
             tracing::error!("internal: validated QoS did not apply: {e}");
         }
+        if let Err(e) = self.conntrack.replace(norm.stateful, norm.conntrack_timeouts, &refs) {
+            tracing::error!("internal: validated connection-tracking settings did not apply: {e}");
+        }
         if self.sflow.spec() != norm.sflow.as_ref() {
             let agent = self.overlay.vtep_ip();
             if let Err(e) = self.sflow.replace(norm.sflow, agent) {

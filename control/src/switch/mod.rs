@@ -16,6 +16,7 @@ use crate::{
     acl::Acl,
     api::*,
     capture::CaptureRun,
+    conntrack::Conntrack,
     feature::{Ctx, Feature, Handled},
     overlay::Overlay,
     ports::{Port, PortRef, Ports},
@@ -73,6 +74,7 @@ pub struct Switch {
     pub(crate) acl: Acl,
     pub(crate) qos: Qos,
     pub(crate) sflow: Sflow,
+    pub(crate) conntrack: Conntrack,
     pub(crate) capture: Option<CaptureRun>,
     pub(crate) cores: CoreStats,
     /// Ports this batch took out (with their place in the list): closed once the cores
@@ -96,8 +98,14 @@ pub(crate) fn to_value<T: serde::Serialize>(v: &T) -> serde_json::Value {
 
 impl Switch {
     pub fn new(eal: Eal, pool: Arc<PktPool>, shared: Arc<Shared>, store: Store) -> Switch {
+        Self::with_sessions(eal, pool, shared, store, crate::conntrack::DEFAULT_SESSIONS)
+    }
+
+    /// A switch whose connection-tracking table holds `sessions`.
+    pub fn with_sessions(eal: Eal, pool: Arc<PktPool>, shared: Arc<Shared>, store: Store, sessions: u32) -> Switch {
         let n = eal.workers.len();
         Switch {
+            conntrack: Conntrack::new(shared.clone(), sessions),
             ports: Ports::new(eal.workers.clone(), pool.clone(), shared.clone()),
             acl: Acl::new(shared.clone()),
             cores: CoreStats::new(n),
@@ -121,12 +129,13 @@ impl Switch {
 
     /// Every feature beside the ports, in the order they compile. A new feature adds
     /// itself here (and to `features_ref`).
-    pub(crate) fn features(&mut self) -> [&mut dyn Feature; 5] {
-        [&mut self.xconnects, &mut self.overlay, &mut self.acl, &mut self.qos, &mut self.sflow]
+    /// (Connection tracking after the ACL: it reads the compiled rules' epochs.)
+    pub(crate) fn features(&mut self) -> [&mut dyn Feature; 6] {
+        [&mut self.xconnects, &mut self.overlay, &mut self.acl, &mut self.qos, &mut self.sflow, &mut self.conntrack]
     }
 
-    pub(crate) fn features_ref(&self) -> [&dyn Feature; 5] {
-        [&self.xconnects, &self.overlay, &self.acl, &self.qos, &self.sflow]
+    pub(crate) fn features_ref(&self) -> [&dyn Feature; 6] {
+        [&self.xconnects, &self.overlay, &self.acl, &self.qos, &self.sflow, &self.conntrack]
     }
 
     /// Brings up what `state` describes, publishing once at the end so that every
@@ -152,6 +161,9 @@ impl Switch {
         }
         if let Err(e) = self.qos.replace(state.qos.clone(), &refs) {
             tracing::error!("the saved QoS could not be restored: {e}");
+        }
+        if let Err(e) = self.conntrack.replace(state.stateful.clone(), state.conntrack_timeouts.clone(), &refs) {
+            tracing::error!("the saved connection-tracking settings could not be restored: {e}");
         }
         let agent = self.overlay.vtep_ip();
         if let Err(e) = self.sflow.replace(state.sflow.clone(), agent) {
@@ -195,6 +207,7 @@ impl Switch {
             Request::Acl(r) => self.acl.handle(r, &ctx),
             Request::Qos(r) => self.qos.handle(r, &ctx),
             Request::Sflow(r) => self.sflow.handle(r, &ctx),
+            Request::Conntrack(r) => self.conntrack.handle(r, &ctx),
             // The core's own: the life of ports, whole states, reads of everything.
             Request::Port(r) => return self.port_request(r),
             Request::Apply(r) => return self.apply_request(r).await,

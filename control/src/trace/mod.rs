@@ -98,7 +98,10 @@ pub fn trace(
     let mut meta = [Meta::default()];
     parse(bytes, &mut meta[0]);
     steps.push(format!("parse: {} bytes, {}", bytes.len(), describe(&meta[0])));
-    let t = &snap.l2;
+    // Connection tracking looks the packet's session up but neither makes nor moves one.
+    let mut dry = (*snap.l2).clone();
+    dry.ct = std::sync::Arc::new(pipelines::conntrack::CtTables { dry: true, ..(*snap.l2.ct).clone() });
+    let t = &dry;
     let ctx = Ctx { tables: t, clock: Clock { now: 0, hz: 1 } };
     let mut learned = Vec::new();
     let from_vm = matches!(slot.role, Role::Vm { .. });
@@ -172,6 +175,20 @@ pub fn trace(
                 None => " (new)".to_string(),
             }
         ));
+    }
+    let ct = meta[0].ct;
+    if ct.tracked {
+        use pipelines::conntrack::CtState;
+        steps.push(match ct.state {
+            CtState::Established | CtState::Related => format!(
+                "conntrack: {} ({} of a session found), the rules are not asked",
+                ct.state.name(),
+                if ct.reply { "the answering side" } else { "the opening side" }
+            ),
+            CtState::New => "conntrack: new (no session): the rules decide; allowed, it would open a session".into(),
+            CtState::Invalid => "conntrack: invalid: part of no session and cannot start one".into(),
+            CtState::Untracked => "conntrack: not tracked (not IP, or neighbour discovery): the rules decide".into(),
+        });
     }
     for (dir, slot) in [("in (from the VM)", meta[0].acl_in), ("out (to the VM)", meta[0].acl_out)] {
         if slot != 0 {

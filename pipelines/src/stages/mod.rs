@@ -8,6 +8,7 @@
 //! Local tx: [security group out -> rate limit], as its own stage after switching
 use crate::{
     acl::{AclCache, Direction, Verdict},
+    conntrack::{self, Checkpoint},
     learn::{Clock, LearnEvent, Learner, Sink},
     meta::{Action, Meta},
     parse::parse,
@@ -23,6 +24,8 @@ use crate::{
 pub struct PerCore {
     pub learner: Learner,
     pub meters: Meters,
+    /// The core's index: its part of the connection-tracking table.
+    pub core: usize,
 }
 
 /// What every stage of one batch shares.
@@ -66,7 +69,9 @@ pub fn parse_vm_batch<F: Frame>(t: &L2Tables, port: PortId, frames: &[F], meta: 
 /// No stage on a VM's way in looks past L2 on this port.
 #[inline]
 fn plain_in(t: &L2Tables, port: PortId) -> bool {
-    t.acl.ports.get(port as usize).is_none_or(Option::is_none) && t.qos.port(port).is_none_or(|q| q.ingress.is_none())
+    t.acl.ports.get(port as usize).is_none_or(Option::is_none)
+        && t.qos.port(port).is_none_or(|q| q.ingress.is_none())
+        && t.ct.port(port).is_none()
 }
 
 /// Delivery to local port `p` looks at nothing past L2 (no egress security group or
@@ -86,7 +91,9 @@ fn uplink(t: &L2Tables) -> Option<PortId> {
 /// VM port `p` has an egress security group or rate limit.
 #[inline]
 fn egress_policy(t: &L2Tables, p: PortId) -> bool {
-    t.acl.ports.get(p as usize).is_some_and(Option::is_some) || t.qos.port(p).is_some_and(|q| q.egress.is_some())
+    t.acl.ports.get(p as usize).is_some_and(Option::is_some)
+        || t.qos.port(p).is_some_and(|q| q.egress.is_some())
+        || t.ct.port(p).is_some()
 }
 
 /// Frames from a VM port in `vni`. Stage by stage over the batch (the architecture's
@@ -113,7 +120,7 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
         l2.policed(ctx, &qos, frames, meta, core, sink);
     }
     if l2.egress {
-        to_vms(ctx, uplink(t), frames, meta, &mut core.meters);
+        to_vms(ctx, uplink(t), frames, meta, core);
     }
 }
 
@@ -235,7 +242,9 @@ impl<'t> Switching<'t> {
             }
         }
         // Security group before learning: a denied frame teaches the switch nothing.
-        if let Some(Some(acl)) = t.acl.ports.get(port as usize) {
+        if let Some(cfg) = t.ct.port(port) {
+            stateful_in(ctx, port, cfg, core.core, frames, meta);
+        } else if let Some(Some(acl)) = t.acl.ports.get(port as usize) {
             acl.ingress_batch(meta);
         }
         for (f, m) in frames.iter_mut().zip(meta.iter_mut()) {
@@ -288,6 +297,33 @@ impl<'t> Switching<'t> {
     }
 }
 
+/// The security group of a stateful port over a batch from its VM: tracking first, the
+/// rules only for packets that start a connection (or are not tracked).
+fn stateful_in<F: Frame>(
+    ctx: &Ctx,
+    port: PortId,
+    cfg: &conntrack::CtPort,
+    core: usize,
+    frames: &[F],
+    meta: &mut [Meta],
+) {
+    let t = ctx.tables;
+    let Some(table) = t.ct.table.as_deref() else { return };
+    let cp =
+        Checkpoint { table, port, cfg, dir: Direction::In, core, now: conntrack::now_ms(ctx.clock), dry: t.ct.dry };
+    let mut cache = AclCache::default();
+    for (f, m) in frames.iter().zip(meta.iter_mut()) {
+        if m.action != Action::Continue {
+            continue;
+        }
+        let (hit, pass) = conntrack::decide(&cp, f, m, |d, pm| t.acl.check_with(&mut cache, port, d, pm));
+        m.acl_in = hit.map_or(0, |h| h + 1);
+        if let Err(r) = pass {
+            m.action = Action::Drop(r);
+        }
+    }
+}
+
 /// The last FIB answer of a batch: consecutive packets to the same MAC (the common
 /// case) cost one lookup; so do consecutive packets to the same remote VTEP.
 #[derive(Default)]
@@ -327,28 +363,52 @@ impl<'t> FibCache<'t> {
 /// (`Tx(p)`, `p` not `uplink`) passes that port's security group and then its egress
 /// rate limit, in batch order. A run of packets to one port that its rules cannot tell
 /// apart is classified once.
-fn to_vms<F: Frame>(ctx: &Ctx, uplink: Option<PortId>, frames: &mut [F], meta: &mut [Meta], meters: &mut Meters) {
+fn to_vms<F: Frame>(ctx: &Ctx, uplink: Option<PortId>, frames: &mut [F], meta: &mut [Meta], core: &mut PerCore) {
     let mut acl = AclCache::default();
     for (f, m) in frames.iter_mut().zip(meta.iter_mut()) {
         match m.action {
-            Action::Tx(p) if Some(p) != uplink => m.action = to_vm(ctx, p, f, m, meters, &mut acl),
+            Action::Tx(p) if Some(p) != uplink => m.action = to_vm(ctx, p, f, m, core, &mut acl),
             _ => {}
         }
+    }
+}
+
+/// Port `p`'s security group on a packet delivered to it: the deciding rule's counter
+/// slot (None: no rule decided) and the drop, if any. On a stateful port the packet's
+/// connection decides first.
+#[inline]
+pub fn egress_acl<F: Frame>(
+    ctx: &Ctx,
+    p: PortId,
+    f: &F,
+    m: &mut Meta,
+    core: usize,
+    acl: &mut AclCache,
+) -> conntrack::Decision {
+    let t = ctx.tables;
+    if let (Some(cfg), Some(table)) = (t.ct.port(p), t.ct.table.as_deref()) {
+        let now = conntrack::now_ms(ctx.clock);
+        let cp = Checkpoint { table, port: p, cfg, dir: Direction::Out, core, now, dry: t.ct.dry };
+        return conntrack::decide(&cp, f, m, |d, pm| t.acl.check_with(acl, p, d, pm));
+    }
+    match t.acl.check_with(acl, p, Direction::Out, m) {
+        (Verdict::Allow, hit) => (hit, Ok(())),
+        (Verdict::Deny, hit) => (hit, Err(DropReason::AclDenyOut)),
     }
 }
 
 /// Delivery to VM port `p`, if its security group lets the packet in and its egress
 /// rate limit has room.
 #[inline(always)]
-fn to_vm<F: Frame>(ctx: &Ctx, p: PortId, f: &mut F, m: &mut Meta, meters: &mut Meters, acl: &mut AclCache) -> Action {
+fn to_vm<F: Frame>(ctx: &Ctx, p: PortId, f: &mut F, m: &mut Meta, core: &mut PerCore, acl: &mut AclCache) -> Action {
     let t = ctx.tables;
-    let (verdict, hit) = t.acl.check_with(acl, p, Direction::Out, m);
+    let (hit, pass) = egress_acl(ctx, p, f, m, core.core, acl);
     m.acl_out = hit.map_or(0, |c| c + 1);
-    if verdict == Verdict::Deny {
-        return Action::Drop(DropReason::AclDenyOut);
+    if let Err(r) = pass {
+        return Action::Drop(r);
     }
     if let Some(qos) = t.qos.port(p) {
-        match meters.act(qos, p, Direction::Out, ctx.clock, f.wire_len() as u64) {
+        match core.meters.act(qos, p, Direction::Out, ctx.clock, f.wire_len() as u64) {
             ColorAction::Pass => {}
             ColorAction::Remark(d) => {
                 crate::qos::set_dscp(f, m, d);
@@ -433,7 +493,8 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
             continue;
         }
         m.action = match fib.lookup(t, d.vni, m.dst) {
-            Some(FibTarget::Port(p)) if largest - m.l3 as usize > t.mtu(p) as usize => {
+            // (A runt inner frame's L3 offset may lie past its end: no L3 bytes.)
+            Some(FibTarget::Port(p)) if largest.saturating_sub(m.l3 as usize) > t.mtu(p) as usize => {
                 Action::Drop(DropReason::MtuExceeded)
             }
             Some(FibTarget::Port(p)) => {
@@ -446,7 +507,7 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
     }
     // ARP replies go back out of `port`; every other `Tx` is a delivery to a VM.
     if egress {
-        to_vms(ctx, Some(port), frames, meta, &mut core.meters);
+        to_vms(ctx, Some(port), frames, meta, core);
     }
 }
 

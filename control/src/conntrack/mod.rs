@@ -1,0 +1,353 @@
+//! Connection tracking on the control plane: which VM ports are stateful and how, the
+//! session table's life (made when the first port turns stateful, kept across every
+//! publish so sessions survive rule and port changes), the timeouts, and reads of the
+//! sessions for `conntrack list / flush / stats`.
+pub mod api;
+pub mod cli;
+
+use crate::{
+    feature::{Ctx, Feature, Handled, Tables},
+    ports::{api::PortRole, PortRef},
+    state::DesiredState,
+    store::change::Change,
+};
+use api::{CtRequest, CtStats, SessionRow, StatefulSpec};
+use dataplane::{pmd::Shared, MAX_PORTS};
+use pipelines::{
+    conntrack::{table, CtPort, CtTable, CtTables, InvalidReason, SessionView, TIMEOUTS},
+    DropReason,
+};
+use serde_json::{json, Value};
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::{atomic::Ordering::Relaxed, Arc},
+};
+
+/// Sessions the table holds unless vswitchd is told otherwise.
+pub const DEFAULT_SESSIONS: u32 = 1_000_000;
+/// Rows `conntrack list` returns unless asked for more.
+const DEFAULT_LIST: usize = 1000;
+
+#[derive(Default)]
+pub struct Conntrack {
+    ports: BTreeMap<String, StatefulSpec>,
+    /// Timeouts set by the user (seconds), by name.
+    timeouts: BTreeMap<String, u32>,
+    capacity: Option<u32>,
+    table: Option<Arc<CtTable>>,
+    /// Per port name: the compiled ACL it was last seen with (by address) and its epoch.
+    epochs: HashMap<String, (usize, u16)>,
+    shared: Option<Arc<Shared>>,
+}
+
+impl Conntrack {
+    pub fn new(shared: Arc<Shared>, capacity: u32) -> Conntrack {
+        Conntrack { shared: Some(shared), capacity: Some(capacity), ..Default::default() }
+    }
+
+    fn capacity(&self) -> u32 {
+        self.capacity.unwrap_or(DEFAULT_SESSIONS)
+    }
+
+    pub fn set_stateful(&mut self, spec: StatefulSpec, ports: &[PortRef]) -> Result<(), String> {
+        let p = ports
+            .iter()
+            .find(|p| p.name == spec.port)
+            .ok_or_else(|| format!("port: no port named {:?} (vswitchctl port list shows them)", spec.port))?;
+        if p.role != Some(PortRole::Vm) {
+            return Err(format!("port: {:?} is not a VM port; security groups apply to VM ports", spec.port));
+        }
+        if spec.max_sessions == Some(0) {
+            return Err("max_sessions: give at least 1 (or leave it out for no per-port limit)".into());
+        }
+        if let Some(m) = spec.max_sessions {
+            if m > self.capacity() {
+                return Err(format!("max_sessions: {m} is more than the table holds ({})", self.capacity()));
+            }
+        }
+        if spec.on {
+            self.ports.insert(spec.port.clone(), spec);
+        } else {
+            self.ports.remove(&spec.port);
+        }
+        Ok(())
+    }
+
+    pub fn specs(&self) -> Vec<StatefulSpec> {
+        self.ports.values().cloned().collect()
+    }
+
+    /// Replaces every stateful port and timeout: all or nothing.
+    pub fn replace(
+        &mut self,
+        specs: Vec<StatefulSpec>,
+        timeouts: BTreeMap<String, u32>,
+        ports: &[PortRef],
+    ) -> Result<(), String> {
+        let mut next = Conntrack { capacity: self.capacity, ..Default::default() };
+        for s in specs {
+            let name = s.port.clone();
+            next.set_stateful(s, ports).map_err(|e| format!("stateful ({name}): {e}"))?;
+        }
+        next.set_timeouts(&timeouts).map_err(|e| format!("conntrack_timeouts: {e}"))?;
+        self.ports = next.ports;
+        self.timeouts = next.timeouts;
+        self.push_timeouts();
+        Ok(())
+    }
+
+    fn set_timeouts(&mut self, set: &BTreeMap<String, u32>) -> Result<(), String> {
+        for (name, secs) in set {
+            let Some((_, _)) = TIMEOUTS.iter().find(|(n, _)| n == name) else {
+                let names: Vec<&str> = TIMEOUTS.iter().map(|(n, _)| *n).collect();
+                return Err(format!("no timeout named {name:?}; the timeouts are {}", names.join(", ")));
+            };
+            if *secs == 0 || *secs > 2_000_000 {
+                return Err(format!("{name}: {secs} s is out of range (1 to 2000000)"));
+            }
+        }
+        for (name, secs) in set {
+            let default = TIMEOUTS.iter().find(|(n, _)| n == name).map(|(_, d)| *d);
+            if Some(*secs) == default {
+                self.timeouts.remove(name);
+            } else {
+                self.timeouts.insert(name.clone(), *secs);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the timeouts into the live table (the cores read them at expiry).
+    fn push_timeouts(&self) {
+        if let Some(t) = &self.table {
+            for (name, default) in TIMEOUTS {
+                t.timeouts.set(name, self.timeouts.get(*name).copied().unwrap_or(*default));
+            }
+        }
+    }
+
+    pub fn timeouts(&self) -> BTreeMap<String, u32> {
+        self.timeouts.clone()
+    }
+
+    fn all_timeouts(&self) -> BTreeMap<String, u32> {
+        TIMEOUTS.iter().map(|(n, d)| (n.to_string(), self.timeouts.get(*n).copied().unwrap_or(*d))).collect()
+    }
+
+    /// Milliseconds now on the cores' clock.
+    fn now(&self) -> u32 {
+        let hz = self.shared.as_ref().map_or(1_000_000_000, |s| s.tsc_hz);
+        pipelines::conntrack::now_ms(pipelines::clock::Clock { now: dataplane::tsc(), hz })
+    }
+
+    fn port_names(ports: &[PortRef]) -> HashMap<u16, String> {
+        ports.iter().filter_map(|p| Some((p.id?, p.name.clone()))).collect()
+    }
+
+    /// The sessions `port` and `vni` pick.
+    fn pick<'a>(
+        port: Option<&'a str>,
+        vni: Option<u32>,
+        names: &'a HashMap<u16, String>,
+    ) -> impl Fn(&SessionView) -> bool + 'a {
+        move |v: &SessionView| {
+            vni.is_none_or(|z| v.key.zone == z)
+                && port.is_none_or(|p| v.ports.iter().any(|id| names.get(id).is_some_and(|n| n == p)))
+        }
+    }
+
+    pub fn list(&self, port: Option<&str>, vni: Option<u32>, limit: usize, ports: &[PortRef]) -> Vec<SessionRow> {
+        let Some(t) = &self.table else { return Vec::new() };
+        let names = Self::port_names(ports);
+        let pick = Self::pick(port, vni, &names);
+        let now = self.now();
+        t.sessions().filter(|v| pick(v)).take(limit).map(|v| row(&v, &names, now)).collect()
+    }
+
+    fn check_filter(&self, port: Option<&str>, ports: &[PortRef]) -> Result<(), String> {
+        if let Some(p) = port {
+            if !ports.iter().any(|q| q.name == p) {
+                return Err(format!("port: no port named {p:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn stats(&self) -> CtStats {
+        let mut s = CtStats {
+            capacity: self.table.as_ref().map_or(self.capacity(), |t| t.capacity()),
+            stateful_ports: self.ports.keys().cloned().collect(),
+            ..Default::default()
+        };
+        if let Some(t) = &self.table {
+            for part in t.parts() {
+                s.created += part.created.load(Relaxed);
+                s.expired += part.expired.load(Relaxed);
+                s.full += part.full.load(Relaxed);
+                s.recycled += part.evicted.load(Relaxed);
+                for r in InvalidReason::ALL {
+                    *s.invalid.entry(r.name().into()).or_default() += part.invalid[r as usize].load(Relaxed);
+                }
+            }
+            for v in t.sessions() {
+                s.sessions += 1;
+                *s.by_state.entry(format!("{}/{}", proto_name(v.key.proto), state_name(&v))).or_default() += 1;
+            }
+        }
+        if let Some(shared) = &self.shared {
+            for r in [DropReason::CtInvalid, DropReason::CtFull, DropReason::CtPortLimit] {
+                let n: u64 =
+                    shared.counters.iter().flat_map(|c| c.ports.iter()).map(|p| p.drops[r.index()].get()).sum();
+                s.drops.insert(r.name().into(), n);
+            }
+        }
+        s
+    }
+
+    pub fn handle(&mut self, req: CtRequest, ctx: &Ctx) -> Result<Handled, String> {
+        Ok(match req {
+            CtRequest::AclStateful(spec) => {
+                let name = spec.port.clone();
+                self.set_stateful(spec, ctx.ports)?;
+                let change = match self.ports.get(&name) {
+                    Some(s) => Change::put("stateful", s),
+                    None => Change::del("stateful", json!(name)),
+                };
+                Handled::change(Value::Null, vec![change])
+            }
+            CtRequest::ConntrackList { port, vni, limit } => {
+                self.check_filter(port.as_deref(), ctx.ports)?;
+                Handled::read(self.list(port.as_deref(), vni, limit.unwrap_or(DEFAULT_LIST), ctx.ports))
+            }
+            CtRequest::ConntrackFlush { port, vni } => {
+                self.check_filter(port.as_deref(), ctx.ports)?;
+                let n = match &self.table {
+                    Some(t) => {
+                        let names = Self::port_names(ctx.ports);
+                        t.flush(Self::pick(port.as_deref(), vni, &names))
+                    }
+                    None => 0,
+                };
+                Handled::read(json!({ "flushed": n }))
+            }
+            CtRequest::ConntrackStats => Handled::read(self.stats()),
+            CtRequest::ConntrackTimeouts { set } => {
+                if set.is_empty() {
+                    return Ok(Handled::read(self.all_timeouts()));
+                }
+                self.set_timeouts(&set)?;
+                self.push_timeouts();
+                Handled {
+                    reply: json!(self.all_timeouts()),
+                    changes: vec![Change::set("conntrack_timeouts", &self.timeouts)],
+                    publish: false,
+                }
+            }
+        })
+    }
+}
+
+fn proto_name(p: u8) -> String {
+    match p {
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        1 => "icmp".into(),
+        58 => "icmpv6".into(),
+        n => n.to_string(),
+    }
+}
+
+fn state_name(v: &SessionView) -> String {
+    if v.key.proto == 6 {
+        v.tcp.name().into()
+    } else if v.state & table::SEEN_REPLY != 0 {
+        "replied".into()
+    } else {
+        "unreplied".into()
+    }
+}
+
+fn ip(k: u128) -> IpAddr {
+    if k >> 32 == 0xffff {
+        IpAddr::V4(Ipv4Addr::from(k as u32))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(k))
+    }
+}
+
+fn row(v: &SessionView, names: &HashMap<u16, String>, now: u32) -> SessionRow {
+    let (src, dst) = v.orig();
+    let icmp = matches!(v.key.proto, 1 | 58);
+    SessionRow {
+        zone: v.key.zone,
+        proto: proto_name(v.key.proto),
+        src: ip(src.0).to_string(),
+        sport: src.1,
+        dst: ip(dst.0).to_string(),
+        dport: if icmp { 0 } else { dst.1 },
+        state: state_name(v),
+        assured: v.state & table::ASSURED != 0,
+        ports: v.ports.iter().filter_map(|id| names.get(id).cloned()).collect(),
+        idle: now.wrapping_sub(v.last_seen) / 1000,
+        age: now.wrapping_sub(v.created) / 1000,
+        packets: v.packets,
+        bytes: v.bytes,
+    }
+}
+
+impl Feature for Conntrack {
+    fn port_removed(&mut self, port: &PortRef) -> Vec<Change> {
+        self.epochs.remove(&port.name);
+        match self.ports.remove(&port.name) {
+            Some(_) => vec![Change::del("stateful", json!(port.name))],
+            None => Vec::new(),
+        }
+    }
+
+    fn desired(&self, out: &mut DesiredState) {
+        out.stateful = self.specs();
+        out.conntrack_timeouts = self.timeouts();
+    }
+
+    fn compile(&mut self, ports: &[PortRef], cores: usize, t: &mut Tables) {
+        let mut ct = CtTables { table: None, ports: (0..MAX_PORTS).map(|_| None).collect(), dry: false };
+        if !self.ports.is_empty() && self.table.is_none() {
+            // Made once, when first needed, and kept: sessions outlive every publish.
+            tracing::info!(
+                "conntrack: a table of {} sessions ({} MB)",
+                self.capacity(),
+                (self.capacity() as u64 * 128) >> 20
+            );
+            self.table = Some(Arc::new(CtTable::new(self.capacity(), cores, MAX_PORTS)));
+            self.push_timeouts();
+        }
+        let mut epochs = HashMap::new();
+        for p in ports {
+            let (Some(id), Some(spec)) = (p.id, self.ports.get(&p.name)) else { continue };
+            // The port's rules are a new compiled ACL when they changed: a new epoch.
+            let acl = t.l2.acl.ports.get(id as usize).and_then(|a| a.as_ref()).map_or(0, |a| Arc::as_ptr(a) as usize);
+            let epoch = match self.epochs.get(&p.name) {
+                Some(&(a, e)) if a == acl => e,
+                Some(&(_, e)) => e.wrapping_add(1).max(1),
+                None => 1,
+            };
+            epochs.insert(p.name.clone(), (acl, epoch));
+            if let Some(slot) = ct.ports.get_mut(id as usize) {
+                *slot = Some(CtPort {
+                    liberal: spec.liberal,
+                    sticky: spec.sticky,
+                    pickup: spec.pickup,
+                    max_sessions: spec.max_sessions.unwrap_or(0),
+                    epoch,
+                });
+            }
+        }
+        self.epochs = epochs;
+        ct.table = self.table.clone().filter(|_| !self.ports.is_empty());
+        t.l2.ct = Arc::new(ct);
+    }
+}
+
+#[cfg(test)]
+mod tests;

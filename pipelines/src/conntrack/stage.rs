@@ -1,0 +1,325 @@
+//! The tracking step of a stateful port: find (or make) a packet's session, move its
+//! state, and decide whether the rules must look at the packet.
+use super::{
+    key::{classify, Kind},
+    table::{self, NewSession, ORIG_HI, SEEN_REPLY},
+    tcp::{Outcome, TcpConn, TcpState},
+    CtMark, CtPort, CtState, CtTable, Full, InvalidReason,
+};
+use crate::{
+    acl::{AclAnswer, Direction, Verdict},
+    meta::Meta,
+    DropReason, Frame, PortId,
+};
+
+/// Where a packet meets a stateful port's rules.
+#[derive(Clone, Copy)]
+pub struct Checkpoint<'a> {
+    pub table: &'a CtTable,
+    pub port: PortId,
+    pub cfg: &'a CtPort,
+    /// In: leaving the VM; Out: delivered to it.
+    pub dir: Direction,
+    /// The core deciding (its part of the table makes new sessions).
+    pub core: usize,
+    pub now: u32,
+    /// Find sessions, change nothing (a trace).
+    pub dry: bool,
+}
+
+/// What a checkpoint decided: the deciding rule's counter slot (None when no rule
+/// decided: a session passed the packet, or the default did) and the drop, if any.
+pub type Decision = (Option<u32>, Result<(), DropReason>);
+
+/// Decides packet `m` at `cp`. `acl` answers what the port's rules say of a packet
+/// crossing in a direction.
+#[inline]
+pub fn decide<F: Frame>(
+    cp: &Checkpoint,
+    f: &F,
+    m: &mut Meta,
+    mut acl: impl FnMut(Direction, &Meta) -> AclAnswer,
+) -> Decision {
+    if !m.ct.tracked {
+        m.ct = track(cp, f, m);
+    }
+    let deny = |d: Direction| match d {
+        Direction::In => DropReason::AclDenyIn,
+        Direction::Out => DropReason::AclDenyOut,
+    };
+    match m.ct.state {
+        CtState::Invalid => (None, Err(DropReason::CtInvalid)),
+        CtState::Untracked => match acl(cp.dir, m) {
+            (Verdict::Allow, hit) => (hit, Ok(())),
+            (Verdict::Deny, hit) => (hit, Err(deny(cp.dir))),
+        },
+        CtState::New => {
+            let (verdict, hit) = acl(cp.dir, m);
+            if verdict == Verdict::Deny {
+                return (hit, Err(deny(cp.dir)));
+            }
+            (hit, commit(cp, f, m))
+        }
+        CtState::Established | CtState::Related => {
+            let index = m.ct.session.wrapping_sub(1);
+            // Which side of the session this port is: the sender's on the way in.
+            let side = (m.ct.reply as usize) ^ (cp.dir == Direction::Out) as usize;
+            let epoch = cp.table.epochs(index)[side];
+            if cp.cfg.sticky {
+                return (None, Ok(()));
+            }
+            if epoch == cp.cfg.epoch {
+                return (None, if cp.table.revoked(index, side) { Err(deny(cp.dir)) } else { Ok(()) });
+            }
+            // The port's rules changed since this session was allowed here: would they
+            // still let its opening packet through this port?
+            let first = if side == 0 { Direction::In } else { Direction::Out };
+            let opening = if m.ct.reply { reversed(m) } else { *m };
+            let allowed = acl(first, &opening).0 == Verdict::Allow;
+            if !cp.dry {
+                cp.table.set_epoch(index, side, cp.cfg.epoch, allowed);
+            }
+            (None, if allowed { Ok(()) } else { Err(deny(cp.dir)) })
+        }
+    }
+}
+
+/// A reply's metadata turned into its connection's opening direction.
+fn reversed(m: &Meta) -> Meta {
+    let mut o = Meta { ip_src: m.ip_dst, ip_dst: m.ip_src, sport: m.dport, dport: m.sport, ..*m };
+    if matches!(m.proto, super::key::PROTO_ICMP | super::key::PROTO_ICMPV6) {
+        // An echo reply's opening packet was the request.
+        o.sport = if m.proto == super::key::PROTO_ICMP { 8 } else { 128 };
+        o.dport = 0;
+    }
+    o
+}
+
+/// Finds the packet's session and moves its state.
+fn track<F: Frame>(cp: &Checkpoint, f: &F, m: &Meta) -> CtMark {
+    let (mark, why) = find(cp, f, m);
+    if let (CtState::Invalid, Some(why)) = (mark.state, why) {
+        if !cp.dry {
+            cp.table.invalid(cp.core, why);
+        }
+    }
+    mark
+}
+
+fn find<F: Frame>(cp: &Checkpoint, f: &F, m: &Meta) -> (CtMark, Option<InvalidReason>) {
+    let mut why = None;
+    let mut mark = CtMark { tracked: true, ..CtMark::default() };
+    if m.ip_version == 0 {
+        return (mark, None);
+    }
+    if m.l4 == 0 {
+        // A fragment after the first: not followed yet.
+        mark.state = CtState::Invalid;
+        return (mark, Some(if m.fragment { InvalidReason::Fragment } else { InvalidReason::Malformed }));
+    }
+    let t = cp.table;
+    let (tuple, kind) = classify(f.head(), f.len(), m, m.vni);
+    let lookup = |tu: &super::Tuple| {
+        let (key, _) = tu.key();
+        t.lookup(&key, table::hash(&key))
+    };
+    mark.state = match kind {
+        Kind::Malformed => {
+            why = Some(InvalidReason::Malformed);
+            CtState::Invalid
+        }
+        Kind::Untracked => CtState::Untracked,
+        Kind::Error(quoted) => match lookup(&quoted) {
+            Some(found) => {
+                mark.session = found.index + 1;
+                // The error travels against the quoted packet.
+                let (_, quoted_hi) = quoted.key();
+                mark.reply = quoted_hi == (found.state & ORIG_HI != 0);
+                CtState::Related
+            }
+            None => {
+                why = Some(InvalidReason::Unrelated);
+                CtState::Invalid
+            }
+        },
+        _ => {
+            let (key, src_hi) = tuple.key();
+            match t.lookup(&key, table::hash(&key)) {
+                None => match kind {
+                    Kind::Tcp(seg) if TcpConn::open(&seg, cp.cfg.pickup).is_none() => {
+                        why = Some(if seg.valid_flags() { InvalidReason::TcpState } else { InvalidReason::TcpFlags });
+                        CtState::Invalid
+                    }
+                    Kind::Query { request: false } => {
+                        why = Some(InvalidReason::Unrelated);
+                        CtState::Invalid
+                    }
+                    _ => CtState::New,
+                },
+                Some(found) => {
+                    let dir = (src_hi != (found.state & ORIG_HI != 0)) as usize;
+                    mark.session = found.index + 1;
+                    mark.reply = dir == 1;
+                    let state = match kind {
+                        Kind::Tcp(seg) if cp.dry => {
+                            let mut c = t.peek(&found);
+                            match c.track(dir, &seg, cp.cfg.liberal) {
+                                Outcome::Invalid(i) => {
+                                    why = Some(InvalidReason::of(i));
+                                    CtState::Invalid
+                                }
+                                Outcome::Reopen => CtState::New,
+                                _ => by_reply(found.state, dir),
+                            }
+                        }
+                        Kind::Tcp(seg) => tcp(cp, &found, dir, &seg, &mut why),
+                        _ if cp.dry => by_reply(found.state, dir),
+                        _ => other(t, &found, dir),
+                    };
+                    if state != CtState::Invalid && !cp.dry {
+                        t.account(found.index, dir, f.len() as u32, cp.now);
+                    }
+                    state
+                }
+            }
+        }
+    };
+    if mark.state == CtState::New {
+        mark.session = 0;
+    }
+    (mark, why)
+}
+
+/// Tries at holding a session another core holds.
+const HOLD_TRIES: u32 = 64;
+
+/// A TCP segment of a known session.
+fn tcp(
+    cp: &Checkpoint,
+    found: &table::Found,
+    dir: usize,
+    seg: &super::tcp::Segment,
+    why: &mut Option<InvalidReason>,
+) -> CtState {
+    let t = cp.table;
+    // Data and ACKs of an established connection: no hold.
+    match t.tcp_fast(found, dir, seg, cp.cfg.liberal) {
+        Some(true) => return CtState::Established,
+        Some(false) => {
+            *why = Some(InvalidReason::TcpWindow);
+            return CtState::Invalid;
+        }
+        None => {}
+    }
+    // Handshakes, closes and resets are rare: a core that finds the session held by
+    // the other direction's core tries again a few times, then decides by the state as
+    // it was without moving it.
+    let mut held = None;
+    for _ in 0..HOLD_TRIES {
+        held = t.hold(found);
+        if held.is_some() {
+            break;
+        }
+        std::hint::spin_loop();
+    }
+    let Some(mut held) = held else { return by_reply(found.state, dir) };
+    let old = held.tcp.state;
+    match held.tcp.track(dir, seg, cp.cfg.liberal) {
+        Outcome::Valid => {
+            if dir == 1 {
+                held.state |= SEEN_REPLY;
+            }
+            let new = held.tcp.state;
+            if held.state & SEEN_REPLY != 0
+                && matches!(old, TcpState::SynRecv | TcpState::Established)
+                && new == TcpState::Established
+            {
+                held.state |= table::ASSURED;
+            }
+            let st = held.state;
+            held.release(cp.now);
+            by_reply(st, dir)
+        }
+        Outcome::Ignored => {
+            let st = held.state;
+            held.abandon();
+            by_reply(st, dir)
+        }
+        Outcome::Reopen => {
+            // A new connection on the same ports: the old session goes, this SYN is new.
+            let index = held.index;
+            held.abandon();
+            t.kill(index);
+            CtState::New
+        }
+        Outcome::Invalid(i) => {
+            held.abandon();
+            *why = Some(InvalidReason::of(i));
+            CtState::Invalid
+        }
+    }
+}
+
+/// UDP, ICMP queries and other protocols: answered once a packet comes back.
+fn other(t: &CtTable, found: &table::Found, dir: usize) -> CtState {
+    if dir == 1 && found.state & SEEN_REPLY == 0 {
+        if let Some(mut held) = t.hold(found) {
+            held.state |= SEEN_REPLY | table::ASSURED;
+            held.abandon_with_state();
+        }
+    }
+    by_reply(found.state, dir)
+}
+
+/// A packet of a session: established once the answering side has sent (this packet
+/// or one before); until then its opener's packets are still new.
+fn by_reply(state_word: u32, dir: usize) -> CtState {
+    if dir == 1 || state_word & SEEN_REPLY != 0 {
+        CtState::Established
+    } else {
+        CtState::New
+    }
+}
+
+/// Makes the session of a new packet the rules allowed, or records this port's side
+/// of one made at the port before.
+fn commit<F: Frame>(cp: &Checkpoint, f: &F, m: &mut Meta) -> Result<(), DropReason> {
+    let t = cp.table;
+    let side = (cp.dir == Direction::Out) as usize;
+    if cp.dry {
+        return Ok(());
+    }
+    if m.ct.session != 0 {
+        let index = m.ct.session - 1;
+        t.set_epoch(index, side, cp.cfg.epoch, true);
+        t.set_port(index, side, cp.port);
+        return Ok(());
+    }
+    let (tuple, kind) = classify(f.head(), f.len(), m, m.vni);
+    let tcp = match kind {
+        Kind::Tcp(seg) => TcpConn::open(&seg, cp.cfg.pickup).ok_or(DropReason::CtInvalid)?,
+        _ => TcpConn::default(),
+    };
+    let (key, src_hi) = tuple.key();
+    let n = NewSession {
+        key,
+        orig_hi: src_hi,
+        tcp,
+        port: cp.port,
+        side,
+        epoch: cp.cfg.epoch,
+        now: cp.now,
+        len: f.len() as u32,
+    };
+    match t.create(cp.core, &n, cp.cfg.max_sessions) {
+        Ok(index) => {
+            m.ct.session = index + 1;
+            Ok(())
+        }
+        Err(Full::Table) => Err(DropReason::CtFull),
+        Err(Full::Port) => Err(DropReason::CtPortLimit),
+    }
+}
+
+#[cfg(test)]
+mod tests;

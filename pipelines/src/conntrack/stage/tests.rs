@@ -1,0 +1,192 @@
+use super::*;
+use crate::{acl::Verdict, parse::parse, VecFrame};
+
+const VM1: [u8; 4] = [10, 0, 0, 1];
+const VM2: [u8; 4] = [10, 0, 0, 2];
+
+/// An Ethernet + IPv4 frame around `l4`.
+fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; 14];
+    f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+    ip[8] = 64;
+    ip[9] = proto;
+    ip[12..16].copy_from_slice(&src);
+    ip[16..20].copy_from_slice(&dst);
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(l4);
+    f
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8, seq: u32, ack: u32, len: usize) -> Vec<u8> {
+    let mut h = vec![0u8; 20 + len];
+    h[0..2].copy_from_slice(&sport.to_be_bytes());
+    h[2..4].copy_from_slice(&dport.to_be_bytes());
+    h[4..8].copy_from_slice(&seq.to_be_bytes());
+    h[8..12].copy_from_slice(&ack.to_be_bytes());
+    h[12] = 5 << 4;
+    h[13] = flags;
+    h[14..16].copy_from_slice(&65535u16.to_be_bytes());
+    ipv4(src, dst, 6, &h)
+}
+
+fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+    let mut h = vec![0u8; 8 + 10];
+    h[0..2].copy_from_slice(&sport.to_be_bytes());
+    h[2..4].copy_from_slice(&dport.to_be_bytes());
+    h[4..6].copy_from_slice(&18u16.to_be_bytes());
+    ipv4(src, dst, 17, &h)
+}
+
+fn icmp(src: [u8; 4], dst: [u8; 4], ty: u8, id: u16, quoted: &[u8]) -> Vec<u8> {
+    let mut h = vec![ty, 0, 0, 0, (id >> 8) as u8, id as u8, 0, 1];
+    h.extend_from_slice(quoted);
+    ipv4(src, dst, 1, &h)
+}
+
+struct Rig {
+    table: CtTable,
+    cfg: CtPort,
+    /// The port's rules: allow what leaves the VM, deny what comes to it.
+    rules: fn(Direction, &Meta) -> AclAnswer,
+    now: u32,
+}
+
+fn outbound_only(d: Direction, _: &Meta) -> AclAnswer {
+    match d {
+        Direction::In => (Verdict::Allow, Some(7)),
+        Direction::Out => (Verdict::Deny, None),
+    }
+}
+
+impl Rig {
+    fn new() -> Rig {
+        Rig {
+            table: CtTable::new(1024, 2, 8),
+            cfg: CtPort { epoch: 1, ..CtPort::default() },
+            rules: outbound_only,
+            now: 1000,
+        }
+    }
+
+    /// Packet `bytes` at VM2's port (stateful) in `dir`, on `core`.
+    fn at(&self, dir: Direction, core: usize, bytes: Vec<u8>) -> Result<Option<u32>, DropReason> {
+        let f = VecFrame::new(&bytes);
+        let mut m = Meta::default();
+        parse(&bytes, &mut m);
+        m.vni = 100;
+        let cp = Checkpoint { table: &self.table, port: 2, cfg: &self.cfg, dir, core, now: self.now, dry: false };
+        let (hit, pass) = decide(&cp, &f, &mut m, self.rules);
+        pass.map(|()| hit)
+    }
+
+    fn out(&self, bytes: Vec<u8>) -> Result<Option<u32>, DropReason> {
+        self.at(Direction::In, 0, bytes)
+    }
+
+    fn back(&self, bytes: Vec<u8>) -> Result<Option<u32>, DropReason> {
+        self.at(Direction::Out, 1, bytes)
+    }
+}
+
+#[test]
+fn outbound_connections_get_their_replies_and_inbound_ones_are_refused() {
+    let r = Rig::new();
+    use super::super::tcp::{ACK, FIN, RST, SYN};
+    // VM2 connects out: the rule decides its SYN; replies pass with no rule asked.
+    assert_eq!(r.out(tcp(VM2, 40000, VM1, 80, SYN, 100, 0, 0)), Ok(Some(7)));
+    assert_eq!(r.back(tcp(VM1, 80, VM2, 40000, SYN | ACK, 900, 101, 0)), Ok(None));
+    assert_eq!(r.out(tcp(VM2, 40000, VM1, 80, ACK, 101, 901, 0)), Ok(None));
+    assert_eq!(r.back(tcp(VM1, 80, VM2, 40000, ACK, 901, 101, 1000)), Ok(None));
+    // Out of window: invalid, whichever way.
+    assert_eq!(r.back(tcp(VM1, 80, VM2, 40000, ACK, 901 + 10_000_000, 101, 10)), Err(DropReason::CtInvalid));
+    // VM1 connecting in: its SYN meets the rules (deny); a stray ACK or SYN+ACK is invalid.
+    assert_eq!(r.back(tcp(VM1, 5555, VM2, 22, SYN, 1, 0, 0)), Err(DropReason::AclDenyOut));
+    assert_eq!(r.back(tcp(VM1, 5556, VM2, 22, ACK, 1, 1, 0)), Err(DropReason::CtInvalid));
+    assert_eq!(r.back(tcp(VM1, 5557, VM2, 22, SYN | ACK, 1, 1, 0)), Err(DropReason::CtInvalid));
+    // Close.
+    assert_eq!(r.out(tcp(VM2, 40000, VM1, 80, FIN | ACK, 101, 1901, 0)), Ok(None));
+    assert_eq!(r.back(tcp(VM1, 80, VM2, 40000, FIN | ACK, 1901, 102, 0)), Ok(None));
+    assert_eq!(r.out(tcp(VM2, 40000, VM1, 80, ACK, 102, 1902, 0)), Ok(None));
+    let v = r.table.sessions().next().unwrap();
+    assert_eq!(v.tcp, TcpState::TimeWait);
+    assert_eq!(v.packets, [4, 3]);
+    // A RST far outside the window does not end anything.
+    assert_eq!(r.back(tcp(VM1, 80, VM2, 40000, RST, 5, 0, 0)), Err(DropReason::CtInvalid));
+}
+
+#[test]
+fn udp_icmp_echo_and_related_errors() {
+    let r = Rig::new();
+    assert_eq!(r.out(udp(VM2, 5353, VM1, 53)), Ok(Some(7)));
+    assert_eq!(r.back(udp(VM1, 53, VM2, 5353)), Ok(None));
+    assert_eq!(r.back(udp(VM1, 53, VM2, 5354)), Err(DropReason::AclDenyOut));
+    // Echo by id: the reply passes, a reply nobody asked for is invalid.
+    assert_eq!(r.out(icmp(VM2, VM1, 8, 77, &[])), Ok(Some(7)));
+    assert_eq!(r.back(icmp(VM1, VM2, 0, 77, &[])), Ok(None));
+    assert_eq!(r.back(icmp(VM1, VM2, 0, 78, &[])), Err(DropReason::CtInvalid));
+    // An error about VM2's UDP datagram is related; about another flow, invalid.
+    let quoted = &udp(VM2, 5353, VM1, 53)[14..14 + 28];
+    assert_eq!(r.back(icmp(VM1, VM2, 3, 0, quoted)), Ok(None));
+    let other = &udp(VM2, 9999, VM1, 53)[14..14 + 28];
+    assert_eq!(r.back(icmp(VM1, VM2, 3, 0, other)), Err(DropReason::CtInvalid));
+}
+
+#[test]
+fn a_rule_change_rechecks_sessions_unless_sticky() {
+    let mut r = Rig::new();
+    assert_eq!(r.out(udp(VM2, 1000, VM1, 53)), Ok(Some(7)));
+    assert_eq!(r.back(udp(VM1, 53, VM2, 1000)), Ok(None));
+    // The port's rules change: now nothing may leave.
+    r.rules = |_, _| (Verdict::Deny, None);
+    r.cfg.epoch = 2;
+    assert_eq!(r.back(udp(VM1, 53, VM2, 1000)), Err(DropReason::AclDenyOut));
+    assert_eq!(r.out(udp(VM2, 1000, VM1, 53)), Err(DropReason::AclDenyIn));
+    // ...and back: allowed again at the next epoch.
+    r.rules = outbound_only;
+    r.cfg.epoch = 3;
+    assert_eq!(r.back(udp(VM1, 53, VM2, 1000)), Ok(None));
+    // Sticky: a change does not touch sessions.
+    r.rules = |_, _| (Verdict::Deny, None);
+    r.cfg.epoch = 4;
+    r.cfg.sticky = true;
+    assert_eq!(r.back(udp(VM1, 53, VM2, 1000)), Ok(None));
+}
+
+#[test]
+fn fragments_malformed_headers_and_non_ip() {
+    let r = Rig::new();
+    let mut frag = udp(VM2, 1, VM1, 2);
+    frag[14 + 6] = 0x00;
+    frag[14 + 7] = 0x10; // offset 128 bytes: no L4 header
+    assert_eq!(r.out(frag), Err(DropReason::CtInvalid));
+    let mut short = tcp(VM2, 1, VM1, 2, 0x02, 0, 0, 0);
+    short[14 + 20 + 12] = 15 << 4; // data offset past the end
+    assert_eq!(r.out(short), Err(DropReason::CtInvalid));
+    let mut arp = vec![0u8; 60];
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    // Not IP: the rules decide.
+    assert_eq!(r.out(arp.clone()), Ok(Some(7)));
+    assert_eq!(r.back(arp), Err(DropReason::AclDenyOut));
+}
+
+#[test]
+fn a_full_table_refuses_new_connections_and_keeps_established_ones() {
+    let mut r = Rig::new();
+    r.table = CtTable::new(2, 1, 8);
+    for p in [1, 2] {
+        assert!(r.at(Direction::In, 0, udp(VM2, p, VM1, 53)).is_ok());
+        assert!(r.at(Direction::Out, 0, udp(VM1, 53, VM2, p)).is_ok());
+    }
+    assert_eq!(r.at(Direction::In, 0, udp(VM2, 3, VM1, 53)), Err(DropReason::CtFull));
+    assert_eq!(r.at(Direction::Out, 0, udp(VM1, 53, VM2, 1)), Ok(None));
+    r.cfg.max_sessions = 1;
+    r.table = CtTable::new(16, 1, 8);
+    assert!(r.out(udp(VM2, 1, VM1, 53)).is_ok());
+    assert_eq!(r.out(udp(VM2, 2, VM1, 53)), Err(DropReason::CtPortLimit));
+}

@@ -1,0 +1,764 @@
+//! The session table: preallocated, shared by every core, no lock.
+//!
+//! Sessions live in one array; an index of 8-entry buckets (one cache line each) maps a
+//! key's hash to them, two candidate buckets per key. Each core owns a slice of the
+//! array: it allocates from its own free list and expires what it created through its
+//! own timer wheel, so nothing is ever freed by a core that does not own it and no list
+//! is shared. Any core may find and update any session (the two directions of a
+//! connection may be polled by different cores):
+//! - a session's key is published under a generation counter (odd while rewritten), so
+//!   a reader that raced a reuse sees the change and takes it as a miss;
+//! - its protocol state is updated by whoever wins a try-bit in the state word; a core
+//!   that loses (the other direction's core, that very instant) decides from the state
+//!   as it was and does not update it. Nobody waits.
+use super::{
+    key::CtKey,
+    tcp::{Segment, Side, TcpConn, TcpState},
+    Timeouts,
+};
+use std::sync::atomic::{
+    fence, AtomicU32, AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
+
+/// `Session::state` bits.
+pub const SEEN_REPLY: u32 = 1 << 8;
+pub const ASSURED: u32 = 1 << 9;
+/// The side that opened the connection is the key's `hi` endpoint.
+pub const ORIG_HI: u32 = 1 << 10;
+/// Flushed: gone from the index, freed by its owner at its next wheel turn.
+pub const DEAD: u32 = 1 << 11;
+/// Held by the core updating it.
+const BUSY: u32 = 1 << 12;
+/// The rules at side 0's / side 1's port no longer allow it (see `epochs`).
+pub const REVOKED: [u32; 2] = [1 << 13, 1 << 14];
+/// In use (not on a free list).
+pub const LIVE: u32 = 1 << 15;
+/// Bits 0..8: the protocol's state (TCP: `TcpState`).
+const PROTO_STATE: u32 = 0xff;
+
+/// One connection: 128 bytes, the key and the state word in the first cache line.
+#[repr(C, align(128))]
+#[derive(Default)]
+pub struct Session {
+    key_gen: AtomicU32,
+    pub(super) state: AtomicU32,
+    /// lo address (4 words), hi address (4), zone, lo port << 16 | hi port, proto.
+    key: [AtomicU32; 11],
+    /// Milliseconds on the table's clock.
+    pub(super) last_seen: AtomicU32,
+    /// Per side, the policy epoch of that side's port when its rules last allowed it.
+    pub(super) epochs: AtomicU32,
+    /// The owner's free list or timer wheel (index + 1; 0 ends the list).
+    next: AtomicU32,
+    /// TCP: per side end, maxend, maxwin, maxack; then scales and flags.
+    tcp: [AtomicU32; 9],
+    /// The port each side is behind, where a stateful port saw it (0xffff: none).
+    pub(super) ports: AtomicU32,
+    /// Per direction (opener, answerer).
+    pub(super) packets: [AtomicU32; 2],
+    pub(super) bytes: AtomicU64,
+    pub(super) created: AtomicU32,
+}
+
+const _: () = assert!(std::mem::size_of::<Session>() == 128);
+
+type Bucket = [AtomicU64; 8];
+
+/// One core's part of the table: its free list, its wheel and its counters.
+#[repr(align(64))]
+pub struct Part {
+    lo: u32,
+    hi: u32,
+    free: AtomicU32,
+    /// Wheel slot heads (index + 1), one per tick.
+    wheel: Box<[AtomicU32]>,
+    /// The next tick to expire.
+    tick: AtomicU32,
+    pub created: AtomicU64,
+    pub expired: AtomicU64,
+    pub full: AtomicU64,
+    pub evicted: AtomicU64,
+    pub live: AtomicU64,
+    /// Invalid packets by `InvalidReason`.
+    pub invalid: [AtomicU64; 7],
+}
+
+/// Wheel ticks: 1,024 ms each, 512 of them. A session due later is filed at the
+/// farthest tick and looked at again then.
+const TICK_SHIFT: u32 = 10;
+const WHEEL: u32 = 512;
+
+pub struct CtTable {
+    sessions: Box<[Session]>,
+    buckets: Box<[Bucket]>,
+    mask: usize,
+    parts: Box<[Part]>,
+    pub timeouts: Timeouts,
+    /// Live sessions per port (the port that created them), for per-port limits.
+    port_sessions: Box<[AtomicU32]>,
+}
+
+/// A session as the control plane lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionView {
+    pub index: u32,
+    pub key: CtKey,
+    pub state: u32,
+    pub tcp: TcpState,
+    pub last_seen: u32,
+    pub created: u32,
+    pub ports: [u16; 2],
+    pub packets: [u32; 2],
+    pub bytes: u64,
+}
+
+impl SessionView {
+    /// The opener's endpoint and the answerer's.
+    pub fn orig(&self) -> ((u128, u16), (u128, u16)) {
+        if self.state & ORIG_HI != 0 {
+            (self.key.hi, self.key.lo)
+        } else {
+            (self.key.lo, self.key.hi)
+        }
+    }
+}
+
+#[inline]
+pub fn hash(k: &CtKey) -> u64 {
+    const M: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = (k.zone as u64) << 8 | k.proto as u64;
+    for w in [
+        k.lo.0 as u64,
+        (k.lo.0 >> 64) as u64,
+        k.hi.0 as u64,
+        (k.hi.0 >> 64) as u64,
+        (k.lo.1 as u64) << 16 | k.hi.1 as u64,
+    ] {
+        h = (h.rotate_left(5) ^ w).wrapping_mul(M);
+    }
+    h ^ (h >> 29)
+}
+
+fn key_words(k: &CtKey) -> [u32; 11] {
+    let a = |x: u128, i: usize| (x >> (32 * i)) as u32;
+    [
+        a(k.lo.0, 0),
+        a(k.lo.0, 1),
+        a(k.lo.0, 2),
+        a(k.lo.0, 3),
+        a(k.hi.0, 0),
+        a(k.hi.0, 1),
+        a(k.hi.0, 2),
+        a(k.hi.0, 3),
+        k.zone,
+        (k.lo.1 as u32) << 16 | k.hi.1 as u32,
+        k.proto as u32,
+    ]
+}
+
+fn words_key(w: &[u32; 11]) -> CtKey {
+    let a = |i: usize| (0..4).fold(0u128, |acc, j| acc | (w[i + j] as u128) << (32 * j));
+    CtKey { zone: w[8], proto: w[10] as u8, lo: (a(0), (w[9] >> 16) as u16), hi: (a(4), w[9] as u16) }
+}
+
+/// Ticks from `cur` to `due`, within one turn of the wheel and at least the next tick.
+fn ahead(due: u32, cur: u32) -> u32 {
+    (due.wrapping_sub(cur) as i32).clamp(1, WHEEL as i32 - 1) as u32
+}
+
+/// Where a session stands, as read by the core that found it.
+#[derive(Clone, Copy, Debug)]
+pub struct Found {
+    pub index: u32,
+    /// The generation its key was read under.
+    pub gen: u32,
+    pub state: u32,
+}
+
+/// The state word and TCP state of a session held for update.
+pub struct Held<'t> {
+    table: &'t CtTable,
+    pub index: u32,
+    pub state: u32,
+    pub tcp: TcpConn,
+}
+
+impl Held<'_> {
+    /// Writes the state back and lets go.
+    pub fn release(self, now: u32) {
+        let s = &self.table.sessions[self.index as usize];
+        if self.state & PROTO_STATE != 0 || self.tcp.state != TcpState::None {
+            write_tcp(s, &self.tcp);
+        }
+        s.last_seen.store(now, Relaxed);
+        let word = (self.state & !(BUSY | PROTO_STATE)) | self.tcp.state as u32;
+        s.state.store(word, Release);
+    }
+
+    /// Lets go, writing the state word only.
+    pub fn abandon_with_state(self) {
+        let s = &self.table.sessions[self.index as usize];
+        s.state.store(self.state & !BUSY, Release);
+    }
+
+    /// Lets go without writing.
+    pub fn abandon(self) {
+        let s = &self.table.sessions[self.index as usize];
+        s.state.store(self.state & !BUSY, Release);
+    }
+}
+
+fn read_tcp(s: &Session, state: u32) -> TcpConn {
+    let t = |i: usize| s.tcp[i].load(Relaxed);
+    let misc = t(8);
+    let side = |i: usize, b: u32| Side {
+        end: t(4 * i),
+        maxend: t(4 * i + 1),
+        maxwin: t(4 * i + 2),
+        maxack: t(4 * i + 3),
+        scale: (misc >> b) as u8,
+        flags: (misc >> (b + 8)) as u8,
+    };
+    TcpConn { state: TcpState::from_u8((state & PROTO_STATE) as u8), side: [side(0, 0), side(1, 16)] }
+}
+
+fn write_tcp(s: &Session, c: &TcpConn) {
+    for (i, d) in c.side.iter().enumerate() {
+        s.tcp[4 * i].store(d.end, Relaxed);
+        s.tcp[4 * i + 1].store(d.maxend, Relaxed);
+        s.tcp[4 * i + 2].store(d.maxwin, Relaxed);
+        s.tcp[4 * i + 3].store(d.maxack, Relaxed);
+    }
+    let misc = |d: &Side| d.scale as u32 | (d.flags as u32) << 8;
+    s.tcp[8].store(misc(&c.side[0]) | misc(&c.side[1]) << 16, Relaxed);
+}
+
+/// What a new session starts with.
+pub struct NewSession {
+    pub key: CtKey,
+    pub orig_hi: bool,
+    pub tcp: TcpConn,
+    /// The opener's port and epoch (side 0), if a stateful port admitted it there.
+    pub port: u16,
+    pub side: usize,
+    pub epoch: u16,
+    pub now: u32,
+    pub len: u32,
+}
+
+/// Why a session could not be made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Full {
+    /// Every session of this core is live and none is half-open.
+    Table,
+    /// The port has its limit of sessions.
+    Port,
+}
+
+impl CtTable {
+    /// A table of `capacity` sessions shared out to `cores` cores, with per-port
+    /// limits over `ports` port ids.
+    pub fn new(capacity: u32, cores: usize, ports: usize) -> CtTable {
+        let cores = cores.max(1);
+        let capacity = capacity.max(cores as u32);
+        let sessions: Box<[Session]> = (0..capacity).map(|_| Session::default()).collect();
+        // Half full at most, two candidate buckets: a bucket overflows almost never.
+        let nb = (capacity as usize / 4).next_power_of_two().max(2);
+        let buckets: Box<[Bucket]> = (0..nb).map(|_| Default::default()).collect();
+        let per = capacity / cores as u32;
+        let parts: Box<[Part]> = (0..cores)
+            .map(|c| {
+                let lo = c as u32 * per;
+                let hi = if c + 1 == cores { capacity } else { lo + per };
+                // The free list in index order.
+                for i in lo..hi {
+                    sessions[i as usize].next.store(if i + 1 < hi { i + 2 } else { 0 }, Relaxed);
+                }
+                Part {
+                    lo,
+                    hi,
+                    free: AtomicU32::new(if lo < hi { lo + 1 } else { 0 }),
+                    wheel: (0..WHEEL).map(|_| AtomicU32::new(0)).collect(),
+                    tick: AtomicU32::new(u32::MAX),
+                    created: AtomicU64::new(0),
+                    expired: AtomicU64::new(0),
+                    full: AtomicU64::new(0),
+                    evicted: AtomicU64::new(0),
+                    live: AtomicU64::new(0),
+                    invalid: Default::default(),
+                }
+            })
+            .collect();
+        CtTable {
+            sessions,
+            buckets,
+            mask: nb - 1,
+            parts,
+            timeouts: Timeouts::default(),
+            port_sessions: (0..ports).map(|_| AtomicU32::new(0)).collect(),
+        }
+    }
+
+    pub fn capacity(&self) -> u32 {
+        self.sessions.len() as u32
+    }
+
+    pub fn parts(&self) -> &[Part] {
+        &self.parts
+    }
+
+    pub fn port_sessions(&self, port: u16) -> u32 {
+        self.port_sessions.get(port as usize).map_or(0, |c| c.load(Relaxed))
+    }
+
+    #[inline]
+    fn buckets_of(&self, h: u64) -> (usize, usize, u32) {
+        let tag = (h >> 32) as u32;
+        let b1 = h as usize & self.mask;
+        let b2 = (b1 ^ ((tag as usize).wrapping_mul(0x9e37_79b9) >> 7 | 1)) & self.mask;
+        (b1, b2, tag)
+    }
+
+    /// Reads `s`'s key under its generation: None if it was being rewritten.
+    fn read_key(s: &Session) -> Option<(CtKey, u32)> {
+        let g = s.key_gen.load(Acquire);
+        if g & 1 != 0 {
+            return None;
+        }
+        let w: [u32; 11] = std::array::from_fn(|i| s.key[i].load(Relaxed));
+        fence(Acquire);
+        (s.key_gen.load(Relaxed) == g).then(|| (words_key(&w), g))
+    }
+
+    #[inline]
+    fn key_is(s: &Session, w: &[u32; 11]) -> Option<u32> {
+        let g = s.key_gen.load(Acquire);
+        if g & 1 != 0 {
+            return None;
+        }
+        let same = s.key.iter().zip(w).all(|(a, b)| a.load(Relaxed) == *b);
+        fence(Acquire);
+        (same && s.key_gen.load(Relaxed) == g).then_some(g)
+    }
+
+    /// The session of `key`, if there is one.
+    #[inline]
+    pub fn lookup(&self, key: &CtKey, h: u64) -> Option<Found> {
+        let (b1, b2, tag) = self.buckets_of(h);
+        let w = key_words(key);
+        for b in [b1, b2] {
+            for e in &self.buckets[b] {
+                let v = e.load(Acquire);
+                if v == 0 || (v >> 32) as u32 != tag {
+                    continue;
+                }
+                let index = (v as u32).wrapping_sub(1);
+                let Some(s) = self.sessions.get(index as usize) else { continue };
+                if let Some(gen) = Self::key_is(s, &w) {
+                    let state = s.state.load(Acquire);
+                    if state & DEAD == 0 {
+                        return Some(Found { index, gen, state });
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Takes `f`'s session for update, unless another core holds it or it changed
+    /// since it was found.
+    pub fn hold(&self, f: &Found) -> Option<Held<'_>> {
+        let s = &self.sessions[f.index as usize];
+        let cur = s.state.load(Relaxed);
+        if cur & (BUSY | DEAD | LIVE) != LIVE || s.state.compare_exchange(cur, cur | BUSY, Acquire, Relaxed).is_err() {
+            return None;
+        }
+        if s.key_gen.load(Relaxed) != f.gen {
+            s.state.store(cur, Release);
+            return None;
+        }
+        Some(Held { table: self, index: f.index, state: cur, tcp: read_tcp(s, cur) })
+    }
+
+    /// A data or pure ACK segment of an established connection, checked and recorded
+    /// without holding the session: every bound it moves only grows (in sequence
+    /// space), so the two directions' cores update them at once with compare-and-swap
+    /// maxima. None when the segment is not of that kind (or the session's windows are
+    /// not known yet): the caller holds the session and runs the whole tracker.
+    /// Some(in window, or passed as liberal).
+    #[inline]
+    pub fn tcp_fast(&self, f: &Found, dir: usize, seg: &Segment, liberal: bool) -> Option<bool> {
+        use super::tcp::{after, ACK, CWR, ECE, F_LIBERAL, F_MAXACK, MAX_ACK_WINDOW, PSH, URG};
+        if f.state & PROTO_STATE != TcpState::Established as u32
+            || f.state & SEEN_REPLY == 0
+            || seg.flags & !(PSH | ECE | CWR | URG) != ACK
+        {
+            return None;
+        }
+        let s = &self.sessions[f.index as usize];
+        let (si, ri) = (4 * (dir & 1), 4 * (1 - (dir & 1)));
+        let misc = s.tcp[8].load(Relaxed);
+        let (s_scale, s_flags) = ((misc >> (16 * (dir & 1))) as u8, (misc >> (16 * (dir & 1) + 8)) as u8);
+        let (s_end, s_maxend, s_maxwin) =
+            (s.tcp[si].load(Relaxed), s.tcp[si + 1].load(Relaxed), s.tcp[si + 2].load(Relaxed));
+        let (r_end, r_maxend, r_maxwin) =
+            (s.tcp[ri].load(Relaxed), s.tcp[ri + 1].load(Relaxed), s.tcp[ri + 2].load(Relaxed));
+        if s_maxwin == 0 || r_maxwin == 0 || s_flags & F_MAXACK == 0 {
+            return None;
+        }
+        let ack = seg.ack;
+        let (mut seq, mut end) = (seg.seq, seg.end());
+        if seq == end {
+            seq = s_end;
+            end = s_end;
+        }
+        let ok = !after(seq, s_maxend)
+            && after(end, s_end.wrapping_sub(r_maxwin).wrapping_sub(1))
+            && !after(ack, r_end)
+            && after(ack, r_end.wrapping_sub(s_maxwin.max(MAX_ACK_WINDOW)).wrapping_sub(1));
+        if !ok {
+            return Some(liberal || s_flags & F_LIBERAL != 0);
+        }
+        let win = (seg.win as u32) << s_scale;
+        let seq_max = |a: &AtomicU32, v: u32| {
+            let _ = a.fetch_update(Relaxed, Relaxed, |cur| after(v, cur).then_some(v));
+        };
+        let _ = s.tcp[si + 2].fetch_update(Relaxed, Relaxed, |cur| (win > cur).then_some(win));
+        seq_max(&s.tcp[si], end);
+        seq_max(&s.tcp[si + 3], ack);
+        if after(end, s_maxend) {
+            let grow = end.wrapping_sub(s_maxend);
+            let _ = s.tcp[ri + 2].fetch_update(Relaxed, Relaxed, |cur| Some(cur.wrapping_add(grow)));
+        }
+        let allowed = ack.wrapping_add(win).wrapping_add((win == 0) as u32);
+        if after(allowed, r_maxend) {
+            seq_max(&s.tcp[ri + 1], allowed);
+        }
+        Some(true)
+    }
+
+    /// The TCP state of `f`'s session as it stands, without holding it.
+    pub fn peek(&self, f: &Found) -> TcpConn {
+        read_tcp(&self.sessions[f.index as usize], f.state)
+    }
+
+    /// Counts a packet of `dir` (0: from the opener) on the session.
+    #[inline]
+    pub fn account(&self, index: u32, dir: usize, len: u32, now: u32) {
+        let s = &self.sessions[index as usize];
+        // Per direction a single core mostly: a lost count under a race is tolerated,
+        // a locked add per packet is not.
+        let p = &s.packets[dir & 1];
+        p.store(p.load(Relaxed).wrapping_add(1), Relaxed);
+        s.bytes.store(s.bytes.load(Relaxed).wrapping_add(len as u64), Relaxed);
+        s.last_seen.store(now, Relaxed);
+    }
+
+    pub fn epochs(&self, index: u32) -> [u16; 2] {
+        let e = self.sessions[index as usize].epochs.load(Relaxed);
+        [e as u16, (e >> 16) as u16]
+    }
+
+    /// Records that side `side`'s port (at `epoch`) allows the session, or revokes it.
+    pub fn set_epoch(&self, index: u32, side: usize, epoch: u16, allowed: bool) {
+        let s = &self.sessions[index as usize];
+        let e = s.epochs.load(Relaxed);
+        let e = if side == 0 { (e & 0xffff_0000) | epoch as u32 } else { (e & 0xffff) | (epoch as u32) << 16 };
+        s.epochs.store(e, Relaxed);
+        let bit = REVOKED[side & 1];
+        if allowed {
+            s.state.fetch_and(!bit, Relaxed);
+        } else {
+            s.state.fetch_or(bit, Relaxed);
+        }
+    }
+
+    /// Counts an invalid packet on core `core`.
+    pub fn invalid(&self, core: usize, why: super::InvalidReason) {
+        if let Some(p) = self.parts.get(core) {
+            p.invalid[why as usize].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Whether the rules at side `side`'s port no longer allow session `index`.
+    #[inline]
+    pub fn revoked(&self, index: u32, side: usize) -> bool {
+        self.sessions[index as usize].state.load(Relaxed) & REVOKED[side & 1] != 0
+    }
+
+    /// Ends session `index` now (from any core): gone from the index, freed by its
+    /// owner at its next wheel turn.
+    pub fn kill(&self, index: u32) -> bool {
+        let s = &self.sessions[index as usize];
+        let st = s.state.load(Relaxed);
+        if st & (DEAD | LIVE) != LIVE || s.state.compare_exchange(st, st | DEAD, Relaxed, Relaxed).is_err() {
+            return false;
+        }
+        self.unindex(index, s);
+        true
+    }
+
+    /// Records the port of side `side` (where a stateful port first saw it).
+    pub fn set_port(&self, index: u32, side: usize, port: u16) {
+        let s = &self.sessions[index as usize];
+        let p = s.ports.load(Relaxed);
+        let p = if side == 0 { (p & 0xffff_0000) | port as u32 } else { (p & 0xffff) | (port as u32) << 16 };
+        s.ports.store(p, Relaxed);
+    }
+
+    /// Makes a session on core `core`'s part: from its free list, or by recycling a
+    /// half-open session of its own in one of the key's buckets.
+    pub fn create(&self, core: usize, n: &NewSession, port_limit: u32) -> Result<u32, Full> {
+        let part = &self.parts[core % self.parts.len()];
+        let counter = self.port_sessions.get(n.port as usize);
+        if let Some(c) = counter {
+            if port_limit != 0 && c.load(Relaxed) >= port_limit {
+                part.full.fetch_add(1, Relaxed);
+                return Err(Full::Port);
+            }
+        }
+        let h = hash(&n.key);
+        let (b1, b2, tag) = self.buckets_of(h);
+        let (index, in_wheel) = match self.pop_free(part) {
+            Some(i) => (i, false),
+            None => match self.recycle(part, [b1, b2]) {
+                Some(i) => (i, true),
+                None => {
+                    part.full.fetch_add(1, Relaxed);
+                    return Err(Full::Table);
+                }
+            },
+        };
+        let s = &self.sessions[index as usize];
+        let g = s.key_gen.load(Relaxed);
+        s.key_gen.store(g.wrapping_add(1) | 1, Relaxed);
+        fence(Release);
+        for (a, b) in s.key.iter().zip(key_words(&n.key)) {
+            a.store(b, Relaxed);
+        }
+        write_tcp(s, &n.tcp);
+        s.last_seen.store(n.now, Relaxed);
+        s.created.store(n.now, Relaxed);
+        s.epochs.store(if n.side == 0 { n.epoch as u32 } else { (n.epoch as u32) << 16 }, Relaxed);
+        s.ports.store(if n.side == 0 { 0xffff_0000 | n.port as u32 } else { (n.port as u32) << 16 | 0xffff }, Relaxed);
+        s.packets[0].store(1, Relaxed);
+        s.packets[1].store(0, Relaxed);
+        s.bytes.store(n.len as u64, Relaxed);
+        let state = LIVE | n.tcp.state as u32 | if n.orig_hi { ORIG_HI } else { 0 } | (n.port as u32) << 16;
+        s.state.store(state, Relaxed);
+        s.key_gen.store((g.wrapping_add(1) | 1).wrapping_add(1), Release);
+        if let Some(c) = counter {
+            c.fetch_add(1, Relaxed);
+        }
+        part.created.fetch_add(1, Relaxed);
+        part.live.fetch_add(1, Relaxed);
+        if !in_wheel {
+            self.file(part, index, n.now);
+        }
+        let entry = (tag as u64) << 32 | (index as u64 + 1);
+        for b in [b1, b2] {
+            for e in &self.buckets[b] {
+                if e.compare_exchange(0, entry, Release, Relaxed).is_ok() {
+                    return Ok(index);
+                }
+            }
+        }
+        // Both buckets full (a pathological key distribution): the session lives
+        // unindexed until its wheel turn frees it; this packet's connection is not
+        // tracked.
+        s.state.fetch_or(DEAD, Relaxed);
+        part.full.fetch_add(1, Relaxed);
+        Err(Full::Table)
+    }
+
+    fn pop_free(&self, part: &Part) -> Option<u32> {
+        let head = part.free.load(Relaxed);
+        if head == 0 {
+            return None;
+        }
+        let i = head - 1;
+        part.free.store(self.sessions[i as usize].next.load(Relaxed), Relaxed);
+        Some(i)
+    }
+
+    /// A half-open (not yet replied) session of this core's in `buckets`, taken out of
+    /// the index for reuse. It stays filed in the wheel.
+    fn recycle(&self, part: &Part, buckets: [usize; 2]) -> Option<u32> {
+        for b in buckets {
+            for e in &self.buckets[b] {
+                let v = e.load(Acquire);
+                if v == 0 {
+                    continue;
+                }
+                let i = (v as u32).wrapping_sub(1);
+                if i < part.lo || i >= part.hi {
+                    continue;
+                }
+                let s = &self.sessions[i as usize];
+                let st = s.state.load(Relaxed);
+                if st & (SEEN_REPLY | BUSY) != 0 {
+                    continue;
+                }
+                if s.state.compare_exchange(st, st | BUSY, Acquire, Relaxed).is_err() {
+                    continue;
+                }
+                if e.compare_exchange(v, 0, Relaxed, Relaxed).is_err() {
+                    s.state.store(st, Release);
+                    continue;
+                }
+                self.uncount(s, st);
+                part.evicted.fetch_add(1, Relaxed);
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    fn uncount(&self, _s: &Session, state: u32) {
+        if let Some(c) = self.port_sessions.get((state >> 16) as usize) {
+            c.fetch_sub(1, Relaxed);
+        }
+    }
+
+    /// How long session `s` (state word `st`) lives unused, in milliseconds.
+    fn timeout(&self, s: &Session, st: u32) -> u32 {
+        self.timeouts.of(s.key[10].load(Relaxed) as u8, st)
+    }
+
+    /// The wheel tick of a time in milliseconds.
+    fn tick_of(ms: u32) -> u32 {
+        ms >> TICK_SHIFT
+    }
+
+    /// Files session `i` in `part`'s wheel for when it may expire (at most a turn of the
+    /// wheel ahead).
+    fn file(&self, part: &Part, i: u32, now: u32) {
+        let s = &self.sessions[i as usize];
+        let due = s.last_seen.load(Relaxed).wrapping_add(self.timeout(s, s.state.load(Relaxed)));
+        let cur = part.tick.load(Relaxed);
+        let cur = if cur == u32::MAX { Self::tick_of(now) } else { cur };
+        let ahead = ahead(Self::tick_of(due), cur);
+        let slot = &part.wheel[(cur.wrapping_add(ahead) % WHEEL) as usize];
+        s.next.store(slot.load(Relaxed), Relaxed);
+        slot.store(i + 1, Relaxed);
+    }
+
+    /// Core `core`'s housekeeping: expires its sessions due by `now`, looking at most
+    /// at `budget` of them (the rest wait for the next call). Returns how many expired.
+    pub fn expire(&self, core: usize, now: u32, mut budget: u32) -> u32 {
+        let Some(part) = self.parts.get(core) else { return 0 };
+        let target = Self::tick_of(now);
+        let mut tick = part.tick.load(Relaxed);
+        if tick == u32::MAX {
+            tick = target;
+        }
+        let mut expired = 0;
+        while budget > 0 && (target.wrapping_sub(tick) as i32) >= 0 {
+            let slot = &part.wheel[(tick % WHEEL) as usize];
+            let head = slot.load(Relaxed);
+            if head == 0 {
+                tick = tick.wrapping_add(1);
+                continue;
+            }
+            budget -= 1;
+            let i = head - 1;
+            let s = &self.sessions[i as usize];
+            slot.store(s.next.load(Relaxed), Relaxed);
+            let st = s.state.load(Relaxed);
+            let due = s.last_seen.load(Relaxed).wrapping_add(self.timeout(s, st));
+            let gone = st & DEAD != 0 || (now.wrapping_sub(due) as i32) >= 0;
+            // A session another core holds this instant is looked at next tick.
+            if gone && s.state.compare_exchange(st, st | BUSY, Acquire, Relaxed).is_ok() {
+                if st & DEAD == 0 {
+                    self.unindex(i, s);
+                }
+                self.uncount(s, st);
+                let g = s.key_gen.load(Relaxed);
+                s.key_gen.store(g.wrapping_add(2), Release);
+                s.state.store(0, Release);
+                s.next.store(part.free.load(Relaxed), Relaxed);
+                part.free.store(i + 1, Relaxed);
+                part.expired.fetch_add(1, Relaxed);
+                part.live.fetch_sub(1, Relaxed);
+                expired += 1;
+            } else {
+                // Filed again from the tick after this one at the earliest.
+                self.file_after(part, i, tick, now);
+            }
+        }
+        part.tick.store(tick, Relaxed);
+        expired
+    }
+
+    fn file_after(&self, part: &Part, i: u32, tick: u32, now: u32) {
+        let s = &self.sessions[i as usize];
+        let due = s.last_seen.load(Relaxed).wrapping_add(self.timeout(s, s.state.load(Relaxed)));
+        let due = if (due.wrapping_sub(now) as i32) < 0 { now } else { due };
+        let ahead = ahead(Self::tick_of(due), tick);
+        let slot = &part.wheel[(tick.wrapping_add(ahead) % WHEEL) as usize];
+        s.next.store(slot.load(Relaxed), Relaxed);
+        slot.store(i + 1, Relaxed);
+    }
+
+    /// Takes session `i` out of the index.
+    fn unindex(&self, i: u32, s: &Session) {
+        let w: [u32; 11] = std::array::from_fn(|j| s.key[j].load(Relaxed));
+        let (b1, b2, _) = self.buckets_of(hash(&words_key(&w)));
+        for b in [b1, b2] {
+            for e in &self.buckets[b] {
+                let v = e.load(Relaxed);
+                if v != 0 && (v as u32).wrapping_sub(1) == i {
+                    let _ = e.compare_exchange(v, 0, Relaxed, Relaxed);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Flushes (from the control plane) the sessions `pick` chooses: gone from the
+    /// index at once, freed by their owners at their next wheel turn. Returns how many.
+    pub fn flush(&self, mut pick: impl FnMut(&SessionView) -> bool) -> usize {
+        let mut n = 0;
+        for i in 0..self.sessions.len() as u32 {
+            let Some(v) = self.view(i) else { continue };
+            if pick(&v) && self.kill(i) {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Session `i` as it stands, if it is live.
+    pub fn view(&self, i: u32) -> Option<SessionView> {
+        let s = self.sessions.get(i as usize)?;
+        if s.state.load(Acquire) & LIVE == 0 {
+            return None;
+        }
+        let (key, _) = Self::read_key(s)?;
+        let st = s.state.load(Acquire);
+        if st & (DEAD | LIVE) != LIVE {
+            return None;
+        }
+        let p = s.ports.load(Relaxed);
+        Some(SessionView {
+            index: i,
+            key,
+            state: st & !BUSY,
+            tcp: TcpState::from_u8((st & PROTO_STATE) as u8),
+            last_seen: s.last_seen.load(Relaxed),
+            created: s.created.load(Relaxed),
+            ports: [p as u16, (p >> 16) as u16],
+            packets: [s.packets[0].load(Relaxed), s.packets[1].load(Relaxed)],
+            bytes: s.bytes.load(Relaxed),
+        })
+    }
+
+    /// Every live session (a walk of the whole array: for the control plane).
+    pub fn sessions(&self) -> impl Iterator<Item = SessionView> + '_ {
+        (0..self.sessions.len() as u32).filter_map(|i| self.view(i))
+    }
+}
+
+#[cfg(test)]
+mod tests;

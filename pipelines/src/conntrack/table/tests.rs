@@ -1,0 +1,152 @@
+use super::*;
+use crate::meta::ipv4_key;
+use std::sync::Arc;
+
+fn key(a: u32, ap: u16, b: u32, bp: u16) -> (CtKey, bool) {
+    crate::conntrack::Tuple { zone: 100, proto: 17, src: (ipv4_key(a), ap), dst: (ipv4_key(b), bp) }.key()
+}
+
+fn new(k: CtKey, orig_hi: bool, now: u32) -> NewSession {
+    NewSession { key: k, orig_hi, tcp: TcpConn::default(), port: 3, side: 0, epoch: 1, now, len: 60 }
+}
+
+#[test]
+fn both_directions_find_one_session() {
+    let t = CtTable::new(64, 2, 8);
+    let (k, hi) = key(10, 1000, 20, 53);
+    let i = t.create(0, &new(k, hi, 0), 0).unwrap();
+    let (back, back_hi) = key(20, 53, 10, 1000);
+    assert_eq!(back, k);
+    assert_ne!(back_hi, hi);
+    let f = t.lookup(&back, hash(&back)).unwrap();
+    assert_eq!(f.index, i);
+    assert_eq!(f.state & ORIG_HI != 0, hi);
+    // Another zone, another session.
+    let mut other = k;
+    other.zone = 200;
+    assert!(t.lookup(&other, hash(&other)).is_none());
+    let v = t.view(i).unwrap();
+    assert_eq!(v.orig(), ((ipv4_key(10), 1000), (ipv4_key(20), 53)));
+    assert_eq!(t.port_sessions(3), 1);
+}
+
+#[test]
+fn sessions_expire_on_the_wheel_and_their_room_returns() {
+    let t = CtTable::new(4, 1, 8);
+    t.expire(0, 0, 100);
+    let keys: Vec<_> = (0..4).map(|i| key(1, i, 2, 53)).collect();
+    for (k, hi) in &keys {
+        t.create(0, &new(*k, *hi, 0), 0).unwrap();
+    }
+    // Four unreplied UDP sessions: each recycles another for a fifth.
+    let (k5, hi5) = key(9, 9, 2, 53);
+    assert!(t.create(0, &new(k5, hi5, 0), 0).is_ok());
+    assert_eq!(t.parts()[0].evicted.load(Relaxed), 1);
+    // UDP unreplied lives 30 s: nothing goes at 29 s, everything by 32 s.
+    assert_eq!(t.expire(0, 29_000, 1000), 0);
+    assert_eq!(t.sessions().count(), 4);
+    let gone: u32 = (29..=33).map(|s| t.expire(0, s * 1000, 1000)).sum();
+    assert_eq!(gone, 4);
+    assert_eq!(t.sessions().count(), 0);
+    assert!(t.lookup(&k5, hash(&k5)).is_none());
+    assert_eq!(t.port_sessions(3), 0);
+    for (k, hi) in &keys {
+        t.create(0, &new(*k, *hi, 40_000), 0).unwrap();
+    }
+}
+
+#[test]
+fn a_full_table_keeps_replied_sessions_and_refuses_new_ones() {
+    let t = CtTable::new(4, 1, 8);
+    for i in 0..4 {
+        let (k, hi) = key(1, i, 2, 53);
+        let idx = t.create(0, &new(k, hi, 0), 0).unwrap();
+        let f = t.lookup(&k, hash(&k)).unwrap();
+        let mut h = t.hold(&f).unwrap();
+        h.state |= SEEN_REPLY;
+        h.abandon_with_state();
+        assert_eq!(idx, f.index);
+    }
+    let (k, hi) = key(7, 7, 2, 53);
+    assert_eq!(t.create(0, &new(k, hi, 0), 0), Err(Full::Table));
+    assert_eq!(t.sessions().count(), 4);
+    assert_eq!(t.parts()[0].full.load(Relaxed), 1);
+}
+
+#[test]
+fn a_session_used_recently_outlives_its_first_deadline() {
+    let t = CtTable::new(8, 1, 8);
+    t.expire(0, 0, 100);
+    let (k, hi) = key(1, 1, 2, 2);
+    let i = t.create(0, &new(k, hi, 0), 0).unwrap();
+    for s in 1..100u32 {
+        t.account(i, 0, 60, s * 1000);
+        t.expire(0, s * 1000, 100);
+    }
+    assert!(t.lookup(&k, hash(&k)).is_some());
+    let gone: u32 = (100..140).map(|s| t.expire(0, s * 1000, 100)).sum();
+    assert_eq!(gone, 1);
+}
+
+#[test]
+fn port_limits_and_flush() {
+    let t = CtTable::new(64, 1, 8);
+    for i in 0..3 {
+        let (k, hi) = key(1, i, 2, 53);
+        t.create(0, &new(k, hi, 0), 3).unwrap();
+    }
+    let (k, hi) = key(1, 9, 2, 53);
+    assert_eq!(t.create(0, &new(k, hi, 0), 3), Err(Full::Port));
+    assert_eq!(t.flush(|v| v.key.lo.1 == 0 || v.key.hi.1 == 0), 1);
+    assert_eq!(t.sessions().count(), 2);
+    // Freed by the owner at its next wheel turn; the port's count drops then.
+    for s in 0..600 {
+        t.expire(0, s * 1000, 100);
+    }
+    assert_eq!(t.port_sessions(3), 0);
+    t.create(0, &new(k, hi, 600_000), 3).unwrap();
+}
+
+/// Two cores at once: one opens sessions and expires its own, the other answers them;
+/// afterwards the counts add up and every live session is findable.
+#[test]
+fn two_cores_share_the_table() {
+    let t = Arc::new(CtTable::new(4096, 2, 8));
+    let n = 20_000u32;
+    let opener = {
+        let t = t.clone();
+        std::thread::spawn(move || {
+            for i in 0..n {
+                let (k, hi) = key(i, (i % 60000) as u16, 2, 53);
+                let _ = t.create(0, &new(k, hi, i), 0);
+                t.expire(0, i, 16);
+            }
+        })
+    };
+    let answerer = {
+        let t = t.clone();
+        std::thread::spawn(move || {
+            let mut found = 0;
+            for i in 0..n {
+                let (k, _) = key(2, 53, i, (i % 60000) as u16);
+                if let Some(f) = t.lookup(&k, hash(&k)) {
+                    if let Some(mut h) = t.hold(&f) {
+                        h.state |= SEEN_REPLY;
+                        h.release(i);
+                    }
+                    found += 1;
+                }
+            }
+            found
+        })
+    };
+    opener.join().unwrap();
+    let _ = answerer.join().unwrap();
+    let p = &t.parts()[0];
+    let live = p.created.load(Relaxed) - p.expired.load(Relaxed) - p.evicted.load(Relaxed);
+    assert_eq!(t.sessions().count() as u64, live);
+    assert_eq!(p.live.load(Relaxed), p.created.load(Relaxed) - p.expired.load(Relaxed));
+    for v in t.sessions() {
+        assert_eq!(t.lookup(&v.key, hash(&v.key)).map(|f| f.index), Some(v.index));
+    }
+}
