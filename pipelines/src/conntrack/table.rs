@@ -389,7 +389,7 @@ impl CtTable {
     /// Some(in window, or passed as liberal).
     #[inline]
     pub fn tcp_fast(&self, f: &Found, dir: usize, seg: &Segment, liberal: bool) -> Option<bool> {
-        use super::tcp::{after, ACK, CWR, ECE, F_LIBERAL, F_MAXACK, MAX_ACK_WINDOW, PSH, URG};
+        use super::tcp::{after, bounds, Bounds, ACK, CWR, ECE, F_LIBERAL, F_MAXACK, PSH, URG};
         if f.state & PROTO_STATE != TcpState::Established as u32
             || f.state & SEEN_REPLY == 0
             || seg.flags & !(PSH | ECE | CWR | URG) != ACK
@@ -413,17 +413,20 @@ impl CtTable {
             seq = s_end;
             end = s_end;
         }
-        let ok = !after(seq, s_maxend)
-            && after(end, s_end.wrapping_sub(r_maxwin).wrapping_sub(1))
-            && !after(ack, r_end)
-            && after(ack, r_end.wrapping_sub(s_maxwin.max(MAX_ACK_WINDOW)).wrapping_sub(1));
-        if !ok {
-            return Some(liberal || s_flags & F_LIBERAL != 0);
-        }
-        let win = (seg.win as u32) << s_scale;
         let seq_max = |a: &AtomicU32, v: u32| {
             let _ = a.fetch_update(Relaxed, Relaxed, |cur| after(v, cur).then_some(v));
         };
+        match bounds(seq, end, ack, s_end, s_maxend, s_maxwin, r_end, r_maxwin) {
+            Bounds::In => {}
+            Bounds::Overshoot => {
+                seq_max(&s.tcp[si], end);
+                return Some(true);
+            }
+            _ if liberal || s_flags & F_LIBERAL != 0 => return Some(true),
+            Bounds::OldAck => return Some(true),
+            Bounds::Out => return Some(false),
+        }
+        let win = (seg.win as u32) << s_scale;
         let _ = s.tcp[si + 2].fetch_update(Relaxed, Relaxed, |cur| (win > cur).then_some(win));
         seq_max(&s.tcp[si], end);
         seq_max(&s.tcp[si + 3], ack);

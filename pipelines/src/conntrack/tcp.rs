@@ -281,6 +281,62 @@ pub(super) fn after(a: u32, b: u32) -> bool {
 /// 66,000 bytes is accepted (delayed acks).
 pub(super) const MAX_ACK_WINDOW: u32 = 66_000;
 
+/// Where a segment lies against the bounds of its connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Bounds {
+    /// In the window: the bounds move.
+    In,
+    /// Past what the receiver allowed by no more than its window, with a good ack: a
+    /// stack that overshoots the window (Linux takes these since 5.18); only the
+    /// sender's end moves.
+    Overshoot,
+    /// An old ack (overly delayed): passes, moves nothing.
+    OldAck,
+    Out,
+}
+
+/// The window check (the sender's `s_*`, the receiver's `r_*`; `seq`, `end`, `ack` of
+/// the segment as the tracker reads them).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn bounds(
+    seq: u32,
+    end: u32,
+    ack: u32,
+    s_end: u32,
+    s_maxend: u32,
+    s_maxwin: u32,
+    r_end: u32,
+    r_maxwin: u32,
+) -> Bounds {
+    let ack_ok = after(ack, r_end.wrapping_sub(s_maxwin.max(MAX_ACK_WINDOW)).wrapping_sub(1));
+    let in_recv_win = r_maxwin == 0 || after(end, s_end.wrapping_sub(r_maxwin).wrapping_sub(1));
+    if after(seq, s_maxend) {
+        let overshot = end.wrapping_sub(s_maxend);
+        return if r_maxwin != 0 && in_recv_win && ack_ok && overshot <= r_maxwin && !after(ack, r_end) {
+            Bounds::Overshoot
+        } else {
+            Bounds::Out
+        };
+    }
+    if after(ack, r_end) || !in_recv_win {
+        return Bounds::Out;
+    }
+    if ack_ok {
+        Bounds::In
+    } else {
+        Bounds::OldAck
+    }
+}
+
+/// What the window check makes of a segment.
+enum Window {
+    /// Take it and move the state.
+    Accept,
+    /// Pass it, change nothing.
+    Ignore,
+    Invalid,
+}
+
 impl TcpConn {
     /// A connection opened by `seg` (a SYN; or, with `pickup`, any valid segment of a
     /// connection already under way). None when `seg` may not open one.
@@ -335,8 +391,10 @@ impl TcpConn {
             }
             _ => {}
         }
-        if !self.in_window(dir, seg, liberal || self.side[dir].flags & F_LIBERAL != 0) {
-            return Outcome::Invalid(if seg.has(RST) { Invalid::Rst } else { Invalid::Window });
+        match self.in_window(dir, seg, liberal || self.side[dir].flags & F_LIBERAL != 0) {
+            Window::Accept => {}
+            Window::Ignore => return Outcome::Ignored,
+            Window::Invalid => return Outcome::Invalid(if seg.has(RST) { Invalid::Rst } else { Invalid::Window }),
         }
         self.state = TcpState::from_u8(next);
         if old != next && next == FW {
@@ -347,7 +405,7 @@ impl TcpConn {
 
     /// Whether `seg` from `dir` lies in the window, updating both sides' bounds when it
     /// does (netfilter's `tcp_in_window`, without SACK and NAT offsets).
-    fn in_window(&mut self, dir: usize, seg: &Segment, liberal: bool) -> bool {
+    fn in_window(&mut self, dir: usize, seg: &Segment, liberal: bool) -> Window {
         let (s, r) = if dir == 0 {
             let (a, b) = self.side.split_at_mut(1);
             (&mut a[0], &mut b[0])
@@ -378,7 +436,7 @@ impl TcpConn {
                     r.scale = 0;
                 }
                 if !seg.has(ACK) {
-                    return true;
+                    return Window::Accept;
                 }
             } else {
                 s.end = end;
@@ -409,13 +467,15 @@ impl TcpConn {
             seq = s.end;
             end = s.end;
         }
-        let max_ack_window = s.maxwin.max(MAX_ACK_WINDOW);
-        let ok = !after(seq, s.maxend)
-            && after(end, s.end.wrapping_sub(r.maxwin).wrapping_sub(1))
-            && !after(ack, r.end)
-            && after(ack, r.end.wrapping_sub(max_ack_window).wrapping_sub(1));
-        if !ok {
-            return liberal && !seg.has(RST);
+        match bounds(seq, end, ack, s.end, s.maxend, s.maxwin, r.end, r.maxwin) {
+            Bounds::In => {}
+            Bounds::Overshoot => {
+                s.end = end;
+                return Window::Accept;
+            }
+            _ if liberal && !seg.has(RST) => return Window::Accept,
+            Bounds::OldAck => return Window::Ignore,
+            Bounds::Out => return Window::Invalid,
         }
         if !syn {
             win <<= s.scale;
@@ -441,7 +501,7 @@ impl TcpConn {
                 r.maxend = r.maxend.wrapping_add(1);
             }
         }
-        true
+        Window::Accept
     }
 }
 

@@ -84,6 +84,11 @@ fn window_scaling_widens_the_window() {
     wnd.win = 1000;
     assert_eq!(c.track(1, &wnd, false), Outcome::Valid);
     assert_eq!(c.track(0, &seg(ACK, 1001 + 100_000, 5001, 1000), false), Outcome::Valid);
+    // Past what the server allowed by less than its window: taken, as Linux does.
+    assert_eq!(c.track(0, &seg(ACK, 1001 + 200_000, 5001, 1000), false), Outcome::Valid);
+    assert_eq!(c.track(0, &seg(ACK, 1001 + 400_000, 5001, 1000), false), Outcome::Invalid(Invalid::Window));
+    // An ack older than any window: passes, changes nothing.
+    assert_eq!(c.track(1, &seg(ACK, 5001, 1001u32.wrapping_sub(1_000_000), 0), false), Outcome::Ignored);
     // Without scaling on both sides, neither scales.
     let mut c = TcpConn::open(&syn, false).unwrap();
     c.track(1, &seg(SYN | ACK, 5000, 1001, 0), false);
