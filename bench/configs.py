@@ -21,6 +21,19 @@ def acl(n, port, direction):
     return rules
 
 
+def reply_port(d, w):
+    """W6: the port that answers every session once (added after the VM's first pass)."""
+    f = {"W6": "vm_reply.pcap", "W6-64k": "vm64k_reply.pcap"}.get(w)
+    return f and ["vm2", "net_pcap1,rx_pcap=%s/%s" % (d, f), "--role", "vm", "--vni", "100"]
+
+
+# vswitchd options per workload: W7-full's table holds a quarter of its flows, so every
+# packet is a new connection that recycles a half-open session (and net_pcap keeps its
+# 262,144 frames in mbufs of the switch's pool).
+VSWITCHD_ARGS = {"W7-full": ["--conntrack-sessions", "65536"]}
+MBUFS = {"W7-full": 524288}
+
+
 def config(d, w):
     pcap = lambda f: "net_pcap0,rx_pcap=%s/%s,infinite_rx=1" % (d, f)
     base = {"format": 1, "networks": [{"vni": 100}]}
@@ -34,6 +47,14 @@ def config(d, w):
         return dict(base, ports=[{"name": "vm1", "devargs": pcap("vm.pcap"), "role": "vm", "vni": 100},
                                  {"name": "vm2", "devargs": SINK, "role": "vm", "vni": 100}],
                     fib=[{"vni": 100, "mac": DST, "port": "vm2"}, {"vni": 100, "mac": VM, "port": "vm1"}])
+    if w in ("W6", "W6-64k", "W7-full"):
+        # W2's path with the VM's security group stateful (its 1k rules decide new
+        # connections); W6's replies come from REPLY_PORT once the sessions exist.
+        s = config(d, {"W6": "W2", "W6-64k": "W5", "W7-full": "W2"}[w])
+        if w == "W7-full":
+            s["ports"][0]["devargs"] = pcap("vm256k.pcap")
+        s["stateful"] = [{"port": "vm1"}]
+        return s
     if w in ("W2", "W2-10k", "W5", "W2-1", "W4"):
         src = {"W5": pcap("vm64k.pcap"), "W4": "net_vhost0,iface=%s/vm1.sock,queues=1" % d}.get(w, pcap("vm.pcap"))
         n = {"W2-10k": 10000, "W2-1": 1}.get(w, 1000)

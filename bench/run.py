@@ -28,10 +28,13 @@ WHAT = {
     "W3": "VXLAN decap -> VM, 1k egress ACL rules, sFlow",
     "W5": "W2 with 65,536 flows",
     "W4": "testpmd guest (virtio-user) -> vhost-user -> W2 pipeline",
+    "W6": "W2 with the security group stateful, 1,024 established sessions",
+    "W6-64k": "W6 with 65,536 established sessions",
+    "W7-full": "W2 stateful, every packet a new connection, table full (64k sessions, 256k flows)",
 }
 DEFAULT = ["W0", "W0-64k", "W1x", "W1", "W2", "W2-10k", "W3", "W5", "W4"]
 # OVS-DPDK's figures when it is not run alongside (shared/anchors/RESULTS.md, cycles/packet).
-OVS_RESULTS_CPP = {"W1": 150, "W2": 220, "W2-10k": 225, "W3": 395, "W5": 405}
+OVS_RESULTS_CPP = {"W1": 150, "W2": 220, "W2-10k": 225, "W3": 395, "W5": 405, "W6": 964, "W6-64k": 1898}
 WARMUP = 3
 
 
@@ -70,7 +73,8 @@ def measure_ours(w, work, win):
     json.dump(cfg, open(db, "w"))
     sock = os.path.join(work, "s.sock")
     log = open(os.path.join(work, "vswitchd.log"), "w")
-    d = subprocess.Popen([BIN + "/vswitchd", "--socket", sock, "--db", db, "--mbufs", "262144", "--metrics", METRICS, "--",
+    d = subprocess.Popen([BIN + "/vswitchd", "--socket", sock, "--db", db, "--mbufs", str(configs.MBUFS.get(w, 262144)), "--metrics", METRICS,
+                          *configs.VSWITCHD_ARGS.get(w, []), "--",
                           "-l", "0-1", "--no-pci", "--file-prefix", "vsbench"], stdout=log, stderr=log)
     guest = None
     try:
@@ -79,10 +83,24 @@ def measure_ours(w, work, win):
         time.sleep(0.5)
         if w == "W4":
             guest = start_guest(work)
+        reply = configs.reply_port(work, w)
+        if reply:
+            # Every flow has passed once (its session exists): answer each once.
+            time.sleep(1)
+            subprocess.check_call([BIN + "/vswitchctl", "--socket", sock, "port", "add", *reply])
         time.sleep(WARMUP)
+        if w.startswith("W6"):
+            ct = ctl(sock, "conntrack", "stats")
+            flows = {"W6": 1024, "W6-64k": 65536}[w]
+            if ct["by_state"].get("udp/replied", 0) < flows:
+                raise RuntimeError("%s: only %s of %d sessions established" % (w, ct["by_state"], flows))
         t0, tx0, c0, p0 = snap(sock)
         time.sleep(win)
         t1, tx1, c1, p1 = snap(sock)
+        if w == "W7-full":
+            ct = ctl(sock, "conntrack", "stats")
+            print("\n%s: sessions %d of %d, created %d, recycled %d, refused %d" % (
+                w, ct["sessions"], ct["capacity"], ct["created"], ct["recycled"], ct["full"]), file=sys.stderr)
         lat = ctl(sock, "cores")[0].get("latency")
         check_metrics(lat)
         return (tx1 - tx0) / (t1 - t0), (c1 - c0) / max(1, p1 - p0), lat
@@ -232,6 +250,19 @@ def summarize(workloads, ours, ovs):
         elif r["cpp"]:
             ratio = OVS_RESULTS_CPP[w] / r["cpp"]
             target("%s >= 2x OVS-DPDK (cycles/packet vs RESULTS.md; OVS not run)" % w, ratio >= 2, "%.2fx" % ratio)
+    for w, base, limit in (("W6", "W2", 30), ("W6-64k", "W5", 30)):
+        if w in by and base in by and by[w]["cpp"] and by[base]["cpp"]:
+            extra = by[w]["cpp"] - by[base]["cpp"]
+            target("%s <= %s + %d cycles/packet" % (w, base, limit), extra <= limit, "+%.0f" % extra)
+        r = by.get(w)
+        if r and r["vs_ovs"]:
+            target("%s >= 3x OVS-DPDK with ct() (pps, same run)" % w, r["vs_ovs"] >= 3, "%.2fx" % r["vs_ovs"])
+        elif r and r["cpp"]:
+            ratio = OVS_RESULTS_CPP[w] / r["cpp"]
+            target("%s >= 3x OVS-DPDK with ct() (cycles/packet vs RESULTS.md; OVS not run)" % w, ratio >= 3,
+                   "%.2fx" % ratio)
+    if by.get("W7-full") and by["W7-full"]["cpp"]:
+        target("W7-full <= 1,300 cycles per new session", by["W7-full"]["cpp"] <= 1300, "%.0f" % by["W7-full"]["cpp"])
     for w in ("W2-10k", "W5"):
         if w in by and "W2" in by:
             ratio = by[w]["mpps"] / by["W2"]["mpps"]

@@ -90,6 +90,12 @@ impl Mbuf {
 
 impl Frame for Mbuf {
     #[inline(always)]
+    fn prefetch(p: *const u8) {
+        // SAFETY: a prefetch is a hint: it never faults, whatever the address.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast()) }
+    }
+
+    #[inline(always)]
     fn head(&self) -> &[u8] {
         let m = self.m();
         // SAFETY: buf_addr + data_off is the start of data_len initialised bytes of the

@@ -28,6 +28,11 @@ pub trait Frame {
     /// The segmentation and checksum work the frame still owes.
     fn offload(&self) -> Offload;
     fn set_offload(&mut self, o: Offload);
+    /// Asks the CPU to bring the cache line at `p` in (a table entry a later pass of the
+    /// batch will read). A hint: `p` is never dereferenced. The packet type carries it
+    /// because the stages are generic over it and `pipelines` has no `unsafe`.
+    #[inline(always)]
+    fn prefetch(_p: *const u8) {}
     /// Bytes this frame puts on the wire, once segmented if it is to be.
     #[inline(always)]
     fn wire_len(&self) -> usize {

@@ -15,7 +15,7 @@ pub mod table;
 pub mod tcp;
 
 pub use key::{CtKey, Tuple};
-pub use stage::{decide, Checkpoint, Decision};
+pub use stage::{decide, prefetch, Checkpoint, Decision};
 pub use table::{CtTable, Full, SessionView};
 
 use std::sync::{

@@ -84,6 +84,35 @@ pub fn decide<F: Frame>(
     }
 }
 
+/// The hash of a TCP or UDP packet's key from its metadata alone (the common case);
+/// None for the rest, which are not prefetched.
+#[inline]
+fn quick_hash(m: &Meta) -> Option<u64> {
+    if m.l4 == 0 || !matches!(m.proto, 6 | 17) || m.ct.tracked {
+        return None;
+    }
+    let t = super::Tuple { zone: m.vni, proto: m.proto, src: (m.ip_src, m.sport), dst: (m.ip_dst, m.dport) };
+    Some(table::hash(&t.key().0))
+}
+
+/// Brings a batch's table entries into cache before it is tracked: every packet's
+/// bucket, then the sessions the buckets name, so the misses of the batch overlap
+/// instead of following one another.
+#[inline]
+pub fn prefetch<F: Frame>(table: &CtTable, meta: &[Meta]) {
+    let mut hashes = [0u64; crate::BURST];
+    let n = meta.len().min(crate::BURST);
+    for (m, h) in meta[..n].iter().zip(hashes.iter_mut()) {
+        if let Some(x) = quick_hash(m).filter(|_| m.action == crate::Action::Continue) {
+            *h = x;
+            F::prefetch(table.bucket_line(x));
+        }
+    }
+    for &h in hashes[..n].iter().filter(|h| **h != 0) {
+        table.session_lines(h, F::prefetch);
+    }
+}
+
 /// A reply's metadata turned into its connection's opening direction.
 fn reversed(m: &Meta) -> Meta {
     let mut o = Meta { ip_src: m.ip_dst, ip_dst: m.ip_src, sport: m.dport, dport: m.sport, ..*m };
@@ -184,7 +213,9 @@ fn find<F: Frame>(cp: &Checkpoint, f: &F, m: &Meta) -> (CtMark, Option<InvalidRe
             }
         }
     };
-    if mark.state == CtState::New {
+    // A new packet keeps its unanswered session (the rules decide it, nothing more is
+    // made); a SYN that ended a closed one starts from none.
+    if mark.state == CtState::New && mark.session != 0 && cp.table.is_dead(mark.session - 1) {
         mark.session = 0;
     }
     (mark, why)

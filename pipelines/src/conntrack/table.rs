@@ -366,6 +366,30 @@ impl CtTable {
         None
     }
 
+    /// The cache line `key`'s first bucket is in, to prefetch a batch ahead.
+    #[inline]
+    pub fn bucket_line(&self, h: u64) -> *const u8 {
+        let (b1, _, _) = self.buckets_of(h);
+        self.buckets[b1].as_ptr().cast()
+    }
+
+    /// The two cache lines of the sessions `h` may name in its first bucket (already in
+    /// cache), for `each` to prefetch.
+    #[inline]
+    pub fn session_lines(&self, h: u64, mut each: impl FnMut(*const u8)) {
+        let (b1, _, tag) = self.buckets_of(h);
+        for e in &self.buckets[b1] {
+            let v = e.load(Relaxed);
+            if v != 0 && (v >> 32) as u32 == tag {
+                if let Some(s) = self.sessions.get((v as u32).wrapping_sub(1) as usize) {
+                    let p: *const Session = s;
+                    each(p.cast());
+                    each(p.cast::<u8>().wrapping_add(64));
+                }
+            }
+        }
+    }
+
     /// Takes `f`'s session for update, unless another core holds it or it changed
     /// since it was found.
     pub fn hold(&self, f: &Found) -> Option<Held<'_>> {
@@ -488,6 +512,11 @@ impl CtTable {
     #[inline]
     pub fn revoked(&self, index: u32, side: usize) -> bool {
         self.sessions[index as usize].state.load(Relaxed) & REVOKED[side & 1] != 0
+    }
+
+    /// Session `index` was ended (and waits for its owner to free it).
+    pub fn is_dead(&self, index: u32) -> bool {
+        self.sessions[index as usize].state.load(Relaxed) & DEAD != 0
     }
 
     /// Ends session `index` now (from any core): gone from the index, freed by its

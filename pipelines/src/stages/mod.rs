@@ -311,6 +311,7 @@ fn stateful_in<F: Frame>(
     let Some(table) = t.ct.table.as_deref() else { return };
     let cp =
         Checkpoint { table, port, cfg, dir: Direction::In, core, now: conntrack::now_ms(ctx.clock), dry: t.ct.dry };
+    conntrack::prefetch::<F>(table, meta);
     let mut cache = AclCache::default();
     for (f, m) in frames.iter().zip(meta.iter_mut()) {
         if m.action != Action::Continue {

@@ -190,3 +190,18 @@ fn a_full_table_refuses_new_connections_and_keeps_established_ones() {
     assert!(r.out(udp(VM2, 1, VM1, 53)).is_ok());
     assert_eq!(r.out(udp(VM2, 2, VM1, 53)), Err(DropReason::CtPortLimit));
 }
+
+/// One-way traffic: each packet of an unanswered flow meets the rules, and the flow
+/// keeps its one session.
+#[test]
+fn unanswered_flows_keep_one_session_each() {
+    let mut r = Rig::new();
+    r.table = CtTable::new(1_000_000, 1, 8);
+    for i in 0..3000u16 {
+        assert_eq!(r.out(udp(VM2, 1000 + i, VM1, 53)), Ok(Some(7)));
+    }
+    for i in 0..3000u16 {
+        assert_eq!(r.out(udp(VM2, 1000 + i, VM1, 53)), Ok(Some(7)), "{i}");
+    }
+    assert_eq!(r.table.sessions().count(), 3000);
+}
