@@ -154,6 +154,8 @@ pub struct CtMark {
     pub session: u32,
     /// Sent by the side that answered the connection.
     pub reply: bool,
+    /// The key's hash, when the batch's prefetch pass computed it (0: not yet).
+    pub hash: u64,
 }
 
 /// Timeouts by protocol and state, in milliseconds; set by the control plane, read by

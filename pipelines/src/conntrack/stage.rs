@@ -99,17 +99,15 @@ fn quick_hash(m: &Meta) -> Option<u64> {
 /// bucket, then the sessions the buckets name, so the misses of the batch overlap
 /// instead of following one another.
 #[inline]
-pub fn prefetch<F: Frame>(table: &CtTable, meta: &[Meta]) {
-    let mut hashes = [0u64; crate::BURST];
-    let n = meta.len().min(crate::BURST);
-    for (m, h) in meta[..n].iter().zip(hashes.iter_mut()) {
-        if let Some(x) = quick_hash(m).filter(|_| m.action == crate::Action::Continue) {
-            *h = x;
-            F::prefetch(table.bucket_line(x));
+pub fn prefetch<F: Frame>(table: &CtTable, meta: &mut [Meta]) {
+    for m in meta.iter_mut() {
+        if let Some(h) = quick_hash(m).filter(|_| m.action == crate::Action::Continue) {
+            m.ct.hash = h;
+            F::prefetch(table.bucket_line(h));
         }
     }
-    for &h in hashes[..n].iter().filter(|h| **h != 0) {
-        table.session_lines(h, F::prefetch);
+    for m in meta.iter().filter(|m| m.ct.hash != 0) {
+        table.session_lines(m.ct.hash, F::prefetch);
     }
 }
 
@@ -147,7 +145,12 @@ fn find<F: Frame>(cp: &Checkpoint, f: &F, m: &Meta) -> (CtMark, Option<InvalidRe
         return (mark, Some(if m.fragment { InvalidReason::Fragment } else { InvalidReason::Malformed }));
     }
     let t = cp.table;
-    let (tuple, kind) = classify(f.head(), f.len(), m, m.vni);
+    let (tuple, kind) = if m.proto == crate::wire::ipv4::PROTO_UDP {
+        // All UDP needs is in the metadata.
+        (super::Tuple { zone: m.vni, proto: m.proto, src: (m.ip_src, m.sport), dst: (m.ip_dst, m.dport) }, Kind::Udp)
+    } else {
+        classify(f.head(), f.len(), m, m.vni)
+    };
     let lookup = |tu: &super::Tuple| {
         let (key, _) = tu.key();
         t.lookup(&key, table::hash(&key))
@@ -173,7 +176,9 @@ fn find<F: Frame>(cp: &Checkpoint, f: &F, m: &Meta) -> (CtMark, Option<InvalidRe
         },
         _ => {
             let (key, src_hi) = tuple.key();
-            match t.lookup(&key, table::hash(&key)) {
+            // TCP and UDP: hashed by the prefetch pass from the same fields.
+            let h = if m.ct.hash != 0 { m.ct.hash } else { table::hash(&key) };
+            match t.lookup(&key, h) {
                 None => match kind {
                     Kind::Tcp(seg) if TcpConn::open(&seg, cp.cfg.pickup).is_none() => {
                         why = Some(if seg.valid_flags() { InvalidReason::TcpState } else { InvalidReason::TcpFlags });

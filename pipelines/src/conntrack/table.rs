@@ -43,8 +43,9 @@ const PROTO_STATE: u32 = 0xff;
 pub struct Session {
     key_gen: AtomicU32,
     pub(super) state: AtomicU32,
-    /// lo address (4 words), hi address (4), zone, lo port << 16 | hi port, proto.
-    key: [AtomicU32; 11],
+    /// lo address (2 words), hi address (2), then zone (a VNI: 24 bits) << 40 | proto << 32
+    /// | lo port << 16 | hi port.
+    key: [AtomicU64; 5],
     /// Milliseconds on the table's clock.
     pub(super) last_seen: AtomicU32,
     /// Per side, the policy epoch of that side's port when its rules last allowed it.
@@ -140,26 +141,27 @@ pub fn hash(k: &CtKey) -> u64 {
     h ^ (h >> 29)
 }
 
-fn key_words(k: &CtKey) -> [u32; 11] {
-    let a = |x: u128, i: usize| (x >> (32 * i)) as u32;
+type KeyWords = [u64; 5];
+
+#[inline]
+fn key_words(k: &CtKey) -> KeyWords {
     [
-        a(k.lo.0, 0),
-        a(k.lo.0, 1),
-        a(k.lo.0, 2),
-        a(k.lo.0, 3),
-        a(k.hi.0, 0),
-        a(k.hi.0, 1),
-        a(k.hi.0, 2),
-        a(k.hi.0, 3),
-        k.zone,
-        (k.lo.1 as u32) << 16 | k.hi.1 as u32,
-        k.proto as u32,
+        k.lo.0 as u64,
+        (k.lo.0 >> 64) as u64,
+        k.hi.0 as u64,
+        (k.hi.0 >> 64) as u64,
+        ((k.zone & 0xff_ffff) as u64) << 40 | (k.proto as u64) << 32 | (k.lo.1 as u64) << 16 | k.hi.1 as u64,
     ]
 }
 
-fn words_key(w: &[u32; 11]) -> CtKey {
-    let a = |i: usize| (0..4).fold(0u128, |acc, j| acc | (w[i + j] as u128) << (32 * j));
-    CtKey { zone: w[8], proto: w[10] as u8, lo: (a(0), (w[9] >> 16) as u16), hi: (a(4), w[9] as u16) }
+fn words_key(w: &KeyWords) -> CtKey {
+    let a = |i: usize| w[i] as u128 | (w[i + 1] as u128) << 64;
+    CtKey {
+        zone: (w[4] >> 40) as u32,
+        proto: (w[4] >> 32) as u8,
+        lo: (a(0), (w[4] >> 16) as u16),
+        hi: (a(2), w[4] as u16),
+    }
 }
 
 /// Ticks from `cur` to `due`, within one turn of the wheel and at least the next tick.
@@ -326,13 +328,13 @@ impl CtTable {
         if g & 1 != 0 {
             return None;
         }
-        let w: [u32; 11] = std::array::from_fn(|i| s.key[i].load(Relaxed));
+        let w: KeyWords = std::array::from_fn(|i| s.key[i].load(Relaxed));
         fence(Acquire);
         (s.key_gen.load(Relaxed) == g).then(|| (words_key(&w), g))
     }
 
     #[inline]
-    fn key_is(s: &Session, w: &[u32; 11]) -> Option<u32> {
+    fn key_is(s: &Session, w: &KeyWords) -> Option<u32> {
         let g = s.key_gen.load(Acquire);
         if g & 1 != 0 {
             return None;
@@ -655,7 +657,7 @@ impl CtTable {
 
     /// How long session `s` (state word `st`) lives unused, in milliseconds.
     fn timeout(&self, s: &Session, st: u32) -> u32 {
-        self.timeouts.of(s.key[10].load(Relaxed) as u8, st)
+        self.timeouts.of((s.key[4].load(Relaxed) >> 32) as u8, st)
     }
 
     /// The wheel tick of a time in milliseconds.
@@ -735,7 +737,7 @@ impl CtTable {
 
     /// Takes session `i` out of the index.
     fn unindex(&self, i: u32, s: &Session) {
-        let w: [u32; 11] = std::array::from_fn(|j| s.key[j].load(Relaxed));
+        let w: KeyWords = std::array::from_fn(|j| s.key[j].load(Relaxed));
         let (b1, b2, _) = self.buckets_of(hash(&words_key(&w)));
         for b in [b1, b2] {
             for e in &self.buckets[b] {
