@@ -205,6 +205,57 @@ impl Conntrack {
         s
     }
 
+    /// The Prometheus families of connection tracking (nothing until a table exists).
+    /// From the cores' counters alone: a scrape never walks the table.
+    pub fn metrics(&self) -> String {
+        use std::fmt::Write;
+        let Some(t) = &self.table else { return String::new() };
+        let sum = |f: fn(&table::Part) -> u64| t.parts().iter().map(f).sum::<u64>();
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in samples {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        let one = |v: u64| [(String::new(), v)];
+        family(
+            "vswitch_conntrack_sessions",
+            "gauge",
+            "Live connection-tracking sessions.",
+            &one(sum(|p| p.live.load(Relaxed))),
+        );
+        family("vswitch_conntrack_capacity", "gauge", "Sessions the table holds.", &one(t.capacity() as u64));
+        family("vswitch_conntrack_created_total", "counter", "Sessions made.", &one(sum(|p| p.created.load(Relaxed))));
+        family(
+            "vswitch_conntrack_expired_total",
+            "counter",
+            "Sessions that timed out or were flushed.",
+            &one(sum(|p| p.expired.load(Relaxed))),
+        );
+        family(
+            "vswitch_conntrack_recycled_total",
+            "counter",
+            "Half-open sessions recycled to make room for new connections.",
+            &one(sum(|p| p.evicted.load(Relaxed))),
+        );
+        family(
+            "vswitch_conntrack_refused_total",
+            "counter",
+            "New connections refused: the table (a core's share) or a port's limit was full.",
+            &one(sum(|p| p.full.load(Relaxed))),
+        );
+        let invalid: Vec<(String, u64)> = InvalidReason::ALL
+            .iter()
+            .map(|r| {
+                let n = t.parts().iter().map(|p| p.invalid[*r as usize].load(Relaxed)).sum();
+                (crate::stats::metrics::labels(&[("reason", r.name())]), n)
+            })
+            .collect();
+        family("vswitch_conntrack_invalid_total", "counter", "Packets found invalid, by why.", &invalid);
+        out
+    }
+
     pub fn handle(&mut self, req: CtRequest, ctx: &Ctx) -> Result<Handled, String> {
         Ok(match req {
             CtRequest::AclStateful(spec) => {

@@ -46,6 +46,20 @@ fn timeouts_are_validated_and_defaults_not_stored() {
     assert_eq!(ct.all_timeouts()["icmp"], 30);
 }
 
+#[test]
+fn metrics_come_with_the_table() {
+    let ports = [port("vm1", 0, PortRole::Vm)];
+    let mut ct = Conntrack { capacity: Some(64), ..Default::default() };
+    assert_eq!(ct.metrics(), "");
+    ct.set_stateful(spec("vm1"), &ports).unwrap();
+    let mut t = Tables { snap: dataplane::snapshot::Snapshot::empty(1), l2: pipelines::tables::L2Tables::default() };
+    ct.compile(&ports, 1, &mut t);
+    let text = ct.metrics();
+    assert!(text.contains("# TYPE vswitch_conntrack_sessions gauge\nvswitch_conntrack_sessions 0\n"), "{text}");
+    assert!(text.contains("vswitch_conntrack_capacity 64\n"), "{text}");
+    assert!(text.contains("vswitch_conntrack_invalid_total{reason=\"tcp_window\"} 0\n"), "{text}");
+}
+
 /// The table is made with the first stateful port and kept; a port's epoch moves only
 /// when its compiled rules do.
 #[test]

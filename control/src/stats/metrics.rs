@@ -118,7 +118,7 @@ pub fn render(ports: &[PortStatsView], cores: &[CoreView], mempool: &MempoolView
 }
 
 /// `{a="x",b="y"}`, values escaped as the exposition format asks.
-fn labels(kv: &[(&str, &str)]) -> String {
+pub(crate) fn labels(kv: &[(&str, &str)]) -> String {
     let mut s = String::from("{");
     for (i, (k, v)) in kv.iter().enumerate() {
         if i > 0 {
