@@ -16,6 +16,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release")
 
 
+
+def report(client):
+    """An iperf3 client's JSON: it prints it once its test ends and the server has
+    answered; a client still waiting after a minute (its control connection stalled) is
+    interrupted, which makes iperf3 print what it has."""
+    try:
+        return client.communicate(timeout=60)[0]
+    except subprocess.TimeoutExpired:
+        client.send_signal(signal.SIGINT)
+        return client.communicate(timeout=30)[0]
+
 def sh(*a, check=True):
     return subprocess.run(a, check=check, capture_output=True, text=True).stdout
 
@@ -135,8 +146,8 @@ def main():
                 print(f"{lines[-1][0]:>6} {lines[-1][1]:>13} {rss:>8}  {errors}", flush=True)
             time.sleep(max(0, start + tick - time.time()))
         alive = d.poll() is None
-        out = udp_client.communicate(timeout=60)[0]
-        tcp = json.loads(tcp_client.communicate(timeout=60)[0])["end"]["sum_received"]
+        out = report(udp_client)
+        tcp = json.loads(report(tcp_client))["end"]["sum_received"]
         u = json.loads(out)["end"]["sum"]
         junk = json.loads(ctl("--json", "port", "stats", "junk"))[0] if alive else {}
         print(f"\nvswitchd {'ran throughout' if alive else 'DIED: see ' + log.name}")

@@ -38,6 +38,74 @@ pub fn decide<F: Frame>(
     cp: &Checkpoint,
     f: &F,
     m: &mut Meta,
+    acl: impl FnMut(Direction, &Meta) -> AclAnswer,
+) -> Decision {
+    if m.fragment && m.ip_version != 0 {
+        return fragment(cp, f, m, acl);
+    }
+    decide_whole(cp, f, m, acl)
+}
+
+/// A datagram's fragments follow their first: a later fragment passes this checkpoint
+/// only if the first (which carries the ports the rules and sessions need) passed here
+/// lately (IPv4, by addresses, protocol and IP id). A fragment whose offset would let it
+/// rewrite the TCP header (RFC 1858/3128) is dropped. IPv6 fragments after the first are
+/// not followed yet.
+fn fragment<F: Frame>(
+    cp: &Checkpoint,
+    f: &F,
+    m: &mut Meta,
+    acl: impl FnMut(Direction, &Meta) -> AclAnswer,
+) -> Decision {
+    let key = fragment_key(cp, f, m);
+    if m.l4 != 0 {
+        let d = decide_whole(cp, f, m, acl);
+        if let (Ok(()), Some((k, _))) = (&d.1, key) {
+            if !cp.dry {
+                cp.table.frag_passed(cp.core, k, cp.now);
+            }
+        }
+        return d;
+    }
+    m.ct = CtMark { tracked: true, state: CtState::Invalid, ..CtMark::default() };
+    let follows = match key {
+        Some((_, offset)) if offset == 1 && m.proto == crate::wire::ipv4::PROTO_TCP => false,
+        Some((k, _)) => cp.table.frag_follows(cp.core, k, cp.now),
+        None => false,
+    };
+    if follows {
+        m.ct.state = CtState::Established;
+        return (None, Ok(()));
+    }
+    if !cp.dry {
+        cp.table.invalid(cp.core, InvalidReason::Fragment);
+    }
+    (None, Err(DropReason::CtInvalid))
+}
+
+/// An IPv4 fragment's key at this checkpoint (port and direction, addresses, protocol,
+/// IP id; never 0) and its offset in 8-byte units.
+fn fragment_key<F: Frame>(cp: &Checkpoint, f: &F, m: &Meta) -> Option<(u64, u16)> {
+    if m.ip_version != 4 {
+        return None;
+    }
+    let l3 = m.l3 as usize;
+    let h = f.head().get(l3..l3 + 8)?;
+    let id = u16::from_be_bytes([h[4], h[5]]);
+    let offset = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
+    let t = super::Tuple {
+        zone: m.vni ^ (cp.port as u32) << 24 ^ ((cp.dir == Direction::Out) as u32) << 31,
+        proto: m.proto,
+        src: (m.ip_src, id),
+        dst: (m.ip_dst, id),
+    };
+    Some((table::hash(&t.key().0) | 1, offset))
+}
+
+fn decide_whole<F: Frame>(
+    cp: &Checkpoint,
+    f: &F,
+    m: &mut Meta,
     mut acl: impl FnMut(Direction, &Meta) -> AclAnswer,
 ) -> Decision {
     if !m.ct.tracked {

@@ -83,7 +83,13 @@ pub struct Part {
     pub live: AtomicU64,
     /// Invalid packets by `InvalidReason`.
     pub invalid: [AtomicU64; 7],
+    /// First fragments this core let through: (key, expiry ms) pairs, direct-mapped.
+    frags: Box<[AtomicU64]>,
 }
+
+/// First fragments remembered per core, and for how long their later fragments follow.
+const FRAGS: usize = 1024;
+const FRAG_MS: u32 = 30_000;
 
 /// Wheel ticks: 1,024 ms each, 512 of them. A session due later is filed at the
 /// farthest tick and looked at again then.
@@ -289,6 +295,7 @@ impl CtTable {
                     evicted: AtomicU64::new(0),
                     live: AtomicU64::new(0),
                     invalid: Default::default(),
+                    frags: (0..2 * FRAGS).map(|_| AtomicU64::new(0)).collect(),
                 }
             })
             .collect();
@@ -508,6 +515,21 @@ impl CtTable {
         if let Some(p) = self.parts.get(core) {
             p.invalid[why as usize].fetch_add(1, Relaxed);
         }
+    }
+
+    /// Remembers on core `core` that the first fragment with key `k` passed.
+    pub fn frag_passed(&self, core: usize, k: u64, now: u32) {
+        let Some(p) = self.parts.get(core) else { return };
+        let i = 2 * (k as usize % FRAGS);
+        p.frags[i].store(k, Relaxed);
+        p.frags[i + 1].store(now.wrapping_add(FRAG_MS) as u64, Relaxed);
+    }
+
+    /// Whether a first fragment with key `k` passed on core `core` lately.
+    pub fn frag_follows(&self, core: usize, k: u64, now: u32) -> bool {
+        let Some(p) = self.parts.get(core) else { return false };
+        let i = 2 * (k as usize % FRAGS);
+        p.frags[i].load(Relaxed) == k && ((p.frags[i + 1].load(Relaxed) as u32).wrapping_sub(now) as i32) > 0
     }
 
     /// Whether the rules at side `side`'s port no longer allow session `index`.

@@ -158,13 +158,37 @@ fn a_rule_change_rechecks_sessions_unless_sticky() {
     assert_eq!(r.back(udp(VM1, 53, VM2, 1000)), Ok(None));
 }
 
+/// `bytes` as an IPv4 fragment: `id`, offset in 8-byte units, more fragments or not.
+fn as_fragment(mut bytes: Vec<u8>, id: u16, offset: u16, more: bool) -> Vec<u8> {
+    bytes[14 + 4..14 + 6].copy_from_slice(&id.to_be_bytes());
+    let bits = offset | if more { 0x2000 } else { 0 };
+    bytes[14 + 6..14 + 8].copy_from_slice(&bits.to_be_bytes());
+    bytes
+}
+
 #[test]
-fn fragments_malformed_headers_and_non_ip() {
+fn later_fragments_follow_their_first() {
     let r = Rig::new();
-    let mut frag = udp(VM2, 1, VM1, 2);
-    frag[14 + 6] = 0x00;
-    frag[14 + 7] = 0x10; // offset 128 bytes: no L4 header
-    assert_eq!(r.out(frag), Err(DropReason::CtInvalid));
+    // A later fragment with no first before it.
+    assert_eq!(r.out(as_fragment(udp(VM2, 1, VM1, 2), 9, 16, false)), Err(DropReason::CtInvalid));
+    // The first passes (the rules allow it out), so the rest of its datagram does.
+    assert_eq!(r.out(as_fragment(udp(VM2, 1, VM1, 2), 10, 0, true)), Ok(Some(7)));
+    assert_eq!(r.out(as_fragment(udp(VM2, 1, VM1, 2), 10, 16, true)), Ok(None));
+    assert_eq!(r.out(as_fragment(udp(VM2, 1, VM1, 2), 10, 32, false)), Ok(None));
+    // Inbound: the first is refused, and so are the later ones; nor do VM2's follow
+    // the other way.
+    assert_eq!(r.back(as_fragment(udp(VM1, 7, VM2, 8), 11, 0, true)), Err(DropReason::AclDenyOut));
+    assert_eq!(r.back(as_fragment(udp(VM1, 7, VM2, 8), 11, 16, false)), Err(DropReason::CtInvalid));
+    assert_eq!(r.back(as_fragment(udp(VM1, 7, VM2, 8), 10, 16, false)), Err(DropReason::CtInvalid));
+    // A TCP fragment at offset 8 bytes could rewrite the flags its first showed.
+    use super::super::tcp::SYN;
+    assert_eq!(r.out(as_fragment(tcp(VM2, 3, VM1, 4, SYN, 0, 0, 0), 12, 0, true)), Ok(Some(7)));
+    assert_eq!(r.out(as_fragment(tcp(VM2, 3, VM1, 4, SYN, 0, 0, 0), 12, 1, false)), Err(DropReason::CtInvalid));
+}
+
+#[test]
+fn malformed_headers_and_non_ip() {
+    let r = Rig::new();
     let mut short = tcp(VM2, 1, VM1, 2, 0x02, 0, 0, 0);
     short[14 + 20 + 12] = 15 << 4; // data offset past the end
     assert_eq!(r.out(short), Err(DropReason::CtInvalid));
