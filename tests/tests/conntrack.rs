@@ -247,3 +247,47 @@ fn verdicts_agree_with_the_kernels_conntrack() {
         d.json(&["conntrack", "stats"])
     );
 }
+
+/// The flow log: a session made and, once it times out, ended with its packets; a new
+/// connection the rules refused, with why.
+#[test]
+fn the_flow_log_shows_sessions_made_ended_and_refused() {
+    let d = daemon();
+    let (c1, c2) = two_containers(&d, &[]);
+    d.ok(&["conntrack", "timeouts", "set", "--icmp", "1"]);
+    let follow = std::process::Command::new(bin("vswitchctl"))
+        .args([
+            "--socket",
+            d.socket.to_str().unwrap(),
+            "--json",
+            "conntrack",
+            "events",
+            "--port",
+            "vm2",
+            "--seconds",
+            "6",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(ping(&c2, "10.63.0.1", "1"));
+    assert!(!ping(&c1, "10.63.0.2", "1"));
+    let out = follow.wait_with_output().unwrap();
+    let events: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let find = |kind: &str, src: &str| {
+        events
+            .iter()
+            .find(|e| e["event"] == kind && e["src"] == src && e["proto"] == "icmp")
+            .unwrap_or_else(|| panic!("no {kind} event from {src}: {events:?}"))
+    };
+    let new = find("new", "10.63.0.2");
+    assert_eq!((new["dst"].as_str(), new["port"].as_str()), (Some("10.63.0.1"), Some("vm2")));
+    let end = find("end", "10.63.0.2");
+    assert_eq!(end["packets"], serde_json::json!([1, 1]), "{end}");
+    assert!(end["seconds"].as_f64().unwrap() < 5.0, "{end}");
+    let denied = find("denied", "10.63.0.1");
+    assert_eq!(denied["reason"], "acl_deny_out", "{denied}");
+    assert_eq!(d.json(&["conntrack", "list"]), serde_json::json!([]), "the session timed out");
+}

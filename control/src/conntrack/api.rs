@@ -23,6 +23,13 @@ pub enum CtRequest {
         vni: Option<u32>,
     },
     ConntrackStats,
+    /// Flow-log events after `since` (none given: from now), at `port` if given.
+    ConntrackEvents {
+        #[serde(default)]
+        since: Option<u64>,
+        #[serde(default)]
+        port: Option<String>,
+    },
     /// Reads the timeouts, setting those named first (seconds).
     ConntrackTimeouts {
         #[serde(default)]
@@ -61,16 +68,22 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
-/// One session as `conntrack list` shows it.
+/// A connection: its zone and protocol, who opened it (or tried to), and to whom.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionRow {
+pub struct Conn {
     pub zone: u32,
     pub proto: String,
-    /// Who opened it, and to whom.
     pub src: String,
     pub sport: u16,
     pub dst: String,
     pub dport: u16,
+}
+
+/// One session as `conntrack list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRow {
+    #[serde(flatten)]
+    pub conn: Conn,
     /// TCP's state, or for other protocols unreplied / replied.
     pub state: String,
     pub assured: bool,
@@ -103,4 +116,36 @@ pub struct CtStats {
     /// Invalid packets by why.
     pub invalid: BTreeMap<String, u64>,
     pub stateful_ports: Vec<String>,
+}
+
+/// One flow-log event: a session made, a session ended, a new connection refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRow {
+    pub seq: u64,
+    /// new, end or denied.
+    pub event: String,
+    #[serde(flatten)]
+    pub conn: Conn,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// end: packets from the opener and back, bytes, seconds it lived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packets: Option<[u32; 2]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+    /// denied: the drop reason (acl_deny_in/out, ct_full, ct_port_limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A batch of the flow log.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventsView {
+    pub events: Vec<EventRow>,
+    /// Ask from here next time.
+    pub next: u64,
+    /// Events lost so far: a core's ring was full, or the log dropped them unread.
+    pub lost: u64,
 }

@@ -1,11 +1,11 @@
 //! vswitchctl's connection-tracking verbs (`acl stateful` lives with the ACL verbs).
-use super::api::{CtRequest, CtStats, SessionRow, StatefulSpec};
+use super::api::{CtRequest, CtStats, EventRow, EventsView, SessionRow, StatefulSpec};
 use crate::{
     api::Request,
-    cli::{from, header, table, Verb},
+    cli::{from, header, table, Ctl, Verb},
 };
 use clap::{Args as ClapArgs, Subcommand};
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, process::ExitCode, time::Duration};
 
 #[derive(Subcommand, Debug)]
 pub enum ConntrackCmd {
@@ -32,6 +32,18 @@ pub enum ConntrackCmd {
     },
     /// Sessions by protocol and state, created, expired, recycled, refused, drops.
     Stats,
+    /// The flow log, from now on: sessions made and ended (with packets, bytes and how
+    /// long they lived) and new connections refused (with why). Runs until interrupted,
+    /// or for --seconds.
+    #[command(
+        after_help = "Examples:\n  vswitchctl conntrack events --port vm1\n  vswitchctl --json conntrack events --seconds 10"
+    )]
+    Events {
+        #[arg(long)]
+        port: Option<String>,
+        #[arg(long)]
+        seconds: Option<f64>,
+    },
     /// Timeouts per protocol and state, in seconds; `set` changes some.
     #[command(
         after_help = "Examples:\n  vswitchctl conntrack timeouts\n  vswitchctl conntrack timeouts set --tcp-established 3600 --udp 60"
@@ -147,6 +159,7 @@ impl Verb for ConntrackCmd {
             }
             ConntrackCmd::Flush { port, vni } => CtRequest::ConntrackFlush { port: port.clone(), vni: *vni },
             ConntrackCmd::Stats => CtRequest::ConntrackStats,
+            ConntrackCmd::Events { port, .. } => CtRequest::ConntrackEvents { since: None, port: port.clone() },
             ConntrackCmd::Timeouts { set } => CtRequest::ConntrackTimeouts {
                 set: match set {
                     Some(TimeoutsSet::Set(a)) => {
@@ -164,6 +177,13 @@ impl Verb for ConntrackCmd {
         }))
     }
 
+    fn run(&self, ctl: &Ctl) -> ExitCode {
+        match self {
+            ConntrackCmd::Events { port, seconds } => follow(ctl, port, *seconds),
+            _ => crate::cli::run_plain(self, ctl),
+        }
+    }
+
     fn print(&self, v: serde_json::Value) -> Result<(), serde_json::Error> {
         match self {
             ConntrackCmd::List { .. } => {
@@ -172,13 +192,14 @@ impl Verb for ConntrackCmd {
                     "ZONE", "PROTO", "SRC", "SPORT", "DST", "DPORT", "STATE", "PORTS", "IDLE", "AGE", "PKTS", "BYTES",
                 ])];
                 for r in rows {
+                    let c = r.conn;
                     out.push(vec![
-                        r.zone.to_string(),
-                        r.proto,
-                        r.src,
-                        r.sport.to_string(),
-                        r.dst,
-                        r.dport.to_string(),
+                        c.zone.to_string(),
+                        c.proto,
+                        c.src,
+                        c.sport.to_string(),
+                        c.dst,
+                        c.dport.to_string(),
                         format!("{}{}", r.state, if r.assured { " [assured]" } else { "" }),
                         r.ports.join(","),
                         format!("{}s", r.idle),
@@ -215,6 +236,7 @@ impl Verb for ConntrackCmd {
                     if s.stateful_ports.is_empty() { "none".into() } else { s.stateful_ports.join(", ") }
                 );
             }
+            ConntrackCmd::Events { .. } => {}
             ConntrackCmd::Timeouts { .. } => {
                 let t: BTreeMap<String, u32> = from(v)?;
                 for (k, s) in t {
@@ -224,4 +246,54 @@ impl Verb for ConntrackCmd {
         }
         Ok(())
     }
+}
+
+/// `conntrack events`: asks for what is new five times a second and prints it, one line
+/// (or JSON object) per event.
+fn follow(ctl: &Ctl, port: &Option<String>, seconds: Option<f64>) -> ExitCode {
+    let end = seconds.map(|s| std::time::Instant::now() + Duration::from_secs_f64(s));
+    let mut since = None;
+    let mut lost_seen = None;
+    loop {
+        let req = Request::Conntrack(CtRequest::ConntrackEvents { since, port: port.clone() });
+        let view: EventsView = match ctl.send(&req).map(from) {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return ctl.fail(2, &format!("cannot read vswitchd's reply: {e}")),
+            Err(code) => return code,
+        };
+        for e in &view.events {
+            if ctl.json {
+                println!("{}", serde_json::to_string(e).unwrap_or_default());
+            } else {
+                println!("{}", line(e));
+            }
+        }
+        if lost_seen.is_some_and(|l| view.lost > l) {
+            eprintln!(
+                "vswitchctl: {} events lost (the cores' rings or the log were full)",
+                view.lost - lost_seen.unwrap_or(0)
+            );
+        }
+        lost_seen = Some(view.lost);
+        since = Some(view.next);
+        if end.is_some_and(|t| std::time::Instant::now() >= t) {
+            return ExitCode::SUCCESS;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn line(e: &EventRow) -> String {
+    let c = &e.conn;
+    let mut s = format!("{:<6} zone {} {} {}:{} -> {}:{}", e.event, c.zone, c.proto, c.src, c.sport, c.dst, c.dport);
+    if let Some(p) = &e.port {
+        s += &format!(" port {p}");
+    }
+    if let (Some(p), Some(b), Some(t)) = (e.packets, e.bytes, e.seconds) {
+        s += &format!(" packets {}/{} bytes {b} lived {t:.1}s", p[0], p[1]);
+    }
+    if let Some(r) = &e.reason {
+        s += &format!(" reason {r}");
+    }
+    s
 }

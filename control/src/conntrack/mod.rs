@@ -11,7 +11,7 @@ use crate::{
     state::DesiredState,
     store::change::Change,
 };
-use api::{CtRequest, CtStats, SessionRow, StatefulSpec};
+use api::{Conn, CtRequest, CtStats, EventRow, EventsView, SessionRow, StatefulSpec};
 use dataplane::{pmd::Shared, MAX_PORTS};
 use pipelines::{
     conntrack::{table, CtPort, CtTable, CtTables, InvalidReason, SessionView, TIMEOUTS},
@@ -19,7 +19,7 @@ use pipelines::{
 };
 use serde_json::{json, Value};
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, VecDeque},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::{atomic::Ordering::Relaxed, Arc},
 };
@@ -39,7 +39,15 @@ pub struct Conntrack {
     /// Per port name: the compiled ACL it was last seen with (by address) and its epoch.
     epochs: HashMap<String, (usize, u16)>,
     shared: Option<Arc<Shared>>,
+    /// The flow log: the latest events the cores handed over, numbered.
+    log: VecDeque<EventRow>,
+    next_seq: u64,
+    /// Events the log let go of before anyone read them.
+    log_lost: u64,
 }
+
+/// Flow-log events kept for `conntrack events` to read.
+const LOG: usize = 20_000;
 
 impl Conntrack {
     pub fn new(shared: Arc<Shared>, capacity: u32) -> Conntrack {
@@ -256,6 +264,37 @@ impl Conntrack {
         out
     }
 
+    /// Takes in the cores' flow-log events (called every few ms).
+    pub fn drain(&mut self, ports: &[PortRef]) {
+        let Some(t) = self.table.clone() else { return };
+        let names = Self::port_names(ports);
+        for part in t.parts() {
+            part.events.drain(|e| {
+                let row = event_row(self.next_seq, &e, &names);
+                self.next_seq += 1;
+                if self.log.len() == LOG {
+                    self.log.pop_front();
+                    self.log_lost += 1;
+                }
+                self.log.push_back(row);
+            });
+        }
+    }
+
+    fn events(&self, since: Option<u64>, port: Option<&str>) -> EventsView {
+        let lost = self.log_lost
+            + self.table.as_ref().map_or(0, |t| t.parts().iter().map(|p| p.events.lost.load(Relaxed)).sum::<u64>());
+        let since = since.unwrap_or(self.next_seq);
+        let events = self
+            .log
+            .iter()
+            .filter(|r| r.seq >= since)
+            .filter(|r| port.is_none_or(|p| r.port.as_deref() == Some(p)))
+            .cloned()
+            .collect();
+        EventsView { events, next: self.next_seq, lost }
+    }
+
     pub fn handle(&mut self, req: CtRequest, ctx: &Ctx) -> Result<Handled, String> {
         Ok(match req {
             CtRequest::AclStateful(spec) => {
@@ -283,6 +322,10 @@ impl Conntrack {
                 Handled::read(json!({ "flushed": n }))
             }
             CtRequest::ConntrackStats => Handled::read(self.stats()),
+            CtRequest::ConntrackEvents { since, port } => {
+                self.check_filter(port.as_deref(), ctx.ports)?;
+                Handled::read(self.events(since, port.as_deref()))
+            }
             CtRequest::ConntrackTimeouts { set } => {
                 if set.is_empty() {
                     return Ok(Handled::read(self.all_timeouts()));
@@ -327,16 +370,44 @@ fn ip(k: u128) -> IpAddr {
     }
 }
 
+fn conn(zone: u32, proto: u8, src: (u128, u16), dst: (u128, u16)) -> Conn {
+    Conn {
+        zone,
+        proto: proto_name(proto),
+        src: ip(src.0).to_string(),
+        sport: src.1,
+        dst: ip(dst.0).to_string(),
+        dport: dst.1,
+    }
+}
+
+fn event_row(seq: u64, e: &pipelines::conntrack::events::Event, names: &HashMap<u16, String>) -> EventRow {
+    use pipelines::conntrack::events::EventKind;
+    let (src, dst) = if e.orig_hi { (e.key.hi, e.key.lo) } else { (e.key.lo, e.key.hi) };
+    let end = e.kind == EventKind::End;
+    let denied = e.kind == EventKind::Denied;
+    EventRow {
+        seq,
+        event: match e.kind {
+            EventKind::New => "new",
+            EventKind::End => "end",
+            EventKind::Denied => "denied",
+        }
+        .into(),
+        conn: conn(e.key.zone, e.key.proto, src, dst),
+        port: names.get(&e.port).cloned(),
+        packets: end.then_some(e.packets),
+        bytes: end.then_some(e.bytes),
+        seconds: end.then_some(e.millis as f64 / 1000.0),
+        reason: denied.then(|| DropReason::ALL.get(e.reason as usize).map_or("?", |r| r.name()).to_string()),
+    }
+}
+
 fn row(v: &SessionView, names: &HashMap<u16, String>, now: u32) -> SessionRow {
     let (src, dst) = v.orig();
     let icmp = matches!(v.key.proto, 1 | 58);
     SessionRow {
-        zone: v.key.zone,
-        proto: proto_name(v.key.proto),
-        src: ip(src.0).to_string(),
-        sport: src.1,
-        dst: ip(dst.0).to_string(),
-        dport: if icmp { 0 } else { dst.1 },
+        conn: conn(v.key.zone, v.key.proto, src, (dst.0, if icmp { 0 } else { dst.1 })),
         state: state_name(v),
         assured: v.state & table::ASSURED != 0,
         ports: v.ports.iter().filter_map(|id| names.get(id).cloned()).collect(),

@@ -123,10 +123,21 @@ fn decide_whole<F: Frame>(
         },
         CtState::New => {
             let (verdict, hit) = acl(cp.dir, m);
-            if verdict == Verdict::Deny {
-                return (hit, Err(deny(cp.dir)));
+            let result = if verdict == Verdict::Deny { Err(deny(cp.dir)) } else { commit(cp, f, m) };
+            if let Err(r) = result {
+                // A refused connection (first packet or a retry) goes to the flow log.
+                if m.ct.session == 0 && !cp.dry {
+                    let t = super::Tuple {
+                        zone: m.vni,
+                        proto: m.proto,
+                        src: (m.ip_src, m.sport),
+                        dst: (m.ip_dst, m.dport),
+                    };
+                    let (key, hi) = t.key();
+                    cp.table.denied(cp.core, key, hi, cp.port, r as u8);
+                }
             }
-            (hit, commit(cp, f, m))
+            (hit, result)
         }
         CtState::Established | CtState::Related => {
             let index = m.ct.session.wrapping_sub(1);

@@ -12,6 +12,7 @@
 //!   that loses (the other direction's core, that very instant) decides from the state
 //!   as it was and does not update it. Nobody waits.
 use super::{
+    events::{Event, EventKind},
     key::CtKey,
     tcp::{Segment, Side, TcpConn, TcpState},
     Timeouts,
@@ -83,6 +84,8 @@ pub struct Part {
     pub live: AtomicU64,
     /// Invalid packets by `InvalidReason`.
     pub invalid: [AtomicU64; 7],
+    /// The flow log from this core.
+    pub events: super::events::EventRing,
     /// First fragments this core let through: (key, expiry ms) pairs, direct-mapped.
     frags: Box<[AtomicU64]>,
 }
@@ -296,6 +299,7 @@ impl CtTable {
                     live: AtomicU64::new(0),
                     invalid: Default::default(),
                     frags: (0..2 * FRAGS).map(|_| AtomicU64::new(0)).collect(),
+                    events: Default::default(),
                 }
             })
             .collect();
@@ -616,6 +620,16 @@ impl CtTable {
         for b in [b1, b2] {
             for e in &self.buckets[b] {
                 if e.compare_exchange(0, entry, Release, Relaxed).is_ok() {
+                    part.events.push(&Event {
+                        kind: EventKind::New,
+                        key: n.key,
+                        orig_hi: n.orig_hi,
+                        port: n.port,
+                        packets: [1, 0],
+                        bytes: n.len as u64,
+                        millis: 0,
+                        reason: 0,
+                    });
                     return Ok(index);
                 }
             }
@@ -664,11 +678,44 @@ impl CtTable {
                     continue;
                 }
                 self.uncount(s, st);
+                self.ended(part, s, st, self.sessions[i as usize].last_seen.load(Relaxed));
                 part.evicted.fetch_add(1, Relaxed);
                 return Some(i);
             }
         }
         None
+    }
+
+    /// The flow log's end of session `s` (state word `st`).
+    fn ended(&self, part: &Part, s: &Session, st: u32, now: u32) {
+        let w: KeyWords = std::array::from_fn(|j| s.key[j].load(Relaxed));
+        let created = s.created.load(Relaxed);
+        part.events.push(&Event {
+            kind: EventKind::End,
+            key: words_key(&w),
+            orig_hi: st & ORIG_HI != 0,
+            port: (st >> 16) as u16,
+            packets: [s.packets[0].load(Relaxed), s.packets[1].load(Relaxed)],
+            bytes: s.bytes.load(Relaxed),
+            millis: now.wrapping_sub(created),
+            reason: 0,
+        });
+    }
+
+    /// The flow log's refusal of a new connection at `port` on core `core`.
+    pub fn denied(&self, core: usize, key: CtKey, orig_hi: bool, port: u16, reason: u8) {
+        if let Some(p) = self.parts.get(core) {
+            p.events.push(&Event {
+                kind: EventKind::Denied,
+                key,
+                orig_hi,
+                port,
+                packets: [1, 0],
+                bytes: 0,
+                millis: 0,
+                reason,
+            });
+        }
     }
 
     fn uncount(&self, _s: &Session, state: u32) {
@@ -729,6 +776,7 @@ impl CtTable {
                 if st & DEAD == 0 {
                     self.unindex(i, s);
                 }
+                self.ended(part, s, st, now);
                 self.uncount(s, st);
                 let g = s.key_gen.load(Relaxed);
                 s.key_gen.store(g.wrapping_add(2), Release);
