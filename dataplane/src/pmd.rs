@@ -412,13 +412,14 @@ impl Core<'_> {
         };
         let pc = &self.counters.ports[in_port as usize];
         let mut sent = 0;
+        let ctx = Ctx { tables: &snap.l2, clock: Clock { now: self.now, hz: self.shared.tsc_hz } };
+        // Keyed by port: one cache serves every copy.
+        let mut cache = AclCache::default();
         for &p in &net.ports {
             if p == in_port || !snap.ports[p as usize].active {
                 continue;
             }
             // Each VM's security group decides on its own copy.
-            let ctx = Ctx { tables: &snap.l2, clock: Clock { now: self.now, hz: self.shared.tsc_hz } };
-            let mut cache = AclCache::default();
             let (hit, pass) = stages::egress_acl(&ctx, p, &m, &mut self.meta[i], self.me, &mut cache);
             if let Some(c) = hit.and_then(|h| self.counters.acl_hits.get(h as usize)) {
                 c.add(1);
@@ -433,8 +434,7 @@ impl Core<'_> {
             };
             // ...and its egress rate limit, on its own copy.
             if let Some(qos) = snap.l2.qos.port(p) {
-                let clock = Clock { now: self.now, hz: self.shared.tsc_hz };
-                match self.stage.meters.act(qos, p, Direction::Out, clock, c.wire_len() as u64) {
+                match self.stage.meters.act(qos, p, Direction::Out, ctx.clock, c.wire_len() as u64) {
                     ColorAction::Pass => {}
                     ColorAction::Remark(d) => {
                         let mut cm = self.meta[i];

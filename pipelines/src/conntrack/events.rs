@@ -2,7 +2,7 @@
 //! ended, a new connection the rules refused), handed to the control plane through one
 //! ring per core. A core never waits on it: when the ring is full the event is counted
 //! lost.
-use super::key::CtKey;
+use super::key::{key_words, words_key, CtKey};
 use std::sync::atomic::{
     AtomicU64,
     Ordering::{Acquire, Relaxed, Release},
@@ -70,14 +70,14 @@ impl EventRing {
             EventKind::End => 1,
             EventKind::Denied => 2,
         };
-        let k = &e.key;
+        let k = key_words(&e.key);
         let w = [
-            k.lo.0 as u64,
-            (k.lo.0 >> 64) as u64,
-            k.hi.0 as u64,
-            (k.hi.0 >> 64) as u64,
-            (k.zone as u64) << 32 | (k.lo.1 as u64) << 16 | k.hi.1 as u64,
-            kind | (k.proto as u64) << 8 | (e.orig_hi as u64) << 16 | (e.reason as u64) << 24 | (e.port as u64) << 32,
+            k[0],
+            k[1],
+            k[2],
+            k[3],
+            k[4],
+            kind | (e.orig_hi as u64) << 16 | (e.reason as u64) << 24 | (e.port as u64) << 32,
             e.packets[0] as u64 | (e.packets[1] as u64) << 32,
             e.bytes,
             e.millis as u64,
@@ -96,13 +96,7 @@ impl EventRing {
         for i in head..tail {
             let base = (i as usize % RING) * WORDS;
             let w: [u64; WORDS] = std::array::from_fn(|j| self.slots[base + j].load(Relaxed));
-            let a = |i: usize| w[i] as u128 | (w[i + 1] as u128) << 64;
-            let key = CtKey {
-                zone: (w[4] >> 32) as u32,
-                proto: (w[5] >> 8) as u8,
-                lo: (a(0), (w[4] >> 16) as u16),
-                hi: (a(2), w[4] as u16),
-            };
+            let key = words_key(&[w[0], w[1], w[2], w[3], w[4]]);
             each(Event {
                 kind: match w[5] & 0xff {
                     0 => EventKind::New,

@@ -16,6 +16,31 @@ pub struct CtKey {
     pub hi: (IpKey, u16),
 }
 
+/// A key as a session stores it: both addresses in two words each, then the zone (a
+/// VNI: 24 bits), protocol and ports in one.
+pub(super) type KeyWords = [u64; 5];
+
+#[inline]
+pub(super) fn key_words(k: &CtKey) -> KeyWords {
+    [
+        k.lo.0 as u64,
+        (k.lo.0 >> 64) as u64,
+        k.hi.0 as u64,
+        (k.hi.0 >> 64) as u64,
+        ((k.zone & 0xff_ffff) as u64) << 40 | (k.proto as u64) << 32 | (k.lo.1 as u64) << 16 | k.hi.1 as u64,
+    ]
+}
+
+pub(super) fn words_key(w: &KeyWords) -> CtKey {
+    let a = |i: usize| w[i] as u128 | (w[i + 1] as u128) << 64;
+    CtKey {
+        zone: (w[4] >> 40) as u32,
+        proto: (w[4] >> 32) as u8,
+        lo: (a(0), (w[4] >> 16) as u16),
+        hi: (a(2), w[4] as u16),
+    }
+}
+
 /// One direction of a connection: who sent, to whom.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Tuple {
@@ -32,6 +57,12 @@ impl Tuple {
         let swap = self.src > self.dst;
         let (lo, hi) = if swap { (self.dst, self.src) } else { (self.src, self.dst) };
         (CtKey { zone: self.zone, proto: self.proto, lo, hi }, swap)
+    }
+
+    /// A TCP or UDP packet's tuple, from its metadata alone.
+    #[inline]
+    pub fn of_ports(m: &Meta) -> Tuple {
+        Tuple { zone: m.vni, proto: m.proto, src: (m.ip_src, m.sport), dst: (m.ip_dst, m.dport) }
     }
 
     pub fn reversed(&self) -> Tuple {
@@ -59,7 +90,8 @@ impl Tuple {
 pub const PROTO_ICMP: u8 = ipv4::PROTO_ICMP;
 pub const PROTO_ICMPV6: u8 = ipv4::PROTO_ICMPV6;
 
-fn echo_request(proto: u8) -> u8 {
+/// The echo request's type in ICMP or ICMPv6.
+pub fn echo_request(proto: u8) -> u8 {
     if proto == PROTO_ICMP {
         8
     } else {

@@ -127,13 +127,7 @@ fn decide_whole<F: Frame>(
             if let Err(r) = result {
                 // A refused connection (first packet or a retry) goes to the flow log.
                 if m.ct.session == 0 && !cp.dry {
-                    let t = super::Tuple {
-                        zone: m.vni,
-                        proto: m.proto,
-                        src: (m.ip_src, m.sport),
-                        dst: (m.ip_dst, m.dport),
-                    };
-                    let (key, hi) = t.key();
+                    let (key, hi) = super::Tuple::of_ports(m).key();
                     cp.table.denied(cp.core, key, hi, cp.port, r as u8);
                 }
             }
@@ -170,8 +164,7 @@ fn quick_hash(m: &Meta) -> Option<u64> {
     if m.l4 == 0 || !matches!(m.proto, 6 | 17) || m.ct.tracked {
         return None;
     }
-    let t = super::Tuple { zone: m.vni, proto: m.proto, src: (m.ip_src, m.sport), dst: (m.ip_dst, m.dport) };
-    Some(table::hash(&t.key().0))
+    Some(table::hash(&super::Tuple::of_ports(m).key().0))
 }
 
 /// Brings a batch's table entries into cache before it is tracked: every packet's
@@ -195,7 +188,7 @@ fn reversed(m: &Meta) -> Meta {
     let mut o = Meta { ip_src: m.ip_dst, ip_dst: m.ip_src, sport: m.dport, dport: m.sport, ..*m };
     if matches!(m.proto, super::key::PROTO_ICMP | super::key::PROTO_ICMPV6) {
         // An echo reply's opening packet was the request.
-        o.sport = if m.proto == super::key::PROTO_ICMP { 8 } else { 128 };
+        o.sport = super::key::echo_request(m.proto) as u16;
         o.dport = 0;
     }
     o
@@ -219,14 +212,14 @@ fn find<F: Frame>(cp: &Checkpoint, f: &F, m: &Meta) -> (CtMark, Option<InvalidRe
         return (mark, None);
     }
     if m.l4 == 0 {
-        // A fragment after the first: not followed yet.
+        // No L4 header where one should be (later fragments go by `fragment`).
         mark.state = CtState::Invalid;
-        return (mark, Some(if m.fragment { InvalidReason::Fragment } else { InvalidReason::Malformed }));
+        return (mark, Some(InvalidReason::Malformed));
     }
     let t = cp.table;
     let (tuple, kind) = if m.proto == crate::wire::ipv4::PROTO_UDP {
         // All UDP needs is in the metadata.
-        (super::Tuple { zone: m.vni, proto: m.proto, src: (m.ip_src, m.sport), dst: (m.ip_dst, m.dport) }, Kind::Udp)
+        (super::Tuple::of_ports(m), Kind::Udp)
     } else {
         classify(f.head(), f.len(), m, m.vni)
     };
@@ -380,7 +373,7 @@ fn other(t: &CtTable, found: &table::Found, dir: usize) -> CtState {
     if dir == 1 && found.state & SEEN_REPLY == 0 {
         if let Some(mut held) = t.hold(found) {
             held.state |= SEEN_REPLY | table::ASSURED;
-            held.abandon_with_state();
+            held.abandon();
         }
     }
     by_reply(found.state, dir)

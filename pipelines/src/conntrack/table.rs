@@ -13,7 +13,7 @@
 //!   as it was and does not update it. Nobody waits.
 use super::{
     events::{Event, EventKind},
-    key::CtKey,
+    key::{key_words, words_key, CtKey, KeyWords},
     tcp::{Segment, Side, TcpConn, TcpState},
     Timeouts,
 };
@@ -150,29 +150,6 @@ pub fn hash(k: &CtKey) -> u64 {
     h ^ (h >> 29)
 }
 
-type KeyWords = [u64; 5];
-
-#[inline]
-fn key_words(k: &CtKey) -> KeyWords {
-    [
-        k.lo.0 as u64,
-        (k.lo.0 >> 64) as u64,
-        k.hi.0 as u64,
-        (k.hi.0 >> 64) as u64,
-        ((k.zone & 0xff_ffff) as u64) << 40 | (k.proto as u64) << 32 | (k.lo.1 as u64) << 16 | k.hi.1 as u64,
-    ]
-}
-
-fn words_key(w: &KeyWords) -> CtKey {
-    let a = |i: usize| w[i] as u128 | (w[i + 1] as u128) << 64;
-    CtKey {
-        zone: (w[4] >> 40) as u32,
-        proto: (w[4] >> 32) as u8,
-        lo: (a(0), (w[4] >> 16) as u16),
-        hi: (a(2), w[4] as u16),
-    }
-}
-
 /// Ticks from `cur` to `due`, within one turn of the wheel and at least the next tick.
 fn ahead(due: u32, cur: u32) -> u32 {
     (due.wrapping_sub(cur) as i32).clamp(1, WHEEL as i32 - 1) as u32
@@ -207,13 +184,7 @@ impl Held<'_> {
         s.state.store(word, Release);
     }
 
-    /// Lets go, writing the state word only.
-    pub fn abandon_with_state(self) {
-        let s = &self.table.sessions[self.index as usize];
-        s.state.store(self.state & !BUSY, Release);
-    }
-
-    /// Lets go without writing.
+    /// Lets go, writing back the state word only (as `state` now says).
     pub fn abandon(self) {
         let s = &self.table.sessions[self.index as usize];
         s.state.store(self.state & !BUSY, Release);
@@ -614,7 +585,8 @@ impl CtTable {
         part.created.fetch_add(1, Relaxed);
         part.live.fetch_add(1, Relaxed);
         if !in_wheel {
-            self.file(part, index, n.now);
+            let cur = part.tick.load(Relaxed);
+            self.file(part, index, if cur == u32::MAX { Self::tick_of(n.now) } else { cur }, n.now);
         }
         let entry = (tag as u64) << 32 | (index as u64 + 1);
         for b in [b1, b2] {
@@ -734,15 +706,14 @@ impl CtTable {
         ms >> TICK_SHIFT
     }
 
-    /// Files session `i` in `part`'s wheel for when it may expire (at most a turn of the
-    /// wheel ahead).
-    fn file(&self, part: &Part, i: u32, now: u32) {
+    /// Files session `i` in `part`'s wheel for when it may expire: from the tick after
+    /// `from` at the earliest, at most a turn of the wheel ahead.
+    fn file(&self, part: &Part, i: u32, from: u32, now: u32) {
         let s = &self.sessions[i as usize];
         let due = s.last_seen.load(Relaxed).wrapping_add(self.timeout(s, s.state.load(Relaxed)));
-        let cur = part.tick.load(Relaxed);
-        let cur = if cur == u32::MAX { Self::tick_of(now) } else { cur };
-        let ahead = ahead(Self::tick_of(due), cur);
-        let slot = &part.wheel[(cur.wrapping_add(ahead) % WHEEL) as usize];
+        let due = if (due.wrapping_sub(now) as i32) < 0 { now } else { due };
+        let ahead = ahead(Self::tick_of(due), from);
+        let slot = &part.wheel[(from.wrapping_add(ahead) % WHEEL) as usize];
         s.next.store(slot.load(Relaxed), Relaxed);
         slot.store(i + 1, Relaxed);
     }
@@ -788,21 +759,11 @@ impl CtTable {
                 expired += 1;
             } else {
                 // Filed again from the tick after this one at the earliest.
-                self.file_after(part, i, tick, now);
+                self.file(part, i, tick, now);
             }
         }
         part.tick.store(tick, Relaxed);
         expired
-    }
-
-    fn file_after(&self, part: &Part, i: u32, tick: u32, now: u32) {
-        let s = &self.sessions[i as usize];
-        let due = s.last_seen.load(Relaxed).wrapping_add(self.timeout(s, s.state.load(Relaxed)));
-        let due = if (due.wrapping_sub(now) as i32) < 0 { now } else { due };
-        let ahead = ahead(Self::tick_of(due), tick);
-        let slot = &part.wheel[(tick.wrapping_add(ahead) % WHEEL) as usize];
-        s.next.store(slot.load(Relaxed), Relaxed);
-        slot.store(i + 1, Relaxed);
     }
 
     /// Takes session `i` out of the index.

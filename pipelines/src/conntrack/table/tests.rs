@@ -64,7 +64,7 @@ fn a_full_table_keeps_replied_sessions_and_refuses_new_ones() {
         let f = t.lookup(&k, hash(&k)).unwrap();
         let mut h = t.hold(&f).unwrap();
         h.state |= SEEN_REPLY;
-        h.abandon_with_state();
+        h.abandon();
         assert_eq!(idx, f.index);
     }
     let (k, hi) = key(7, 7, 2, 53);
