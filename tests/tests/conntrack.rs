@@ -93,10 +93,68 @@ fn allow_outbound_deny_inbound_with_real_tcp() {
     assert_eq!(stats["sessions"].as_u64().unwrap() as usize, rows.len(), "{stats}");
     assert!(stats["by_state"].as_object().unwrap().keys().any(|k| k.starts_with("tcp/")), "{stats}");
 
+    // The same sessions by network (the per-port index of every port in VNI 100); none
+    // at vm1 (stateless: it opened nothing and answered at no stateful port of its own)
+    // nor in another network.
+    let by_vni = d.json(&["conntrack", "list", "--vni", "100"]);
+    assert_eq!(by_vni.as_array().unwrap().len(), rows.len(), "{by_vni}");
+    assert_eq!(d.json(&["conntrack", "list", "--port", "vm1"]), serde_json::json!([]));
+    assert_eq!(d.json(&["conntrack", "list", "--vni", "200"]), serde_json::json!([]));
+    assert_eq!(d.json(&["conntrack", "flush", "--port", "vm1"])["flushed"], 0);
+
     // Flushed: gone from the list at once.
     let flushed = d.json(&["conntrack", "flush", "--port", "vm2"]);
     assert_eq!(flushed["flushed"].as_u64().unwrap() as usize, rows.len());
     assert_eq!(d.json(&["conntrack", "list"]), serde_json::json!([]));
+}
+
+/// An Ethernet/IPv4/UDP frame (checksums left 0: the stages do not check them).
+fn udp_frame(src_mac: &str, dst_mac: &str, src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> String {
+    let mac = |m: &str| m.split(':').map(|b| u8::from_str_radix(b, 16).unwrap()).collect::<Vec<u8>>();
+    let mut f = mac(dst_mac);
+    f.extend(mac(src_mac));
+    f.extend([0x08, 0x00, 0x45, 0, 0, 29, 0, 1, 0, 0, 64, 17, 0, 0]);
+    f.extend(src);
+    f.extend(dst);
+    f.extend(sport.to_be_bytes());
+    f.extend(dport.to_be_bytes());
+    f.extend([0, 9, 0, 0, b'x']);
+    f.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `trace` of an answer names the session it belongs to and the state it is in; the
+/// same packet with no session behind it is new and meets the rules.
+#[test]
+fn trace_shows_the_session_a_packet_belongs_to() {
+    let d = daemon();
+    let (c1, c2) = two_containers(&d, &[]);
+    let send = "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+                s.bind(('10.63.0.2', 4000)); s.sendto(b'x', ('10.63.0.1', 53))";
+    assert!(c2.ns.exec(&["python3", "-c", send]).status.success());
+    let answer = |sport: u16| udp_frame(&c1.mac(), &c2.mac(), [10, 63, 0, 1], [10, 63, 0, 2], 53, sport);
+    let t = d.json(&["trace", "--port", "vm1", "--packet", &answer(4000)]);
+    let steps = t["steps"].to_string();
+    assert!(steps.contains("conntrack: established (the answering side of a session found)"), "{t}");
+    assert!(steps.contains("udp 10.63.0.2:4000 -> 10.63.0.1:53 unreplied, packets 1/0, seen at vm2"), "{t}");
+    assert_eq!(t["action"], "tx on port vm2", "{t}");
+    let t = d.json(&["trace", "--port", "vm1", "--packet", &answer(4001)]);
+    let steps = t["steps"].to_string();
+    assert!(steps.contains("conntrack: new (no session)"), "{t}");
+    assert!(!steps.contains("session "), "{t}");
+    assert_eq!(t["drop_reason"], "acl_deny_out", "{t}");
+
+    // 30 sessions at once: `stats` gives the rate of the whole second they fell in (or
+    // of the two seconds they straddle).
+    let burst =
+        "import socket\nfor p in range(5000, 5030):\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    \
+                 s.bind(('10.63.0.2', p)); s.sendto(b'x', ('10.63.0.1', 53))";
+    assert!(c2.ns.exec(&["python3", "-c", burst]).status.success());
+    let mut best = 0;
+    for _ in 0..25 {
+        best = best.max(d.json(&["conntrack", "stats"])["created_per_sec"].as_u64().unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!((15..=31).contains(&best), "created per second: {best}");
 }
 
 /// A running ping's replies stop within a publish of the rule that allowed it going;
@@ -255,6 +313,24 @@ fn the_flow_log_shows_sessions_made_ended_and_refused() {
     let d = daemon();
     let (c1, c2) = two_containers(&d, &[]);
     d.ok(&["conntrack", "timeouts", "set", "--icmp", "1"]);
+    d.ok(&[
+        "acl",
+        "add",
+        "--id",
+        "20",
+        "--priority",
+        "5",
+        "--port",
+        "vm2",
+        "--dir",
+        "out",
+        "--proto",
+        "udp",
+        "--dport",
+        "9",
+        "--action",
+        "deny",
+    ]);
     let follow = std::process::Command::new(bin("vswitchctl"))
         .args([
             "--socket",
@@ -273,6 +349,8 @@ fn the_flow_log_shows_sessions_made_ended_and_refused() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(ping(&c2, "10.63.0.1", "1"));
     assert!(!ping(&c1, "10.63.0.2", "1"));
+    let send = "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'x', ('10.63.0.2', 9))";
+    assert!(c1.ns.exec(&["python3", "-c", send]).status.success());
     let out = follow.wait_with_output().unwrap();
     let events: Vec<Value> =
         String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -289,5 +367,11 @@ fn the_flow_log_shows_sessions_made_ended_and_refused() {
     assert!(end["seconds"].as_f64().unwrap() < 5.0, "{end}");
     let denied = find("denied", "10.63.0.1");
     assert_eq!(denied["reason"], "acl_deny_out", "{denied}");
+    assert_eq!(denied["rule"], Value::Null, "the port's default refused the ping: {denied}");
+    let by_rule = events
+        .iter()
+        .find(|e| e["event"] == "denied" && e["proto"] == "udp")
+        .unwrap_or_else(|| panic!("no denied UDP event: {events:?}"));
+    assert_eq!((by_rule["dport"].as_u64(), by_rule["rule"].as_u64()), (Some(9), Some(20)), "{by_rule}");
     assert_eq!(d.json(&["conntrack", "list"]), serde_json::json!([]), "the session timed out");
 }

@@ -106,6 +106,9 @@ pub struct CtStats {
     /// Live sessions by protocol and state (`tcp/ESTABLISHED`, `udp/replied`...).
     pub by_state: BTreeMap<String, u64>,
     pub created: u64,
+    /// Sessions made per second, over the last whole second.
+    #[serde(default)]
+    pub created_per_sec: u64,
     pub expired: u64,
     /// Half-open sessions recycled to make room.
     pub recycled: u64,
@@ -138,6 +141,10 @@ pub struct EventRow {
     /// denied: the drop reason (acl_deny_in/out, ct_full, ct_port_limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// denied by the rules: the id of the rule that refused it (none: the port's
+    /// default did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<u32>,
 }
 
 /// A batch of the flow log.

@@ -220,8 +220,8 @@ impl Verb for ConntrackCmd {
                     println!("  {k:<24} {n}");
                 }
                 println!(
-                    "created {}  expired {}  recycled {}  refused (full) {}",
-                    s.created, s.expired, s.recycled, s.full
+                    "created {} ({}/s)  expired {}  recycled {}  refused (full) {}",
+                    s.created, s.created_per_sec, s.expired, s.recycled, s.full
                 );
                 for (k, n) in &s.drops {
                     println!("drops {k:<16} {n}");
@@ -294,6 +294,9 @@ fn line(e: &EventRow) -> String {
     }
     if let Some(r) = &e.reason {
         s += &format!(" reason {r}");
+        if r.starts_with("acl_deny") {
+            s += &e.rule.map_or(" (the port's default)".to_string(), |id| format!(" (rule {id})"));
+        }
     }
     s
 }

@@ -44,6 +44,10 @@ pub struct Conntrack {
     next_seq: u64,
     /// Events the log let go of before anyone read them.
     log_lost: u64,
+    /// Sessions made per second: the count at the start of the current second, and
+    /// the last whole second's rate.
+    rate_mark: Option<(std::time::Instant, u64)>,
+    created_per_sec: u64,
 }
 
 /// Flow-log events kept for `conntrack events` to read.
@@ -165,12 +169,36 @@ impl Conntrack {
         }
     }
 
+    /// The sessions `port` and `vni` pick: through the per-port index when either is
+    /// given (a port's sessions are those it opened, and those another stateful port of
+    /// its network opened toward it), else every session.
+    fn picked<'a>(
+        t: &'a CtTable,
+        port: Option<&'a str>,
+        vni: Option<u32>,
+        ports: &[PortRef],
+        names: &'a HashMap<u16, String>,
+    ) -> Box<dyn Iterator<Item = SessionView> + 'a> {
+        let pick = Self::pick(port, vni, names);
+        let net = port.and_then(|p| ports.iter().find(|q| q.name == p)).map(|q| q.vni);
+        let ids: Vec<u16> = match (net, vni) {
+            (None, None) => return Box::new(t.sessions().filter(move |v| pick(v))),
+            (Some(net), _) => ports
+                .iter()
+                .filter(|q| Some(q.name.as_str()) == port || (net.is_some() && q.vni == net))
+                .filter_map(|q| q.id)
+                .collect(),
+            (None, Some(z)) => ports.iter().filter(|q| q.vni.is_none_or(|v| v == z)).filter_map(|q| q.id).collect(),
+        };
+        let mut seen = std::collections::HashSet::new();
+        Box::new(ids.into_iter().flat_map(|id| t.at_port(id)).filter(move |v| pick(v) && seen.insert(v.index)))
+    }
+
     pub fn list(&self, port: Option<&str>, vni: Option<u32>, limit: usize, ports: &[PortRef]) -> Vec<SessionRow> {
         let Some(t) = &self.table else { return Vec::new() };
         let names = Self::port_names(ports);
-        let pick = Self::pick(port, vni, &names);
         let now = self.now();
-        t.sessions().filter(|v| pick(v)).take(limit).map(|v| row(&v, &names, now)).collect()
+        Self::picked(t, port, vni, ports, &names).take(limit).map(|v| row(&v, &names, now)).collect()
     }
 
     fn check_filter(&self, port: Option<&str>, ports: &[PortRef]) -> Result<(), String> {
@@ -191,6 +219,7 @@ impl Conntrack {
         if let Some(t) = &self.table {
             for part in t.parts() {
                 s.created += part.created.load(Relaxed);
+                s.created_per_sec = self.created_per_sec;
                 s.expired += part.expired.load(Relaxed);
                 s.full += part.full.load(Relaxed);
                 s.recycled += part.evicted.load(Relaxed);
@@ -264,13 +293,28 @@ impl Conntrack {
         out
     }
 
-    /// Takes in the cores' flow-log events (called every few ms).
-    pub fn drain(&mut self, ports: &[PortRef]) {
+    /// Takes in the cores' flow-log events (called every few ms); `rules` maps ACL
+    /// counter slots to rule ids, asked for only when a rule refused something.
+    pub fn drain(&mut self, ports: &[PortRef], rules: &dyn Fn() -> HashMap<u32, u32>) {
         let Some(t) = self.table.clone() else { return };
+        let created: u64 = t.parts().iter().map(|p| p.created.load(Relaxed)).sum();
+        let now = std::time::Instant::now();
+        match self.rate_mark {
+            Some((at, n)) if now.duration_since(at).as_secs_f64() >= 1.0 => {
+                self.created_per_sec = ((created - n) as f64 / now.duration_since(at).as_secs_f64()).round() as u64;
+                self.rate_mark = Some((now, created));
+            }
+            Some(_) => {}
+            None => self.rate_mark = Some((now, created)),
+        }
         let names = Self::port_names(ports);
+        let mut slots: Option<HashMap<u32, u32>> = None;
         for part in t.parts() {
             part.events.drain(|e| {
-                let row = event_row(self.next_seq, &e, &names);
+                let mut row = event_row(self.next_seq, &e, &names);
+                if e.rule != 0 {
+                    row.rule = slots.get_or_insert_with(rules).get(&(e.rule - 1)).copied();
+                }
                 self.next_seq += 1;
                 if self.log.len() == LOG {
                     self.log.pop_front();
@@ -315,7 +359,10 @@ impl Conntrack {
                 let n = match &self.table {
                     Some(t) => {
                         let names = Self::port_names(ctx.ports);
-                        t.flush(Self::pick(port.as_deref(), vni, &names))
+                        let doomed: Vec<(u32, u32)> = Self::picked(t, port.as_deref(), vni, ctx.ports, &names)
+                            .map(|v| (v.index, v.gen))
+                            .collect();
+                        doomed.into_iter().filter(|(i, g)| t.kill(*i, *g)).count()
                     }
                     None => 0,
                 };
@@ -400,7 +447,30 @@ fn event_row(seq: u64, e: &pipelines::conntrack::events::Event, names: &HashMap<
         bytes: end.then_some(e.bytes),
         seconds: end.then_some(e.millis as f64 / 1000.0),
         reason: denied.then(|| DropReason::ALL.get(e.reason as usize).map_or("?", |r| r.name()).to_string()),
+        rule: None,
     }
+}
+
+/// One line about a session, for `trace`.
+pub fn describe(v: &SessionView, names: &dyn Fn(u16) -> String) -> String {
+    let (src, dst) = v.orig();
+    let c = conn(v.key.zone, v.key.proto, src, dst);
+    let ports: Vec<String> = v.ports.iter().filter(|p| **p != 0xffff).map(|p| names(*p)).collect();
+    format!(
+        "session {} in zone {}: {} {}:{} -> {}:{} {}{}, packets {}/{}, seen at {}",
+        v.index,
+        c.zone,
+        c.proto,
+        c.src,
+        c.sport,
+        c.dst,
+        c.dport,
+        state_name(v),
+        if v.state & table::ASSURED != 0 { " (assured)" } else { "" },
+        v.packets[0],
+        v.packets[1],
+        ports.join(", ")
+    )
 }
 
 fn row(v: &SessionView, names: &HashMap<u16, String>, now: u32) -> SessionRow {

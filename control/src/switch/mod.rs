@@ -364,7 +364,7 @@ impl Switch {
             }
         }
         self.sflow.drain(&self.shared);
-        self.conntrack.drain(&ports);
+        self.conntrack.drain(&ports, &|| self.acl.rule_of_slot());
         if self.capture.as_mut().is_some_and(|c| c.collect(&self.shared)) {
             self.capture_finish().await;
         }

@@ -185,10 +185,17 @@ pub fn trace(
                 ct.state.name(),
                 if ct.reply { "the answering side" } else { "the opening side" }
             ),
+            CtState::New if ct.session != 0 => {
+                "conntrack: new (its session is not answered yet): the rules decide again".into()
+            }
             CtState::New => "conntrack: new (no session): the rules decide; allowed, it would open a session".into(),
             CtState::Invalid => "conntrack: invalid: part of no session and cannot start one".into(),
             CtState::Untracked => "conntrack: not tracked (not IP, or neighbour discovery): the rules decide".into(),
         });
+        let session = snap.l2.ct.table.as_ref().filter(|_| ct.session != 0).and_then(|t| t.view(ct.session - 1));
+        if let Some(v) = session {
+            steps.push(format!("conntrack: {}", crate::conntrack::describe(&v, name)));
+        }
     }
     for (dir, slot) in [("in (from the VM)", meta[0].acl_in), ("out (to the VM)", meta[0].acl_out)] {
         if slot != 0 {

@@ -32,6 +32,8 @@ pub struct Event {
     pub millis: u32,
     /// Denied: the drop reason's index.
     pub reason: u8,
+    /// Denied by a rule: its ACL slot + 1 (0: the port's default, or not the rules).
+    pub rule: u32,
 }
 
 const WORDS: usize = 9;
@@ -80,7 +82,7 @@ impl EventRing {
             kind | (e.orig_hi as u64) << 16 | (e.reason as u64) << 24 | (e.port as u64) << 32,
             e.packets[0] as u64 | (e.packets[1] as u64) << 32,
             e.bytes,
-            e.millis as u64,
+            e.millis as u64 | (e.rule as u64) << 32,
         ];
         let base = (tail as usize % RING) * WORDS;
         for (s, v) in self.slots[base..base + WORDS].iter().zip(w) {
@@ -110,6 +112,7 @@ impl EventRing {
                 packets: [w[6] as u32, (w[6] >> 32) as u32],
                 bytes: w[7],
                 millis: w[8] as u32,
+                rule: (w[8] >> 32) as u32,
             });
         }
         self.head.store(tail, Release);
@@ -133,6 +136,7 @@ mod tests {
             bytes: i as u64 * 1000,
             millis: i,
             reason: 3,
+            rule: i * 7,
         };
         for i in 0..RING as u32 + 10 {
             r.push(&ev(i));

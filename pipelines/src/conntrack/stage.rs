@@ -128,7 +128,9 @@ fn decide_whole<F: Frame>(
                 // A refused connection (first packet or a retry) goes to the flow log.
                 if m.ct.session == 0 && !cp.dry {
                     let (key, hi) = super::Tuple::of_ports(m).key();
-                    cp.table.denied(cp.core, key, hi, cp.port, r as u8);
+                    // A rule's verdict names its slot; the default's and a full table's none.
+                    let rule = if verdict == Verdict::Deny { hit.map_or(0, |s| s + 1) } else { 0 };
+                    cp.table.denied(cp.core, key, hi, cp.port, r as u8, rule);
                 }
             }
             (hit, result)
@@ -357,7 +359,7 @@ fn tcp(
             // A new connection on the same ports: the old session goes, this SYN is new.
             let index = held.index;
             held.abandon();
-            t.kill(index);
+            t.kill(index, found.gen);
             CtState::New
         }
         Outcome::Invalid(i) => {

@@ -19,7 +19,7 @@ use super::{
 };
 use std::sync::atomic::{
     fence, AtomicU32, AtomicU64,
-    Ordering::{Acquire, Relaxed, Release},
+    Ordering::{AcqRel, Acquire, Relaxed, Release},
 };
 
 /// `Session::state` bits.
@@ -59,8 +59,11 @@ pub struct Session {
     pub(super) ports: AtomicU32,
     /// Per direction (opener, answerer).
     pub(super) packets: [AtomicU32; 2],
-    pub(super) bytes: AtomicU64,
     pub(super) created: AtomicU32,
+    pub(super) bytes: AtomicU64,
+    /// The previous and next session (index + 1) its owner made at the same port: the
+    /// index `conntrack list/flush --port` follows instead of walking the table.
+    by_port: [AtomicU32; 2],
 }
 
 const _: () = assert!(std::mem::size_of::<Session>() == 128);
@@ -88,6 +91,8 @@ pub struct Part {
     pub events: super::events::EventRing,
     /// First fragments this core let through: (key, expiry ms) pairs, direct-mapped.
     frags: Box<[AtomicU64]>,
+    /// Per port: the newest live session this core made there (index + 1).
+    by_port: Box<[AtomicU32]>,
 }
 
 /// First fragments remembered per core, and for how long their later fragments follow.
@@ -113,6 +118,8 @@ pub struct CtTable {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionView {
     pub index: u32,
+    /// The generation its key was read under (for `kill`).
+    pub gen: u32,
     pub key: CtKey,
     pub state: u32,
     pub tcp: TcpState,
@@ -271,6 +278,7 @@ impl CtTable {
                     invalid: Default::default(),
                     frags: (0..2 * FRAGS).map(|_| AtomicU64::new(0)).collect(),
                     events: Default::default(),
+                    by_port: (0..ports).map(|_| AtomicU32::new(0)).collect(),
                 }
             })
             .collect();
@@ -518,16 +526,27 @@ impl CtTable {
         self.sessions[index as usize].state.load(Relaxed) & DEAD != 0
     }
 
-    /// Ends session `index` now (from any core): gone from the index, freed by its
-    /// owner at its next wheel turn.
-    pub fn kill(&self, index: u32) -> bool {
+    /// Ends session `index` now (from any core), if it is still the one whose key was
+    /// read under generation `gen`: gone from the index, freed by its owner at its next
+    /// wheel turn. A session another core holds this instant is waited for (briefly): its
+    /// holder's release would write its state word back without the mark.
+    pub fn kill(&self, index: u32, gen: u32) -> bool {
         let s = &self.sessions[index as usize];
-        let st = s.state.load(Relaxed);
-        if st & (DEAD | LIVE) != LIVE || s.state.compare_exchange(st, st | DEAD, Relaxed, Relaxed).is_err() {
-            return false;
+        for _ in 0..1024 {
+            let st = s.state.load(Acquire);
+            if st & (DEAD | LIVE) != LIVE || s.key_gen.load(Acquire) != gen {
+                return false;
+            }
+            if st & BUSY != 0 {
+                std::hint::spin_loop();
+                continue;
+            }
+            if s.state.compare_exchange(st, st | DEAD, AcqRel, Relaxed).is_ok() {
+                self.unindex(index, s);
+                return true;
+            }
         }
-        self.unindex(index, s);
-        true
+        false
     }
 
     /// Records the port of side `side` (where a stateful port first saw it).
@@ -582,6 +601,7 @@ impl CtTable {
         if let Some(c) = counter {
             c.fetch_add(1, Relaxed);
         }
+        self.link(part, index, n.port);
         part.created.fetch_add(1, Relaxed);
         part.live.fetch_add(1, Relaxed);
         if !in_wheel {
@@ -601,6 +621,7 @@ impl CtTable {
                         bytes: n.len as u64,
                         millis: 0,
                         reason: 0,
+                        rule: 0,
                     });
                     return Ok(index);
                 }
@@ -649,7 +670,7 @@ impl CtTable {
                     s.state.store(st, Release);
                     continue;
                 }
-                self.uncount(s, st);
+                self.uncount(part, i, st);
                 self.ended(part, s, st, self.sessions[i as usize].last_seen.load(Relaxed));
                 part.evicted.fetch_add(1, Relaxed);
                 return Some(i);
@@ -671,11 +692,13 @@ impl CtTable {
             bytes: s.bytes.load(Relaxed),
             millis: now.wrapping_sub(created),
             reason: 0,
+            rule: 0,
         });
     }
 
-    /// The flow log's refusal of a new connection at `port` on core `core`.
-    pub fn denied(&self, core: usize, key: CtKey, orig_hi: bool, port: u16, reason: u8) {
+    /// The flow log's refusal of a new connection at `port` on core `core` (by the ACL
+    /// slot `rule` - 1 if a rule refused it).
+    pub fn denied(&self, core: usize, key: CtKey, orig_hi: bool, port: u16, reason: u8, rule: u32) {
         if let Some(p) = self.parts.get(core) {
             p.events.push(&Event {
                 kind: EventKind::Denied,
@@ -686,14 +709,76 @@ impl CtTable {
                 bytes: 0,
                 millis: 0,
                 reason,
+                rule,
             });
         }
     }
 
-    fn uncount(&self, _s: &Session, state: u32) {
-        if let Some(c) = self.port_sessions.get((state >> 16) as usize) {
+    /// Takes session `i` (state word `state`) out of its port's count and list.
+    fn uncount(&self, part: &Part, i: u32, state: u32) {
+        let port = (state >> 16) as u16;
+        if let Some(c) = self.port_sessions.get(port as usize) {
             c.fetch_sub(1, Relaxed);
         }
+        self.unlink(part, i, port);
+    }
+
+    /// Puts session `i` at the head of `part`'s list for `port` (its owner only).
+    fn link(&self, part: &Part, i: u32, port: u16) {
+        let Some(head) = part.by_port.get(port as usize) else { return };
+        let s = &self.sessions[i as usize];
+        let next = head.load(Relaxed);
+        s.by_port[0].store(0, Relaxed);
+        s.by_port[1].store(next, Relaxed);
+        if next != 0 {
+            self.sessions[next as usize - 1].by_port[0].store(i + 1, Relaxed);
+        }
+        head.store(i + 1, Release);
+    }
+
+    /// Takes session `i` out of `part`'s list for `port` (its owner only). Its own next
+    /// link is left as it was, so a reader standing on it walks on.
+    fn unlink(&self, part: &Part, i: u32, port: u16) {
+        let Some(head) = part.by_port.get(port as usize) else { return };
+        let s = &self.sessions[i as usize];
+        let (prev, next) = (s.by_port[0].load(Relaxed), s.by_port[1].load(Relaxed));
+        if next != 0 {
+            self.sessions[next as usize - 1].by_port[0].store(prev, Relaxed);
+        }
+        match prev {
+            0 => head.store(next, Release),
+            p => self.sessions[p as usize - 1].by_port[1].store(next, Release),
+        }
+    }
+
+    /// The live sessions made at `port` (from the control plane): each core's list for
+    /// the port, not the table. A list its owner changes meanwhile may be read partly,
+    /// as a session reused under a walk ends it there; a session may come twice.
+    pub fn at_port(&self, port: u16) -> impl Iterator<Item = SessionView> + '_ {
+        self.parts.iter().flat_map(move |part| {
+            let mut cur = part.by_port.get(port as usize).map_or(0, |h| h.load(Acquire));
+            let mut steps = part.hi - part.lo;
+            std::iter::from_fn(move || loop {
+                if cur == 0 || steps == 0 {
+                    return None;
+                }
+                steps -= 1;
+                let i = cur - 1;
+                if i < part.lo || i >= part.hi {
+                    return None;
+                }
+                cur = self.sessions[i as usize].by_port[1].load(Acquire);
+                let st = self.sessions[i as usize].state.load(Acquire);
+                if (st >> 16) as u16 != port || st & LIVE == 0 {
+                    // Freed or reused under the walk: the rest of the list is not
+                    // reachable from here.
+                    return None;
+                }
+                if let Some(v) = self.view(i) {
+                    return Some(v);
+                }
+            })
+        })
     }
 
     /// How long session `s` (state word `st`) lives unused, in milliseconds.
@@ -748,7 +833,7 @@ impl CtTable {
                     self.unindex(i, s);
                 }
                 self.ended(part, s, st, now);
-                self.uncount(s, st);
+                self.uncount(part, i, st);
                 let g = s.key_gen.load(Relaxed);
                 s.key_gen.store(g.wrapping_add(2), Release);
                 s.state.store(0, Release);
@@ -781,26 +866,13 @@ impl CtTable {
         }
     }
 
-    /// Flushes (from the control plane) the sessions `pick` chooses: gone from the
-    /// index at once, freed by their owners at their next wheel turn. Returns how many.
-    pub fn flush(&self, mut pick: impl FnMut(&SessionView) -> bool) -> usize {
-        let mut n = 0;
-        for i in 0..self.sessions.len() as u32 {
-            let Some(v) = self.view(i) else { continue };
-            if pick(&v) && self.kill(i) {
-                n += 1;
-            }
-        }
-        n
-    }
-
     /// Session `i` as it stands, if it is live.
     pub fn view(&self, i: u32) -> Option<SessionView> {
         let s = self.sessions.get(i as usize)?;
         if s.state.load(Acquire) & LIVE == 0 {
             return None;
         }
-        let (key, _) = Self::read_key(s)?;
+        let (key, gen) = Self::read_key(s)?;
         let st = s.state.load(Acquire);
         if st & (DEAD | LIVE) != LIVE {
             return None;
@@ -808,6 +880,7 @@ impl CtTable {
         let p = s.ports.load(Relaxed);
         Some(SessionView {
             index: i,
+            gen,
             key,
             state: st & !BUSY,
             tcp: TcpState::from_u8((st & PROTO_STATE) as u8),

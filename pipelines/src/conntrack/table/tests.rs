@@ -97,8 +97,12 @@ fn port_limits_and_flush() {
     }
     let (k, hi) = key(1, 9, 2, 53);
     assert_eq!(t.create(0, &new(k, hi, 0), 3), Err(Full::Port));
-    assert_eq!(t.flush(|v| v.key.lo.1 == 0 || v.key.hi.1 == 0), 1);
+    let doomed: Vec<_> = t.at_port(3).filter(|v| v.key.lo.1 == 0 || v.key.hi.1 == 0).collect();
+    assert_eq!(doomed.len(), 1);
+    assert!(t.kill(doomed[0].index, doomed[0].gen));
+    assert!(!t.kill(doomed[0].index, doomed[0].gen), "a session dies once");
     assert_eq!(t.sessions().count(), 2);
+    assert_eq!(t.at_port(3).count(), 2);
     // Freed by the owner at its next wheel turn; the port's count drops then.
     for s in 0..600 {
         t.expire(0, s * 1000, 100);
@@ -149,4 +153,46 @@ fn two_cores_share_the_table() {
     for v in t.sessions() {
         assert_eq!(t.lookup(&v.key, hash(&v.key)).map(|f| f.index), Some(v.index));
     }
+    // The port's index holds exactly the live sessions, after every expiry and recycle.
+    let mut listed: Vec<u32> = t.at_port(3).map(|v| v.index).collect();
+    let mut all: Vec<u32> = t.sessions().map(|v| v.index).collect();
+    listed.sort_unstable();
+    all.sort_unstable();
+    assert_eq!(listed, all);
+}
+
+/// The per-port index against the whole table: after sessions made on two cores at
+/// three ports, some recycled, some expired and some reused, each port's list is
+/// exactly the sessions the table holds for it.
+#[test]
+fn each_port_lists_its_own_sessions() {
+    let t = CtTable::new(48, 2, 8);
+    let mut now = 0;
+    for round in 0..400u32 {
+        let (k, hi) = key(round, (round % 7) as u16, 2, 53);
+        let port = (round % 3) as u16 + 1;
+        let n = NewSession { port, now, ..new(k, hi, now) };
+        let _ = t.create((round % 2) as usize, &n, 0);
+        if round % 5 == 0 {
+            // Answered: kept over half-open ones when the table is full.
+            if let Some(f) = t.lookup(&k, hash(&k)) {
+                if let Some(mut h) = t.hold(&f) {
+                    h.state |= SEEN_REPLY;
+                    h.release(now);
+                }
+            }
+        }
+        now += 700;
+        t.expire(0, now, 8);
+        t.expire(1, now, 8);
+    }
+    for port in 0..8u16 {
+        let mut listed: Vec<u32> = t.at_port(port).map(|v| v.index).collect();
+        let mut want: Vec<u32> =
+            t.sessions().filter(|v| v.state >> 16 & 0xffff == port as u32).map(|v| v.index).collect();
+        listed.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(listed, want, "port {port}");
+    }
+    assert!(t.sessions().count() > 0);
 }
