@@ -21,17 +21,57 @@ def acl(n, port, direction):
     return rules
 
 
+def near_miss(n, port, seed=1):
+    """W2-real's security group: the anchors' n-rule "near-miss" set (shared/anchors/
+    gen_pcaps.py acl_rules, the same rules for the same seed, as our rules). The traffic
+    (udp 10.1.0.1 -> 10.1.0.0/16, dport 5001) misses every rule but one allow 4 rules
+    above the bottom, and each miss differs from it in one field of the 5-tuple only, so
+    no field can be skipped; the port's default deny is the anchors' last rule."""
+    import random
+    r = random.Random(seed)
+    rules = []
+    for k in range(n - 1):
+        rule = {"id": k + 1, "priority": 40000 - k, "port": port, "dir": "in",
+                "action": "deny" if k % 2 == 0 else "allow"}
+        kind = k % 4
+        if k == n - 5:
+            rule.update(proto="udp", src="10.1.0.0/16", dst="10.1.0.0/16", dport="5001", action="allow")
+        elif kind == 0:
+            proto = r.choice(["udp", "tcp"])
+            src = "172.%d.%d.%d/32" % (16 + r.randrange(16), r.randrange(256), r.randrange(1, 255))
+            dst = "192.168.%d.%d/32" % (r.randrange(256), r.randrange(1, 255))
+            rule.update(proto=proto, src=src, dst=dst, sport=str(r.randrange(1024, 65536)),
+                        dport=str(r.randrange(1, 65536)))
+        elif kind == 1:
+            rule.update(proto="tcp", src="10.1.0.0/16", dst="10.1.%d.0/24" % r.randrange(256),
+                        dport=str(r.randrange(1, 65536)))
+        elif kind == 2:
+            port_ = r.randrange(1, 65536)
+            while port_ == 5001:
+                port_ = r.randrange(1, 65536)
+            d = 2 + r.randrange(1024)
+            rule.update(proto="udp", src="10.1.0.1/32", dst="10.1.%d.%d/32" % (d // 256, d % 256), dport=str(port_))
+        else:
+            blk = r.choice([b for b in range(0x10, 0x100)])
+            rule.update(proto="udp", src="10.1.0.0/16", sport="%d-%d" % (blk << 8, (blk << 8) | 0xff), dport="5001")
+        rules.append(rule)
+    return rules
+
+
 def reply_port(d, w):
     """W6: the port that answers every session once (added after the VM's first pass)."""
-    f = {"W6": "vm_reply.pcap", "W6-64k": "vm64k_reply.pcap"}.get(w)
+    f = {"W6": "vm_reply.pcap", "W6-real": "vm_reply.pcap", "W6-64k": "vm64k_reply.pcap",
+         "W6-1M": "vm1m_reply.pcap"}.get(w)
     return f and ["vm2", "net_pcap1,rx_pcap=%s/%s" % (d, f), "--role", "vm", "--vni", "100"]
 
 
 # vswitchd options per workload: W7-full's table holds a quarter of its flows, so every
 # packet is a new connection that recycles a half-open session (and net_pcap keeps its
 # 262,144 frames in mbufs of the switch's pool).
-VSWITCHD_ARGS = {"W7-full": ["--conntrack-sessions", "65536"]}
-MBUFS = {"W7-full": 524288}
+# W6-1M: a million sessions in a table of two million (the default million would be
+# full), and a million frames held by net_pcap.
+VSWITCHD_ARGS = {"W7-full": ["--conntrack-sessions", "65536"], "W6-1M": ["--conntrack-sessions", "2000000"]}
+MBUFS = {"W7-full": 524288, "W6-1M": 1100000, "W5-1M": 1100000}
 
 
 def config(d, w):
@@ -47,16 +87,22 @@ def config(d, w):
         return dict(base, ports=[{"name": "vm1", "devargs": pcap("vm.pcap"), "role": "vm", "vni": 100},
                                  {"name": "vm2", "devargs": SINK, "role": "vm", "vni": 100}],
                     fib=[{"vni": 100, "mac": DST, "port": "vm2"}, {"vni": 100, "mac": VM, "port": "vm1"}])
-    if w in ("W6", "W6-64k", "W7-full"):
+    if w in ("W6", "W6-64k", "W6-1M", "W6-real", "W7-full"):
         # W2's path with the VM's security group stateful (its 1k rules decide new
         # connections); W6's replies come from REPLY_PORT once the sessions exist.
-        s = config(d, {"W6": "W2", "W6-64k": "W5", "W7-full": "W2"}[w])
+        s = config(d, {"W6": "W2", "W6-64k": "W5", "W6-1M": "W5", "W6-real": "W2-real", "W7-full": "W2"}[w])
         if w == "W7-full":
             s["ports"][0]["devargs"] = pcap("vm256k.pcap")
+        if w == "W6-1M":
+            s["ports"][0]["devargs"] = pcap("vm1m.pcap")
         s["stateful"] = [{"port": "vm1"}]
         return s
-    if w in ("W2", "W2-10k", "W5", "W2-1", "W4"):
-        src = {"W5": pcap("vm64k.pcap"), "W4": "net_vhost0,iface=%s/vm1.sock,queues=1" % d}.get(w, pcap("vm.pcap"))
+    if w in ("W2-real", "W2-real-10k"):
+        s = config(d, "W2")
+        s["acl"] = near_miss(10000 if w == "W2-real-10k" else 1000, "vm1")
+        return s
+    if w in ("W2", "W2-10k", "W5", "W5-1M", "W2-1", "W4"):
+        src = {"W5": pcap("vm64k.pcap"), "W5-1M": pcap("vm1m.pcap"), "W4": "net_vhost0,iface=%s/vm1.sock,queues=1" % d}.get(w, pcap("vm.pcap"))
         n = {"W2-10k": 10000, "W2-1": 1}.get(w, 1000)
         s = dict(base, **overlay, ports=[{"name": "vm1", "devargs": src, "role": "vm", "vni": 100},
                                          {"name": "up", "devargs": SINK, "role": "uplink"}],

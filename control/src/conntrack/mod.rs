@@ -511,7 +511,8 @@ impl Feature for Conntrack {
                 self.capacity(),
                 (self.capacity() as u64 * 128) >> 20
             );
-            self.table = Some(Arc::new(CtTable::new(self.capacity(), cores, MAX_PORTS)));
+            self.table =
+                Some(Arc::new(CtTable::with_memory(self.capacity(), cores, MAX_PORTS, dataplane::advise_huge_pages)));
             self.push_timeouts();
         }
         let mut epochs = HashMap::new();

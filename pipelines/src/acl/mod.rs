@@ -1,12 +1,15 @@
 //! Security-group ACLs: rules, a tuple-space classifier, and the brute-force
 //! reference it is tested against.
 //!
-//! Classification is priority-sorted tuple space search: rules are grouped by their
-//! (source prefix length, destination prefix length); each group is a hash table keyed
-//! by the masked addresses. A packet probes each group once, visiting groups from the
-//! highest priority they hold down and stopping once no group left can beat the best
-//! match. Cost grows with the number of distinct prefix-length pairs, not the number of
-//! rules. Higher priority wins; equal priorities go to the lower rule id.
+//! Classification is priority-sorted tuple space search: rules are grouped by the shape
+//! of what they match (source and destination prefix lengths, whether they name a
+//! protocol, and the prefix lengths of their port ranges, a range being split into the
+//! prefixes that cover it); each group is a hash table keyed by the masked fields. A
+//! packet probes each group once, visiting groups from the highest priority they hold
+//! down and stopping once no group left can beat the best match. Cost grows with the
+//! number of distinct shapes, not the number of rules: rules that differ from a packet
+//! in one field only (a port, the protocol) are not in the bucket it probes. Higher
+//! priority wins; equal priorities go to the lower rule id.
 use crate::meta::{Action, IpKey, Meta};
 use crate::DropReason;
 use rustc_hash::FxHashMap;
@@ -123,31 +126,72 @@ pub fn brute_force<'a>(rules: &'a [Rule], m: &Meta) -> Option<&'a Rule> {
     rules.iter().filter(|r| r.matches(m)).max_by_key(|r| r.rank())
 }
 
-struct Tuple {
+/// What a group of rules matches on: prefix lengths of the addresses and ports, and
+/// whether the protocol is named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Shape {
     src_len: u8,
     dst_len: u8,
-    /// `mask(src_len)`, `mask(dst_len)`, computed once.
+    proto: bool,
+    sport_len: u8,
+    dport_len: u8,
+}
+
+struct Tuple {
+    shape: Shape,
+    /// The masks of the shape, computed once.
     src_mask: IpKey,
     dst_mask: IpKey,
+    rest_mask: u64,
     /// The best priority in this tuple: tuples are visited from the best down.
     max_priority: u32,
-    /// Masked (src, dst) -> rule indexes, best first.
+    /// Masked (src, dst, ports and protocol) -> rule indexes, best first.
     table: FxHashMap<TupleKey, Vec<u32>>,
 }
 
-/// A masked (source, destination) pair. Hashes each address folded to 64 bits: IPv4
-/// keys are IPv4-mapped, so their top halves are all alike and hashing them is wasted
-/// work per packet; equality still compares all 256 bits.
+/// A masked (source, destination, rest) triple, rest being `AclKey::rest`'s layout.
+/// Hashes each address folded to 64 bits: IPv4 keys are IPv4-mapped, so their top
+/// halves are all alike and hashing them is wasted work per packet; equality still
+/// compares every bit.
 #[derive(Clone, Copy, PartialEq, Eq)]
-struct TupleKey(IpKey, IpKey);
+struct TupleKey(IpKey, IpKey, u64);
 
 impl std::hash::Hash for TupleKey {
     #[inline(always)]
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
         h.write_u64((self.0 ^ (self.0 >> 64)) as u64);
         h.write_u64((self.1 ^ (self.1 >> 64)) as u64);
+        h.write_u64(self.2);
     }
 }
+
+/// The top `len` bits of a port.
+fn port_mask(len: u8) -> u16 {
+    if len == 0 {
+        0
+    } else {
+        u16::MAX << (16 - len.min(16) as u32)
+    }
+}
+
+/// The prefixes (value, length) that exactly cover the port range `lo..=hi`.
+fn port_prefixes((lo, hi): (u16, u16)) -> Vec<(u16, u8)> {
+    let (mut lo, hi) = (lo as u32, hi as u32);
+    let mut out = Vec::new();
+    while lo <= hi {
+        let mut size = if lo == 0 { 1u32 << 16 } else { 1 << lo.trailing_zeros().min(16) };
+        while lo + size - 1 > hi {
+            size >>= 1;
+        }
+        out.push((lo as u16, 16 - size.trailing_zeros() as u8));
+        lo += size;
+    }
+    out
+}
+
+/// More entries than this for one rule and its port ranges are matched by the range
+/// check alone (a wildcard in the key), the widest range first.
+const MAX_ENTRIES: usize = 32;
 
 /// A compiled, read-only rule set.
 pub struct Classifier {
@@ -188,22 +232,51 @@ impl std::fmt::Debug for Classifier {
 impl Classifier {
     pub fn new(mut rules: Vec<Rule>) -> Classifier {
         rules.sort_by_key(|r| Reverse(r.rank()));
-        let mut by_tuple: FxHashMap<(u8, u8), Tuple> = FxHashMap::default();
+        let mut by_shape: FxHashMap<Shape, Tuple> = FxHashMap::default();
         for (i, r) in rules.iter().enumerate() {
-            let t = by_tuple.entry((r.src.len, r.dst.len)).or_insert_with(|| Tuple {
-                src_len: r.src.len,
-                dst_len: r.dst.len,
-                src_mask: mask(r.src.len),
-                dst_mask: mask(r.dst.len),
-                max_priority: r.priority,
-                table: FxHashMap::default(),
-            });
-            t.max_priority = t.max_priority.max(r.priority);
-            // Rules are visited best first, so each bucket stays sorted best first.
-            t.table.entry(TupleKey(r.src.addr, r.dst.addr)).or_default().push(i as u32);
+            // An ICMP type is matched where a port would be (`Meta::sport` holds it).
+            let mut sports = match r.icmp_type {
+                Some(t) => vec![(t as u16, 16)],
+                None => port_prefixes(r.sport),
+            };
+            let mut dports = port_prefixes(r.dport);
+            while sports.len() * dports.len() > MAX_ENTRIES {
+                // The range check in `matches_rest` still applies: a wildcard only
+                // puts the rule in more packets' buckets.
+                if sports.len() >= dports.len() {
+                    sports = vec![(0, 0)];
+                } else {
+                    dports = vec![(0, 0)];
+                }
+            }
+            for &(sp, sl) in &sports {
+                for &(dp, dl) in &dports {
+                    let shape = Shape {
+                        src_len: r.src.len,
+                        dst_len: r.dst.len,
+                        proto: r.proto.is_some(),
+                        sport_len: sl,
+                        dport_len: dl,
+                    };
+                    let rest_mask =
+                        port_mask(sl) as u64 | (port_mask(dl) as u64) << 16 | (shape.proto as u64 * 0xff) << 32;
+                    let t = by_shape.entry(shape).or_insert_with(|| Tuple {
+                        shape,
+                        src_mask: mask(r.src.len),
+                        dst_mask: mask(r.dst.len),
+                        rest_mask,
+                        max_priority: r.priority,
+                        table: FxHashMap::default(),
+                    });
+                    t.max_priority = t.max_priority.max(r.priority);
+                    let rest = (sp as u64 | (dp as u64) << 16 | (r.proto.unwrap_or(0) as u64) << 32) & rest_mask;
+                    // Rules are visited best first, so each bucket stays sorted best first.
+                    t.table.entry(TupleKey(r.src.addr, r.dst.addr, rest)).or_default().push(i as u32);
+                }
+            }
         }
-        let mut tuples: Vec<Tuple> = by_tuple.into_values().collect();
-        tuples.sort_by_key(|t| (Reverse(t.max_priority), t.src_len, t.dst_len));
+        let mut tuples: Vec<Tuple> = by_shape.into_values().collect();
+        tuples.sort_by_key(|t| (Reverse(t.max_priority), t.shape));
         // Prefix masks nest, so the longest prefix of each side covers every tuple's mask.
         let src_mask = mask(rules.iter().map(|r| r.src.len).max().unwrap_or(0));
         let dst_mask = mask(rules.iter().map(|r| r.dst.len).max().unwrap_or(0));
@@ -239,13 +312,14 @@ impl Classifier {
             return None;
         }
         let mut best: Option<&Rule> = None;
+        let rest = m.sport as u64 | (m.dport as u64) << 16 | (m.proto as u64) << 32;
         for t in &self.tuples {
             if let Some(b) = best {
                 if t.max_priority < b.priority {
                     break; // no rule left can win
                 }
             }
-            let key = TupleKey(m.ip_src & t.src_mask, m.ip_dst & t.dst_mask);
+            let key = TupleKey(m.ip_src & t.src_mask, m.ip_dst & t.dst_mask, rest & t.rest_mask);
             let Some(bucket) = t.table.get(&key) else { continue };
             for &i in bucket {
                 let r = &self.rules[i as usize];

@@ -227,3 +227,82 @@ fn ten_thousand_rules_stay_in_few_tuples() {
     assert_eq!(c.classify(&m).map(|r| r.id), Some(10000));
     assert_eq!(brute_force(&rules, &m).map(|r| r.id), Some(10000));
 }
+
+#[test]
+fn port_ranges_split_into_the_prefixes_that_cover_them() {
+    assert_eq!(port_prefixes(ANY_PORT), vec![(0, 0)]);
+    assert_eq!(port_prefixes((22, 22)), vec![(22, 16)]);
+    assert_eq!(port_prefixes((1024, 65535)), vec![(1024, 6), (2048, 5), (4096, 4), (8192, 3), (16384, 2), (32768, 1)]);
+    assert_eq!(port_prefixes((0x1000, 0x10ff)), vec![(0x1000, 8)]);
+    // Every port of a range is in exactly one prefix, and no port outside it.
+    for (lo, hi) in [(0, 0), (1, 65535), (10, 45), (65535, 65535), (1000, 2000)] {
+        let ps = port_prefixes((lo, hi));
+        for p in 0..=65535u16 {
+            let n = ps.iter().filter(|(v, l)| p & port_mask(*l) == *v).count();
+            assert_eq!(n, usize::from((lo..=hi).contains(&p)), "{lo}-{hi}: port {p}");
+        }
+    }
+}
+
+/// The anchors' W2-real shape: rules that each miss the traffic in one field (the
+/// protocol, a port, a source-port block, other hosts) stay in a handful of tuples, so
+/// the traffic probes a few buckets instead of walking the rules; answers agree with
+/// brute force.
+#[test]
+fn near_miss_rules_do_not_make_a_linear_search() {
+    let mut rules = Vec::new();
+    for k in 0..10_000u32 {
+        let mut r = rule(k + 1, 40000 - k, Prefix::v4(0x0a010000, 16), Prefix::ANY, Verdict::Deny);
+        r.proto = Some(17);
+        match k % 4 {
+            0 => {
+                r.src = Prefix::v4(0xac100000 | k, 32);
+                r.dst = Prefix::v4(0xc0a80000 | k, 32);
+                r.sport = (1024 + k as u16, 1024 + k as u16);
+                r.dport = (k as u16 + 1, k as u16 + 1);
+            }
+            1 => {
+                r.proto = Some(6);
+                r.dst = Prefix::v4(0x0a010000 | (k % 256) << 8, 24);
+                r.dport = (k as u16 + 1, k as u16 + 1);
+            }
+            2 => {
+                r.src = Prefix::v4(0x0a010001, 32);
+                r.dst = Prefix::v4(0x0a010000 | (2 + k % 1024), 32);
+                r.dport = (6000 + k as u16, 6000 + k as u16);
+            }
+            _ => {
+                let block = (0x10 + k % 240) as u16;
+                r.sport = (block << 8, block << 8 | 0xff);
+                r.dport = (5001, 5001);
+            }
+        }
+        rules.push(r);
+    }
+    let mut hit = rule(20_000, 30_000, Prefix::v4(0x0a010000, 16), Prefix::v4(0x0a010000, 16), Verdict::Allow);
+    hit.proto = Some(17);
+    hit.dport = (5001, 5001);
+    rules.push(hit);
+    let c = Classifier::new(rules.clone());
+    assert!(c.tuples.len() <= 6, "{} tuples", c.tuples.len());
+    // The rules in every bucket a packet of the traffic probes (at most what it checks).
+    let in_reach = |m: &Meta| -> usize {
+        let rest = m.sport as u64 | (m.dport as u64) << 16 | (m.proto as u64) << 32;
+        c.tuples
+            .iter()
+            .filter_map(|t| t.table.get(&TupleKey(m.ip_src & t.src_mask, m.ip_dst & t.dst_mask, rest & t.rest_mask)))
+            .map(Vec::len)
+            .sum()
+    };
+    for i in 0..2000u32 {
+        let m = pkt4(0x0a010001, 0x0a010002 + i % 1024, 17, 1024 + (i % 1024) as u16, 5001);
+        assert!(in_reach(&m) <= 4, "{} rules in reach of {m:?}", in_reach(&m));
+    }
+    for i in 0..2000u32 {
+        let m = pkt4(0x0a010001, 0x0a010002 + i % 1024, 17, 1024 + (i % 1024) as u16, 5001);
+        assert_eq!(c.classify(&m).map(|r| r.id), Some(20_000));
+        assert_eq!(brute_force(&rules, &m).map(|r| r.id), Some(20_000));
+        let probe = pkt4(0x0a010001, 0x0a010002 + i % 1024, 17, 0x1000 + i as u16, 5001);
+        assert_eq!(c.classify(&probe).map(|r| r.id), brute_force(&rules, &probe).map(|r| r.id));
+    }
+}

@@ -162,6 +162,14 @@ fn ahead(due: u32, cur: u32) -> u32 {
     (due.wrapping_sub(cur) as i32).clamp(1, WHEEL as i32 - 1) as u32
 }
 
+/// `n` values of `make` in memory `advise` is told of before the first is written.
+fn fill<T>(n: usize, advise: fn(*const u8, usize) -> usize, make: impl Fn() -> T) -> Box<[T]> {
+    let mut v: Vec<T> = Vec::with_capacity(n);
+    advise(v.as_ptr().cast(), n * std::mem::size_of::<T>());
+    v.extend((0..n).map(|_| make()));
+    v.into_boxed_slice()
+}
+
 /// Where a session stands, as read by the core that found it.
 #[derive(Clone, Copy, Debug)]
 pub struct Found {
@@ -249,12 +257,18 @@ impl CtTable {
     /// A table of `capacity` sessions shared out to `cores` cores, with per-port
     /// limits over `ports` port ids.
     pub fn new(capacity: u32, cores: usize, ports: usize) -> CtTable {
+        Self::with_memory(capacity, cores, ports, |_, _| 0)
+    }
+
+    /// As `new`, `advise` being told of the sessions' and the index's memory before it
+    /// is first written (to have it backed by huge pages).
+    pub fn with_memory(capacity: u32, cores: usize, ports: usize, advise: fn(*const u8, usize) -> usize) -> CtTable {
         let cores = cores.max(1);
         let capacity = capacity.max(cores as u32);
-        let sessions: Box<[Session]> = (0..capacity).map(|_| Session::default()).collect();
+        let sessions: Box<[Session]> = fill(capacity as usize, advise, Session::default);
         // Half full at most, two candidate buckets: a bucket overflows almost never.
         let nb = (capacity as usize / 4).next_power_of_two().max(2);
-        let buckets: Box<[Bucket]> = (0..nb).map(|_| Default::default()).collect();
+        let buckets: Box<[Bucket]> = fill(nb, advise, Default::default);
         let per = capacity / cores as u32;
         let parts: Box<[Part]> = (0..cores)
             .map(|c| {
