@@ -195,7 +195,7 @@ fn poll(shared: &Shared, me: usize) {
         shared,
         counters: &shared.counters[me],
         tx: TxBuffers::new(me as u16, &shared.capture, &shared.pool),
-        stage: PerCore { core: me, ..PerCore::default() },
+        stage: PerCore { core: me, acl: AclCache::with_flows(), ..PerCore::default() },
         // The TSC only seeds this core's sampler.
         sampler: Sampler::new(crate::tsc() ^ ((me as u64) << 48)),
         learn_lost_seen: 0,
@@ -413,14 +413,12 @@ impl Core<'_> {
         let pc = &self.counters.ports[in_port as usize];
         let mut sent = 0;
         let ctx = Ctx { tables: &snap.l2, clock: Clock { now: self.now, hz: self.shared.tsc_hz } };
-        // Keyed by port: one cache serves every copy.
-        let mut cache = AclCache::default();
         for &p in &net.ports {
             if p == in_port || !snap.ports[p as usize].active {
                 continue;
             }
             // Each VM's security group decides on its own copy.
-            let (hit, pass) = stages::egress_acl(&ctx, p, &m, &mut self.meta[i], self.me, &mut cache);
+            let (hit, pass) = stages::egress_acl(&ctx, p, &m, &mut self.meta[i], self.me, &mut self.stage.acl);
             if let Some(c) = hit.and_then(|h| self.counters.acl_hits.get(h as usize)) {
                 c.add(1);
             }

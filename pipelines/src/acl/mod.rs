@@ -195,6 +195,8 @@ const MAX_ENTRIES: usize = 32;
 
 /// A compiled, read-only rule set.
 pub struct Classifier {
+    /// Unique for the process's life: what a core's remembered answers are keyed by.
+    id: u64,
     rules: Vec<Rule>,
     tuples: Vec<Tuple>,
     /// The packet bits some rule looks at (see `AclKey`).
@@ -282,7 +284,9 @@ impl Classifier {
         let dst_mask = mask(rules.iter().map(|r| r.dst.len).max().unwrap_or(0));
         let sport_mask = if rules.iter().any(|r| r.sport != ANY_PORT || r.icmp_type.is_some()) { u16::MAX } else { 0 };
         let dport_mask = if rules.iter().any(|r| r.dport != ANY_PORT) { u16::MAX } else { 0 };
-        Classifier { rules, tuples, src_mask, dst_mask, sport_mask, dport_mask }
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Classifier { id, rules, tuples, src_mask, dst_mask, sport_mask, dport_mask }
     }
 
     /// The fields of `m` this rule set can tell apart.
@@ -369,8 +373,7 @@ impl AclTables {
         self.check_with(&mut AclCache::default(), port, dir, m)
     }
 
-    /// `check`, answering from `cache` when the packet's key equals the last one asked
-    /// of the same port and direction. A cache lives for one batch (one snapshot).
+    /// `check`, answering from what `cache` remembers of this port's rules when it can.
     #[inline]
     pub fn check_with(&self, cache: &mut AclCache, port: crate::PortId, dir: Direction, m: &Meta) -> AclAnswer {
         let Some(Some(acl)) = self.ports.get(port as usize) else { return (Verdict::Allow, None) };
@@ -378,46 +381,31 @@ impl AclTables {
             Direction::In => &acl.ingress,
             Direction::Out => &acl.egress,
         };
-        let key = c.key(m);
-        if let Some((p, d, k, answer)) = cache.last {
-            if p == port && d == dir && k == key {
-                return answer;
-            }
-        }
-        let answer = acl.answer(c, m);
-        cache.last = Some((port, dir, key, answer));
-        answer
+        acl.with_default(cache.rule(c, m))
     }
 }
 
 impl PortAcl {
-    /// What `c` (one of this port's classifiers) answers for `m`: out of line, so the
-    /// loops that mostly reuse an answer stay small.
-    #[inline(never)]
-    fn answer(&self, c: &Classifier, m: &Meta) -> AclAnswer {
-        match c.classify(m) {
-            Some(r) => (r.verdict, Some(r.counter)),
+    /// The answer when `rule` (a rule's verdict and counter slot, if one matched) is what
+    /// the rules said.
+    #[inline(always)]
+    fn with_default(&self, rule: Option<(Verdict, u32)>) -> AclAnswer {
+        match rule {
+            Some((v, counter)) => (v, Some(counter)),
             None => (self.default, None),
         }
     }
 
     /// The ingress rules over a batch from the VM: every packet still undecided gets the
     /// deciding rule's counter slot + 1 in `acl_in` (0: the default decided) and, when
-    /// denied, its drop. A run of packets the rules cannot tell apart (equal `AclKey`s)
-    /// is classified once.
+    /// denied, its drop.
     #[inline]
-    pub fn ingress_batch(&self, meta: &mut [Meta]) {
-        let c = &self.ingress;
-        let (mut last, mut answer) = (AclKey::NONE, (self.default, None));
+    pub fn ingress_batch(&self, meta: &mut [Meta], cache: &mut AclCache) {
         for m in meta.iter_mut() {
             if m.action != Action::Continue {
                 continue;
             }
-            let key = c.key(m);
-            if key != last {
-                (last, answer) = (key, self.answer(c, m));
-            }
-            let (verdict, hit) = answer;
+            let (verdict, hit) = self.with_default(cache.rule(&self.ingress, m));
             m.acl_in = hit.map_or(0, |h| h + 1);
             if verdict == Verdict::Deny {
                 m.action = Action::Drop(DropReason::AclDenyIn);
@@ -429,10 +417,88 @@ impl PortAcl {
 /// What `check` answers: the verdict and the deciding rule's counter slot.
 pub type AclAnswer = (Verdict, Option<u32>);
 
-/// The last answer of `AclTables::check_with`.
-#[derive(Default)]
+/// One remembered answer: a classifier's rule (verdict, counter slot) for a key.
+#[derive(Clone, Copy)]
+struct Flow {
+    classifier: u64,
+    key: AclKey,
+    rule: Option<(Verdict, u32)>,
+}
+
+impl Flow {
+    const NONE: Flow = Flow { classifier: 0, key: AclKey::NONE, rule: None };
+}
+
+/// Answers per core, exact-match on what a classifier looks at (`AclKey`), so a packet
+/// of a known conversation costs a hash and a compare instead of the tuple probes: the
+/// last answer (runs of one flow in a burst), then a direct-mapped table of `FLOWS`
+/// (what OVS calls its exact-match cache). Keyed by the classifier's id, so new rules
+/// (a new classifier) never meet an old answer and nothing needs flushing.
 pub struct AclCache {
-    last: Option<(crate::PortId, Direction, AclKey, AclAnswer)>,
+    last: Flow,
+    flows: Box<[Flow]>,
+}
+
+/// Entries of a core's table: 4,096 (about 300 KB), more than a burst's flows many times.
+pub const FLOWS: usize = 4096;
+
+impl Default for AclCache {
+    /// The last answer only (for a trace, a test).
+    fn default() -> AclCache {
+        AclCache { last: Flow::NONE, flows: Box::new([]) }
+    }
+}
+
+impl AclCache {
+    /// A PMD core's: the last answer and `FLOWS` more.
+    pub fn with_flows() -> AclCache {
+        Self::sized(FLOWS)
+    }
+
+    /// `n` entries, a power of two.
+    fn sized(n: usize) -> AclCache {
+        AclCache { last: Flow::NONE, flows: vec![Flow::NONE; n].into_boxed_slice() }
+    }
+
+    /// What `c` says of `m`: remembered, or classified (and remembered).
+    #[inline]
+    pub fn rule(&mut self, c: &Classifier, m: &Meta) -> Option<(Verdict, u32)> {
+        if m.ip_version == 0 {
+            return None;
+        }
+        let key = c.key(m);
+        if self.last.classifier == c.id && self.last.key == key {
+            return self.last.rule;
+        }
+        let slot = (!self.flows.is_empty()).then(|| key.slot(c.id) & (self.flows.len() - 1));
+        if let Some(f) = slot.and_then(|i| self.flows.get(i)).filter(|f| f.classifier == c.id && f.key == key) {
+            self.last = *f;
+            return f.rule;
+        }
+        let flow = Flow { classifier: c.id, key, rule: classify_rule(c, m) };
+        if let Some(f) = slot.and_then(|i| self.flows.get_mut(i)) {
+            *f = flow;
+        }
+        self.last = flow;
+        flow.rule
+    }
+}
+
+/// The tuple search, out of line: the hits of the cache stay small.
+#[inline(never)]
+fn classify_rule(c: &Classifier, m: &Meta) -> Option<(Verdict, u32)> {
+    c.classify(m).map(|r| (r.verdict, r.counter))
+}
+
+impl AclKey {
+    /// Where a key sits in a core's table.
+    #[inline(always)]
+    fn slot(&self, classifier: u64) -> usize {
+        const M: u64 = 0x9e37_79b9_7f4a_7c15;
+        let fold = |a: u128| (a ^ (a >> 64)) as u64;
+        let h = (fold(self.src).wrapping_mul(M) ^ fold(self.dst)).wrapping_mul(M) ^ self.rest ^ classifier;
+        (h.wrapping_mul(M) >> 40) as usize
+    }
 }
 
 #[cfg(test)]

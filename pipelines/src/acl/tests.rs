@@ -194,11 +194,34 @@ proptest! {
         let mut ports: Vec<Option<std::sync::Arc<PortAcl>>> = (0..3).map(|_| None).collect();
         ports[2] = Some(std::sync::Arc::new(PortAcl { ingress: Classifier::new(rules.clone()), egress: Classifier::new(vec![]), default: Verdict::Deny }));
         let tables = AclTables { ports };
-        let mut cache = AclCache::default();
-        for m in &packets {
-            let want = brute_force(&rules, m).map_or((Verdict::Deny, None), |r| (r.verdict, Some(r.counter)));
-            prop_assert_eq!(tables.check_with(&mut cache, 2, Direction::In, m), want);
-            prop_assert_eq!(tables.check_with(&mut cache, 2, Direction::Out, m), (Verdict::Deny, None));
+        // The last answer alone, a core's table, and a table of 4 (collisions on most).
+        for mut cache in [AclCache::default(), AclCache::with_flows(), AclCache::sized(4)] {
+            for _ in 0..2 {
+                for m in &packets {
+                    let want = brute_force(&rules, m).map_or((Verdict::Deny, None), |r| (r.verdict, Some(r.counter)));
+                    prop_assert_eq!(tables.check_with(&mut cache, 2, Direction::In, m), want);
+                    prop_assert_eq!(tables.check_with(&mut cache, 2, Direction::Out, m), (Verdict::Deny, None));
+                }
+            }
+        }
+    }
+
+    /// A core's remembered answers never outlive the rules they came from: the same
+    /// cache across a rule change answers as the new rules do.
+    #[test]
+    fn remembered_answers_follow_rule_changes(
+        before in (1usize..30).prop_flat_map(|n| (0..n as u32).map(arb_rule).collect::<Vec<_>>()),
+        after in (1usize..30).prop_flat_map(|n| (0..n as u32).map(arb_rule).collect::<Vec<_>>()),
+        packets in prop::collection::vec(arb_packet(), 1..60),
+    ) {
+        let mut cache = AclCache::sized(16);
+        for rules in [&before, &after, &before] {
+            let acl = PortAcl { ingress: Classifier::new(rules.clone()), egress: Classifier::new(vec![]), default: Verdict::Allow };
+            let tables = AclTables { ports: vec![Some(std::sync::Arc::new(acl))] };
+            for m in &packets {
+                let want = brute_force(rules, m).map_or((Verdict::Allow, None), |r| (r.verdict, Some(r.counter)));
+                prop_assert_eq!(tables.check_with(&mut cache, 0, Direction::In, m), want);
+            }
         }
     }
 }

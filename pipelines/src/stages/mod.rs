@@ -24,6 +24,8 @@ use crate::{
 pub struct PerCore {
     pub learner: Learner,
     pub meters: Meters,
+    /// The security groups' answers this core remembers.
+    pub acl: AclCache,
     /// The core's index: its part of the connection-tracking table.
     pub core: usize,
 }
@@ -243,9 +245,9 @@ impl<'t> Switching<'t> {
         }
         // Security group before learning: a denied frame teaches the switch nothing.
         if let Some(cfg) = t.ct.port(port) {
-            stateful_in(ctx, port, cfg, core.core, frames, meta);
+            stateful_in(ctx, port, cfg, core.core, &mut core.acl, frames, meta);
         } else if let Some(Some(acl)) = t.acl.ports.get(port as usize) {
-            acl.ingress_batch(meta);
+            acl.ingress_batch(meta, &mut core.acl);
         }
         for (f, m) in frames.iter_mut().zip(meta.iter_mut()) {
             if m.action == Action::Continue {
@@ -304,6 +306,7 @@ fn stateful_in<F: Frame>(
     port: PortId,
     cfg: &conntrack::CtPort,
     core: usize,
+    cache: &mut AclCache,
     frames: &[F],
     meta: &mut [Meta],
 ) {
@@ -312,12 +315,11 @@ fn stateful_in<F: Frame>(
     let cp =
         Checkpoint { table, port, cfg, dir: Direction::In, core, now: conntrack::now_ms(ctx.clock), dry: t.ct.dry };
     conntrack::prefetch::<F>(table, meta);
-    let mut cache = AclCache::default();
     for (f, m) in frames.iter().zip(meta.iter_mut()) {
         if m.action != Action::Continue {
             continue;
         }
-        let (hit, pass) = conntrack::decide(&cp, f, m, |d, pm| t.acl.check_with(&mut cache, port, d, pm));
+        let (hit, pass) = conntrack::decide(&cp, f, m, |d, pm| t.acl.check_with(cache, port, d, pm));
         m.acl_in = hit.map_or(0, |h| h + 1);
         if let Err(r) = pass {
             m.action = Action::Drop(r);
@@ -365,10 +367,9 @@ impl<'t> FibCache<'t> {
 /// rate limit, in batch order. A run of packets to one port that its rules cannot tell
 /// apart is classified once.
 fn to_vms<F: Frame>(ctx: &Ctx, uplink: Option<PortId>, frames: &mut [F], meta: &mut [Meta], core: &mut PerCore) {
-    let mut acl = AclCache::default();
     for (f, m) in frames.iter_mut().zip(meta.iter_mut()) {
         match m.action {
-            Action::Tx(p) if Some(p) != uplink => m.action = to_vm(ctx, p, f, m, core, &mut acl),
+            Action::Tx(p) if Some(p) != uplink => m.action = to_vm(ctx, p, f, m, core),
             _ => {}
         }
     }
@@ -401,9 +402,9 @@ pub fn egress_acl<F: Frame>(
 /// Delivery to VM port `p`, if its security group lets the packet in and its egress
 /// rate limit has room.
 #[inline(always)]
-fn to_vm<F: Frame>(ctx: &Ctx, p: PortId, f: &mut F, m: &mut Meta, core: &mut PerCore, acl: &mut AclCache) -> Action {
+fn to_vm<F: Frame>(ctx: &Ctx, p: PortId, f: &mut F, m: &mut Meta, core: &mut PerCore) -> Action {
     let t = ctx.tables;
-    let (hit, pass) = egress_acl(ctx, p, f, m, core.core, acl);
+    let (hit, pass) = egress_acl(ctx, p, f, m, core.core, &mut core.acl);
     m.acl_out = hit.map_or(0, |c| c + 1);
     if let Err(r) = pass {
         return Action::Drop(r);
