@@ -50,6 +50,18 @@ impl Overlay {
         ns.exec_ok(&["ip", "link", "set", &dev, "up"]);
     }
 
+    /// VNI 100 with vm1 (10.1.0.1) on our side and a kernel VXLAN host (10.1.0.2,
+    /// 02:00:00:00:99:02) behind host B.
+    fn one_vm_each_side() -> (Overlay, TapVm, Netns) {
+        let o = Overlay::new();
+        o.d.ok(&["network", "add", "100"]);
+        o.d.ok(&["network", "add-vtep", "100", "192.168.50.2"]);
+        let vm1 = o.vm("vm1", 100, "10.1.0.1/24");
+        let remote = Netns::new("rvm-");
+        o.kernel_vtep(100, &remote, "10.1.0.2/24", "02:00:00:00:99:02");
+        (o, vm1, remote)
+    }
+
     fn vm(&self, port: &str, vni: u32, cidr: &str) -> TapVm {
         let vm = TapVm::add_with(&self.d, port, cidr, &["--role", "vm", "--vni", &vni.to_string()]);
         vm.sh(&["ip", "link", "set", &vm.ifname, "mtu", "1450"]);
@@ -76,13 +88,8 @@ fn iperf3(server: &Netns, server_ip: &str, client: &Netns) -> u64 {
 
 #[test]
 fn ping_and_iperf3_cross_the_overlay_with_the_kernel_as_the_remote_vtep() {
-    let o = Overlay::new();
+    let (o, vm1, remote) = Overlay::one_vm_each_side();
     let d = &o.d;
-    d.ok(&["network", "add", "100"]);
-    d.ok(&["network", "add-vtep", "100", "192.168.50.2"]);
-    let vm1 = o.vm("vm1", 100, "10.1.0.1/24");
-    let remote = Netns::new("rvm-");
-    o.kernel_vtep(100, &remote, "10.1.0.2/24", "02:00:00:00:99:02");
 
     ping(&vm1, "10.1.0.2");
     // Both ways, and TCP in both directions.
@@ -151,4 +158,37 @@ fn two_vnis_with_the_same_addresses_stay_apart() {
     };
     assert_eq!(port_of(100), Some(serde_json::json!("blue")));
     assert_eq!(port_of(200), Some(serde_json::json!("red")));
+}
+
+/// A stateful security group on a VM behind our VTEP ("allow outbound, deny inbound"):
+/// what it opens toward a host behind the kernel's VXLAN comes back through the decap
+/// path as established; what that host opens toward it is refused at delivery.
+#[test]
+fn a_stateful_vm_port_behind_the_overlay_gets_its_replies_and_nothing_else() {
+    let (o, vm1, remote) = Overlay::one_vm_each_side();
+    let d = &o.d;
+    // The port's default deny drops ARP too: static neighbours both sides.
+    vm1.neigh("10.1.0.2", "02:00:00:00:99:02");
+    remote.exec_ok(&["ip", "neigh", "replace", "10.1.0.1", "lladdr", &vm1.mac(), "dev", "vx100", "nud", "permanent"]);
+    d.ok(&["acl", "add", "--id", "1", "--priority", "10", "--port", "vm1", "--dir", "in", "--action", "allow"]);
+    d.ok(&["acl", "default", "vm1", "deny"]);
+    d.ok(&["acl", "stateful", "vm1", "on"]);
+
+    ping(&vm1, "10.1.0.2");
+    assert!(iperf3(&remote, "10.1.0.2", &vm1.ns) > 10_000_000, "vm1's TCP to the kernel host");
+    let refused = remote.exec(&["ping", "-c", "2", "-i", "0.2", "-W", "1", "10.1.0.1"]);
+    assert!(!refused.status.success(), "the kernel host's ping to vm1 is refused");
+    let connect = "import socket; s = socket.socket(); s.settimeout(1.5); s.connect(('10.1.0.1', 22))";
+    assert!(!remote.exec(&["python3", "-c", connect]).status.success(), "its TCP to vm1 does not open");
+    let drops = d.port_stats("vm1")["drops"].clone();
+    // Counted where the packets came in: the uplink, after decap.
+    let up = d.port_stats("up0")["drops"].clone();
+    assert!(up["acl_deny_out"].as_u64().unwrap_or(0) >= 3, "uplink {up} vm1 {drops}");
+    assert_eq!(up["ct_invalid"].as_u64().unwrap_or(0), 0, "{up}");
+
+    let list = d.json(&["conntrack", "list", "--port", "vm1"]);
+    let rows = list.as_array().unwrap();
+    assert!(rows.iter().any(|r| r["proto"] == "icmp" && r["state"] == "replied"), "{list}");
+    assert!(rows.iter().any(|r| r["proto"] == "tcp" && r["dport"] == 5201 && r["assured"] == true), "{list}");
+    assert!(rows.iter().all(|r| r["src"] == "10.1.0.1" && r["zone"] == 100), "only vm1 opened sessions: {list}");
 }
