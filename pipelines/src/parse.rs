@@ -132,6 +132,24 @@ fn parse_ipv6(b: &[u8], l3: usize, m: &mut Meta) {
     l4(b, off, m);
 }
 
+/// An IPv6 packet's fragment header, if it has one among the extension headers `parse`
+/// walks: (identification, offset in 8-byte units). `l3` is where the IPv6 header is.
+pub fn ipv6_fragment(b: &[u8], l3: usize) -> Option<(u32, u16)> {
+    let (mut next, mut off) = (*b.get(l3 + 6)?, l3 + 40);
+    for _ in 0..4 {
+        if next == 44 {
+            let id = b.get(off + 4..off + 8)?;
+            return Some((u32::from_be_bytes([id[0], id[1], id[2], id[3]]), be16(b, off + 2)? >> 3));
+        }
+        if !matches!(next, 0 | 43 | 60) {
+            return None;
+        }
+        next = *b.get(off)?;
+        off += (*b.get(off + 1)? as usize + 1) * 8;
+    }
+    None
+}
+
 fn l4(b: &[u8], off: usize, m: &mut Meta) {
     match m.proto {
         ipv4::PROTO_TCP | ipv4::PROTO_UDP => {

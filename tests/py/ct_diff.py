@@ -14,7 +14,8 @@ import json
 import sys
 import time
 
-from scapy.all import AsyncSniffer, Ether, ICMP, IP, IPv6, ICMPv6EchoReply, ICMPv6EchoRequest, Raw, TCP, UDP, conf, fragment, sendp
+from scapy.all import (AsyncSniffer, Ether, ICMP, IP, IPv6, IPv6ExtHdrFragment, ICMPv6EchoReply, ICMPv6EchoRequest, Raw,
+                       TCP, UDP, conf, fragment, fragment6, sendp)
 
 conf.verb = 0
 cfg = json.loads(sys.argv[1])
@@ -176,6 +177,11 @@ s = Scenario("fragments")
 s.add("UDP from B in 3 fragments", "B", lambda t: fragment(ip("B", False, t) / UDP(sport=7001, dport=7002) / Raw(b"f" * 2500), fragsize=1000))
 s.add("the answer in 3 fragments", "A", lambda t: fragment(ip("A", False, t) / UDP(sport=7002, dport=7001) / Raw(b"g" * 2500), fragsize=1000))
 s.add("A's unsolicited UDP in 3 fragments", "A", lambda t: fragment(ip("A", False, t) / UDP(sport=7100, dport=7101) / Raw(b"h" * 2500), fragsize=1000))
+frag6 = lambda side, sport, dport, fill: lambda t: fragment6(
+    ip(side, True, t) / IPv6ExtHdrFragment(id=0x5000 + t) / UDP(sport=sport, dport=dport) / Raw(fill * 2500), 1000)
+s.add("IPv6 UDP from B in 3 fragments", "B", frag6("B", 7201, 7202, b"i"))
+s.add("the answer in 3 IPv6 fragments", "A", frag6("A", 7202, 7201, b"j"))
+s.add("A's unsolicited IPv6 UDP in 3 fragments", "A", frag6("A", 7300, 7301, b"k"))
 scenarios.append(s)
 
 ifaces = sorted(own)

@@ -109,7 +109,7 @@ pub enum InvalidReason {
     Unrelated,
     /// Too short or malformed for its protocol.
     Malformed,
-    /// A fragment after the first (not followed yet).
+    /// A fragment after the first whose first did not pass here lately.
     Fragment,
 }
 

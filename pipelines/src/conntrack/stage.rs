@@ -48,9 +48,8 @@ pub fn decide<F: Frame>(
 
 /// A datagram's fragments follow their first: a later fragment passes this checkpoint
 /// only if the first (which carries the ports the rules and sessions need) passed here
-/// lately (IPv4, by addresses, protocol and IP id). A fragment whose offset would let it
-/// rewrite the TCP header (RFC 1858/3128) is dropped. IPv6 fragments after the first are
-/// not followed yet.
+/// lately (by addresses, protocol and the IPv4 id or IPv6 fragment identification). A
+/// fragment whose offset would let it rewrite the TCP header (RFC 1858/3128) is dropped.
 fn fragment<F: Frame>(
     cp: &Checkpoint,
     f: &F,
@@ -62,7 +61,7 @@ fn fragment<F: Frame>(
         let d = decide_whole(cp, f, m, acl);
         if let (Ok(()), Some((k, _))) = (&d.1, key) {
             if !cp.dry {
-                cp.table.frag_passed(cp.core, k, cp.now);
+                cp.table.frag_passed(k, cp.now);
             }
         }
         return d;
@@ -70,7 +69,7 @@ fn fragment<F: Frame>(
     m.ct = CtMark { tracked: true, state: CtState::Invalid, ..CtMark::default() };
     let follows = match key {
         Some((_, offset)) if offset == 1 && m.proto == crate::wire::ipv4::PROTO_TCP => false,
-        Some((k, _)) => cp.table.frag_follows(cp.core, k, cp.now),
+        Some((k, _)) => cp.table.frag_follows(k, cp.now),
         None => false,
     };
     if follows {
@@ -83,21 +82,24 @@ fn fragment<F: Frame>(
     (None, Err(DropReason::CtInvalid))
 }
 
-/// An IPv4 fragment's key at this checkpoint (port and direction, addresses, protocol,
-/// IP id; never 0) and its offset in 8-byte units.
+/// A fragment's key at this checkpoint (port and direction, addresses, protocol, IP id
+/// or fragment identification; never 0) and its offset in 8-byte units.
 fn fragment_key<F: Frame>(cp: &Checkpoint, f: &F, m: &Meta) -> Option<(u64, u16)> {
-    if m.ip_version != 4 {
-        return None;
-    }
     let l3 = m.l3 as usize;
-    let h = f.head().get(l3..l3 + 8)?;
-    let id = u16::from_be_bytes([h[4], h[5]]);
-    let offset = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
+    let (id, offset) = match m.ip_version {
+        4 => {
+            let h = f.head().get(l3..l3 + 8)?;
+            let id = u16::from_be_bytes([h[4], h[5]]);
+            (id as u32 | (id as u32) << 16, u16::from_be_bytes([h[6], h[7]]) & 0x1fff)
+        }
+        6 => crate::parse::ipv6_fragment(f.head(), l3)?,
+        _ => return None,
+    };
     let t = super::Tuple {
         zone: m.vni ^ (cp.port as u32) << 24 ^ ((cp.dir == Direction::Out) as u32) << 31,
         proto: m.proto,
-        src: (m.ip_src, id),
-        dst: (m.ip_dst, id),
+        src: (m.ip_src, id as u16),
+        dst: (m.ip_dst, (id >> 16) as u16),
     };
     Some((table::hash(&t.key().0) | 1, offset))
 }

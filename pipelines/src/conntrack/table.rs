@@ -89,14 +89,12 @@ pub struct Part {
     pub invalid: [AtomicU64; 7],
     /// The flow log from this core.
     pub events: super::events::EventRing,
-    /// First fragments this core let through: (key, expiry ms) pairs, direct-mapped.
-    frags: Box<[AtomicU64]>,
     /// Per port: the newest live session this core made there (index + 1).
     by_port: Box<[AtomicU32]>,
 }
 
-/// First fragments remembered per core, and for how long their later fragments follow.
-const FRAGS: usize = 1024;
+/// First fragments remembered, and for how long their later fragments follow.
+const FRAGS: usize = 4096;
 const FRAG_MS: u32 = 30_000;
 
 /// Wheel ticks: 1,024 ms each, 512 of them. A session due later is filed at the
@@ -112,6 +110,10 @@ pub struct CtTable {
     pub timeouts: Timeouts,
     /// Live sessions per port (the port that created them), for per-port limits.
     port_sessions: Box<[AtomicU32]>,
+    /// First fragments let through: (key, expiry ms) pairs, direct-mapped. Shared: the
+    /// later fragments of a datagram may reach another core (a kernel's rx hash sees
+    /// ports in the first only).
+    frags: Box<[AtomicU64]>,
 }
 
 /// A session as the control plane lists it.
@@ -290,7 +292,6 @@ impl CtTable {
                     evicted: AtomicU64::new(0),
                     live: AtomicU64::new(0),
                     invalid: Default::default(),
-                    frags: (0..2 * FRAGS).map(|_| AtomicU64::new(0)).collect(),
                     events: Default::default(),
                     by_port: (0..ports).map(|_| AtomicU32::new(0)).collect(),
                 }
@@ -303,6 +304,7 @@ impl CtTable {
             parts,
             timeouts: Timeouts::default(),
             port_sessions: (0..ports).map(|_| AtomicU32::new(0)).collect(),
+            frags: (0..2 * FRAGS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -514,19 +516,17 @@ impl CtTable {
         }
     }
 
-    /// Remembers on core `core` that the first fragment with key `k` passed.
-    pub fn frag_passed(&self, core: usize, k: u64, now: u32) {
-        let Some(p) = self.parts.get(core) else { return };
+    /// Remembers that the first fragment with key `k` passed.
+    pub fn frag_passed(&self, k: u64, now: u32) {
         let i = 2 * (k as usize % FRAGS);
-        p.frags[i].store(k, Relaxed);
-        p.frags[i + 1].store(now.wrapping_add(FRAG_MS) as u64, Relaxed);
+        self.frags[i].store(k, Relaxed);
+        self.frags[i + 1].store(now.wrapping_add(FRAG_MS) as u64, Relaxed);
     }
 
-    /// Whether a first fragment with key `k` passed on core `core` lately.
-    pub fn frag_follows(&self, core: usize, k: u64, now: u32) -> bool {
-        let Some(p) = self.parts.get(core) else { return false };
+    /// Whether a first fragment with key `k` passed lately.
+    pub fn frag_follows(&self, k: u64, now: u32) -> bool {
         let i = 2 * (k as usize % FRAGS);
-        p.frags[i].load(Relaxed) == k && ((p.frags[i + 1].load(Relaxed) as u32).wrapping_sub(now) as i32) > 0
+        self.frags[i].load(Relaxed) == k && ((self.frags[i + 1].load(Relaxed) as u32).wrapping_sub(now) as i32) > 0
     }
 
     /// Whether the rules at side `side`'s port no longer allow session `index`.

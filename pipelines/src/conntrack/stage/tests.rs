@@ -186,6 +186,50 @@ fn later_fragments_follow_their_first() {
     assert_eq!(r.out(as_fragment(tcp(VM2, 3, VM1, 4, SYN, 0, 0, 0), 12, 1, false)), Err(DropReason::CtInvalid));
 }
 
+/// An Ethernet + IPv6 frame from fd00::`src` to fd00::`dst` with a fragment header
+/// (identification `id`, `offset` in 8-byte units); the first fragment carries UDP
+/// ports `sport` and `dport`.
+fn udp6_fragment(src: u8, sport: u16, dst: u8, dport: u16, id: u32, offset: u16, more: bool) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x86, 0xdd];
+    let payload: Vec<u8> = if offset == 0 {
+        [sport.to_be_bytes(), dport.to_be_bytes(), 24u16.to_be_bytes(), [0, 0]]
+            .concat()
+            .into_iter()
+            .chain([0; 16])
+            .collect()
+    } else {
+        vec![0; 16]
+    };
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[44, 64]);
+    for a in [src, dst] {
+        let mut addr = [0u8; 16];
+        addr[0] = 0xfd;
+        addr[15] = a;
+        f.extend_from_slice(&addr);
+    }
+    f.extend_from_slice(&[17, 0]);
+    f.extend_from_slice(&(offset << 3 | more as u16).to_be_bytes());
+    f.extend_from_slice(&id.to_be_bytes());
+    f.extend_from_slice(&payload);
+    f
+}
+
+#[test]
+fn later_ipv6_fragments_follow_their_first() {
+    let r = Rig::new();
+    assert_eq!(r.out(udp6_fragment(2, 1, 1, 2, 0x10009, 2, false)), Err(DropReason::CtInvalid));
+    assert_eq!(r.out(udp6_fragment(2, 1, 1, 2, 0x10010, 0, true)), Ok(Some(7)));
+    // The later ones may reach another core.
+    assert_eq!(r.at(Direction::In, 1, udp6_fragment(2, 1, 1, 2, 0x10010, 2, true)), Ok(None));
+    assert_eq!(r.out(udp6_fragment(2, 1, 1, 2, 0x10010, 4, false)), Ok(None));
+    // Another identification (the same low 16 bits) is another datagram.
+    assert_eq!(r.out(udp6_fragment(2, 1, 1, 2, 0x20010, 2, false)), Err(DropReason::CtInvalid));
+    assert_eq!(r.back(udp6_fragment(1, 7, 2, 8, 0x11, 0, true)), Err(DropReason::AclDenyOut));
+    assert_eq!(r.back(udp6_fragment(1, 7, 2, 8, 0x11, 2, false)), Err(DropReason::CtInvalid));
+}
+
 #[test]
 fn malformed_headers_and_non_ip() {
     let r = Rig::new();
