@@ -28,3 +28,8 @@ fn pipeline() {
 fn offload() {
     replay("offload", pipelines::fuzz::offload);
 }
+
+#[test]
+fn conntrack() {
+    replay("conntrack", pipelines::conntrack::fuzz::tracker);
+}

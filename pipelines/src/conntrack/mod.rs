@@ -10,6 +10,7 @@
 //! Sessions are keyed by zone (the VNI) and both endpoints (`key`); the table is shared
 //! by the cores without a lock (`table`); TCP follows netfilter's tracker (`tcp`).
 pub mod events;
+pub mod fuzz;
 pub mod key;
 mod stage;
 pub mod table;

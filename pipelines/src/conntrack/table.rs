@@ -687,6 +687,7 @@ impl CtTable {
                 self.uncount(part, i, st);
                 self.ended(part, s, st, self.sessions[i as usize].last_seen.load(Relaxed));
                 part.evicted.fetch_add(1, Relaxed);
+                part.live.fetch_sub(1, Relaxed);
                 return Some(i);
             }
         }
