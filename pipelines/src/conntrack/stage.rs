@@ -199,6 +199,7 @@ fn reversed(m: &Meta) -> Meta {
 }
 
 /// Finds the packet's session and moves its state.
+#[inline(always)]
 fn track<F: Frame>(cp: &Checkpoint, f: &F, m: &Meta) -> CtMark {
     let (mark, why) = find(cp, f, m);
     if let (CtState::Invalid, Some(why)) = (mark.state, why) {
@@ -209,6 +210,7 @@ fn track<F: Frame>(cp: &Checkpoint, f: &F, m: &Meta) -> CtMark {
     mark
 }
 
+#[inline(always)]
 fn find<F: Frame>(cp: &Checkpoint, f: &F, m: &Meta) -> (CtMark, Option<InvalidReason>) {
     let mut why = None;
     let mut mark = CtMark { tracked: true, ..CtMark::default() };

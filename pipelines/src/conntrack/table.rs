@@ -350,8 +350,10 @@ impl CtTable {
         (same && s.key_gen.load(Relaxed) == g).then_some(g)
     }
 
-    /// The session of `key`, if there is one.
-    #[inline]
+    /// The session of `key`, if there is one. Inlined: a key and an answer handed
+    /// through memory are written field by field and read back whole, and the reads
+    /// wait for the writes (store forwarding fails) at every packet.
+    #[inline(always)]
     pub fn lookup(&self, key: &CtKey, h: u64) -> Option<Found> {
         let (b1, b2, tag) = self.buckets_of(h);
         let w = key_words(key);
