@@ -417,8 +417,10 @@ impl PortAcl {
 /// What `check` answers: the verdict and the deciding rule's counter slot.
 pub type AclAnswer = (Verdict, Option<u32>);
 
-/// One remembered answer: a classifier's rule (verdict, counter slot) for a key.
+/// One remembered answer: a classifier's rule (verdict, counter slot) for a key. One
+/// cache line.
 #[derive(Clone, Copy)]
+#[repr(align(64))]
 struct Flow {
     classifier: u64,
     key: AclKey,
@@ -431,33 +433,35 @@ impl Flow {
 
 /// Answers per core, exact-match on what a classifier looks at (`AclKey`), so a packet
 /// of a known conversation costs a hash and a compare instead of the tuple probes: the
-/// last answer (runs of one flow in a burst), then a direct-mapped table of `FLOWS`
-/// (what OVS calls its exact-match cache). Keyed by the classifier's id, so new rules
-/// (a new classifier) never meet an old answer and nothing needs flushing.
+/// slot answered last (runs of one flow in a burst), then a two-way table of `FLOWS`
+/// (what OVS calls its exact-match cache). Keyed by the classifier's id, so new
+/// rules (a new classifier) never meet an old answer and nothing needs flushing.
 pub struct AclCache {
-    last: Flow,
+    last: usize,
+    /// Which way of a full set a miss replaces next.
+    turn: usize,
     flows: Box<[Flow]>,
 }
 
-/// Entries of a core's table: 4,096 (about 300 KB), more than a burst's flows many times.
+/// Entries of a core's table: 4,096 (256 KB), more than a burst's flows many times.
 pub const FLOWS: usize = 4096;
 
 impl Default for AclCache {
     /// The last answer only (for a trace, a test).
     fn default() -> AclCache {
-        AclCache { last: Flow::NONE, flows: Box::new([]) }
+        Self::sized(1)
     }
 }
 
 impl AclCache {
-    /// A PMD core's: the last answer and `FLOWS` more.
+    /// A PMD core's: `FLOWS` answers.
     pub fn with_flows() -> AclCache {
         Self::sized(FLOWS)
     }
 
     /// `n` entries, a power of two.
     fn sized(n: usize) -> AclCache {
-        AclCache { last: Flow::NONE, flows: vec![Flow::NONE; n].into_boxed_slice() }
+        AclCache { last: 0, turn: 0, flows: vec![Flow::NONE; n.max(1)].into_boxed_slice() }
     }
 
     /// What `c` says of `m`: remembered, or classified (and remembered).
@@ -467,20 +471,36 @@ impl AclCache {
             return None;
         }
         let key = c.key(m);
-        if self.last.classifier == c.id && self.last.key == key {
-            return self.last.rule;
-        }
-        let slot = (!self.flows.is_empty()).then(|| key.slot(c.id) & (self.flows.len() - 1));
-        if let Some(f) = slot.and_then(|i| self.flows.get(i)).filter(|f| f.classifier == c.id && f.key == key) {
-            self.last = *f;
+        let hit = |f: &&Flow| f.classifier == c.id && f.key == key;
+        if let Some(f) = self.flows.get(self.last).filter(hit) {
             return f.rule;
         }
-        let flow = Flow { classifier: c.id, key, rule: classify_rule(c, m) };
-        if let Some(f) = slot.and_then(|i| self.flows.get_mut(i)) {
-            *f = flow;
+        // Two ways per set: two conversations that hash alike do not evict each other.
+        let set = key.slot(c.id) & (self.flows.len() - 1) & !1;
+        for way in [set, set | 1] {
+            if let Some(f) = self.flows.get(way).filter(hit) {
+                self.last = way;
+                return f.rule;
+            }
         }
-        self.last = flow;
-        flow.rule
+        let rule = classify_rule(c, m);
+        // A way another classifier's answer holds goes first (it can never hit again),
+        // else each way in turn.
+        let stale = |w: usize| self.flows.get(w).is_some_and(|f| f.classifier != c.id);
+        self.turn ^= 1;
+        let victim = if stale(set) {
+            set
+        } else if stale(set | 1) {
+            set | 1
+        } else {
+            set | self.turn
+        };
+        let victim = if victim < self.flows.len() { victim } else { set };
+        if let Some(f) = self.flows.get_mut(victim) {
+            *f = Flow { classifier: c.id, key, rule };
+        }
+        self.last = victim;
+        rule
     }
 }
 
