@@ -5,10 +5,12 @@ the mbufs in use and vswitchd's RSS, and at the end what the steady stream lost.
 
 Topology: VNI 100 with two containers on kernel ports (c1 a tap, c2 a veth), a kernel
 tap uplink to host B (the kernel's VXLAN), and a net_pcap "VM" replaying malformed
-frames (fuzz/corpus/parse) forever, policed to 20 kpps. The steady stream is iperf3 UDP
-c1 -> host B at 20 Mbit/s (counted by iperf3: lost datagrams), beside iperf3 TCP c2 -> c1.
-Churn, once a second in turn: ACL load of 1,000 rules and back to none, static FIB adds
-and deletes, a net_null port added and deleted, networks added and deleted, a 1 s capture.
+frames (fuzz/corpus/parse) forever, policed to 20 kpps, through a stateful security
+group. The steady stream is iperf3 UDP c1 -> host B at 20 Mbit/s (counted by iperf3: lost
+datagrams), beside iperf3 TCP c2 -> c1. Churn, once a second in turn: ACL load of 1,000
+rules and back to none, static FIB adds and deletes, a net_null port added and deleted,
+networks added and deleted, a 1 s capture, and c2 made stateful (picking up its TCP
+stream mid-way) or its sessions flushed and made stateless again.
 Run through scripts/soak.sh (installs and builds)."""
 import argparse, glob, json, os, signal, struct, subprocess, sys, tempfile, time
 
@@ -80,6 +82,8 @@ def main():
         malformed_pcap(pcap)
         ctl("port", "add", "junk", f"net_pcap0,rx_pcap={pcap},infinite_rx=1", "--role", "vm", "--vni", "100")
         ctl("qos", "set", "junk", "--ingress-rate", "20kpps", "--ingress-burst", "64pkt")
+        # The malformed frames meet connection tracking too.
+        ctl("acl", "stateful", "junk", "on")
         ctl("sflow", "set", "--collector", "127.0.0.1:6343", "--sampling", "1024", check=False)
         for dev, n, ip in (("skt1", "sk1", "10.90.0.1/24"), ("skv2p", "sk2", "10.90.0.2/24")):
             sh("ip", "link", "set", dev, "netns", n)
@@ -133,6 +137,12 @@ def main():
                         ctl("network", "del", str(v))
                 elif step == 4:
                     ctl("capture", "c1", "--count", "100", "-w", os.path.join(work, "c.pcap"), "--timeout", "1", check=False)
+                elif (tick // 6) % 2 == 0:
+                    # c2's TCP stream goes stateful and back: picked up mid-stream, flushed.
+                    ctl("acl", "stateful", "c2", "on", "--pickup")
+                else:
+                    ctl("conntrack", "flush", "--port", "c2")
+                    ctl("acl", "stateful", "c2", "off")
             except subprocess.CalledProcessError as e:
                 errors += 1
                 print("churn error:", e.stderr.strip()[:200], flush=True)
