@@ -301,17 +301,20 @@ impl Conntrack {
         let now = std::time::Instant::now();
         match self.rate_mark {
             Some((at, n)) if now.duration_since(at).as_secs_f64() >= 1.0 => {
-                self.created_per_sec = ((created - n) as f64 / now.duration_since(at).as_secs_f64()).round() as u64;
+                let secs = now.duration_since(at).as_secs_f64();
+                self.created_per_sec = ((created - n) as f64 / secs).round() as u64;
                 self.rate_mark = Some((now, created));
             }
             Some(_) => {}
             None => self.rate_mark = Some((now, created)),
         }
-        let names = Self::port_names(ports);
+        // Both asked for only when there are events: this runs every few ms.
+        let mut names: Option<HashMap<u16, String>> = None;
         let mut slots: Option<HashMap<u32, u32>> = None;
         for part in t.parts() {
             part.events.drain(|e| {
-                let mut row = event_row(self.next_seq, &e, &names);
+                let names = names.get_or_insert_with(|| Self::port_names(ports));
+                let mut row = event_row(self.next_seq, &e, names);
                 if e.rule != 0 {
                     row.rule = slots.get_or_insert_with(rules).get(&(e.rule - 1)).copied();
                 }

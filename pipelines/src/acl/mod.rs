@@ -165,6 +165,12 @@ impl std::hash::Hash for TupleKey {
     }
 }
 
+/// Ports and protocol in one word, as `AclKey::rest` and tuple keys lay them out.
+#[inline(always)]
+fn ports_proto(sport: u16, dport: u16, proto: u8) -> u64 {
+    sport as u64 | (dport as u64) << 16 | (proto as u64) << 32
+}
+
 /// The top `len` bits of a port.
 fn port_mask(len: u8) -> u16 {
     if len == 0 {
@@ -260,8 +266,7 @@ impl Classifier {
                         sport_len: sl,
                         dport_len: dl,
                     };
-                    let rest_mask =
-                        port_mask(sl) as u64 | (port_mask(dl) as u64) << 16 | (shape.proto as u64 * 0xff) << 32;
+                    let rest_mask = ports_proto(port_mask(sl), port_mask(dl), if shape.proto { 0xff } else { 0 });
                     let t = by_shape.entry(shape).or_insert_with(|| Tuple {
                         shape,
                         src_mask: mask(r.src.len),
@@ -271,7 +276,7 @@ impl Classifier {
                         table: FxHashMap::default(),
                     });
                     t.max_priority = t.max_priority.max(r.priority);
-                    let rest = (sp as u64 | (dp as u64) << 16 | (r.proto.unwrap_or(0) as u64) << 32) & rest_mask;
+                    let rest = ports_proto(sp, dp, r.proto.unwrap_or(0)) & rest_mask;
                     // Rules are visited best first, so each bucket stays sorted best first.
                     t.table.entry(TupleKey(r.src.addr, r.dst.addr, rest)).or_default().push(i as u32);
                 }
@@ -292,9 +297,7 @@ impl Classifier {
     /// The fields of `m` this rule set can tell apart.
     #[inline(always)]
     pub fn key(&self, m: &Meta) -> AclKey {
-        let rest = (m.sport & self.sport_mask) as u64
-            | ((m.dport & self.dport_mask) as u64) << 16
-            | (m.proto as u64) << 32
+        let rest = ports_proto(m.sport & self.sport_mask, m.dport & self.dport_mask, m.proto)
             | (m.ip_version as u64) << 40
             | ((m.l4 != 0) as u64) << 48;
         AclKey { src: m.ip_src & self.src_mask, dst: m.ip_dst & self.dst_mask, rest }
@@ -316,7 +319,7 @@ impl Classifier {
             return None;
         }
         let mut best: Option<&Rule> = None;
-        let rest = m.sport as u64 | (m.dport as u64) << 16 | (m.proto as u64) << 32;
+        let rest = ports_proto(m.sport, m.dport, m.proto);
         for t in &self.tuples {
             if let Some(b) = best {
                 if t.max_priority < b.priority {

@@ -310,7 +310,7 @@ fn near_miss_rules_do_not_make_a_linear_search() {
     assert!(c.tuples.len() <= 6, "{} tuples", c.tuples.len());
     // The rules in every bucket a packet of the traffic probes (at most what it checks).
     let in_reach = |m: &Meta| -> usize {
-        let rest = m.sport as u64 | (m.dport as u64) << 16 | (m.proto as u64) << 32;
+        let rest = ports_proto(m.sport, m.dport, m.proto);
         c.tuples
             .iter()
             .filter_map(|t| t.table.get(&TupleKey(m.ip_src & t.src_mask, m.ip_dst & t.dst_mask, rest & t.rest_mask)))

@@ -68,6 +68,13 @@ pub struct Session {
 
 const _: () = assert!(std::mem::size_of::<Session>() == 128);
 
+impl Session {
+    /// Its key's words as they stand (unchecked: see `CtTable::read_key`).
+    fn words(&self) -> KeyWords {
+        std::array::from_fn(|i| self.key[i].load(Relaxed))
+    }
+}
+
 type Bucket = [AtomicU64; 8];
 
 /// One core's part of the table: its free list, its wheel and its counters.
@@ -334,7 +341,7 @@ impl CtTable {
         if g & 1 != 0 {
             return None;
         }
-        let w: KeyWords = std::array::from_fn(|i| s.key[i].load(Relaxed));
+        let w = s.words();
         fence(Acquire);
         (s.key_gen.load(Relaxed) == g).then(|| (words_key(&w), g))
     }
@@ -687,7 +694,7 @@ impl CtTable {
                     continue;
                 }
                 self.uncount(part, i, st);
-                self.ended(part, s, st, self.sessions[i as usize].last_seen.load(Relaxed));
+                self.ended(part, s, st, s.last_seen.load(Relaxed));
                 part.evicted.fetch_add(1, Relaxed);
                 part.live.fetch_sub(1, Relaxed);
                 return Some(i);
@@ -698,11 +705,10 @@ impl CtTable {
 
     /// The flow log's end of session `s` (state word `st`).
     fn ended(&self, part: &Part, s: &Session, st: u32, now: u32) {
-        let w: KeyWords = std::array::from_fn(|j| s.key[j].load(Relaxed));
         let created = s.created.load(Relaxed);
         part.events.push(&Event {
             kind: EventKind::End,
-            key: words_key(&w),
+            key: words_key(&s.words()),
             orig_hi: st & ORIG_HI != 0,
             port: (st >> 16) as u16,
             packets: [s.packets[0].load(Relaxed), s.packets[1].load(Relaxed)],
@@ -870,8 +876,7 @@ impl CtTable {
 
     /// Takes session `i` out of the index.
     fn unindex(&self, i: u32, s: &Session) {
-        let w: KeyWords = std::array::from_fn(|j| s.key[j].load(Relaxed));
-        let (b1, b2, _) = self.buckets_of(hash(&words_key(&w)));
+        let (b1, b2, _) = self.buckets_of(hash(&words_key(&s.words())));
         for b in [b1, b2] {
             for e in &self.buckets[b] {
                 let v = e.load(Relaxed);
