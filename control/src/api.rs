@@ -8,8 +8,8 @@
 use serde::{de::Error as _, Deserialize, Deserializer, Serialize, Serializer};
 
 pub use crate::{
-    acl::api::*, apply::api::*, capture::api::*, conntrack::api::*, overlay::api::*, ports::api::*, qos::api::*,
-    sflow::api::*, stats::api::*, trace::api::*, xconnect::api::*,
+    acl::api::*, apply::api::*, capture::api::*, conntrack::api::*, endpoints::api::*, overlay::api::*, ports::api::*,
+    qos::api::*, sflow::api::*, stats::api::*, trace::api::*, xconnect::api::*,
 };
 
 /// Bumped when a request or reply changes incompatibly.
@@ -38,6 +38,7 @@ pub enum Request {
     Apply(ApplyRequest),
     Stats(StatsRequest),
     Conntrack(CtRequest),
+    Endpoint(EndpointRequest),
 }
 
 impl Serialize for Request {
@@ -54,6 +55,7 @@ impl Serialize for Request {
             Request::Apply(r) => r.serialize(s),
             Request::Stats(r) => r.serialize(s),
             Request::Conntrack(r) => r.serialize(s),
+            Request::Endpoint(r) => r.serialize(s),
         }
     }
 }
@@ -84,7 +86,8 @@ impl<'de> Deserialize<'de> for Request {
             .or_else(|| feature(&v, Request::Trace))
             .or_else(|| feature(&v, Request::Apply))
             .or_else(|| feature(&v, Request::Stats))
-            .or_else(|| feature(&v, Request::Conntrack));
+            .or_else(|| feature(&v, Request::Conntrack))
+            .or_else(|| feature(&v, Request::Endpoint));
         match found {
             Some(r) => r.map_err(D::Error::custom),
             None => Err(D::Error::custom(format!("unknown command {cmd:?} (vswitchctl --help lists them)"))),

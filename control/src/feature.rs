@@ -58,6 +58,13 @@ pub trait Feature {
     /// Writes this feature's sections of the desired state.
     fn desired(&self, out: &mut DesiredState);
 
+    /// Takes its sections of a whole desired state (restored from disk, or applied),
+    /// checked against the ports and networks `ctx` shows; unchanged on error, which
+    /// names the entry.
+    fn adopt(&mut self, _state: &DesiredState, _ctx: &Ctx) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Fills this feature's part of the tables the cores will read.
     fn compile(&mut self, ports: &[PortRef], cores: usize, t: &mut Tables);
 }

@@ -22,6 +22,7 @@ pub mod acl;
 pub mod apply;
 pub mod capture;
 pub mod conntrack;
+pub mod endpoints;
 pub mod overlay;
 pub mod ports;
 pub mod qos;

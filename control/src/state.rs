@@ -5,6 +5,7 @@ pub use crate::xconnect::api::Xconnect;
 use crate::{
     acl::api::{AclAction, AclRuleSpec},
     conntrack::api::StatefulSpec,
+    endpoints::api::EndpointSpec,
     overlay::api::{FibSpec, NeighSpec, NetworkSpec, VtepSpec},
     ports::api::PortSpec,
     qos::api::QosSpec,
@@ -50,6 +51,9 @@ pub struct DesiredState {
     /// Connection-tracking timeouts the user changed (seconds), by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub conntrack_timeouts: BTreeMap<String, u32>,
+    /// Who holds each address of each network (static entries).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<EndpointSpec>,
 }
 
 impl DesiredState {

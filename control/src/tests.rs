@@ -3,6 +3,7 @@
 //! that are refused must record nothing.
 use crate::{
     acl::{api::*, Acl},
+    endpoints::{api::*, Endpoints},
     feature::{Ctx, Feature, Handled},
     overlay::{api::*, Overlay},
     ports::{api::PortRole, port_ref, PortRef},
@@ -21,12 +22,13 @@ struct Features {
     acl: Acl,
     qos: Qos,
     sflow: Sflow,
+    endpoints: Endpoints,
 }
 
 impl Features {
     fn desired(&self) -> DesiredState {
         let mut out = DesiredState::new();
-        for f in [&self.xconnects as &dyn Feature, &self.overlay, &self.acl, &self.qos, &self.sflow] {
+        for f in [&self.xconnects as &dyn Feature, &self.overlay, &self.acl, &self.qos, &self.sflow, &self.endpoints] {
             f.desired(&mut out);
         }
         out
@@ -45,6 +47,7 @@ impl Features {
             Op::Qos(r) => self.qos.handle(r, &ctx),
             Op::Sflow(r) => self.sflow.handle(r, &ctx),
             Op::Xconnect(r) => self.xconnects.handle(r, &ctx),
+            Op::Endpoint(r) => self.endpoints.handle(r, &ctx),
         }
     }
 }
@@ -56,6 +59,7 @@ enum Op {
     Qos(QosRequest),
     Sflow(SflowRequest),
     Xconnect(XconnectRequest),
+    Endpoint(EndpointRequest),
 }
 
 /// The desired state with its sections in key order (as replay leaves unordered
@@ -66,6 +70,7 @@ fn canonical(mut s: DesiredState) -> DesiredState {
     s.neighbours.sort_by_key(|n| n.ip);
     s.acl.sort_by_key(|r| r.id);
     s.qos.sort_by(|a, b| a.port.cmp(&b.port));
+    s.endpoints.sort_by_key(|e| (e.vni, e.ip));
     s
 }
 
@@ -92,13 +97,14 @@ fn op(kind: u8, a: u8, b: u8) -> Op {
     let mac = |n: u8| format!("02:00:00:00:0{}:{:02X}", n % 2, n % 5);
     let vni = |n: u8| [100, 300, 301, 302][n as usize % 4];
     let vm = |n: u8| ["vm1", "vm2", "vm3", "up0"][n as usize % 4];
-    match kind % 20 {
+    match kind % 22 {
         0 => Op::Overlay(OverlayRequest::NetworkAdd(NetworkSpec {
             vni: vni(a),
             name: b.is_multiple_of(2).then(|| format!("net{b}")),
             max_macs: None,
             aging: None,
             flood_vteps: vec![ip(b)],
+            gateway: if b.is_multiple_of(3) { vec![format!("10.{}.0.254/24", a % 4)] } else { vec![] },
         })),
         1 => Op::Overlay(OverlayRequest::NetworkDel { vni: vni(a) }),
         2 => Op::Overlay(OverlayRequest::NetworkAddVtep { vni: vni(a), ip: ip(b) }),
@@ -166,14 +172,25 @@ fn op(kind: u8, a: u8, b: u8) -> Op {
             a: ["x1", "x2", "vm1"][a as usize % 3].into(),
             b: ["x2", "x1", "x3"][b as usize % 3].into(),
         }),
-        _ => Op::Xconnect(XconnectRequest::XconnectDel { a: ["x1", "x2", "x3"][a as usize % 3].into() }),
+        19 => Op::Xconnect(XconnectRequest::XconnectDel { a: ["x1", "x2", "x3"][a as usize % 3].into() }),
+        20 => Op::Endpoint(EndpointRequest::EndpointAdd(EndpointSpec {
+            vni: vni(a),
+            ip: [format!("10.0.0.{}", b % 3), format!("fd00::{}", b % 3)][a as usize % 2].parse().unwrap(),
+            mac: mac(b),
+            port: (!b.is_multiple_of(3)).then(|| vm(a).into()),
+            vtep: b.is_multiple_of(3).then(|| ip(a)),
+        })),
+        _ => Op::Endpoint(EndpointRequest::EndpointDel {
+            vni: vni(a),
+            ip: [format!("10.0.0.{}", b % 3), format!("fd00::{}", b % 3)][a as usize % 2].parse().unwrap(),
+        }),
     }
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
     #[test]
-    fn journal_records_replay_to_what_the_features_hold(ops in prop::collection::vec((0u8..20, 0u8..8, 0u8..8), 1..80)) {
+    fn journal_records_replay_to_what_the_features_hold(ops in prop::collection::vec((0u8..22, 0u8..8, 0u8..8), 1..80)) {
         let ports = vec![
             port_ref("vm1", 0, PortRole::Vm, Some(100)),
             port_ref("vm2", 1, PortRole::Vm, Some(100)),
@@ -189,11 +206,12 @@ proptest! {
             acl: Acl::default(),
             qos: Qos::default(),
             sflow: Sflow::default(),
+            endpoints: Endpoints::default(),
         };
         // vm1..vm3 need their networks from the start (ports cannot be added here).
         f.overlay.restore(
-            vec![NetworkSpec { vni: 100, name: None, max_macs: None, aging: None, flood_vteps: vec![] },
-                 NetworkSpec { vni: 300, name: None, max_macs: None, aging: None, flood_vteps: vec![] }],
+            vec![NetworkSpec { vni: 100, name: None, max_macs: None, aging: None, flood_vteps: vec![], gateway: vec![] },
+                 NetworkSpec { vni: 300, name: None, max_macs: None, aging: None, flood_vteps: vec![], gateway: vec![] }],
             None, vec![], vec![]);
         let start = f.desired();
         let mut image = Image::from_value(serde_json::to_value(&start).unwrap()).unwrap();

@@ -91,7 +91,8 @@ fn w2_rules(n: u32) -> Vec<Rule> {
 
 fn tables(acl_rules: u32) -> L2Tables {
     let mut t = L2Tables::default();
-    t.networks.insert(100, Network { vni: 100, ports: vec![1, 2], flood_vteps: vec![0x0a000002] });
+    t.networks
+        .insert(100, Network { vni: 100, ports: vec![1, 2], flood_vteps: vec![0x0a000002], ..Default::default() });
     t.vtep = Some(vtep());
     t.remotes.insert(0x0a000002, Remote::new(&vtep(), 0x0a000002, Mac([2, 0, 0, 0, 0, 2])));
     t.fib_insert(100, DST, FibEntry { target: FibTarget::Vtep(0x0a000002), is_static: true });

@@ -76,6 +76,11 @@ drop_reasons! {
     CtInvalid = "ct_invalid": "on a stateful port: not part of a tracked connection and cannot start one (a TCP segment out of window or in the wrong state, a stray ACK or SYN+ACK, an ICMP error about no connection, a malformed header, a non-first fragment)",
     CtFull = "ct_full": "on a stateful port: a new connection, and the session table (this core's share) is full of established sessions (vswitchctl conntrack stats; raise --max-sessions)",
     CtPortLimit = "ct_port_limit": "on a stateful port: a new connection beyond the port's session limit (vswitchctl acl stateful PORT on --max-sessions N)",
+    NoGateway = "no_gateway": "sent to the gateway MAC in a network that has no gateway (vswitchctl network add VNI --gateway IP/LEN)",
+    GatewayNotIp = "gateway_not_ip": "sent to the gateway MAC, but not IPv4 or IPv6: the gateway routes IP only",
+    ToGateway = "to_gateway": "sent to the gateway's own address, and not an echo request (nothing else listens there)",
+    NoEndpoint = "no_endpoint": "routed by the gateway to an address no endpoint of the network holds (vswitchctl endpoint list VNI)",
+    TtlExceeded = "ttl_exceeded": "routed by the gateway with a TTL or hop limit of 1 or less",
 }
 
 impl std::fmt::Display for DropReason {

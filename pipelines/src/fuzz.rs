@@ -200,13 +200,32 @@ const REMOTE: u32 = 0x0a00_0002;
 fn tables(input: &mut Input) -> crate::tables::L2Tables {
     use crate::tables::{FibEntry, FibTarget, L2Tables, Network, Remote};
     let mut t = L2Tables::default();
-    t.networks.insert(100, Network { vni: 100, ports: vec![1, 2], flood_vteps: vec![REMOTE] });
-    t.networks.insert(200, Network { vni: 200, ports: vec![3], flood_vteps: vec![] });
+    t.networks.insert(100, Network { vni: 100, ports: vec![1, 2], flood_vteps: vec![REMOTE], ..Default::default() });
+    t.networks.insert(200, Network { vni: 200, ports: vec![3], flood_vteps: vec![], ..Default::default() });
     let vtep =
         Vtep { ip: 0x0a00_0001, mac: Mac([2, 0, 0, 0, 0, 0xf0]), uplink: UPLINK, udp_port: 4789, ttl: 64, mtu: 1500 };
     t.vtep = Some(vtep);
     t.remotes.insert(REMOTE, Remote::new(&vtep, REMOTE, Mac([2, 0, 0, 0, 0, 0xee])));
     t.port_mtu = vec![1500; 16];
+    // A gateway on network 100, and endpoints at 10.0.0.x / fd00::x (the addresses a
+    // small input names).
+    let gw = input.u8();
+    if gw & 1 != 0 {
+        if let Some(n) = t.networks.get_mut(&100) {
+            n.gateway = crate::gateway::GatewayAddrs {
+                v4: Some(0x0a00_0000 | (gw >> 4) as u32),
+                v6: Some(0xfd00 << 112 | (gw >> 4) as u128),
+            };
+        }
+    }
+    let mut eps = crate::gateway::Endpoints::default();
+    for _ in 0..input.u8() % 4 {
+        let (vni, host, m) = ([100, 200][input.u8() as usize % 2], input.u8() % 8, input.u8() % 8);
+        let ip =
+            if m & 4 != 0 { 0xfd00 << 112 | host as u128 } else { crate::meta::ipv4_key(0x0a00_0000 | host as u32) };
+        eps.insert(vni, ip, crate::gateway::Endpoint { mac: Mac([2, 0, 0, 0, 0, m]) });
+    }
+    t.endpoints = Arc::new(eps);
     // As the control plane builds them: a FIB entry names a VM port of its own network
     // (or a remote VTEP).
     for _ in 0..input.u8() % 8 {

@@ -11,6 +11,7 @@ pub mod drop_reason;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod gateway;
 pub mod learn;
 pub mod meta;
 pub mod offload;

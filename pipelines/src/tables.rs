@@ -42,6 +42,8 @@ pub struct Network {
     pub ports: Vec<PortId>,
     /// Remote VTEPs that get a copy of broadcast, multicast and unknown unicast.
     pub flood_vteps: Vec<u32>,
+    /// The anycast gateway's addresses, if the network has one.
+    pub gateway: crate::gateway::GatewayAddrs,
 }
 
 /// The local VTEP.
@@ -106,6 +108,8 @@ pub struct L2Tables {
     /// Connection tracking: the session table (kept across snapshots) and the stateful
     /// ports.
     pub ct: Arc<crate::conntrack::CtTables>,
+    /// Who holds each address of each network: ARP/ND answers and the gateway's routes.
+    pub endpoints: Arc<crate::gateway::Endpoints>,
 }
 
 impl L2Tables {

@@ -5,6 +5,7 @@ pub mod api;
 pub mod cli;
 
 use crate::{
+    feature::Feature,
     overlay::Overlay,
     ports::{
         api::{PortRole, PortSpec},
@@ -84,10 +85,18 @@ pub fn validate_state(s: &DesiredState, workers: &[u32]) -> Result<(DesiredState
         sflow: s.sflow.clone(),
         stateful: ct.specs(),
         conntrack_timeouts: ct.timeouts(),
+        endpoints: Vec::new(),
     };
     if let Some(sf) = &s.sflow {
         crate::sflow::agent::validate(sf).map_err(|e| format!("sflow: {e}"))?;
     }
+    let has_network = |v: u32| ov.has_network(v);
+    let vtep_ip = ov.vtep_ip();
+    let ctx = crate::feature::Ctx { ports: &refs, has_network: &has_network, vtep_ip, shared: None };
+    let mut eps = crate::endpoints::Endpoints::default();
+    eps.adopt(s, &ctx)?;
+    let mut norm = norm;
+    eps.desired(&mut norm);
     Ok((norm, ov))
 }
 
@@ -242,6 +251,19 @@ pub fn diff(old: &DesiredState, new: &DesiredState) -> Vec<String> {
         |k| format!("{} {}", k.0, k.1),
         |_| String::new(),
     );
+    diff_list(
+        &mut out,
+        "endpoint",
+        &old.endpoints,
+        &new.endpoints,
+        |e| (e.vni, e.ip),
+        |k| format!("{} {}", k.0, k.1),
+        |e| match (&e.port, e.vtep) {
+            (Some(p), _) => format!("{} port {p}", e.mac),
+            (None, Some(v)) => format!("{} vtep {v}", e.mac),
+            _ => e.mac.clone(),
+        },
+    );
     out
 }
 
@@ -252,7 +274,14 @@ mod tests {
 
     fn state() -> DesiredState {
         let mut s = DesiredState::new();
-        s.networks.push(NetworkSpec { vni: 100, name: None, max_macs: None, aging: None, flood_vteps: vec![] });
+        s.networks.push(NetworkSpec {
+            vni: 100,
+            name: None,
+            max_macs: None,
+            aging: None,
+            flood_vteps: vec![],
+            gateway: vec![],
+        });
         s.ports.push(PortSpec {
             name: "vm1".into(),
             devargs: "net_null0".into(),
@@ -310,6 +339,7 @@ mod tests {
             max_macs: None,
             aging: None,
             flood_vteps: vec![],
+            gateway: vec![],
         });
         let d = diff(&a, &b);
         assert!(d.contains(&"~ port vm1: net_null0 role vm vni 100 -> net_null0".to_string()), "{d:?}");

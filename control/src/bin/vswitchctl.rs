@@ -7,6 +7,7 @@ use control::{
     capture::cli::CaptureCmd,
     cli::{Ctl, Verb},
     conntrack::cli::ConntrackCmd,
+    endpoints::cli::EndpointCmd,
     overlay::cli::OverlayCmd,
     ports::cli::PortCmd,
     qos::cli::QosCmd,
@@ -62,6 +63,9 @@ enum Cmd {
     /// Connection tracking of stateful ports: sessions, counters, timeouts.
     #[command(subcommand)]
     Conntrack(ConntrackCmd),
+    /// The endpoint table: who holds each address of each network (ARP/ND answers, routes).
+    #[command(subcommand)]
+    Endpoint(EndpointCmd),
     #[command(flatten)]
     Apply(ApplyCmd),
     #[command(flatten)]
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
         Cmd::Sflow(c) => c,
         Cmd::Qos(c) => c,
         Cmd::Conntrack(c) => c,
+        Cmd::Endpoint(c) => c,
         Cmd::Apply(c) => c,
         Cmd::Trace(c) => c,
         Cmd::Capture(c) => c,

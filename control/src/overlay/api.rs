@@ -37,6 +37,10 @@ pub struct NetworkSpec {
     /// Remote VTEPs that get broadcast, multicast and unknown unicast.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flood_vteps: Vec<Ipv4Addr>,
+    /// The anycast gateway's addresses with their prefix (at most one IPv4 and one
+    /// IPv6), e.g. 10.1.0.254/24: every switch answers for them with one virtual MAC.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateway: Vec<String>,
 }
 
 /// The local VTEP.
@@ -84,6 +88,8 @@ pub struct NetworkView {
     pub name: Option<String>,
     pub ports: Vec<String>,
     pub flood_vteps: Vec<Ipv4Addr>,
+    #[serde(default)]
+    pub gateway: Vec<String>,
     pub max_macs: u32,
     pub aging: u32,
     pub macs_learned: usize,

@@ -28,7 +28,7 @@ pub enum OverlayCmd {
 pub enum NetworkCmd {
     /// Add a tenant network.
     ///
-    /// Example: vswitchctl network add 100 --name blue --max-macs 4096 --aging 600
+    /// Example: vswitchctl network add 100 --name blue --max-macs 4096 --aging 600 --gateway 10.1.0.254/24
     #[command(verbatim_doc_comment)]
     Add {
         vni: u32,
@@ -40,6 +40,10 @@ pub enum NetworkCmd {
         /// Seconds a learned MAC lives without traffic (default 300).
         #[arg(long)]
         aging: Option<u32>,
+        /// The network's anycast gateway, IP/LEN (once for IPv4, once for IPv6): every
+        /// switch answers ARP/ND for it with one virtual MAC and routes what is sent to it.
+        #[arg(long, value_name = "IP/LEN")]
+        gateway: Vec<String>,
     },
     /// Delete a network (it must have no ports and no static FIB entries).
     #[command(after_help = "Example:\n  vswitchctl network del 100")]
@@ -126,13 +130,14 @@ pub enum FibCmd {
 impl Verb for OverlayCmd {
     fn request(&self) -> Result<Request, String> {
         Ok(Request::Overlay(match self {
-            OverlayCmd::Network(NetworkCmd::Add { vni, name, max_macs, aging }) => {
+            OverlayCmd::Network(NetworkCmd::Add { vni, name, max_macs, aging, gateway }) => {
                 OverlayRequest::NetworkAdd(NetworkSpec {
                     vni: *vni,
                     name: name.clone(),
                     max_macs: *max_macs,
                     aging: *aging,
                     flood_vteps: Vec::new(),
+                    gateway: gateway.clone(),
                 })
             }
             OverlayCmd::Network(NetworkCmd::Del { vni }) => OverlayRequest::NetworkDel { vni: *vni },
@@ -187,12 +192,14 @@ pub fn print_networks(nets: &[NetworkView]) {
         println!("no networks (add one with: vswitchctl network add VNI)");
         return;
     }
-    let mut rows = vec![header(&["VNI", "NAME", "PORTS", "FLOOD VTEPS", "MACS", "MAX", "AGING", "REFUSED", "MOVES"])];
+    let mut rows =
+        vec![header(&["VNI", "NAME", "PORTS", "GATEWAY", "FLOOD VTEPS", "MACS", "MAX", "AGING", "REFUSED", "MOVES"])];
     for n in nets {
         rows.push(vec![
             n.vni.to_string(),
             opt(&n.name),
             n.ports.join(","),
+            if n.gateway.is_empty() { "-".into() } else { n.gateway.join(",") },
             n.flood_vteps.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(","),
             n.macs_learned.to_string(),
             n.max_macs.to_string(),

@@ -13,8 +13,9 @@ use crate::ports::{
     PortRef,
 };
 use api::*;
-use ipnetwork::Ipv4Network;
+use ipnetwork::{IpNetwork, Ipv4Network};
 use pipelines::{
+    gateway::GatewayAddrs,
     learn::LearnEvent,
     tables::{FibShard, FibTarget, L2Tables, Network, Remote, Vtep},
     wire::{vxlan::MAX_VNI, Mac},
@@ -105,6 +106,45 @@ fn check_unicast(field: &str, ip: Ipv4Addr) -> Result<(), String> {
         return Err(format!("{field}: {ip} is not a unicast address"));
     }
     Ok(())
+}
+
+/// A network's gateway addresses, checked: each a host address inside its prefix, at
+/// most one per family.
+pub fn parse_gateway(list: &[String]) -> Result<GatewayAddrs, String> {
+    let mut g = GatewayAddrs::default();
+    for s in list {
+        let bad = |e: &dyn std::fmt::Display| {
+            format!("gateway: {s:?} is not IP/LEN ({e}); write it as 10.1.0.254/24 or fd00:1::fe/64")
+        };
+        if !s.contains('/') {
+            return Err(bad(&"no prefix length"));
+        }
+        let net: IpNetwork = s.parse().map_err(|e| bad(&e))?;
+        let (ip, len) = (net.ip(), net.prefix());
+        // A /31 or /127 (point-to-point) has no network or broadcast address to avoid.
+        let unusable = ip.is_loopback() || ip.is_multicast() || ip.is_unspecified();
+        let unusable = unusable
+            || match net {
+                IpNetwork::V4(n) => len < 31 && (n.ip() == n.network() || n.ip() == n.broadcast()),
+                IpNetwork::V6(n) => len < 127 && n.ip() == n.network(),
+            };
+        if unusable || len == 0 {
+            return Err(format!("gateway: {s} is not a host address inside a subnet"));
+        }
+        let dup = match ip {
+            std::net::IpAddr::V4(a) => g.v4.replace(u32::from(a)).is_some(),
+            std::net::IpAddr::V6(a) => g.v6.replace(u128::from(a)).is_some(),
+        };
+        if dup {
+            return Err(format!("gateway: {s}: a network has at most one IPv4 and one IPv6 gateway"));
+        }
+    }
+    Ok(g)
+}
+
+/// The gateway of a network whose spec was checked when it was added.
+fn gateway_addrs(n: &NetworkSpec) -> GatewayAddrs {
+    parse_gateway(&n.gateway).unwrap_or_default()
 }
 
 impl Overlay {
@@ -282,6 +322,7 @@ impl Overlay {
         for ip in &spec.flood_vteps {
             check_unicast("flood_vteps", *ip)?;
         }
+        parse_gateway(&spec.gateway)?;
         self.networks.insert(spec.vni, spec);
         Ok(())
     }
@@ -528,7 +569,8 @@ impl Overlay {
         for n in self.networks.values() {
             let local = ports.iter().filter(|p| p.vni == Some(n.vni)).filter_map(|p| p.id).collect();
             let flood = n.flood_vteps.iter().map(|ip| u32::from(*ip)).collect();
-            t.networks.insert(n.vni, Network { vni: n.vni, ports: local, flood_vteps: flood });
+            t.networks
+                .insert(n.vni, Network { vni: n.vni, ports: local, flood_vteps: flood, gateway: gateway_addrs(n) });
         }
         let sig: Vec<(String, Option<PortId>)> = ports.iter().map(|p| (p.name.clone(), p.id)).collect();
         if sig != self.shard_ports {

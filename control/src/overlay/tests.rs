@@ -17,7 +17,7 @@ fn ports() -> Vec<PortRef> {
 }
 
 fn net(vni: u32) -> NetworkSpec {
-    NetworkSpec { vni, name: None, max_macs: None, aging: None, flood_vteps: vec![] }
+    NetworkSpec { vni, name: None, max_macs: None, aging: None, flood_vteps: vec![], gateway: vec![] }
 }
 
 fn overlay() -> Overlay {

@@ -13,6 +13,7 @@ impl Overlay {
                 name: n.name.clone(),
                 ports: ports.iter().filter(|p| p.vni == Some(n.vni)).map(|p| p.name.clone()).collect(),
                 flood_vteps: n.flood_vteps.clone(),
+                gateway: n.gateway.clone(),
                 max_macs: n.max_macs.unwrap_or(DEFAULT_MAX_MACS),
                 aging: n.aging.unwrap_or(DEFAULT_AGING),
                 macs_learned: self.learned_per_vni.get(&n.vni).copied().unwrap_or(0),

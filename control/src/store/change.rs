@@ -33,6 +33,7 @@ pub const SECTIONS: &[(&str, Kind)] = &[
     ("sflow", Kind::Single),
     ("stateful", Kind::List { key: &["port"], ordered: false }),
     ("conntrack_timeouts", Kind::Map),
+    ("endpoints", Kind::List { key: &["vni", "ip"], ordered: false }),
 ];
 
 fn kind(section: &str) -> Option<Kind> {
@@ -255,6 +256,7 @@ mod tests {
                 "acl_defaults": {"a": "deny"},
                 "qos": [],
                 "stateful": [],
+                "endpoints": [],
             })
         );
     }

@@ -107,8 +107,11 @@ impl Switch {
             // Closed once the cores have moved on (the batch settles).
             self.closing.push((usize::MAX, p));
         }
-        self.xconnects.list = norm.xconnects;
+        self.xconnects.list = norm.xconnects.clone();
         self.overlay.adopt_config(overlay);
+        if let Err(e) = self.adopt_all(&norm) {
+            tracing::error!("internal: a validated state did not apply: {e}");
+        }
         let refs = self.refs();
         let ov = &self.overlay;
         if let Err(e) = self.acl.replace(norm.acl, norm.acl_defaults, &refs, &|v| ov.has_network(v)) {

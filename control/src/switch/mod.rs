@@ -17,6 +17,7 @@ use crate::{
     api::*,
     capture::CaptureRun,
     conntrack::Conntrack,
+    endpoints::Endpoints,
     feature::{Ctx, Feature, Handled},
     overlay::Overlay,
     ports::{Port, PortRef, Ports},
@@ -75,6 +76,7 @@ pub struct Switch {
     pub(crate) qos: Qos,
     pub(crate) sflow: Sflow,
     pub(crate) conntrack: Conntrack,
+    pub(crate) endpoints: Endpoints,
     pub(crate) capture: Option<CaptureRun>,
     pub(crate) cores: CoreStats,
     /// Ports this batch took out (with their place in the list): closed once the cores
@@ -114,6 +116,7 @@ impl Switch {
             shared,
             store,
             xconnects: Xconnects::default(),
+            endpoints: Endpoints::default(),
             overlay: Overlay::default(),
             qos: Qos::default(),
             sflow: Sflow::default(),
@@ -130,12 +133,30 @@ impl Switch {
     /// Every feature beside the ports, in the order they compile. A new feature adds
     /// itself here (and to `features_ref`).
     /// (Connection tracking after the ACL: it reads the compiled rules' epochs.)
-    pub(crate) fn features(&mut self) -> [&mut dyn Feature; 6] {
-        [&mut self.xconnects, &mut self.overlay, &mut self.acl, &mut self.qos, &mut self.sflow, &mut self.conntrack]
+    /// (Endpoints after the overlay: they add to the FIB it compiled.)
+    pub(crate) fn features(&mut self) -> [&mut dyn Feature; 7] {
+        [
+            &mut self.xconnects,
+            &mut self.overlay,
+            &mut self.acl,
+            &mut self.qos,
+            &mut self.sflow,
+            &mut self.conntrack,
+            &mut self.endpoints,
+        ]
     }
 
-    pub(crate) fn features_ref(&self) -> [&dyn Feature; 6] {
-        [&self.xconnects, &self.overlay, &self.acl, &self.qos, &self.sflow, &self.conntrack]
+    pub(crate) fn features_ref(&self) -> [&dyn Feature; 7] {
+        [&self.xconnects, &self.overlay, &self.acl, &self.qos, &self.sflow, &self.conntrack, &self.endpoints]
+    }
+
+    /// The features that take their sections whole (`Feature::adopt`), after the others.
+    fn adopt_all(&mut self, state: &DesiredState) -> Result<(), String> {
+        let refs = self.ports.refs();
+        let overlay = &self.overlay;
+        let has_network = |v: u32| overlay.has_network(v);
+        let ctx = Ctx { ports: &refs, has_network: &has_network, vtep_ip: overlay.vtep_ip(), shared: None };
+        self.endpoints.adopt(state, &ctx)
     }
 
     /// Brings up what `state` describes, publishing once at the end so that every
@@ -168,6 +189,9 @@ impl Switch {
         let agent = self.overlay.vtep_ip();
         if let Err(e) = self.sflow.replace(state.sflow.clone(), agent) {
             tracing::error!("the saved sFlow setting could not be restored: {e}");
+        }
+        if let Err(e) = self.adopt_all(&state) {
+            tracing::error!("the saved state could not be restored whole: {e}");
         }
         self.publish().await;
     }
@@ -208,6 +232,7 @@ impl Switch {
             Request::Qos(r) => self.qos.handle(r, &ctx),
             Request::Sflow(r) => self.sflow.handle(r, &ctx),
             Request::Conntrack(r) => self.conntrack.handle(r, &ctx),
+            Request::Endpoint(r) => self.endpoints.handle(r, &ctx),
             // The core's own: the life of ports, whole states, reads of everything.
             Request::Port(r) => return self.port_request(r),
             Request::Apply(r) => return self.apply_request(r).await,

@@ -9,6 +9,7 @@
 use crate::{
     acl::{AclCache, Direction, Verdict},
     conntrack::{self, Checkpoint},
+    gateway::{self, GATEWAY_MAC},
     learn::{Clock, LearnEvent, Learner, Sink},
     meta::{Action, Meta},
     parse::parse,
@@ -139,7 +140,9 @@ fn admit(t: &L2Tables, vni: u32, m: &mut Meta) -> bool {
         m.action = Action::Drop(DropReason::VniUnknown);
         return false;
     }
-    if m.src.is_multicast() {
+    // Nobody else may speak for the gateway: its MAC as a source would move it in the
+    // FIB of every switch of the network.
+    if m.src.is_multicast() || m.src == GATEWAY_MAC {
         m.action = Action::Drop(DropReason::BadSrcMac);
         return false;
     }
@@ -193,8 +196,13 @@ impl<'t> Switching<'t> {
             if m.repeat {
                 match done.last() {
                     // Same MACs and tag on a plain port, delivered to a plain local port: the
-                    // same decision.
-                    Some(prev) if matches!(prev.action, Action::Tx(p) if plain_out(t, p)) => {
+                    // same decision. Not so for what the gateway answers or routes: that
+                    // depends on more than the MACs (and `Tx` back to the port it came
+                    // from is one of its answers).
+                    Some(prev)
+                        if matches!(prev.action, Action::Tx(p) if p != self.port && plain_out(t, p))
+                            && f.head().get(..6) != Some(&GATEWAY_MAC.0[..]) =>
+                    {
                         *m = *prev;
                         continue;
                     }
@@ -271,6 +279,16 @@ impl<'t> Switching<'t> {
             core.learner.observe(t.lookup(vni, m.src), ev, ctx.clock, sink);
             self.learned = Some(m.src);
         }
+        if m.dst == GATEWAY_MAC || m.ethertype == ethernet::ETHERTYPE_ARP || gateway::is_solicitation(m) {
+            match at_gateway(t, vni, port, f, m) {
+                None | Some(Action::Continue) => {}
+                Some(answered) => {
+                    self.egress |= matches!(answered, Action::Tx(p) if egress_policy(t, p));
+                    m.action = answered;
+                    return;
+                }
+            }
+        }
         if m.dst.is_multicast() {
             m.action = Action::Flood { vni };
             return;
@@ -297,6 +315,22 @@ impl<'t> Switching<'t> {
             Err(r) => Action::Drop(r),
         }
     }
+}
+
+/// What the network's gateway does with a frame from VM port `port`: answers it back
+/// to the port, routes it (`Continue`: switch it to its new destination MAC) or drops
+/// it; None: not the gateway's (switch it as it is). Out of line: rare next to the
+/// switching it sits in.
+#[inline(never)]
+fn at_gateway<F: Frame>(t: &L2Tables, vni: u32, port: PortId, f: &mut F, m: &mut Meta) -> Option<Action> {
+    let net = t.networks.get(&vni)?;
+    if m.dst == GATEWAY_MAC {
+        return Some(gateway::route(&t.endpoints, net, f, m, port));
+    }
+    if m.ethertype == ethernet::ETHERTYPE_ARP {
+        return gateway::answer_arp(&t.endpoints, net, f, m, port);
+    }
+    gateway::answer_nd(&t.endpoints, net, f, m, port)
 }
 
 /// The security group of a stateful port over a batch from its VM: tracking first, the
@@ -485,7 +519,9 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
             m.action = Action::Drop(DropReason::BadSrcMac);
             continue;
         }
-        if learned != Some((d.vni, m.src, d.remote_ip)) {
+        // A frame another switch's gateway routed comes from the gateway MAC, which lives
+        // on every switch: never learned.
+        if learned != Some((d.vni, m.src, d.remote_ip)) && m.src != GATEWAY_MAC {
             let ev = LearnEvent { vni: d.vni, mac: m.src, target: FibTarget::Vtep(d.remote_ip) };
             core.learner.observe(t.lookup(d.vni, m.src), ev, ctx.clock, sink);
             learned = Some((d.vni, m.src, d.remote_ip));

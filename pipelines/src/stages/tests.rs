@@ -23,8 +23,9 @@ fn vtep() -> Vtep {
 
 fn tables() -> L2Tables {
     let mut t = L2Tables::default();
-    t.networks.insert(100, Network { vni: 100, ports: vec![VM1, VM2], flood_vteps: vec![REMOTE] });
-    t.networks.insert(200, Network { vni: 200, ports: vec![VM3], flood_vteps: vec![] });
+    t.networks
+        .insert(100, Network { vni: 100, ports: vec![VM1, VM2], flood_vteps: vec![REMOTE], ..Default::default() });
+    t.networks.insert(200, Network { vni: 200, ports: vec![VM3], flood_vteps: vec![], ..Default::default() });
     t.vtep = Some(vtep());
     t.remotes.insert(REMOTE, Remote::new(&vtep(), REMOTE, mac(0xee)));
     t.fib_insert(100, mac(2), FibEntry { target: FibTarget::Port(VM2), is_static: false });

@@ -1,0 +1,36 @@
+//! The endpoint table on the wire and in the desired state.
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum EndpointRequest {
+    EndpointAdd(EndpointSpec),
+    EndpointDel { vni: u32, ip: IpAddr },
+    EndpointList { vni: Option<u32> },
+}
+
+/// An address of a tenant network and who holds it: a MAC behind a local VM port or a
+/// remote VTEP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSpec {
+    pub vni: u32,
+    pub ip: IpAddr,
+    pub mac: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vtep: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndpointView {
+    pub vni: u32,
+    pub ip: IpAddr,
+    pub mac: String,
+    pub port: Option<String>,
+    pub vtep: Option<Ipv4Addr>,
+    /// "static" (vswitchctl endpoint add, apply).
+    pub source: String,
+}

@@ -1,0 +1,162 @@
+//! The endpoint table: who holds each address of each tenant network (a MAC behind a
+//! local VM port or a remote VTEP). It drives the switches' own ARP/ND answers (no flood
+//! to find a known address) and the gateway's routes; static entries today, and the
+//! CNI plugin and the cluster store will write it through the same requests.
+pub mod api;
+pub mod cli;
+#[cfg(test)]
+mod tests;
+
+use crate::{
+    feature::{Ctx, Feature, Handled, Tables},
+    ports::{api::PortRole, PortRef},
+    state::DesiredState,
+    store::change::Change,
+};
+use api::{EndpointRequest, EndpointSpec, EndpointView};
+use pipelines::{
+    gateway::{Endpoint, GATEWAY_MAC},
+    meta::ipv4_key,
+    tables::{FibEntry, FibTarget},
+    wire::Mac,
+};
+use serde_json::{json, Value};
+use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
+
+#[derive(Default, Debug)]
+pub struct Endpoints {
+    list: BTreeMap<(u32, IpAddr), EndpointSpec>,
+}
+
+/// An address as the tables key it (IPv4-mapped for IPv4).
+fn ip_key(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => ipv4_key(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+/// `spec` checked against the ports and networks there are, its MAC in canonical form.
+fn check(spec: &EndpointSpec, ctx: &Ctx) -> Result<EndpointSpec, String> {
+    let vni = spec.vni;
+    if !(ctx.has_network)(vni) {
+        return Err(format!("vni: no network {vni} (add it first: vswitchctl network add {vni})"));
+    }
+    let ip = spec.ip;
+    let bad_ip =
+        ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() || matches!(ip, IpAddr::V4(a) if a.is_broadcast());
+    if bad_ip {
+        return Err(format!("ip: {ip} is not a unicast address"));
+    }
+    let mac: Mac = spec.mac.parse().map_err(|e| format!("mac: {e}"))?;
+    if mac.is_multicast() || mac.is_zero() {
+        return Err(format!("mac: {mac} is not a unicast MAC address"));
+    }
+    if mac == GATEWAY_MAC {
+        return Err(format!("mac: {mac} is the gateway's virtual MAC; an endpoint cannot use it"));
+    }
+    match (&spec.port, spec.vtep) {
+        (Some(name), None) => {
+            let p = ctx
+                .ports
+                .iter()
+                .find(|p| &p.name == name)
+                .ok_or_else(|| format!("port: no port named {name:?} (vswitchctl port list shows the ports)"))?;
+            if p.role != Some(PortRole::Vm) || p.vni != Some(vni) {
+                return Err(format!("port: {name:?} is not a VM port of network {vni}"));
+            }
+        }
+        (None, Some(vtep)) => {
+            if vtep.is_unspecified() || vtep.is_broadcast() || vtep.is_multicast() || vtep.is_loopback() {
+                return Err(format!("vtep: {vtep} is not a unicast address"));
+            }
+            if ctx.vtep_ip == Some(IpAddr::V4(vtep)) {
+                return Err(format!("vtep: {vtep} is this switch's own VTEP; give the local port with --port"));
+            }
+        }
+        _ => return Err("an endpoint is behind one place: give either --port NAME or --vtep IP".into()),
+    }
+    Ok(EndpointSpec { mac: mac.to_string(), ..spec.clone() })
+}
+
+impl Endpoints {
+    pub fn handle(&mut self, req: EndpointRequest, ctx: &Ctx) -> Result<Handled, String> {
+        let change = match req {
+            EndpointRequest::EndpointList { vni } => return Ok(Handled::read(self.views(vni))),
+            EndpointRequest::EndpointAdd(spec) => {
+                let spec = check(&spec, ctx)?;
+                let change = Change::put("endpoints", &spec);
+                self.list.insert((spec.vni, spec.ip), spec);
+                change
+            }
+            EndpointRequest::EndpointDel { vni, ip } => {
+                self.list.remove(&(vni, ip)).ok_or_else(|| format!("ip: network {vni} has no endpoint {ip}"))?;
+                Change::del("endpoints", json!([vni, ip.to_string()]))
+            }
+        };
+        Ok(Handled::change(Value::Null, vec![change]))
+    }
+
+    fn views(&self, vni: Option<u32>) -> Vec<EndpointView> {
+        self.list
+            .values()
+            .filter(|e| vni.is_none_or(|v| v == e.vni))
+            .map(|e| EndpointView {
+                vni: e.vni,
+                ip: e.ip,
+                mac: e.mac.clone(),
+                port: e.port.clone(),
+                vtep: e.vtep,
+                source: "static".into(),
+            })
+            .collect()
+    }
+}
+
+impl Feature for Endpoints {
+    /// An endpoint behind a port goes with it.
+    fn port_removed(&mut self, port: &PortRef) -> Vec<Change> {
+        let gone: Vec<_> =
+            self.list.iter().filter(|(_, e)| e.port.as_ref() == Some(&port.name)).map(|(k, _)| *k).collect();
+        gone.into_iter()
+            .map(|(vni, ip)| {
+                self.list.remove(&(vni, ip));
+                Change::del("endpoints", json!([vni, ip.to_string()]))
+            })
+            .collect()
+    }
+
+    fn desired(&self, out: &mut DesiredState) {
+        out.endpoints = self.list.values().cloned().collect();
+    }
+
+    fn adopt(&mut self, state: &DesiredState, ctx: &Ctx) -> Result<(), String> {
+        let mut list = BTreeMap::new();
+        for e in &state.endpoints {
+            let e = check(e, ctx).map_err(|why| format!("endpoints ({} {}): {why}", e.vni, e.ip))?;
+            list.insert((e.vni, e.ip), e);
+        }
+        self.list = list;
+        Ok(())
+    }
+
+    fn compile(&mut self, ports: &[PortRef], _cores: usize, t: &mut Tables) {
+        let mut table = pipelines::gateway::Endpoints::default();
+        for e in self.list.values() {
+            let Ok(mac) = e.mac.parse::<Mac>() else { continue };
+            if !t.l2.networks.contains_key(&e.vni) {
+                continue;
+            }
+            table.insert(e.vni, ip_key(e.ip), Endpoint { mac });
+            // The MAC is known to be there before it says anything: no flood to reach
+            // it. What learning or a static FIB entry says wins.
+            let at = e.port.as_ref().and_then(|n| ports.iter().find(|p| &p.name == n)).and_then(|p| p.id);
+            if let Some(id) = at {
+                if t.l2.lookup(e.vni, mac).is_none() {
+                    t.l2.fib_insert(e.vni, mac, FibEntry { target: FibTarget::Port(id), is_static: false });
+                }
+            }
+        }
+        t.l2.endpoints = Arc::new(table);
+    }
+}

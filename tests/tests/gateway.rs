@@ -1,0 +1,118 @@
+//! The anycast gateway and the endpoint table, with the kernels' own stacks as the
+//! judges: two containers in one network but different subnets route through the
+//! gateway (ping, its TTL, the kernel's neighbour table), and scapy reads the ARP and
+//! neighbour-discovery answers the switch writes for known addresses.
+use std::path::Path;
+use vswitch_tests::*;
+
+const GATEWAY_MAC: &str = "02:76:73:67:77:01";
+
+/// vm1 (10.71.1.1/24, fd00:71:1::1/64) and vm2 (10.71.2.2/24, fd00:71:2::2/64) in VNI
+/// 100, each with its default route via the gateway and an endpoint entry.
+fn two_subnets(d: &Daemon) -> (TapVm, TapVm) {
+    d.ok(&["network", "add", "100", "--gateway", "10.71.1.254/24", "--gateway", "fd00:71:1::fe/64"]);
+    let a = TapVm::add_with(d, "vm1", "10.71.1.1/24", &["--role", "vm", "--vni", "100"]);
+    let b = TapVm::add_with(d, "vm2", "10.71.2.2/24", &["--role", "vm", "--vni", "100"]);
+    for (vm, v6) in [(&a, "fd00:71:1::1/64"), (&b, "fd00:71:2::2/64")] {
+        vm.sh(&["sysctl", "-qw", &format!("net.ipv6.conf.{}.disable_ipv6=0", vm.ifname)]);
+        vm.sh(&["ip", "-6", "addr", "add", v6, "dev", &vm.ifname, "nodad"]);
+        vm.sh(&["ip", "route", "add", "default", "via", "10.71.1.254", "dev", &vm.ifname, "onlink"]);
+        vm.sh(&["ip", "-6", "route", "add", "default", "via", "fd00:71:1::fe", "dev", &vm.ifname, "onlink"]);
+    }
+    for (vm, port, ips) in [(&a, "vm1", ["10.71.1.1", "fd00:71:1::1"]), (&b, "vm2", ["10.71.2.2", "fd00:71:2::2"])] {
+        for ip in ips {
+            d.ok(&["endpoint", "add", "100", ip, &vm.mac(), "--port", port]);
+        }
+    }
+    (a, b)
+}
+
+fn ping(vm: &TapVm, to: &str) -> String {
+    let out = vm.ns.exec(&["ping", "-c", "2", "-i", "0.2", "-W", "1", to]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ask(vm: &TapVm, src: &str, target: &str) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/ask_neighbour.py");
+    vm.ns.exec_ok(&[PYTHON, script.to_str().unwrap(), &vm.ifname, src, target]).trim().to_owned()
+}
+
+#[test]
+fn the_gateway_routes_between_subnets_of_a_network() {
+    let d = Daemon::start();
+    let (a, b) = two_subnets(&d);
+
+    // Routed both ways: each kernel sends to the gateway's MAC and gets one hop spent.
+    let out = ping(&a, "10.71.2.2");
+    assert!(out.contains("2 received") && out.contains("ttl=63"), "{out}");
+    let out = ping(&a, "fd00:71:2::2");
+    assert!(out.contains("2 received") && out.contains("ttl=63"), "{out}");
+    let neigh = a.sh(&["ip", "neigh", "show", "10.71.1.254"]);
+    assert!(neigh.contains(GATEWAY_MAC), "the kernel resolved the gateway to its virtual MAC: {neigh}");
+    let neigh = b.sh(&["ip", "-6", "neigh", "show", "fd00:71:1::fe"]);
+    assert!(neigh.contains(GATEWAY_MAC) && neigh.contains("router"), "{neigh}");
+
+    // The gateway answers pings to itself, unrouted.
+    let out = ping(&b, "10.71.1.254");
+    assert!(out.contains("2 received") && out.contains("ttl=64"), "{out}");
+    let out = ping(&b, "fd00:71:1::fe");
+    assert!(out.contains("2 received"), "{out}");
+
+    // An address no endpoint holds is dropped and counted (not flooded to find it).
+    assert!(ping(&a, "10.71.3.3").contains("0 received"));
+    let drops = d.port_stats("vm1")["drops"]["no_endpoint"].as_u64().unwrap_or(0);
+    assert!(drops >= 2, "{}", d.port_stats("vm1"));
+
+    // Its endpoint gone, vm2 is unreachable through the gateway.
+    d.ok(&["endpoint", "del", "100", "10.71.2.2"]);
+    assert!(ping(&a, "10.71.2.2").contains("0 received"));
+    let list = d.json(&["endpoint", "list", "100"]);
+    assert_eq!(list.as_array().unwrap().len(), 3, "{list}");
+}
+
+#[test]
+fn the_switch_answers_arp_and_nd_for_known_addresses_without_a_flood() {
+    let d = Daemon::start();
+    let (a, b) = two_subnets(&d);
+    let vm2_mac = b.mac();
+
+    // What reaches vm2 of the questions, as tshark there reads it.
+    let seen = b.ns.spawn(&[
+        "tshark",
+        "-l",
+        "-i",
+        &b.ifname,
+        "-a",
+        "duration:8",
+        "-f",
+        "arp or icmp6",
+        "-Y",
+        "arp or icmpv6.type == 135",
+        "-T",
+        "fields",
+        "-e",
+        "arp.dst.proto_ipv4",
+        "-e",
+        "icmpv6.nd.ns.target_address",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(ask(&a, "10.71.1.1", "10.71.2.2"), format!("{vm2_mac} - {vm2_mac}"));
+    assert_eq!(ask(&a, "10.71.1.1", "10.71.1.254"), format!("{GATEWAY_MAC} - {GATEWAY_MAC}"));
+    assert_eq!(ask(&a, "fd00:71:1::1", "fd00:71:2::2"), format!("{vm2_mac} - {vm2_mac}"), "solicited, not a router");
+    assert_eq!(ask(&a, "fd00:71:1::1", "fd00:71:1::fe"), format!("{GATEWAY_MAC} R {GATEWAY_MAC}"));
+    // An unknown address is still asked of the network (and nobody answers here).
+    assert_eq!(ask(&a, "10.71.1.1", "10.71.1.99"), "none");
+    let out = seen.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&out.stdout);
+    // (The kernels' own link-local chatter aside.)
+    let asked: Vec<&str> =
+        seen.lines().map(str::trim).filter(|l| l.starts_with("10.71.") || l.starts_with("fd00:71:")).collect();
+    assert_eq!(asked, vec!["10.71.1.99"], "answered on vm1's switch, only the unknown address flooded to vm2");
+
+    // Moved to another port: answered with the new MAC at once.
+    d.ok(&["endpoint", "add", "100", "10.71.2.2", "02:00:00:00:71:22", "--vtep", "192.168.71.2"]);
+    assert_eq!(ask(&a, "10.71.1.1", "10.71.2.2"), "02:00:00:00:71:22 - 02:00:00:00:71:22");
+    let dump = d.ok(&["dump"]);
+    assert!(dump.contains("\"endpoints\"") && dump.contains("192.168.71.2"), "{dump}");
+    assert!(dump.contains("\"gateway\""), "{dump}");
+}
