@@ -14,7 +14,7 @@ use crate::{
     meta::{Action, Meta},
     parse::parse,
     qos::{ColorAction, Meters, PortQos},
-    tables::{FibTarget, L2Tables, Remote},
+    tables::{FibTarget, L2Tables, Network, Remote},
     vxlan,
     wire::{arp, ethernet, Mac},
     DropReason, Frame, PortId,
@@ -116,7 +116,7 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
     let n = frames.len().min(meta.len());
     let (frames, meta) = (&mut frames[..n], &mut meta[..n]);
     let qos = t.qos.port(port).copied().unwrap_or_default();
-    let mut l2 = Switching::new(port, vni, qos.outer_dscp);
+    let mut l2 = Switching::new(t, port, vni, qos.outer_dscp);
     if plain_in(t, port) {
         l2.plain(ctx, frames, meta, core, sink);
     } else {
@@ -131,7 +131,7 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
 /// drop when the switch does not serve the VNI, the source MAC is multicast, or an
 /// earlier stage already decided.
 #[inline(always)]
-fn admit(t: &L2Tables, vni: u32, m: &mut Meta) -> bool {
+fn admit(t: &L2Tables, vni: u32, gateway: bool, m: &mut Meta) -> bool {
     if m.action != Action::Continue {
         return false;
     }
@@ -142,7 +142,7 @@ fn admit(t: &L2Tables, vni: u32, m: &mut Meta) -> bool {
     }
     // Nobody else may speak for the gateway: its MAC as a source would move it in the
     // FIB of every switch of the network.
-    if m.src.is_multicast() || m.src == GATEWAY_MAC {
+    if m.src.is_multicast() || (gateway && m.src == GATEWAY_MAC) {
         m.action = Action::Drop(DropReason::BadSrcMac);
         return false;
     }
@@ -162,12 +162,18 @@ struct Switching<'t> {
     fib: FibCache<'t>,
     /// Some packet went to a local port with egress policy: the egress stage must run.
     egress: bool,
+    /// The network, if its switches answer or route anything (it has a gateway, or
+    /// there are endpoints): looked up once per batch, so a network without keeps its
+    /// switching as it was.
+    gateway: Option<&'t Network>,
     encapsulator: vxlan::Encapsulator,
 }
 
 impl<'t> Switching<'t> {
-    fn new(port: PortId, vni: u32, outer_dscp: Option<u8>) -> Self {
+    fn new(t: &'t L2Tables, port: PortId, vni: u32, outer_dscp: Option<u8>) -> Self {
+        let gateway = t.networks.get(&vni).filter(|n| n.gateway.is_some() || !t.endpoints.is_empty());
         Switching {
+            gateway,
             port,
             vni,
             outer_dscp,
@@ -200,8 +206,10 @@ impl<'t> Switching<'t> {
                     // depends on more than the MACs (and `Tx` back to the port it came
                     // from is one of its answers).
                     Some(prev)
-                        if matches!(prev.action, Action::Tx(p) if p != self.port && plain_out(t, p))
-                            && f.head().get(..6) != Some(&GATEWAY_MAC.0[..]) =>
+                        if matches!(prev.action, Action::Tx(p) if plain_out(t, p))
+                            && (self.gateway.is_none()
+                                || (prev.action != Action::Tx(self.port)
+                                    && f.head().get(..6) != Some(&GATEWAY_MAC.0[..]))) =>
                     {
                         *m = *prev;
                         continue;
@@ -209,7 +217,7 @@ impl<'t> Switching<'t> {
                     _ => parse(f.head(), m),
                 }
             }
-            if admit(t, vni, m) {
+            if admit(t, vni, self.gateway.is_some(), m) {
                 self.switch(ctx, f, m, core, sink);
             }
         }
@@ -232,7 +240,7 @@ impl<'t> Switching<'t> {
         // policer with room to spare), else packet by packet.
         let (mut bytes, mut packets) = (0, 0);
         for (f, m) in frames.iter().zip(meta.iter_mut()) {
-            if admit(t, vni, m) {
+            if admit(t, vni, self.gateway.is_some(), m) {
                 bytes += f.wire_len() as u64;
                 packets += 1;
             }
@@ -279,8 +287,10 @@ impl<'t> Switching<'t> {
             core.learner.observe(t.lookup(vni, m.src), ev, ctx.clock, sink);
             self.learned = Some(m.src);
         }
-        if m.dst == GATEWAY_MAC || m.ethertype == ethernet::ETHERTYPE_ARP || gateway::is_solicitation(m) {
-            match at_gateway(t, vni, port, f, m) {
+        let at_gateway =
+            |m: &Meta| m.dst == GATEWAY_MAC || m.ethertype == ethernet::ETHERTYPE_ARP || gateway::is_solicitation(m);
+        if let Some(net) = self.gateway.filter(|_| at_gateway(m)) {
+            match gateway_answer(t, net, port, f, m) {
                 None | Some(Action::Continue) => {}
                 Some(answered) => {
                     self.egress |= matches!(answered, Action::Tx(p) if egress_policy(t, p));
@@ -322,8 +332,7 @@ impl<'t> Switching<'t> {
 /// it; None: not the gateway's (switch it as it is). Out of line: rare next to the
 /// switching it sits in.
 #[inline(never)]
-fn at_gateway<F: Frame>(t: &L2Tables, vni: u32, port: PortId, f: &mut F, m: &mut Meta) -> Option<Action> {
-    let net = t.networks.get(&vni)?;
+fn gateway_answer<F: Frame>(t: &L2Tables, net: &Network, port: PortId, f: &mut F, m: &mut Meta) -> Option<Action> {
     if m.dst == GATEWAY_MAC {
         return Some(gateway::route(&t.endpoints, net, f, m, port));
     }
