@@ -17,6 +17,7 @@ pub mod meta;
 pub mod offload;
 pub mod parse;
 pub mod qos;
+pub mod services;
 pub mod sflow;
 pub mod stages;
 pub mod tables;
