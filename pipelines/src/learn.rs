@@ -17,6 +17,16 @@ pub struct LearnEvent {
     pub vni: u32,
     pub mac: Mac,
     pub target: FibTarget,
+    /// An address the MAC spoke for (ARP/ND seen from a VM, see `gateway::learn`), as
+    /// `Meta` keeps addresses; 0: a MAC seen as a source, nothing more.
+    pub ip: crate::meta::IpKey,
+}
+
+impl LearnEvent {
+    /// A MAC seen as a source at `target`.
+    pub fn mac(vni: u32, mac: Mac, target: FibTarget) -> LearnEvent {
+        LearnEvent { vni, mac, target, ip: 0 }
+    }
 }
 
 /// Where a core puts what it hands to the control plane: a bounded ring in the
@@ -71,7 +81,7 @@ impl Learner {
         clock: Clock,
         sink: &mut impl Sink<LearnEvent>,
     ) {
-        let LearnEvent { vni, mac, target } = ev;
+        let LearnEvent { vni, mac, target, .. } = ev;
         let Clock { now, hz } = clock;
         let known = match entry {
             Some(e) if e.is_static => return,
@@ -108,7 +118,7 @@ mod tests {
         let mut out = Vec::new();
         let mac = Mac([2, 0, 0, 0, 0, 9]);
         let t = FibTarget::Port(3);
-        let ev = LearnEvent { vni: 100, mac, target: t };
+        let ev = LearnEvent::mac(100, mac, t);
         l.observe(None, ev, at(0), &mut out);
         l.observe(None, ev, at(10), &mut out);
         assert_eq!(out.len(), 1, "no repeat before the snapshot can catch up");
@@ -142,7 +152,7 @@ mod tests {
             }
         }
         let mut l = Learner::new();
-        let ev = LearnEvent { vni: 1, mac: Mac([2, 0, 0, 0, 0, 1]), target: FibTarget::Port(0) };
+        let ev = LearnEvent::mac(1, Mac([2, 0, 0, 0, 0, 1]), FibTarget::Port(0));
         l.observe(None, ev, at(0), &mut Full);
         assert_eq!(l.lost, 1);
     }

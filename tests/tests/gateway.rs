@@ -116,3 +116,47 @@ fn the_switch_answers_arp_and_nd_for_known_addresses_without_a_flood() {
     assert!(dump.contains("\"endpoints\"") && dump.contains("192.168.71.2"), "{dump}");
     assert!(dump.contains("\"gateway\""), "{dump}");
 }
+
+#[test]
+fn endpoints_are_learned_from_what_vms_say_in_arp_and_nd() {
+    let d = Daemon::start();
+    d.ok(&["network", "add", "100", "--gateway", "10.72.1.254/24", "--gateway", "fd00:72:1::fe/64"]);
+    let a = TapVm::add_with(&d, "vm1", "10.72.1.1/24", &["--role", "vm", "--vni", "100"]);
+    let b = TapVm::add_with(&d, "vm2", "10.72.2.2/24", &["--role", "vm", "--vni", "100"]);
+    for (vm, v6) in [(&a, "fd00:72:1::1/64"), (&b, "fd00:72:2::2/64")] {
+        vm.sh(&["sysctl", "-qw", &format!("net.ipv6.conf.{}.disable_ipv6=0", vm.ifname)]);
+        vm.sh(&["ip", "-6", "addr", "add", v6, "dev", &vm.ifname, "nodad"]);
+        vm.sh(&["ip", "route", "add", "default", "via", "10.72.1.254", "dev", &vm.ifname, "onlink"]);
+        vm.sh(&["ip", "-6", "route", "add", "default", "via", "fd00:72:1::fe", "dev", &vm.ifname, "onlink"]);
+    }
+    // Nobody is known yet: routed traffic to vm2 has nowhere to go.
+    assert!(ping(&a, "10.72.2.2").contains("0 received"));
+    // Each VM resolves the gateway (ARP, NS): that is enough for its switch to know it.
+    for vm in [&a, &b] {
+        assert!(ping(vm, "10.72.1.254").contains("2 received"));
+        assert!(ping(vm, "fd00:72:1::fe").contains("2 received"));
+    }
+    let list = d.json(&["endpoint", "list", "100"]);
+    let learned: Vec<(String, String, String)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["source"], "learned", "{e}");
+            (e["ip"].as_str().unwrap().into(), e["mac"].as_str().unwrap().into(), e["port"].as_str().unwrap().into())
+        })
+        .collect();
+    let (ma, mb) = (a.mac(), b.mac());
+    for want in [
+        ("10.72.1.1", &ma, "vm1"),
+        ("10.72.2.2", &mb, "vm2"),
+        ("fd00:72:1::1", &ma, "vm1"),
+        ("fd00:72:2::2", &mb, "vm2"),
+    ] {
+        assert!(learned.contains(&(want.0.into(), want.1.clone(), want.2.into())), "{want:?} in {learned:?}");
+    }
+    assert!(ping(&a, "10.72.2.2").contains("2 received"));
+    assert!(ping(&a, "fd00:72:2::2").contains("2 received"));
+    // What is learned is not configuration.
+    assert!(!d.ok(&["dump"]).contains("\"endpoints\""));
+}

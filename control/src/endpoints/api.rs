@@ -31,6 +31,9 @@ pub struct EndpointView {
     pub mac: String,
     pub port: Option<String>,
     pub vtep: Option<Ipv4Addr>,
-    /// "static" (vswitchctl endpoint add, apply).
+    /// "static" (vswitchctl endpoint add, apply) or "learned" (from the VM's ARP/ND).
     pub source: String,
+    /// Seconds since a learned address was last heard of.
+    #[serde(default)]
+    pub age: Option<u64>,
 }

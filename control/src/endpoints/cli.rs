@@ -58,9 +58,10 @@ impl Verb for EndpointCmd {
                 println!("no endpoints (add one with: vswitchctl endpoint add VNI IP MAC --port NAME)");
                 return Ok(());
             }
-            let mut rows = vec![header(&["VNI", "IP", "MAC", "PORT", "VTEP", "SOURCE"])];
+            let mut rows = vec![header(&["VNI", "IP", "MAC", "PORT", "VTEP", "SOURCE", "AGE"])];
             for e in list {
-                rows.push(vec![e.vni.to_string(), e.ip.to_string(), e.mac, opt(&e.port), opt(&e.vtep), e.source]);
+                let age = e.age.map_or("-".into(), |a| format!("{a}s"));
+                rows.push(vec![e.vni.to_string(), e.ip.to_string(), e.mac, opt(&e.port), opt(&e.vtep), e.source, age]);
             }
             table(&rows);
         }

@@ -1,7 +1,9 @@
 //! The endpoint table: who holds each address of each tenant network (a MAC behind a
 //! local VM port or a remote VTEP). It drives the switches' own ARP/ND answers (no flood
-//! to find a known address) and the gateway's routes; static entries today, and the
-//! CNI plugin and the cluster store will write it through the same requests.
+//! to find a known address) and the gateway's routes. Static entries (which the CNI
+//! plugin and the cluster store will write through the same requests) win over what is
+//! learned from the ARP and neighbour discovery VMs send in networks with a gateway;
+//! learned entries age and are limited per network, as learned MACs are.
 pub mod api;
 pub mod cli;
 #[cfg(test)]
@@ -16,16 +18,47 @@ use crate::{
 use api::{EndpointRequest, EndpointSpec, EndpointView};
 use pipelines::{
     gateway::{Endpoint, GATEWAY_MAC},
+    learn::LearnEvent,
     meta::ipv4_key,
     tables::{FibEntry, FibTarget},
     wire::Mac,
+    PortId,
 };
 use serde_json::{json, Value};
-use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::{IpAddr, Ipv6Addr},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+/// Learned addresses allowed per network; more are refused and counted.
+pub const MAX_LEARNED: usize = 8192;
+/// A learned address is forgotten after this long without its VM speaking for it.
+pub const LEARNED_AGING: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone)]
+struct Learned {
+    mac: Mac,
+    port: PortId,
+    last_seen: Instant,
+}
 
 #[derive(Default, Debug)]
 pub struct Endpoints {
     list: BTreeMap<(u32, IpAddr), EndpointSpec>,
+    learned: BTreeMap<(u32, IpAddr), Learned>,
+    learned_per_vni: HashMap<u32, usize>,
+    /// Addresses not learned because their network was at `MAX_LEARNED`.
+    pub refused: u64,
+}
+
+/// An address as `Meta` keeps it, back as an address.
+fn ip_of(key: u128) -> IpAddr {
+    match Ipv6Addr::from(key).to_ipv4_mapped() {
+        Some(a) => IpAddr::V4(a),
+        None => IpAddr::V6(Ipv6Addr::from(key)),
+    }
 }
 
 /// An address as the tables key it (IPv4-mapped for IPv4).
@@ -82,7 +115,7 @@ fn check(spec: &EndpointSpec, ctx: &Ctx) -> Result<EndpointSpec, String> {
 impl Endpoints {
     pub fn handle(&mut self, req: EndpointRequest, ctx: &Ctx) -> Result<Handled, String> {
         let change = match req {
-            EndpointRequest::EndpointList { vni } => return Ok(Handled::read(self.views(vni))),
+            EndpointRequest::EndpointList { vni } => return Ok(Handled::read(self.views(vni, ctx.ports))),
             EndpointRequest::EndpointAdd(spec) => {
                 let spec = check(&spec, ctx)?;
                 let change = Change::put("endpoints", &spec);
@@ -97,25 +130,88 @@ impl Endpoints {
         Ok(Handled::change(Value::Null, vec![change]))
     }
 
-    fn views(&self, vni: Option<u32>) -> Vec<EndpointView> {
-        self.list
-            .values()
-            .filter(|e| vni.is_none_or(|v| v == e.vni))
-            .map(|e| EndpointView {
-                vni: e.vni,
-                ip: e.ip,
-                mac: e.mac.clone(),
-                port: e.port.clone(),
-                vtep: e.vtep,
-                source: "static".into(),
-            })
-            .collect()
+    fn views(&self, vni: Option<u32>, ports: &[PortRef]) -> Vec<EndpointView> {
+        let now = Instant::now();
+        let statics = self.list.values().map(|e| EndpointView {
+            vni: e.vni,
+            ip: e.ip,
+            mac: e.mac.clone(),
+            port: e.port.clone(),
+            vtep: e.vtep,
+            source: "static".into(),
+            age: None,
+        });
+        let learned =
+            self.learned.iter().filter(|(k, _)| !self.list.contains_key(k)).map(|(&(vni, ip), l)| EndpointView {
+                vni,
+                ip,
+                mac: l.mac.to_string(),
+                port: ports.iter().find(|p| p.id == Some(l.port)).map(|p| p.name.clone()),
+                vtep: None,
+                source: "learned".into(),
+                age: Some(now.duration_since(l.last_seen).as_secs()),
+            });
+        let mut all: Vec<EndpointView> = statics.chain(learned).filter(|e| vni.is_none_or(|v| v == e.vni)).collect();
+        all.sort_by_key(|e| (e.vni, e.ip));
+        all
+    }
+
+    /// What a core saw a VM say of an address (`ev.ip`): learned at its port unless a
+    /// static entry holds the address. True if the tables change.
+    pub fn learn(&mut self, ev: &LearnEvent, ports: &[PortRef], now: Instant) -> bool {
+        let FibTarget::Port(port) = ev.target else { return false };
+        let in_network = ports.iter().any(|p| p.id == Some(port) && p.vni == Some(ev.vni));
+        let ip = ip_of(ev.ip);
+        if !in_network || self.list.contains_key(&(ev.vni, ip)) {
+            return false;
+        }
+        match self.learned.get_mut(&(ev.vni, ip)) {
+            Some(l) if l.mac == ev.mac && l.port == port => {
+                l.last_seen = now;
+                false
+            }
+            Some(l) => {
+                *l = Learned { mac: ev.mac, port, last_seen: now };
+                true
+            }
+            None => {
+                let n = self.learned_per_vni.entry(ev.vni).or_default();
+                if *n >= MAX_LEARNED {
+                    self.refused += 1;
+                    return false;
+                }
+                *n += 1;
+                self.learned.insert((ev.vni, ip), Learned { mac: ev.mac, port, last_seen: now });
+                true
+            }
+        }
+    }
+
+    /// Forgets learned addresses not heard of for `LEARNED_AGING`. True if any went.
+    pub fn age(&mut self, now: Instant) -> bool {
+        self.forget(|l| now.duration_since(l.last_seen) >= LEARNED_AGING)
+    }
+
+    fn forget(&mut self, gone: impl Fn(&Learned) -> bool) -> bool {
+        let before = self.learned.len();
+        let per = &mut self.learned_per_vni;
+        self.learned.retain(|(vni, _), l| {
+            let keep = !gone(l);
+            if !keep {
+                *per.entry(*vni).or_default() -= 1;
+            }
+            keep
+        });
+        self.learned.len() != before
     }
 }
 
 impl Feature for Endpoints {
-    /// An endpoint behind a port goes with it.
+    /// An endpoint behind a port goes with it (and what was learned there).
     fn port_removed(&mut self, port: &PortRef) -> Vec<Change> {
+        if let Some(id) = port.id {
+            self.forget(|l| l.port == id);
+        }
         let gone: Vec<_> =
             self.list.iter().filter(|(_, e)| e.port.as_ref() == Some(&port.name)).map(|(k, _)| *k).collect();
         gone.into_iter()
@@ -142,6 +238,11 @@ impl Feature for Endpoints {
 
     fn compile(&mut self, ports: &[PortRef], _cores: usize, t: &mut Tables) {
         let mut table = pipelines::gateway::Endpoints::default();
+        for (&(vni, ip), l) in &self.learned {
+            if t.l2.networks.contains_key(&vni) && ports.iter().any(|p| p.id == Some(l.port) && p.vni == Some(vni)) {
+                table.insert(vni, ip_key(ip), Endpoint { mac: l.mac });
+            }
+        }
         for e in self.list.values() {
             let Ok(mac) = e.mac.parse::<Mac>() else { continue };
             if !t.l2.networks.contains_key(&e.vni) {

@@ -1,5 +1,6 @@
 use super::*;
 use crate::{overlay::parse_gateway, ports::port_ref};
+use pipelines::PortId;
 
 fn spec(ip: &str, mac: &str, port: Option<&str>, vtep: Option<&str>) -> EndpointSpec {
     EndpointSpec {
@@ -67,4 +68,48 @@ fn gateways_are_host_addresses_one_per_family() {
     }
     assert!(parse_gateway(&["10.1.0.1/24".into(), "10.2.0.1/24".into()]).unwrap_err().contains("at most one"));
     assert!(parse_gateway(&["10.1.0.0/31".into()]).is_ok(), "a /31 has no network address to avoid");
+}
+
+fn seen(vni: u32, ip: &str, mac: u8, port: PortId) -> LearnEvent {
+    let ip: IpAddr = ip.parse().unwrap();
+    LearnEvent { vni, mac: Mac([2, 0, 0, 0, 0, mac]), target: FibTarget::Port(port), ip: ip_key(ip) }
+}
+
+#[test]
+fn addresses_are_learned_refreshed_moved_aged_and_statics_win() {
+    let ports = vec![port_ref("vm1", 1, PortRole::Vm, Some(100)), port_ref("vm2", 2, PortRole::Vm, Some(100))];
+    let mut eps = Endpoints::default();
+    let t0 = Instant::now();
+    assert!(eps.learn(&seen(100, "10.1.0.1", 1, 1), &ports, t0));
+    assert!(!eps.learn(&seen(100, "10.1.0.1", 1, 1), &ports, t0 + Duration::from_secs(200)), "a refresh");
+    assert!(eps.learn(&seen(100, "fd00::1", 1, 1), &ports, t0));
+    assert!(!eps.learn(&seen(300, "10.1.0.9", 1, 1), &ports, t0), "vm1 is not in network 300");
+    assert!(eps.learn(&seen(100, "10.1.0.1", 2, 2), &ports, t0 + Duration::from_secs(200)), "moved to vm2");
+    let views = eps.views(Some(100), &ports);
+    assert_eq!(views.len(), 2);
+    assert_eq!((views[0].port.as_deref(), views[0].source.as_str()), (Some("vm2"), "learned"));
+    // A static entry wins over what is learned, and is not learned over.
+    add(&mut eps, spec("10.1.0.5", "02:00:00:00:00:05", Some("vm1"), None)).unwrap();
+    assert!(!eps.learn(&seen(100, "10.1.0.5", 9, 1), &ports, t0));
+    // Aged: the IPv6 one was last heard of at t0, the moved one at t0 + 200 s.
+    assert!(eps.age(t0 + LEARNED_AGING));
+    let views = eps.views(None, &ports);
+    assert_eq!(views.iter().map(|v| v.ip.to_string()).collect::<Vec<_>>(), vec!["10.1.0.1", "10.1.0.5"]);
+    // A port's learned addresses go with it.
+    eps.port_removed(&ports[1]);
+    assert_eq!(eps.views(None, &ports).len(), 1);
+    assert_eq!(eps.learned_per_vni[&100], 0);
+}
+
+#[test]
+fn a_network_learns_at_most_its_limit() {
+    let ports = vec![port_ref("vm1", 1, PortRole::Vm, Some(100))];
+    let mut eps = Endpoints::default();
+    let now = Instant::now();
+    for i in 0..MAX_LEARNED as u32 + 5 {
+        let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string();
+        eps.learn(&seen(100, &ip, 1, 1), &ports, now);
+    }
+    assert_eq!(eps.learned.len(), MAX_LEARNED);
+    assert_eq!(eps.refused, 5);
 }

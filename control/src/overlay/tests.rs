@@ -37,7 +37,7 @@ fn overlay() -> Overlay {
 }
 
 fn ev(vni: u32, m: Mac, target: FibTarget) -> LearnEvent {
-    LearnEvent { vni, mac: m, target }
+    LearnEvent::mac(vni, m, target)
 }
 
 #[test]

@@ -373,7 +373,11 @@ impl Switch {
         let mut changed = false;
         for ring in self.shared.learn.iter() {
             while let Some(ev) = ring.pop() {
-                changed |= self.overlay.learn(ev, &ports, now);
+                changed |= if ev.ip != 0 {
+                    self.endpoints.learn(&ev, &ports, now)
+                } else {
+                    self.overlay.learn(ev, &ports, now)
+                };
             }
         }
         for ring in self.shared.punt.iter() {
@@ -413,7 +417,9 @@ impl Switch {
             let counters = self.if_counters();
             self.sflow.poll(&counters);
         }
-        if self.overlay.age(Instant::now()) {
+        let now = Instant::now();
+        // (Both age, whichever says so.)
+        if self.overlay.age(now) | self.endpoints.age(now) {
             self.publish().await;
         }
     }

@@ -3,9 +3,10 @@
 //! requests (ping) to its own addresses.
 use super::{set_macs, update_checksum, Endpoints, GATEWAY_MAC};
 use crate::{
+    learn::LearnEvent,
     meta::{ipv4_key, Action, Meta},
-    tables::Network,
-    wire::{arp, ipv4, ones_sum, Mac},
+    tables::{FibTarget, Network},
+    wire::{arp, ethernet, ipv4, ones_sum, Mac},
     Frame, PortId,
 };
 
@@ -53,10 +54,45 @@ pub fn answer_arp<F: Frame>(eps: &Endpoints, net: &Network, f: &mut F, m: &mut M
     Some(Action::Tx(port))
 }
 
-/// An ICMPv6 neighbour solicitation (RFC 4861), by its metadata.
+/// An ICMPv6 neighbour solicitation or advertisement (RFC 4861), by its metadata.
 #[inline]
-pub fn is_solicitation(m: &Meta) -> bool {
-    m.ip_version == 6 && m.proto == ipv4::PROTO_ICMPV6 && m.sport == ND_SOLICIT && m.l4 != 0
+pub fn is_neighbour_discovery(m: &Meta) -> bool {
+    m.ip_version == 6 && m.proto == ipv4::PROTO_ICMPV6 && matches!(m.sport, ND_SOLICIT | ND_ADVERT_U16) && m.l4 != 0
+}
+
+const ND_ADVERT_U16: u16 = ND_ADVERT as u16;
+
+/// What an ARP packet or a neighbour discovery message from a VM at `port` in `net`
+/// says of who holds an address: the sender's (for an advertisement, the target's) at
+/// the frame's source MAC. None when it says nothing routable, claims the gateway's
+/// address, or speaks for another MAC than the one sending it.
+pub fn learned<F: Frame>(net: &Network, f: &F, m: &Meta, port: PortId) -> Option<LearnEvent> {
+    let ip = if m.ethertype == ethernet::ETHERTYPE_ARP {
+        let a = f.head().get(m.l3 as usize..).and_then(arp::Arp::parse)?;
+        if a.sender_ip == 0 || a.sender_mac != m.src {
+            return None;
+        }
+        ipv4_key(a.sender_ip)
+    } else {
+        let l4 = m.l4 as usize;
+        if f.head().get(m.l3 as usize + 7) != Some(&255) {
+            return None;
+        }
+        let ip = match m.sport {
+            ND_SOLICIT => m.ip_src,
+            _ => u128::from_be_bytes(f.head().get(l4 + 8..l4 + 24)?.try_into().ok()?),
+        };
+        // Unspecified (duplicate address detection) and link-local addresses are not
+        // routed.
+        if ip == 0 || ip >> 118 == 0xfe80 >> 6 {
+            return None;
+        }
+        ip
+    };
+    if net.gateway.owns(ip) {
+        return None;
+    }
+    Some(LearnEvent { vni: net.vni, mac: m.src, target: FibTarget::Port(port), ip })
 }
 
 /// A neighbour solicitation from a VM in `net` for the gateway or a known endpoint,
@@ -65,7 +101,7 @@ pub fn is_solicitation(m: &Meta) -> bool {
 pub fn answer_nd<F: Frame>(eps: &Endpoints, net: &Network, f: &mut F, m: &mut Meta, port: PortId) -> Option<Action> {
     let (l3, l4) = (m.l3 as usize, m.l4 as usize);
     // No extension headers, and the hop limit a neighbour's packet has (RFC 4861 7.1.1).
-    if l4 != l3 + 40 || f.head().get(l3 + 7) != Some(&255) || m.ip_src == 0 || m.fragment {
+    if m.sport != ND_SOLICIT || l4 != l3 + 40 || f.head().get(l3 + 7) != Some(&255) || m.ip_src == 0 || m.fragment {
         return None;
     }
     let target = u128::from_be_bytes(f.head().get(l4 + 8..l4 + 24)?.try_into().ok()?);

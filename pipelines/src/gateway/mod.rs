@@ -10,7 +10,7 @@ mod answer;
 #[cfg(test)]
 mod tests;
 
-pub use answer::{answer_arp, answer_nd, is_solicitation};
+pub use answer::{answer_arp, answer_nd, is_neighbour_discovery, learned};
 
 use crate::{
     meta::{Action, IpKey, Meta},

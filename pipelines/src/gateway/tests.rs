@@ -257,3 +257,30 @@ fn neighbour_solicitations_for_the_gateway_and_endpoints_are_advertised_back() {
     }
     assert_eq!(m[2].action, Action::Flood { vni: 100 });
 }
+
+#[test]
+fn addresses_vms_speak_for_are_reported_for_the_endpoint_table() {
+    let t = tables(true);
+    let mut spoofed = arp_request([10, 1, 0, 7], GW4);
+    spoofed[14 + arp::SHA + 5] = 0x99; // the ARP sender is not the frame's source
+    let pkts =
+        [arp_request([10, 1, 0, 1], GW4), spoofed, arp_request([0, 0, 0, 0], [10, 1, 0, 1]), solicitation(GW6, true)];
+    let mut frames: Vec<VecFrame> = pkts.iter().map(|p| VecFrame::new(p)).collect();
+    let mut meta = vec![Meta::default(); frames.len()];
+    let mut events: Vec<LearnEvent> = Vec::new();
+    parse_vm_batch(&t, VM1, &frames, &mut meta);
+    let ctx = Ctx { tables: &t, clock: Clock { now: 0, hz: 1000 } };
+    from_vm(&ctx, VM1, 100, &mut frames, &mut meta, &mut PerCore::default(), &mut events);
+    let ips: Vec<u128> = events.iter().filter(|e| e.ip != 0).map(|e| e.ip).collect();
+    assert_eq!(ips, vec![ipv4_key(0x0a01_0001), 0xfd00_0000_0000_0000_0000_0000_0000_0001]);
+    assert!(events.iter().filter(|e| e.ip != 0).all(|e| e.mac == mac(1) && e.target == FibTarget::Port(VM1)));
+    // Without a gateway, nothing is learned.
+    let mut events: Vec<LearnEvent> = Vec::new();
+    let t = tables(false);
+    let mut frames = vec![VecFrame::new(&pkts[0])];
+    let mut meta = vec![Meta::default()];
+    parse_vm_batch(&t, VM1, &frames, &mut meta);
+    let ctx = Ctx { tables: &t, clock: Clock { now: 0, hz: 1000 } };
+    from_vm(&ctx, VM1, 100, &mut frames, &mut meta, &mut PerCore::default(), &mut events);
+    assert!(events.iter().all(|e| e.ip == 0));
+}

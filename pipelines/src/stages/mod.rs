@@ -283,14 +283,15 @@ impl<'t> Switching<'t> {
     ) {
         let (t, port, vni) = (ctx.tables, self.port, self.vni);
         if self.learned != Some(m.src) {
-            let ev = LearnEvent { vni, mac: m.src, target: FibTarget::Port(port) };
+            let ev = LearnEvent::mac(vni, m.src, FibTarget::Port(port));
             core.learner.observe(t.lookup(vni, m.src), ev, ctx.clock, sink);
             self.learned = Some(m.src);
         }
-        let at_gateway =
-            |m: &Meta| m.dst == GATEWAY_MAC || m.ethertype == ethernet::ETHERTYPE_ARP || gateway::is_solicitation(m);
+        let at_gateway = |m: &Meta| {
+            m.dst == GATEWAY_MAC || m.ethertype == ethernet::ETHERTYPE_ARP || gateway::is_neighbour_discovery(m)
+        };
         if let Some(net) = self.gateway.filter(|_| at_gateway(m)) {
-            match gateway_answer(t, net, port, f, m) {
+            match gateway_answer(t, net, port, f, m, &mut core.learner, sink) {
                 None | Some(Action::Continue) => {}
                 Some(answered) => {
                     self.egress |= matches!(answered, Action::Tx(p) if egress_policy(t, p));
@@ -331,8 +332,25 @@ impl<'t> Switching<'t> {
 /// to the port, routes it (`Continue`: switch it to its new destination MAC) or drops
 /// it; None: not the gateway's (switch it as it is). Out of line: rare next to the
 /// switching it sits in.
+/// In a network with a gateway, the addresses VMs speak for in ARP and neighbour
+/// discovery are reported (before any answer rewrites the frame) for the endpoint table.
 #[inline(never)]
-fn gateway_answer<F: Frame>(t: &L2Tables, net: &Network, port: PortId, f: &mut F, m: &mut Meta) -> Option<Action> {
+fn gateway_answer<F: Frame, S: Sink<LearnEvent>>(
+    t: &L2Tables,
+    net: &Network,
+    port: PortId,
+    f: &mut F,
+    m: &mut Meta,
+    learner: &mut Learner,
+    sink: &mut S,
+) -> Option<Action> {
+    if m.dst != GATEWAY_MAC && net.gateway.is_some() {
+        if let Some(ev) = gateway::learned(net, f, m, port) {
+            if !sink.push(ev) {
+                learner.lost += 1;
+            }
+        }
+    }
     if m.dst == GATEWAY_MAC {
         return Some(gateway::route(&t.endpoints, net, f, m, port));
     }
@@ -531,7 +549,7 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
         // A frame another switch's gateway routed comes from the gateway MAC, which lives
         // on every switch: never learned.
         if learned != Some((d.vni, m.src, d.remote_ip)) && m.src != GATEWAY_MAC {
-            let ev = LearnEvent { vni: d.vni, mac: m.src, target: FibTarget::Vtep(d.remote_ip) };
+            let ev = LearnEvent::mac(d.vni, m.src, FibTarget::Vtep(d.remote_ip));
             core.learner.observe(t.lookup(d.vni, m.src), ev, ctx.clock, sink);
             learned = Some((d.vni, m.src, d.remote_ip));
         }

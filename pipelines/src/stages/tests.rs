@@ -74,7 +74,7 @@ fn vm_to_vm_is_switched_locally_and_untouched() {
     let (f, m, ev) = run_vm(&t, VM1, 100, std::slice::from_ref(&pkt));
     assert_eq!(m[0].action, Action::Tx(VM2));
     assert_eq!(f[0].bytes(), &pkt[..]);
-    assert_eq!(ev, vec![LearnEvent { vni: 100, mac: mac(1), target: FibTarget::Port(VM1) }]);
+    assert_eq!(ev, vec![LearnEvent::mac(100, mac(1), FibTarget::Port(VM1))]);
 }
 
 #[test]
@@ -164,7 +164,7 @@ fn decap_delivers_the_inner_frame_and_learns_the_remote_vtep() {
     let (f, m, ev) = run_uplink(&t, &[outer]);
     assert_eq!(m[0].action, Action::Tx(VM2));
     assert_eq!(f[0].bytes(), &inner[..], "inner frame byte-identical");
-    assert_eq!(ev, vec![LearnEvent { vni: 100, mac: mac(0x44), target: FibTarget::Vtep(REMOTE) }]);
+    assert_eq!(ev, vec![LearnEvent::mac(100, mac(0x44), FibTarget::Vtep(REMOTE))]);
 }
 
 #[test]
