@@ -18,7 +18,7 @@ pub mod tcp;
 
 pub use key::{CtKey, Tuple};
 pub use stage::{decide, prefetch, Checkpoint, Decision};
-pub use table::{CtTable, Full, SessionView};
+pub use table::{CtTable, Full, NatKey, SessionView};
 
 use std::sync::{
     atomic::{AtomicU32, Ordering::Relaxed},

@@ -25,6 +25,8 @@ pub struct Checkpoint<'a> {
     pub now: u32,
     /// Find sessions, change nothing (a trace).
     pub dry: bool,
+    /// A new session made here is translated: its `Nat` key (the service stage's).
+    pub nat: Option<super::NatKey>,
 }
 
 /// What a checkpoint decided: the deciding rule's counter slot (None when no rule
@@ -424,6 +426,7 @@ fn commit<F: Frame>(cp: &Checkpoint, f: &F, m: &mut Meta) -> Result<(), DropReas
         epoch: cp.cfg.epoch,
         now: cp.now,
         len: f.len() as u32,
+        nat: cp.nat,
     };
     match t.create(cp.core, &n, cp.cfg.max_sessions) {
         Ok(index) => {

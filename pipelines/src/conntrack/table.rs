@@ -77,6 +77,36 @@ impl Session {
 
 type Bucket = [AtomicU64; 8];
 
+/// An index entry that names a session by its `Nat` key (the address its opener used),
+/// not by its own.
+const NAT_ENTRY: u64 = 1 << 31;
+
+/// The session an index entry names (index + 1 in the low bits, 0: none).
+#[inline(always)]
+fn entry_index(v: u64) -> u32 {
+    ((v & !NAT_ENTRY) as u32).wrapping_sub(1)
+}
+
+/// A translated session's second key: the one its opener addressed (a service's
+/// virtual IP and port), which the service stage finds before it translates. Both
+/// directions of the translated packets find the session by its own key (opener and
+/// backend), as any session.
+#[repr(C, align(64))]
+#[derive(Default)]
+pub struct Nat {
+    key: [AtomicU64; 5],
+    /// The service (its id + 1; 0: the session is not translated).
+    service: AtomicU32,
+}
+
+/// What a translated session starts with besides its own key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NatKey {
+    pub key: CtKey,
+    /// The service's id (stable across publishes).
+    pub service: u32,
+}
+
 /// One core's part of the table: its free list, its wheel and its counters.
 #[repr(align(64))]
 pub struct Part {
@@ -121,6 +151,9 @@ pub struct CtTable {
     /// later fragments of a datagram may reach another core (a kernel's rx hash sees
     /// ports in the first only).
     frags: Box<[AtomicU64]>,
+    /// Per session, its `Nat` key: made by the control plane when the first service
+    /// needs it (the cores never allocate), never taken away.
+    nat: std::sync::OnceLock<Box<[Nat]>>,
 }
 
 /// A session as the control plane lists it.
@@ -251,6 +284,8 @@ pub struct NewSession {
     pub epoch: u16,
     pub now: u32,
     pub len: u32,
+    /// A translated session's `Nat` key (and service).
+    pub nat: Option<NatKey>,
 }
 
 /// Why a session could not be made.
@@ -273,7 +308,8 @@ impl CtTable {
     /// is first written (to have it backed by huge pages).
     pub fn with_memory(capacity: u32, cores: usize, ports: usize, advise: fn(*const u8, usize) -> usize) -> CtTable {
         let cores = cores.max(1);
-        let capacity = capacity.max(cores as u32);
+        // (An index entry's low word holds index + 1 below `NAT_ENTRY`.)
+        let capacity = capacity.max(cores as u32).min(NAT_ENTRY as u32 - 2);
         let sessions: Box<[Session]> = fill(capacity as usize, advise, Session::default);
         // Half full at most, two candidate buckets: a bucket overflows almost never.
         let nb = (capacity as usize / 4).next_power_of_two().max(2);
@@ -312,7 +348,52 @@ impl CtTable {
             timeouts: Timeouts::default(),
             port_sessions: (0..ports).map(|_| AtomicU32::new(0)).collect(),
             frags: (0..2 * FRAGS).map(|_| AtomicU64::new(0)).collect(),
+            nat: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Makes room for translated sessions (64 bytes each), once.
+    pub fn enable_nat(&self, advise: fn(*const u8, usize) -> usize) {
+        self.nat.get_or_init(|| fill(self.sessions.len(), advise, Nat::default));
+    }
+
+    /// The `Nat` key of translated session `index` and its service's id, as they stand.
+    pub fn nat_of(&self, index: u32) -> Option<NatKey> {
+        let n = self.nat.get()?.get(index as usize)?;
+        let service = n.service.load(Acquire).checked_sub(1)?;
+        let w: KeyWords = std::array::from_fn(|i| n.key[i].load(Relaxed));
+        Some(NatKey { key: words_key(&w), service })
+    }
+
+    /// The translated session whose `Nat` key is `key`, if there is one.
+    #[inline]
+    pub fn lookup_nat(&self, key: &CtKey, h: u64) -> Option<Found> {
+        let nat = self.nat.get()?;
+        let (b1, b2, tag) = self.buckets_of(h);
+        let w = key_words(key);
+        for b in [b1, b2] {
+            for e in &self.buckets[b] {
+                let v = e.load(Acquire);
+                if v & NAT_ENTRY == 0 || (v >> 32) as u32 != tag {
+                    continue;
+                }
+                let index = entry_index(v);
+                let (Some(s), Some(n)) = (self.sessions.get(index as usize), nat.get(index as usize)) else { continue };
+                let g = s.key_gen.load(Acquire);
+                if g & 1 != 0 {
+                    continue;
+                }
+                let same = n.key.iter().zip(&w).all(|(a, b)| a.load(Relaxed) == *b);
+                fence(Acquire);
+                if same && s.key_gen.load(Relaxed) == g {
+                    let state = s.state.load(Acquire);
+                    if state & DEAD == 0 {
+                        return Some(Found { index, gen: g, state });
+                    }
+                }
+            }
+        }
+        None
     }
 
     pub fn capacity(&self) -> u32 {
@@ -367,7 +448,7 @@ impl CtTable {
         for b in [b1, b2] {
             for e in &self.buckets[b] {
                 let v = e.load(Acquire);
-                if v == 0 || (v >> 32) as u32 != tag {
+                if v == 0 || v & NAT_ENTRY != 0 || (v >> 32) as u32 != tag {
                     continue;
                 }
                 let index = (v as u32).wrapping_sub(1);
@@ -397,7 +478,7 @@ impl CtTable {
         let (b1, _, tag) = self.buckets_of(h);
         for e in &self.buckets[b1] {
             let v = e.load(Relaxed);
-            if v != 0 && (v >> 32) as u32 == tag {
+            if v != 0 && v & NAT_ENTRY == 0 && (v >> 32) as u32 == tag {
                 if let Some(s) = self.sessions.get((v as u32).wrapping_sub(1) as usize) {
                     let p: *const Session = s;
                     each(p.cast());
@@ -610,6 +691,17 @@ impl CtTable {
         for (a, b) in s.key.iter().zip(key_words(&n.key)) {
             a.store(b, Relaxed);
         }
+        if let Some(side) = self.nat.get().and_then(|v| v.get(index as usize)) {
+            match &n.nat {
+                Some(nk) => {
+                    for (a, b) in side.key.iter().zip(key_words(&nk.key)) {
+                        a.store(b, Relaxed);
+                    }
+                    side.service.store(nk.service + 1, Relaxed);
+                }
+                None => side.service.store(0, Relaxed),
+            }
+        }
         write_tcp(s, &n.tcp);
         s.last_seen.store(n.now, Relaxed);
         s.created.store(n.now, Relaxed);
@@ -632,6 +724,11 @@ impl CtTable {
             self.file(part, index, if cur == u32::MAX { Self::tick_of(n.now) } else { cur }, n.now);
         }
         let entry = (tag as u64) << 32 | (index as u64 + 1);
+        if n.nat.is_some() && !self.index_nat(n, index) {
+            s.state.fetch_or(DEAD, Relaxed);
+            part.full.fetch_add(1, Relaxed);
+            return Err(Full::Table);
+        }
         for b in [b1, b2] {
             for e in &self.buckets[b] {
                 if e.compare_exchange(0, entry, Release, Relaxed).is_ok() {
@@ -653,9 +750,21 @@ impl CtTable {
         // Both buckets full (a pathological key distribution): the session lives
         // unindexed until its wheel turn frees it; this packet's connection is not
         // tracked.
+        self.unindex_nat(index);
         s.state.fetch_or(DEAD, Relaxed);
         part.full.fetch_add(1, Relaxed);
         Err(Full::Table)
+    }
+
+    /// Indexes new session `index` by its `Nat` key too; false if both buckets are full.
+    fn index_nat(&self, n: &NewSession, index: u32) -> bool {
+        let Some(nk) = &n.nat else { return true };
+        if self.nat.get().is_none() {
+            return false;
+        }
+        let (b1, b2, tag) = self.buckets_of(hash(&nk.key));
+        let entry = (tag as u64) << 32 | NAT_ENTRY | (index as u64 + 1);
+        [b1, b2].iter().any(|&b| self.buckets[b].iter().any(|e| e.compare_exchange(0, entry, Release, Relaxed).is_ok()))
     }
 
     fn pop_free(&self, part: &Part) -> Option<u32> {
@@ -674,7 +783,7 @@ impl CtTable {
         for b in buckets {
             for e in &self.buckets[b] {
                 let v = e.load(Acquire);
-                if v == 0 {
+                if v == 0 || v & NAT_ENTRY != 0 {
                     continue;
                 }
                 let i = (v as u32).wrapping_sub(1);
@@ -693,6 +802,7 @@ impl CtTable {
                     s.state.store(st, Release);
                     continue;
                 }
+                self.unindex_nat(i);
                 self.uncount(part, i, st);
                 self.ended(part, s, st, s.last_seen.load(Relaxed));
                 part.evicted.fetch_add(1, Relaxed);
@@ -874,13 +984,27 @@ impl CtTable {
         expired
     }
 
-    /// Takes session `i` out of the index.
+    /// Takes session `i` out of the index (by its own key, and by its `Nat` key if it
+    /// is translated).
     fn unindex(&self, i: u32, s: &Session) {
-        let (b1, b2, _) = self.buckets_of(hash(&words_key(&s.words())));
+        self.unindex_entry(&words_key(&s.words()), i as u64 + 1);
+        self.unindex_nat(i);
+    }
+
+    fn unindex_nat(&self, i: u32) {
+        if let Some(nat) = self.nat_of(i) {
+            self.unindex_entry(&nat.key, NAT_ENTRY | (i as u64 + 1));
+        }
+    }
+
+    /// Clears the index entry for `key` whose low word is `low` (the session's index +
+    /// 1, with `NAT_ENTRY` for its `Nat` key).
+    fn unindex_entry(&self, key: &CtKey, low: u64) {
+        let (b1, b2, _) = self.buckets_of(hash(key));
         for b in [b1, b2] {
             for e in &self.buckets[b] {
                 let v = e.load(Relaxed);
-                if v != 0 && (v as u32).wrapping_sub(1) == i {
+                if v != 0 && v & 0xffff_ffff == low {
                     let _ = e.compare_exchange(v, 0, Relaxed, Relaxed);
                     return;
                 }

@@ -373,8 +373,16 @@ fn stateful_in<F: Frame>(
 ) {
     let t = ctx.tables;
     let Some(table) = t.ct.table.as_deref() else { return };
-    let cp =
-        Checkpoint { table, port, cfg, dir: Direction::In, core, now: conntrack::now_ms(ctx.clock), dry: t.ct.dry };
+    let cp = Checkpoint {
+        table,
+        port,
+        cfg,
+        dir: Direction::In,
+        core,
+        now: conntrack::now_ms(ctx.clock),
+        dry: t.ct.dry,
+        nat: None,
+    };
     conntrack::prefetch::<F>(table, meta);
     for (f, m) in frames.iter().zip(meta.iter_mut()) {
         if m.action != Action::Continue {
@@ -451,7 +459,7 @@ pub fn egress_acl<F: Frame>(
     let t = ctx.tables;
     if let (Some(cfg), Some(table)) = (t.ct.port(p), t.ct.table.as_deref()) {
         let now = conntrack::now_ms(ctx.clock);
-        let cp = Checkpoint { table, port: p, cfg, dir: Direction::Out, core, now, dry: t.ct.dry };
+        let cp = Checkpoint { table, port: p, cfg, dir: Direction::Out, core, now, dry: t.ct.dry, nat: None };
         return conntrack::decide(&cp, f, m, |d, pm| t.acl.check_with(acl, p, d, pm));
     }
     match t.acl.check_with(acl, p, Direction::Out, m) {
