@@ -81,6 +81,7 @@ drop_reasons! {
     ToGateway = "to_gateway": "sent to the gateway's own address, and not an echo request (nothing else listens there)",
     NoEndpoint = "no_endpoint": "routed by the gateway to an address no endpoint of the network holds (vswitchctl endpoint list VNI)",
     TtlExceeded = "ttl_exceeded": "routed by the gateway with a TTL or hop limit of 1 or less",
+    NoBackend = "no_backend": "a new connection to a service that has no backend with weight (vswitchctl service list)",
 }
 
 impl std::fmt::Display for DropReason {

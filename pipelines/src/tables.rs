@@ -110,6 +110,8 @@ pub struct L2Tables {
     pub ct: Arc<crate::conntrack::CtTables>,
     /// Who holds each address of each network: ARP/ND answers and the gateway's routes.
     pub endpoints: Arc<crate::gateway::Endpoints>,
+    /// Services by VIP, and their backends.
+    pub services: Arc<crate::services::ServiceTables>,
 }
 
 impl L2Tables {

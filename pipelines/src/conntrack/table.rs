@@ -357,6 +357,11 @@ impl CtTable {
         self.nat.get_or_init(|| fill(self.sessions.len(), advise, Nat::default));
     }
 
+    /// Session `index`'s own key, if it could be read whole.
+    pub fn key_of(&self, index: u32) -> Option<CtKey> {
+        Self::read_key(self.sessions.get(index as usize)?).map(|(k, _)| k)
+    }
+
     /// The `Nat` key of translated session `index` and its service's id, as they stand.
     pub fn nat_of(&self, index: u32) -> Option<NatKey> {
         let n = self.nat.get()?.get(index as usize)?;

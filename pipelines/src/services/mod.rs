@@ -1,5 +1,87 @@
-//! Services: a virtual IP spread over backends. Today the selection (Maglev); the
-//! translation through connection tracking is the next part of issue 16.
+//! Services: a virtual IP and port (VIP) spread over backends, in the data path.
+//!
+//! A VM reaches a VIP through its network's gateway (the VIP is off-subnet). The first
+//! packet of a connection picks a backend (Maglev over its 5-tuple's hash) and makes a
+//! connection-tracking session between the client and that backend, indexed also by
+//! the VIP the client addressed (`CtTable::lookup_nat`); later packets to the VIP find
+//! it there, so a connection keeps its backend whatever happens to the backend set.
+//! The packet is translated (DNAT) and the gateway routes it to the backend. Replies
+//! from a backend find the session by its own key and leave from the VIP again.
 pub mod maglev;
+mod nat;
+mod stage;
 #[cfg(test)]
 mod tests;
+
+pub use nat::{rewrite, End};
+pub use stage::{from_backend, to_service};
+
+use crate::meta::IpKey;
+use maglev::Maglev;
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::sync::Arc;
+
+/// A backend: an address and port of the service's network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Backend {
+    pub ip: IpKey,
+    pub port: u16,
+}
+
+/// One service as the cores read it.
+#[derive(Debug)]
+pub struct Service {
+    /// Stable across publishes (sessions name their service by it).
+    pub id: u32,
+    pub vni: u32,
+    pub vip: IpKey,
+    pub port: u16,
+    pub proto: u8,
+    pub backends: Vec<Backend>,
+    pub maglev: Maglev,
+}
+
+/// A service's address as packets carry it: (VNI, IP, port, protocol).
+type Addr = (u32, IpKey, u16, u8);
+
+/// Every service, by VIP, and every backend (a reply from one is looked up).
+#[derive(Debug, Default)]
+pub struct ServiceTables {
+    by_vip: FxHashMap<Addr, Arc<Service>>,
+    backends: FxHashSet<Addr>,
+    vnis: FxHashSet<u32>,
+}
+
+impl ServiceTables {
+    pub fn insert(&mut self, s: Arc<Service>) {
+        for b in &s.backends {
+            self.backends.insert((s.vni, b.ip, b.port, s.proto));
+        }
+        self.vnis.insert(s.vni);
+        self.by_vip.insert((s.vni, s.vip, s.port, s.proto), s);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_vip.is_empty()
+    }
+
+    /// Whether network `vni` has a service (its packets go through the service stage).
+    #[inline]
+    pub fn in_network(&self, vni: u32) -> bool {
+        !self.vnis.is_empty() && self.vnis.contains(&vni)
+    }
+
+    #[inline]
+    pub fn at_vip(&self, vni: u32, ip: IpKey, port: u16, proto: u8) -> Option<&Service> {
+        self.by_vip.get(&(vni, ip, port, proto)).map(|s| &**s)
+    }
+
+    #[inline]
+    pub fn is_backend(&self, vni: u32, ip: IpKey, port: u16, proto: u8) -> bool {
+        self.backends.contains(&(vni, ip, port, proto))
+    }
+
+    pub fn services(&self) -> impl Iterator<Item = &Arc<Service>> {
+        self.by_vip.values()
+    }
+}

@@ -132,3 +132,163 @@ fn shares_follow_the_weights_and_a_zero_weight_gets_none() {
     assert_eq!(build(&names, &[0; 5], DEFAULT_SIZE).pick(1), None);
     assert!(is_prime(DEFAULT_SIZE) && is_prime(super::maglev::MAX_SIZE) && !is_prime(16_383));
 }
+
+mod stage {
+    //! The service stage through a VM port's stages, with checksums summed over the
+    //! translated packets independently of how they were updated.
+    use crate::{
+        conntrack::{CtTable, CtTables},
+        gateway::{Endpoint, Endpoints, GatewayAddrs, GATEWAY_MAC},
+        learn::{Clock, LearnEvent},
+        meta::{ipv4_key, Action, Meta},
+        services::{maglev::Maglev, Backend, Service, ServiceTables},
+        stages::{from_vm, parse_vm_batch, Ctx, PerCore},
+        tables::{FibEntry, FibTarget, L2Tables, Network},
+        wire::{ones_sum, Mac},
+        PortId, VecFrame,
+    };
+    use std::sync::Arc;
+
+    const CLIENT: PortId = 1;
+    const B1: PortId = 2;
+    const B2: PortId = 3;
+    const VIP: [u8; 4] = [10, 96, 0, 10];
+
+    fn mac(last: u8) -> Mac {
+        Mac([2, 0, 0, 0, 0, last])
+    }
+
+    fn ip(last: u8) -> u32 {
+        u32::from_be_bytes([10, 1, 0, last])
+    }
+
+    fn service(backends: &[u8]) -> Arc<Service> {
+        let list: Vec<Backend> = backends.iter().map(|&b| Backend { ip: ipv4_key(ip(b)), port: 8080 }).collect();
+        let keys: Vec<String> = list.iter().map(|b| format!("{:x}:{}", b.ip, b.port)).collect();
+        let weighted: Vec<(&[u8], u32)> = keys.iter().map(|k| (k.as_bytes(), 1)).collect();
+        Arc::new(Service {
+            id: 1,
+            vni: 100,
+            vip: ipv4_key(u32::from_be_bytes(VIP)),
+            port: 80,
+            proto: 6,
+            backends: list,
+            maglev: Maglev::build(251, &weighted),
+        })
+    }
+
+    fn tables(table: &Arc<CtTable>, backends: &[u8]) -> L2Tables {
+        let mut t = L2Tables::default();
+        let gateway = GatewayAddrs { v4: Some(ip(254)), v6: None };
+        t.networks.insert(100, Network { vni: 100, ports: vec![CLIENT, B1, B2], flood_vteps: vec![], gateway });
+        let mut eps = Endpoints::default();
+        for (p, last) in [(CLIENT, 1), (B1, 2), (B2, 3)] {
+            t.fib_insert(100, mac(last), FibEntry { target: FibTarget::Port(p), is_static: false });
+            eps.insert(100, ipv4_key(ip(last)), Endpoint { mac: mac(last) });
+        }
+        t.endpoints = Arc::new(eps);
+        let mut s = ServiceTables::default();
+        s.insert(service(backends));
+        t.services = Arc::new(s);
+        t.ct = Arc::new(CtTables { table: Some(table.clone()), ports: vec![], dry: false });
+        t.port_mtu = vec![1500; 8];
+        t
+    }
+
+    fn tcp(dst_mac: Mac, src_mac: Mac, src: (u32, u16), dst: (u32, u16), flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&dst_mac.0);
+        f.extend_from_slice(&src_mac.0);
+        f.extend_from_slice(&[0x08, 0x00]);
+        let mut h = [0x45, 0, 0, 44, 0, 1, 0x40, 0, 64, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        h[12..16].copy_from_slice(&src.0.to_be_bytes());
+        h[16..20].copy_from_slice(&dst.0.to_be_bytes());
+        let c = crate::wire::checksum(ones_sum(&h));
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut t = vec![0u8; 20];
+        t[0..2].copy_from_slice(&src.1.to_be_bytes());
+        t[2..4].copy_from_slice(&dst.1.to_be_bytes());
+        t[4..8].copy_from_slice(&seq.to_be_bytes());
+        t[8..12].copy_from_slice(&ack.to_be_bytes());
+        t[12] = 5 << 4;
+        t[13] = flags;
+        t[14..16].copy_from_slice(&65535u16.to_be_bytes());
+        t.extend_from_slice(b"ping");
+        let c = crate::wire::checksum(pseudo(&h) + ones_sum(&t));
+        t[16..18].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&h);
+        f.extend_from_slice(&t);
+        f
+    }
+
+    fn pseudo(h: &[u8]) -> u32 {
+        let len = u16::from_be_bytes([h[2], h[3]]) as u32 - 20;
+        ones_sum(&h[12..20]) + 6 + len
+    }
+
+    /// Both checksums of the frame are right.
+    fn sums_ok(b: &[u8]) -> bool {
+        let h = &b[14..34];
+        crate::wire::ipv4::checksum_ok(h) && crate::wire::fold(pseudo(h) + ones_sum(&b[34..])) == 0xffff
+    }
+
+    fn run(t: &L2Tables, port: PortId, pkts: &[Vec<u8>]) -> (Vec<VecFrame>, Vec<Meta>) {
+        let mut frames: Vec<VecFrame> = pkts.iter().map(|p| VecFrame::new(p)).collect();
+        let mut meta = vec![Meta::default(); frames.len()];
+        let mut events: Vec<LearnEvent> = Vec::new();
+        parse_vm_batch(t, port, &frames, &mut meta);
+        let ctx = Ctx { tables: t, clock: Clock { now: 1000, hz: 1000 } };
+        from_vm(&ctx, port, 100, &mut frames, &mut meta, &mut PerCore::default(), &mut events);
+        (frames, meta)
+    }
+
+    fn field(b: &[u8], at: usize, n: usize) -> u64 {
+        b[at..at + n].iter().fold(0, |a, &x| a << 8 | x as u64)
+    }
+
+    #[test]
+    fn a_connection_to_a_vip_reaches_one_backend_and_its_replies_come_from_the_vip() {
+        let table = Arc::new(CtTable::new(1024, 1, 16));
+        table.enable_nat(|_, _| 0);
+        let t = tables(&table, &[2, 3]);
+        let vip = u32::from_be_bytes(VIP);
+        let client = (ip(1), 40000);
+        let syn = tcp(GATEWAY_MAC, mac(1), client, (vip, 80), 0x02, 1000, 0);
+        let (f, m) = run(&t, CLIENT, std::slice::from_ref(&syn));
+        let Action::Tx(to) = m[0].action else { panic!("{:?}", m[0].action) };
+        let b = f[0].bytes();
+        let backend = if to == B1 { 2 } else { 3 };
+        assert_eq!(field(b, 30, 4) as u32, ip(backend), "DNAT to the backend the packet went to");
+        assert_eq!(field(b, 36, 2), 8080);
+        assert_eq!(&b[0..6], &mac(backend).0, "switched to the backend's MAC");
+        assert_eq!(b[22], 63, "routed by the gateway");
+        assert!(sums_ok(b));
+
+        // The backend answers the client: the answer leaves from the VIP.
+        let synack = tcp(mac(1), mac(backend), (ip(backend), 8080), client, 0x12, 5000, 1001);
+        let (f, m) = run(&t, to, &[synack]);
+        assert_eq!(m[0].action, Action::Tx(CLIENT));
+        let b = f[0].bytes();
+        assert_eq!((field(b, 26, 4) as u32, field(b, 34, 2)), (vip, 80));
+        assert!(sums_ok(b));
+
+        // The backend set changes: the connection keeps its backend; a new one may not.
+        let other = if backend == 2 { 3 } else { 2 };
+        let t2 = tables(&table, &[other, 4, 5, 6, 7]);
+        let ack = tcp(GATEWAY_MAC, mac(1), client, (vip, 80), 0x10, 1001, 5001);
+        let (f, m) = run(&t2, CLIENT, &[ack]);
+        assert_eq!(m[0].action, Action::Tx(to), "{:?}", m[0]);
+        assert_eq!(field(f[0].bytes(), 30, 4) as u32, ip(backend));
+        assert!(sums_ok(f[0].bytes()));
+    }
+
+    #[test]
+    fn a_service_without_backends_refuses_new_connections() {
+        let table = Arc::new(CtTable::new(64, 1, 16));
+        table.enable_nat(|_, _| 0);
+        let t = tables(&table, &[]);
+        let syn = tcp(GATEWAY_MAC, mac(1), (ip(1), 40000), (u32::from_be_bytes(VIP), 80), 0x02, 1, 0);
+        let (_, m) = run(&t, CLIENT, &[syn]);
+        assert_eq!(m[0].action, Action::Drop(crate::DropReason::NoBackend));
+    }
+}

@@ -14,6 +14,7 @@ use crate::{
     meta::{Action, Meta},
     parse::parse,
     qos::{ColorAction, Meters, PortQos},
+    services,
     tables::{FibTarget, L2Tables, Network, Remote},
     vxlan,
     wire::{arp, ethernet, Mac},
@@ -116,6 +117,12 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
     let n = frames.len().min(meta.len());
     let (frames, meta) = (&mut frames[..n], &mut meta[..n]);
     let qos = t.qos.port(port).copied().unwrap_or_default();
+    if t.services.in_network(vni) {
+        if let Some(table) = t.ct.table.as_deref() {
+            let now = conntrack::now_ms(ctx.clock);
+            services::to_service(&t.services, table, vni, port, core.core, now, t.ct.dry, frames, meta);
+        }
+    }
     let mut l2 = Switching::new(t, port, vni, qos.outer_dscp);
     if plain_in(t, port) {
         l2.plain(ctx, frames, meta, core, sink);
@@ -536,6 +543,7 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
         if m.action != Action::Continue {
             continue;
         }
+
         // The largest segment the VM gets, for its MTU: the frame, unless it is to be cut.
         let mut largest = f.len();
         if !offload.is_none() {
@@ -546,6 +554,15 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
                 }
                 None => {
                     m.action = Action::Drop(DropReason::OffloadBadHeaders);
+                    continue;
+                }
+            }
+        }
+        if t.services.in_network(d.vni) {
+            if let Some(table) = t.ct.table.as_deref() {
+                let now = conntrack::now_ms(ctx.clock);
+                services::from_backend(&t.services, table, port, core.core, now, t.ct.dry, f, m);
+                if m.action != Action::Continue {
                     continue;
                 }
             }

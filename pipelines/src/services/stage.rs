@@ -1,0 +1,161 @@
+//! The service stage: translation toward a backend (a VM's packets to a VIP) and back
+//! (a backend's replies), with the connection tracked in the session that holds the
+//! choice.
+use super::{rewrite, End, ServiceTables};
+use crate::{
+    acl::{Direction, Verdict},
+    conntrack::{self, table::hash, Checkpoint, CtPort, CtTable, NatKey, Tuple},
+    gateway::GATEWAY_MAC,
+    meta::{Action, Meta},
+    parse::parse,
+    wire::ipv4,
+    DropReason, Frame, PortId,
+};
+
+/// How a service's sessions are tracked where no stateful port asks for more: the
+/// netfilter tracker as is, no rules to re-check.
+const TRACKING: CtPort = CtPort { liberal: false, sticky: true, pickup: false, max_sessions: 0, epoch: 0 };
+
+/// The packets a service stage looks at: TCP and UDP, whole (not a later fragment).
+#[inline]
+fn translatable(m: &Meta) -> bool {
+    m.action == Action::Continue && m.l4 != 0 && matches!(m.proto, ipv4::PROTO_TCP | ipv4::PROTO_UDP)
+}
+
+/// Tracks a translated (or to be translated) packet at port `port`; a new session is
+/// made with `nat`.
+fn track<F: Frame>(
+    table: &CtTable,
+    port: PortId,
+    core: usize,
+    now: u32,
+    dry: bool,
+    nat: Option<NatKey>,
+    f: &F,
+    m: &mut Meta,
+) -> Result<(), DropReason> {
+    let cp = Checkpoint { table, port, cfg: &TRACKING, dir: Direction::In, core, now, dry, nat };
+    conntrack::decide(&cp, f, m, |_, _| (Verdict::Allow, None)).1
+}
+
+/// A VM's batch in network `vni`: packets to a VIP (sent to the gateway) go to their
+/// connection's backend; replies from a backend come back from the VIP.
+#[allow(clippy::too_many_arguments)]
+pub fn to_service<F: Frame>(
+    services: &ServiceTables,
+    table: &CtTable,
+    vni: u32,
+    port: PortId,
+    core: usize,
+    now: u32,
+    dry: bool,
+    frames: &mut [F],
+    meta: &mut [Meta],
+) {
+    for (f, m) in frames.iter_mut().zip(meta.iter_mut()) {
+        if m.repeat {
+            // (Parsed here: what a service does depends on more than the MACs.)
+            parse(f.head(), m);
+            m.repeat = false;
+        }
+        m.vni = vni;
+        if !translatable(m) {
+            continue;
+        }
+        if m.dst == GATEWAY_MAC {
+            if let Some(svc) = services.at_vip(vni, m.ip_dst, m.dport, m.proto) {
+                if let Err(r) = forward(svc, table, port, core, now, dry, f, m) {
+                    m.action = Action::Drop(r);
+                }
+                continue;
+            }
+        }
+        if services.is_backend(vni, m.ip_src, m.sport, m.proto) {
+            if let Err(r) = reverse(table, port, core, now, dry, f, m) {
+                m.action = Action::Drop(r);
+            }
+        }
+    }
+}
+
+/// Frames from the uplink (decapsulated) in a network with services: replies from a
+/// backend behind another switch come back from the VIP here, where their session is.
+pub fn from_backend<F: Frame>(
+    services: &ServiceTables,
+    table: &CtTable,
+    port: PortId,
+    core: usize,
+    now: u32,
+    dry: bool,
+    f: &mut F,
+    m: &mut Meta,
+) {
+    if translatable(m) && services.is_backend(m.vni, m.ip_src, m.sport, m.proto) {
+        if let Err(r) = reverse(table, port, core, now, dry, f, m) {
+            m.action = Action::Drop(r);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn forward<F: Frame>(
+    svc: &super::Service,
+    table: &CtTable,
+    port: PortId,
+    core: usize,
+    now: u32,
+    dry: bool,
+    f: &mut F,
+    m: &mut Meta,
+) -> Result<(), DropReason> {
+    let client = (m.ip_src, m.sport);
+    let (vip_key, _) = Tuple::of_ports(m).key();
+    let h = hash(&vip_key);
+    // The connection's backend: the one its session holds, or a new pick.
+    let held = table.lookup_nat(&vip_key, h).and_then(|found| table.key_of(found.index));
+    let backend = match held {
+        Some(k) => {
+            if k.lo == client {
+                k.hi
+            } else {
+                k.lo
+            }
+        }
+        None => {
+            let i = svc.maglev.pick(h).ok_or(DropReason::NoBackend)?;
+            let b = svc.backends.get(i as usize).ok_or(DropReason::NoBackend)?;
+            (b.ip, b.port)
+        }
+    };
+    // (Also when the session is found: a SYN that reopens it makes a new one.)
+    let nat = Some(NatKey { key: vip_key, service: svc.id });
+    if !rewrite(f, m, End::Dst, backend.0, backend.1) {
+        return Err(DropReason::CtInvalid);
+    }
+    track(table, port, core, now, dry, nat, f, m)
+}
+
+fn reverse<F: Frame>(
+    table: &CtTable,
+    port: PortId,
+    core: usize,
+    now: u32,
+    dry: bool,
+    f: &mut F,
+    m: &mut Meta,
+) -> Result<(), DropReason> {
+    let (key, _) = Tuple::of_ports(m).key();
+    let Some(found) = table.lookup(&key, hash(&key)) else { return Ok(()) };
+    let Some(nat) = table.nat_of(found.index) else { return Ok(()) };
+    let client = (m.ip_dst, m.dport);
+    // Sent by the backend to the client: the packet's source becomes the VIP.
+    if !(nat.key.lo == client || nat.key.hi == client) {
+        return Ok(());
+    }
+    let vip = if nat.key.lo == client { nat.key.hi } else { nat.key.lo };
+    track(table, port, core, now, dry, None, f, m)?;
+    if !rewrite(f, m, End::Src, vip.0, vip.1) {
+        return Err(DropReason::CtInvalid);
+    }
+    Ok(())
+}
