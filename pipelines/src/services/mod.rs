@@ -14,7 +14,7 @@ mod stage;
 mod tests;
 
 pub use nat::{rewrite, End};
-pub use stage::{from_backend, to_service};
+pub use stage::{from_backend, to_service, At};
 
 use crate::meta::IpKey;
 use maglev::Maglev;

@@ -22,36 +22,37 @@ fn translatable(m: &Meta) -> bool {
     m.action == Action::Continue && m.l4 != 0 && matches!(m.proto, ipv4::PROTO_TCP | ipv4::PROTO_UDP)
 }
 
-/// Tracks a translated (or to be translated) packet at port `port`; a new session is
-/// made with `nat`.
-fn track<F: Frame>(
-    table: &CtTable,
-    port: PortId,
-    core: usize,
-    now: u32,
-    dry: bool,
-    nat: Option<NatKey>,
-    f: &F,
-    m: &mut Meta,
-) -> Result<(), DropReason> {
-    let cp = Checkpoint { table, port, cfg: &TRACKING, dir: Direction::In, core, now, dry, nat };
-    conntrack::decide(&cp, f, m, |_, _| (Verdict::Allow, None)).1
+/// Where a batch meets the services: the session table, the port it came in by, the
+/// core, the time, and whether this is a trace (look, change nothing).
+#[derive(Clone, Copy)]
+pub struct At<'a> {
+    pub table: &'a CtTable,
+    pub port: PortId,
+    pub core: usize,
+    pub now: u32,
+    pub dry: bool,
+}
+
+impl At<'_> {
+    /// Tracks a translated (or to be translated) packet; a new session is made with `nat`.
+    fn track<F: Frame>(&self, nat: Option<NatKey>, f: &F, m: &mut Meta) -> Result<(), DropReason> {
+        let cp = Checkpoint {
+            table: self.table,
+            port: self.port,
+            cfg: &TRACKING,
+            dir: Direction::In,
+            core: self.core,
+            now: self.now,
+            dry: self.dry,
+            nat,
+        };
+        conntrack::decide(&cp, f, m, |_, _| (Verdict::Allow, None)).1
+    }
 }
 
 /// A VM's batch in network `vni`: packets to a VIP (sent to the gateway) go to their
 /// connection's backend; replies from a backend come back from the VIP.
-#[allow(clippy::too_many_arguments)]
-pub fn to_service<F: Frame>(
-    services: &ServiceTables,
-    table: &CtTable,
-    vni: u32,
-    port: PortId,
-    core: usize,
-    now: u32,
-    dry: bool,
-    frames: &mut [F],
-    meta: &mut [Meta],
-) {
+pub fn to_service<F: Frame>(services: &ServiceTables, at: At, vni: u32, frames: &mut [F], meta: &mut [Meta]) {
     for (f, m) in frames.iter_mut().zip(meta.iter_mut()) {
         if m.repeat {
             // (Parsed here: what a service does depends on more than the MACs.)
@@ -64,14 +65,14 @@ pub fn to_service<F: Frame>(
         }
         if m.dst == GATEWAY_MAC {
             if let Some(svc) = services.at_vip(vni, m.ip_dst, m.dport, m.proto) {
-                if let Err(r) = forward(svc, table, port, core, now, dry, f, m) {
+                if let Err(r) = forward(svc, at, f, m) {
                     m.action = Action::Drop(r);
                 }
                 continue;
             }
         }
         if services.is_backend(vni, m.ip_src, m.sport, m.proto) {
-            if let Err(r) = reverse(table, port, core, now, dry, f, m) {
+            if let Err(r) = reverse(at, f, m) {
                 m.action = Action::Drop(r);
             }
         }
@@ -80,39 +81,20 @@ pub fn to_service<F: Frame>(
 
 /// Frames from the uplink (decapsulated) in a network with services: replies from a
 /// backend behind another switch come back from the VIP here, where their session is.
-pub fn from_backend<F: Frame>(
-    services: &ServiceTables,
-    table: &CtTable,
-    port: PortId,
-    core: usize,
-    now: u32,
-    dry: bool,
-    f: &mut F,
-    m: &mut Meta,
-) {
+pub fn from_backend<F: Frame>(services: &ServiceTables, at: At, f: &mut F, m: &mut Meta) {
     if translatable(m) && services.is_backend(m.vni, m.ip_src, m.sport, m.proto) {
-        if let Err(r) = reverse(table, port, core, now, dry, f, m) {
+        if let Err(r) = reverse(at, f, m) {
             m.action = Action::Drop(r);
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn forward<F: Frame>(
-    svc: &super::Service,
-    table: &CtTable,
-    port: PortId,
-    core: usize,
-    now: u32,
-    dry: bool,
-    f: &mut F,
-    m: &mut Meta,
-) -> Result<(), DropReason> {
+fn forward<F: Frame>(svc: &super::Service, at: At, f: &mut F, m: &mut Meta) -> Result<(), DropReason> {
     let client = (m.ip_src, m.sport);
     let (vip_key, _) = Tuple::of_ports(m).key();
     let h = hash(&vip_key);
     // The connection's backend: the one its session holds, or a new pick.
-    let held = table.lookup_nat(&vip_key, h).and_then(|found| table.key_of(found.index));
+    let held = at.table.lookup_nat(&vip_key, h).and_then(|found| at.table.key_of(found.index));
     let backend = match held {
         Some(k) => {
             if k.lo == client {
@@ -132,28 +114,20 @@ fn forward<F: Frame>(
     if !rewrite(f, m, End::Dst, backend.0, backend.1) {
         return Err(DropReason::CtInvalid);
     }
-    track(table, port, core, now, dry, nat, f, m)
+    at.track(nat, f, m)
 }
 
-fn reverse<F: Frame>(
-    table: &CtTable,
-    port: PortId,
-    core: usize,
-    now: u32,
-    dry: bool,
-    f: &mut F,
-    m: &mut Meta,
-) -> Result<(), DropReason> {
+fn reverse<F: Frame>(at: At, f: &mut F, m: &mut Meta) -> Result<(), DropReason> {
     let (key, _) = Tuple::of_ports(m).key();
-    let Some(found) = table.lookup(&key, hash(&key)) else { return Ok(()) };
-    let Some(nat) = table.nat_of(found.index) else { return Ok(()) };
+    let Some(found) = at.table.lookup(&key, hash(&key)) else { return Ok(()) };
+    let Some(nat) = at.table.nat_of(found.index) else { return Ok(()) };
     let client = (m.ip_dst, m.dport);
     // Sent by the backend to the client: the packet's source becomes the VIP.
     if !(nat.key.lo == client || nat.key.hi == client) {
         return Ok(());
     }
     let vip = if nat.key.lo == client { nat.key.hi } else { nat.key.lo };
-    track(table, port, core, now, dry, None, f, m)?;
+    at.track(None, f, m)?;
     if !rewrite(f, m, End::Src, vip.0, vip.1) {
         return Err(DropReason::CtInvalid);
     }

@@ -119,8 +119,8 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
     let qos = t.qos.port(port).copied().unwrap_or_default();
     if t.services.in_network(vni) {
         if let Some(table) = t.ct.table.as_deref() {
-            let now = conntrack::now_ms(ctx.clock);
-            services::to_service(&t.services, table, vni, port, core.core, now, t.ct.dry, frames, meta);
+            let at = services::At { table, port, core: core.core, now: conntrack::now_ms(ctx.clock), dry: t.ct.dry };
+            services::to_service(&t.services, at, vni, frames, meta);
         }
     }
     let mut l2 = Switching::new(t, port, vni, qos.outer_dscp);
@@ -560,8 +560,9 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
         }
         if t.services.in_network(d.vni) {
             if let Some(table) = t.ct.table.as_deref() {
-                let now = conntrack::now_ms(ctx.clock);
-                services::from_backend(&t.services, table, port, core.core, now, t.ct.dry, f, m);
+                let at =
+                    services::At { table, port, core: core.core, now: conntrack::now_ms(ctx.clock), dry: t.ct.dry };
+                services::from_backend(&t.services, at, f, m);
                 if m.action != Action::Continue {
                     continue;
                 }
