@@ -9,7 +9,7 @@ use serde::{de::Error as _, Deserialize, Deserializer, Serialize, Serializer};
 
 pub use crate::{
     acl::api::*, apply::api::*, capture::api::*, conntrack::api::*, endpoints::api::*, overlay::api::*, ports::api::*,
-    qos::api::*, sflow::api::*, stats::api::*, trace::api::*, xconnect::api::*,
+    qos::api::*, services::api::*, sflow::api::*, stats::api::*, trace::api::*, xconnect::api::*,
 };
 
 /// Bumped when a request or reply changes incompatibly.
@@ -39,6 +39,7 @@ pub enum Request {
     Stats(StatsRequest),
     Conntrack(CtRequest),
     Endpoint(EndpointRequest),
+    Service(ServiceRequest),
 }
 
 impl Serialize for Request {
@@ -56,6 +57,7 @@ impl Serialize for Request {
             Request::Stats(r) => r.serialize(s),
             Request::Conntrack(r) => r.serialize(s),
             Request::Endpoint(r) => r.serialize(s),
+            Request::Service(r) => r.serialize(s),
         }
     }
 }
@@ -87,7 +89,8 @@ impl<'de> Deserialize<'de> for Request {
             .or_else(|| feature(&v, Request::Apply))
             .or_else(|| feature(&v, Request::Stats))
             .or_else(|| feature(&v, Request::Conntrack))
-            .or_else(|| feature(&v, Request::Endpoint));
+            .or_else(|| feature(&v, Request::Endpoint))
+            .or_else(|| feature(&v, Request::Service));
         match found {
             Some(r) => r.map_err(D::Error::custom),
             None => Err(D::Error::custom(format!("unknown command {cmd:?} (vswitchctl --help lists them)"))),

@@ -13,6 +13,7 @@ pub mod feature;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod server;
+pub mod services;
 pub mod state;
 pub mod store;
 pub mod switch;

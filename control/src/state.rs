@@ -9,6 +9,7 @@ use crate::{
     overlay::api::{FibSpec, NeighSpec, NetworkSpec, VtepSpec},
     ports::api::PortSpec,
     qos::api::QosSpec,
+    services::api::ServiceSpec,
     sflow::api::SflowSpec,
 };
 use serde::{Deserialize, Serialize};
@@ -54,6 +55,9 @@ pub struct DesiredState {
     /// Who holds each address of each network (static entries).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<EndpointSpec>,
+    /// Services: VIPs spread over backends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceSpec>,
 }
 
 impl DesiredState {

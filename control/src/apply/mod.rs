@@ -86,6 +86,7 @@ pub fn validate_state(s: &DesiredState, workers: &[u32]) -> Result<(DesiredState
         stateful: ct.specs(),
         conntrack_timeouts: ct.timeouts(),
         endpoints: Vec::new(),
+        services: Vec::new(),
     };
     if let Some(sf) = &s.sflow {
         crate::sflow::agent::validate(sf).map_err(|e| format!("sflow: {e}"))?;
@@ -95,8 +96,11 @@ pub fn validate_state(s: &DesiredState, workers: &[u32]) -> Result<(DesiredState
     let ctx = crate::feature::Ctx { ports: &refs, has_network: &has_network, vtep_ip, shared: None };
     let mut eps = crate::endpoints::Endpoints::default();
     eps.adopt(s, &ctx)?;
+    let mut services = crate::services::Services::default();
+    services.adopt(s, &ctx)?;
     let mut norm = norm;
     eps.desired(&mut norm);
+    services.desired(&mut norm);
     Ok((norm, ov))
 }
 
@@ -250,6 +254,15 @@ pub fn diff(old: &DesiredState, new: &DesiredState) -> Vec<String> {
         |x| (x.a.clone(), x.b.clone()),
         |k| format!("{} {}", k.0, k.1),
         |_| String::new(),
+    );
+    diff_list(
+        &mut out,
+        "service",
+        &old.services,
+        &new.services,
+        |s| s.name.clone(),
+        |k| k.clone(),
+        |s| format!("{} {} {} -> {}", s.vni, s.proto, s.vip, s.backends.join(",")),
     );
     diff_list(
         &mut out,

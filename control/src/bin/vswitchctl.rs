@@ -11,6 +11,7 @@ use control::{
     overlay::cli::OverlayCmd,
     ports::cli::PortCmd,
     qos::cli::QosCmd,
+    services::cli::ServiceCmd,
     sflow::cli::SflowCmd,
     stats::cli::StatsCmd,
     trace::cli::TraceCmd,
@@ -66,6 +67,9 @@ enum Cmd {
     /// The endpoint table: who holds each address of each network (ARP/ND answers, routes).
     #[command(subcommand)]
     Endpoint(EndpointCmd),
+    /// Services: a virtual IP spread over backends (Maglev), reached through the gateway.
+    #[command(subcommand)]
+    Service(ServiceCmd),
     #[command(flatten)]
     Apply(ApplyCmd),
     #[command(flatten)]
@@ -97,6 +101,7 @@ fn main() -> ExitCode {
         Cmd::Qos(c) => c,
         Cmd::Conntrack(c) => c,
         Cmd::Endpoint(c) => c,
+        Cmd::Service(c) => c,
         Cmd::Apply(c) => c,
         Cmd::Trace(c) => c,
         Cmd::Capture(c) => c,

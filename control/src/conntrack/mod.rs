@@ -48,6 +48,9 @@ pub struct Conntrack {
     /// the last whole second's rate.
     rate_mark: Option<(std::time::Instant, u64)>,
     created_per_sec: u64,
+    /// Services need the table (for their translated sessions) even where no port is
+    /// stateful; the switch says so before each compile.
+    pub for_services: bool,
 }
 
 /// Flow-log events kept for `conntrack events` to read.
@@ -507,7 +510,8 @@ impl Feature for Conntrack {
 
     fn compile(&mut self, ports: &[PortRef], cores: usize, t: &mut Tables) {
         let mut ct = CtTables { table: None, ports: (0..MAX_PORTS).map(|_| None).collect(), dry: false };
-        if !self.ports.is_empty() && self.table.is_none() {
+        let wanted = !self.ports.is_empty() || self.for_services;
+        if wanted && self.table.is_none() {
             // Made once, when first needed, and kept: sessions outlive every publish.
             tracing::info!(
                 "conntrack: a table of {} sessions ({} MB)",
@@ -540,7 +544,7 @@ impl Feature for Conntrack {
             }
         }
         self.epochs = epochs;
-        ct.table = self.table.clone().filter(|_| !self.ports.is_empty());
+        ct.table = self.table.clone().filter(|_| wanted);
         t.l2.ct = Arc::new(ct);
     }
 }

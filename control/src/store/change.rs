@@ -34,6 +34,7 @@ pub const SECTIONS: &[(&str, Kind)] = &[
     ("stateful", Kind::List { key: &["port"], ordered: false }),
     ("conntrack_timeouts", Kind::Map),
     ("endpoints", Kind::List { key: &["vni", "ip"], ordered: false }),
+    ("services", Kind::List { key: &["name"], ordered: false }),
 ];
 
 fn kind(section: &str) -> Option<Kind> {
@@ -257,6 +258,7 @@ mod tests {
                 "qos": [],
                 "stateful": [],
                 "endpoints": [],
+                "services": [],
             })
         );
     }

@@ -22,6 +22,7 @@ use crate::{
     overlay::Overlay,
     ports::{Port, PortRef, Ports},
     qos::Qos,
+    services::Services,
     sflow::Sflow,
     state::DesiredState,
     stats::CoreStats,
@@ -77,6 +78,7 @@ pub struct Switch {
     pub(crate) sflow: Sflow,
     pub(crate) conntrack: Conntrack,
     pub(crate) endpoints: Endpoints,
+    pub(crate) services: Services,
     pub(crate) capture: Option<CaptureRun>,
     pub(crate) cores: CoreStats,
     /// Ports this batch took out (with their place in the list): closed once the cores
@@ -117,6 +119,7 @@ impl Switch {
             store,
             xconnects: Xconnects::default(),
             endpoints: Endpoints::default(),
+            services: Services::default(),
             overlay: Overlay::default(),
             qos: Qos::default(),
             sflow: Sflow::default(),
@@ -133,8 +136,9 @@ impl Switch {
     /// Every feature beside the ports, in the order they compile. A new feature adds
     /// itself here (and to `features_ref`).
     /// (Connection tracking after the ACL: it reads the compiled rules' epochs.)
-    /// (Endpoints after the overlay: they add to the FIB it compiled.)
-    pub(crate) fn features(&mut self) -> [&mut dyn Feature; 7] {
+    /// (Endpoints after the overlay: they add to the FIB it compiled. Services after
+    /// connection tracking: they use its table.)
+    pub(crate) fn features(&mut self) -> [&mut dyn Feature; 8] {
         [
             &mut self.xconnects,
             &mut self.overlay,
@@ -143,11 +147,21 @@ impl Switch {
             &mut self.sflow,
             &mut self.conntrack,
             &mut self.endpoints,
+            &mut self.services,
         ]
     }
 
-    pub(crate) fn features_ref(&self) -> [&dyn Feature; 7] {
-        [&self.xconnects, &self.overlay, &self.acl, &self.qos, &self.sflow, &self.conntrack, &self.endpoints]
+    pub(crate) fn features_ref(&self) -> [&dyn Feature; 8] {
+        [
+            &self.xconnects,
+            &self.overlay,
+            &self.acl,
+            &self.qos,
+            &self.sflow,
+            &self.conntrack,
+            &self.endpoints,
+            &self.services,
+        ]
     }
 
     /// The features that take their sections whole (`Feature::adopt`), after the others.
@@ -156,7 +170,8 @@ impl Switch {
         let overlay = &self.overlay;
         let has_network = |v: u32| overlay.has_network(v);
         let ctx = Ctx { ports: &refs, has_network: &has_network, vtep_ip: overlay.vtep_ip(), shared: None };
-        self.endpoints.adopt(state, &ctx)
+        self.endpoints.adopt(state, &ctx)?;
+        self.services.adopt(state, &ctx)
     }
 
     /// Brings up what `state` describes, publishing once at the end so that every
@@ -233,6 +248,7 @@ impl Switch {
             Request::Sflow(r) => self.sflow.handle(r, &ctx),
             Request::Conntrack(r) => self.conntrack.handle(r, &ctx),
             Request::Endpoint(r) => self.endpoints.handle(r, &ctx),
+            Request::Service(r) => self.services.handle(r, &ctx),
             // The core's own: the life of ports, whole states, reads of everything.
             Request::Port(r) => return self.port_request(r),
             Request::Apply(r) => return self.apply_request(r).await,

@@ -28,6 +28,7 @@ impl Switch {
         };
         self.ports.compile(&mut t.snap);
         let refs = self.ports.refs();
+        self.conntrack.for_services = !self.services.is_empty();
         for f in self.features() {
             f.compile(&refs, cores, &mut t);
         }

@@ -39,6 +39,20 @@ pub struct Service {
     pub proto: u8,
     pub backends: Vec<Backend>,
     pub maglev: Maglev,
+    /// The backends, to tell whether a connection's backend is still one.
+    members: FxHashSet<Backend>,
+}
+
+impl Service {
+    pub fn new(id: u32, vni: u32, vip: (IpKey, u16), proto: u8, backends: Vec<Backend>, maglev: Maglev) -> Service {
+        let members = backends.iter().copied().collect();
+        Service { id, vni, vip: vip.0, port: vip.1, proto, backends, maglev, members }
+    }
+
+    #[inline]
+    pub fn has(&self, b: Backend) -> bool {
+        self.members.contains(&b)
+    }
 }
 
 /// A service's address as packets carry it: (VNI, IP, port, protocol).

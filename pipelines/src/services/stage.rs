@@ -1,7 +1,7 @@
 //! The service stage: translation toward a backend (a VM's packets to a VIP) and back
 //! (a backend's replies), with the connection tracked in the session that holds the
 //! choice.
-use super::{rewrite, End, ServiceTables};
+use super::{rewrite, Backend, End, ServiceTables};
 use crate::{
     acl::{Direction, Verdict},
     conntrack::{self, table::hash, Checkpoint, CtPort, CtTable, NatKey, Tuple},
@@ -94,16 +94,16 @@ fn forward<F: Frame>(svc: &super::Service, at: At, f: &mut F, m: &mut Meta) -> R
     let (vip_key, _) = Tuple::of_ports(m).key();
     let h = hash(&vip_key);
     // The connection's backend: the one its session holds, or a new pick.
-    let held = at.table.lookup_nat(&vip_key, h).and_then(|found| at.table.key_of(found.index));
+    let held = at.table.lookup_nat(&vip_key, h).and_then(|found| Some((found, at.table.key_of(found.index)?)));
+    let held = held.map(|(found, k)| (found, if k.lo == client { k.hi } else { k.lo }));
     let backend = match held {
-        Some(k) => {
-            if k.lo == client {
-                k.hi
-            } else {
-                k.lo
+        Some((_, b)) if svc.has(Backend { ip: b.0, port: b.1 }) => b,
+        // Its backend was removed: the connection ends here (this packet goes to a new
+        // pick, whose answer to a connection it does not know is a reset).
+        stale => {
+            if let (Some((found, _)), false) = (stale, at.dry) {
+                at.table.kill(found.index, found.gen);
             }
-        }
-        None => {
             let i = svc.maglev.pick(h).ok_or(DropReason::NoBackend)?;
             let b = svc.backends.get(i as usize).ok_or(DropReason::NoBackend)?;
             (b.ip, b.port)

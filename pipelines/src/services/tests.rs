@@ -166,15 +166,7 @@ mod stage {
         let list: Vec<Backend> = backends.iter().map(|&b| Backend { ip: ipv4_key(ip(b)), port: 8080 }).collect();
         let keys: Vec<String> = list.iter().map(|b| format!("{:x}:{}", b.ip, b.port)).collect();
         let weighted: Vec<(&[u8], u32)> = keys.iter().map(|k| (k.as_bytes(), 1)).collect();
-        Arc::new(Service {
-            id: 1,
-            vni: 100,
-            vip: ipv4_key(u32::from_be_bytes(VIP)),
-            port: 80,
-            proto: 6,
-            backends: list,
-            maglev: Maglev::build(251, &weighted),
-        })
+        Arc::new(Service::new(1, 100, (ipv4_key(u32::from_be_bytes(VIP)), 80), 6, list, Maglev::build(251, &weighted)))
     }
 
     fn tables(table: &Arc<CtTable>, backends: &[u8]) -> L2Tables {

@@ -1,0 +1,60 @@
+//! Services on the wire and in the desired state.
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ServiceRequest {
+    ServiceAdd(ServiceSpec),
+    ServiceSetBackends { name: String, backends: Vec<String> },
+    ServiceDel { name: String },
+    ServiceList,
+}
+
+/// A service: a virtual IP and port of a network spread over backends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub vni: u32,
+    /// IP:PORT (IPv6 as [IP]:PORT).
+    pub vip: String,
+    /// tcp or udp.
+    pub proto: String,
+    /// IP:PORT[@WEIGHT] each (weight 1 unless given; 0 drains).
+    #[serde(default)]
+    pub backends: Vec<String>,
+    /// maglev (the only one so far).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<String>,
+    /// Maglev's table size, a prime (default 16381).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_size: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackendView {
+    pub addr: String,
+    pub weight: u32,
+    /// Slots of the Maglev table it holds.
+    pub slots: u32,
+    /// Connections translated to it now.
+    pub sessions: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceView {
+    pub name: String,
+    pub vni: u32,
+    pub vip: String,
+    pub proto: String,
+    pub algorithm: String,
+    pub table_size: u32,
+    pub backends: Vec<BackendView>,
+}
+
+/// What `service add` and `service set-backends` answer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ServiceReply {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}

@@ -1,0 +1,119 @@
+//! vswitchctl's service verbs.
+use super::api::{ServiceReply, ServiceRequest, ServiceSpec, ServiceView};
+use crate::{
+    api::Request,
+    cli::{from, header, table, Verb},
+};
+use clap::Subcommand;
+use serde_json::Value;
+
+#[derive(Subcommand, Debug)]
+pub enum ServiceCmd {
+    /// Add a service: a virtual IP and port of a network spread over backends by
+    /// Maglev; VMs reach it through the network's gateway.
+    ///
+    /// Example:
+    ///   vswitchctl service add web --vni 100 --vip 10.96.0.10:80 --proto tcp \
+    ///       --backend 10.1.0.2:8080 --backend 10.1.0.3:8080@2
+    #[command(verbatim_doc_comment)]
+    Add {
+        name: String,
+        #[arg(long)]
+        vni: u32,
+        /// IP:PORT ([IP]:PORT for IPv6).
+        #[arg(long)]
+        vip: String,
+        /// tcp or udp.
+        #[arg(long)]
+        proto: String,
+        /// IP:PORT[@WEIGHT], once per backend (weight 1 unless given; 0 drains).
+        #[arg(long = "backend", value_name = "IP:PORT[@WEIGHT]")]
+        backends: Vec<String>,
+        /// maglev (the default and, so far, the only one).
+        #[arg(long)]
+        algorithm: Option<String>,
+        /// Maglev's table size, a prime (default 16381; at least 100 x backends).
+        #[arg(long)]
+        table_size: Option<u32>,
+    },
+    /// Replace a service's backends. Connections to backends that stay keep them;
+    /// those to a removed backend end.
+    #[command(
+        after_help = "Example:\n  vswitchctl service set-backends web --backend 10.1.0.2:8080 --backend 10.1.0.4:8080"
+    )]
+    SetBackends {
+        name: String,
+        #[arg(long = "backend", value_name = "IP:PORT[@WEIGHT]")]
+        backends: Vec<String>,
+    },
+    /// Delete a service (its connections end).
+    #[command(after_help = "Example:\n  vswitchctl service del web")]
+    Del { name: String },
+    /// Services with their backends: weight, share of the table, connections now.
+    #[command(after_help = "Example:\n  vswitchctl service list")]
+    List,
+}
+
+impl Verb for ServiceCmd {
+    fn request(&self) -> Result<Request, String> {
+        Ok(Request::Service(match self {
+            ServiceCmd::Add { name, vni, vip, proto, backends, algorithm, table_size } => {
+                ServiceRequest::ServiceAdd(ServiceSpec {
+                    name: name.clone(),
+                    vni: *vni,
+                    vip: vip.clone(),
+                    proto: proto.clone(),
+                    backends: backends.clone(),
+                    algorithm: algorithm.clone(),
+                    table_size: *table_size,
+                })
+            }
+            ServiceCmd::SetBackends { name, backends } => {
+                ServiceRequest::ServiceSetBackends { name: name.clone(), backends: backends.clone() }
+            }
+            ServiceCmd::Del { name } => ServiceRequest::ServiceDel { name: name.clone() },
+            ServiceCmd::List => ServiceRequest::ServiceList,
+        }))
+    }
+
+    fn print(&self, reply: Value) -> Result<(), serde_json::Error> {
+        match self {
+            ServiceCmd::List => {
+                let list: Vec<ServiceView> = from(reply)?;
+                if list.is_empty() {
+                    println!("no services (add one with: vswitchctl service add NAME --vni VNI --vip IP:PORT --proto tcp --backend IP:PORT)");
+                    return Ok(());
+                }
+                let mut rows =
+                    vec![header(&["SERVICE", "VNI", "VIP", "PROTO", "BACKEND", "WEIGHT", "SLOTS", "SESSIONS"])];
+                for s in list {
+                    if s.backends.is_empty() {
+                        rows.push(vec![s.name.clone(), s.vni.to_string(), s.vip.clone(), s.proto.clone(), "-".into()]);
+                    }
+                    for (i, b) in s.backends.iter().enumerate() {
+                        let first = |v: String| if i == 0 { v } else { String::new() };
+                        rows.push(vec![
+                            first(s.name.clone()),
+                            first(s.vni.to_string()),
+                            first(s.vip.clone()),
+                            first(s.proto.clone()),
+                            b.addr.clone(),
+                            b.weight.to_string(),
+                            b.slots.to_string(),
+                            b.sessions.to_string(),
+                        ]);
+                    }
+                }
+                table(&rows);
+            }
+            ServiceCmd::Del { .. } => {}
+            ServiceCmd::Add { .. } | ServiceCmd::SetBackends { .. } => {
+                let r: ServiceReply = from(reply)?;
+                if let Some(w) = r.warning {
+                    eprintln!("vswitchctl: warning: {w}");
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,285 @@
+//! Services on the control plane: validation of what users write (VIP, backends,
+//! weights, Maglev's table size), a stable id per service, and the compile step that
+//! builds each service's Maglev table (once per change, not per publish) into the
+//! tables the cores read. The translation itself is `pipelines::services`.
+pub mod api;
+pub mod cli;
+#[cfg(test)]
+mod tests;
+
+use crate::{
+    feature::{Ctx, Feature, Handled, Tables},
+    ports::PortRef,
+    state::DesiredState,
+    store::change::Change,
+};
+use api::{BackendView, ServiceReply, ServiceRequest, ServiceSpec, ServiceView};
+use pipelines::{
+    conntrack::CtTable,
+    meta::ipv4_key,
+    services::{
+        maglev::{is_prime, Maglev, DEFAULT_SIZE, MAX_SIZE},
+        Backend, Service, ServiceTables,
+    },
+    wire::ipv4::{PROTO_TCP, PROTO_UDP},
+};
+use serde_json::json;
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
+
+/// Backends a service may have.
+pub const MAX_BACKENDS: usize = 4096;
+
+/// A service as validated: its spec as given, and what the cores need.
+#[derive(Debug)]
+struct Compiled {
+    spec: ServiceSpec,
+    built: Arc<Service>,
+    weights: Vec<u32>,
+}
+
+#[derive(Default)]
+pub struct Services {
+    list: BTreeMap<String, Compiled>,
+    next_id: u32,
+    /// The session table (for sessions per backend), once connection tracking made it.
+    table: Option<Arc<CtTable>>,
+}
+
+fn key_ip(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => ipv4_key(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+fn unicast(ip: IpAddr) -> bool {
+    !(ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() || matches!(ip, IpAddr::V4(a) if a.is_broadcast()))
+}
+
+/// `IP:PORT[@WEIGHT]`.
+fn parse_backend(s: &str) -> Result<(SocketAddr, u32), String> {
+    let (addr, weight) = match s.rsplit_once('@') {
+        Some((a, w)) => (a, w.parse::<u32>().map_err(|_| format!("backend {s:?}: the weight must be 0 to 65535"))?),
+        None => (s, 1),
+    };
+    if weight > u16::MAX as u32 {
+        return Err(format!("backend {s:?}: the weight must be 0 to 65535"));
+    }
+    let a: SocketAddr = addr
+        .parse()
+        .map_err(|_| format!("backend {s:?} is not IP:PORT[@WEIGHT] (IPv6 as [IP]:PORT); e.g. 10.1.0.2:8080@2"))?;
+    if !unicast(a.ip()) || a.port() == 0 {
+        return Err(format!("backend {s:?}: not a unicast address with a port"));
+    }
+    Ok((a, weight))
+}
+
+/// `spec` checked and built (with id `id`), and a warning for the user if any.
+fn build(spec: &ServiceSpec, id: u32, ctx: &Ctx) -> Result<(Compiled, Option<String>), String> {
+    let name = &spec.name;
+    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err(format!("name: {name:?} must be 1 to 64 letters, digits, '-', '_' or '.'"));
+    }
+    if !(ctx.has_network)(spec.vni) {
+        return Err(format!(
+            "vni: no network {} (add it first, with a gateway: vswitchctl network add {} --gateway IP/LEN)",
+            spec.vni, spec.vni
+        ));
+    }
+    let vip: SocketAddr = spec
+        .vip
+        .parse()
+        .map_err(|_| format!("vip: {:?} is not IP:PORT (IPv6 as [IP]:PORT); e.g. 10.96.0.10:80", spec.vip))?;
+    if !unicast(vip.ip()) || vip.port() == 0 {
+        return Err(format!("vip: {vip} is not a unicast address with a port"));
+    }
+    let proto = match spec.proto.as_str() {
+        "tcp" => PROTO_TCP,
+        "udp" => PROTO_UDP,
+        p => return Err(format!("proto: {p:?}; a service is tcp or udp")),
+    };
+    match spec.algorithm.as_deref() {
+        None | Some("maglev") => {}
+        Some(a) => return Err(format!("algorithm: {a:?}; this switch balances by maglev")),
+    }
+    let size = spec.table_size.unwrap_or(DEFAULT_SIZE);
+    if !(3..=MAX_SIZE).contains(&size) || !is_prime(size) {
+        return Err(format!("table_size: {size} must be a prime from 3 to {MAX_SIZE} (e.g. 16381, 65521)"));
+    }
+    if spec.backends.len() > MAX_BACKENDS {
+        return Err(format!("backends: {} given; a service has at most {MAX_BACKENDS}", spec.backends.len()));
+    }
+    let mut backends = Vec::new();
+    let mut weights = Vec::new();
+    for b in &spec.backends {
+        let (a, w) = parse_backend(b)?;
+        if a.is_ipv4() != vip.is_ipv4() {
+            return Err(format!("backend {b:?}: not of the VIP's address family"));
+        }
+        let be = Backend { ip: key_ip(a.ip()), port: a.port() };
+        if backends.contains(&be) {
+            return Err(format!("backend {a} is given twice"));
+        }
+        backends.push(be);
+        weights.push(w);
+    }
+    // Each backend's permutation comes from its address as text: the same table on
+    // every switch for the same backends.
+    let keys: Vec<String> =
+        spec.backends.iter().map(|b| b.rsplit_once('@').map_or(b.as_str(), |(a, _)| a).to_string()).collect();
+    let weighted: Vec<(&[u8], u32)> = keys.iter().zip(&weights).map(|(k, w)| (k.as_bytes(), *w)).collect();
+    let maglev = Maglev::build(size, &weighted);
+    let warning = (!backends.is_empty() && (size as usize) < 100 * backends.len()).then(|| {
+        format!(
+            "table_size {size} is less than 100 x {} backends: shares will be uneven and a backend change moves more connections; give --table-size 65521 or more",
+            backends.len()
+        )
+    });
+    let built = Arc::new(Service::new(id, spec.vni, (key_ip(vip.ip()), vip.port()), proto, backends, maglev));
+    Ok((Compiled { spec: spec.clone(), built, weights }, warning))
+}
+
+impl Services {
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    fn clash(&self, c: &Compiled) -> Option<&str> {
+        let b = &c.built;
+        self.list.values().find_map(|o| {
+            let s = &o.built;
+            (o.spec.name != c.spec.name && (s.vni, s.vip, s.port, s.proto) == (b.vni, b.vip, b.port, b.proto))
+                .then_some(o.spec.name.as_str())
+        })
+    }
+
+    fn put(&mut self, spec: &ServiceSpec, ctx: &Ctx, fresh: bool) -> Result<Handled, String> {
+        let existing = self.list.get(&spec.name);
+        if fresh && existing.is_some() {
+            return Err(format!(
+                "name: service {:?} exists (change its backends with service set-backends)",
+                spec.name
+            ));
+        }
+        let id = match existing {
+            Some(c) => c.built.id,
+            None => {
+                self.next_id += 1;
+                self.next_id
+            }
+        };
+        let (c, warning) = build(spec, id, ctx)?;
+        if let Some(other) = self.clash(&c) {
+            return Err(format!("vip: {} {} in network {} is service {other:?}'s", spec.proto, spec.vip, spec.vni));
+        }
+        let change = Change::put("services", &c.spec);
+        self.list.insert(spec.name.clone(), c);
+        Ok(Handled::change(serde_json::to_value(ServiceReply { warning }).unwrap_or_default(), vec![change]))
+    }
+
+    pub fn handle(&mut self, req: ServiceRequest, ctx: &Ctx) -> Result<Handled, String> {
+        match req {
+            ServiceRequest::ServiceList => Ok(Handled::read(self.views())),
+            ServiceRequest::ServiceAdd(spec) => self.put(&spec, ctx, true),
+            ServiceRequest::ServiceSetBackends { name, backends } => {
+                let c = self
+                    .list
+                    .get(&name)
+                    .ok_or_else(|| format!("name: no service {name:?} (vswitchctl service list)"))?;
+                let spec = ServiceSpec { backends, ..c.spec.clone() };
+                self.put(&spec, ctx, false)
+            }
+            ServiceRequest::ServiceDel { name } => {
+                self.list
+                    .remove(&name)
+                    .ok_or_else(|| format!("name: no service {name:?} (vswitchctl service list)"))?;
+                Ok(Handled::change(serde_json::Value::Null, vec![Change::del("services", json!(name))]))
+            }
+        }
+    }
+
+    fn views(&self) -> Vec<ServiceView> {
+        // Connections per (service, backend), from a walk of the table.
+        let mut sessions: HashMap<(u32, u128, u16), u64> = HashMap::new();
+        if let Some(t) = &self.table {
+            for v in t.sessions() {
+                if let Some(nat) = t.nat_of(v.index) {
+                    let client = if nat.key.lo == v.key.lo || nat.key.lo == v.key.hi { nat.key.lo } else { nat.key.hi };
+                    let backend = if v.key.lo == client { v.key.hi } else { v.key.lo };
+                    *sessions.entry((nat.service, backend.0, backend.1)).or_default() += 1;
+                }
+            }
+        }
+        self.list
+            .values()
+            .map(|c| {
+                let s = &c.built;
+                let slots = s.maglev.shares(s.backends.len());
+                ServiceView {
+                    name: c.spec.name.clone(),
+                    vni: s.vni,
+                    vip: c.spec.vip.clone(),
+                    proto: c.spec.proto.clone(),
+                    algorithm: "maglev".into(),
+                    table_size: s.maglev.size() as u32,
+                    backends: s
+                        .backends
+                        .iter()
+                        .enumerate()
+                        .map(|(i, b)| BackendView {
+                            addr: c.spec.backends[i]
+                                .rsplit_once('@')
+                                .map_or(c.spec.backends[i].as_str(), |(a, _)| a)
+                                .into(),
+                            weight: c.weights[i],
+                            slots: slots[i],
+                            sessions: sessions.get(&(s.id, b.ip, b.port)).copied().unwrap_or(0),
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+}
+
+impl Feature for Services {
+    fn desired(&self, out: &mut DesiredState) {
+        out.services = self.list.values().map(|c| c.spec.clone()).collect();
+    }
+
+    fn adopt(&mut self, state: &DesiredState, ctx: &Ctx) -> Result<(), String> {
+        let mut next = Services { next_id: self.next_id, table: self.table.clone(), ..Default::default() };
+        for spec in &state.services {
+            let id = self.list.get(&spec.name).map(|c| c.built.id).unwrap_or_else(|| {
+                next.next_id += 1;
+                next.next_id
+            });
+            let (c, _) = build(spec, id, ctx).map_err(|e| format!("services ({}): {e}", spec.name))?;
+            if let Some(other) = next.clash(&c) {
+                return Err(format!("services ({}): its VIP is service {other:?}'s", spec.name));
+            }
+            next.list.insert(spec.name.clone(), c);
+        }
+        *self = next;
+        Ok(())
+    }
+
+    fn compile(&mut self, _ports: &[PortRef], _cores: usize, t: &mut Tables) {
+        let mut tables = ServiceTables::default();
+        // Only where connection tracking can hold the connections.
+        if let Some(table) = t.l2.ct.table.clone() {
+            if !self.list.is_empty() {
+                table.enable_nat(dataplane::advise_huge_pages);
+                for c in self.list.values() {
+                    tables.insert(c.built.clone());
+                }
+            }
+            self.table = Some(table);
+        }
+        t.l2.services = Arc::new(tables);
+    }
+}

@@ -1,0 +1,80 @@
+use super::*;
+
+fn ctx_add(s: &mut Services, spec: ServiceSpec) -> Result<Handled, String> {
+    let ports: Vec<PortRef> = Vec::new();
+    let ctx = Ctx { ports: &ports, has_network: &|v| v == 100, vtep_ip: None, shared: None };
+    s.handle(ServiceRequest::ServiceAdd(spec), &ctx)
+}
+
+fn spec(name: &str, vip: &str, backends: &[&str]) -> ServiceSpec {
+    ServiceSpec {
+        name: name.into(),
+        vni: 100,
+        vip: vip.into(),
+        proto: "tcp".into(),
+        backends: backends.iter().map(|b| b.to_string()).collect(),
+        algorithm: None,
+        table_size: None,
+    }
+}
+
+#[test]
+fn services_are_checked_where_they_enter() {
+    let mut s = Services::default();
+    let e = |r: Result<Handled, String>| r.err().unwrap_or_default();
+    assert!(e(ctx_add(&mut s, ServiceSpec { vni: 7, ..spec("web", "10.96.0.10:80", &[]) }))
+        .starts_with("vni: no network 7"));
+    assert!(e(ctx_add(&mut s, spec("web", "10.96.0.10", &[]))).starts_with("vip:"));
+    assert!(e(ctx_add(&mut s, spec("web", "224.0.0.1:80", &[]))).starts_with("vip:"));
+    assert!(e(ctx_add(&mut s, spec("we b", "10.96.0.10:80", &[]))).starts_with("name:"));
+    assert!(e(ctx_add(&mut s, ServiceSpec { proto: "sctp".into(), ..spec("web", "10.96.0.10:80", &[]) }))
+        .starts_with("proto:"));
+    assert!(e(ctx_add(&mut s, spec("web", "10.96.0.10:80", &["10.1.0.2"]))).contains("IP:PORT[@WEIGHT]"));
+    assert!(e(ctx_add(&mut s, spec("web", "10.96.0.10:80", &["10.1.0.2:80@70000"]))).contains("weight"));
+    assert!(e(ctx_add(&mut s, spec("web", "10.96.0.10:80", &["[fd00::2]:80"]))).contains("address family"));
+    assert!(e(ctx_add(&mut s, spec("web", "10.96.0.10:80", &["10.1.0.2:80", "10.1.0.2:80@3"]))).contains("twice"));
+    assert!(e(ctx_add(&mut s, ServiceSpec { table_size: Some(16383), ..spec("web", "10.96.0.10:80", &[]) }))
+        .starts_with("table_size"));
+    assert!(e(ctx_add(&mut s, ServiceSpec { algorithm: Some("random".into()), ..spec("web", "10.96.0.10:80", &[]) }))
+        .starts_with("algorithm"));
+    assert!(s.list.is_empty());
+    let ok = ctx_add(&mut s, spec("web", "10.96.0.10:80", &["10.1.0.2:8080", "10.1.0.3:8080@2"])).unwrap();
+    assert_eq!(ok.reply, serde_json::json!({}), "no warning at 16381 slots for 2 backends");
+    assert!(e(ctx_add(&mut s, spec("web", "10.96.0.11:80", &[]))).contains("exists"));
+    assert!(e(ctx_add(&mut s, spec("web2", "10.96.0.10:80", &[]))).contains("service \"web\"'s"));
+    let small = ctx_add(
+        &mut s,
+        ServiceSpec {
+            table_size: Some(251),
+            ..spec("db", "[fd00::10]:5432", &["[fd00::2]:5432", "[fd00::3]:5432", "[fd00::4]:5432"])
+        },
+    )
+    .unwrap();
+    assert!(small.reply["warning"].as_str().unwrap().contains("less than 100 x 3 backends"));
+    let v = s.views();
+    let web = v.iter().find(|v| v.name == "web").unwrap();
+    assert_eq!(
+        web.backends.iter().map(|b| (b.addr.as_str(), b.weight)).collect::<Vec<_>>(),
+        vec![("10.1.0.2:8080", 1), ("10.1.0.3:8080", 2)]
+    );
+    let slots: Vec<u32> = web.backends.iter().map(|b| b.slots).collect();
+    assert_eq!(slots.iter().sum::<u32>(), 16381);
+    assert!(slots[1].abs_diff(2 * slots[0]) < 100, "{slots:?}");
+}
+
+#[test]
+fn set_backends_keeps_the_id_and_del_forgets() {
+    let mut s = Services::default();
+    ctx_add(&mut s, spec("web", "10.96.0.10:80", &["10.1.0.2:8080"])).unwrap();
+    let id = s.list["web"].built.id;
+    let ports: Vec<PortRef> = Vec::new();
+    let ctx = Ctx { ports: &ports, has_network: &|v| v == 100, vtep_ip: None, shared: None };
+    let h = s
+        .handle(ServiceRequest::ServiceSetBackends { name: "web".into(), backends: vec!["10.1.0.4:8080".into()] }, &ctx)
+        .unwrap();
+    assert_eq!(h.changes.len(), 1);
+    assert_eq!(s.list["web"].built.id, id, "sessions name their service by its id");
+    assert_eq!(s.list["web"].built.backends.len(), 1);
+    s.handle(ServiceRequest::ServiceDel { name: "web".into() }, &ctx).unwrap();
+    assert!(s.handle(ServiceRequest::ServiceDel { name: "web".into() }, &ctx).is_err());
+}

@@ -1,0 +1,154 @@
+//! Services with real stacks: a client container reaches a VIP through its network's
+//! gateway, backends in their own containers answer with their names. The client's
+//! kernel is the judge of the translation (it takes answers only from the address it
+//! connected to), the counts are the judge of Maglev's weights.
+use serde_json::Value;
+use std::{path::Path, process::Child, time::Duration};
+use vswitch_tests::*;
+
+const VIP: &str = "10.96.0.10";
+
+fn script(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("py").join(name).to_str().unwrap().to_owned()
+}
+
+/// A backend's container and its servers (killed with it: a process outlives the
+/// namespace it runs in).
+struct Backend {
+    _vm: TapVm,
+    servers: Vec<Child>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        for s in &mut self.servers {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+    }
+}
+
+/// A client and three backends (b1..b3) in VNI 100, one subnet, with its gateway; each
+/// backend serves its name on TCP 8080 and UDP 5353.
+fn rig(d: &Daemon) -> (TapVm, Vec<Backend>) {
+    d.ok(&["network", "add", "100", "--gateway", "10.73.1.254/24"]);
+    let client = TapVm::add_with(d, "c1", "10.73.1.1/24", &["--role", "vm", "--vni", "100"]);
+    client.sh(&["ip", "route", "add", "default", "via", "10.73.1.254"]);
+    let mut backends = Vec::new();
+    for i in 1..=3 {
+        let name = format!("b{i}");
+        let vm = TapVm::add_with(d, &name, &format!("10.73.1.1{i}/24"), &["--role", "vm", "--vni", "100"]);
+        vm.sh(&["ip", "route", "add", "default", "via", "10.73.1.254"]);
+        let servers = vec![
+            vm.ns.spawn(&[PYTHON, &script("name_server.py"), "8080", &name]),
+            vm.ns.spawn(&[PYTHON, &script("name_server.py"), "5353", &name, "--udp"]),
+        ];
+        // Known to the switch as an endpoint from its own ARP for the gateway.
+        assert!(vm.ns.exec(&["ping", "-c", "1", "-W", "1", "10.73.1.254"]).status.success());
+        backends.push(Backend { _vm: vm, servers });
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    (client, backends)
+}
+
+fn names(client: &TapVm, port: &str, count: &str, udp: bool) -> Value {
+    let path = script("tcp_names.py");
+    let mut args = vec![PYTHON, &path, VIP, port, count];
+    if udp {
+        args.push("--udp");
+    }
+    serde_json::from_str(client.sh(&args).trim()).unwrap()
+}
+
+fn count(v: &Value, name: &str) -> u64 {
+    v[name].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn connections_to_a_vip_spread_over_backends_by_weight() {
+    let d = Daemon::start();
+    let (client, _backends) = rig(&d);
+    d.ok(&[
+        "service",
+        "add",
+        "web",
+        "--vni",
+        "100",
+        "--vip",
+        &format!("{VIP}:80"),
+        "--proto",
+        "tcp",
+        "--backend",
+        "10.73.1.11:8080",
+        "--backend",
+        "10.73.1.12:8080",
+        "--backend",
+        "10.73.1.13:8080@2",
+    ]);
+    let got = names(&client, "80", "300", false);
+    assert_eq!(count(&got, "failed"), 0, "{got}");
+    // Each within 3 sigma of its weight's share (binomial over 300 connections).
+    for (name, p) in [("b1", 0.25), ("b2", 0.25), ("b3", 0.5)] {
+        let (n, mean) = (count(&got, name) as f64, 300.0 * p);
+        let sigma = (300.0_f64 * p * (1.0 - p)).sqrt();
+        assert!((n - mean).abs() <= 3.0 * sigma, "{name}: {n} of 300, expected {mean} +- {:.0}: {got}", 3.0 * sigma);
+    }
+    // The sessions are the switch's too: listed per backend.
+    let list = d.json(&["service", "list"]);
+    let backends = list[0]["backends"].as_array().unwrap();
+    assert_eq!(backends.iter().map(|b| b["slots"].as_u64().unwrap()).sum::<u64>(), 16381, "{list}");
+    let sessions: u64 = backends.iter().map(|b| b["sessions"].as_u64().unwrap()).sum();
+    assert!(sessions >= 290, "300 connections, closed but not yet expired: {list}");
+
+    // b3 removed: new connections go to b1 and b2 only.
+    d.ok(&["service", "set-backends", "web", "--backend", "10.73.1.11:8080", "--backend", "10.73.1.12:8080"]);
+    let got = names(&client, "80", "60", false);
+    assert_eq!((count(&got, "failed"), count(&got, "b3")), (0, 0), "{got}");
+    assert!(count(&got, "b1") > 0 && count(&got, "b2") > 0, "{got}");
+}
+
+#[test]
+fn udp_through_a_vip_and_a_removed_backend_is_left() {
+    let d = Daemon::start();
+    let (client, _backends) = rig(&d);
+    d.ok(&[
+        "service",
+        "add",
+        "dns",
+        "--vni",
+        "100",
+        "--vip",
+        &format!("{VIP}:53"),
+        "--proto",
+        "udp",
+        "--backend",
+        "10.73.1.11:5353",
+        "--backend",
+        "10.73.1.12:5353",
+    ]);
+    let got = names(&client, "53", "100", true);
+    assert_eq!(count(&got, "failed"), 0, "answers come from the VIP: {got}");
+    assert_eq!(count(&got, "b1") + count(&got, "b2"), 100, "{got}");
+    // One client port that keeps asking: its session holds its backend until that
+    // backend is removed, then it moves to one that stays.
+    let ask = |times: usize| -> Vec<String> {
+        let code = format!(
+            "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+             s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',40053))\ns.settimeout(1)\n\
+             a=[]\nfor _ in range({times}):\n  s.sendto(b'x',('{VIP}',53)); a.append(s.recvfrom(64)[0].decode())\n\
+             print(' '.join(a))"
+        );
+        client.sh(&[PYTHON, "-c", &code]).split_whitespace().map(String::from).collect()
+    };
+    let before = ask(5);
+    assert!(before.iter().all(|n| *n == before[0]), "one flow, one backend: {before:?}");
+    let stays = if before[0] == "b1" { "10.73.1.12:5353" } else { "10.73.1.11:5353" };
+    d.ok(&["service", "set-backends", "dns", "--backend", stays, "--backend", "10.73.1.13:5353"]);
+    let after = ask(5);
+    assert!(
+        after.iter().all(|n| *n == after[0] && *n != before[0]),
+        "moved off the removed backend: {before:?} -> {after:?}"
+    );
+    d.ok(&["service", "del", "dns"]);
+    assert_eq!(count(&names(&client, "53", "3", true), "failed"), 3, "no service, no answer");
+}
