@@ -192,3 +192,39 @@ fn a_stateful_vm_port_behind_the_overlay_gets_its_replies_and_nothing_else() {
     assert!(rows.iter().any(|r| r["proto"] == "tcp" && r["dport"] == 5201 && r["assured"] == true), "{list}");
     assert!(rows.iter().all(|r| r["src"] == "10.1.0.1" && r["zone"] == 100), "only vm1 opened sessions: {list}");
 }
+
+/// A service whose backend is behind the kernel's VXLAN device: the client's switch
+/// translates toward it and encapsulates, and the backend's answers, decapsulated,
+/// leave from the VIP again.
+#[test]
+fn a_service_backend_behind_the_kernel_vtep_answers_from_the_vip() {
+    let o = Overlay::new();
+    o.d.ok(&["network", "add", "100", "--gateway", "10.1.0.254/24"]);
+    o.d.ok(&["network", "add-vtep", "100", "192.168.50.2"]);
+    let vm1 = o.vm("vm1", 100, "10.1.0.1/24");
+    vm1.sh(&["ip", "route", "add", "default", "via", "10.1.0.254"]);
+    let remote = Netns::new("rvm-");
+    o.kernel_vtep(100, &remote, "10.1.0.2/24", "02:00:00:00:99:02");
+    o.d.ok(&["endpoint", "add", "100", "10.1.0.2", "02:00:00:00:99:02", "--vtep", "192.168.50.2"]);
+    o.d.ok(&[
+        "service",
+        "add",
+        "web",
+        "--vni",
+        "100",
+        "--vip",
+        "10.96.0.10:80",
+        "--proto",
+        "tcp",
+        "--backend",
+        "10.1.0.2:8080",
+    ]);
+    let py = |name: &str| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("py").join(name);
+    let mut server = remote.spawn(&[PYTHON, py("name_server.py").to_str().unwrap(), "8080", "remote"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let got = vm1.sh(&[PYTHON, py("tcp_names.py").to_str().unwrap(), "10.96.0.10", "80", "20"]);
+    let _ = server.kill();
+    let _ = server.wait();
+    let got: serde_json::Value = serde_json::from_str(got.trim()).unwrap();
+    assert_eq!(got, serde_json::json!({"remote": 20}), "every connection answered from the VIP");
+}
