@@ -60,6 +60,15 @@ fn names(client: &TapVm, port: &str, count: &str, udp: bool) -> Value {
     serde_json::from_str(client.sh(&args).trim()).unwrap()
 }
 
+/// A TCP SYN from `src_mac` to the gateway's MAC, 10.73.1.1:40999 -> VIP:80, in hex.
+fn syn_to_vip(src_mac: &str) -> String {
+    let mut f: Vec<u8> = vec![0x02, 0x76, 0x73, 0x67, 0x77, 0x01];
+    f.extend(src_mac.split(':').map(|b| u8::from_str_radix(b, 16).unwrap()));
+    f.extend([0x08, 0x00, 0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 73, 1, 1, 10, 96, 0, 10]);
+    f.extend([0x9f, 0xe7, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+    f.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn count(v: &Value, name: &str) -> u64 {
     v[name].as_u64().unwrap_or(0)
 }
@@ -99,6 +108,11 @@ fn connections_to_a_vip_spread_over_backends_by_weight() {
     assert_eq!(backends.iter().map(|b| b["slots"].as_u64().unwrap()).sum::<u64>(), 16381, "{list}");
     let sessions: u64 = backends.iter().map(|b| b["sessions"].as_u64().unwrap()).sum();
     assert!(sessions >= 290, "300 connections, closed but not yet expired: {list}");
+
+    // A trace says which backend a new connection would get, and the header it leaves with.
+    let out = d.ok(&["trace", "--port", "c1", "--packet", &syn_to_vip(&client.mac())]);
+    assert!(out.contains("service: VIP 10.96.0.10:80 -> backend 10.73.1.1") && out.contains("Maglev's pick"), "{out}");
+    assert!(out.contains("gateway: routed to") && out.contains("header now:"), "{out}");
 
     // b3 removed: new connections go to b1 and b2 only.
     d.ok(&["service", "set-backends", "web", "--backend", "10.73.1.11:8080", "--backend", "10.73.1.12:8080"]);

@@ -7,6 +7,7 @@ pub mod cli;
 use api::TraceView;
 use dataplane::snapshot::{Role, Snapshot};
 use pipelines::{
+    gateway::GATEWAY_MAC,
     learn::Clock,
     meta::Meta,
     parse::parse,
@@ -42,18 +43,21 @@ pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
         .collect()
 }
 
+/// An address as `Meta` keeps it, written as its IP version writes it.
+fn ip_text(k: u128, version: u8) -> String {
+    if version == 4 {
+        Ipv4Addr::from(k as u32).to_string()
+    } else {
+        std::net::Ipv6Addr::from(k).to_string()
+    }
+}
+
 fn describe(m: &Meta) -> String {
     let mut s = format!("{} -> {}", m.src, m.dst);
     if let Some(t) = m.vlan_tci {
         s += &format!(" vlan {}", t & 0x0fff);
     }
-    let ip = |k: u128| -> String {
-        if m.ip_version == 4 {
-            Ipv4Addr::from(k as u32).to_string()
-        } else {
-            std::net::Ipv6Addr::from(k).to_string()
-        }
-    };
+    let ip = |k: u128| ip_text(k, m.ip_version);
     match (m.ethertype, m.ip_version) {
         (ethernet::ETHERTYPE_ARP, _) => s += " ARP",
         (_, 4 | 6) => {
@@ -74,6 +78,43 @@ fn describe(m: &Meta) -> String {
         (et, _) => s += &format!(" ethertype 0x{et:04x}"),
     }
     s
+}
+
+/// What the service stage and the gateway did to a packet from a VM (`before` as it
+/// came, `after` as it leaves).
+fn service_steps(snap: &Snapshot, vni: u32, before: &Meta, after: &Meta) -> Vec<String> {
+    let mut steps = Vec::new();
+    let svc = &snap.l2.services;
+    let v = before.ip_version;
+    let at = |ip: u128, port: u16| match v {
+        6 => format!("[{}]:{port}", ip_text(ip, v)),
+        _ => format!("{}:{port}", ip_text(ip, v)),
+    };
+    if before.dst == GATEWAY_MAC && svc.at_vip(vni, before.ip_dst, before.dport, before.proto).is_some() {
+        let (key, _) = pipelines::conntrack::Tuple {
+            zone: vni,
+            proto: before.proto,
+            src: (before.ip_src, before.sport),
+            dst: (before.ip_dst, before.dport),
+        }
+        .key();
+        let held = snap.l2.ct.table.as_ref().and_then(|t| t.lookup_nat(&key, pipelines::conntrack::table::hash(&key)));
+        steps.push(format!(
+            "service: VIP {} -> backend {} ({}); DNAT",
+            at(before.ip_dst, before.dport),
+            at(after.ip_dst, after.dport),
+            if held.is_some() { "held by the connection's session" } else { "Maglev's pick for a new connection" }
+        ));
+    } else if svc.is_backend(vni, before.ip_src, before.sport, before.proto) && after.ip_src != before.ip_src {
+        steps.push(format!("service: a backend's reply leaves from VIP {}", at(after.ip_src, after.sport)));
+    }
+    if before.dst == GATEWAY_MAC && after.dst != GATEWAY_MAC {
+        steps.push(format!("gateway: routed to {} (the endpoint holding {})", after.dst, ip_text(after.ip_dst, v)));
+    }
+    if !steps.is_empty() {
+        steps.push(format!("header now: {}", describe(after)));
+    }
+    steps
 }
 
 fn target(t: FibTarget, name: &dyn Fn(u16) -> String) -> String {
@@ -123,7 +164,9 @@ pub fn trace(
                         cfg.action(color)
                     ));
                 }
+                let before = meta[0];
                 stages::from_vm(&ctx, id, vni, &mut frames, &mut meta, &mut PerCore::default(), &mut learned);
+                steps.extend(service_steps(snap, vni, &before, &meta[0]));
                 if meta[0].action != Action::Drop(pipelines::DropReason::BadSrcMac) {
                     let dst = Mac::from_slice(bytes);
                     steps.push(match t.lookup(vni, dst) {
