@@ -264,14 +264,30 @@ mod stage {
         assert_eq!((field(b, 26, 4) as u32, field(b, 34, 2)), (vip, 80));
         assert!(sums_ok(b));
 
-        // The backend set changes: the connection keeps its backend; a new one may not.
+        // Backends added: the connection keeps its backend (a new one may not).
         let other = if backend == 2 { 3 } else { 2 };
-        let t2 = tables(&table, &[other, 4, 5, 6, 7]);
+        let t2 = tables(&table, &[other, backend, 4, 5, 6, 7]);
         let ack = tcp(GATEWAY_MAC, mac(1), client, (vip, 80), 0x10, 1001, 5001);
-        let (f, m) = run(&t2, CLIENT, &[ack]);
+        let (f, m) = run(&t2, CLIENT, std::slice::from_ref(&ack));
         assert_eq!(m[0].action, Action::Tx(to), "{:?}", m[0]);
         assert_eq!(field(f[0].bytes(), 30, 4) as u32, ip(backend));
         assert!(sums_ok(f[0].bytes()));
+
+        // Its backend removed: the connection ends at its next packet (mid-stream, no
+        // other backend takes it).
+        let t3 = tables(&table, &[other]);
+        let (_, m) = run(&t3, CLIENT, &[ack]);
+        assert_eq!(m[0].action, Action::Drop(crate::DropReason::CtInvalid), "{:?}", m[0]);
+        let vip_key = crate::conntrack::Tuple {
+            zone: 100,
+            proto: 6,
+            src: (ipv4_key(client.0), client.1),
+            dst: (ipv4_key(vip), 80),
+        }
+        .key()
+        .0;
+        let found = table.lookup_nat(&vip_key, crate::conntrack::table::hash(&vip_key));
+        assert!(found.is_none(), "the session to the removed backend is gone");
     }
 
     #[test]
