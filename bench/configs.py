@@ -74,12 +74,40 @@ VSWITCHD_ARGS = {"W7-full": ["--conntrack-sessions", "65536"], "W6-1M": ["--conn
 MBUFS = {"W7-full": 524288, "W6-1M": 1100000, "W5-1M": 1100000}
 
 
+GATEWAY_NET = "10.1.255.254/16"
+BACKENDS = ["10.1.1.%d" % (b + 1) for b in range(16)]
+
+
+def backend_mac(i):
+    return "02:00:00:00:03:%02x" % (i + 1)
+
+
+def w8(d, pcap_file):
+    """W8: a VM's UDP to the Service VIP 10.96.0.10:80 over 16 backends behind the remote
+    VTEP (endpoints and FIB entries there), DNAT and encap; no security group, as the
+    anchor's."""
+    pcap = "net_pcap0,rx_pcap=%s/%s,infinite_rx=1" % (d, pcap_file)
+    return {"format": 1, "networks": [{"vni": 100, "gateway": [GATEWAY_NET]}],
+            "vtep": {"ip": "10.0.0.1/24", "uplink": "up", "mac": "02:00:00:00:00:01"},
+            "neighbours": [{"ip": "10.0.0.2", "mac": "02:00:00:00:00:02"}],
+            "ports": [{"name": "vm1", "devargs": pcap, "role": "vm", "vni": 100},
+                      {"name": "up", "devargs": SINK, "role": "uplink"}],
+            "fib": [{"vni": 100, "mac": backend_mac(i), "vtep": "10.0.0.2"} for i in range(16)]
+                   + [{"vni": 100, "mac": VM, "port": "vm1"}],
+            "endpoints": [{"vni": 100, "ip": ip, "mac": backend_mac(i), "vtep": "10.0.0.2"} for i, ip in enumerate(BACKENDS)]
+                         + [{"vni": 100, "ip": "10.1.0.%d" % c, "mac": VM, "port": "vm1"} for c in range(1, 65)],
+            "services": [{"name": "w8", "vni": 100, "vip": "10.96.0.10:80", "proto": "udp",
+                          "backends": ["%s:8080" % ip for ip in BACKENDS]}]}
+
+
 def config(d, w):
     pcap = lambda f: "net_pcap0,rx_pcap=%s/%s,infinite_rx=1" % (d, f)
     base = {"format": 1, "networks": [{"vni": 100}]}
     overlay = {"vtep": {"ip": "10.0.0.1/24", "uplink": "up", "mac": "02:00:00:00:00:01"},
                "neighbours": [{"ip": "10.0.0.2", "mac": "02:00:00:00:00:02"}]}
     fib_out = [{"vni": 100, "mac": DST, "vtep": "10.0.0.2"}, {"vni": 100, "mac": VM, "port": "vm1"}]
+    if w in ("W8", "W8-64k"):
+        return w8(d, "vip64k.pcap" if w == "W8-64k" else "vip.pcap")
     if w == "W1x":
         return {"format": 1, "ports": [{"name": "a", "devargs": pcap("vm.pcap")}, {"name": "b", "devargs": SINK}],
                 "xconnects": [{"a": "a", "b": "b"}]}

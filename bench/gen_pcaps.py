@@ -3,8 +3,9 @@
 frames from a VM), vxlan.pcap (the same frames, reversed, inside VXLAN VNI 100 from
 the remote VTEP), vm64k.pcap (65,536 flows) and vm1m.pcap (1,000,000); for conntrack,
 vm_reply.pcap, vm64k_reply.pcap and vm1m_reply.pcap (one answer per flow, as a VM beside
-it would send it: W6 makes every session established with them) and vm256k.pcap (262,144
-flows: W7-full, where each packet is a new connection). Frames are built from bytes
+it would send it: W6 makes every session established with them), vm256k.pcap (262,144
+flows: W7-full, where each packet is a new connection) and vip.pcap / vip64k.pcap (W8:
+1,024 / 65,536 client flows to a Service VIP). Frames are built from bytes
 (scapy takes minutes for a million); the small files are checked against scapy's.
 Usage: gen_pcaps.py DIR"""
 import struct, sys
@@ -50,6 +51,17 @@ def many(n):
         yield udp(VM, DST, (10, 2 + i // 65536 % 256, i // 256 % 256, i % 256), (10, 1, 0, 2), 1024 + i % 50000, 5001)
 
 
+GATEWAY = "02:76:73:67:77:01"
+
+
+def vip(n):
+    """W8: n client flows to the Service VIP 10.96.0.10:80, the anchors' vip.pcap family
+    (sources 10.1.0.1+, ports 1024-2047), sent to the network's gateway as a VM routes
+    off-subnet traffic (OVS's anchor needs no gateway: its frames go to DST)."""
+    for i in range(n):
+        yield udp(VM, GATEWAY, (10, 1, 0, 1 + i // 1024), (10, 96, 0, 10), 1024 + i % 1024, 80)
+
+
 def write(path, frames):
     with open(path, "wb") as f:
         f.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
@@ -79,6 +91,8 @@ if __name__ == "__main__":
     write(d + "/vm64k_reply.pcap", frames(65536, src=DST, dst=VM, reply=True))
     write(d + "/vm1m_reply.pcap", frames(1000000, src=DST, dst=VM, reply=True))
     write(d + "/vm256k.pcap", many(262144))
+    write(d + "/vip.pcap", vip(1024))
+    write(d + "/vip64k.pcap", vip(65536))
     wrpcap(d + "/vxlan.pcap", [Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01")
                                / IP(src="10.0.0.2", dst="10.0.0.1", flags="DF", ttl=64)
                                / UDP(sport=49152 + i, dport=4789, chksum=0) / VXLAN(vni=100) / Raw(f)
