@@ -150,7 +150,8 @@ pub fn tracker(data: &[u8]) {
         parse(&frame, &mut m);
         m.vni = 100;
         let dir = if from_vm { Direction::In } else { Direction::Out };
-        let cp = Checkpoint { table: &table, port: PORT, cfg: &cfg, dir, core, now, dry: false, nat: None };
+        let cp =
+            Checkpoint { table: &table, port: PORT, cfg: &cfg, dir, core, now, dry: false, nat: None, found: None };
         let (_, pass) = decide(&cp, &VecFrame::new(&frame), &mut m, outbound_only);
         match pass {
             Ok(()) if !from_vm => assert!(

@@ -27,6 +27,8 @@ pub struct Checkpoint<'a> {
     pub dry: bool,
     /// A new session made here is translated: its `Nat` key (the service stage's).
     pub nat: Option<super::NatKey>,
+    /// The packet's session, when the caller found it already (by its `Nat` key).
+    pub found: Option<table::Found>,
 }
 
 /// What a checkpoint decided: the deciding rule's counter slot (None when no rule
@@ -258,7 +260,7 @@ fn find<F: Frame>(cp: &Checkpoint, f: &F, m: &Meta) -> (CtMark, Option<InvalidRe
             let (key, src_hi) = tuple.key();
             // TCP and UDP: hashed by the prefetch pass from the same fields.
             let h = if m.ct.hash != 0 { m.ct.hash } else { table::hash(&key) };
-            match t.lookup(&key, h) {
+            match cp.found.or_else(|| t.lookup(&key, h)) {
                 None => match kind {
                     Kind::Tcp(seg) if TcpConn::open(&seg, cp.cfg.pickup).is_none() => {
                         why = Some(if seg.valid_flags() { InvalidReason::TcpState } else { InvalidReason::TcpFlags });

@@ -476,6 +476,26 @@ impl CtTable {
         self.buckets[b1].as_ptr().cast()
     }
 
+    /// The lines a `lookup_nat` of hash `h` reads in the sessions its first bucket (in
+    /// cache already) names by their `Nat` key: each one's key and state, and its `Nat`
+    /// key; for `each` to prefetch.
+    #[inline]
+    pub fn nat_lines(&self, h: u64, mut each: impl FnMut(*const u8)) {
+        let Some(nat) = self.nat.get() else { return };
+        let (b1, _, tag) = self.buckets_of(h);
+        for e in &self.buckets[b1] {
+            let v = e.load(Relaxed);
+            if v & NAT_ENTRY != 0 && (v >> 32) as u32 == tag {
+                let i = entry_index(v) as usize;
+                if let (Some(s), Some(n)) = (self.sessions.get(i), nat.get(i)) {
+                    let (s, n): (*const Session, *const Nat) = (s, n);
+                    each(s.cast());
+                    each(n.cast());
+                }
+            }
+        }
+    }
+
     /// The two cache lines of the sessions `h` may name in its first bucket (already in
     /// cache), for `each` to prefetch.
     #[inline]

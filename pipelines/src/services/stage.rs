@@ -1,15 +1,19 @@
 //! The service stage: translation toward a backend (a VM's packets to a VIP) and back
 //! (a backend's replies), with the connection tracked in the session that holds the
 //! choice.
-use super::{rewrite, Backend, End, ServiceTables};
+use super::{rewrite, Backend, End, Service, ServiceTables};
 use crate::{
     acl::{Direction, Verdict},
-    conntrack::{self, table::hash, Checkpoint, CtPort, CtTable, NatKey, Tuple},
+    conntrack::{
+        self,
+        table::{hash, Found},
+        Checkpoint, CtPort, CtTable, NatKey, Tuple,
+    },
     gateway::GATEWAY_MAC,
     meta::{Action, Meta},
     parse::parse,
     wire::ipv4,
-    DropReason, Frame, PortId,
+    DropReason, Frame, PortId, BURST,
 };
 
 /// How a service's sessions are tracked where no stateful port asks for more: the
@@ -34,8 +38,15 @@ pub struct At<'a> {
 }
 
 impl At<'_> {
-    /// Tracks a translated (or to be translated) packet; a new session is made with `nat`.
-    fn track<F: Frame>(&self, nat: Option<NatKey>, f: &F, m: &mut Meta) -> Result<(), DropReason> {
+    /// Tracks a translated (or to be translated) packet (of session `found`, if it is
+    /// known); a new session is made with `nat`.
+    fn track<F: Frame>(
+        &self,
+        nat: Option<NatKey>,
+        found: Option<Found>,
+        f: &F,
+        m: &mut Meta,
+    ) -> Result<(), DropReason> {
         let cp = Checkpoint {
             table: self.table,
             port: self.port,
@@ -45,34 +56,78 @@ impl At<'_> {
             now: self.now,
             dry: self.dry,
             nat,
+            found,
         };
         conntrack::decide(&cp, f, m, |_, _| (Verdict::Allow, None)).1
     }
 }
 
+/// What the first pass found a packet to be.
+#[derive(Clone, Copy)]
+enum Seen<'s> {
+    Other,
+    /// To a VIP: its service and the hash of the key it addressed.
+    ToVip(&'s Service, u64),
+    FromBackend,
+}
+
 /// A VM's batch in network `vni`: packets to a VIP (sent to the gateway) go to their
-/// connection's backend; replies from a backend come back from the VIP.
+/// connection's backend; replies from a backend come back from the VIP. In passes over
+/// the batch, so that each packet's index bucket, then its session, then the bucket of
+/// its translated key are fetched for the whole batch before any is read.
 pub fn to_service<F: Frame>(services: &ServiceTables, at: At, vni: u32, frames: &mut [F], meta: &mut [Meta]) {
-    for (f, m) in frames.iter_mut().zip(meta.iter_mut()) {
-        if m.repeat {
-            // (Parsed here: what a service does depends on more than the MACs.)
-            parse(f.head(), m);
-            m.repeat = false;
-        }
-        m.vni = vni;
-        if !translatable(m) {
-            continue;
-        }
-        if m.dst == GATEWAY_MAC {
-            if let Some(svc) = services.at_vip(vni, m.ip_dst, m.dport, m.proto) {
-                if let Err(r) = forward(svc, at, f, m) {
-                    m.action = Action::Drop(r);
-                }
+    for (frames, meta) in frames.chunks_mut(BURST).zip(meta.chunks_mut(BURST)) {
+        let mut seen = [Seen::Other; BURST];
+        for ((f, m), seen) in frames.iter().zip(meta.iter_mut()).zip(seen.iter_mut()) {
+            if m.repeat {
+                // (Parsed here: what a service does depends on more than the MACs.)
+                parse(f.head(), m);
+                m.repeat = false;
+            }
+            m.vni = vni;
+            if !translatable(m) {
                 continue;
             }
+            if m.dst == GATEWAY_MAC {
+                if let Some(svc) = services.at_vip(vni, m.ip_dst, m.dport, m.proto) {
+                    let h = hash(&Tuple::of_ports(m).key().0);
+                    F::prefetch(at.table.bucket_line(h));
+                    *seen = Seen::ToVip(svc, h);
+                    continue;
+                }
+            }
+            if services.is_backend(vni, m.ip_src, m.sport, m.proto) {
+                m.ct.hash = hash(&Tuple::of_ports(m).key().0);
+                F::prefetch(at.table.bucket_line(m.ct.hash));
+                *seen = Seen::FromBackend;
+            }
         }
-        if services.is_backend(vni, m.ip_src, m.sport, m.proto) {
-            if let Err(r) = reverse(at, f, m) {
+        for (m, seen) in meta.iter().zip(&seen) {
+            match *seen {
+                Seen::ToVip(_, h) => at.table.nat_lines(h, F::prefetch),
+                Seen::FromBackend => at.table.session_lines(m.ct.hash, F::prefetch),
+                Seen::Other => {}
+            }
+        }
+        // The sessions the VIP keys found, for the tracking pass to take as they are.
+        let mut held: [Option<Found>; BURST] = [None; BURST];
+        for (((f, m), seen), held) in frames.iter_mut().zip(meta.iter_mut()).zip(&seen).zip(held.iter_mut()) {
+            if let Seen::ToVip(svc, h) = *seen {
+                match translate(svc, h, at, f, m) {
+                    Ok(found) => *held = found,
+                    Err(r) => m.action = Action::Drop(r),
+                }
+            }
+        }
+        for (((f, m), seen), held) in frames.iter_mut().zip(meta.iter_mut()).zip(&seen).zip(held) {
+            let done = match *seen {
+                Seen::ToVip(svc, _) if m.action == Action::Continue => {
+                    at.track(Some(NatKey { key: vip_key_of(m, svc), service: svc.id }), held, f, m)
+                }
+                Seen::FromBackend => reverse(at, f, m),
+                _ => continue,
+            };
+            if let Err(r) = done {
                 m.action = Action::Drop(r);
             }
         }
@@ -89,15 +144,22 @@ pub fn from_backend<F: Frame>(services: &ServiceTables, at: At, f: &mut F, m: &m
     }
 }
 
-fn forward<F: Frame>(svc: &super::Service, at: At, f: &mut F, m: &mut Meta) -> Result<(), DropReason> {
+/// The key a packet to a VIP addressed, from the packet as translated (its client
+/// end) and its service.
+fn vip_key_of(m: &Meta, svc: &Service) -> crate::conntrack::CtKey {
+    Tuple { zone: m.vni, proto: m.proto, src: (m.ip_src, m.sport), dst: (svc.vip, svc.port) }.key().0
+}
+
+/// A packet to a VIP (whose addressed key hashes to `h`) translated toward its
+/// connection's backend: the one its session (returned) holds, or a new pick. For a new
+/// one, its own key's bucket is fetched for the tracking pass.
+fn translate<F: Frame>(svc: &Service, h: u64, at: At, f: &mut F, m: &mut Meta) -> Result<Option<Found>, DropReason> {
     let client = (m.ip_src, m.sport);
     let (vip_key, _) = Tuple::of_ports(m).key();
-    let h = hash(&vip_key);
-    // The connection's backend: the one its session holds, or a new pick.
     let held = at.table.lookup_nat(&vip_key, h).and_then(|found| Some((found, at.table.key_of(found.index)?)));
     let held = held.map(|(found, k)| (found, if k.lo == client { k.hi } else { k.lo }));
-    let backend = match held {
-        Some((_, b)) if svc.has(Backend { ip: b.0, port: b.1 }) => b,
+    let (backend, kept) = match held {
+        Some((found, b)) if svc.has(Backend { ip: b.0, port: b.1 }) => (b, Some(found)),
         // Its backend was removed: the connection ends here (this packet goes to a new
         // pick, whose answer to a connection it does not know is a reset).
         stale => {
@@ -106,20 +168,23 @@ fn forward<F: Frame>(svc: &super::Service, at: At, f: &mut F, m: &mut Meta) -> R
             }
             let i = svc.maglev.pick(h).ok_or(DropReason::NoBackend)?;
             let b = svc.backends.get(i as usize).ok_or(DropReason::NoBackend)?;
-            (b.ip, b.port)
+            ((b.ip, b.port), None)
         }
     };
-    // (Also when the session is found: a SYN that reopens it makes a new one.)
-    let nat = Some(NatKey { key: vip_key, service: svc.id });
     if !rewrite(f, m, End::Dst, backend.0, backend.1) {
         return Err(DropReason::CtInvalid);
     }
-    at.track(nat, f, m)
+    if kept.is_none() {
+        m.ct.hash = hash(&Tuple::of_ports(m).key().0);
+        F::prefetch(at.table.bucket_line(m.ct.hash));
+    }
+    Ok(kept)
 }
 
 fn reverse<F: Frame>(at: At, f: &mut F, m: &mut Meta) -> Result<(), DropReason> {
     let (key, _) = Tuple::of_ports(m).key();
-    let Some(found) = at.table.lookup(&key, hash(&key)) else { return Ok(()) };
+    let h = if m.ct.hash != 0 { m.ct.hash } else { hash(&key) };
+    let Some(found) = at.table.lookup(&key, h) else { return Ok(()) };
     let Some(nat) = at.table.nat_of(found.index) else { return Ok(()) };
     let client = (m.ip_dst, m.dport);
     // Sent by the backend to the client: the packet's source becomes the VIP.
@@ -127,7 +192,7 @@ fn reverse<F: Frame>(at: At, f: &mut F, m: &mut Meta) -> Result<(), DropReason> 
         return Ok(());
     }
     let vip = if nat.key.lo == client { nat.key.hi } else { nat.key.lo };
-    at.track(None, f, m)?;
+    at.track(None, Some(found), f, m)?;
     if !rewrite(f, m, End::Src, vip.0, vip.1) {
         return Err(DropReason::CtInvalid);
     }

@@ -389,6 +389,7 @@ fn stateful_in<F: Frame>(
         now: conntrack::now_ms(ctx.clock),
         dry: t.ct.dry,
         nat: None,
+        found: None,
     };
     conntrack::prefetch::<F>(table, meta);
     for (f, m) in frames.iter().zip(meta.iter_mut()) {
@@ -466,7 +467,8 @@ pub fn egress_acl<F: Frame>(
     let t = ctx.tables;
     if let (Some(cfg), Some(table)) = (t.ct.port(p), t.ct.table.as_deref()) {
         let now = conntrack::now_ms(ctx.clock);
-        let cp = Checkpoint { table, port: p, cfg, dir: Direction::Out, core, now, dry: t.ct.dry, nat: None };
+        let cp =
+            Checkpoint { table, port: p, cfg, dir: Direction::Out, core, now, dry: t.ct.dry, nat: None, found: None };
         return conntrack::decide(&cp, f, m, |d, pm| t.acl.check_with(acl, p, d, pm));
     }
     match t.acl.check_with(acl, p, Direction::Out, m) {

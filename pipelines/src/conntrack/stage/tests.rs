@@ -80,8 +80,17 @@ impl Rig {
         let mut m = Meta::default();
         parse(&bytes, &mut m);
         m.vni = 100;
-        let cp =
-            Checkpoint { table: &self.table, port: 2, cfg: &self.cfg, dir, core, now: self.now, dry: false, nat: None };
+        let cp = Checkpoint {
+            table: &self.table,
+            port: 2,
+            cfg: &self.cfg,
+            dir,
+            core,
+            now: self.now,
+            dry: false,
+            nat: None,
+            found: None,
+        };
         let (hit, pass) = decide(&cp, &f, &mut m, self.rules);
         pass.map(|()| hit)
     }
