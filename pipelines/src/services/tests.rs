@@ -299,4 +299,102 @@ mod stage {
         let (_, m) = run(&t, CLIENT, &[syn]);
         assert_eq!(m[0].action, Action::Drop(crate::DropReason::NoBackend));
     }
+
+    fn v6(last: u8) -> u128 {
+        0xfd00_0000_0000_0000_0000_0000_0000_0000 | last as u128
+    }
+
+    /// UDP over IPv6 from `src` to `dst`, its checksum over the pseudo-header.
+    fn udp6(dst_mac: Mac, src_mac: Mac, src: (u128, u16), dst: (u128, u16)) -> Vec<u8> {
+        let payload = b"who";
+        let mut u = Vec::new();
+        u.extend_from_slice(&src.1.to_be_bytes());
+        u.extend_from_slice(&dst.1.to_be_bytes());
+        u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        u.extend_from_slice(&[0, 0]);
+        u.extend_from_slice(payload);
+        let mut f = Vec::new();
+        f.extend_from_slice(&dst_mac.0);
+        f.extend_from_slice(&src_mac.0);
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+        f.extend_from_slice(&(u.len() as u16).to_be_bytes());
+        f.extend_from_slice(&[17, 64]);
+        f.extend_from_slice(&src.0.to_be_bytes());
+        f.extend_from_slice(&dst.0.to_be_bytes());
+        let c = crate::wire::checksum(sum6(&f[14..54], &u));
+        u[6..8].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&u);
+        f
+    }
+
+    fn sum6(ip: &[u8], l4: &[u8]) -> u32 {
+        ones_sum(&ip[8..40]) + l4.len() as u32 + ip[6] as u32 + ones_sum(l4)
+    }
+
+    #[test]
+    fn ipv6_services_translate_both_ways_with_checksums_right() {
+        let table = Arc::new(CtTable::new(64, 1, 16));
+        table.enable_nat(|_, _| 0);
+        let mut t = tables(&table, &[]);
+        let vip = v6(0x10);
+        let mut eps = Endpoints::default();
+        for (last, m) in [(1, mac(1)), (2, mac(2))] {
+            eps.insert(100, v6(last), Endpoint { mac: m });
+        }
+        t.endpoints = Arc::new(eps);
+        if let Some(n) = t.networks.get_mut(&100) {
+            n.gateway.v6 = Some(v6(0xfe));
+        }
+        let backends = vec![Backend { ip: v6(2), port: 5353 }];
+        let key = format!("{:x}", v6(2));
+        let mut s = ServiceTables::default();
+        s.insert(Arc::new(Service::new(2, 100, (vip, 53), 17, backends, Maglev::build(7, &[(key.as_bytes(), 1)]))));
+        t.services = Arc::new(s);
+        let client = (v6(1), 40000);
+        let (f, m) = run(&t, CLIENT, &[udp6(GATEWAY_MAC, mac(1), client, (vip, 53))]);
+        assert_eq!(m[0].action, Action::Tx(B1));
+        let b = f[0].bytes();
+        assert_eq!(u128::from_be_bytes(b[38..54].try_into().unwrap()), v6(2), "DNAT");
+        assert_eq!(field(b, 56, 2), 5353);
+        assert_eq!(b[21], 63, "hop limit spent by the gateway");
+        assert_eq!(sum6(&b[14..54], &b[54..]), 0xffff, "UDP checksum over IPv6");
+        let (f, m) = run(&t, B1, &[udp6(mac(1), mac(2), (v6(2), 5353), client)]);
+        assert_eq!(m[0].action, Action::Tx(CLIENT));
+        let b = f[0].bytes();
+        assert_eq!((u128::from_be_bytes(b[22..38].try_into().unwrap()), field(b, 54, 2)), (vip, 53));
+        assert_eq!(sum6(&b[14..54], &b[54..]), 0xffff);
+    }
+}
+
+#[test]
+fn an_offloaded_checksum_keeps_owing_with_its_pseudo_header_sum_moved() {
+    use crate::{
+        meta::{ipv4_key, Meta},
+        offload::{L4Csum, Offload},
+        parse::parse,
+        services::{rewrite, End},
+        wire::{fold, ones_sum},
+        Frame, VecFrame,
+    };
+    // TCP over IPv4 as a kernel hands it over with CHECKSUM_PARTIAL: the field holds the
+    // pseudo-header's folded sum, not complemented.
+    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+    let mut ip = vec![0x45, 0, 0, 44, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 1, 0, 1, 10, 96, 0, 10];
+    let c = crate::wire::checksum(ones_sum(&ip));
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    let mut tcp = vec![0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0, 1, 2, 3, 4];
+    let pseudo = |ip: &[u8]| fold(ones_sum(&ip[12..20]) + 6 + 24) as u16;
+    tcp[16..18].copy_from_slice(&pseudo(&ip).to_be_bytes());
+    f.extend_from_slice(&tcp);
+    let mut frame = VecFrame::new(&f);
+    frame.offload = Offload { csum: L4Csum::Tcp, l2: 0, l3: 14, l4: 34, ..Offload::NONE };
+    let mut m = Meta::default();
+    parse(frame.head(), &mut m);
+    assert!(rewrite(&mut frame, &mut m, End::Dst, ipv4_key(0x0a01_0102), 8080));
+    let b = frame.bytes();
+    assert!(crate::wire::ipv4::checksum_ok(&b[14..34]));
+    assert_eq!(u16::from_be_bytes([b[50], b[51]]), pseudo(&b[14..34]), "the new pseudo-header's sum");
+    assert_eq!(u16::from_be_bytes([b[36], b[37]]), 8080);
+    assert_eq!(frame.offload.csum, L4Csum::Tcp, "still owed");
 }
