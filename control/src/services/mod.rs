@@ -275,7 +275,7 @@ impl Feature for Services {
             if !self.list.is_empty() {
                 table.enable_nat(dataplane::advise_huge_pages);
                 for c in self.list.values() {
-                    tables.insert(c.built.clone());
+                    tables.insert(c.built.clone(), &t.l2.endpoints);
                 }
             }
             self.table = Some(table);

@@ -100,7 +100,7 @@ pub fn route<F: Frame>(eps: &Endpoints, net: &Network, f: &mut F, m: &mut Meta, 
 }
 
 /// Writes both MACs of the frame and of its metadata.
-fn set_macs<F: Frame>(f: &mut F, m: &mut Meta, dst: Mac, src: Mac) {
+pub(crate) fn set_macs<F: Frame>(f: &mut F, m: &mut Meta, dst: Mac, src: Mac) {
     let b = f.head_mut();
     b[ethernet::DST].copy_from_slice(&dst.0);
     b[ethernet::SRC].copy_from_slice(&src.0);
@@ -109,7 +109,7 @@ fn set_macs<F: Frame>(f: &mut F, m: &mut Meta, dst: Mac, src: Mac) {
 }
 
 /// Decrements the TTL / hop limit; false if it would reach 0 (or the header is cut).
-fn spend_hop<F: Frame>(f: &mut F, m: &Meta) -> bool {
+pub(crate) fn spend_hop<F: Frame>(f: &mut F, m: &Meta) -> bool {
     let l3 = m.l3 as usize;
     let b = f.head_mut();
     match m.ip_version {

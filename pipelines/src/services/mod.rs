@@ -16,7 +16,7 @@ mod tests;
 pub use nat::{rewrite, End};
 pub use stage::{from_backend, to_service, At};
 
-use crate::meta::IpKey;
+use crate::{gateway::Endpoints, meta::IpKey, wire::Mac};
 use maglev::Maglev;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
@@ -39,20 +39,31 @@ pub struct Service {
     pub proto: u8,
     pub backends: Vec<Backend>,
     pub maglev: Maglev,
-    /// The backends, to tell whether a connection's backend is still one.
-    members: FxHashSet<Backend>,
+    /// The backends and their places in `backends`, to tell whether a connection's
+    /// backend is still one.
+    members: FxHashMap<Backend, u16>,
 }
 
 impl Service {
     pub fn new(id: u32, vni: u32, vip: (IpKey, u16), proto: u8, backends: Vec<Backend>, maglev: Maglev) -> Service {
-        let members = backends.iter().copied().collect();
+        let members = backends.iter().enumerate().map(|(i, b)| (*b, i as u16)).collect();
         Service { id, vni, vip: vip.0, port: vip.1, proto, backends, maglev, members }
     }
 
+    /// Backend `b`'s place in `backends`, if it is one.
     #[inline]
-    pub fn has(&self, b: Backend) -> bool {
-        self.members.contains(&b)
+    pub fn index_of(&self, b: Backend) -> Option<u16> {
+        self.members.get(&b).copied()
     }
+}
+
+/// A VIP as the cores find it: its service, and its backends' MACs as the endpoint table
+/// had them when the tables were built (None: not known then; the gateway looks again
+/// per packet).
+#[derive(Debug)]
+pub struct Vip {
+    pub service: Arc<Service>,
+    pub macs: Box<[Option<Mac>]>,
 }
 
 /// A service's address as packets carry it: (VNI, IP, port, protocol).
@@ -61,18 +72,20 @@ type Addr = (u32, IpKey, u16, u8);
 /// Every service, by VIP, and every backend (a reply from one is looked up).
 #[derive(Debug, Default)]
 pub struct ServiceTables {
-    by_vip: FxHashMap<Addr, Arc<Service>>,
+    by_vip: FxHashMap<Addr, Vip>,
     backends: FxHashSet<Addr>,
     vnis: FxHashSet<u32>,
 }
 
 impl ServiceTables {
-    pub fn insert(&mut self, s: Arc<Service>) {
+    /// Adds service `s`, its backends' MACs taken from `endpoints`.
+    pub fn insert(&mut self, s: Arc<Service>, endpoints: &Endpoints) {
         for b in &s.backends {
             self.backends.insert((s.vni, b.ip, b.port, s.proto));
         }
         self.vnis.insert(s.vni);
-        self.by_vip.insert((s.vni, s.vip, s.port, s.proto), s);
+        let macs = s.backends.iter().map(|b| endpoints.get(s.vni, b.ip).map(|e| e.mac)).collect();
+        self.by_vip.insert((s.vni, s.vip, s.port, s.proto), Vip { service: s, macs });
     }
 
     pub fn is_empty(&self) -> bool {
@@ -86,8 +99,8 @@ impl ServiceTables {
     }
 
     #[inline]
-    pub fn at_vip(&self, vni: u32, ip: IpKey, port: u16, proto: u8) -> Option<&Service> {
-        self.by_vip.get(&(vni, ip, port, proto)).map(|s| &**s)
+    pub fn at_vip(&self, vni: u32, ip: IpKey, port: u16, proto: u8) -> Option<&Vip> {
+        self.by_vip.get(&(vni, ip, port, proto))
     }
 
     #[inline]
@@ -96,6 +109,6 @@ impl ServiceTables {
     }
 
     pub fn services(&self) -> impl Iterator<Item = &Arc<Service>> {
-        self.by_vip.values()
+        self.by_vip.values().map(|v| &v.service)
     }
 }

@@ -1,7 +1,7 @@
 //! The service stage: translation toward a backend (a VM's packets to a VIP) and back
 //! (a backend's replies), with the connection tracked in the session that holds the
 //! choice.
-use super::{rewrite, Backend, End, Service, ServiceTables};
+use super::{rewrite, Backend, End, Service, ServiceTables, Vip};
 use crate::{
     acl::{Direction, Verdict},
     conntrack::{
@@ -9,7 +9,7 @@ use crate::{
         table::{hash, Found},
         Checkpoint, CtPort, CtTable, NatKey, Tuple,
     },
-    gateway::GATEWAY_MAC,
+    gateway::{set_macs, spend_hop, GATEWAY_MAC},
     meta::{Action, Meta},
     parse::parse,
     wire::ipv4,
@@ -67,7 +67,7 @@ impl At<'_> {
 enum Seen<'s> {
     Other,
     /// To a VIP: its service and the hash of the key it addressed.
-    ToVip(&'s Service, u64),
+    ToVip(&'s Vip, u64),
     FromBackend,
 }
 
@@ -89,10 +89,10 @@ pub fn to_service<F: Frame>(services: &ServiceTables, at: At, vni: u32, frames: 
                 continue;
             }
             if m.dst == GATEWAY_MAC {
-                if let Some(svc) = services.at_vip(vni, m.ip_dst, m.dport, m.proto) {
+                if let Some(vip) = services.at_vip(vni, m.ip_dst, m.dport, m.proto) {
                     let h = hash(&Tuple::of_ports(m).key().0);
                     F::prefetch(at.table.bucket_line(h));
-                    *seen = Seen::ToVip(svc, h);
+                    *seen = Seen::ToVip(vip, h);
                     continue;
                 }
             }
@@ -112,8 +112,8 @@ pub fn to_service<F: Frame>(services: &ServiceTables, at: At, vni: u32, frames: 
         // The sessions the VIP keys found, for the tracking pass to take as they are.
         let mut held: [Option<Found>; BURST] = [None; BURST];
         for (((f, m), seen), held) in frames.iter_mut().zip(meta.iter_mut()).zip(&seen).zip(held.iter_mut()) {
-            if let Seen::ToVip(svc, h) = *seen {
-                match translate(svc, h, at, f, m) {
+            if let Seen::ToVip(vip, h) = *seen {
+                match translate(vip, h, at, f, m) {
                     Ok(found) => *held = found,
                     Err(r) => m.action = Action::Drop(r),
                 }
@@ -121,7 +121,8 @@ pub fn to_service<F: Frame>(services: &ServiceTables, at: At, vni: u32, frames: 
         }
         for (((f, m), seen), held) in frames.iter_mut().zip(meta.iter_mut()).zip(&seen).zip(held) {
             let done = match *seen {
-                Seen::ToVip(svc, _) if m.action == Action::Continue => {
+                Seen::ToVip(vip, _) if m.action == Action::Continue => {
+                    let svc = &vip.service;
                     at.track(Some(NatKey { key: vip_key_of(m, svc), service: svc.id }), held, f, m)
                 }
                 Seen::FromBackend => reverse(at, f, m),
@@ -151,28 +152,36 @@ fn vip_key_of(m: &Meta, svc: &Service) -> crate::conntrack::CtKey {
 }
 
 /// A packet to a VIP (whose addressed key hashes to `h`) translated toward its
-/// connection's backend: the one its session (returned) holds, or a new pick. For a new
-/// one, its own key's bucket is fetched for the tracking pass.
-fn translate<F: Frame>(svc: &Service, h: u64, at: At, f: &mut F, m: &mut Meta) -> Result<Option<Found>, DropReason> {
+/// connection's backend: the one its session (returned) holds, or a new pick. Where the
+/// backend's MAC is known it is also routed here (the gateway's work, without its
+/// lookup). For a new connection, its own key's bucket is fetched for the tracking pass.
+fn translate<F: Frame>(vip: &Vip, h: u64, at: At, f: &mut F, m: &mut Meta) -> Result<Option<Found>, DropReason> {
+    let svc = &vip.service;
     let client = (m.ip_src, m.sport);
     let (vip_key, _) = Tuple::of_ports(m).key();
     let held = at.table.lookup_nat(&vip_key, h).and_then(|found| Some((found, at.table.key_of(found.index)?)));
     let held = held.map(|(found, k)| (found, if k.lo == client { k.hi } else { k.lo }));
-    let (backend, kept) = match held {
-        Some((found, b)) if svc.has(Backend { ip: b.0, port: b.1 }) => (b, Some(found)),
+    let place = held.and_then(|(_, b)| svc.index_of(Backend { ip: b.0, port: b.1 }));
+    let (i, kept) = match (held, place) {
+        (Some((found, _)), Some(i)) => (i, Some(found)),
         // Its backend was removed: the connection ends here (this packet goes to a new
         // pick, whose answer to a connection it does not know is a reset).
-        stale => {
+        (stale, _) => {
             if let (Some((found, _)), false) = (stale, at.dry) {
                 at.table.kill(found.index, found.gen);
             }
-            let i = svc.maglev.pick(h).ok_or(DropReason::NoBackend)?;
-            let b = svc.backends.get(i as usize).ok_or(DropReason::NoBackend)?;
-            ((b.ip, b.port), None)
+            (svc.maglev.pick(h).ok_or(DropReason::NoBackend)?, None)
         }
     };
-    if !rewrite(f, m, End::Dst, backend.0, backend.1) {
+    let b = svc.backends.get(i as usize).ok_or(DropReason::NoBackend)?;
+    if !rewrite(f, m, End::Dst, b.ip, b.port) {
         return Err(DropReason::CtInvalid);
+    }
+    if let Some(Some(mac)) = vip.macs.get(i as usize) {
+        if !spend_hop(f, m) {
+            return Err(DropReason::TtlExceeded);
+        }
+        set_macs(f, m, *mac, GATEWAY_MAC);
     }
     if kept.is_none() {
         m.ct.hash = hash(&Tuple::of_ports(m).key().0);

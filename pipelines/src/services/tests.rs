@@ -180,7 +180,7 @@ mod stage {
         }
         t.endpoints = Arc::new(eps);
         let mut s = ServiceTables::default();
-        s.insert(service(backends));
+        s.insert(service(backends), &t.endpoints);
         t.services = Arc::new(s);
         t.ct = Arc::new(CtTables { table: Some(table.clone()), ports: vec![], dry: false });
         t.port_mtu = vec![1500; 8];
@@ -348,7 +348,10 @@ mod stage {
         let backends = vec![Backend { ip: v6(2), port: 5353 }];
         let key = format!("{:x}", v6(2));
         let mut s = ServiceTables::default();
-        s.insert(Arc::new(Service::new(2, 100, (vip, 53), 17, backends, Maglev::build(7, &[(key.as_bytes(), 1)]))));
+        s.insert(
+            Arc::new(Service::new(2, 100, (vip, 53), 17, backends, Maglev::build(7, &[(key.as_bytes(), 1)]))),
+            &t.endpoints,
+        );
         t.services = Arc::new(s);
         let client = (v6(1), 40000);
         let (f, m) = run(&t, CLIENT, &[udp6(GATEWAY_MAC, mac(1), client, (vip, 53))]);

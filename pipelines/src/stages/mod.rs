@@ -148,8 +148,9 @@ fn admit(t: &L2Tables, vni: u32, gateway: bool, m: &mut Meta) -> bool {
         return false;
     }
     // Nobody else may speak for the gateway: its MAC as a source would move it in the
-    // FIB of every switch of the network.
-    if m.src.is_multicast() || (gateway && m.src == GATEWAY_MAC) {
+    // FIB of every switch of the network. (The service stage, which ran before, routes
+    // what it translated: those frames are tracked already, and come from the gateway.)
+    if m.src.is_multicast() || (gateway && m.src == GATEWAY_MAC && !m.ct.tracked) {
         m.action = Action::Drop(DropReason::BadSrcMac);
         return false;
     }
@@ -290,8 +291,10 @@ impl<'t> Switching<'t> {
     ) {
         let (t, port, vni) = (ctx.tables, self.port, self.vni);
         if self.learned != Some(m.src) {
-            let ev = LearnEvent::mac(vni, m.src, FibTarget::Port(port));
-            core.learner.observe(t.lookup(vni, m.src), ev, ctx.clock, sink);
+            if m.src != GATEWAY_MAC {
+                let ev = LearnEvent::mac(vni, m.src, FibTarget::Port(port));
+                core.learner.observe(t.lookup(vni, m.src), ev, ctx.clock, sink);
+            }
             self.learned = Some(m.src);
         }
         let at_gateway = |m: &Meta| {
