@@ -163,6 +163,11 @@ fn udp_through_a_vip_and_a_removed_backend_is_left() {
         after.iter().all(|n| *n == after[0] && *n != before[0]),
         "moved off the removed backend: {before:?} -> {after:?}"
     );
+    // A service where VMs have no gateway to reach it by is taken, with a warning.
+    d.ok(&["network", "add", "200"]);
+    let out = d.ctl(&["service", "add", "lonely", "--vni", "200", "--vip", "10.96.0.20:53", "--proto", "udp"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("network 200 has no IPv4 gateway"), "{err}");
     d.ok(&["service", "del", "dns"]);
     assert_eq!(count(&names(&client, "53", "3", true), "failed"), 3, "no service, no answer");
 }

@@ -231,6 +231,11 @@ impl Overlay {
         self.networks.contains_key(&vni)
     }
 
+    /// Network `vni`'s gateway addresses (none if it has no gateway, or no network).
+    pub fn gateway_of(&self, vni: u32) -> GatewayAddrs {
+        self.networks.get(&vni).map(gateway_addrs).unwrap_or_default()
+    }
+
     /// Checks what a port spec says about roles against the overlay.
     pub fn check_port(&self, spec: &PortSpec, ports: &[PortRef]) -> Result<(), String> {
         match (spec.role, spec.vni) {

@@ -248,7 +248,30 @@ impl Switch {
             Request::Sflow(r) => self.sflow.handle(r, &ctx),
             Request::Conntrack(r) => self.conntrack.handle(r, &ctx),
             Request::Endpoint(r) => self.endpoints.handle(r, &ctx),
-            Request::Service(r) => self.services.handle(r, &ctx),
+            Request::Service(r) => {
+                let vni = match &r {
+                    ServiceRequest::ServiceAdd(s) => Some((s.vni, s.vip.starts_with('['))),
+                    _ => None,
+                };
+                let mut handled = self.services.handle(r, &ctx)?;
+                // Clients reach a VIP through their network's gateway: without one the
+                // service is there, and nobody can use it.
+                if let Some((vni, v6)) = vni {
+                    let g = overlay.gateway_of(vni);
+                    if (if v6 { g.v6 } else { g.v4.map(u128::from) }).is_none() {
+                        let why = format!(
+                            "network {vni} has no {} gateway: its VMs cannot reach the VIP until it has one (vswitchctl network add {vni} --gateway IP/LEN, or apply)",
+                            if v6 { "IPv6" } else { "IPv4" }
+                        );
+                        let w = &mut handled.reply["warning"];
+                        *w = serde_json::Value::String(match w.as_str() {
+                            Some(first) => format!("{first}; {why}"),
+                            None => why,
+                        });
+                    }
+                }
+                Ok(handled)
+            }
             // The core's own: the life of ports, whole states, reads of everything.
             Request::Port(r) => return self.port_request(r),
             Request::Apply(r) => return self.apply_request(r).await,
