@@ -27,6 +27,23 @@ pub fn ipv4_key(a: u32) -> IpKey {
     0xffff_0000_0000 | a as u128
 }
 
+/// An address as `Meta` keeps it.
+pub fn ip_key(ip: std::net::IpAddr) -> IpKey {
+    match ip {
+        std::net::IpAddr::V4(a) => ipv4_key(u32::from(a)),
+        std::net::IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+/// An address `Meta` keeps, back as an address.
+pub fn ip_addr(k: IpKey) -> std::net::IpAddr {
+    if k >> 32 == 0xffff {
+        std::net::IpAddr::V4(std::net::Ipv4Addr::from(k as u32))
+    } else {
+        std::net::IpAddr::V6(std::net::Ipv6Addr::from(k))
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Meta {
     pub dst: Mac,

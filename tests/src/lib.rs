@@ -87,10 +87,15 @@ pub fn run_ok(cmd: &str, args: &[&str]) -> String {
 /// Debian's python3, which has scapy (the one first on PATH may not).
 pub const PYTHON: &str = "/usr/bin/python3";
 
+/// The path of one of the scripts in `tests/py/` (to run in a namespace).
+pub fn py_script(script: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("py").join(script).to_str().unwrap().to_owned()
+}
+
 /// Runs one of the scripts in `tests/py/`.
 pub fn python(script: &str, args: &[&str]) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("py").join(script);
-    let mut all = vec![path.to_str().unwrap()];
+    let path = py_script(script);
+    let mut all = vec![path.as_str()];
     all.extend_from_slice(args);
     run_ok(PYTHON, &all)
 }

@@ -2,7 +2,6 @@
 //! judges: two containers in one network but different subnets route through the
 //! gateway (ping, its TTL, the kernel's neighbour table), and scapy reads the ARP and
 //! neighbour-discovery answers the switch writes for known addresses.
-use std::path::Path;
 use vswitch_tests::*;
 
 const GATEWAY_MAC: &str = "02:76:73:67:77:01";
@@ -33,8 +32,7 @@ fn ping(vm: &TapVm, to: &str) -> String {
 }
 
 fn ask(vm: &TapVm, src: &str, target: &str) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/ask_neighbour.py");
-    vm.ns.exec_ok(&[PYTHON, script.to_str().unwrap(), &vm.ifname, src, target]).trim().to_owned()
+    vm.ns.exec_ok(&[PYTHON, &py_script("ask_neighbour.py"), &vm.ifname, src, target]).trim().to_owned()
 }
 
 #[test]

@@ -219,10 +219,9 @@ fn a_service_backend_behind_the_kernel_vtep_answers_from_the_vip() {
         "--backend",
         "10.1.0.2:8080",
     ]);
-    let py = |name: &str| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("py").join(name);
-    let mut server = remote.spawn(&[PYTHON, py("name_server.py").to_str().unwrap(), "8080", "remote"]);
+    let mut server = remote.spawn(&[PYTHON, &py_script("name_server.py"), "8080", "remote"]);
     std::thread::sleep(Duration::from_millis(500));
-    let got = vm1.sh(&[PYTHON, py("tcp_names.py").to_str().unwrap(), "10.96.0.10", "80", "20"]);
+    let got = vm1.sh(&[PYTHON, &py_script("tcp_names.py"), "10.96.0.10", "80", "20"]);
     let _ = server.kill();
     let _ = server.wait();
     let got: serde_json::Value = serde_json::from_str(got.trim()).unwrap();

@@ -3,14 +3,10 @@
 //! kernel is the judge of the translation (it takes answers only from the address it
 //! connected to), the counts are the judge of Maglev's weights.
 use serde_json::Value;
-use std::{path::Path, process::Child, time::Duration};
+use std::{process::Child, time::Duration};
 use vswitch_tests::*;
 
 const VIP: &str = "10.96.0.10";
-
-fn script(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("py").join(name).to_str().unwrap().to_owned()
-}
 
 /// A backend's container and its servers (killed with it: a process outlives the
 /// namespace it runs in).
@@ -40,8 +36,8 @@ fn rig(d: &Daemon) -> (TapVm, Vec<Backend>) {
         let vm = TapVm::add_with(d, &name, &format!("10.73.1.1{i}/24"), &["--role", "vm", "--vni", "100"]);
         vm.sh(&["ip", "route", "add", "default", "via", "10.73.1.254"]);
         let servers = vec![
-            vm.ns.spawn(&[PYTHON, &script("name_server.py"), "8080", &name]),
-            vm.ns.spawn(&[PYTHON, &script("name_server.py"), "5353", &name, "--udp"]),
+            vm.ns.spawn(&[PYTHON, &py_script("name_server.py"), "8080", &name]),
+            vm.ns.spawn(&[PYTHON, &py_script("name_server.py"), "5353", &name, "--udp"]),
         ];
         // Known to the switch as an endpoint from its own ARP for the gateway.
         assert!(vm.ns.exec(&["ping", "-c", "1", "-W", "1", "10.73.1.254"]).status.success());
@@ -52,7 +48,7 @@ fn rig(d: &Daemon) -> (TapVm, Vec<Backend>) {
 }
 
 fn names(client: &TapVm, port: &str, count: &str, udp: bool) -> Value {
-    let path = script("tcp_names.py");
+    let path = py_script("tcp_names.py");
     let mut args = vec![PYTHON, &path, VIP, port, count];
     if udp {
         args.push("--udp");

@@ -15,12 +15,12 @@ use api::{Conn, CtRequest, CtStats, EventRow, EventsView, SessionRow, StatefulSp
 use dataplane::{pmd::Shared, MAX_PORTS};
 use pipelines::{
     conntrack::{table, CtPort, CtTable, CtTables, InvalidReason, SessionView, TIMEOUTS},
+    meta::ip_addr,
     DropReason,
 };
 use serde_json::{json, Value};
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::{atomic::Ordering::Relaxed, Arc},
 };
 
@@ -415,21 +415,13 @@ fn state_name(v: &SessionView) -> String {
     }
 }
 
-fn ip(k: u128) -> IpAddr {
-    if k >> 32 == 0xffff {
-        IpAddr::V4(Ipv4Addr::from(k as u32))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(k))
-    }
-}
-
 fn conn(zone: u32, proto: u8, src: (u128, u16), dst: (u128, u16)) -> Conn {
     Conn {
         zone,
         proto: proto_name(proto),
-        src: ip(src.0).to_string(),
+        src: ip_addr(src.0).to_string(),
         sport: src.1,
-        dst: ip(dst.0).to_string(),
+        dst: ip_addr(dst.0).to_string(),
         dport: dst.1,
     }
 }

@@ -19,7 +19,7 @@ use api::{EndpointRequest, EndpointSpec, EndpointView};
 use pipelines::{
     gateway::{Endpoint, GATEWAY_MAC},
     learn::LearnEvent,
-    meta::ipv4_key,
+    meta::{ip_addr, ip_key},
     tables::{FibEntry, FibTarget},
     wire::Mac,
     PortId,
@@ -27,7 +27,7 @@ use pipelines::{
 use serde_json::{json, Value};
 use std::{
     collections::{BTreeMap, HashMap},
-    net::{IpAddr, Ipv6Addr},
+    net::IpAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -53,20 +53,9 @@ pub struct Endpoints {
     pub refused: u64,
 }
 
-/// An address as `Meta` keeps it, back as an address.
-fn ip_of(key: u128) -> IpAddr {
-    match Ipv6Addr::from(key).to_ipv4_mapped() {
-        Some(a) => IpAddr::V4(a),
-        None => IpAddr::V6(Ipv6Addr::from(key)),
-    }
-}
-
-/// An address as the tables key it (IPv4-mapped for IPv4).
-fn ip_key(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(a) => ipv4_key(u32::from(a)),
-        IpAddr::V6(a) => u128::from(a),
-    }
+/// An address a host of a network may hold (endpoints, VIPs, backends).
+pub(crate) fn is_unicast(ip: IpAddr) -> bool {
+    !(ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() || matches!(ip, IpAddr::V4(a) if a.is_broadcast()))
 }
 
 /// `spec` checked against the ports and networks there are, its MAC in canonical form.
@@ -76,9 +65,7 @@ fn check(spec: &EndpointSpec, ctx: &Ctx) -> Result<EndpointSpec, String> {
         return Err(format!("vni: no network {vni} (add it first: vswitchctl network add {vni})"));
     }
     let ip = spec.ip;
-    let bad_ip =
-        ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() || matches!(ip, IpAddr::V4(a) if a.is_broadcast());
-    if bad_ip {
+    if !is_unicast(ip) {
         return Err(format!("ip: {ip} is not a unicast address"));
     }
     let mac: Mac = spec.mac.parse().map_err(|e| format!("mac: {e}"))?;
@@ -100,9 +87,7 @@ fn check(spec: &EndpointSpec, ctx: &Ctx) -> Result<EndpointSpec, String> {
             }
         }
         (None, Some(vtep)) => {
-            if vtep.is_unspecified() || vtep.is_broadcast() || vtep.is_multicast() || vtep.is_loopback() {
-                return Err(format!("vtep: {vtep} is not a unicast address"));
-            }
+            crate::overlay::check_unicast("vtep", vtep)?;
             if ctx.vtep_ip == Some(IpAddr::V4(vtep)) {
                 return Err(format!("vtep: {vtep} is this switch's own VTEP; give the local port with --port"));
             }
@@ -161,7 +146,7 @@ impl Endpoints {
     pub fn learn(&mut self, ev: &LearnEvent, ports: &[PortRef], now: Instant) -> bool {
         let FibTarget::Port(port) = ev.target else { return false };
         let in_network = ports.iter().any(|p| p.id == Some(port) && p.vni == Some(ev.vni));
-        let ip = ip_of(ev.ip);
+        let ip = ip_addr(ev.ip);
         if !in_network || self.list.contains_key(&(ev.vni, ip)) {
             return false;
         }

@@ -101,7 +101,7 @@ fn check_vni(field: &str, vni: u32) -> Result<(), String> {
     Ok(())
 }
 
-fn check_unicast(field: &str, ip: Ipv4Addr) -> Result<(), String> {
+pub(crate) fn check_unicast(field: &str, ip: Ipv4Addr) -> Result<(), String> {
     if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() {
         return Err(format!("{field}: {ip} is not a unicast address"));
     }

@@ -8,6 +8,7 @@ pub mod cli;
 mod tests;
 
 use crate::{
+    endpoints::is_unicast,
     feature::{Ctx, Feature, Handled, Tables},
     ports::PortRef,
     state::DesiredState,
@@ -16,7 +17,7 @@ use crate::{
 use api::{BackendView, ServiceReply, ServiceRequest, ServiceSpec, ServiceView};
 use pipelines::{
     conntrack::CtTable,
-    meta::ipv4_key,
+    meta::ip_key,
     services::{
         maglev::{is_prime, Maglev, DEFAULT_SIZE, MAX_SIZE},
         Backend, Service, ServiceTables,
@@ -26,7 +27,7 @@ use pipelines::{
 use serde_json::json;
 use std::{
     collections::{BTreeMap, HashMap},
-    net::{IpAddr, SocketAddr},
+    net::SocketAddr,
     sync::Arc,
 };
 
@@ -49,17 +50,6 @@ pub struct Services {
     table: Option<Arc<CtTable>>,
 }
 
-fn key_ip(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(a) => ipv4_key(u32::from(a)),
-        IpAddr::V6(a) => u128::from(a),
-    }
-}
-
-fn unicast(ip: IpAddr) -> bool {
-    !(ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() || matches!(ip, IpAddr::V4(a) if a.is_broadcast()))
-}
-
 /// `IP:PORT[@WEIGHT]`.
 fn parse_backend(s: &str) -> Result<(SocketAddr, u32), String> {
     let (addr, weight) = match s.rsplit_once('@') {
@@ -72,7 +62,7 @@ fn parse_backend(s: &str) -> Result<(SocketAddr, u32), String> {
     let a: SocketAddr = addr
         .parse()
         .map_err(|_| format!("backend {s:?} is not IP:PORT[@WEIGHT] (IPv6 as [IP]:PORT); e.g. 10.1.0.2:8080@2"))?;
-    if !unicast(a.ip()) || a.port() == 0 {
+    if !is_unicast(a.ip()) || a.port() == 0 {
         return Err(format!("backend {s:?}: not a unicast address with a port"));
     }
     Ok((a, weight))
@@ -94,7 +84,7 @@ fn build(spec: &ServiceSpec, id: u32, ctx: &Ctx) -> Result<(Compiled, Option<Str
         .vip
         .parse()
         .map_err(|_| format!("vip: {:?} is not IP:PORT (IPv6 as [IP]:PORT); e.g. 10.96.0.10:80", spec.vip))?;
-    if !unicast(vip.ip()) || vip.port() == 0 {
+    if !is_unicast(vip.ip()) || vip.port() == 0 {
         return Err(format!("vip: {vip} is not a unicast address with a port"));
     }
     let proto = match spec.proto.as_str() {
@@ -120,7 +110,7 @@ fn build(spec: &ServiceSpec, id: u32, ctx: &Ctx) -> Result<(Compiled, Option<Str
         if a.is_ipv4() != vip.is_ipv4() {
             return Err(format!("backend {b:?}: not of the VIP's address family"));
         }
-        let be = Backend { ip: key_ip(a.ip()), port: a.port() };
+        let be = Backend { ip: ip_key(a.ip()), port: a.port() };
         if backends.contains(&be) {
             return Err(format!("backend {a} is given twice"));
         }
@@ -139,7 +129,7 @@ fn build(spec: &ServiceSpec, id: u32, ctx: &Ctx) -> Result<(Compiled, Option<Str
             backends.len()
         )
     });
-    let built = Arc::new(Service::new(id, spec.vni, (key_ip(vip.ip()), vip.port()), proto, backends, maglev));
+    let built = Arc::new(Service::new(id, spec.vni, (ip_key(vip.ip()), vip.port()), proto, backends, maglev));
     Ok((Compiled { spec: spec.clone(), built, weights }, warning))
 }
 

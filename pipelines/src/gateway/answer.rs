@@ -1,12 +1,12 @@
 //! What the gateway answers itself, in place, back to the asking VM: ARP requests and
 //! neighbour solicitations for its own and for known endpoints' addresses, and echo
 //! requests (ping) to its own addresses.
-use super::{set_macs, update_checksum, Endpoints, GATEWAY_MAC};
+use super::{set_macs, Endpoints, GATEWAY_MAC};
 use crate::{
     learn::LearnEvent,
     meta::{ipv4_key, Action, Meta},
     tables::{FibTarget, Network},
-    wire::{arp, ethernet, ipv4, ones_sum, Mac},
+    wire::{arp, ethernet, ipv4, ones_sum, update_checksum, Mac},
     Frame, PortId,
 };
 

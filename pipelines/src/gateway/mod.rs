@@ -15,7 +15,7 @@ pub use answer::{answer_arp, answer_nd, is_neighbour_discovery, learned};
 use crate::{
     meta::{Action, IpKey, Meta},
     tables::Network,
-    wire::{ethernet, ipv4, Mac},
+    wire::{ethernet, ipv4, update_checksum, Mac},
     DropReason, Frame, PortId,
 };
 use rustc_hash::FxHashMap;
@@ -133,12 +133,4 @@ pub(crate) fn spend_hop<F: Frame>(f: &mut F, m: &Meta) -> bool {
             true
         }
     }
-}
-
-/// RFC 1624: the checksum at `field` after one 16-bit word it covers went from `old` to
-/// `new`.
-fn update_checksum(field: &mut [u8], old: u16, new: u16) {
-    let hc = u16::from_be_bytes([field[0], field[1]]);
-    let sum = (!hc as u32) + (!old as u32) + new as u32;
-    field.copy_from_slice(&crate::wire::checksum(sum).to_be_bytes());
 }

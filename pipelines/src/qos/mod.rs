@@ -180,11 +180,7 @@ pub fn set_dscp<F: Frame>(f: &mut F, m: &mut Meta, dscp: u8) -> bool {
             let old = u16::from_be_bytes([h[0], h[1]]);
             h[1] = tos;
             let new = u16::from_be_bytes([h[0], h[1]]);
-            // RFC 1624: HC' = ~(~HC + ~m + m')
-            let hc = u16::from_be_bytes([h[ipv4::CHECKSUM], h[ipv4::CHECKSUM + 1]]);
-            let sum = (!hc as u32) + (!old as u32) + new as u32;
-            let c = crate::wire::checksum(sum);
-            h[ipv4::CHECKSUM..ipv4::CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+            crate::wire::update_checksum(&mut h[ipv4::CHECKSUM..ipv4::CHECKSUM + 2], old, new);
         }
         6 => {
             let Some(h) = b.get_mut(l3..l3 + 2) else { return false };

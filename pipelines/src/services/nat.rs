@@ -4,7 +4,7 @@
 use crate::{
     meta::{IpKey, Meta},
     offload::L4Csum,
-    wire::{checksum, fold, ipv4},
+    wire::{adjust_checksum, fold, ipv4, word_change},
     Frame,
 };
 
@@ -19,19 +19,6 @@ pub enum End {
 fn words(ip: IpKey, v4: bool) -> impl Iterator<Item = u16> {
     let n = if v4 { 2 } else { 8 };
     (0..n).map(move |i| (ip >> (16 * (n - 1 - i))) as u16)
-}
-
-/// The one's-complement difference `new - old` over the changed words.
-fn delta(old: impl Iterator<Item = u16>, new: impl Iterator<Item = u16>) -> u32 {
-    old.zip(new).fold(0u32, |acc, (o, n)| fold(acc + (!o) as u32 + n as u32))
-}
-
-/// Adds `d` to the checksum field at `field`: complemented (a full checksum) or not (a
-/// pseudo-header sum left for the NIC or kernel to complete).
-fn apply(field: &mut [u8], d: u32, complemented: bool) {
-    let v = u16::from_be_bytes([field[0], field[1]]);
-    let new = if complemented { checksum((!v) as u32 + d) } else { fold(v as u32 + d) as u16 };
-    field.copy_from_slice(&new.to_be_bytes());
 }
 
 /// Rewrites the source or destination address and port of a TCP or UDP packet; false
@@ -56,17 +43,17 @@ pub fn rewrite<F: Frame>(f: &mut F, m: &mut Meta, end: End, ip: IpKey, port: u16
     }
     let old_ip = if end == End::Src { m.ip_src } else { m.ip_dst };
     let old_port = u16::from_be_bytes([b[port_at], b[port_at + 1]]);
-    let d_addr = delta(words(old_ip, v4), words(ip, v4));
-    let d_port = delta(std::iter::once(old_port), std::iter::once(port));
+    let d_addr = word_change(words(old_ip, v4), words(ip, v4));
+    let d_port = word_change(std::iter::once(old_port), std::iter::once(port));
     if v4 {
-        apply(&mut b[l3 + ipv4::CHECKSUM..l3 + ipv4::CHECKSUM + 2], d_addr, true);
+        adjust_checksum(&mut b[l3 + ipv4::CHECKSUM..l3 + ipv4::CHECKSUM + 2], d_addr, true);
     }
     // UDP over IPv4 may carry no checksum (0): it stays without one.
     let no_udp_sum = m.proto == ipv4::PROTO_UDP && v4 && b[csum_at] == 0 && b[csum_at + 1] == 0 && !partial;
     if !no_udp_sum {
         // A pseudo-header sum covers the addresses only; a full checksum the port too.
         let d = if partial { d_addr } else { fold(d_addr + d_port) };
-        apply(&mut b[csum_at..csum_at + 2], d, !partial);
+        adjust_checksum(&mut b[csum_at..csum_at + 2], d, !partial);
         if !partial && m.proto == ipv4::PROTO_UDP && b[csum_at] == 0 && b[csum_at + 1] == 0 {
             // A UDP checksum that computes to 0 is sent as all ones.
             b[csum_at] = 0xff;

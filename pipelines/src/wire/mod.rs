@@ -49,3 +49,26 @@ pub fn fold(mut sum: u32) -> u32 {
 pub fn checksum(sum: u32) -> u16 {
     !(fold(sum) as u16)
 }
+
+/// The one's-complement difference `new - old` over the 16-bit words a checksum covers
+/// that changed (RFC 1624), for `adjust_checksum`.
+#[inline]
+pub fn word_change(old: impl Iterator<Item = u16>, new: impl Iterator<Item = u16>) -> u32 {
+    old.zip(new).fold(0u32, |acc, (o, n)| fold(acc + (!o) as u32 + n as u32))
+}
+
+/// Adds change `d` (`word_change`) to the checksum field `field`: complemented (a full
+/// checksum: RFC 1624's HC' = ~(~HC + ~m + m')) or not (a pseudo-header sum left for the
+/// NIC or kernel to complete).
+#[inline]
+pub fn adjust_checksum(field: &mut [u8], d: u32, complemented: bool) {
+    let v = u16::from_be_bytes([field[0], field[1]]);
+    let new = if complemented { checksum((!v) as u32 + d) } else { fold(v as u32 + d) as u16 };
+    field.copy_from_slice(&new.to_be_bytes());
+}
+
+/// A full checksum at `field` after one 16-bit word it covers went from `old` to `new`.
+#[inline]
+pub fn update_checksum(field: &mut [u8], old: u16, new: u16) {
+    adjust_checksum(field, word_change(std::iter::once(old), std::iter::once(new)), true);
+}
