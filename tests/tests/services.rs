@@ -11,7 +11,7 @@ const VIP: &str = "10.96.0.10";
 /// A backend's container and its servers (killed with it: a process outlives the
 /// namespace it runs in).
 struct Backend {
-    _vm: TapVm,
+    vm: TapVm,
     servers: Vec<Child>,
 }
 
@@ -41,7 +41,7 @@ fn rig(d: &Daemon) -> (TapVm, Vec<Backend>) {
         ];
         // Known to the switch as an endpoint from its own ARP for the gateway.
         assert!(vm.ns.exec(&["ping", "-c", "1", "-W", "1", "10.73.1.254"]).status.success());
-        backends.push(Backend { _vm: vm, servers });
+        backends.push(Backend { vm, servers });
     }
     std::thread::sleep(Duration::from_millis(500));
     (client, backends)
@@ -72,7 +72,7 @@ fn count(v: &Value, name: &str) -> u64 {
 #[test]
 fn connections_to_a_vip_spread_over_backends_by_weight() {
     let d = Daemon::start();
-    let (client, _backends) = rig(&d);
+    let (client, vms) = rig(&d);
     d.ok(&[
         "service",
         "add",
@@ -109,6 +109,12 @@ fn connections_to_a_vip_spread_over_backends_by_weight() {
     let out = d.ok(&["trace", "--port", "c1", "--packet", &syn_to_vip(&client.mac())]);
     assert!(out.contains("service: VIP 10.96.0.10:80 -> backend 10.73.1.1") && out.contains("Maglev's pick"), "{out}");
     assert!(out.contains("gateway: routed to") && out.contains("header now:"), "{out}");
+
+    // Hairpin: a backend calling its own service gets answers from itself too (its
+    // stack would drop a connection from its own address: it comes from the VIP).
+    let got = names(&vms[0].vm, "80", "40", false);
+    assert_eq!(count(&got, "failed"), 0, "{got}");
+    assert!(count(&got, "b1") > 0 && count(&got, "b3") > 0, "{got}");
 
     // b3 removed: new connections go to b1 and b2 only.
     d.ok(&["service", "set-backends", "web", "--backend", "10.73.1.11:8080", "--backend", "10.73.1.12:8080"]);
@@ -159,6 +165,27 @@ fn udp_through_a_vip_and_a_removed_backend_is_left() {
         after.iter().all(|n| *n == after[0] && *n != before[0]),
         "moved off the removed backend: {before:?} -> {after:?}"
     );
+    // A backend port nobody listens on: the backend's ICMP port unreachable reaches the
+    // client's connected socket, which takes it only if it quotes the VIP.
+    d.ok(&[
+        "service",
+        "add",
+        "closed",
+        "--vni",
+        "100",
+        "--vip",
+        &format!("{VIP}:54"),
+        "--proto",
+        "udp",
+        "--backend",
+        "10.73.1.13:5999",
+    ]);
+    let code = format!(
+        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.connect(('{VIP}',54))\ns.settimeout(2)\n\
+         s.send(b'x')\ntry:\n  s.recv(64); print('answer')\nexcept ConnectionRefusedError: print('refused')\n\
+         except socket.timeout: print('timeout')"
+    );
+    assert_eq!(client.sh(&[PYTHON, "-c", &code]).trim(), "refused");
     // A service where VMs have no gateway to reach it by is taken, with a warning.
     d.ok(&["network", "add", "200"]);
     let out = d.ctl(&["service", "add", "lonely", "--vni", "200", "--vip", "10.96.0.20:53", "--proto", "udp"]);

@@ -7,6 +7,7 @@
 //! it there, so a connection keeps its backend whatever happens to the backend set.
 //! The packet is translated (DNAT) and the gateway routes it to the backend. Replies
 //! from a backend find the session by its own key and leave from the VIP again.
+mod icmp;
 pub mod maglev;
 mod nat;
 mod stage;

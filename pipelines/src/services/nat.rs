@@ -16,7 +16,7 @@ pub enum End {
 }
 
 /// The 16-bit words of an address as the headers hold it (IPv4: the last two).
-fn words(ip: IpKey, v4: bool) -> impl Iterator<Item = u16> {
+pub(super) fn words(ip: IpKey, v4: bool) -> impl Iterator<Item = u16> {
     let n = if v4 { 2 } else { 8 };
     (0..n).map(move |i| (ip >> (16 * (n - 1 - i))) as u16)
 }

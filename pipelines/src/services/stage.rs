@@ -1,11 +1,15 @@
 //! The service stage: translation toward a backend (a VM's packets to a VIP) and back
 //! (a backend's replies), with the connection tracked in the session that holds the
 //! choice.
-use super::{rewrite, Backend, End, Service, ServiceTables, Vip};
+use super::{
+    icmp::{is_error, rewrite_error},
+    rewrite, Backend, End, Service, ServiceTables, Vip,
+};
 use crate::{
     acl::{Direction, Verdict},
     conntrack::{
         self,
+        key::{classify, Kind},
         table::{hash, Found},
         Checkpoint, CtPort, CtTable, NatKey, Tuple,
     },
@@ -24,6 +28,12 @@ const TRACKING: CtPort = CtPort { liberal: false, sticky: true, pickup: false, m
 #[inline]
 fn translatable(m: &Meta) -> bool {
     m.action == Action::Continue && m.l4 != 0 && matches!(m.proto, ipv4::PROTO_TCP | ipv4::PROTO_UDP)
+}
+
+/// An ICMP error, which may be about a translated connection.
+#[inline]
+fn icmp_error(head: &[u8], m: &Meta) -> bool {
+    m.action == Action::Continue && m.l4 != 0 && !m.fragment && is_error(head, m)
 }
 
 /// Where a batch meets the services: the session table, the port it came in by, the
@@ -69,6 +79,8 @@ enum Seen<'s> {
     /// To a VIP: its service and the hash of the key it addressed.
     ToVip(&'s Vip, u64),
     FromBackend,
+    /// An ICMP error, perhaps a backend's about a connection to a VIP.
+    Error,
 }
 
 /// A VM's batch in network `vni`: packets to a VIP (sent to the gateway) go to their
@@ -86,6 +98,9 @@ pub fn to_service<F: Frame>(services: &ServiceTables, at: At, vni: u32, frames: 
             }
             m.vni = vni;
             if !translatable(m) {
+                if icmp_error(f.head(), m) {
+                    *seen = Seen::Error;
+                }
                 continue;
             }
             if m.dst == GATEWAY_MAC {
@@ -106,7 +121,7 @@ pub fn to_service<F: Frame>(services: &ServiceTables, at: At, vni: u32, frames: 
             match *seen {
                 Seen::ToVip(_, h) => at.table.nat_lines(h, F::prefetch),
                 Seen::FromBackend => at.table.session_lines(m.ct.hash, F::prefetch),
-                Seen::Other => {}
+                Seen::Other | Seen::Error => {}
             }
         }
         // The sessions the VIP keys found, for the tracking pass to take as they are.
@@ -126,6 +141,7 @@ pub fn to_service<F: Frame>(services: &ServiceTables, at: At, vni: u32, frames: 
                     at.track(Some(NatKey { key: vip_key_of(m, svc), service: svc.id }), held, f, m)
                 }
                 Seen::FromBackend => reverse(at, f, m),
+                Seen::Error => reverse_error(services, at, f, m),
                 _ => continue,
             };
             if let Err(r) = done {
@@ -138,29 +154,42 @@ pub fn to_service<F: Frame>(services: &ServiceTables, at: At, vni: u32, frames: 
 /// Frames from the uplink (decapsulated) in a network with services: replies from a
 /// backend behind another switch come back from the VIP here, where their session is.
 pub fn from_backend<F: Frame>(services: &ServiceTables, at: At, f: &mut F, m: &mut Meta) {
-    if translatable(m) && services.is_backend(m.vni, m.ip_src, m.sport, m.proto) {
-        if let Err(r) = reverse(at, f, m) {
-            m.action = Action::Drop(r);
-        }
+    let done = if translatable(m) && services.is_backend(m.vni, m.ip_src, m.sport, m.proto) {
+        reverse(at, f, m)
+    } else if icmp_error(f.head(), m) {
+        reverse_error(services, at, f, m)
+    } else {
+        return;
+    };
+    if let Err(r) = done {
+        m.action = Action::Drop(r);
     }
 }
 
 /// The key a packet to a VIP addressed, from the packet as translated (its client
-/// end) and its service.
+/// end: its source, or its destination when a backend called its own service) and its
+/// service.
 fn vip_key_of(m: &Meta, svc: &Service) -> crate::conntrack::CtKey {
-    Tuple { zone: m.vni, proto: m.proto, src: (m.ip_src, m.sport), dst: (svc.vip, svc.port) }.key().0
+    let client = if m.ip_src == svc.vip { m.ip_dst } else { m.ip_src };
+    Tuple { zone: m.vni, proto: m.proto, src: (client, m.sport), dst: (svc.vip, svc.port) }.key().0
 }
 
 /// A packet to a VIP (whose addressed key hashes to `h`) translated toward its
 /// connection's backend: the one its session (returned) holds, or a new pick. Where the
 /// backend's MAC is known it is also routed here (the gateway's work, without its
 /// lookup). For a new connection, its own key's bucket is fetched for the tracking pass.
+///
+/// Hairpin: a backend that calls its own service and is picked would get its own
+/// address as the source, which its stack drops as a martian; the connection comes to it
+/// from the VIP instead (same source port), so its answers return through the gateway.
 fn translate<F: Frame>(vip: &Vip, h: u64, at: At, f: &mut F, m: &mut Meta) -> Result<Option<Found>, DropReason> {
     let svc = &vip.service;
     let client = (m.ip_src, m.sport);
     let (vip_key, _) = Tuple::of_ports(m).key();
     let held = at.table.lookup_nat(&vip_key, h).and_then(|found| Some((found, at.table.key_of(found.index)?)));
-    let held = held.map(|(found, k)| (found, if k.lo == client { k.hi } else { k.lo }));
+    // The session's client end is the client, or the VIP for a hairpin connection.
+    let hairpin_end = (svc.vip, m.sport);
+    let held = held.map(|(found, k)| (found, if k.lo == client || k.lo == hairpin_end { k.hi } else { k.lo }));
     let place = held.and_then(|(_, b)| svc.index_of(Backend { ip: b.0, port: b.1 }));
     let (i, kept) = match (held, place) {
         (Some((found, _)), Some(i)) => (i, Some(found)),
@@ -174,7 +203,8 @@ fn translate<F: Frame>(vip: &Vip, h: u64, at: At, f: &mut F, m: &mut Meta) -> Re
         }
     };
     let b = svc.backends.get(i as usize).ok_or(DropReason::NoBackend)?;
-    if !rewrite(f, m, End::Dst, b.ip, b.port) {
+    let hairpin = b.ip == m.ip_src;
+    if !rewrite(f, m, End::Dst, b.ip, b.port) || (hairpin && !rewrite(f, m, End::Src, svc.vip, m.sport)) {
         return Err(DropReason::CtInvalid);
     }
     if let Some(Some(mac)) = vip.macs.get(i as usize) {
@@ -196,13 +226,42 @@ fn reverse<F: Frame>(at: At, f: &mut F, m: &mut Meta) -> Result<(), DropReason> 
     let Some(found) = at.table.lookup(&key, h) else { return Ok(()) };
     let Some(nat) = at.table.nat_of(found.index) else { return Ok(()) };
     let client = (m.ip_dst, m.dport);
-    // Sent by the backend to the client: the packet's source becomes the VIP.
-    if !(nat.key.lo == client || nat.key.hi == client) {
+    // Sent by the backend to the client: the packet's source becomes the VIP. To itself
+    // (hairpin, sent to the VIP and its own source port): also its destination becomes
+    // itself again.
+    let hairpin_end = (m.ip_src, m.dport);
+    let (vip, to) = if nat.key.lo == client || nat.key.hi == client {
+        (if nat.key.lo == client { nat.key.hi } else { nat.key.lo }, None)
+    } else if nat.key.lo == hairpin_end || nat.key.hi == hairpin_end {
+        (if nat.key.lo == hairpin_end { nat.key.hi } else { nat.key.lo }, Some(hairpin_end))
+    } else {
+        return Ok(());
+    };
+    at.track(None, Some(found), f, m)?;
+    if !rewrite(f, m, End::Src, vip.0, vip.1) || to.is_some_and(|(ip, port)| !rewrite(f, m, End::Dst, ip, port)) {
+        return Err(DropReason::CtInvalid);
+    }
+    Ok(())
+}
+
+/// An ICMP error a backend (or a host on its way) sent about a connection to a VIP:
+/// its quote is of a packet from the client to the backend, which goes back to the VIP.
+fn reverse_error<F: Frame>(services: &ServiceTables, at: At, f: &mut F, m: &mut Meta) -> Result<(), DropReason> {
+    let (_, Kind::Error(quoted)) = classify(f.head(), f.len(), m, m.vni) else { return Ok(()) };
+    if !services.is_backend(m.vni, quoted.dst.0, quoted.dst.1, quoted.proto) {
         return Ok(());
     }
-    let vip = if nat.key.lo == client { nat.key.hi } else { nat.key.lo };
-    at.track(None, Some(found), f, m)?;
-    if !rewrite(f, m, End::Src, vip.0, vip.1) {
+    let (key, _) = quoted.key();
+    let Some(found) = at.table.lookup(&key, hash(&key)) else { return Ok(()) };
+    let Some(nat) = at.table.nat_of(found.index) else { return Ok(()) };
+    let vip = match quoted.src {
+        c if c == nat.key.lo => nat.key.hi,
+        c if c == nat.key.hi => nat.key.lo,
+        // (A hairpin connection's: its quote's source is the VIP; left as it is.)
+        _ => return Ok(()),
+    };
+    at.track(None, None, f, m)?;
+    if !rewrite_error(f, m, quoted.dst, vip) {
         return Err(DropReason::CtInvalid);
     }
     Ok(())

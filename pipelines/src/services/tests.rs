@@ -300,6 +300,120 @@ mod stage {
         assert_eq!(m[0].action, Action::Drop(crate::DropReason::NoBackend));
     }
 
+    #[test]
+    fn a_backend_calling_its_own_service_is_called_from_the_vip() {
+        let table = Arc::new(CtTable::new(64, 1, 16));
+        table.enable_nat(|_, _| 0);
+        let t = tables(&table, &[2]);
+        let vip = u32::from_be_bytes(VIP);
+        let me = (ip(2), 40000);
+        let syn = tcp(GATEWAY_MAC, mac(2), me, (vip, 80), 0x02, 1000, 0);
+        let (f, m) = run(&t, B1, &[syn]);
+        assert_eq!(m[0].action, Action::Tx(B1), "{:?}", m[0]);
+        let b = f[0].bytes();
+        assert_eq!((field(b, 26, 4) as u32, field(b, 34, 2)), (vip, 40000), "from the VIP, same port");
+        assert_eq!((field(b, 30, 4) as u32, field(b, 36, 2)), (ip(2), 8080));
+        assert_eq!((&b[0..6], &b[6..12]), (&mac(2).0[..], &GATEWAY_MAC.0[..]));
+        assert!(sums_ok(b));
+        // Its answer goes to the VIP (off-subnet: to the gateway) and comes back to it
+        // from the VIP's port.
+        let synack = tcp(GATEWAY_MAC, mac(2), (ip(2), 8080), (vip, 40000), 0x12, 5000, 1001);
+        let (f, m) = run(&t, B1, &[synack]);
+        assert_eq!(m[0].action, Action::Tx(B1), "{:?}", m[0]);
+        let b = f[0].bytes();
+        assert_eq!((field(b, 26, 4) as u32, field(b, 34, 2)), (vip, 80));
+        assert_eq!((field(b, 30, 4) as u32, field(b, 36, 2) as u16), me);
+        assert_eq!(&b[0..6], &mac(2).0, "routed back to itself");
+        assert!(sums_ok(b));
+        // And the connection goes on the same way.
+        let ack = tcp(GATEWAY_MAC, mac(2), me, (vip, 80), 0x10, 1001, 5001);
+        let (f, m) = run(&t, B1, &[ack]);
+        assert_eq!(m[0].action, Action::Tx(B1), "{:?}", m[0]);
+        assert_eq!(field(f[0].bytes(), 26, 4) as u32, vip);
+        assert_eq!(table.sessions().count(), 1);
+    }
+
+    /// UDP over IPv4, checksummed.
+    fn udp4(dst_mac: Mac, src_mac: Mac, src: (u32, u16), dst: (u32, u16)) -> Vec<u8> {
+        let mut b = tcp(dst_mac, src_mac, src, dst, 0, 0, 0);
+        b.truncate(34);
+        b[23] = 17;
+        b[16..18].copy_from_slice(&(20u16 + 12).to_be_bytes());
+        b[24..26].copy_from_slice(&[0, 0]);
+        let c = crate::wire::checksum(ones_sum(&b[14..34]));
+        b[24..26].copy_from_slice(&c.to_be_bytes());
+        let mut u = Vec::new();
+        u.extend_from_slice(&src.1.to_be_bytes());
+        u.extend_from_slice(&dst.1.to_be_bytes());
+        u.extend_from_slice(&[0, 12, 0, 0]);
+        u.extend_from_slice(b"dig?");
+        let p = ones_sum(&b[26..34]) + 17 + 12;
+        let c = crate::wire::checksum(p + ones_sum(&u));
+        u[6..8].copy_from_slice(&c.to_be_bytes());
+        b.extend_from_slice(&u);
+        b
+    }
+
+    /// An ICMP port unreachable from `from` to `to` quoting `quoted` (a whole frame's IP
+    /// packet), as a Linux host sends it.
+    fn unreachable(dst_mac: Mac, src_mac: Mac, from: u32, to: u32, quoted: &[u8]) -> Vec<u8> {
+        let mut b = tcp(dst_mac, src_mac, (from, 0), (to, 0), 0, 0, 0);
+        b.truncate(34);
+        b[23] = 1;
+        let len = 20 + 8 + quoted.len() - 14;
+        b[16..18].copy_from_slice(&(len as u16).to_be_bytes());
+        b[24..26].copy_from_slice(&[0, 0]);
+        let c = crate::wire::checksum(ones_sum(&b[14..34]));
+        b[24..26].copy_from_slice(&c.to_be_bytes());
+        let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(&quoted[14..]);
+        let c = crate::wire::checksum(ones_sum(&icmp));
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        b.extend_from_slice(&icmp);
+        b
+    }
+
+    #[test]
+    fn a_backends_icmp_error_reaches_the_client_about_the_vip() {
+        let table = Arc::new(CtTable::new(64, 1, 16));
+        table.enable_nat(|_, _| 0);
+        let mut t = tables(&table, &[]);
+        let vip = u32::from_be_bytes(VIP);
+        let list = vec![Backend { ip: ipv4_key(ip(2)), port: 8080 }];
+        let mut s = ServiceTables::default();
+        s.insert(
+            Arc::new(Service::new(3, 100, (ipv4_key(vip), 53), 17, list, Maglev::build(7, &[(b"b".as_slice(), 1)]))),
+            &t.endpoints,
+        );
+        t.services = Arc::new(s);
+        let client = (ip(1), 40000);
+        let query = udp4(GATEWAY_MAC, mac(1), client, (vip, 53));
+        let (f, m) = run(&t, CLIENT, std::slice::from_ref(&query));
+        assert_eq!(m[0].action, Action::Tx(B1));
+        // Nobody listens on the backend: it says so, quoting what it got.
+        let error = unreachable(mac(1), mac(2), ip(2), ip(1), f[0].bytes());
+        let (f, m) = run(&t, B1, &[error]);
+        assert_eq!(m[0].action, Action::Tx(CLIENT), "{:?}", m[0]);
+        let b = f[0].bytes();
+        assert_eq!(field(b, 26, 4) as u32, vip, "from the VIP");
+        assert!(crate::wire::ipv4::checksum_ok(&b[14..34]));
+        assert_eq!(crate::wire::fold(ones_sum(&b[34..])), 0xffff, "ICMP checksum");
+        // The quote is the client's query as the client sent it (but for the TTL the
+        // gateway spent): addresses, ports and both its checksums.
+        let quote = &b[42..];
+        let mut sent = query[14..].to_vec();
+        sent[8] -= 1;
+        sent[10..12].copy_from_slice(&[0, 0]);
+        let c = crate::wire::checksum(ones_sum(&sent[..20]));
+        sent[10..12].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(quote, &sent[..], "quoted as sent");
+        // An error about nothing translated passes as it is.
+        let stray = unreachable(mac(1), mac(2), ip(2), ip(1), &udp4(mac(2), mac(1), (ip(1), 1), (ip(2), 9)));
+        let (f, m) = run(&t, B1, std::slice::from_ref(&stray));
+        assert_eq!(m[0].action, Action::Tx(CLIENT));
+        assert_eq!(f[0].bytes(), &stray[..]);
+    }
+
     fn v6(last: u8) -> u128 {
         0xfd00_0000_0000_0000_0000_0000_0000_0000 | last as u128
     }

@@ -315,7 +315,9 @@ impl<'t> Switching<'t> {
             return;
         }
         m.action = match self.fib.lookup(t, vni, m.dst) {
-            Some(FibTarget::Port(p)) if p == port => Action::Drop(DropReason::SamePort),
+            // (A routed frame may leave by the port it came in by: a backend calling its
+            // own service, two addresses of one VM.)
+            Some(FibTarget::Port(p)) if p == port && m.src != GATEWAY_MAC => Action::Drop(DropReason::SamePort),
             Some(FibTarget::Port(p)) => {
                 self.egress |= egress_policy(t, p);
                 Action::Tx(p)
