@@ -92,6 +92,11 @@ pub fn py_script(script: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("py").join(script).to_str().unwrap().to_owned()
 }
 
+/// A TCP port on loopback nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// Runs one of the scripts in `tests/py/`.
 pub fn python(script: &str, args: &[&str]) -> String {
     let path = py_script(script);

@@ -111,10 +111,6 @@ fn one_capture_at_a_time_and_a_timeout_ends_a_quiet_one() {
     d.ok(&["show"]);
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[test]
 fn prometheus_endpoint_reports_what_stats_and_cores_report() {
     let port = free_port();

@@ -3,7 +3,7 @@
 //! kernel is the judge of the translation (it takes answers only from the address it
 //! connected to), the counts are the judge of Maglev's weights.
 use serde_json::Value;
-use std::{process::Child, time::Duration};
+use std::{collections::HashMap, process::Child, time::Duration};
 use vswitch_tests::*;
 
 const VIP: &str = "10.96.0.10";
@@ -71,7 +71,9 @@ fn count(v: &Value, name: &str) -> u64 {
 
 #[test]
 fn connections_to_a_vip_spread_over_backends_by_weight() {
-    let d = Daemon::start();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let url = format!("http://{addr}/metrics");
+    let d = Daemon::start_with(DaemonOpts { extra_args: vec!["--metrics".into(), addr], ..Default::default() });
     let (client, vms) = rig(&d);
     d.ok(&[
         "service",
@@ -104,6 +106,15 @@ fn connections_to_a_vip_spread_over_backends_by_weight() {
     assert_eq!(backends.iter().map(|b| b["slots"].as_u64().unwrap()).sum::<u64>(), 16381, "{list}");
     let sessions: u64 = backends.iter().map(|b| b["sessions"].as_u64().unwrap()).sum();
     assert!(sessions >= 290, "300 connections, closed but not yet expired: {list}");
+    // And counted per backend: connections as the names said, their packets and bytes.
+    for (b, name) in backends.iter().zip(["b1", "b2", "b3"]) {
+        assert_eq!(b["connections"].as_u64(), Some(count(&got, name)), "{list}");
+        assert!(b["packets"].as_u64().unwrap() >= 4 * count(&got, name), "SYN, ACK, data, FIN at least: {list}");
+        assert!(b["bytes"].as_u64().unwrap() >= 60 * b["packets"].as_u64().unwrap(), "{list}");
+    }
+    let m: HashMap<String, f64> = serde_json::from_str(&python("prom_parse.py", &[&url])).unwrap();
+    let prom = m.get("vswitch_service_backend_connections_total{backend=10.73.1.13:8080,service=web}");
+    assert_eq!(prom.map(|v| *v as u64), backends[2]["connections"].as_u64(), "{m:?}");
 
     // A trace says which backend a new connection would get, and the header it leaves with.
     let out = d.ok(&["trace", "--port", "c1", "--packet", &syn_to_vip(&client.mac())]);
@@ -115,6 +126,40 @@ fn connections_to_a_vip_spread_over_backends_by_weight() {
     let got = names(&vms[0].vm, "80", "40", false);
     assert_eq!(count(&got, "failed"), 0, "{got}");
     assert!(count(&got, "b1") > 0 && count(&got, "b3") > 0, "{got}");
+
+    // Affinity: a client's connections all go to the backend of its first, and stay
+    // there when another backend goes.
+    d.ok(&[
+        "service",
+        "add",
+        "sticky",
+        "--vni",
+        "100",
+        "--vip",
+        &format!("{VIP}:81"),
+        "--proto",
+        "tcp",
+        "--affinity",
+        "600",
+        "--backend",
+        "10.73.1.11:8080",
+        "--backend",
+        "10.73.1.12:8080",
+        "--backend",
+        "10.73.1.13:8080",
+    ]);
+    let got = names(&client, "81", "20", false);
+    let one = ["b1", "b2", "b3"].into_iter().find(|n| count(&got, n) == 20);
+    let Some(one) = one else { panic!("one backend for every connection of one client: {got}") };
+    let gone = ["b1", "b2", "b3"].into_iter().find(|n| *n != one).unwrap_or_default();
+    let stays: Vec<String> =
+        (1..=3).filter(|i| format!("b{i}") != gone).map(|i| format!("10.73.1.1{i}:8080")).collect();
+    let mut args = vec!["service", "set-backends", "sticky"];
+    for b in &stays {
+        args.extend(["--backend", b.as_str()]);
+    }
+    d.ok(&args);
+    assert_eq!(count(&names(&client, "81", "10", false), one), 10, "still {one} after {stays:?}");
 
     // b3 removed: new connections go to b1 and b2 only.
     d.ok(&["service", "set-backends", "web", "--backend", "10.73.1.11:8080", "--backend", "10.73.1.12:8080"]);

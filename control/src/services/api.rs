@@ -23,9 +23,13 @@ pub struct ServiceSpec {
     /// IP:PORT[@WEIGHT] each (weight 1 unless given; 0 drains).
     #[serde(default)]
     pub backends: Vec<String>,
-    /// maglev (the only one so far).
+    /// maglev (the default) or random.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub algorithm: Option<String>,
+    /// Seconds a client's new connections keep going to the backend of its last new
+    /// one (client-address affinity); none unless given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<u32>,
     /// Maglev's table size, a prime (default 16381).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_size: Option<u32>,
@@ -39,6 +43,14 @@ pub struct BackendView {
     pub slots: u32,
     /// Connections translated to it now.
     pub sessions: u64,
+    /// New connections sent to it, and their packets and bytes (client to backend),
+    /// since the service was added.
+    #[serde(default)]
+    pub connections: u64,
+    #[serde(default)]
+    pub packets: u64,
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,6 +60,8 @@ pub struct ServiceView {
     pub vip: String,
     pub proto: String,
     pub algorithm: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<u32>,
     pub table_size: u32,
     pub backends: Vec<BackendView>,
 }

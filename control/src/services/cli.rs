@@ -29,9 +29,14 @@ pub enum ServiceCmd {
         /// IP:PORT[@WEIGHT], once per backend (weight 1 unless given; 0 drains).
         #[arg(long = "backend", value_name = "IP:PORT[@WEIGHT]")]
         backends: Vec<String>,
-        /// maglev (the default and, so far, the only one).
+        /// maglev (the default: a connection's backend follows from its addresses and
+        /// ports) or random (weighted alike).
         #[arg(long)]
         algorithm: Option<String>,
+        /// A client's new connections go to the backend of its last one for SECS
+        /// (1 to 86400) after it, even when the backend set changes (the backend stays).
+        #[arg(long, value_name = "SECS")]
+        affinity: Option<u32>,
         /// Maglev's table size, a prime (default 16381; at least 100 x backends).
         #[arg(long)]
         table_size: Option<u32>,
@@ -49,15 +54,16 @@ pub enum ServiceCmd {
     /// Delete a service (its connections end).
     #[command(after_help = "Example:\n  vswitchctl service del web")]
     Del { name: String },
-    /// Services with their backends: weight, share of the table, connections now.
-    #[command(after_help = "Example:\n  vswitchctl service list")]
+    /// Services with their backends: weight, share of the table, connections now and
+    /// since the service was added, packets and bytes sent to each.
+    #[command(after_help = "Example:\n  vswitchctl service list\n  vswitchctl --json service list")]
     List,
 }
 
 impl Verb for ServiceCmd {
     fn request(&self) -> Result<Request, String> {
         Ok(Request::Service(match self {
-            ServiceCmd::Add { name, vni, vip, proto, backends, algorithm, table_size } => {
+            ServiceCmd::Add { name, vni, vip, proto, backends, algorithm, affinity, table_size } => {
                 ServiceRequest::ServiceAdd(ServiceSpec {
                     name: name.clone(),
                     vni: *vni,
@@ -65,6 +71,7 @@ impl Verb for ServiceCmd {
                     proto: proto.clone(),
                     backends: backends.clone(),
                     algorithm: algorithm.clone(),
+                    affinity: *affinity,
                     table_size: *table_size,
                 })
             }
@@ -84,11 +91,24 @@ impl Verb for ServiceCmd {
                     println!("no services (add one with: vswitchctl service add NAME --vni VNI --vip IP:PORT --proto tcp --backend IP:PORT)");
                     return Ok(());
                 }
-                let mut rows =
-                    vec![header(&["SERVICE", "VNI", "VIP", "PROTO", "BACKEND", "WEIGHT", "SLOTS", "SESSIONS"])];
+                let mut rows = vec![header(&[
+                    "SERVICE", "VNI", "VIP", "PROTO", "PICK", "BACKEND", "WEIGHT", "SLOTS", "SESSIONS", "CONNS",
+                    "PACKETS", "BYTES",
+                ])];
                 for s in list {
+                    let pick = match s.affinity {
+                        Some(secs) => format!("{} affinity {secs}s", s.algorithm),
+                        None => s.algorithm.clone(),
+                    };
                     if s.backends.is_empty() {
-                        rows.push(vec![s.name.clone(), s.vni.to_string(), s.vip.clone(), s.proto.clone(), "-".into()]);
+                        rows.push(vec![
+                            s.name.clone(),
+                            s.vni.to_string(),
+                            s.vip.clone(),
+                            s.proto.clone(),
+                            pick.clone(),
+                            "-".into(),
+                        ]);
                     }
                     for (i, b) in s.backends.iter().enumerate() {
                         let first = |v: String| if i == 0 { v } else { String::new() };
@@ -97,10 +117,14 @@ impl Verb for ServiceCmd {
                             first(s.vni.to_string()),
                             first(s.vip.clone()),
                             first(s.proto.clone()),
+                            first(pick.clone()),
                             b.addr.clone(),
                             b.weight.to_string(),
                             b.slots.to_string(),
                             b.sessions.to_string(),
+                            b.connections.to_string(),
+                            b.packets.to_string(),
+                            b.bytes.to_string(),
                         ]);
                     }
                 }

@@ -19,8 +19,10 @@ use pipelines::{
     conntrack::CtTable,
     meta::ip_key,
     services::{
+        affinity::{stable_id, Affinity, AffinityTable},
+        counters::{BackendCounters, COUNTS},
         maglev::{is_prime, Maglev, DEFAULT_SIZE, MAX_SIZE},
-        Backend, Service, ServiceTables,
+        Algorithm, Backend, Service, ServiceTables,
     },
     wire::ipv4::{PROTO_TCP, PROTO_UDP},
 };
@@ -34,12 +36,24 @@ use std::{
 /// Backends a service may have.
 pub const MAX_BACKENDS: usize = 4096;
 
+/// The longest affinity (a day, as Kubernetes' sessionAffinity timeout).
+pub const MAX_AFFINITY: u32 = 86_400;
+
 /// A service as validated: its spec as given, and what the cores need.
 #[derive(Debug)]
 struct Compiled {
     spec: ServiceSpec,
     built: Arc<Service>,
     weights: Vec<u32>,
+    /// Where the cores count this build's backends (made at compile, for its cores).
+    counters: Option<Arc<BackendCounters>>,
+}
+
+/// Counters of a build that was replaced, until the cores let go of them.
+struct Retired {
+    name: String,
+    backends: Vec<Backend>,
+    counters: Arc<BackendCounters>,
 }
 
 #[derive(Default)]
@@ -48,6 +62,20 @@ pub struct Services {
     next_id: u32,
     /// The session table (for sessions per backend), once connection tracking made it.
     table: Option<Arc<CtTable>>,
+    /// Counts of replaced builds, per (service, backend): backends keep their counts
+    /// across changes of the backend set.
+    base: HashMap<(String, Backend), [u64; COUNTS]>,
+    retired: Vec<Retired>,
+}
+
+/// A backend as given, without its weight.
+fn backend_addr(given: &str) -> String {
+    given.rsplit_once('@').map_or(given, |(a, _)| a).to_string()
+}
+
+/// The client memory of a service's build, if it has affinity.
+fn memory(c: &Compiled) -> Option<Arc<AffinityTable>> {
+    c.built.affinity.as_ref().map(|a| a.table.clone())
 }
 
 /// `IP:PORT[@WEIGHT]`.
@@ -68,8 +96,14 @@ fn parse_backend(s: &str) -> Result<(SocketAddr, u32), String> {
     Ok((a, weight))
 }
 
-/// `spec` checked and built (with id `id`), and a warning for the user if any.
-fn build(spec: &ServiceSpec, id: u32, ctx: &Ctx) -> Result<(Compiled, Option<String>), String> {
+/// `spec` checked and built (with id `id`; remembering clients in `affinity`, the
+/// service's memory so far if it had one), and a warning for the user if any.
+fn build(
+    spec: &ServiceSpec,
+    id: u32,
+    affinity: Option<Arc<AffinityTable>>,
+    ctx: &Ctx,
+) -> Result<(Compiled, Option<String>), String> {
     let name = &spec.name;
     if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
         return Err(format!("name: {name:?} must be 1 to 64 letters, digits, '-', '_' or '.'"));
@@ -92,9 +126,13 @@ fn build(spec: &ServiceSpec, id: u32, ctx: &Ctx) -> Result<(Compiled, Option<Str
         "udp" => PROTO_UDP,
         p => return Err(format!("proto: {p:?}; a service is tcp or udp")),
     };
-    match spec.algorithm.as_deref() {
-        None | Some("maglev") => {}
-        Some(a) => return Err(format!("algorithm: {a:?}; this switch balances by maglev")),
+    let algorithm = match spec.algorithm.as_deref() {
+        None | Some("maglev") => Algorithm::Maglev,
+        Some("random") => Algorithm::Random,
+        Some(a) => return Err(format!("algorithm: {a:?}; give maglev (the default) or random")),
+    };
+    if let Some(secs) = spec.affinity.filter(|s| !(1..=MAX_AFFINITY).contains(s)) {
+        return Err(format!("affinity: {secs} s; give 1 to {MAX_AFFINITY} seconds, or no --affinity for none"));
     }
     let size = spec.table_size.unwrap_or(DEFAULT_SIZE);
     if !(3..=MAX_SIZE).contains(&size) || !is_prime(size) {
@@ -129,8 +167,22 @@ fn build(spec: &ServiceSpec, id: u32, ctx: &Ctx) -> Result<(Compiled, Option<Str
             backends.len()
         )
     });
-    let built = Arc::new(Service::new(id, spec.vni, (ip_key(vip.ip()), vip.port()), proto, backends, maglev));
-    Ok((Compiled { spec: spec.clone(), built, weights }, warning))
+    if let Some(i) = backends.iter().position(|b| b.ip == ip_key(vip.ip())) {
+        return Err(format!("backend {:?}: the VIP's own address cannot be a backend", spec.backends[i]));
+    }
+    let mut service = Service::new(id, spec.vni, (ip_key(vip.ip()), vip.port()), proto, backends, maglev);
+    service.algorithm = algorithm;
+    service.affinity = spec.affinity.map(|secs| {
+        let ids: Box<[u32]> = keys.iter().map(|k| stable_id(k.as_bytes())).collect();
+        let members = ids.iter().zip(&weights).enumerate().filter(|(_, (_, w))| **w > 0);
+        Affinity {
+            secs,
+            table: affinity.unwrap_or_default(),
+            members: members.map(|(i, (id, _))| (*id, i as u16)).collect(),
+            ids,
+        }
+    });
+    Ok((Compiled { spec: spec.clone(), built: Arc::new(service), weights, counters: None }, warning))
 }
 
 impl Services {
@@ -162,12 +214,14 @@ impl Services {
                 self.next_id
             }
         };
-        let (c, warning) = build(spec, id, ctx)?;
+        let (c, warning) = build(spec, id, existing.and_then(memory), ctx)?;
         if let Some(other) = self.clash(&c) {
             return Err(format!("vip: {} {} in network {} is service {other:?}'s", spec.proto, spec.vip, spec.vni));
         }
         let change = Change::put("services", &c.spec);
-        self.list.insert(spec.name.clone(), c);
+        if let Some(old) = self.list.insert(spec.name.clone(), c) {
+            self.retire(old);
+        }
         Ok(Handled::change(serde_json::to_value(ServiceReply { warning }).unwrap_or_default(), vec![change]))
     }
 
@@ -187,9 +241,81 @@ impl Services {
                 self.list
                     .remove(&name)
                     .ok_or_else(|| format!("name: no service {name:?} (vswitchctl service list)"))?;
+                self.forget(&name);
                 Ok(Handled::change(serde_json::Value::Null, vec![Change::del("services", json!(name))]))
             }
         }
+    }
+
+    /// Keeps the counts of a replaced build.
+    fn retire(&mut self, old: Compiled) {
+        if let Some(counters) = old.counters {
+            self.retired.push(Retired { name: old.spec.name, backends: old.built.backends.clone(), counters });
+        }
+    }
+
+    /// A deleted service's counts: gone (a service added under its name starts at 0).
+    fn forget(&mut self, name: &str) {
+        self.retired.retain(|r| r.name != name);
+        self.base.retain(|(n, _), _| n != name);
+    }
+
+    /// Folds the counts of retired builds no core reads any more into `base`.
+    fn fold_retired(&mut self) {
+        let (done, live): (Vec<Retired>, Vec<Retired>) =
+            std::mem::take(&mut self.retired).into_iter().partition(|r| Arc::strong_count(&r.counters) == 1);
+        self.retired = live;
+        for r in done {
+            for (i, b) in r.backends.iter().enumerate() {
+                let sum = self.base.entry((r.name.clone(), *b)).or_default();
+                for (s, n) in sum.iter_mut().zip(r.counters.totals(i)) {
+                    *s += n;
+                }
+            }
+        }
+    }
+
+    /// Backend `i` of service `c`: its counts so far.
+    fn counts(&self, c: &Compiled, i: usize) -> [u64; COUNTS] {
+        let b = c.built.backends[i];
+        let mut sum = self.base.get(&(c.spec.name.clone(), b)).copied().unwrap_or_default();
+        let retired = self.retired.iter().filter(|r| r.name == c.spec.name).filter_map(|r| {
+            let at = r.backends.iter().position(|x| *x == b)?;
+            Some(r.counters.totals(at))
+        });
+        for counts in c.counters.iter().map(|k| k.totals(i)).chain(retired) {
+            for (s, n) in sum.iter_mut().zip(counts) {
+                *s += n;
+            }
+        }
+        sum
+    }
+
+    /// The Prometheus families of services: what each backend was sent.
+    pub fn metrics(&self) -> String {
+        use std::fmt::Write;
+        if self.list.is_empty() {
+            return String::new();
+        }
+        let mut out = String::new();
+        let families = [
+            ("vswitch_service_backend_connections_total", "New connections sent to a service's backend."),
+            ("vswitch_service_backend_packets_total", "Packets sent to a service's backend (client to backend)."),
+            ("vswitch_service_backend_bytes_total", "Bytes sent to a service's backend (client to backend)."),
+        ];
+        for (k, (name, help)) in families.iter().enumerate() {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for c in self.list.values() {
+                for i in 0..c.built.backends.len() {
+                    let labels = crate::stats::metrics::labels(&[
+                        ("service", &c.spec.name),
+                        ("backend", &backend_addr(&c.spec.backends[i])),
+                    ]);
+                    let _ = writeln!(out, "{name}{labels} {}", self.counts(c, i)[k]);
+                }
+            }
+        }
+        out
     }
 
     fn views(&self) -> Vec<ServiceView> {
@@ -214,20 +340,24 @@ impl Services {
                     vni: s.vni,
                     vip: c.spec.vip.clone(),
                     proto: c.spec.proto.clone(),
-                    algorithm: "maglev".into(),
+                    algorithm: c.spec.algorithm.clone().unwrap_or_else(|| "maglev".into()),
+                    affinity: c.spec.affinity,
                     table_size: s.maglev.size() as u32,
                     backends: s
                         .backends
                         .iter()
                         .enumerate()
-                        .map(|(i, b)| BackendView {
-                            addr: c.spec.backends[i]
-                                .rsplit_once('@')
-                                .map_or(c.spec.backends[i].as_str(), |(a, _)| a)
-                                .into(),
-                            weight: c.weights[i],
-                            slots: slots[i],
-                            sessions: sessions.get(&(s.id, b.ip, b.port)).copied().unwrap_or(0),
+                        .map(|(i, b)| {
+                            let [connections, packets, bytes] = self.counts(c, i);
+                            BackendView {
+                                addr: backend_addr(&c.spec.backends[i]),
+                                weight: c.weights[i],
+                                slots: slots[i],
+                                sessions: sessions.get(&(s.id, b.ip, b.port)).copied().unwrap_or(0),
+                                connections,
+                                packets,
+                                bytes,
+                            }
                         })
                         .collect(),
                 }
@@ -244,29 +374,51 @@ impl Feature for Services {
     fn adopt(&mut self, state: &DesiredState, ctx: &Ctx) -> Result<(), String> {
         let mut next = Services { next_id: self.next_id, table: self.table.clone(), ..Default::default() };
         for spec in &state.services {
-            let id = self.list.get(&spec.name).map(|c| c.built.id).unwrap_or_else(|| {
+            let old = self.list.get(&spec.name);
+            let id = old.map(|c| c.built.id).unwrap_or_else(|| {
                 next.next_id += 1;
                 next.next_id
             });
-            let (c, _) = build(spec, id, ctx).map_err(|e| format!("services ({}): {e}", spec.name))?;
+            let (c, _) =
+                build(spec, id, old.and_then(memory), ctx).map_err(|e| format!("services ({}): {e}", spec.name))?;
             if let Some(other) = next.clash(&c) {
                 return Err(format!("services ({}): its VIP is service {other:?}'s", spec.name));
             }
             next.list.insert(spec.name.clone(), c);
         }
-        *self = next;
+        let old = std::mem::replace(self, next);
+        self.base = old.base;
+        self.retired = old.retired;
+        for (name, c) in old.list {
+            match self.list.contains_key(&name) {
+                true => self.retire(c),
+                false => self.forget(&name),
+            }
+        }
         Ok(())
     }
 
-    fn compile(&mut self, _ports: &[PortRef], _cores: usize, t: &mut Tables) {
+    fn compile(&mut self, _ports: &[PortRef], cores: usize, t: &mut Tables) {
+        self.fold_retired();
         let mut tables = ServiceTables::default();
         // Only where connection tracking can hold the connections.
         if let Some(table) = t.l2.ct.table.clone() {
             if !self.list.is_empty() {
                 table.enable_nat(dataplane::advise_huge_pages);
-                for c in self.list.values() {
-                    tables.insert(c.built.clone(), &t.l2.endpoints);
+                let mut retired = Vec::new();
+                for c in self.list.values_mut() {
+                    let n = c.built.backends.len();
+                    if !c.counters.as_ref().is_some_and(|k| k.fits(n, cores)) {
+                        let old = c.counters.replace(Arc::new(BackendCounters::new(n, cores)));
+                        if let Some(counters) = old {
+                            let backends = c.built.backends.clone();
+                            retired.push(Retired { name: c.spec.name.clone(), backends, counters });
+                        }
+                    }
+                    let counters = c.counters.clone().unwrap_or_else(|| Arc::new(BackendCounters::new(n, cores)));
+                    tables.insert(c.built.clone(), &t.l2.endpoints, counters);
                 }
+                self.retired.extend(retired);
             }
             self.table = Some(table);
         }

@@ -14,6 +14,7 @@ fn spec(name: &str, vip: &str, backends: &[&str]) -> ServiceSpec {
         proto: "tcp".into(),
         backends: backends.iter().map(|b| b.to_string()).collect(),
         algorithm: None,
+        affinity: None,
         table_size: None,
     }
 }
@@ -35,8 +36,11 @@ fn services_are_checked_where_they_enter() {
     assert!(e(ctx_add(&mut s, spec("web", "10.96.0.10:80", &["10.1.0.2:80", "10.1.0.2:80@3"]))).contains("twice"));
     assert!(e(ctx_add(&mut s, ServiceSpec { table_size: Some(16383), ..spec("web", "10.96.0.10:80", &[]) }))
         .starts_with("table_size"));
-    assert!(e(ctx_add(&mut s, ServiceSpec { algorithm: Some("random".into()), ..spec("web", "10.96.0.10:80", &[]) }))
-        .starts_with("algorithm"));
+    assert!(e(ctx_add(
+        &mut s,
+        ServiceSpec { algorithm: Some("round-robin".into()), ..spec("web", "10.96.0.10:80", &[]) }
+    ))
+    .starts_with("algorithm"));
     assert!(s.list.is_empty());
     let ok = ctx_add(&mut s, spec("web", "10.96.0.10:80", &["10.1.0.2:8080", "10.1.0.3:8080@2"])).unwrap();
     assert_eq!(ok.reply, serde_json::json!({}), "no warning at 16381 slots for 2 backends");
@@ -77,4 +81,66 @@ fn set_backends_keeps_the_id_and_del_forgets() {
     assert_eq!(s.list["web"].built.backends.len(), 1);
     s.handle(ServiceRequest::ServiceDel { name: "web".into() }, &ctx).unwrap();
     assert!(s.handle(ServiceRequest::ServiceDel { name: "web".into() }, &ctx).is_err());
+}
+
+#[test]
+fn affinity_and_algorithm_are_checked_and_the_client_memory_outlives_a_backend_change() {
+    let mut s = Services::default();
+    let e = |r: Result<Handled, String>| r.err().unwrap_or_default();
+    for secs in [0, MAX_AFFINITY + 1] {
+        let bad = ServiceSpec { affinity: Some(secs), ..spec("web", "10.96.0.10:80", &[]) };
+        assert!(e(ctx_add(&mut s, bad)).starts_with("affinity"));
+    }
+    assert!(e(ctx_add(&mut s, spec("web", "10.96.0.10:80", &["10.96.0.10:8080"]))).contains("VIP's own address"));
+    let sticky = ServiceSpec {
+        affinity: Some(600),
+        algorithm: Some("random".into()),
+        ..spec("web", "10.96.0.10:80", &["10.1.0.2:8080", "10.1.0.3:8080"])
+    };
+    ctx_add(&mut s, sticky).unwrap();
+    let before = memory(&s.list["web"]).unwrap();
+    let ports: Vec<PortRef> = Vec::new();
+    let ctx = Ctx { ports: &ports, has_network: &|v| v == 100, vtep_ip: None, shared: None };
+    let change = ServiceRequest::ServiceSetBackends { name: "web".into(), backends: vec!["10.1.0.3:8080".into()] };
+    s.handle(change, &ctx).unwrap();
+    assert!(Arc::ptr_eq(&before, &memory(&s.list["web"]).unwrap()), "clients remembered across the change");
+    let v = &s.views()[0];
+    assert_eq!((v.algorithm.as_str(), v.affinity), ("random", Some(600)));
+}
+
+#[test]
+fn a_backends_counts_survive_changes_of_the_backend_set_until_the_service_goes() {
+    let mut s = Services::default();
+    ctx_add(&mut s, spec("web", "10.96.0.10:80", &["10.1.0.2:8080", "10.1.0.3:8080"])).unwrap();
+    let first = Arc::new(BackendCounters::new(2, 2));
+    s.list.get_mut("web").unwrap().counters = Some(first.clone());
+    first.count(0, 1, 100, true);
+    first.count(1, 1, 60, false);
+    let counts = |s: &Services| -> Vec<(String, u64, u64, u64)> {
+        s.views()[0].backends.iter().map(|b| (b.addr.clone(), b.connections, b.packets, b.bytes)).collect()
+    };
+    assert_eq!(counts(&s)[1], ("10.1.0.3:8080".into(), 1, 2, 160));
+    // 10.1.0.3 stays, 10.1.0.4 comes: the old build's counts are kept while a core may
+    // still count into them, then folded.
+    let ports: Vec<PortRef> = Vec::new();
+    let ctx = Ctx { ports: &ports, has_network: &|v| v == 100, vtep_ip: None, shared: None };
+    let backends = vec!["10.1.0.4:8080".into(), "10.1.0.3:8080".into()];
+    s.handle(ServiceRequest::ServiceSetBackends { name: "web".into(), backends }, &ctx).unwrap();
+    first.count(0, 1, 40, false);
+    let second = Arc::new(BackendCounters::new(2, 2));
+    s.list.get_mut("web").unwrap().counters = Some(second.clone());
+    second.count(1, 1, 10, true);
+    let want = vec![("10.1.0.4:8080".to_string(), 0, 0, 0), ("10.1.0.3:8080".to_string(), 2, 4, 210)];
+    assert_eq!(counts(&s), want);
+    drop(first);
+    s.fold_retired();
+    assert!(s.retired.is_empty());
+    assert_eq!(counts(&s), want, "the same once folded");
+    assert!(
+        s.metrics().contains("vswitch_service_backend_bytes_total{service=\"web\",backend=\"10.1.0.3:8080\"} 210"),
+        "{}",
+        s.metrics()
+    );
+    s.handle(ServiceRequest::ServiceDel { name: "web".into() }, &ctx).unwrap();
+    assert!(s.base.is_empty() && s.retired.is_empty());
 }

@@ -93,7 +93,9 @@ impl Switch {
     pub fn metrics(&self) -> String {
         let ports = self.ports.stats(None).unwrap_or_default();
         let lost = self.shared.counters.iter().map(|c| c.capture_lost.get()).sum();
-        metrics::render(&ports, &self.core_views(), &self.mempool(), lost) + &self.conntrack.metrics()
+        metrics::render(&ports, &self.core_views(), &self.mempool(), lost)
+            + &self.conntrack.metrics()
+            + &self.services.metrics()
     }
 
     /// Generic and Ethernet interface counters of every running port.

@@ -90,7 +90,8 @@ fn service_steps(snap: &Snapshot, vni: u32, before: &Meta, after: &Meta) -> Vec<
         6 => format!("[{}]:{port}", ip_text(ip, v)),
         _ => format!("{}:{port}", ip_text(ip, v)),
     };
-    if before.dst == GATEWAY_MAC && svc.at_vip(vni, before.ip_dst, before.dport, before.proto).is_some() {
+    if let Some(vip) = svc.at_vip(vni, before.ip_dst, before.dport, before.proto).filter(|_| before.dst == GATEWAY_MAC)
+    {
         let (key, _) = pipelines::conntrack::Tuple {
             zone: vni,
             proto: before.proto,
@@ -103,7 +104,10 @@ fn service_steps(snap: &Snapshot, vni: u32, before: &Meta, after: &Meta) -> Vec<
             "service: VIP {} -> backend {} ({}); DNAT",
             at(before.ip_dst, before.dport),
             at(after.ip_dst, after.dport),
-            if held.is_some() { "held by the connection's session" } else { "Maglev's pick for a new connection" }
+            match held {
+                Some(_) => "held by the connection's session".to_string(),
+                None => format!("{} for a new connection", vip.service.picked_by()),
+            }
         ));
     } else if svc.is_backend(vni, before.ip_src, before.sport, before.proto) && after.ip_src != before.ip_src {
         steps.push(format!("service: a backend's reply leaves from VIP {}", at(after.ip_src, after.sport)));

@@ -7,6 +7,8 @@
 //! it there, so a connection keeps its backend whatever happens to the backend set.
 //! The packet is translated (DNAT) and the gateway routes it to the backend. Replies
 //! from a backend find the session by its own key and leave from the VIP again.
+pub mod affinity;
+pub mod counters;
 mod icmp;
 pub mod maglev;
 mod nat;
@@ -18,7 +20,9 @@ pub use nat::{rewrite, End};
 pub use stage::{from_backend, to_service, At};
 
 use crate::{gateway::Endpoints, meta::IpKey, wire::Mac};
-use maglev::Maglev;
+use affinity::{client_tag, Affinity};
+use counters::BackendCounters;
+use maglev::{fmix64, Maglev};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
 
@@ -27,6 +31,16 @@ use std::sync::Arc;
 pub struct Backend {
     pub ip: IpKey,
     pub port: u16,
+}
+
+/// How a new connection's backend is chosen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Algorithm {
+    /// Maglev over the connection's hash (or the client's, with affinity).
+    #[default]
+    Maglev,
+    /// A slot of the Maglev table at random (weighted as Maglev is, not repeatable).
+    Random,
 }
 
 /// One service as the cores read it.
@@ -40,6 +54,8 @@ pub struct Service {
     pub proto: u8,
     pub backends: Vec<Backend>,
     pub maglev: Maglev,
+    pub algorithm: Algorithm,
+    pub affinity: Option<Affinity>,
     /// The backends and their places in `backends`, to tell whether a connection's
     /// backend is still one.
     members: FxHashMap<Backend, u16>,
@@ -48,7 +64,55 @@ pub struct Service {
 impl Service {
     pub fn new(id: u32, vni: u32, vip: (IpKey, u16), proto: u8, backends: Vec<Backend>, maglev: Maglev) -> Service {
         let members = backends.iter().enumerate().map(|(i, b)| (*b, i as u16)).collect();
-        Service { id, vni, vip: vip.0, port: vip.1, proto, backends, maglev, members }
+        Service {
+            id,
+            vni,
+            vip: vip.0,
+            port: vip.1,
+            proto,
+            backends,
+            maglev,
+            algorithm: Algorithm::Maglev,
+            affinity: None,
+            members,
+        }
+    }
+
+    /// The backend for a new connection from `client`, whose VIP key hashes to `h`, at
+    /// `now_ms`; `seed` varies from batch to batch (for `Random`). With affinity the
+    /// choice is remembered, unless `dry` (a trace).
+    #[inline]
+    pub fn pick(&self, client: IpKey, h: u64, now_ms: u32, seed: u64, dry: bool) -> Option<u16> {
+        let now_s = now_ms / 1000;
+        let Some(a) = &self.affinity else {
+            return match self.algorithm {
+                Algorithm::Maglev => self.maglev.pick(h),
+                Algorithm::Random => self.maglev.pick(fmix64(h ^ seed)),
+            };
+        };
+        let tag = client_tag(client, self.id);
+        let i = match (a.recall(tag, now_s), self.algorithm) {
+            (Some(i), _) => i,
+            (None, Algorithm::Maglev) => self.maglev.pick(tag)?,
+            (None, Algorithm::Random) => self.maglev.pick(fmix64(h ^ seed))?,
+        };
+        if !dry {
+            a.remember(tag, i, now_s);
+        }
+        Some(i)
+    }
+
+    /// How `pick` chooses, in words (for `trace`).
+    pub fn picked_by(&self) -> String {
+        let how = match self.algorithm {
+            Algorithm::Maglev if self.affinity.is_some() => "Maglev's pick by the client's address",
+            Algorithm::Maglev => "Maglev's pick",
+            Algorithm::Random => "a random pick",
+        };
+        match &self.affinity {
+            Some(a) => format!("{how}, or the client's backend of the last {} s (affinity)", a.secs),
+            None => how.to_string(),
+        }
     }
 
     /// Backend `b`'s place in `backends`, if it is one.
@@ -65,6 +129,7 @@ impl Service {
 pub struct Vip {
     pub service: Arc<Service>,
     pub macs: Box<[Option<Mac>]>,
+    pub counters: Arc<BackendCounters>,
 }
 
 /// A service's address as packets carry it: (VNI, IP, port, protocol).
@@ -79,14 +144,15 @@ pub struct ServiceTables {
 }
 
 impl ServiceTables {
-    /// Adds service `s`, its backends' MACs taken from `endpoints`.
-    pub fn insert(&mut self, s: Arc<Service>, endpoints: &Endpoints) {
+    /// Adds service `s`, its backends' MACs taken from `endpoints`, counting into
+    /// `counters` (one per backend).
+    pub fn insert(&mut self, s: Arc<Service>, endpoints: &Endpoints, counters: Arc<BackendCounters>) {
         for b in &s.backends {
             self.backends.insert((s.vni, b.ip, b.port, s.proto));
         }
         self.vnis.insert(s.vni);
         let macs = s.backends.iter().map(|b| endpoints.get(s.vni, b.ip).map(|e| e.mac)).collect();
-        self.by_vip.insert((s.vni, s.vip, s.port, s.proto), Vip { service: s, macs });
+        self.by_vip.insert((s.vni, s.vip, s.port, s.proto), Vip { service: s, macs, counters });
     }
 
     pub fn is_empty(&self) -> bool {

@@ -44,6 +44,8 @@ pub struct At<'a> {
     pub port: PortId,
     pub core: usize,
     pub now: u32,
+    /// Differs from batch to batch (the arrival TSC): random picks.
+    pub seed: u64,
     pub dry: bool,
 }
 
@@ -199,10 +201,13 @@ fn translate<F: Frame>(vip: &Vip, h: u64, at: At, f: &mut F, m: &mut Meta) -> Re
             if let (Some((found, _)), false) = (stale, at.dry) {
                 at.table.kill(found.index, found.gen);
             }
-            (svc.maglev.pick(h).ok_or(DropReason::NoBackend)?, None)
+            (svc.pick(client.0, h, at.now, at.seed, at.dry).ok_or(DropReason::NoBackend)?, None)
         }
     };
     let b = svc.backends.get(i as usize).ok_or(DropReason::NoBackend)?;
+    if !at.dry {
+        vip.counters.count(at.core, i as usize, f.len() as u64, kept.is_none());
+    }
     let hairpin = b.ip == m.ip_src;
     if !rewrite(f, m, End::Dst, b.ip, b.port) || (hairpin && !rewrite(f, m, End::Src, svc.vip, m.sport)) {
         return Err(DropReason::CtInvalid);

@@ -133,6 +133,62 @@ fn shares_follow_the_weights_and_a_zero_weight_gets_none() {
     assert!(is_prime(DEFAULT_SIZE) && is_prime(super::maglev::MAX_SIZE) && !is_prime(16_383));
 }
 
+#[test]
+fn affinity_keeps_a_client_on_its_backend_across_changes_for_its_time() {
+    use super::{
+        affinity::{stable_id, Affinity, AffinityTable},
+        Backend, Service,
+    };
+    use crate::meta::ipv4_key;
+    use std::sync::Arc;
+    let memory = Arc::new(AffinityTable::default());
+    let build = |names: &[String]| {
+        let list = names.iter().enumerate().map(|(i, _)| Backend { ip: ipv4_key(i as u32 + 1), port: 1 }).collect();
+        let mut s = Service::new(1, 100, (ipv4_key(99), 80), 6, list, build(names, &vec![1; names.len()], 251));
+        let ids: Box<[u32]> = names.iter().map(|n| stable_id(n.as_bytes())).collect();
+        let members = ids.iter().enumerate().map(|(i, id)| (*id, i as u16)).collect();
+        s.affinity = Some(Affinity { secs: 60, table: memory.clone(), members, ids });
+        s
+    };
+    let all = names(10);
+    let before = build(&all);
+    let clients: Vec<u128> = (0..1000).map(|c| ipv4_key(0x0a00_0000 + c)).collect();
+    // Every connection of a client, whatever its ports (its hash), goes to one backend.
+    let picks: Vec<String> = clients
+        .iter()
+        .map(|&c| {
+            let first = before.pick(c, 1, 10_000, 0, false).unwrap();
+            assert_eq!(before.pick(c, 0xdead_beef, 11_000, 0, false), Some(first));
+            all[first as usize].clone()
+        })
+        .collect();
+    // Half the backends go and the rest come back in another order: remembered clients
+    // of the survivors stay with them (all but those who shared a slot of the memory with
+    // another client: the last one took it); the others are picked afresh.
+    let mut rest: Vec<String> = all[5..].to_vec();
+    rest.reverse();
+    let after = build(&rest);
+    let slot = |c: u128| super::affinity::client_tag(c, 1) as usize & (super::affinity::SLOTS - 1);
+    let mut sharing = std::collections::HashMap::new();
+    for &c in &clients {
+        *sharing.entry(slot(c)).or_insert(0) += 1;
+    }
+    let mut stayed = 0;
+    for (c, was) in clients.iter().zip(&picks) {
+        let now = rest[after.pick(*c, 7, 20_000, 0, true).unwrap() as usize].clone();
+        if rest.contains(was) && sharing[&slot(*c)] == 1 {
+            assert_eq!(&now, was);
+            stayed += 1;
+        }
+    }
+    assert!(stayed > 400, "{stayed}");
+    // 60 s after its last new connection a client is forgotten.
+    let a = after.affinity.as_ref().unwrap();
+    let tag = super::affinity::client_tag(clients[0], 1);
+    assert!(a.recall(tag, 11 + 60).is_some() || !rest.contains(&picks[0]));
+    assert_eq!(a.recall(tag, 11 + 61), None);
+}
+
 mod stage {
     //! The service stage through a VM port's stages, with checksums summed over the
     //! translated packets independently of how they were updated.
@@ -141,7 +197,7 @@ mod stage {
         gateway::{Endpoint, Endpoints, GatewayAddrs, GATEWAY_MAC},
         learn::{Clock, LearnEvent},
         meta::{ipv4_key, Action, Meta},
-        services::{maglev::Maglev, Backend, Service, ServiceTables},
+        services::{counters::BackendCounters, maglev::Maglev, Backend, Service, ServiceTables},
         stages::{from_vm, parse_vm_batch, Ctx, PerCore},
         tables::{FibEntry, FibTarget, L2Tables, Network},
         wire::{ones_sum, Mac},
@@ -169,6 +225,10 @@ mod stage {
         Arc::new(Service::new(1, 100, (ipv4_key(u32::from_be_bytes(VIP)), 80), 6, list, Maglev::build(251, &weighted)))
     }
 
+    fn counters(n: usize) -> Arc<BackendCounters> {
+        Arc::new(BackendCounters::new(n, 1))
+    }
+
     fn tables(table: &Arc<CtTable>, backends: &[u8]) -> L2Tables {
         let mut t = L2Tables::default();
         let gateway = GatewayAddrs { v4: Some(ip(254)), v6: None };
@@ -180,7 +240,7 @@ mod stage {
         }
         t.endpoints = Arc::new(eps);
         let mut s = ServiceTables::default();
-        s.insert(service(backends), &t.endpoints);
+        s.insert(service(backends), &t.endpoints, counters(backends.len()));
         t.services = Arc::new(s);
         t.ct = Arc::new(CtTables { table: Some(table.clone()), ports: vec![], dry: false });
         t.port_mtu = vec![1500; 8];
@@ -384,6 +444,7 @@ mod stage {
         s.insert(
             Arc::new(Service::new(3, 100, (ipv4_key(vip), 53), 17, list, Maglev::build(7, &[(b"b".as_slice(), 1)]))),
             &t.endpoints,
+            counters(1),
         );
         t.services = Arc::new(s);
         let client = (ip(1), 40000);
@@ -465,6 +526,7 @@ mod stage {
         s.insert(
             Arc::new(Service::new(2, 100, (vip, 53), 17, backends, Maglev::build(7, &[(key.as_bytes(), 1)]))),
             &t.endpoints,
+            counters(1),
         );
         t.services = Arc::new(s);
         let client = (v6(1), 40000);

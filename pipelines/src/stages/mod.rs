@@ -119,7 +119,8 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
     let qos = t.qos.port(port).copied().unwrap_or_default();
     if t.services.in_network(vni) {
         if let Some(table) = t.ct.table.as_deref() {
-            let at = services::At { table, port, core: core.core, now: conntrack::now_ms(ctx.clock), dry: t.ct.dry };
+            let now = conntrack::now_ms(ctx.clock);
+            let at = services::At { table, port, core: core.core, now, seed: ctx.clock.now, dry: t.ct.dry };
             services::to_service(&t.services, at, vni, frames, meta);
         }
     }
@@ -567,8 +568,8 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
         }
         if t.services.in_network(d.vni) {
             if let Some(table) = t.ct.table.as_deref() {
-                let at =
-                    services::At { table, port, core: core.core, now: conntrack::now_ms(ctx.clock), dry: t.ct.dry };
+                let now = conntrack::now_ms(ctx.clock);
+                let at = services::At { table, port, core: core.core, now, seed: ctx.clock.now, dry: t.ct.dry };
                 services::from_backend(&t.services, at, f, m);
                 if m.action != Action::Continue {
                     continue;
