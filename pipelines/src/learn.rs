@@ -20,12 +20,20 @@ pub struct LearnEvent {
     /// An address the MAC spoke for (ARP/ND seen from a VM, see `gateway::learn`), as
     /// `Meta` keeps addresses; 0: a MAC seen as a source, nothing more.
     pub ip: crate::meta::IpKey,
+    /// Not something seen but a question: the gateway had a packet for `ip` and no
+    /// endpoint holds it (`target`: the port the packet came from; `mac` unused).
+    pub unknown: bool,
 }
 
 impl LearnEvent {
     /// A MAC seen as a source at `target`.
     pub fn mac(vni: u32, mac: Mac, target: FibTarget) -> LearnEvent {
-        LearnEvent { vni, mac, target, ip: 0 }
+        LearnEvent { vni, mac, target, ip: 0, unknown: false }
+    }
+
+    /// An address `ip` a VM at `port` sent to through the gateway and no endpoint holds.
+    pub fn unknown(vni: u32, ip: crate::meta::IpKey, port: crate::PortId) -> LearnEvent {
+        LearnEvent { vni, mac: Mac::default(), target: FibTarget::Port(port), ip, unknown: true }
     }
 }
 
@@ -43,6 +51,8 @@ impl<T> Sink<T> for Vec<T> {
 }
 
 const SLOTS: usize = 4096;
+/// Addresses a core remembers having asked about (per core, direct-mapped).
+const ASKED: usize = 256;
 /// Fraction of a second before an unknown/moved MAC is reported again.
 const RESEND_DIV: u64 = 20;
 
@@ -56,6 +66,8 @@ struct Slot {
 /// Per-core learning state.
 pub struct Learner {
     slots: Box<[Slot]>,
+    /// (VNI and address, when) of the last unknown addresses reported.
+    asked: Box<[(u128, u64)]>,
     /// Events the sink refused (ring full).
     pub lost: u64,
 }
@@ -68,7 +80,28 @@ impl Default for Learner {
 
 impl Learner {
     pub fn new() -> Learner {
-        Learner { slots: vec![Slot::default(); SLOTS].into_boxed_slice(), lost: 0 }
+        Learner {
+            slots: vec![Slot::default(); SLOTS].into_boxed_slice(),
+            asked: vec![(0, 0); ASKED].into_boxed_slice(),
+            lost: 0,
+        }
+    }
+
+    /// The gateway had a packet for an address no endpoint holds (`ev`, made by
+    /// `LearnEvent::unknown`): reported at most once a second per address, however many
+    /// packets wait for it.
+    #[inline]
+    pub fn unknown(&mut self, ev: LearnEvent, clock: Clock, sink: &mut impl Sink<LearnEvent>) {
+        let key = ev.ip ^ (ev.vni as u128) << 96 ^ 1;
+        let h = (key as u64 ^ (key >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let slot = &mut self.asked[(h >> 56) as usize & (ASKED - 1)];
+        if slot.0 == key && clock.now.wrapping_sub(slot.1) < clock.hz {
+            return;
+        }
+        *slot = (key, clock.now);
+        if !sink.push(ev) {
+            self.lost += 1;
+        }
     }
 
     /// `ev.mac` was seen as a source in `ev.vni` at `ev.target`; `entry` is what the
@@ -141,6 +174,21 @@ mod tests {
         // The same MAC in another VNI is another entry.
         l.observe(None, LearnEvent { vni: 200, ..ev }, at(9 * HZ), &mut out);
         assert_eq!(out.last().unwrap().vni, 200);
+    }
+
+    #[test]
+    fn an_unknown_address_is_reported_once_a_second() {
+        let mut l = Learner::new();
+        let mut out = Vec::new();
+        let ev = LearnEvent::unknown(100, 0x0a01_0009, 2);
+        for t in 0..1000 {
+            l.unknown(ev, at(t * 100), &mut out);
+        }
+        assert_eq!(out, vec![ev]);
+        l.unknown(LearnEvent::unknown(200, 0x0a01_0009, 2), at(100_000), &mut out);
+        assert_eq!(out.len(), 2, "another network's address is another question");
+        l.unknown(ev, at(HZ + 1), &mut out);
+        assert_eq!(out.len(), 3, "asked again after a second");
     }
 
     #[test]

@@ -9,12 +9,8 @@ const GATEWAY_MAC: &str = "02:76:73:67:77:01";
 /// vm1 (10.71.1.1/24, fd00:71:1::1/64) and vm2 (10.71.2.2/24, fd00:71:2::2/64) in VNI
 /// 100, each with its default route via the gateway and an endpoint entry.
 fn two_subnets(d: &Daemon) -> (TapVm, TapVm) {
-    d.ok(&["network", "add", "100", "--gateway", "10.71.1.254/24", "--gateway", "fd00:71:1::fe/64"]);
-    let a = TapVm::add_with(d, "vm1", "10.71.1.1/24", &["--role", "vm", "--vni", "100"]);
-    let b = TapVm::add_with(d, "vm2", "10.71.2.2/24", &["--role", "vm", "--vni", "100"]);
-    for (vm, v6) in [(&a, "fd00:71:1::1/64"), (&b, "fd00:71:2::2/64")] {
-        vm.sh(&["sysctl", "-qw", &format!("net.ipv6.conf.{}.disable_ipv6=0", vm.ifname)]);
-        vm.sh(&["ip", "-6", "addr", "add", v6, "dev", &vm.ifname, "nodad"]);
+    let (a, b) = dual_stack(d, 71, ["10.71.1.1/24", "10.71.2.2/24"], ["fd00:71:1::1", "fd00:71:2::2"]);
+    for vm in [&a, &b] {
         vm.sh(&["ip", "route", "add", "default", "via", "10.71.1.254", "dev", &vm.ifname, "onlink"]);
         vm.sh(&["ip", "-6", "route", "add", "default", "via", "fd00:71:1::fe", "dev", &vm.ifname, "onlink"]);
     }
@@ -22,6 +18,27 @@ fn two_subnets(d: &Daemon) -> (TapVm, TapVm) {
         for ip in ips {
             d.ok(&["endpoint", "add", "100", ip, &vm.mac(), "--port", port]);
         }
+    }
+    (a, b)
+}
+
+/// Network 100 with gateways 10.N.1.254/24 and fd00:N:1::fe/64, and VM ports vm1 and
+/// vm2 with the addresses given (IPv4 with length; IPv6 without).
+fn dual_stack(d: &Daemon, n: u8, v4: [&str; 2], v6: [&str; 2]) -> (TapVm, TapVm) {
+    d.ok(&[
+        "network",
+        "add",
+        "100",
+        "--gateway",
+        &format!("10.{n}.1.254/24"),
+        "--gateway",
+        &format!("fd00:{n}:1::fe/64"),
+    ]);
+    let a = TapVm::add_with(d, "vm1", v4[0], &["--role", "vm", "--vni", "100"]);
+    let b = TapVm::add_with(d, "vm2", v4[1], &["--role", "vm", "--vni", "100"]);
+    for (vm, ip) in [(&a, v6[0]), (&b, v6[1])] {
+        vm.sh(&["sysctl", "-qw", &format!("net.ipv6.conf.{}.disable_ipv6=0", vm.ifname)]);
+        vm.sh(&["ip", "-6", "addr", "add", &format!("{ip}/64"), "dev", &vm.ifname, "nodad"]);
     }
     (a, b)
 }
@@ -118,12 +135,8 @@ fn the_switch_answers_arp_and_nd_for_known_addresses_without_a_flood() {
 #[test]
 fn endpoints_are_learned_from_what_vms_say_in_arp_and_nd() {
     let d = Daemon::start();
-    d.ok(&["network", "add", "100", "--gateway", "10.72.1.254/24", "--gateway", "fd00:72:1::fe/64"]);
-    let a = TapVm::add_with(&d, "vm1", "10.72.1.1/24", &["--role", "vm", "--vni", "100"]);
-    let b = TapVm::add_with(&d, "vm2", "10.72.2.2/24", &["--role", "vm", "--vni", "100"]);
-    for (vm, v6) in [(&a, "fd00:72:1::1/64"), (&b, "fd00:72:2::2/64")] {
-        vm.sh(&["sysctl", "-qw", &format!("net.ipv6.conf.{}.disable_ipv6=0", vm.ifname)]);
-        vm.sh(&["ip", "-6", "addr", "add", v6, "dev", &vm.ifname, "nodad"]);
+    let (a, b) = dual_stack(&d, 72, ["10.72.1.1/24", "10.72.2.2/24"], ["fd00:72:1::1", "fd00:72:2::2"]);
+    for vm in [&a, &b] {
         vm.sh(&["ip", "route", "add", "default", "via", "10.72.1.254", "dev", &vm.ifname, "onlink"]);
         vm.sh(&["ip", "-6", "route", "add", "default", "via", "fd00:72:1::fe", "dev", &vm.ifname, "onlink"]);
     }
@@ -157,4 +170,38 @@ fn endpoints_are_learned_from_what_vms_say_in_arp_and_nd() {
     assert!(ping(&a, "fd00:72:2::2").contains("2 received"));
     // What is learned is not configuration.
     assert!(!d.ok(&["dump"]).contains("\"endpoints\""));
+}
+
+#[test]
+fn the_gateway_asks_who_holds_an_address_nobody_spoke_for() {
+    let d = Daemon::start();
+    let (a, _b) = dual_stack(&d, 75, ["10.75.1.1/24", "10.75.1.2/24"], ["fd00:75:1::1", "fd00:75:1::2"]);
+    // vm1 reaches vm2 through the gateway (a route for part of the subnet, and a host
+    // route for IPv6); vm2 has said nothing yet, so
+    // its only way to become known is to answer the gateway's own question.
+    a.sh(&["ip", "route", "add", "10.75.1.0/25", "via", "10.75.1.254", "dev", &a.ifname]);
+    a.sh(&["ip", "-6", "route", "add", "fd00:75:1::2/128", "via", "fd00:75:1::fe", "dev", &a.ifname]);
+    let list = d.json(&["endpoint", "list", "100"]);
+    assert!(!list.to_string().contains("10.75.1.2\""), "{list}");
+    for to in ["10.75.1.2", "fd00:75:1::2"] {
+        let out = vm_ping(&a, to, 4);
+        let got: u32 = out.split(" received").next().and_then(|s| s.rsplit(' ').next()?.parse().ok()).unwrap_or(0);
+        // The first may be dropped (nothing waits for the answer); the rest pass.
+        assert!(got >= 3, "{to}: {out}");
+    }
+    let list = d.json(&["endpoint", "list", "100"]).to_string();
+    for ip in ["10.75.1.2", "fd00:75:1::2"] {
+        assert!(list.contains(&format!("\"ip\":\"{ip}\"")), "{ip} learned from its answer: {list}");
+    }
+    // An address nobody holds: asked about, never answered, its packets dropped and
+    // counted (none flooded).
+    let drops = || d.port_stats("vm1")["drops"]["no_endpoint"].as_u64().unwrap_or(0);
+    let before = drops();
+    assert!(vm_ping(&a, "10.75.1.77", 2).contains(" 0 received"));
+    assert!(drops() >= before + 2);
+}
+
+fn vm_ping(vm: &TapVm, to: &str, count: u32) -> String {
+    let out = vm.ns.exec(&["ping", "-c", &count.to_string(), "-i", "0.5", "-W", "1", to]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -6,6 +6,7 @@
 //! learned entries age and are limited per network, as learned MACs are.
 pub mod api;
 pub mod cli;
+mod resolve;
 #[cfg(test)]
 mod tests;
 
@@ -51,6 +52,8 @@ pub struct Endpoints {
     learned_per_vni: HashMap<u32, usize>,
     /// Addresses not learned because their network was at `MAX_LEARNED`.
     pub refused: u64,
+    /// Addresses the switch is asking its networks about.
+    asking: BTreeMap<(u32, IpAddr), resolve::Asking>,
 }
 
 /// An address a host of a network may hold (endpoints, VIPs, backends).

@@ -72,7 +72,7 @@ fn gateways_are_host_addresses_one_per_family() {
 
 fn seen(vni: u32, ip: &str, mac: u8, port: PortId) -> LearnEvent {
     let ip: IpAddr = ip.parse().unwrap();
-    LearnEvent { vni, mac: Mac([2, 0, 0, 0, 0, mac]), target: FibTarget::Port(port), ip: ip_key(ip) }
+    LearnEvent { ip: ip_key(ip), ..LearnEvent::mac(vni, Mac([2, 0, 0, 0, 0, mac]), FibTarget::Port(port)) }
 }
 
 #[test]
@@ -112,4 +112,51 @@ fn a_network_learns_at_most_its_limit() {
     }
     assert_eq!(eps.learned.len(), MAX_LEARNED);
     assert_eq!(eps.refused, 5);
+}
+
+#[test]
+fn unknown_addresses_are_asked_about_three_times_then_left_alone_a_while() {
+    use super::resolve::{ASK_EVERY, ASK_TRIES, UNANSWERED_HOLD};
+    let ports = vec![port_ref("vm1", 1, PortRole::Vm, Some(100))];
+    let mut eps = Endpoints::default();
+    let subnets = |vni: u32| -> Vec<ipnetwork::IpNetwork> {
+        if vni == 100 {
+            vec!["10.1.0.254/24".parse().unwrap(), "fd00::fe/64".parse().unwrap()]
+        } else {
+            Vec::new()
+        }
+    };
+    let t0 = Instant::now();
+    let unknown = |ip: &str| {
+        let ip: IpAddr = ip.parse().unwrap();
+        LearnEvent::unknown(100, ip_key(ip), 1)
+    };
+    for ip in ["10.1.0.9", "fd00::9", "10.9.9.9"] {
+        eps.unknown(&unknown(ip), t0);
+    }
+    let q = eps.questions_due(subnets, t0);
+    assert_eq!(q.len(), 2, "off the gateway's subnets nobody is asked");
+    let arp = pipelines::wire::arp::Arp::parse(&q[0].1[14..]).unwrap();
+    assert_eq!((arp.sender_ip, arp.target_ip), (0x0a01_00fe, 0x0a01_0009));
+    assert_eq!(q[1].1.len(), pipelines::gateway::ask::SOLICITATION_LEN);
+    assert!(eps.questions_due(subnets, t0 + ASK_EVERY / 2).is_empty(), "not before a second");
+    let mut asked = 1;
+    let mut t = t0;
+    for _ in 0..10 {
+        t += ASK_EVERY;
+        asked += eps.questions_due(subnets, t).iter().filter(|(_, f)| f.len() == 60).count();
+    }
+    assert_eq!(asked, ASK_TRIES as usize);
+    // Left alone for a while, even when packets keep coming for it; then asked again.
+    eps.unknown(&unknown("10.1.0.9"), t);
+    assert!(eps.questions_due(subnets, t).is_empty());
+    let later = t0 + UNANSWERED_HOLD + ASK_EVERY * ASK_TRIES;
+    assert!(eps.questions_due(subnets, later).is_empty(), "forgotten");
+    eps.unknown(&unknown("10.1.0.9"), later);
+    assert_eq!(eps.questions_due(subnets, later).len(), 1);
+    // Once its owner answers, no more questions.
+    assert!(eps.learn(&seen(100, "10.1.0.9", 9, 1), &ports, later));
+    assert!(eps.questions_due(subnets, later + ASK_EVERY).is_empty());
+    eps.unknown(&unknown("10.1.0.9"), later);
+    assert!(eps.asking.is_empty());
 }

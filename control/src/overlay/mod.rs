@@ -236,6 +236,12 @@ impl Overlay {
         self.networks.get(&vni).map(gateway_addrs).unwrap_or_default()
     }
 
+    /// Network `vni`'s gateway addresses with their subnets.
+    pub fn gateway_subnets(&self, vni: u32) -> Vec<IpNetwork> {
+        let Some(n) = self.networks.get(&vni) else { return Vec::new() };
+        n.gateway.iter().filter_map(|g| g.parse().ok()).collect()
+    }
+
     /// Checks what a port spec says about roles against the overlay.
     pub fn check_port(&self, spec: &PortSpec, ports: &[PortRef]) -> Result<(), String> {
         match (spec.role, spec.vni) {

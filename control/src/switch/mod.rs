@@ -412,7 +412,10 @@ impl Switch {
         let mut changed = false;
         for ring in self.shared.learn.iter() {
             while let Some(ev) = ring.pop() {
-                changed |= if ev.ip != 0 {
+                changed |= if ev.unknown {
+                    self.endpoints.unknown(&ev, now);
+                    false
+                } else if ev.ip != 0 {
                     self.endpoints.learn(&ev, &ports, now)
                 } else {
                     self.overlay.learn(ev, &ports, now)
@@ -441,6 +444,14 @@ impl Switch {
             for frame in &requests {
                 if !self.shared.transmit(uplink, frame) {
                     tracing::warn!("could not queue an ARP request (no mbuf or the ring is full)");
+                }
+            }
+        }
+        let questions = self.endpoints.questions_due(|vni| self.overlay.gateway_subnets(vni), now);
+        for (vni, frame) in &questions {
+            for p in ports.iter().filter(|p| p.role == Some(PortRole::Vm) && p.vni == Some(*vni)) {
+                if p.id.is_some_and(|id| !self.shared.transmit(id, frame)) {
+                    tracing::warn!("could not queue the gateway's question (no mbuf or the ring is full)");
                 }
             }
         }

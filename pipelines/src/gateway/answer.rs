@@ -92,7 +92,7 @@ pub fn learned<F: Frame>(net: &Network, f: &F, m: &Meta, port: PortId) -> Option
     if net.gateway.owns(ip) {
         return None;
     }
-    Some(LearnEvent { vni: net.vni, mac: m.src, target: FibTarget::Port(port), ip })
+    Some(LearnEvent { ip, ..LearnEvent::mac(net.vni, m.src, FibTarget::Port(port)) })
 }
 
 /// A neighbour solicitation from a VM in `net` for the gateway or a known endpoint,

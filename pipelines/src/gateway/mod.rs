@@ -7,6 +7,7 @@
 //! endpoint table knows are answered by the VM's own switch (suppression) instead of
 //! flooded to every host of the network.
 mod answer;
+pub mod ask;
 #[cfg(test)]
 mod tests;
 

@@ -42,13 +42,19 @@ fn tables(gateway: bool) -> L2Tables {
 
 /// The batch through VM1's stages, parsed as a VM port's batch is.
 fn run(t: &L2Tables, pkts: &[Vec<u8>]) -> (Vec<VecFrame>, Vec<Meta>) {
+    let (frames, meta, _) = run_events(t, pkts);
+    (frames, meta)
+}
+
+/// `run`, with what the cores reported to the control plane.
+fn run_events(t: &L2Tables, pkts: &[Vec<u8>]) -> (Vec<VecFrame>, Vec<Meta>, Vec<LearnEvent>) {
     let mut frames: Vec<VecFrame> = pkts.iter().map(|p| VecFrame::new(p)).collect();
     let mut meta = vec![Meta::default(); frames.len()];
     let mut events: Vec<LearnEvent> = Vec::new();
     parse_vm_batch(t, VM1, &frames, &mut meta);
     let ctx = Ctx { tables: t, clock: Clock { now: 0, hz: 1000 } };
     from_vm(&ctx, VM1, 100, &mut frames, &mut meta, &mut PerCore::default(), &mut events);
-    (frames, meta)
+    (frames, meta, events)
 }
 
 fn arp_request(sender: [u8; 4], target: [u8; 4]) -> Vec<u8> {
@@ -265,22 +271,53 @@ fn addresses_vms_speak_for_are_reported_for_the_endpoint_table() {
     spoofed[14 + arp::SHA + 5] = 0x99; // the ARP sender is not the frame's source
     let pkts =
         [arp_request([10, 1, 0, 1], GW4), spoofed, arp_request([0, 0, 0, 0], [10, 1, 0, 1]), solicitation(GW6, true)];
-    let mut frames: Vec<VecFrame> = pkts.iter().map(|p| VecFrame::new(p)).collect();
-    let mut meta = vec![Meta::default(); frames.len()];
-    let mut events: Vec<LearnEvent> = Vec::new();
-    parse_vm_batch(&t, VM1, &frames, &mut meta);
-    let ctx = Ctx { tables: &t, clock: Clock { now: 0, hz: 1000 } };
-    from_vm(&ctx, VM1, 100, &mut frames, &mut meta, &mut PerCore::default(), &mut events);
+    let (_, _, events) = run_events(&t, &pkts);
     let ips: Vec<u128> = events.iter().filter(|e| e.ip != 0).map(|e| e.ip).collect();
     assert_eq!(ips, vec![ipv4_key(0x0a01_0001), 0xfd00_0000_0000_0000_0000_0000_0000_0001]);
     assert!(events.iter().filter(|e| e.ip != 0).all(|e| e.mac == mac(1) && e.target == FibTarget::Port(VM1)));
     // Without a gateway, nothing is learned.
-    let mut events: Vec<LearnEvent> = Vec::new();
-    let t = tables(false);
-    let mut frames = vec![VecFrame::new(&pkts[0])];
-    let mut meta = vec![Meta::default()];
-    parse_vm_batch(&t, VM1, &frames, &mut meta);
-    let ctx = Ctx { tables: &t, clock: Clock { now: 0, hz: 1000 } };
-    from_vm(&ctx, VM1, 100, &mut frames, &mut meta, &mut PerCore::default(), &mut events);
+    let (_, _, events) = run_events(&tables(false), &pkts[..1]);
     assert!(events.iter().all(|e| e.ip == 0));
+}
+
+#[test]
+fn an_unknown_address_is_asked_about_and_answers_to_the_gateway_end_there() {
+    let t = tables(true);
+    let unknown = [10, 1, 0, 9];
+    // A unicast ARP request to the gateway's MAC (a VM checking its cached entry) is
+    // answered; an ARP reply to it (an answer to the gateway's own question) is learned
+    // and goes no further.
+    let mut probe = arp_request([10, 1, 0, 1], GW4);
+    probe[0..6].copy_from_slice(&GATEWAY_MAC.0);
+    let mut reply = arp_request([10, 1, 0, 1], GW4);
+    reply[0..6].copy_from_slice(&GATEWAY_MAC.0);
+    reply[14 + arp::OPER + 1] = arp::OP_REPLY as u8;
+    let pkts = [ipv4(GATEWAY_MAC, unknown, 64, 17, &udp()), ipv4(GATEWAY_MAC, unknown, 64, 17, &udp()), probe, reply];
+    let (_, meta, events) = run_events(&t, &pkts);
+    let actions: Vec<Action> = meta.iter().map(|m| m.action).collect();
+    let none = Action::Drop(DropReason::NoEndpoint);
+    assert_eq!(actions, vec![none, none, Action::Tx(VM1), Action::Drop(DropReason::ToGateway)]);
+    let asked: Vec<&LearnEvent> = events.iter().filter(|e| e.unknown).collect();
+    assert_eq!(asked, vec![&LearnEvent::unknown(100, ipv4_key(u32::from_be_bytes(unknown)), VM1)], "once");
+    let learned = events.iter().filter(|e| !e.unknown && e.ip == ipv4_key(0x0a01_0001)).count();
+    assert_eq!(learned, 2, "the sender of the probe and of the reply: {events:?}");
+}
+
+#[test]
+fn the_gateways_questions_are_well_formed() {
+    let target = ipv4_key(0x0a01_0009);
+    let q = ask::arp_request(u32::from_be_bytes(GW4), 0x0a01_0009);
+    let a = arp::Arp::parse(&q[14..]).unwrap();
+    assert_eq!(
+        (a.op, a.sender_mac, a.sender_ip, a.target_ip as u128 | 0xffff << 32),
+        (arp::OP_REQUEST, GATEWAY_MAC, u32::from_be_bytes(GW4), target)
+    );
+    assert_eq!(&q[0..6], &Mac::BROADCAST.0);
+    let t6: u128 = 0xfd00_0000_0000_0000_0000_0000_0012_3456;
+    let ns = ask::solicitation(GW6, t6);
+    assert_eq!(ipv6_sum(&ns, 14), 0xffff, "ICMPv6 checksum");
+    assert_eq!(&ns[0..6], &[0x33, 0x33, 0xff, 0x12, 0x34, 0x56], "solicited-node group's MAC");
+    assert_eq!(u128::from_be_bytes(ns[38..54].try_into().unwrap()), 0xff02_0000_0000_0000_0000_0001_ff12_3456);
+    assert_eq!((ns[21], ns[54], u128::from_be_bytes(ns[62..78].try_into().unwrap())), (255, 135, t6));
+    assert_eq!(&ns[78..86], &[1, 1, 2, 0x76, 0x73, 0x67, 0x77, 1], "source link-layer option: the gateway MAC");
 }

@@ -302,7 +302,7 @@ impl<'t> Switching<'t> {
             m.dst == GATEWAY_MAC || m.ethertype == ethernet::ETHERTYPE_ARP || gateway::is_neighbour_discovery(m)
         };
         if let Some(net) = self.gateway.filter(|_| at_gateway(m)) {
-            match gateway_answer(t, net, port, f, m, &mut core.learner, sink) {
+            match gateway_answer(ctx, net, port, f, m, &mut core.learner, sink) {
                 None | Some(Action::Continue) => {}
                 Some(answered) => {
                     self.egress |= matches!(answered, Action::Tx(p) if egress_policy(t, p));
@@ -349,7 +349,7 @@ impl<'t> Switching<'t> {
 /// discovery are reported (before any answer rewrites the frame) for the endpoint table.
 #[inline(never)]
 fn gateway_answer<F: Frame, S: Sink<LearnEvent>>(
-    t: &L2Tables,
+    ctx: &Ctx,
     net: &Network,
     port: PortId,
     f: &mut F,
@@ -357,20 +357,34 @@ fn gateway_answer<F: Frame, S: Sink<LearnEvent>>(
     learner: &mut Learner,
     sink: &mut S,
 ) -> Option<Action> {
-    if m.dst != GATEWAY_MAC && net.gateway.is_some() {
+    let t = ctx.tables;
+    let neighbour = m.ethertype == ethernet::ETHERTYPE_ARP || gateway::is_neighbour_discovery(m);
+    if neighbour && net.gateway.is_some() {
         if let Some(ev) = gateway::learned(net, f, m, port) {
             if !sink.push(ev) {
                 learner.lost += 1;
             }
         }
     }
+    if m.dst == GATEWAY_MAC && !neighbour {
+        let routed = gateway::route(&t.endpoints, net, f, m, port);
+        if routed == Action::Drop(DropReason::NoEndpoint) {
+            // The switch asks the network who holds it; this packet waits for nothing.
+            learner.unknown(LearnEvent::unknown(net.vni, m.ip_dst, port), ctx.clock, sink);
+        }
+        return Some(routed);
+    }
+    let answered = if m.ethertype == ethernet::ETHERTYPE_ARP {
+        gateway::answer_arp(&t.endpoints, net, f, m, port)
+    } else {
+        gateway::answer_nd(&t.endpoints, net, f, m, port)
+    };
+    // Other ARP and ND sent to the gateway's MAC (answers to its own questions, learned
+    // above; a VM's probe of its cached entry is a request, answered) end here.
     if m.dst == GATEWAY_MAC {
-        return Some(gateway::route(&t.endpoints, net, f, m, port));
+        return Some(answered.unwrap_or(Action::Drop(DropReason::ToGateway)));
     }
-    if m.ethertype == ethernet::ETHERTYPE_ARP {
-        return gateway::answer_arp(&t.endpoints, net, f, m, port);
-    }
-    gateway::answer_nd(&t.endpoints, net, f, m, port)
+    answered
 }
 
 /// The security group of a stateful port over a batch from its VM: tracking first, the
