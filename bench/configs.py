@@ -106,7 +106,7 @@ def config(d, w):
     overlay = {"vtep": {"ip": "10.0.0.1/24", "uplink": "up", "mac": "02:00:00:00:00:01"},
                "neighbours": [{"ip": "10.0.0.2", "mac": "02:00:00:00:00:02"}]}
     fib_out = [{"vni": 100, "mac": DST, "vtep": "10.0.0.2"}, {"vni": 100, "mac": VM, "port": "vm1"}]
-    if w in ("W8", "W8-64k"):
+    if w in ("W8", "W8-64k", "W9"):
         return w8(d, "vip64k.pcap" if w == "W8-64k" else "vip.pcap")
     if w == "W1x":
         return {"format": 1, "ports": [{"name": "a", "devargs": pcap("vm.pcap")}, {"name": "b", "devargs": SINK}],

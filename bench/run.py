@@ -39,6 +39,7 @@ WHAT = {
     "W7-full": "W2 stateful, every packet a new connection, table full (64k sessions, 256k flows)",
     "W8": "VM -> Service VIP, Maglev over 16 backends behind the remote VTEP, DNAT + encap, 1,024 established sessions",
     "W8-64k": "W8 with 65,536 client flows",
+    "W9": "W8 while its backends are removed, re-added and reweighted 10 times a second",
 }
 DEFAULT = ["W0", "W0-64k", "W1x", "W1", "W2", "W2-10k", "W3", "W5", "W4"]
 # OVS-DPDK's figures when it is not run alongside (shared/anchors/RESULTS.md, cycles/packet).
@@ -72,6 +73,42 @@ def wait_for(path, secs=30):
             return True
         time.sleep(0.1)
     return False
+
+
+# W9: drops by reason over each run's window (what churn cost established connections),
+# and the backend changes made.
+W9_CHURN = []
+
+
+def churn(sock, stop, made):
+    """W9's churn: 10 backend changes a second, in turn removing one of the 16 backends
+    (its connections move; the others must not notice), putting it back, and reweighting
+    one."""
+    addrs = ["%s:8080" % ip for ip in configs.BACKENDS]
+    i = 0
+    while not stop.is_set():
+        t = time.time()
+        k = i % len(addrs)
+        if i % 3 == 0:
+            backends = [a for j, a in enumerate(addrs) if j != k]
+        elif i % 3 == 1:
+            backends = list(addrs)
+        else:
+            backends = [a + ("@3" if j == k else "") for j, a in enumerate(addrs)]
+        subprocess.check_call([BIN + "/vswitchctl", "--socket", sock, "service", "set-backends", "w8",
+                               *sum([["--backend", b] for b in backends], [])], stdout=subprocess.DEVNULL)
+        made[0] += 1
+        i += 1
+        stop.wait(max(0.0, 0.1 - (time.time() - t)))
+
+
+def drops(sock):
+    """Drops by reason over every port."""
+    out = {}
+    for p in ctl(sock, "stats")["ports"]:
+        for reason, n in p.get("drops", {}).items():
+            out[reason] = out.get(reason, 0) + n
+    return out
 
 
 def seed_w8(sock, work):
@@ -108,7 +145,7 @@ def measure_ours(w, work, win):
         time.sleep(0.5)
         if w == "W4":
             guest = start_guest(work)
-        if w.startswith("W8"):
+        if w.startswith("W8") or w == "W9":
             # Every flow has passed once: each chosen backend answers its client once.
             time.sleep(1)
             reply = seed_w8(sock, work)
@@ -119,14 +156,25 @@ def measure_ours(w, work, win):
             time.sleep(1)
             subprocess.check_call([BIN + "/vswitchctl", "--socket", sock, "port", "add", *reply])
         time.sleep(WARMUP)
-        if w.startswith("W6") or w.startswith("W8"):
+        if w.startswith("W6") or w.startswith("W8") or w == "W9":
             ct = ctl(sock, "conntrack", "stats")
             flows = {"W6-64k": 65536, "W6-1M": 1000000, "W8-64k": 65536}.get(w, 1024)
             if ct["by_state"].get("udp/replied", 0) < flows:
                 raise RuntimeError("%s: only %s of %d sessions established" % (w, ct["by_state"], flows))
+        if w == "W9":
+            import threading
+            stop, made, d0 = threading.Event(), [0], drops(sock)
+            changer = threading.Thread(target=churn, args=(sock, stop, made))
+            changer.start()
         t0, tx0, c0, p0 = snap(sock)
         time.sleep(win)
         t1, tx1, c1, p1 = snap(sock)
+        if w == "W9":
+            stop.set()
+            changer.join()
+            d1 = drops(sock)
+            lost = {r: n - d0.get(r, 0) for r, n in d1.items() if n != d0.get(r, 0)}
+            W9_CHURN.append((made[0], lost))
         if w == "W7-full":
             ct = ctl(sock, "conntrack", "stats")
             print("\n%s: sessions %d of %d, created %d, recycled %d, refused %d" % (
@@ -308,6 +356,18 @@ def summarize(workloads, ours, ovs):
         elif r and r["cpp"]:
             ratio = OVS_RESULTS_CPP[w] / r["cpp"]
             target("%s >= 3x OVS-DPDK (cycles/packet vs RESULTS.md; OVS not run)" % w, ratio >= 3, "%.2fx" % ratio)
+    if W9_CHURN:
+        lost = sum(sum(d.values()) for _, d in W9_CHURN)
+        reasons = {}
+        for _, d in W9_CHURN:
+            for r, n in d.items():
+                reasons[r] = reasons.get(r, 0) + n
+        made = sum(m for m, _ in W9_CHURN)
+        detail = "%d lost over %d backend changes%s" % (lost, made, " (%s)" % reasons if reasons else "")
+        target("W9: no packet lost while backends change 10 times a second", lost == 0, detail)
+        if "W8" in by and "W9" in by:
+            targets.append(("not a target: W9 / W8 throughput, same run", "info",
+                            "%.2fx" % (by["W9"]["mpps"] / by["W8"]["mpps"])))
     if by.get("W7-full") and by["W7-full"]["cpp"]:
         target("W7-full <= 1,300 cycles per new session", by["W7-full"]["cpp"] <= 1300, "%.0f" % by["W7-full"]["cpp"])
     for w in ("W2-10k", "W5"):
