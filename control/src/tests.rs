@@ -105,6 +105,7 @@ fn op(kind: u8, a: u8, b: u8) -> Op {
             aging: None,
             flood_vteps: vec![ip(b)],
             gateway: if b.is_multiple_of(3) { vec![format!("10.{}.0.254/24", a % 4)] } else { vec![] },
+            snat: b.is_multiple_of(6),
         })),
         1 => Op::Overlay(OverlayRequest::NetworkDel { vni: vni(a) }),
         2 => Op::Overlay(OverlayRequest::NetworkAddVtep { vni: vni(a), ip: ip(b) }),
@@ -210,8 +211,8 @@ proptest! {
         };
         // vm1..vm3 need their networks from the start (ports cannot be added here).
         f.overlay.restore(
-            vec![NetworkSpec { vni: 100, name: None, max_macs: None, aging: None, flood_vteps: vec![], gateway: vec![] },
-                 NetworkSpec { vni: 300, name: None, max_macs: None, aging: None, flood_vteps: vec![], gateway: vec![] }],
+            vec![NetworkSpec { vni: 100, name: None, max_macs: None, aging: None, flood_vteps: vec![], gateway: vec![], snat: false },
+                 NetworkSpec { vni: 300, name: None, max_macs: None, aging: None, flood_vteps: vec![], gateway: vec![], snat: false }],
             None, vec![], vec![]);
         let start = f.desired();
         let mut image = Image::from_value(serde_json::to_value(&start).unwrap()).unwrap();

@@ -82,6 +82,7 @@ drop_reasons! {
     NoEndpoint = "no_endpoint": "routed by the gateway to an address no endpoint of the network holds (vswitchctl endpoint list VNI)",
     TtlExceeded = "ttl_exceeded": "routed by the gateway with a TTL or hop limit of 1 or less",
     NoBackend = "no_backend": "a new connection to a service that has no backend with weight (vswitchctl service list)",
+    SnatNoPort = "snat_no_port": "a new masqueraded connection found no free port on the host address toward its destination",
 }
 
 impl std::fmt::Display for DropReason {

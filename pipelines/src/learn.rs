@@ -35,7 +35,17 @@ impl LearnEvent {
     pub fn unknown(vni: u32, ip: crate::meta::IpKey, port: crate::PortId) -> LearnEvent {
         LearnEvent { vni, mac: Mac::default(), target: FibTarget::Port(port), ip, unknown: true }
     }
+
+    /// A packet for `ip` beyond the uplink found its next hop unresolved (VNI `UNDERLAY`).
+    pub fn next_hop(ip: crate::meta::IpKey, uplink: crate::PortId) -> LearnEvent {
+        LearnEvent::unknown(UNDERLAY, ip, uplink)
+    }
 }
+
+/// The VNI of events about the underlay (no network has it).
+pub const UNDERLAY: u32 = 0;
+
+impl LearnEvent {}
 
 /// Where a core puts what it hands to the control plane: a bounded ring in the
 /// switch, a Vec in tests. `push` returns false when full; the caller counts the loss.

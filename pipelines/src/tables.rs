@@ -44,6 +44,40 @@ pub struct Network {
     pub flood_vteps: Vec<u32>,
     /// The anycast gateway's addresses, if the network has one.
     pub gateway: crate::gateway::GatewayAddrs,
+    /// Egress masquerade (`--snat`): the mask of the gateway's IPv4 subnet; packets to
+    /// the gateway for an address outside it and held by no endpoint leave by the
+    /// uplink from the host's address.
+    pub snat: Option<u32>,
+}
+
+impl Network {
+    /// Whether `ip` (IPv4-mapped) is outside the network's IPv4 subnet and it masquerades.
+    #[inline]
+    pub fn masquerades(&self, ip: crate::meta::IpKey) -> bool {
+        match (self.snat, self.gateway.v4) {
+            (Some(mask), Some(gw)) => ip >> 32 == 0xffff && (ip as u32 ^ gw) & mask != 0,
+            _ => false,
+        }
+    }
+}
+
+/// The underlay beyond the uplink as egress needs it: which addresses are on-link, the
+/// router for the rest, and the MACs resolved (ARP or static).
+#[derive(Clone, Debug, Default)]
+pub struct Underlay {
+    pub net: u32,
+    pub mask: u32,
+    pub router: Option<u32>,
+    pub neighbours: FxHashMap<u32, Mac>,
+}
+
+impl Underlay {
+    /// The MAC of the next hop toward `ip`, if resolved.
+    #[inline]
+    pub fn next_hop_mac(&self, ip: u32) -> Option<Mac> {
+        let hop = if ip & self.mask == self.net & self.mask { ip } else { self.router? };
+        self.neighbours.get(&hop).copied()
+    }
 }
 
 /// The local VTEP.
@@ -112,6 +146,8 @@ pub struct L2Tables {
     pub endpoints: Arc<crate::gateway::Endpoints>,
     /// Services by VIP, and their backends.
     pub services: Arc<crate::services::ServiceTables>,
+    /// Next hops beyond the uplink (masquerade, NodePort replies).
+    pub underlay: Arc<Underlay>,
 }
 
 impl L2Tables {

@@ -9,6 +9,7 @@ ip, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 udp = "--udp" in sys.argv
 seen = {}
 for _ in range(count):
+    s = None
     try:
         if udp:
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -30,6 +31,7 @@ for _ in range(count):
     except Exception:
         name = "failed"
     finally:
-        s.close()
+        if s:
+            s.close()
     seen[name] = seen.get(name, 0) + 1
 print(json.dumps(seen))

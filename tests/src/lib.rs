@@ -241,6 +241,11 @@ impl Daemon {
         Command::new(bin("vswitchctl")).arg("--socket").arg(&self.socket).args(args).output().expect("run vswitchctl")
     }
 
+    /// `ok` of a command written as one line, its words split at spaces.
+    pub fn ok_line(&self, line: &str) -> String {
+        self.ok(&line.split_whitespace().collect::<Vec<_>>())
+    }
+
     /// A vswitchctl command that must succeed; returns its stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let o = self.ctl(args);

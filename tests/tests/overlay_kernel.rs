@@ -206,19 +206,7 @@ fn a_service_backend_behind_the_kernel_vtep_answers_from_the_vip() {
     let remote = Netns::new("rvm-");
     o.kernel_vtep(100, &remote, "10.1.0.2/24", "02:00:00:00:99:02");
     o.d.ok(&["endpoint", "add", "100", "10.1.0.2", "02:00:00:00:99:02", "--vtep", "192.168.50.2"]);
-    o.d.ok(&[
-        "service",
-        "add",
-        "web",
-        "--vni",
-        "100",
-        "--vip",
-        "10.96.0.10:80",
-        "--proto",
-        "tcp",
-        "--backend",
-        "10.1.0.2:8080",
-    ]);
+    o.d.ok_line("service add web --vni 100 --vip 10.96.0.10:80 --proto tcp --backend 10.1.0.2:8080");
     let mut server = remote.spawn(&[PYTHON, &py_script("name_server.py"), "8080", "remote"]);
     std::thread::sleep(Duration::from_millis(500));
     let got = vm1.sh(&[PYTHON, &py_script("tcp_names.py"), "10.96.0.10", "80", "20"]);
@@ -226,4 +214,55 @@ fn a_service_backend_behind_the_kernel_vtep_answers_from_the_vip() {
     let _ = server.wait();
     let got: serde_json::Value = serde_json::from_str(got.trim()).unwrap();
     assert_eq!(got, serde_json::json!({"remote": 20}), "every connection answered from the VIP");
+}
+
+#[test]
+fn vms_reach_the_outside_from_the_vtep_address_and_the_outside_reaches_a_node_port() {
+    let o = Overlay::new();
+    o.d.ok(&["network", "add", "100", "--gateway", "10.1.0.254/24", "--snat"]);
+    let vm1 = o.vm("vm1", 100, "10.1.0.1/24");
+    vm1.sh(&["ip", "route", "add", "default", "via", "10.1.0.254"]);
+    // Servers beyond the uplink in no VNI (host B's own address), saying who called.
+    let ns = &o.host_b.ns;
+    let mut servers = vec![
+        ns.spawn(&[PYTHON, &py_script("name_server.py"), "9000", "outside", "--peer"]),
+        ns.spawn(&[PYTHON, &py_script("name_server.py"), "9001", "outside", "--peer", "--udp"]),
+    ];
+    std::thread::sleep(Duration::from_millis(500));
+    let names = |from: &Netns, ip: &str, port: &str, udp: bool| -> serde_json::Value {
+        let path = py_script("tcp_names.py");
+        let mut args = vec![PYTHON, &path, ip, port, "10"];
+        if udp {
+            args.push("--udp");
+        }
+        serde_json::from_str(from.exec_ok(&args).trim()).unwrap()
+    };
+    // Masqueraded: the server sees the VTEP's address (the first packet may wait for
+    // host B's MAC: the kernel's retry gets through).
+    let want = serde_json::json!({"outside 192.168.50.1": 10});
+    assert_eq!(names(&vm1.ns, "192.168.50.2", "9000", false), want, "TCP");
+    assert_eq!(names(&vm1.ns, "192.168.50.2", "9001", true), want, "UDP");
+    let list = o.d.json(&["conntrack", "list"]).to_string();
+    assert!(list.contains("192.168.50.1"), "the sessions hold the host side: {list}");
+
+    // NodePort: host B reaches a service of vm1's at the VTEP's address; the backend sees
+    // the client's own address, and answers from the node port.
+    servers.push(vm1.ns.spawn(&[PYTHON, &py_script("name_server.py"), "8080", "vm1", "--peer"]));
+    o.d.ok_line(
+        "service add web --vni 100 --vip 10.96.0.10:80 --proto tcp \
+        --backend 10.1.0.1:8080 --node-port 30080",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let got = names(ns, "192.168.50.1", "30080", false);
+    assert_eq!(got, serde_json::json!({"vm1 192.168.50.2": 10}), "{}", o.d.ok(&["conntrack", "list"]));
+    let svc = o.d.json(&["service", "list"]);
+    assert_eq!(svc[0]["node_port"], 30080);
+    assert_eq!(svc[0]["backends"][0]["connections"], 10, "{svc}");
+    // A port nobody serves stays dropped.
+    let out = ns.exec(&[PYTHON, &py_script("tcp_names.py"), "192.168.50.1", "30081", "1"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("failed"));
+    for s in &mut servers {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
 }

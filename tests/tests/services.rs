@@ -75,23 +75,10 @@ fn connections_to_a_vip_spread_over_backends_by_weight() {
     let url = format!("http://{addr}/metrics");
     let d = Daemon::start_with(DaemonOpts { extra_args: vec!["--metrics".into(), addr], ..Default::default() });
     let (client, vms) = rig(&d);
-    d.ok(&[
-        "service",
-        "add",
-        "web",
-        "--vni",
-        "100",
-        "--vip",
-        &format!("{VIP}:80"),
-        "--proto",
-        "tcp",
-        "--backend",
-        "10.73.1.11:8080",
-        "--backend",
-        "10.73.1.12:8080",
-        "--backend",
-        "10.73.1.13:8080@2",
-    ]);
+    d.ok_line(&format!(
+        "service add web --vni 100 --vip {VIP}:80 --proto tcp \
+        --backend 10.73.1.11:8080 --backend 10.73.1.12:8080 --backend 10.73.1.13:8080@2"
+    ));
     let got = names(&client, "80", "300", false);
     assert_eq!(count(&got, "failed"), 0, "{got}");
     // Each within 3 sigma of its weight's share (binomial over 300 connections).
@@ -129,25 +116,10 @@ fn connections_to_a_vip_spread_over_backends_by_weight() {
 
     // Affinity: a client's connections all go to the backend of its first, and stay
     // there when another backend goes.
-    d.ok(&[
-        "service",
-        "add",
-        "sticky",
-        "--vni",
-        "100",
-        "--vip",
-        &format!("{VIP}:81"),
-        "--proto",
-        "tcp",
-        "--affinity",
-        "600",
-        "--backend",
-        "10.73.1.11:8080",
-        "--backend",
-        "10.73.1.12:8080",
-        "--backend",
-        "10.73.1.13:8080",
-    ]);
+    d.ok_line(&format!(
+        "service add sticky --vni 100 --vip {VIP}:81 --proto tcp --affinity 600 \
+        --backend 10.73.1.11:8080 --backend 10.73.1.12:8080 --backend 10.73.1.13:8080"
+    ));
     let got = names(&client, "81", "20", false);
     let one = ["b1", "b2", "b3"].into_iter().find(|n| count(&got, n) == 20);
     let Some(one) = one else { panic!("one backend for every connection of one client: {got}") };
@@ -172,21 +144,9 @@ fn connections_to_a_vip_spread_over_backends_by_weight() {
 fn udp_through_a_vip_and_a_removed_backend_is_left() {
     let d = Daemon::start();
     let (client, _backends) = rig(&d);
-    d.ok(&[
-        "service",
-        "add",
-        "dns",
-        "--vni",
-        "100",
-        "--vip",
-        &format!("{VIP}:53"),
-        "--proto",
-        "udp",
-        "--backend",
-        "10.73.1.11:5353",
-        "--backend",
-        "10.73.1.12:5353",
-    ]);
+    d.ok_line(&format!(
+        "service add dns --vni 100 --vip {VIP}:53 --proto udp --backend 10.73.1.11:5353 --backend 10.73.1.12:5353"
+    ));
     let got = names(&client, "53", "100", true);
     assert_eq!(count(&got, "failed"), 0, "answers come from the VIP: {got}");
     assert_eq!(count(&got, "b1") + count(&got, "b2"), 100, "{got}");
@@ -212,19 +172,7 @@ fn udp_through_a_vip_and_a_removed_backend_is_left() {
     );
     // A backend port nobody listens on: the backend's ICMP port unreachable reaches the
     // client's connected socket, which takes it only if it quotes the VIP.
-    d.ok(&[
-        "service",
-        "add",
-        "closed",
-        "--vni",
-        "100",
-        "--vip",
-        &format!("{VIP}:54"),
-        "--proto",
-        "udp",
-        "--backend",
-        "10.73.1.13:5999",
-    ]);
+    d.ok_line(&format!("service add closed --vni 100 --vip {VIP}:54 --proto udp --backend 10.73.1.13:5999"));
     let code = format!(
         "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.connect(('{VIP}',54))\ns.settimeout(2)\n\
          s.send(b'x')\ntry:\n  s.recv(64); print('answer')\nexcept ConnectionRefusedError: print('refused')\n\

@@ -294,6 +294,7 @@ mod tests {
             aging: None,
             flood_vteps: vec![],
             gateway: vec![],
+            snat: false,
         });
         s.ports.push(PortSpec {
             name: "vm1".into(),
@@ -353,6 +354,7 @@ mod tests {
             aging: None,
             flood_vteps: vec![],
             gateway: vec![],
+            snat: false,
         });
         let d = diff(&a, &b);
         assert!(d.contains(&"~ port vm1: net_null0 role vm vni 100 -> net_null0".to_string()), "{d:?}");

@@ -41,6 +41,10 @@ pub struct NetworkSpec {
     /// IPv6), e.g. 10.1.0.254/24: every switch answers for them with one virtual MAC.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gateway: Vec<String>,
+    /// Egress masquerade: VMs reach addresses outside the network (and held by no
+    /// endpoint) from the VTEP's address, by the uplink.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub snat: bool,
 }
 
 /// The local VTEP.

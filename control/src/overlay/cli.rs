@@ -28,7 +28,7 @@ pub enum OverlayCmd {
 pub enum NetworkCmd {
     /// Add a tenant network.
     ///
-    /// Example: vswitchctl network add 100 --name blue --max-macs 4096 --aging 600 --gateway 10.1.0.254/24
+    /// Example: vswitchctl network add 100 --name blue --max-macs 4096 --aging 600 --gateway 10.1.0.254/24 --snat
     #[command(verbatim_doc_comment)]
     Add {
         vni: u32,
@@ -44,6 +44,10 @@ pub enum NetworkCmd {
         /// switch answers ARP/ND for it with one virtual MAC and routes what is sent to it.
         #[arg(long, value_name = "IP/LEN")]
         gateway: Vec<String>,
+        /// Egress masquerade: VMs reach addresses outside the network from the VTEP's
+        /// address, by the uplink (needs an IPv4 --gateway, and the VTEP set).
+        #[arg(long)]
+        snat: bool,
     },
     /// Delete a network (it must have no ports and no static FIB entries).
     #[command(after_help = "Example:\n  vswitchctl network del 100")]
@@ -130,7 +134,7 @@ pub enum FibCmd {
 impl Verb for OverlayCmd {
     fn request(&self) -> Result<Request, String> {
         Ok(Request::Overlay(match self {
-            OverlayCmd::Network(NetworkCmd::Add { vni, name, max_macs, aging, gateway }) => {
+            OverlayCmd::Network(NetworkCmd::Add { vni, name, max_macs, aging, gateway, snat }) => {
                 OverlayRequest::NetworkAdd(NetworkSpec {
                     vni: *vni,
                     name: name.clone(),
@@ -138,6 +142,7 @@ impl Verb for OverlayCmd {
                     aging: *aging,
                     flood_vteps: Vec::new(),
                     gateway: gateway.clone(),
+                    snat: *snat,
                 })
             }
             OverlayCmd::Network(NetworkCmd::Del { vni }) => OverlayRequest::NetworkDel { vni: *vni },

@@ -17,12 +17,12 @@ use ipnetwork::{IpNetwork, Ipv4Network};
 use pipelines::{
     gateway::GatewayAddrs,
     learn::LearnEvent,
-    tables::{FibShard, FibTarget, L2Tables, Network, Remote, Vtep},
+    tables::{FibShard, FibTarget, L2Tables, Network, Remote, Underlay, Vtep},
     wire::{vxlan::MAX_VNI, Mac},
     PortId,
 };
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     net::Ipv4Addr,
     sync::Arc,
     time::{Duration, Instant},
@@ -81,7 +81,16 @@ pub struct Overlay {
     shard_ports: Vec<(String, Option<PortId>)>,
     /// How many static and learned entries point at each remote VTEP.
     vtep_refs: BTreeMap<Ipv4Addr, u32>,
+    /// Something sends outside by the uplink (a NodePort's replies): the underlay's
+    /// router is resolved even if no remote VTEP needs it.
+    pub egress_wanted: bool,
+    /// On-link underlay addresses packets beyond the uplink were sent to (masquerade,
+    /// NodePort replies): resolved like VTEP next hops while they answer.
+    wanted: BTreeSet<Ipv4Addr>,
 }
+
+/// On-link underlay addresses resolved for egress at most.
+pub const MAX_WANTED: usize = 1024;
 
 const MAC_FIRST: Mac = Mac([0; 6]);
 const MAC_LAST: Mac = Mac([0xff; 6]);
@@ -147,6 +156,12 @@ fn gateway_addrs(n: &NetworkSpec) -> GatewayAddrs {
     parse_gateway(&n.gateway).unwrap_or_default()
 }
 
+/// A masquerading network's IPv4 subnet mask.
+fn snat_mask(n: &NetworkSpec) -> Option<u32> {
+    let v4 = n.gateway.iter().filter_map(|g| g.parse::<IpNetwork>().ok()).find(|g| g.is_ipv4())?;
+    n.snat.then(|| u32::MAX.checked_shl(32 - v4.prefix() as u32).unwrap_or(0))
+}
+
 impl Overlay {
     /// A copy of the configuration and runtime state without the compiled shards: what
     /// compiling from scratch starts from (the property tests' oracle).
@@ -166,6 +181,8 @@ impl Overlay {
             stale: HashMap::new(),
             shard_ports: Vec::new(),
             vtep_refs: self.vtep_refs.clone(),
+            egress_wanted: self.egress_wanted,
+            wanted: self.wanted.clone(),
         }
     }
 
@@ -333,9 +350,29 @@ impl Overlay {
         for ip in &spec.flood_vteps {
             check_unicast("flood_vteps", *ip)?;
         }
-        parse_gateway(&spec.gateway)?;
+        let gateway = parse_gateway(&spec.gateway)?;
+        if spec.snat && gateway.v4.is_none() {
+            return Err(format!(
+                "snat: network {} has no IPv4 gateway for its VMs to route through; add one: --gateway IP/LEN",
+                spec.vni
+            ));
+        }
         self.networks.insert(spec.vni, spec);
         Ok(())
+    }
+
+    /// A packet beyond the uplink for `ip` found no next hop: if `ip` is on the VTEP's
+    /// subnet, it is resolved from now on (the router, off it, already is).
+    pub fn want(&mut self, ip: Ipv4Addr) {
+        let on_link = self.vtep.as_ref().is_some_and(|v| v.net.contains(ip) && ip != v.net.ip());
+        if on_link && self.wanted.len() < MAX_WANTED {
+            self.wanted.insert(ip);
+        }
+    }
+
+    /// Whether some network masquerades.
+    pub fn masquerades(&self) -> bool {
+        self.networks.values().any(|n| n.snat)
     }
 
     pub fn network_del(&mut self, vni: u32, ports: &[PortRef]) -> Result<(), String> {
@@ -548,6 +585,20 @@ impl Overlay {
         }
     }
 
+    /// The underlay as egress reads it: static neighbours and resolved ARP entries.
+    fn underlay(&self) -> Underlay {
+        let Some(v) = &self.vtep else { return Underlay::default() };
+        let resolved = self.arp.iter().filter_map(|(ip, e)| Some((*ip, e.mac?)));
+        let statics = self.neighbours.iter().map(|(ip, mac)| (*ip, *mac));
+        let neighbours = resolved.chain(statics).map(|(ip, mac)| (u32::from(ip), mac)).collect();
+        Underlay {
+            net: u32::from(v.net.network()),
+            mask: u32::from(v.net.mask()),
+            router: v.spec.gateway.map(u32::from),
+            neighbours,
+        }
+    }
+
     fn nexthop_mac(&self, nh: Ipv4Addr) -> Option<Mac> {
         self.neighbours.get(&nh).copied().or_else(|| self.arp.get(&nh).and_then(|e| e.mac))
     }
@@ -580,8 +631,10 @@ impl Overlay {
         for n in self.networks.values() {
             let local = ports.iter().filter(|p| p.vni == Some(n.vni)).filter_map(|p| p.id).collect();
             let flood = n.flood_vteps.iter().map(|ip| u32::from(*ip)).collect();
-            t.networks
-                .insert(n.vni, Network { vni: n.vni, ports: local, flood_vteps: flood, gateway: gateway_addrs(n) });
+            t.networks.insert(
+                n.vni,
+                Network { vni: n.vni, ports: local, flood_vteps: flood, gateway: gateway_addrs(n), snat: snat_mask(n) },
+            );
         }
         let sig: Vec<(String, Option<PortId>)> = ports.iter().map(|p| (p.name.clone(), p.id)).collect();
         if sig != self.shard_ports {
@@ -591,6 +644,7 @@ impl Overlay {
         }
         t.fib.extend(self.fib_shards(ports));
         t.vtep = self.vtep_tables(ports);
+        t.underlay = Arc::new(self.underlay());
         if let Some(v) = &t.vtep {
             for ip in self.remote_vteps() {
                 if let Some(mac) = self.nexthop(ip).and_then(|nh| self.nexthop_mac(nh)) {

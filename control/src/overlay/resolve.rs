@@ -11,10 +11,19 @@ impl Overlay {
     /// affects the tables.
     pub fn arp_due(&mut self, ports: &[PortRef], now: Instant, changed: &mut bool) -> Vec<[u8; 60]> {
         let Some(vtep) = self.vtep_tables(ports) else { return Vec::new() };
+        // Next hops of remote VTEPs, and the underlay's router when VMs or a NodePort's
+        // replies leave by the uplink.
+        let router =
+            self.vtep.as_ref().and_then(|v| v.spec.gateway).filter(|_| self.egress_wanted || self.masquerades());
+        // An on-link address wanted for egress that never answered is given up.
+        let arp = &self.arp;
+        self.wanted.retain(|ip| arp.get(ip).is_none_or(|e| e.mac.is_some() || e.tries < ARP_FAST_TRIES + 2));
         let needed: BTreeSet<Ipv4Addr> = self
             .remote_vteps()
             .into_iter()
             .filter_map(|r| self.nexthop(r))
+            .chain(router)
+            .chain(self.wanted.iter().copied())
             .filter(|nh| !self.neighbours.contains_key(nh))
             .collect();
         self.arp.retain(|ip, _| needed.contains(ip));

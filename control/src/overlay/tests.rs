@@ -17,7 +17,7 @@ fn ports() -> Vec<PortRef> {
 }
 
 fn net(vni: u32) -> NetworkSpec {
-    NetworkSpec { vni, name: None, max_macs: None, aging: None, flood_vteps: vec![], gateway: vec![] }
+    NetworkSpec { vni, name: None, max_macs: None, aging: None, flood_vteps: vec![], gateway: vec![], snat: false }
 }
 
 fn overlay() -> Overlay {
@@ -172,6 +172,12 @@ fn bad_input_names_the_field() {
     assert!(e(o.network_add(net(100))).contains("already exists"));
     assert!(e(o.network_add(NetworkSpec { aging: Some(1), ..net(5) })).starts_with("aging:"));
     assert!(e(o.network_add(NetworkSpec { max_macs: Some(0), ..net(5) })).starts_with("max_macs:"));
+    let v6_only = NetworkSpec { snat: true, gateway: vec!["fd00::fe/64".into()], ..net(5) };
+    assert!(e(o.network_add(v6_only)).starts_with("snat: network 5 has no IPv4 gateway"));
+    assert!(!o.masquerades());
+    o.network_add(NetworkSpec { snat: true, gateway: vec!["10.5.0.254/16".into()], ..net(5) }).unwrap();
+    assert!(o.masquerades());
+    assert_eq!(o.compile(&p, 32).networks[&5].snat, Some(0xffff_0000), "the gateway subnet's mask");
     let vt = |ip: &str| VtepSpec {
         ip: ip.into(),
         uplink: "up0".into(),

@@ -33,6 +33,10 @@ pub struct ServiceSpec {
     /// Maglev's table size, a prime (default 16381).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_size: Option<u32>,
+    /// A port of the VTEP's address (1 to 32767) the outside reaches the service by,
+    /// served by its backends on this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,6 +66,8 @@ pub struct ServiceView {
     pub algorithm: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_port: Option<u16>,
     pub table_size: u32,
     pub backends: Vec<BackendView>,
 }

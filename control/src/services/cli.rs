@@ -40,6 +40,10 @@ pub enum ServiceCmd {
         /// Maglev's table size, a prime (default 16381; at least 100 x backends).
         #[arg(long)]
         table_size: Option<u32>,
+        /// Also reachable from outside at this port (1 to 32767) of the VTEP's address,
+        /// served by the backends on this host (IPv4).
+        #[arg(long, value_name = "PORT")]
+        node_port: Option<u16>,
     },
     /// Replace a service's backends. Connections to backends that stay keep them;
     /// those to a removed backend end.
@@ -63,7 +67,7 @@ pub enum ServiceCmd {
 impl Verb for ServiceCmd {
     fn request(&self) -> Result<Request, String> {
         Ok(Request::Service(match self {
-            ServiceCmd::Add { name, vni, vip, proto, backends, algorithm, affinity, table_size } => {
+            ServiceCmd::Add { name, vni, vip, proto, backends, algorithm, affinity, table_size, node_port } => {
                 ServiceRequest::ServiceAdd(ServiceSpec {
                     name: name.clone(),
                     vni: *vni,
@@ -73,6 +77,7 @@ impl Verb for ServiceCmd {
                     algorithm: algorithm.clone(),
                     affinity: *affinity,
                     table_size: *table_size,
+                    node_port: *node_port,
                 })
             }
             ServiceCmd::SetBackends { name, backends } => {
@@ -96,10 +101,13 @@ impl Verb for ServiceCmd {
                     "PACKETS", "BYTES",
                 ])];
                 for s in list {
-                    let pick = match s.affinity {
+                    let mut pick = match s.affinity {
                         Some(secs) => format!("{} affinity {secs}s", s.algorithm),
                         None => s.algorithm.clone(),
                     };
+                    if let Some(p) = s.node_port {
+                        pick += &format!(" nodeport {p}");
+                    }
                     if s.backends.is_empty() {
                         rows.push(vec![
                             s.name.clone(),

@@ -68,6 +68,15 @@ pub struct Services {
     retired: Vec<Retired>,
 }
 
+/// Which of `s`'s backends are behind a port of this switch (by their endpoints' MACs).
+fn local_backends(s: &Service, l2: &pipelines::tables::L2Tables) -> Box<[bool]> {
+    let at_port = |b: &Backend| {
+        let mac = l2.endpoints.get(s.vni, b.ip).map(|e| e.mac);
+        mac.and_then(|m| l2.lookup(s.vni, m)).is_some_and(|e| matches!(e.target, pipelines::tables::FibTarget::Port(_)))
+    };
+    s.backends.iter().map(at_port).collect()
+}
+
 /// A backend as given, without its weight.
 fn backend_addr(given: &str) -> String {
     given.rsplit_once('@').map_or(given, |(a, _)| a).to_string()
@@ -167,6 +176,15 @@ fn build(
             backends.len()
         )
     });
+    match spec.node_port {
+        Some(p) if !(1..=32767).contains(&p) => {
+            return Err(format!("node_port: {p}; give 1 to 32767 (32768 and up are masqueraded connections' ports)"))
+        }
+        Some(_) if !vip.is_ipv4() => {
+            return Err("node_port: the VTEP's address is IPv4; an IPv6 service has none".into())
+        }
+        _ => {}
+    }
     if let Some(i) = backends.iter().position(|b| b.ip == ip_key(vip.ip())) {
         return Err(format!("backend {:?}: the VIP's own address cannot be a backend", spec.backends[i]));
     }
@@ -190,13 +208,21 @@ impl Services {
         self.list.is_empty()
     }
 
+    /// Another service with `c`'s VIP, or its NodePort.
     fn clash(&self, c: &Compiled) -> Option<&str> {
         let b = &c.built;
         self.list.values().find_map(|o| {
             let s = &o.built;
-            (o.spec.name != c.spec.name && (s.vni, s.vip, s.port, s.proto) == (b.vni, b.vip, b.port, b.proto))
-                .then_some(o.spec.name.as_str())
+            let same_vip = (s.vni, s.vip, s.port, s.proto) == (b.vni, b.vip, b.port, b.proto);
+            let same_node_port =
+                c.spec.node_port.is_some() && (o.spec.node_port, s.proto) == (c.spec.node_port, b.proto);
+            (o.spec.name != c.spec.name && (same_vip || same_node_port)).then_some(o.spec.name.as_str())
         })
+    }
+
+    /// Whether some service is reachable from outside.
+    pub fn has_node_ports(&self) -> bool {
+        self.list.values().any(|c| c.spec.node_port.is_some())
     }
 
     fn put(&mut self, spec: &ServiceSpec, ctx: &Ctx, fresh: bool) -> Result<Handled, String> {
@@ -216,7 +242,10 @@ impl Services {
         };
         let (c, warning) = build(spec, id, existing.and_then(memory), ctx)?;
         if let Some(other) = self.clash(&c) {
-            return Err(format!("vip: {} {} in network {} is service {other:?}'s", spec.proto, spec.vip, spec.vni));
+            return Err(format!(
+                "vip: {} {} in network {} (or its node port) is service {other:?}'s",
+                spec.proto, spec.vip, spec.vni
+            ));
         }
         let change = Change::put("services", &c.spec);
         if let Some(old) = self.list.insert(spec.name.clone(), c) {
@@ -342,6 +371,7 @@ impl Services {
                     proto: c.spec.proto.clone(),
                     algorithm: c.spec.algorithm.clone().unwrap_or_else(|| "maglev".into()),
                     affinity: c.spec.affinity,
+                    node_port: c.spec.node_port,
                     table_size: s.maglev.size() as u32,
                     backends: s
                         .backends
@@ -403,8 +433,14 @@ impl Feature for Services {
         let mut tables = ServiceTables::default();
         // Only where connection tracking can hold the connections.
         if let Some(table) = t.l2.ct.table.clone() {
-            if !self.list.is_empty() {
+            let masquerading: Vec<u32> = t.l2.networks.values().filter(|n| n.snat.is_some()).map(|n| n.vni).collect();
+            if !self.list.is_empty() || !masquerading.is_empty() {
                 table.enable_nat(dataplane::advise_huge_pages);
+            }
+            for vni in masquerading {
+                tables.add_network(vni);
+            }
+            if !self.list.is_empty() {
                 let mut retired = Vec::new();
                 for c in self.list.values_mut() {
                     let n = c.built.backends.len();
@@ -417,6 +453,9 @@ impl Feature for Services {
                     }
                     let counters = c.counters.clone().unwrap_or_else(|| Arc::new(BackendCounters::new(n, cores)));
                     tables.insert(c.built.clone(), &t.l2.endpoints, counters);
+                    if let Some(port) = c.spec.node_port {
+                        tables.insert_node_port(&c.built, port, local_backends(&c.built, &t.l2));
+                    }
                 }
                 self.retired.extend(retired);
             }

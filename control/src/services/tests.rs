@@ -16,6 +16,7 @@ fn spec(name: &str, vip: &str, backends: &[&str]) -> ServiceSpec {
         algorithm: None,
         affinity: None,
         table_size: None,
+        node_port: None,
     }
 }
 
@@ -143,4 +144,20 @@ fn a_backends_counts_survive_changes_of_the_backend_set_until_the_service_goes()
     );
     s.handle(ServiceRequest::ServiceDel { name: "web".into() }, &ctx).unwrap();
     assert!(s.base.is_empty() && s.retired.is_empty());
+}
+
+#[test]
+fn node_ports_are_checked_and_unique_per_protocol() {
+    let mut s = Services::default();
+    let e = |r: Result<Handled, String>| r.err().unwrap_or_default();
+    let np = |name: &str, vip: &str, port: u16| ServiceSpec { node_port: Some(port), ..spec(name, vip, &[]) };
+    assert!(e(ctx_add(&mut s, np("web", "10.96.0.10:80", 0))).starts_with("node_port"));
+    assert!(e(ctx_add(&mut s, np("web", "10.96.0.10:80", 40000))).contains("masqueraded"));
+    assert!(e(ctx_add(&mut s, np("web", "[fd00::10]:80", 30080))).contains("IPv4"));
+    ctx_add(&mut s, np("web", "10.96.0.10:80", 30080)).unwrap();
+    assert!(s.has_node_ports());
+    assert!(e(ctx_add(&mut s, np("api", "10.96.0.11:80", 30080))).contains("service \"web\"'s"));
+    let udp = ServiceSpec { proto: "udp".into(), ..np("dns", "10.96.0.12:53", 30080) };
+    ctx_add(&mut s, udp).unwrap();
+    assert_eq!(s.views().iter().filter(|v| v.node_port == Some(30080)).count(), 2, "one per protocol");
 }

@@ -10,7 +10,7 @@ fn tmpdir(tag: &str) -> PathBuf {
 }
 
 fn network(vni: u32) -> NetworkSpec {
-    NetworkSpec { vni, name: None, max_macs: None, aging: None, flood_vteps: vec![], gateway: vec![] }
+    NetworkSpec { vni, name: None, max_macs: None, aging: None, flood_vteps: vec![], gateway: vec![], snat: false }
 }
 
 fn port(name: &str) -> PortSpec {

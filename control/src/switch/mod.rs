@@ -412,7 +412,12 @@ impl Switch {
         let mut changed = false;
         for ring in self.shared.learn.iter() {
             while let Some(ev) = ring.pop() {
-                changed |= if ev.unknown {
+                changed |= if ev.unknown && ev.vni == pipelines::learn::UNDERLAY {
+                    if let std::net::IpAddr::V4(ip) = pipelines::meta::ip_addr(ev.ip) {
+                        self.overlay.want(ip);
+                    }
+                    false
+                } else if ev.unknown {
                     self.endpoints.unknown(&ev, now);
                     false
                 } else if ev.ip != 0 {

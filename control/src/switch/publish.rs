@@ -28,7 +28,8 @@ impl Switch {
         };
         self.ports.compile(&mut t.snap);
         let refs = self.ports.refs();
-        self.conntrack.for_services = !self.services.is_empty();
+        self.conntrack.for_services = !self.services.is_empty() || self.overlay.masquerades();
+        self.overlay.egress_wanted = self.services.has_node_ports();
         for f in self.features() {
             f.compile(&refs, cores, &mut t);
         }

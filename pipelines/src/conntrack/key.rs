@@ -20,6 +20,9 @@ pub struct CtKey {
 /// VNI: 24 bits), protocol and ports in one.
 pub(super) type KeyWords = [u64; 5];
 
+/// The bits of a zone a session keeps (a key read back has only these).
+pub const ZONE_BITS: u32 = 0xff_ffff;
+
 #[inline]
 pub(super) fn key_words(k: &CtKey) -> KeyWords {
     [
@@ -27,7 +30,7 @@ pub(super) fn key_words(k: &CtKey) -> KeyWords {
         (k.lo.0 >> 64) as u64,
         k.hi.0 as u64,
         (k.hi.0 >> 64) as u64,
-        ((k.zone & 0xff_ffff) as u64) << 40 | (k.proto as u64) << 32 | (k.lo.1 as u64) << 16 | k.hi.1 as u64,
+        ((k.zone & ZONE_BITS) as u64) << 40 | (k.proto as u64) << 32 | (k.lo.1 as u64) << 16 | k.hi.1 as u64,
     ]
 }
 

@@ -12,6 +12,7 @@ pub mod counters;
 mod icmp;
 pub mod maglev;
 mod nat;
+pub mod outside;
 mod stage;
 #[cfg(test)]
 mod tests;
@@ -135,12 +136,32 @@ pub struct Vip {
 /// A service's address as packets carry it: (VNI, IP, port, protocol).
 type Addr = (u32, IpKey, u16, u8);
 
+/// A service as the outside reaches it through a port of the host's address: its VIP's
+/// entry, and which of its backends are on this host (the only ones it picks).
+#[derive(Debug)]
+pub struct NodePort {
+    pub vip: Vip,
+    pub local: Box<[bool]>,
+}
+
+impl NodePort {
+    /// Maglev's pick among the local backends for a connection hashing to `h`: the first
+    /// local one along a few re-hashes, so shares keep to the weights.
+    #[inline]
+    pub fn pick_local(&self, h: u64) -> Option<u16> {
+        let svc = &self.vip.service;
+        (0..16u64).filter_map(|i| svc.maglev.pick(fmix64(h ^ i))).find(|&i| self.local.get(i as usize) == Some(&true))
+    }
+}
+
 /// Every service, by VIP, and every backend (a reply from one is looked up).
 #[derive(Debug, Default)]
 pub struct ServiceTables {
     by_vip: FxHashMap<Addr, Vip>,
     backends: FxHashSet<Addr>,
     vnis: FxHashSet<u32>,
+    /// By (port, protocol) of the host's address.
+    node_ports: FxHashMap<(u16, u8), NodePort>,
 }
 
 impl ServiceTables {
@@ -153,6 +174,27 @@ impl ServiceTables {
         self.vnis.insert(s.vni);
         let macs = s.backends.iter().map(|b| endpoints.get(s.vni, b.ip).map(|e| e.mac)).collect();
         self.by_vip.insert((s.vni, s.vip, s.port, s.proto), Vip { service: s, macs, counters });
+    }
+
+    /// Adds service `s`'s NodePort `port` (after `insert`); `local` says which backends
+    /// are on this host.
+    pub fn insert_node_port(&mut self, s: &Arc<Service>, port: u16, local: Box<[bool]>) {
+        let Some(vip) = self.by_vip.get(&(s.vni, s.vip, s.port, s.proto)) else { return };
+        let vip = Vip { service: vip.service.clone(), macs: vip.macs.clone(), counters: vip.counters.clone() };
+        self.node_ports.insert((port, s.proto), NodePort { vip, local });
+    }
+
+    /// The networks that masquerade, whose VM batches the service stage looks at too.
+    pub fn add_network(&mut self, vni: u32) {
+        self.vnis.insert(vni);
+    }
+
+    #[inline]
+    pub fn at_node_port(&self, port: u16, proto: u8) -> Option<&NodePort> {
+        if self.node_ports.is_empty() {
+            return None;
+        }
+        self.node_ports.get(&(port, proto))
     }
 
     pub fn is_empty(&self) -> bool {

@@ -3,6 +3,7 @@
 //! choice.
 use super::{
     icmp::{is_error, rewrite_error},
+    outside::{is_outside, masquerade, route_out},
     rewrite, Backend, End, Service, ServiceTables, Vip,
 };
 use crate::{
@@ -16,6 +17,7 @@ use crate::{
     gateway::{set_macs, spend_hop, GATEWAY_MAC},
     meta::{Action, Meta},
     parse::parse,
+    tables::L2Tables,
     wire::ipv4,
     DropReason, Frame, PortId, BURST,
 };
@@ -52,7 +54,7 @@ pub struct At<'a> {
 impl At<'_> {
     /// Tracks a translated (or to be translated) packet (of session `found`, if it is
     /// known); a new session is made with `nat`.
-    fn track<F: Frame>(
+    pub(super) fn track<F: Frame>(
         &self,
         nat: Option<NatKey>,
         found: Option<Found>,
@@ -83,13 +85,20 @@ enum Seen<'s> {
     FromBackend,
     /// An ICMP error, perhaps a backend's about a connection to a VIP.
     Error,
+    /// To an address outside a network that masquerades.
+    Out,
 }
 
 /// A VM's batch in network `vni`: packets to a VIP (sent to the gateway) go to their
 /// connection's backend; replies from a backend come back from the VIP. In passes over
 /// the batch, so that each packet's index bucket, then its session, then the bucket of
-/// its translated key are fetched for the whole batch before any is read.
-pub fn to_service<F: Frame>(services: &ServiceTables, at: At, vni: u32, frames: &mut [F], meta: &mut [Meta]) {
+/// its translated key are fetched for the whole batch before any is read. True if a
+/// packet for outside found its next hop unresolved (dropped as `nexthop_unresolved`).
+pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], meta: &mut [Meta]) -> bool {
+    let mut unresolved = false;
+    let services = &*t.services;
+    let snat = t.networks.get(&vni).filter(|n| n.snat.is_some());
+    let out = |m: &Meta| snat.is_some_and(|n| n.masquerades(m.ip_dst)) && t.endpoints.get(vni, m.ip_dst).is_none();
     for (frames, meta) in frames.chunks_mut(BURST).zip(meta.chunks_mut(BURST)) {
         let mut seen = [Seen::Other; BURST];
         for ((f, m), seen) in frames.iter().zip(meta.iter_mut()).zip(seen.iter_mut()) {
@@ -113,17 +122,21 @@ pub fn to_service<F: Frame>(services: &ServiceTables, at: At, vni: u32, frames: 
                     continue;
                 }
             }
+            // (A backend's answer to a NodePort client is also for outside: its session
+            // says so, before masquerading would.)
             if services.is_backend(vni, m.ip_src, m.sport, m.proto) {
                 m.ct.hash = hash(&Tuple::of_ports(m).key().0);
                 F::prefetch(at.table.bucket_line(m.ct.hash));
                 *seen = Seen::FromBackend;
+            } else if m.dst == GATEWAY_MAC && out(m) {
+                *seen = Seen::Out;
             }
         }
         for (m, seen) in meta.iter().zip(&seen) {
             match *seen {
                 Seen::ToVip(_, h) => at.table.nat_lines(h, F::prefetch),
                 Seen::FromBackend => at.table.session_lines(m.ct.hash, F::prefetch),
-                Seen::Other | Seen::Error => {}
+                Seen::Other | Seen::Error | Seen::Out => {}
             }
         }
         // The sessions the VIP keys found, for the tracking pass to take as they are.
@@ -140,31 +153,43 @@ pub fn to_service<F: Frame>(services: &ServiceTables, at: At, vni: u32, frames: 
             let done = match *seen {
                 Seen::ToVip(vip, _) if m.action == Action::Continue => {
                     let svc = &vip.service;
-                    at.track(Some(NatKey { key: vip_key_of(m, svc), service: svc.id }), held, f, m)
+                    at.track(Some(NatKey { key: vip_key_of(m, svc), service: svc.id }), held, f, m).map(|()| None)
                 }
-                Seen::FromBackend => reverse(at, f, m),
-                Seen::Error => reverse_error(services, at, f, m),
+                Seen::FromBackend => match reverse(t, at, f, m) {
+                    // Not an answer: a connection of its own.
+                    Ok(None) if m.dst == GATEWAY_MAC && out(m) => masquerade(t, &at, f, m).map(Some),
+                    done => done,
+                },
+                Seen::Error => reverse_error(services, at, f, m).map(|()| None),
+                Seen::Out => masquerade(t, &at, f, m).map(Some),
                 _ => continue,
             };
-            if let Err(r) = done {
-                m.action = Action::Drop(r);
+            match done {
+                Ok(Some(routed)) => m.action = routed,
+                Ok(None) => {}
+                Err(r) => m.action = Action::Drop(r),
             }
+            unresolved |= m.action == Action::Drop(DropReason::NexthopUnresolved);
         }
     }
+    unresolved
 }
 
 /// Frames from the uplink (decapsulated) in a network with services: replies from a
 /// backend behind another switch come back from the VIP here, where their session is.
-pub fn from_backend<F: Frame>(services: &ServiceTables, at: At, f: &mut F, m: &mut Meta) {
+pub fn from_backend<F: Frame>(t: &L2Tables, at: At, f: &mut F, m: &mut Meta) {
+    let services = &*t.services;
     let done = if translatable(m) && services.is_backend(m.vni, m.ip_src, m.sport, m.proto) {
-        reverse(at, f, m)
+        reverse(t, at, f, m)
     } else if icmp_error(f.head(), m) {
-        reverse_error(services, at, f, m)
+        reverse_error(services, at, f, m).map(|()| None)
     } else {
         return;
     };
-    if let Err(r) = done {
-        m.action = Action::Drop(r);
+    match done {
+        Ok(Some(routed)) => m.action = routed,
+        Ok(None) => {}
+        Err(r) => m.action = Action::Drop(r),
     }
 }
 
@@ -225,11 +250,13 @@ fn translate<F: Frame>(vip: &Vip, h: u64, at: At, f: &mut F, m: &mut Meta) -> Re
     Ok(kept)
 }
 
-fn reverse<F: Frame>(at: At, f: &mut F, m: &mut Meta) -> Result<(), DropReason> {
+/// A backend's packet to its client: from the VIP again (and, for a client outside that
+/// came by a NodePort, routed out by the uplink: `Some`).
+fn reverse<F: Frame>(t: &L2Tables, at: At, f: &mut F, m: &mut Meta) -> Result<Option<Action>, DropReason> {
     let (key, _) = Tuple::of_ports(m).key();
     let h = if m.ct.hash != 0 { m.ct.hash } else { hash(&key) };
-    let Some(found) = at.table.lookup(&key, h) else { return Ok(()) };
-    let Some(nat) = at.table.nat_of(found.index) else { return Ok(()) };
+    let Some(found) = at.table.lookup(&key, h) else { return Ok(None) };
+    let Some(nat) = at.table.nat_of(found.index) else { return Ok(None) };
     let client = (m.ip_dst, m.dport);
     // Sent by the backend to the client: the packet's source becomes the VIP. To itself
     // (hairpin, sent to the VIP and its own source port): also its destination becomes
@@ -240,13 +267,13 @@ fn reverse<F: Frame>(at: At, f: &mut F, m: &mut Meta) -> Result<(), DropReason> 
     } else if nat.key.lo == hairpin_end || nat.key.hi == hairpin_end {
         (if nat.key.lo == hairpin_end { nat.key.hi } else { nat.key.lo }, Some(hairpin_end))
     } else {
-        return Ok(());
+        return Ok(None);
     };
     at.track(None, Some(found), f, m)?;
     if !rewrite(f, m, End::Src, vip.0, vip.1) || to.is_some_and(|(ip, port)| !rewrite(f, m, End::Dst, ip, port)) {
         return Err(DropReason::CtInvalid);
     }
-    Ok(())
+    Ok(is_outside(nat.key.zone).then(|| route_out(t, f, m)))
 }
 
 /// An ICMP error a backend (or a host on its way) sent about a connection to a VIP:

@@ -232,7 +232,8 @@ mod stage {
     fn tables(table: &Arc<CtTable>, backends: &[u8]) -> L2Tables {
         let mut t = L2Tables::default();
         let gateway = GatewayAddrs { v4: Some(ip(254)), v6: None };
-        t.networks.insert(100, Network { vni: 100, ports: vec![CLIENT, B1, B2], flood_vteps: vec![], gateway });
+        t.networks
+            .insert(100, Network { vni: 100, ports: vec![CLIENT, B1, B2], flood_vteps: vec![], gateway, snat: None });
         let mut eps = Endpoints::default();
         for (p, last) in [(CLIENT, 1), (B1, 2), (B2, 3)] {
             t.fib_insert(100, mac(last), FibEntry { target: FibTarget::Port(p), is_static: false });
@@ -473,6 +474,85 @@ mod stage {
         let (f, m) = run(&t, B1, std::slice::from_ref(&stray));
         assert_eq!(m[0].action, Action::Tx(CLIENT));
         assert_eq!(f[0].bytes(), &stray[..]);
+    }
+
+    const HOST: u32 = 0xc0a8_3201;
+    const OUT: u32 = 0xc0a8_3202;
+    const UPLINK: PortId = 7;
+    const HOST_MAC: Mac = Mac([2, 0, 0, 0, 0x50, 1]);
+    const OUT_MAC: Mac = Mac([2, 0, 0, 0, 0x50, 2]);
+
+    /// `tables` with a VTEP on the uplink (the host's address HOST), OUT resolved on-link,
+    /// the network masquerading, and a NodePort 30080 to the service.
+    fn north_south(table: &Arc<CtTable>, backends: &[u8]) -> L2Tables {
+        let mut t = tables(table, backends);
+        t.vtep =
+            Some(crate::tables::Vtep { ip: HOST, mac: HOST_MAC, uplink: UPLINK, udp_port: 4789, ttl: 64, mtu: 1500 });
+        let mut u = crate::tables::Underlay { net: HOST, mask: 0xffff_ff00, router: None, ..Default::default() };
+        u.neighbours.insert(OUT, OUT_MAC);
+        t.underlay = Arc::new(u);
+        if let Some(n) = t.networks.get_mut(&100) {
+            n.snat = Some(0xffff_ff00);
+        }
+        let mut s = ServiceTables::default();
+        let svc = service(backends);
+        s.insert(svc.clone(), &t.endpoints, counters(backends.len()));
+        s.insert_node_port(&svc, 30080, vec![true; backends.len()].into_boxed_slice());
+        s.add_network(100);
+        t.services = Arc::new(s);
+        t
+    }
+
+    fn run_uplink(t: &L2Tables, pkts: &[Vec<u8>]) -> (Vec<VecFrame>, Vec<Meta>) {
+        let mut frames: Vec<VecFrame> = pkts.iter().map(|p| VecFrame::new(p)).collect();
+        let mut meta = vec![Meta::default(); frames.len()];
+        crate::stages::parse_batch(&frames, &mut meta);
+        let ctx = Ctx { tables: t, clock: Clock { now: 1000, hz: 1000 } };
+        crate::stages::from_uplink(&ctx, UPLINK, &mut frames, &mut meta, &mut PerCore::default(), &mut Vec::new());
+        (frames, meta)
+    }
+
+    #[test]
+    fn a_vm_reaches_outside_from_the_host_address_and_the_answers_come_back() {
+        let table = Arc::new(CtTable::new(64, 1, 16));
+        table.enable_nat(|_, _| 0);
+        let t = north_south(&table, &[2]);
+        let me = (ip(1), 40000);
+        let (f, m) = run(&t, CLIENT, &[tcp(GATEWAY_MAC, mac(1), me, (OUT, 9000), 0x02, 1000, 0)]);
+        assert_eq!(m[0].action, Action::Tx(UPLINK), "{:?}", m[0]);
+        let b = f[0].bytes();
+        assert_eq!((field(b, 26, 4) as u32, field(b, 34, 2) as u16), (HOST, 40000), "from the host, its own port");
+        assert_eq!((&b[0..6], &b[6..12]), (&OUT_MAC.0[..], &HOST_MAC.0[..]));
+        assert!(sums_ok(b));
+        let (f, m) = run_uplink(&t, &[tcp(HOST_MAC, OUT_MAC, (OUT, 9000), (HOST, 40000), 0x12, 5000, 1001)]);
+        assert_eq!(m[0].action, Action::Tx(CLIENT), "{:?}", m[0]);
+        let b = f[0].bytes();
+        assert_eq!((field(b, 30, 4) as u32, field(b, 36, 2) as u16), me);
+        assert_eq!((&b[0..6], &b[6..12]), (&mac(1).0[..], &GATEWAY_MAC.0[..]));
+        assert!(sums_ok(b));
+        let (_, m) = run(&t, CLIENT, &[tcp(GATEWAY_MAC, mac(1), me, (OUT, 9000), 0x10, 1001, 5001)]);
+        assert_eq!(m[0].action, Action::Tx(UPLINK));
+    }
+
+    #[test]
+    fn the_outside_reaches_a_node_port_and_the_backend_answers_from_it() {
+        let table = Arc::new(CtTable::new(64, 1, 16));
+        table.enable_nat(|_, _| 0);
+        let t = north_south(&table, &[2]);
+        let client = (OUT, 50000);
+        let (f, m) = run_uplink(&t, &[tcp(HOST_MAC, OUT_MAC, client, (HOST, 30080), 0x02, 1000, 0)]);
+        assert_eq!(m[0].action, Action::Tx(B1), "{:?}", m[0]);
+        let b = f[0].bytes();
+        assert_eq!((field(b, 30, 4) as u32, field(b, 36, 2) as u16), (ip(2), 8080));
+        assert!(sums_ok(b));
+        let (f, m) = run(&t, B1, &[tcp(GATEWAY_MAC, mac(2), (ip(2), 8080), client, 0x12, 5000, 1001)]);
+        assert_eq!(m[0].action, Action::Tx(UPLINK), "{:?}", m[0]);
+        let b = f[0].bytes();
+        assert_eq!((field(b, 26, 4) as u32, field(b, 34, 2) as u16), (HOST, 30080));
+        assert_eq!(&b[0..6], &OUT_MAC.0);
+        assert!(sums_ok(b));
+        let (_, m) = run_uplink(&t, &[tcp(HOST_MAC, OUT_MAC, client, (HOST, 30080), 0x10, 1001, 5001)]);
+        assert_eq!(m[0].action, Action::Tx(B1), "{:?}", m[0]);
     }
 
     fn v6(last: u8) -> u128 {

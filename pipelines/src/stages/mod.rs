@@ -121,7 +121,13 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
         if let Some(table) = t.ct.table.as_deref() {
             let now = conntrack::now_ms(ctx.clock);
             let at = services::At { table, port, core: core.core, now, seed: ctx.clock.now, dry: t.ct.dry };
-            services::to_service(&t.services, at, vni, frames, meta);
+            if services::to_service(t, at, vni, frames, meta) {
+                // Beyond the uplink, someone to ask for by ARP (the control plane does).
+                let unresolved = meta.iter().filter(|m| m.action == Action::Drop(DropReason::NexthopUnresolved));
+                for m in unresolved {
+                    core.learner.unknown(LearnEvent::next_hop(m.ip_dst, port), ctx.clock, sink);
+                }
+            }
         }
     }
     let mut l2 = Switching::new(t, port, vni, qos.outer_dscp);
@@ -548,7 +554,20 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
         let d = match vxlan::check(f.head(), f.len(), m, vtep, |vni| t.networks.contains_key(&vni)) {
             Ok(d) => d,
             Err(r) => {
-                m.action = Action::Drop(r);
+                // Not VXLAN, to the host's address: perhaps a masqueraded connection's
+                // reply, or for a NodePort.
+                let outside = match (r, t.ct.table.as_deref()) {
+                    (DropReason::NotVxlan | DropReason::VxlanWrongPort, Some(table)) => {
+                        let now = conntrack::now_ms(ctx.clock);
+                        let at = services::At { table, port, core: core.core, now, seed: ctx.clock.now, dry: t.ct.dry };
+                        services::outside::from_outside(t, &at, f, m)
+                    }
+                    _ => None,
+                };
+                if let Some(Action::Tx(p)) = outside {
+                    egress |= egress_policy(t, p);
+                }
+                m.action = outside.unwrap_or(Action::Drop(r));
                 continue;
             }
         };
@@ -584,7 +603,7 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
             if let Some(table) = t.ct.table.as_deref() {
                 let now = conntrack::now_ms(ctx.clock);
                 let at = services::At { table, port, core: core.core, now, seed: ctx.clock.now, dry: t.ct.dry };
-                services::from_backend(&t.services, at, f, m);
+                services::from_backend(t, at, f, m);
                 if m.action != Action::Continue {
                     continue;
                 }
