@@ -430,11 +430,15 @@ fn stateful_in<F: Frame>(
     }
 }
 
-/// The last FIB answer of a batch: consecutive packets to the same MAC (the common
-/// case) cost one lookup; so do consecutive packets to the same remote VTEP.
+/// Slots of a batch's FIB cache.
+const FIB_SLOTS: usize = 8;
+
+/// The FIB answers of a batch, by destination MAC: consecutive packets to the same MAC
+/// (the common case) cost one lookup, and so do packets spread over a few MACs (a
+/// service's backends); consecutive packets to the same remote VTEP too.
 #[derive(Default)]
 struct FibCache<'t> {
-    last: Option<(u32, Mac, Option<FibTarget>)>,
+    slots: [Option<(u32, Mac, Option<FibTarget>)>; FIB_SLOTS],
     remote: Option<(u32, Option<&'t Remote>)>,
 }
 
@@ -454,11 +458,12 @@ impl<'t> FibCache<'t> {
 
     #[inline(always)]
     fn lookup(&mut self, t: &L2Tables, vni: u32, mac: Mac) -> Option<FibTarget> {
-        match self.last {
+        let slot = &mut self.slots[(mac.to_u64().wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 61) as usize % FIB_SLOTS];
+        match *slot {
             Some((v, m, target)) if v == vni && m == mac => target,
             _ => {
                 let target = t.lookup(vni, mac).map(|e| e.target);
-                self.last = Some((vni, mac, target));
+                *slot = Some((vni, mac, target));
                 target
             }
         }
