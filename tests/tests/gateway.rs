@@ -177,8 +177,8 @@ fn the_gateway_asks_who_holds_an_address_nobody_spoke_for() {
     let d = Daemon::start();
     let (a, _b) = dual_stack(&d, 75, ["10.75.1.1/24", "10.75.1.2/24"], ["fd00:75:1::1", "fd00:75:1::2"]);
     // vm1 reaches vm2 through the gateway (a route for part of the subnet, and a host
-    // route for IPv6); vm2 has said nothing yet, so
-    // its only way to become known is to answer the gateway's own question.
+    // route for IPv6); vm2 has said nothing yet, so its only way to become known is to
+    // answer the gateway's own question.
     a.sh(&["ip", "route", "add", "10.75.1.0/25", "via", "10.75.1.254", "dev", &a.ifname]);
     a.sh(&["ip", "-6", "route", "add", "fd00:75:1::2/128", "via", "fd00:75:1::fe", "dev", &a.ifname]);
     let list = d.json(&["endpoint", "list", "100"]);
