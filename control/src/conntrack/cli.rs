@@ -194,7 +194,7 @@ impl Verb for ConntrackCmd {
                 for r in rows {
                     let c = r.conn;
                     out.push(vec![
-                        c.zone.to_string(),
+                        zone_name(c.zone),
                         c.proto,
                         c.src,
                         c.sport.to_string(),
@@ -285,7 +285,8 @@ fn follow(ctl: &Ctl, port: &Option<String>, seconds: Option<f64>) -> ExitCode {
 
 fn line(e: &EventRow) -> String {
     let c = &e.conn;
-    let mut s = format!("{:<6} zone {} {} {}:{} -> {}:{}", e.event, c.zone, c.proto, c.src, c.sport, c.dst, c.dport);
+    let mut s =
+        format!("{:<6} zone {} {} {}:{} -> {}:{}", e.event, zone_name(c.zone), c.proto, c.src, c.sport, c.dst, c.dport);
     if let Some(p) = &e.port {
         s += &format!(" port {p}");
     }
@@ -299,4 +300,13 @@ fn line(e: &EventRow) -> String {
         }
     }
     s
+}
+
+/// A zone as users know it: a network's VNI, or `outside` for the uplink side of
+/// masqueraded and NodePort connections (zone 0, which no network has).
+fn zone_name(zone: u32) -> String {
+    match zone {
+        0 => "outside".into(),
+        z => z.to_string(),
+    }
 }
