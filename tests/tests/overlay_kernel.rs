@@ -244,6 +244,8 @@ fn vms_reach_the_outside_from_the_vtep_address_and_the_outside_reaches_a_node_po
     assert_eq!(names(&vm1.ns, "192.168.50.2", "9001", true), want, "UDP");
     let list = o.d.json(&["conntrack", "list"]).to_string();
     assert!(list.contains("192.168.50.1"), "the sessions hold the host side: {list}");
+    // Ping too, by its identifier.
+    ping(&vm1, "192.168.50.2");
 
     // NodePort: host B reaches a service of vm1's at the VTEP's address; the backend sees
     // the client's own address, and answers from the node port.

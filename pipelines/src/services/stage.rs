@@ -3,7 +3,7 @@
 //! choice.
 use super::{
     icmp::{is_error, rewrite_error},
-    outside::{is_outside, masquerade, route_out},
+    outside::{ip4_echo, is_outside, masquerade, route_out, ECHO_REQUEST},
     rewrite, Backend, End, Service, ServiceTables, Vip,
 };
 use crate::{
@@ -111,6 +111,8 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
             if !translatable(m) {
                 if icmp_error(f.head(), m) {
                     *seen = Seen::Error;
+                } else if m.dst == GATEWAY_MAC && ip4_echo(m, ECHO_REQUEST) && out(m) {
+                    *seen = Seen::Out;
                 }
                 continue;
             }

@@ -394,44 +394,45 @@ mod stage {
         assert_eq!(table.sessions().count(), 1);
     }
 
-    /// UDP over IPv4, checksummed.
-    fn udp4(dst_mac: Mac, src_mac: Mac, src: (u32, u16), dst: (u32, u16)) -> Vec<u8> {
-        let mut b = tcp(dst_mac, src_mac, src, dst, 0, 0, 0);
+    /// An IPv4 frame carrying `l4` (its checksums are the caller's).
+    fn ipv4_frame(dst_mac: Mac, src_mac: Mac, src: u32, dst: u32, proto: u8, l4: &[u8]) -> Vec<u8> {
+        let mut b = tcp(dst_mac, src_mac, (src, 0), (dst, 0), 0, 0, 0);
         b.truncate(34);
-        b[23] = 17;
-        b[16..18].copy_from_slice(&(20u16 + 12).to_be_bytes());
+        b[23] = proto;
+        b[16..18].copy_from_slice(&(20 + l4.len() as u16).to_be_bytes());
         b[24..26].copy_from_slice(&[0, 0]);
         let c = crate::wire::checksum(ones_sum(&b[14..34]));
         b[24..26].copy_from_slice(&c.to_be_bytes());
+        b.extend_from_slice(l4);
+        b
+    }
+
+    /// ICMP message `icmp` (type, code, checksum left 0, the rest) with its checksum.
+    fn icmp_frame(dst_mac: Mac, src_mac: Mac, src: u32, dst: u32, mut icmp: Vec<u8>) -> Vec<u8> {
+        let c = crate::wire::checksum(ones_sum(&icmp));
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        ipv4_frame(dst_mac, src_mac, src, dst, 1, &icmp)
+    }
+
+    /// UDP over IPv4, checksummed.
+    fn udp4(dst_mac: Mac, src_mac: Mac, src: (u32, u16), dst: (u32, u16)) -> Vec<u8> {
         let mut u = Vec::new();
         u.extend_from_slice(&src.1.to_be_bytes());
         u.extend_from_slice(&dst.1.to_be_bytes());
         u.extend_from_slice(&[0, 12, 0, 0]);
         u.extend_from_slice(b"dig?");
-        let p = ones_sum(&b[26..34]) + 17 + 12;
+        let p = ones_sum(&src.0.to_be_bytes()) + ones_sum(&dst.0.to_be_bytes()) + 17 + 12;
         let c = crate::wire::checksum(p + ones_sum(&u));
         u[6..8].copy_from_slice(&c.to_be_bytes());
-        b.extend_from_slice(&u);
-        b
+        ipv4_frame(dst_mac, src_mac, src.0, dst.0, 17, &u)
     }
 
     /// An ICMP port unreachable from `from` to `to` quoting `quoted` (a whole frame's IP
     /// packet), as a Linux host sends it.
     fn unreachable(dst_mac: Mac, src_mac: Mac, from: u32, to: u32, quoted: &[u8]) -> Vec<u8> {
-        let mut b = tcp(dst_mac, src_mac, (from, 0), (to, 0), 0, 0, 0);
-        b.truncate(34);
-        b[23] = 1;
-        let len = 20 + 8 + quoted.len() - 14;
-        b[16..18].copy_from_slice(&(len as u16).to_be_bytes());
-        b[24..26].copy_from_slice(&[0, 0]);
-        let c = crate::wire::checksum(ones_sum(&b[14..34]));
-        b[24..26].copy_from_slice(&c.to_be_bytes());
         let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
         icmp.extend_from_slice(&quoted[14..]);
-        let c = crate::wire::checksum(ones_sum(&icmp));
-        icmp[2..4].copy_from_slice(&c.to_be_bytes());
-        b.extend_from_slice(&icmp);
-        b
+        icmp_frame(dst_mac, src_mac, from, to, icmp)
     }
 
     #[test]
@@ -532,6 +533,45 @@ mod stage {
         assert!(sums_ok(b));
         let (_, m) = run(&t, CLIENT, &[tcp(GATEWAY_MAC, mac(1), me, (OUT, 9000), 0x10, 1001, 5001)]);
         assert_eq!(m[0].action, Action::Tx(UPLINK));
+    }
+
+    /// An ICMP echo (type 8 request, 0 reply) with identifier `id`.
+    fn echo(dst_mac: Mac, src_mac: Mac, src: u32, dst: u32, ty: u8, id: u16) -> Vec<u8> {
+        let mut icmp = vec![ty, 0, 0, 0, 0, 0, 0, 1, b'p', b'i', b'n', b'g'];
+        icmp[4..6].copy_from_slice(&id.to_be_bytes());
+        icmp_frame(dst_mac, src_mac, src, dst, icmp)
+    }
+
+    fn icmp_ok(b: &[u8]) -> bool {
+        crate::wire::ipv4::checksum_ok(&b[14..34]) && crate::wire::fold(ones_sum(&b[34..])) == 0xffff
+    }
+
+    #[test]
+    fn a_vms_ping_outside_is_masqueraded_by_its_identifier() {
+        let table = Arc::new(CtTable::new(64, 1, 16));
+        table.enable_nat(|_, _| 0);
+        let t = north_south(&table, &[2]);
+        let (f, m) = run(&t, CLIENT, &[echo(GATEWAY_MAC, mac(1), ip(1), OUT, 8, 0x4242)]);
+        assert_eq!(m[0].action, Action::Tx(UPLINK), "{:?}", m[0]);
+        let b = f[0].bytes();
+        assert_eq!((field(b, 26, 4) as u32, field(b, 38, 2)), (HOST, 0x4242), "from the host, its own identifier");
+        assert!(icmp_ok(b));
+        let (f, m) = run_uplink(&t, &[echo(HOST_MAC, OUT_MAC, OUT, HOST, 0, 0x4242)]);
+        assert_eq!(m[0].action, Action::Tx(CLIENT), "{:?}", m[0]);
+        let b = f[0].bytes();
+        assert_eq!((field(b, 30, 4) as u32, field(b, 38, 2)), (ip(1), 0x4242));
+        assert!(icmp_ok(b));
+        // Another VM's ping with the same identifier to the same address gets another.
+        let mut other = echo(GATEWAY_MAC, mac(2), ip(2), OUT, 8, 0x4242);
+        other[6..12].copy_from_slice(&mac(2).0);
+        let (f, m) = run(&t, B1, &[other]);
+        assert_eq!(m[0].action, Action::Tx(UPLINK), "{:?}", m[0]);
+        let id = field(f[0].bytes(), 38, 2);
+        assert_ne!(id, 0x4242);
+        let (f, m) = run_uplink(&t, &[echo(HOST_MAC, OUT_MAC, OUT, HOST, 0, id as u16)]);
+        assert_eq!(m[0].action, Action::Tx(B1));
+        assert_eq!(field(f[0].bytes(), 38, 2), 0x4242, "its own identifier back");
+        assert!(icmp_ok(f[0].bytes()));
     }
 
     #[test]
