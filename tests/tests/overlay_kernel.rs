@@ -260,6 +260,11 @@ fn vms_reach_the_outside_from_the_vtep_address_and_the_outside_reaches_a_node_po
     let svc = o.d.json(&["service", "list"]);
     assert_eq!(svc[0]["node_port"], 30080);
     assert_eq!(svc[0]["backends"][0]["connections"], 10, "{svc}");
+    // A host port mapping (what CNI's portMappings asks for): no VIP, a node port.
+    servers.push(vm1.ns.spawn(&[PYTHON, &py_script("name_server.py"), "5353", "vm1", "--peer", "--udp"]));
+    o.d.ok_line("service add vm1-dns --vni 100 --proto udp --backend 10.1.0.1:5353 --node-port 30053");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(names(ns, "192.168.50.1", "30053", true), serde_json::json!({"vm1 192.168.50.2": 10}));
     // A port nobody serves stays dropped.
     let out = ns.exec(&[PYTHON, &py_script("tcp_names.py"), "192.168.50.1", "30081", "1"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("failed"));

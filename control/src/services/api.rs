@@ -16,7 +16,8 @@ pub enum ServiceRequest {
 pub struct ServiceSpec {
     pub name: String,
     pub vni: u32,
-    /// IP:PORT (IPv6 as [IP]:PORT).
+    /// IP:PORT (IPv6 as [IP]:PORT); empty for a host port mapping (a node port only).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub vip: String,
     /// tcp or udp.
     pub proto: String,

@@ -12,17 +12,20 @@ pub enum ServiceCmd {
     /// Add a service: a virtual IP and port of a network spread over backends by
     /// Maglev; VMs reach it through the network's gateway.
     ///
-    /// Example:
+    /// Examples:
     ///   vswitchctl service add web --vni 100 --vip 10.96.0.10:80 --proto tcp \
     ///       --backend 10.1.0.2:8080 --backend 10.1.0.3:8080@2
+    ///   vswitchctl service add web-host-8080 --vni 100 --proto tcp \
+    ///       --backend 10.1.0.2:80 --node-port 8080      # a host port mapping
     #[command(verbatim_doc_comment)]
     Add {
         name: String,
         #[arg(long)]
         vni: u32,
-        /// IP:PORT ([IP]:PORT for IPv6).
+        /// IP:PORT ([IP]:PORT for IPv6). Without one, a host port mapping: the service
+        /// is reached only at its --node-port.
         #[arg(long)]
-        vip: String,
+        vip: Option<String>,
         /// tcp or udp.
         #[arg(long)]
         proto: String,
@@ -71,7 +74,7 @@ impl Verb for ServiceCmd {
                 ServiceRequest::ServiceAdd(ServiceSpec {
                     name: name.clone(),
                     vni: *vni,
-                    vip: vip.clone(),
+                    vip: vip.clone().unwrap_or_default(),
                     proto: proto.clone(),
                     backends: backends.clone(),
                     algorithm: algorithm.clone(),
@@ -108,11 +111,12 @@ impl Verb for ServiceCmd {
                     if let Some(p) = s.node_port {
                         pick += &format!(" nodeport {p}");
                     }
+                    let vip = if s.vip.is_empty() { "-".to_string() } else { s.vip.clone() };
                     if s.backends.is_empty() {
                         rows.push(vec![
                             s.name.clone(),
                             s.vni.to_string(),
-                            s.vip.clone(),
+                            vip.clone(),
                             s.proto.clone(),
                             pick.clone(),
                             "-".into(),
@@ -123,7 +127,7 @@ impl Verb for ServiceCmd {
                         rows.push(vec![
                             first(s.name.clone()),
                             first(s.vni.to_string()),
-                            first(s.vip.clone()),
+                            first(vip.clone()),
                             first(s.proto.clone()),
                             first(pick.clone()),
                             b.addr.clone(),

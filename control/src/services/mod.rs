@@ -123,13 +123,21 @@ fn build(
             spec.vni, spec.vni
         ));
     }
-    let vip: SocketAddr = spec
-        .vip
-        .parse()
-        .map_err(|_| format!("vip: {:?} is not IP:PORT (IPv6 as [IP]:PORT); e.g. 10.96.0.10:80", spec.vip))?;
-    if !is_unicast(vip.ip()) || vip.port() == 0 {
+    // A host port mapping (CNI's portMappings) has no VIP, only its node port.
+    let vip: Option<SocketAddr> = match (spec.vip.as_str(), spec.node_port) {
+        ("", Some(_)) => None,
+        ("", None) => {
+            return Err("vip: give --vip IP:PORT (or, for a host port mapping without one, --node-port N)".into())
+        }
+        (text, _) => Some(
+            text.parse()
+                .map_err(|_| format!("vip: {text:?} is not IP:PORT (IPv6 as [IP]:PORT); e.g. 10.96.0.10:80"))?,
+        ),
+    };
+    if let Some(vip) = vip.filter(|v| !is_unicast(v.ip()) || v.port() == 0) {
         return Err(format!("vip: {vip} is not a unicast address with a port"));
     }
+    let v4 = vip.is_none_or(|v| v.is_ipv4());
     let proto = match spec.proto.as_str() {
         "tcp" => PROTO_TCP,
         "udp" => PROTO_UDP,
@@ -154,8 +162,8 @@ fn build(
     let mut weights = Vec::new();
     for b in &spec.backends {
         let (a, w) = parse_backend(b)?;
-        if a.is_ipv4() != vip.is_ipv4() {
-            return Err(format!("backend {b:?}: not of the VIP's address family"));
+        if a.is_ipv4() != v4 {
+            return Err(format!("backend {b:?}: not of the VIP's address family (IPv4 without a VIP)"));
         }
         let be = Backend { ip: ip_key(a.ip()), port: a.port() };
         if backends.contains(&be) {
@@ -180,15 +188,14 @@ fn build(
         Some(p) if !(1..=32767).contains(&p) => {
             return Err(format!("node_port: {p}; give 1 to 32767 (32768 and up are masqueraded connections' ports)"))
         }
-        Some(_) if !vip.is_ipv4() => {
-            return Err("node_port: the VTEP's address is IPv4; an IPv6 service has none".into())
-        }
+        Some(_) if !v4 => return Err("node_port: the VTEP's address is IPv4; an IPv6 service has none".into()),
         _ => {}
     }
-    if let Some(i) = backends.iter().position(|b| b.ip == ip_key(vip.ip())) {
+    let vip = vip.map_or((0, 0), |v| (ip_key(v.ip()), v.port()));
+    if let Some(i) = backends.iter().position(|b| b.ip == vip.0) {
         return Err(format!("backend {:?}: the VIP's own address cannot be a backend", spec.backends[i]));
     }
-    let mut service = Service::new(id, spec.vni, (ip_key(vip.ip()), vip.port()), proto, backends, maglev);
+    let mut service = Service::new(id, spec.vni, vip, proto, backends, maglev);
     service.algorithm = algorithm;
     service.affinity = spec.affinity.map(|secs| {
         let ids: Box<[u32]> = keys.iter().map(|k| stable_id(k.as_bytes())).collect();
@@ -213,7 +220,7 @@ impl Services {
         let b = &c.built;
         self.list.values().find_map(|o| {
             let s = &o.built;
-            let same_vip = (s.vni, s.vip, s.port, s.proto) == (b.vni, b.vip, b.port, b.proto);
+            let same_vip = b.port != 0 && (s.vni, s.vip, s.port, s.proto) == (b.vni, b.vip, b.port, b.proto);
             let same_node_port =
                 c.spec.node_port.is_some() && (o.spec.node_port, s.proto) == (c.spec.node_port, b.proto);
             (o.spec.name != c.spec.name && (same_vip || same_node_port)).then_some(o.spec.name.as_str())
@@ -452,10 +459,8 @@ impl Feature for Services {
                         }
                     }
                     let counters = c.counters.clone().unwrap_or_else(|| Arc::new(BackendCounters::new(n, cores)));
-                    tables.insert(c.built.clone(), &t.l2.endpoints, counters);
-                    if let Some(port) = c.spec.node_port {
-                        tables.insert_node_port(&c.built, port, local_backends(&c.built, &t.l2));
-                    }
+                    let node_port = c.spec.node_port.map(|p| (p, local_backends(&c.built, &t.l2)));
+                    tables.insert(c.built.clone(), &t.l2.endpoints, counters, node_port);
                 }
                 self.retired.extend(retired);
             }

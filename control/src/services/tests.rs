@@ -160,4 +160,12 @@ fn node_ports_are_checked_and_unique_per_protocol() {
     let udp = ServiceSpec { proto: "udp".into(), ..np("dns", "10.96.0.12:53", 30080) };
     ctx_add(&mut s, udp).unwrap();
     assert_eq!(s.views().iter().filter(|v| v.node_port == Some(30080)).count(), 2, "one per protocol");
+    // A host port mapping: no VIP, a node port.
+    assert!(e(ctx_add(&mut s, spec("map", "", &["10.1.0.2:80"]))).contains("--node-port"));
+    let map = ServiceSpec { node_port: Some(8080), ..spec("map", "", &["10.1.0.2:80"]) };
+    ctx_add(&mut s, map.clone()).unwrap();
+    let other = ServiceSpec { name: "map2".into(), node_port: Some(8081), ..map };
+    ctx_add(&mut s, other).expect("two mappings without a VIP do not clash");
+    assert!(e(ctx_add(&mut s, ServiceSpec { node_port: Some(8082), ..spec("map3", "", &["[fd00::2]:80"]) }))
+        .contains("address family"));
 }

@@ -250,7 +250,7 @@ impl Switch {
             Request::Endpoint(r) => self.endpoints.handle(r, &ctx),
             Request::Service(r) => {
                 let vni = match &r {
-                    ServiceRequest::ServiceAdd(s) => Some((s.vni, s.vip.starts_with('['))),
+                    ServiceRequest::ServiceAdd(s) if !s.vip.is_empty() => Some((s.vni, s.vip.starts_with('['))),
                     _ => None,
                 };
                 let mut handled = self.services.handle(r, &ctx)?;

@@ -126,7 +126,7 @@ impl Service {
 /// A VIP as the cores find it: its service, and its backends' MACs as the endpoint table
 /// had them when the tables were built (None: not known then; the gateway looks again
 /// per packet).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Vip {
     pub service: Arc<Service>,
     pub macs: Box<[Option<Mac>]>,
@@ -166,22 +166,28 @@ pub struct ServiceTables {
 
 impl ServiceTables {
     /// Adds service `s`, its backends' MACs taken from `endpoints`, counting into
-    /// `counters` (one per backend).
-    pub fn insert(&mut self, s: Arc<Service>, endpoints: &Endpoints, counters: Arc<BackendCounters>) {
+    /// `counters` (one per backend); reachable at its VIP (if it has one: a host port
+    /// mapping has none) and at its node port, if any, where `local` says which backends
+    /// are on this host.
+    pub fn insert(
+        &mut self,
+        s: Arc<Service>,
+        endpoints: &Endpoints,
+        counters: Arc<BackendCounters>,
+        node_port: Option<(u16, Box<[bool]>)>,
+    ) {
         for b in &s.backends {
             self.backends.insert((s.vni, b.ip, b.port, s.proto));
         }
         self.vnis.insert(s.vni);
         let macs = s.backends.iter().map(|b| endpoints.get(s.vni, b.ip).map(|e| e.mac)).collect();
-        self.by_vip.insert((s.vni, s.vip, s.port, s.proto), Vip { service: s, macs, counters });
-    }
-
-    /// Adds service `s`'s NodePort `port` (after `insert`); `local` says which backends
-    /// are on this host.
-    pub fn insert_node_port(&mut self, s: &Arc<Service>, port: u16, local: Box<[bool]>) {
-        let Some(vip) = self.by_vip.get(&(s.vni, s.vip, s.port, s.proto)) else { return };
-        let vip = Vip { service: vip.service.clone(), macs: vip.macs.clone(), counters: vip.counters.clone() };
-        self.node_ports.insert((port, s.proto), NodePort { vip, local });
+        let vip = Vip { service: s.clone(), macs, counters };
+        if let Some((port, local)) = node_port {
+            self.node_ports.insert((port, s.proto), NodePort { vip: vip.clone(), local });
+        }
+        if s.port != 0 {
+            self.by_vip.insert((s.vni, s.vip, s.port, s.proto), vip);
+        }
     }
 
     /// The networks that masquerade, whose VM batches the service stage looks at too.

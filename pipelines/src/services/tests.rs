@@ -241,7 +241,7 @@ mod stage {
         }
         t.endpoints = Arc::new(eps);
         let mut s = ServiceTables::default();
-        s.insert(service(backends), &t.endpoints, counters(backends.len()));
+        s.insert(service(backends), &t.endpoints, counters(backends.len()), None);
         t.services = Arc::new(s);
         t.ct = Arc::new(CtTables { table: Some(table.clone()), ports: vec![], dry: false });
         t.port_mtu = vec![1500; 8];
@@ -447,6 +447,7 @@ mod stage {
             Arc::new(Service::new(3, 100, (ipv4_key(vip), 53), 17, list, Maglev::build(7, &[(b"b".as_slice(), 1)]))),
             &t.endpoints,
             counters(1),
+            None,
         );
         t.services = Arc::new(s);
         let client = (ip(1), 40000);
@@ -497,8 +498,8 @@ mod stage {
         }
         let mut s = ServiceTables::default();
         let svc = service(backends);
-        s.insert(svc.clone(), &t.endpoints, counters(backends.len()));
-        s.insert_node_port(&svc, 30080, vec![true; backends.len()].into_boxed_slice());
+        let local = vec![true; backends.len()].into_boxed_slice();
+        s.insert(svc, &t.endpoints, counters(backends.len()), Some((30080, local)));
         s.add_network(100);
         t.services = Arc::new(s);
         t
@@ -647,6 +648,7 @@ mod stage {
             Arc::new(Service::new(2, 100, (vip, 53), 17, backends, Maglev::build(7, &[(key.as_bytes(), 1)]))),
             &t.endpoints,
             counters(1),
+            None,
         );
         t.services = Arc::new(s);
         let client = (v6(1), 40000);
