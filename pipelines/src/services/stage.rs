@@ -49,9 +49,18 @@ pub struct At<'a> {
     /// Differs from batch to batch (the arrival TSC): random picks.
     pub seed: u64,
     pub dry: bool,
+    /// The port's session limit, if it is stateful and has one (0: none): connections
+    /// a service or the masquerade tracks count against it as its own do.
+    pub limit: u32,
 }
 
-impl At<'_> {
+impl<'a> At<'a> {
+    /// Where a batch from `port` meets the services, on `core`, at `clock`.
+    pub fn new(t: &L2Tables, table: &'a CtTable, port: PortId, core: usize, clock: crate::learn::Clock) -> At<'a> {
+        let limit = t.ct.port(port).map_or(0, |c| c.max_sessions);
+        At { table, port, core, now: conntrack::now_ms(clock), seed: clock.now, dry: t.ct.dry, limit }
+    }
+
     /// Tracks a translated (or to be translated) packet (of session `found`, if it is
     /// known); a new session is made with `nat`.
     pub(super) fn track<F: Frame>(
@@ -61,10 +70,11 @@ impl At<'_> {
         f: &F,
         m: &mut Meta,
     ) -> Result<(), DropReason> {
+        let cfg = CtPort { max_sessions: self.limit, ..TRACKING };
         let cp = Checkpoint {
             table: self.table,
             port: self.port,
-            cfg: &TRACKING,
+            cfg: &cfg,
             dir: Direction::In,
             core: self.core,
             now: self.now,

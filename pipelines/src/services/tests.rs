@@ -352,6 +352,23 @@ mod stage {
     }
 
     #[test]
+    fn connections_to_a_vip_count_against_the_ports_session_limit() {
+        let table = Arc::new(CtTable::new(64, 1, 16));
+        table.enable_nat(|_, _| 0);
+        let mut t = tables(&table, &[2, 3]);
+        let limited =
+            crate::conntrack::CtPort { liberal: false, sticky: true, pickup: false, max_sessions: 1, epoch: 0 };
+        let mut ports = vec![None; 8];
+        ports[CLIENT as usize] = Some(limited);
+        t.ct = Arc::new(CtTables { table: Some(table.clone()), ports, dry: false });
+        let vip = u32::from_be_bytes(VIP);
+        let (_, m) = run(&t, CLIENT, &[tcp(GATEWAY_MAC, mac(1), (ip(1), 40000), (vip, 80), 0x02, 1, 0)]);
+        assert!(matches!(m[0].action, Action::Tx(_)), "{:?}", m[0]);
+        let (_, m) = run(&t, CLIENT, &[tcp(GATEWAY_MAC, mac(1), (ip(1), 40001), (vip, 80), 0x02, 1, 0)]);
+        assert_eq!(m[0].action, Action::Drop(crate::DropReason::CtPortLimit));
+    }
+
+    #[test]
     fn a_service_without_backends_refuses_new_connections() {
         let table = Arc::new(CtTable::new(64, 1, 16));
         table.enable_nat(|_, _| 0);

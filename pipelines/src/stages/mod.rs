@@ -119,8 +119,7 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
     let qos = t.qos.port(port).copied().unwrap_or_default();
     if t.services.in_network(vni) {
         if let Some(table) = t.ct.table.as_deref() {
-            let now = conntrack::now_ms(ctx.clock);
-            let at = services::At { table, port, core: core.core, now, seed: ctx.clock.now, dry: t.ct.dry };
+            let at = services::At::new(t, table, port, core.core, ctx.clock);
             if services::to_service(t, at, vni, frames, meta) {
                 // Beyond the uplink, someone to ask for by ARP (the control plane does).
                 let unresolved = meta.iter().filter(|m| m.action == Action::Drop(DropReason::NexthopUnresolved));
@@ -563,8 +562,7 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
                 // reply, or for a NodePort.
                 let outside = match (r, t.ct.table.as_deref()) {
                     (DropReason::NotVxlan | DropReason::VxlanWrongPort, Some(table)) => {
-                        let now = conntrack::now_ms(ctx.clock);
-                        let at = services::At { table, port, core: core.core, now, seed: ctx.clock.now, dry: t.ct.dry };
+                        let at = services::At::new(t, table, port, core.core, ctx.clock);
                         services::outside::from_outside(t, &at, f, m)
                     }
                     _ => None,
@@ -606,8 +604,7 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
         }
         if t.services.in_network(d.vni) {
             if let Some(table) = t.ct.table.as_deref() {
-                let now = conntrack::now_ms(ctx.clock);
-                let at = services::At { table, port, core: core.core, now, seed: ctx.clock.now, dry: t.ct.dry };
+                let at = services::At::new(t, table, port, core.core, ctx.clock);
                 services::from_backend(t, at, f, m);
                 if m.action != Action::Continue {
                     continue;
