@@ -1,0 +1,152 @@
+//! North-south, as Docker's bridge and Cilium give containers: VMs reach addresses
+//! outside their network from the host's address on the uplink (egress masquerade,
+//! `network add --snat`), and the outside reaches a service through a port of that
+//! address (`service add --node-port`). Both live in connection-tracking sessions whose
+//! outside side is keyed in zone `OUTSIDE`, so what comes back by the uplink finds its
+//! session with one lookup, and a VM's packets find theirs by the key they were sent with.
+mod echo;
+mod masquerade;
+mod node_port;
+
+pub use echo::{ip4_echo, ECHO_REQUEST};
+pub use masquerade::SNAT_PORTS;
+
+use super::At;
+use crate::{
+    conntrack::{
+        table::{hash, Found},
+        CtKey, NatKey, Tuple,
+    },
+    gateway::{set_macs, spend_hop, GATEWAY_MAC},
+    meta::{ipv4_key, Action, IpKey, Meta},
+    tables::{FibTarget, L2Tables},
+    wire::ipv4,
+    DropReason, Frame,
+};
+use echo::{returning_echo, ECHO_REPLY};
+use masquerade::returning;
+
+/// The zone of sessions' outside keys: hashed apart from every VNI's; a key read back
+/// from the table keeps only its low 24 bits (`is_outside`).
+pub const OUTSIDE: u32 = 1 << 30;
+
+/// Whether a zone read back from the table is `OUTSIDE` (no network has zone 0).
+#[inline]
+pub fn is_outside(zone: u32) -> bool {
+    zone == OUTSIDE & crate::conntrack::key::ZONE_BITS
+}
+
+/// A packet that may be translated here: TCP or UDP over IPv4, whole.
+#[inline]
+fn ip4_ports(m: &Meta) -> bool {
+    m.action == Action::Continue
+        && m.ip_version == 4
+        && m.l4 != 0
+        && !m.fragment
+        && matches!(m.proto, ipv4::PROTO_TCP | ipv4::PROTO_UDP)
+}
+
+/// Sends a packet whose destination is outside by the uplink: its next hop's MAC (the
+/// address itself on-link, else the underlay's router), the host's MAC, a hop spent.
+pub fn route_out<F: Frame>(t: &L2Tables, f: &mut F, m: &mut Meta) -> Action {
+    let Some(v) = &t.vtep else { return Action::Drop(DropReason::NoVtep) };
+    let Some(mac) = t.underlay.next_hop_mac(m.ip_dst as u32) else {
+        return Action::Drop(DropReason::NexthopUnresolved);
+    };
+    if f.len() - m.l3 as usize > v.mtu as usize {
+        return Action::Drop(DropReason::MtuExceeded);
+    }
+    if !spend_hop(f, m) {
+        return Action::Drop(DropReason::TtlExceeded);
+    }
+    set_macs(f, m, mac, v.mac);
+    Action::Tx(v.uplink)
+}
+
+/// Delivers a packet from outside, translated into network `m.vni`, to the VM holding
+/// its destination (routed by the gateway: its MAC as the source, a hop spent).
+fn deliver<F: Frame>(t: &L2Tables, f: &mut F, m: &mut Meta) -> Action {
+    let Some(ep) = t.endpoints.get(m.vni, m.ip_dst) else { return Action::Drop(DropReason::NoEndpoint) };
+    let mac = ep.mac;
+    match t.lookup(m.vni, mac).map(|e| e.target) {
+        Some(FibTarget::Port(p)) => {
+            if !spend_hop(f, m) {
+                return Action::Drop(DropReason::TtlExceeded);
+            }
+            set_macs(f, m, mac, GATEWAY_MAC);
+            Action::Tx(p)
+        }
+        _ => Action::Drop(DropReason::NoEndpoint),
+    }
+}
+
+/// The end of `k` that is not `not`.
+fn other_end(k: &CtKey, not: (IpKey, u16)) -> Option<(IpKey, u16)> {
+    match not {
+        n if n == k.lo => Some(k.hi),
+        n if n == k.hi => Some(k.lo),
+        _ => None,
+    }
+}
+
+/// A packet from outside by the uplink, to the host's address: a reply of a
+/// masqueraded connection, or to a NodePort. None: neither (the uplink's drop stands).
+pub fn from_outside<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mut Meta) -> Option<Action> {
+    let v = t.vtep.as_ref()?;
+    if m.ip_dst != ipv4_key(v.ip) {
+        return None;
+    }
+    m.vni = OUTSIDE;
+    if ip4_echo(m, ECHO_REPLY) {
+        return returning_echo(t, at, f, m);
+    }
+    if !ip4_ports(m) {
+        return None;
+    }
+    let (outside, _) = Tuple::of_ports(m).key();
+    let h = hash(&outside);
+    let done = match at.table.lookup(&outside, h) {
+        Some(found) => returning(at, found, f, m)?,
+        None => node_port::node_port(&t.services, at, outside, h, f, m)?,
+    };
+    Some(match done {
+        Ok(()) => deliver(t, f, m),
+        Err(r) => Action::Drop(r),
+    })
+}
+
+/// Ports tried for a new masqueraded connection before it is refused.
+const SNAT_TRIES: u64 = 32;
+
+/// A VM's packet to the gateway for an address outside its network (`masquerades`):
+/// from the host's address and the connection's port (or ping identifier) there, out by
+/// the uplink.
+pub fn masquerade<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mut Meta) -> Result<Action, DropReason> {
+    if ip4_echo(m, ECHO_REQUEST) {
+        return echo::masquerade_echo(t, at, f, m);
+    }
+    masquerade::masquerade_ports(t, at, f, m)
+}
+
+/// A masqueraded packet's way out: rewritten to the host side by `to_host`, tracked in
+/// zone `OUTSIDE` (its session, or a new one remembering the `inside` key), routed out
+/// by the uplink.
+fn leave<F: Frame>(
+    t: &L2Tables,
+    at: &At,
+    (inside, found): (CtKey, Option<Found>),
+    f: &mut F,
+    m: &mut Meta,
+    to_host: impl FnOnce(&mut F, &mut Meta) -> bool,
+) -> Result<Action, DropReason> {
+    let vni = m.vni;
+    if !to_host(f, m) {
+        return Err(DropReason::CtInvalid);
+    }
+    m.vni = OUTSIDE;
+    let nat = found.is_none().then_some(NatKey { key: inside, service: 0 });
+    let tracked = at.track(nat, found, f, m);
+    m.vni = vni;
+    tracked?;
+    Ok(route_out(t, f, m))
+}
