@@ -246,6 +246,12 @@ fn vms_reach_the_outside_from_the_vtep_address_and_the_outside_reaches_a_node_po
     assert!(list.contains("192.168.50.1"), "the sessions hold the host side: {list}");
     // Ping too, by its identifier.
     ping(&vm1, "192.168.50.2");
+    // And a port nobody listens on out there: host B's port unreachable reaches the VM's
+    // connected socket, which takes it only if it quotes the VM's own addresses.
+    let code = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.connect(('192.168.50.2',9999))\n\
+                s.settimeout(2)\ns.send(b'x')\ntry:\n  s.recv(64); print('answer')\n\
+                except ConnectionRefusedError: print('refused')\nexcept socket.timeout: print('timeout')";
+    assert_eq!(vm1.sh(&[PYTHON, "-c", code]).trim(), "refused");
 
     // NodePort: host B reaches a service of vm1's at the VTEP's address; the backend sees
     // the client's own address, and answers from the node port.

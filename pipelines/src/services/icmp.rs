@@ -3,7 +3,7 @@
 //! stack matches an error to a socket by the quoted header. The quoted destination goes
 //! back to the VIP, and so does the error's source when the backend itself sent it (a
 //! host on the way keeps its own address), as netfilter does for a NAT'd connection.
-use super::nat::words;
+use super::nat::{words, End};
 use crate::{
     meta::{ipv4_key, IpKey, Meta},
     wire::{adjust_checksum, be16, checksum, fold, ipv4, ones_sum, word_change},
@@ -37,10 +37,14 @@ fn put_addr(b: &mut [u8], at: usize, ip: IpKey, v4: bool) {
     b[at..at + n].copy_from_slice(&ip.to_be_bytes()[16 - n..]);
 }
 
-/// Rewrites error `m`, which quotes a packet sent to `backend`, as quoting one sent to
-/// `vip`. False, and nothing changed, when the message is not all in the first segment
-/// or its quote is not of a TCP or UDP packet to `backend`.
-pub fn rewrite_error<F: Frame>(f: &mut F, m: &mut Meta, backend: (IpKey, u16), vip: (IpKey, u16)) -> bool {
+/// Rewrites error `m`, whose quoted packet has `from` at its `end` (the destination: a
+/// backend, which becomes the VIP; the source: the host side of a masqueraded
+/// connection, which becomes the VM), as quoting one with `to` there. The error's own
+/// address on the other side moves with it (its source when the backend itself sent it;
+/// its destination when it came to the host's address). False, and nothing changed,
+/// when the message is not all in the first segment or its quote is not of a TCP or UDP
+/// packet with `from` at `end`.
+pub fn rewrite_error<F: Frame>(f: &mut F, m: &mut Meta, end: End, from: (IpKey, u16), to: (IpKey, u16)) -> bool {
     let v4 = m.ip_version == 4;
     let (l3, l4) = (m.l3 as usize, m.l4 as usize);
     let b = f.head_mut();
@@ -53,20 +57,23 @@ pub fn rewrite_error<F: Frame>(f: &mut F, m: &mut Meta, backend: (IpKey, u16), v
     if ip_end > b.len() || ip_end < inner + ipv4::MIN_LEN {
         return false;
     }
-    let (inner_l4, dst_at, proto) = if v4 {
-        (inner + (b[inner] & 0x0f) as usize * 4, inner + ipv4::DST, b[inner + ipv4::PROTO])
-    } else {
-        (inner + 40, inner + 24, b[inner + 6])
+    let (inner_l4, proto) =
+        if v4 { (inner + (b[inner] & 0x0f) as usize * 4, b[inner + ipv4::PROTO]) } else { (inner + 40, b[inner + 6]) };
+    // Where the quoted address and port are, and the outer address that goes with them.
+    let (src, dst) = if v4 { (ipv4::SRC, ipv4::DST) } else { (8, 24) };
+    let (addr_at, port_at, outer_at) = match end {
+        End::Dst => (inner + dst, inner_l4 + 2, l3 + src),
+        End::Src => (inner + src, inner_l4, l3 + dst),
     };
     if inner_l4 + 4 > ip_end || !matches!(proto, ipv4::PROTO_TCP | ipv4::PROTO_UDP) {
         return false;
     }
-    let old = (addr(b, dst_at, v4), u16::from_be_bytes([b[inner_l4 + 2], b[inner_l4 + 3]]));
-    if old != backend {
+    let old = (addr(b, addr_at, v4), u16::from_be_bytes([b[port_at], b[port_at + 1]]));
+    if old != from {
         return false;
     }
-    let d_addr = word_change(words(old.0, v4), words(vip.0, v4));
-    let d_port = word_change(std::iter::once(old.1), std::iter::once(vip.1));
+    let d_addr = word_change(words(old.0, v4), words(to.0, v4));
+    let d_port = word_change(std::iter::once(old.1), std::iter::once(to.1));
     // The quoted packet's own checksums, as far as the quote holds them.
     if v4 {
         adjust_checksum(&mut b[inner + ipv4::CHECKSUM..inner + ipv4::CHECKSUM + 2], d_addr, true);
@@ -76,16 +83,15 @@ pub fn rewrite_error<F: Frame>(f: &mut F, m: &mut Meta, backend: (IpKey, u16), v
     if sum_at + 2 <= ip_end && !no_udp_sum {
         adjust_checksum(&mut b[sum_at..sum_at + 2], fold(d_addr + d_port), true);
     }
-    put_addr(b, dst_at, vip.0, v4);
-    b[inner_l4 + 2..inner_l4 + 4].copy_from_slice(&vip.1.to_be_bytes());
-    let src_at = if v4 { l3 + ipv4::SRC } else { l3 + 8 };
-    if m.ip_src == backend.0 {
+    put_addr(b, addr_at, to.0, v4);
+    b[port_at..port_at + 2].copy_from_slice(&to.1.to_be_bytes());
+    let outer = if end == End::Dst { &mut m.ip_src } else { &mut m.ip_dst };
+    if *outer == from.0 {
         if v4 {
-            let d = word_change(words(backend.0, v4), words(vip.0, v4));
-            adjust_checksum(&mut b[l3 + ipv4::CHECKSUM..l3 + ipv4::CHECKSUM + 2], d, true);
+            adjust_checksum(&mut b[l3 + ipv4::CHECKSUM..l3 + ipv4::CHECKSUM + 2], d_addr, true);
         }
-        put_addr(b, src_at, vip.0, v4);
-        m.ip_src = vip.0;
+        put_addr(b, outer_at, to.0, v4);
+        *outer = to.0;
     }
     // The message's checksum anew: the quote changed in several places, and an error
     // is short.
@@ -93,7 +99,7 @@ pub fn rewrite_error<F: Frame>(f: &mut F, m: &mut Meta, backend: (IpKey, u16), v
     b[l4 + 3] = 0;
     let mut sum = ones_sum(&b[l4..ip_end]);
     if !v4 {
-        sum += ones_sum(&b[src_at..src_at + 32]) + (ip_end - l4) as u32 + ipv4::PROTO_ICMPV6 as u32;
+        sum += ones_sum(&b[l3 + 8..l3 + 40]) + (ip_end - l4) as u32 + ipv4::PROTO_ICMPV6 as u32;
     }
     b[l4 + 2..l4 + 4].copy_from_slice(&checksum(sum).to_be_bytes());
     true

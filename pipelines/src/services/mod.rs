@@ -9,7 +9,7 @@
 //! from a backend find the session by its own key and leave from the VIP again.
 pub mod affinity;
 pub mod counters;
-mod icmp;
+pub mod icmp;
 pub mod maglev;
 mod nat;
 pub mod outside;

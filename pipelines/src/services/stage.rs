@@ -305,7 +305,7 @@ fn reverse_error<F: Frame>(services: &ServiceTables, at: At, f: &mut F, m: &mut 
         _ => return Ok(()),
     };
     at.track(None, None, f, m)?;
-    if !rewrite_error(f, m, quoted.dst, vip) {
+    if !rewrite_error(f, m, End::Dst, quoted.dst, vip) {
         return Err(DropReason::CtInvalid);
     }
     Ok(())

@@ -593,6 +593,32 @@ mod stage {
     }
 
     #[test]
+    fn an_icmp_error_from_outside_reaches_the_masqueraded_vm() {
+        let table = Arc::new(CtTable::new(64, 1, 16));
+        table.enable_nat(|_, _| 0);
+        let t = north_south(&table, &[2]);
+        let sent = udp4(GATEWAY_MAC, mac(1), (ip(1), 1234), (OUT, 9001));
+        let (f, m) = run(&t, CLIENT, &[sent.clone()]);
+        assert_eq!(m[0].action, Action::Tx(UPLINK), "{:?}", m[0]);
+        let port = field(f[0].bytes(), 34, 2) as u16;
+        assert!(port >= 32768, "a masquerade port: {port}");
+        // Nobody listens there: host OUT says so about what the host sent.
+        let error = unreachable(HOST_MAC, OUT_MAC, OUT, HOST, f[0].bytes());
+        let (f, m) = run_uplink(&t, &[error]);
+        assert_eq!(m[0].action, Action::Tx(CLIENT), "{:?}", m[0]);
+        let b = f[0].bytes();
+        assert_eq!(field(b, 30, 4) as u32, ip(1), "to the VM");
+        assert!(crate::wire::ipv4::checksum_ok(&b[14..34]));
+        assert_eq!(crate::wire::fold(ones_sum(&b[34..])), 0xffff, "ICMP checksum");
+        let quote = &b[42..];
+        assert_eq!((u32::from_be_bytes(quote[12..16].try_into().unwrap()), field(quote, 20, 2) as u16), (ip(1), 1234));
+        assert!(crate::wire::ipv4::checksum_ok(&quote[..20]), "the quoted header's checksum");
+        let udp = &quote[20..];
+        let pseudo = ones_sum(&quote[12..20]) + 17 + udp.len() as u32;
+        assert_eq!(crate::wire::fold(pseudo + ones_sum(udp)), 0xffff, "the quoted UDP checksum");
+    }
+
+    #[test]
     fn the_outside_reaches_a_node_port_and_the_backend_answers_from_it() {
         let table = Arc::new(CtTable::new(64, 1, 16));
         table.enable_nat(|_, _| 0);

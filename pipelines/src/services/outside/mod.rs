@@ -11,9 +11,13 @@ mod node_port;
 pub use echo::{ip4_echo, ECHO_REQUEST};
 pub use masquerade::SNAT_PORTS;
 
-use super::At;
+use super::{
+    icmp::{is_error, rewrite_error},
+    At, End,
+};
 use crate::{
     conntrack::{
+        key::{classify, Kind},
         table::{hash, Found},
         CtKey, NatKey, Tuple,
     },
@@ -100,6 +104,9 @@ pub fn from_outside<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mut Meta) ->
     if ip4_echo(m, ECHO_REPLY) {
         return returning_echo(t, at, f, m);
     }
+    if m.proto == ipv4::PROTO_ICMP && m.l4 != 0 && !m.fragment && is_error(f.head(), m) {
+        return error_to_inside(t, at, f, m);
+    }
     if !ip4_ports(m) {
         return None;
     }
@@ -113,6 +120,25 @@ pub fn from_outside<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mut Meta) ->
         Ok(()) => deliver(t, f, m),
         Err(r) => Action::Drop(r),
     })
+}
+
+/// An ICMP error from outside about a masqueraded connection (a port unreachable, a
+/// fragmentation needed): its quote, of the packet as the host sent it, goes back to the
+/// VM's address and port, and so does the error.
+fn error_to_inside<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mut Meta) -> Option<Action> {
+    let (_, Kind::Error(quoted)) = classify(f.head(), f.len(), m, OUTSIDE) else { return None };
+    let (key, _) = quoted.key();
+    let found = at.table.lookup(&key, hash(&key))?;
+    let nat = at.table.nat_of(found.index)?;
+    let inside = other_end(&nat.key, quoted.dst)?;
+    if let Err(r) = at.track(None, None, f, m) {
+        return Some(Action::Drop(r));
+    }
+    if !rewrite_error(f, m, End::Src, quoted.src, inside) {
+        return Some(Action::Drop(DropReason::CtInvalid));
+    }
+    m.vni = nat.key.zone;
+    Some(deliver(t, f, m))
 }
 
 /// Ports tried for a new masqueraded connection before it is refused.
