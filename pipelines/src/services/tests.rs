@@ -598,7 +598,7 @@ mod stage {
         table.enable_nat(|_, _| 0);
         let t = north_south(&table, &[2]);
         let sent = udp4(GATEWAY_MAC, mac(1), (ip(1), 1234), (OUT, 9001));
-        let (f, m) = run(&t, CLIENT, &[sent.clone()]);
+        let (f, m) = run(&t, CLIENT, &[sent]);
         assert_eq!(m[0].action, Action::Tx(UPLINK), "{:?}", m[0]);
         let port = field(f[0].bytes(), 34, 2) as u16;
         assert!(port >= 32768, "a masquerade port: {port}");
