@@ -45,8 +45,6 @@ impl LearnEvent {
 /// The VNI of events about the underlay (no network has it).
 pub const UNDERLAY: u32 = 0;
 
-impl LearnEvent {}
-
 /// Where a core puts what it hands to the control plane: a bounded ring in the
 /// switch, a Vec in tests. `push` returns false when full; the caller counts the loss.
 pub trait Sink<T> {

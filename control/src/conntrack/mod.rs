@@ -248,15 +248,11 @@ impl Conntrack {
     /// The Prometheus families of connection tracking (nothing until a table exists).
     /// From the cores' counters alone: a scrape never walks the table.
     pub fn metrics(&self) -> String {
-        use std::fmt::Write;
         let Some(t) = &self.table else { return String::new() };
         let sum = |f: fn(&table::Part) -> u64| t.parts().iter().map(f).sum::<u64>();
         let mut out = String::new();
         let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, v) in samples {
-                let _ = writeln!(out, "{name}{labels} {v}");
-            }
+            crate::stats::metrics::family(&mut out, name, kind, help, samples.iter().cloned())
         };
         let one = |v: u64| [(String::new(), v)];
         family(

@@ -2,7 +2,7 @@
 //! quickly at first, refreshed before they expire; answers come back from the cores.
 use super::{ArpEntry, Overlay, ARP_FAST_TRIES, ARP_REFRESH, ARP_RETRY_FAST, ARP_RETRY_SLOW, ARP_TTL};
 use crate::ports::PortRef;
-use pipelines::wire::{arp, Mac};
+use pipelines::wire::arp;
 use std::{collections::BTreeSet, net::Ipv4Addr, time::Instant};
 
 impl Overlay {
@@ -46,14 +46,7 @@ impl Overlay {
             }
             e.tries += 1;
             e.next_try = now + if e.tries < ARP_FAST_TRIES { ARP_RETRY_FAST } else { ARP_RETRY_SLOW };
-            let req = arp::Arp {
-                op: arp::OP_REQUEST,
-                sender_mac: vtep.mac,
-                sender_ip: vtep.ip,
-                target_mac: Mac::default(),
-                target_ip: u32::from(nh),
-            };
-            out.push(arp::frame(Mac::BROADCAST, vtep.mac, &req));
+            out.push(arp::request(vtep.mac, vtep.ip, u32::from(nh)));
         }
         out
     }

@@ -174,8 +174,7 @@ fn build(
     }
     // Each backend's permutation comes from its address as text: the same table on
     // every switch for the same backends.
-    let keys: Vec<String> =
-        spec.backends.iter().map(|b| b.rsplit_once('@').map_or(b.as_str(), |(a, _)| a).to_string()).collect();
+    let keys: Vec<String> = spec.backends.iter().map(|b| backend_addr(b)).collect();
     let weighted: Vec<(&[u8], u32)> = keys.iter().zip(&weights).map(|(k, w)| (k.as_bytes(), *w)).collect();
     let maglev = Maglev::build(size, &weighted);
     let warning = (!backends.is_empty() && (size as usize) < 100 * backends.len()).then(|| {
@@ -329,7 +328,6 @@ impl Services {
 
     /// The Prometheus families of services: what each backend was sent.
     pub fn metrics(&self) -> String {
-        use std::fmt::Write;
         if self.list.is_empty() {
             return String::new();
         }
@@ -340,16 +338,14 @@ impl Services {
             ("vswitch_service_backend_bytes_total", "Bytes sent to a service's backend (client to backend)."),
         ];
         for (k, (name, help)) in families.iter().enumerate() {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for c in self.list.values() {
-                for i in 0..c.built.backends.len() {
-                    let labels = crate::stats::metrics::labels(&[
-                        ("service", &c.spec.name),
-                        ("backend", &backend_addr(&c.spec.backends[i])),
-                    ]);
-                    let _ = writeln!(out, "{name}{labels} {}", self.counts(c, i)[k]);
-                }
-            }
+            let samples = self.list.values().flat_map(|c| {
+                (0..c.built.backends.len()).map(move |i| {
+                    let backend = backend_addr(&c.spec.backends[i]);
+                    let labels = crate::stats::metrics::labels(&[("service", &c.spec.name), ("backend", &backend)]);
+                    (labels, self.counts(c, i)[k])
+                })
+            });
+            crate::stats::metrics::family(&mut out, name, "counter", help, samples);
         }
         out
     }

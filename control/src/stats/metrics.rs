@@ -15,14 +15,25 @@ use tokio::{
 /// What the HTTP side asks the switch task for: the rendered page.
 pub type PageRequest = oneshot::Sender<String>;
 
+/// Writes one metric family to `out`: its help and type, then each (labels, value).
+pub fn family<V: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (String, V)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, v) in samples {
+        let _ = writeln!(out, "{name}{labels} {v}");
+    }
+}
+
 /// Renders every metric family.
 pub fn render(ports: &[PortStatsView], cores: &[CoreView], mempool: &MempoolView, capture_lost: u64) -> String {
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, samples: &mut dyn Iterator<Item = (String, f64)>| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, v) in samples {
-            let _ = writeln!(out, "{name}{labels} {v}");
-        }
+        family(&mut out, name, kind, help, samples)
     };
     type PortField = fn(&PortStatsView) -> u64;
     const PORT: [(&str, &str, PortField); 8] = [

@@ -16,6 +16,18 @@ pub struct CtKey {
     pub hi: (IpKey, u16),
 }
 
+impl CtKey {
+    /// The end of the key that is not `end`, if `end` is one of its ends.
+    #[inline]
+    pub fn other_end(&self, end: (IpKey, u16)) -> Option<(IpKey, u16)> {
+        match end {
+            e if e == self.lo => Some(self.hi),
+            e if e == self.hi => Some(self.lo),
+            _ => None,
+        }
+    }
+}
+
 /// A key as a session stores it: both addresses in two words each, then the zone (a
 /// VNI: 24 bits), protocol and ports in one.
 pub(super) type KeyWords = [u64; 5];

@@ -3,18 +3,11 @@
 //! answers the gateway (and the switch learns the answer); sent by the control plane to
 //! the network's local VM ports.
 use super::GATEWAY_MAC;
-use crate::wire::{arp, checksum, ones_sum, Mac};
+use crate::wire::{arp, checksum, ones_sum};
 
 /// An ARP request from the gateway's IPv4 address `from` for `target`.
 pub fn arp_request(from: u32, target: u32) -> [u8; 60] {
-    let req = arp::Arp {
-        op: arp::OP_REQUEST,
-        sender_mac: GATEWAY_MAC,
-        sender_ip: from,
-        target_mac: Mac::default(),
-        target_ip: target,
-    };
-    arp::frame(Mac::BROADCAST, GATEWAY_MAC, &req)
+    arp::request(GATEWAY_MAC, from, target)
 }
 
 /// Bytes of a neighbour solicitation with a source link-layer address option.

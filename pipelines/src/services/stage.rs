@@ -3,7 +3,7 @@
 //! choice.
 use super::{
     icmp::{is_error, rewrite_error},
-    outside::{ip4_echo, is_outside, masquerade, route_out, ECHO_REQUEST},
+    outside::{ip4_echo, masquerade, route_out, ECHO_REQUEST, OUTSIDE},
     rewrite, Backend, End, Service, ServiceTables, Vip,
 };
 use crate::{
@@ -12,10 +12,10 @@ use crate::{
         self,
         key::{classify, Kind},
         table::{hash, Found},
-        Checkpoint, CtPort, CtTable, NatKey, Tuple,
+        Checkpoint, CtKey, CtPort, CtTable, NatKey, Tuple,
     },
     gateway::{set_macs, spend_hop, GATEWAY_MAC},
-    meta::{Action, Meta},
+    meta::{Action, IpKey, Meta},
     parse::parse,
     tables::L2Tables,
     wire::ipv4,
@@ -176,11 +176,7 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
                 Seen::Out => masquerade(t, &at, f, m).map(Some),
                 _ => continue,
             };
-            match done {
-                Ok(Some(routed)) => m.action = routed,
-                Ok(None) => {}
-                Err(r) => m.action = Action::Drop(r),
-            }
+            settle(m, done);
             unresolved |= m.action == Action::Drop(DropReason::NexthopUnresolved);
         }
     }
@@ -198,6 +194,13 @@ pub fn from_backend<F: Frame>(t: &L2Tables, at: At, f: &mut F, m: &mut Meta) {
     } else {
         return;
     };
+    settle(m, done);
+}
+
+/// What a step of the stage decided for `m`: routed (its action), nothing (it goes on
+/// to switching), or a drop.
+#[inline]
+fn settle(m: &mut Meta, done: Result<Option<Action>, DropReason>) {
     match done {
         Ok(Some(routed)) => m.action = routed,
         Ok(None) => {}
@@ -228,19 +231,9 @@ fn translate<F: Frame>(vip: &Vip, h: u64, at: At, f: &mut F, m: &mut Meta) -> Re
     let held = at.table.lookup_nat(&vip_key, h).and_then(|found| Some((found, at.table.key_of(found.index)?)));
     // The session's client end is the client, or the VIP for a hairpin connection.
     let hairpin_end = (svc.vip, m.sport);
-    let held = held.map(|(found, k)| (found, if k.lo == client || k.lo == hairpin_end { k.hi } else { k.lo }));
-    let place = held.and_then(|(_, b)| svc.index_of(Backend { ip: b.0, port: b.1 }));
-    let (i, kept) = match (held, place) {
-        (Some((found, _)), Some(i)) => (i, Some(found)),
-        // Its backend was removed: the connection ends here (this packet goes to a new
-        // pick, whose answer to a connection it does not know is a reset).
-        (stale, _) => {
-            if let (Some((found, _)), false) = (stale, at.dry) {
-                at.table.kill(found.index, found.gen);
-            }
-            (svc.pick(client.0, h, at.now, at.seed, at.dry).ok_or(DropReason::NoBackend)?, None)
-        }
-    };
+    let backend_end = |k: &CtKey| k.other_end(client).or_else(|| k.other_end(hairpin_end));
+    let pick = || svc.pick(client.0, h, at.now, at.seed, at.dry);
+    let (i, kept) = held_or_picked(svc, &at, held, backend_end, pick)?;
     let b = svc.backends.get(i as usize).ok_or(DropReason::NoBackend)?;
     if !at.dry {
         vip.counters.count(at.core, i as usize, f.len() as u64, kept.is_none());
@@ -262,6 +255,29 @@ fn translate<F: Frame>(vip: &Vip, h: u64, at: At, f: &mut F, m: &mut Meta) -> Re
     Ok(kept)
 }
 
+/// The place of the backend that connection `held` (its session, found by its `Nat`
+/// key, with its own key) holds, named by `backend_end` of that key, and the session,
+/// while that backend is still one of `svc`'s; otherwise the session ends (the
+/// connection is over: `pick`'s new backend answers it with a reset) and `pick` chooses.
+pub(super) fn held_or_picked(
+    svc: &Service,
+    at: &At,
+    held: Option<(Found, CtKey)>,
+    backend_end: impl Fn(&CtKey) -> Option<(IpKey, u16)>,
+    pick: impl FnOnce() -> Option<u16>,
+) -> Result<(u16, Option<Found>), DropReason> {
+    let place = held.and_then(|(_, k)| backend_end(&k)).and_then(|b| svc.index_of(Backend { ip: b.0, port: b.1 }));
+    match (held, place) {
+        (Some((found, _)), Some(i)) => Ok((i, Some(found))),
+        (stale, _) => {
+            if let (Some((found, _)), false) = (stale, at.dry) {
+                at.table.kill(found.index, found.gen);
+            }
+            Ok((pick().ok_or(DropReason::NoBackend)?, None))
+        }
+    }
+}
+
 /// A backend's packet to its client: from the VIP again (and, for a client outside that
 /// came by a NodePort, routed out by the uplink: `Some`).
 fn reverse<F: Frame>(t: &L2Tables, at: At, f: &mut F, m: &mut Meta) -> Result<Option<Action>, DropReason> {
@@ -274,18 +290,16 @@ fn reverse<F: Frame>(t: &L2Tables, at: At, f: &mut F, m: &mut Meta) -> Result<Op
     // (hairpin, sent to the VIP and its own source port): also its destination becomes
     // itself again.
     let hairpin_end = (m.ip_src, m.dport);
-    let (vip, to) = if nat.key.lo == client || nat.key.hi == client {
-        (if nat.key.lo == client { nat.key.hi } else { nat.key.lo }, None)
-    } else if nat.key.lo == hairpin_end || nat.key.hi == hairpin_end {
-        (if nat.key.lo == hairpin_end { nat.key.hi } else { nat.key.lo }, Some(hairpin_end))
-    } else {
-        return Ok(None);
+    let (vip, to) = match (nat.key.other_end(client), nat.key.other_end(hairpin_end)) {
+        (Some(vip), _) => (vip, None),
+        (None, Some(vip)) => (vip, Some(hairpin_end)),
+        (None, None) => return Ok(None),
     };
     at.track(None, Some(found), f, m)?;
     if !rewrite(f, m, End::Src, vip.0, vip.1) || to.is_some_and(|(ip, port)| !rewrite(f, m, End::Dst, ip, port)) {
         return Err(DropReason::CtInvalid);
     }
-    Ok(is_outside(nat.key.zone).then(|| route_out(t, f, m)))
+    Ok((nat.key.zone == OUTSIDE).then(|| route_out(t, f, m)))
 }
 
 /// An ICMP error a backend (or a host on its way) sent about a connection to a VIP:
@@ -298,12 +312,8 @@ fn reverse_error<F: Frame>(services: &ServiceTables, at: At, f: &mut F, m: &mut 
     let (key, _) = quoted.key();
     let Some(found) = at.table.lookup(&key, hash(&key)) else { return Ok(()) };
     let Some(nat) = at.table.nat_of(found.index) else { return Ok(()) };
-    let vip = match quoted.src {
-        c if c == nat.key.lo => nat.key.hi,
-        c if c == nat.key.hi => nat.key.lo,
-        // (A hairpin connection's: its quote's source is the VIP; left as it is.)
-        _ => return Ok(()),
-    };
+    // (A hairpin connection's quote has the VIP as its source: left as it is.)
+    let Some(vip) = nat.key.other_end(quoted.src) else { return Ok(()) };
     at.track(None, None, f, m)?;
     if !rewrite_error(f, m, End::Dst, quoted.dst, vip) {
         return Err(DropReason::CtInvalid);

@@ -49,6 +49,12 @@ impl Arp {
     }
 }
 
+/// A broadcast request from `sender_mac` at `sender_ip`: who has `target_ip`?
+pub fn request(sender_mac: Mac, sender_ip: u32, target_ip: u32) -> [u8; 60] {
+    let req = Arp { op: OP_REQUEST, sender_mac, sender_ip, target_mac: Mac::default(), target_ip };
+    frame(Mac::BROADCAST, sender_mac, &req)
+}
+
 /// A whole Ethernet frame carrying `arp` (padded to the 60-byte minimum).
 pub fn frame(dst: Mac, src: Mac, arp: &Arp) -> [u8; 60] {
     let mut f = [0u8; 60];

@@ -4,7 +4,7 @@ use super::{deliver, leave, OUTSIDE, SNAT_TRIES};
 use crate::{
     conntrack::{table::hash, CtKey, Tuple},
     meta::{ipv4_key, Action, IpKey, Meta},
-    services::{maglev::fmix64, At, End},
+    services::{maglev::fmix64, nat::words, At, End},
     tables::L2Tables,
     wire::ipv4,
     DropReason, Frame,
@@ -42,8 +42,7 @@ fn rewrite_echo<F: Frame>(f: &mut F, m: &mut Meta, end: End, ip: IpKey, id: u16)
     }
     let at = if end == End::Src { l3 + ipv4::SRC } else { l3 + ipv4::DST };
     let old_ip = u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-    let words = |a: u32| [(a >> 16) as u16, a as u16].into_iter();
-    let d = crate::wire::word_change(words(old_ip), words(ip as u32));
+    let d = crate::wire::word_change(words(old_ip as IpKey, true), words(ip, true));
     crate::wire::adjust_checksum(&mut b[l3 + ipv4::CHECKSUM..l3 + ipv4::CHECKSUM + 2], d, true);
     b[at..at + 4].copy_from_slice(&(ip as u32).to_be_bytes());
     crate::wire::update_checksum(&mut b[l4 + 2..l4 + 4], old_id, id);

@@ -1,7 +1,7 @@
 //! Egress masquerade (`network add --snat`): a VM's connection to an address outside
 //! its network leaves from the host's address, at the VM's own port when it is free
 //! there; replies find the session by its outside key and go back to the VM.
-use super::{ip4_ports, leave, other_end, OUTSIDE, SNAT_TRIES};
+use super::{ip4_ports, leave, OUTSIDE, SNAT_TRIES};
 use crate::{
     conntrack::{
         table::{hash, Found},
@@ -41,7 +41,7 @@ pub(super) fn masquerade_ports<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &m
     let (inside, _) = Tuple::of_ports(m).key();
     let h = hash(&inside);
     let found = at.table.lookup_nat(&inside, h);
-    let held = found.and_then(|s| at.table.key_of(s.index)).and_then(|k| other_end(&k, (m.ip_dst, m.dport)));
+    let held = found.and_then(|s| at.table.key_of(s.index)).and_then(|k| k.other_end((m.ip_dst, m.dport)));
     let port = match held {
         Some((ip, port)) if ip == host => port,
         _ => free_port(at, m, host, h).ok_or(DropReason::SnatNoPort)?,
@@ -54,7 +54,7 @@ pub(super) fn masquerade_ports<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &m
 /// which `lookup` does not find.)
 pub(super) fn returning<F: Frame>(at: &At, found: Found, f: &mut F, m: &mut Meta) -> Option<Result<(), DropReason>> {
     let nat = at.table.nat_of(found.index)?;
-    let inside = other_end(&nat.key, (m.ip_src, m.sport))?;
+    let inside = nat.key.other_end((m.ip_src, m.sport))?;
     if let Err(r) = at.track(None, Some(found), f, m) {
         return Some(Err(r));
     }

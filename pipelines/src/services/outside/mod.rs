@@ -22,7 +22,7 @@ use crate::{
         CtKey, NatKey, Tuple,
     },
     gateway::{set_macs, spend_hop, GATEWAY_MAC},
-    meta::{ipv4_key, Action, IpKey, Meta},
+    meta::{ipv4_key, Action, Meta},
     tables::{FibTarget, L2Tables},
     wire::ipv4,
     DropReason, Frame,
@@ -30,15 +30,9 @@ use crate::{
 use echo::{returning_echo, ECHO_REPLY};
 use masquerade::returning;
 
-/// The zone of sessions' outside keys: hashed apart from every VNI's; a key read back
-/// from the table keeps only its low 24 bits (`is_outside`).
-pub const OUTSIDE: u32 = 1 << 30;
-
-/// Whether a zone read back from the table is `OUTSIDE` (no network has zone 0).
-#[inline]
-pub fn is_outside(zone: u32) -> bool {
-    zone == OUTSIDE & crate::conntrack::key::ZONE_BITS
-}
+/// The zone of sessions' outside keys: 0, which no network has (a VNI is 1 or more),
+/// and which a key keeps as it is when read back from the table (24 bits).
+pub const OUTSIDE: u32 = 0;
 
 /// A packet that may be translated here: TCP or UDP over IPv4, whole.
 #[inline]
@@ -84,15 +78,6 @@ fn deliver<F: Frame>(t: &L2Tables, f: &mut F, m: &mut Meta) -> Action {
     }
 }
 
-/// The end of `k` that is not `not`.
-fn other_end(k: &CtKey, not: (IpKey, u16)) -> Option<(IpKey, u16)> {
-    match not {
-        n if n == k.lo => Some(k.hi),
-        n if n == k.hi => Some(k.lo),
-        _ => None,
-    }
-}
-
 /// A packet from outside by the uplink, to the host's address: a reply of a
 /// masqueraded connection, or to a NodePort. None: neither (the uplink's drop stands).
 pub fn from_outside<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mut Meta) -> Option<Action> {
@@ -130,7 +115,7 @@ fn error_to_inside<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mut Meta) -> 
     let (key, _) = quoted.key();
     let found = at.table.lookup(&key, hash(&key))?;
     let nat = at.table.nat_of(found.index)?;
-    let inside = other_end(&nat.key, quoted.dst)?;
+    let inside = nat.key.other_end(quoted.dst)?;
     if let Err(r) = at.track(None, None, f, m) {
         return Some(Action::Drop(r));
     }

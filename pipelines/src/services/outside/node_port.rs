@@ -1,10 +1,9 @@
 //! NodePort (`service add --node-port`): the outside reaches a service at a port of the
 //! host's address; a host port mapping is a service with only that.
-use super::other_end;
 use crate::{
     conntrack::{CtKey, NatKey},
     meta::Meta,
-    services::{rewrite, At, Backend, End, ServiceTables},
+    services::{rewrite, stage::held_or_picked, At, End, ServiceTables},
     DropReason, Frame,
 };
 
@@ -22,22 +21,10 @@ pub(super) fn node_port<F: Frame>(
     let np = services.at_node_port(m.dport, m.proto)?;
     let svc = &np.vip.service;
     let client = (m.ip_src, m.sport);
-    let held = at.table.lookup_nat(&outside, h);
-    let kept = held
-        .and_then(|s| Some((s, at.table.key_of(s.index)?)))
-        .and_then(|(s, k)| Some((s, other_end(&k, client)?)))
-        .and_then(|(s, b)| Some((s, svc.index_of(Backend { ip: b.0, port: b.1 })?)));
-    let (i, found) = match (kept, held) {
-        (Some((s, i)), _) => (i, Some(s)),
-        (None, stale) => {
-            if let (Some(s), false) = (stale, at.dry) {
-                at.table.kill(s.index, s.gen);
-            }
-            match np.pick_local(h) {
-                Some(i) => (i, None),
-                None => return Some(Err(DropReason::NoBackend)),
-            }
-        }
+    let held = at.table.lookup_nat(&outside, h).and_then(|s| Some((s, at.table.key_of(s.index)?)));
+    let (i, found) = match held_or_picked(svc, at, held, |k| k.other_end(client), || np.pick_local(h)) {
+        Ok(picked) => picked,
+        Err(r) => return Some(Err(r)),
     };
     let Some(b) = svc.backends.get(i as usize) else { return Some(Err(DropReason::NoBackend)) };
     if !at.dry {
