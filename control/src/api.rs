@@ -8,8 +8,8 @@
 use serde::{de::Error as _, Deserialize, Deserializer, Serialize, Serializer};
 
 pub use crate::{
-    acl::api::*, apply::api::*, capture::api::*, conntrack::api::*, endpoints::api::*, overlay::api::*, ports::api::*,
-    qos::api::*, services::api::*, sflow::api::*, stats::api::*, trace::api::*, xconnect::api::*,
+    acl::api::*, apply::api::*, capture::api::*, cni::api::*, conntrack::api::*, endpoints::api::*, overlay::api::*,
+    ports::api::*, qos::api::*, services::api::*, sflow::api::*, stats::api::*, trace::api::*, xconnect::api::*,
 };
 
 /// Bumped when a request or reply changes incompatibly.
@@ -40,6 +40,7 @@ pub enum Request {
     Conntrack(CtRequest),
     Endpoint(EndpointRequest),
     Service(ServiceRequest),
+    Cni(CniRequest),
 }
 
 impl Serialize for Request {
@@ -58,6 +59,7 @@ impl Serialize for Request {
             Request::Conntrack(r) => r.serialize(s),
             Request::Endpoint(r) => r.serialize(s),
             Request::Service(r) => r.serialize(s),
+            Request::Cni(r) => r.serialize(s),
         }
     }
 }
@@ -90,7 +92,8 @@ impl<'de> Deserialize<'de> for Request {
             .or_else(|| feature(&v, Request::Stats))
             .or_else(|| feature(&v, Request::Conntrack))
             .or_else(|| feature(&v, Request::Endpoint))
-            .or_else(|| feature(&v, Request::Service));
+            .or_else(|| feature(&v, Request::Service))
+            .or_else(|| feature(&v, Request::Cni));
         match found {
             Some(r) => r.map_err(D::Error::custom),
             None => Err(D::Error::custom(format!("unknown command {cmd:?} (vswitchctl --help lists them)"))),
@@ -101,7 +104,17 @@ impl<'de> Deserialize<'de> for Request {
 impl Request {
     /// Requests that change the desired state (and are written to disk before the reply).
     pub fn is_change(&self) -> bool {
-        matches!(self, Request::Port(PortRequest::PortAdd(_) | PortRequest::PortDel { .. }) | Request::Xconnect(_))
+        matches!(
+            self,
+            Request::Port(PortRequest::PortAdd(_) | PortRequest::PortDel { .. })
+                | Request::Xconnect(_)
+                | Request::Cni(
+                    CniRequest::CniAdd(_)
+                        | CniRequest::CniDel(_)
+                        | CniRequest::CniGc { .. }
+                        | CniRequest::IpamRelease { .. }
+                )
+        )
     }
 }
 

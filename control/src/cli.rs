@@ -74,6 +74,11 @@ impl Ctl {
 /// part lines (`{"version":1,"part":"...","last":false}`), which the daemon joins
 /// before it parses them: all or nothing as one request.
 pub fn call(socket: &Path, req: &Request) -> Result<Response, String> {
+    call_within(socket, req, None)
+}
+
+/// `call`, giving up once sending or waiting for the reply takes longer than `timeout`.
+pub fn call_within(socket: &Path, req: &Request, timeout: Option<std::time::Duration>) -> Result<Response, String> {
     let mut stream = UnixStream::connect(socket).map_err(|e| {
         format!(
             "cannot connect to vswitchd at {}: {e}\nIs vswitchd running? Start it with `vswitchd -- -l 0-1` (add `--no-huge -m 512 --no-pci` without hugepages), \
@@ -81,6 +86,7 @@ pub fn call(socket: &Path, req: &Request) -> Result<Response, String> {
             socket.display()
         )
     })?;
+    stream.set_read_timeout(timeout).and_then(|()| stream.set_write_timeout(timeout)).map_err(|e| e.to_string())?;
     let line = serde_json::to_string(&Envelope { version: PROTOCOL_VERSION, request: req.clone() })
         .map_err(|e| e.to_string())?;
     let mut out = Vec::with_capacity(line.len() + 64);

@@ -4,6 +4,7 @@
 pub use crate::xconnect::api::Xconnect;
 use crate::{
     acl::api::{AclAction, AclRuleSpec},
+    cni::api::{AttachmentSpec, LeaseSpec},
     conntrack::api::StatefulSpec,
     endpoints::api::EndpointSpec,
     overlay::api::{FibSpec, NeighSpec, NetworkSpec, VtepSpec},
@@ -58,6 +59,12 @@ pub struct DesiredState {
     /// Services: VIPs spread over backends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ServiceSpec>,
+    /// Containers attached by the CNI plugin (their runtime's, not the operator's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentSpec>,
+    /// Addresses the built-in IPAM gave workloads.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leases: Vec<LeaseSpec>,
 }
 
 impl DesiredState {

@@ -180,6 +180,8 @@ fn op(kind: u8, a: u8, b: u8) -> Op {
             mac: mac(b),
             port: (!b.is_multiple_of(3)).then(|| vm(a).into()),
             vtep: b.is_multiple_of(3).then(|| ip(a)),
+            container: None,
+            netns: None,
         })),
         _ => Op::Endpoint(EndpointRequest::EndpointDel {
             vni: vni(a),

@@ -35,9 +35,13 @@ pub fn tsc() -> u64 {
     }
 }
 
-/// The most ethdev ports DPDK was built for (`RTE_MAX_ETHPORTS`); port ids index
-/// per-core arrays of this size.
-pub const MAX_PORTS: usize = dpdk_sys::RTE_MAX_ETHPORTS as usize;
+/// The most ethdev ports DPDK was built for (`RTE_MAX_ETHPORTS`): ethdevs take the
+/// port ids below it.
+pub const MAX_ETHDEVS: usize = dpdk_sys::RTE_MAX_ETHPORTS as usize;
+/// The most ports the switch holds: ethdevs, and kernel ports (a container host's
+/// pods) above them. Port ids index per-core arrays of this size.
+pub const MAX_PORTS: usize = 256;
+const _: () = assert!(MAX_ETHDEVS <= MAX_PORTS && MAX_PORTS <= u16::MAX as usize);
 
 /// Raises the soft limit on open files to the hard one and returns it: every API
 /// client, kernel-port queue and journal holds a descriptor, and the soft limit is

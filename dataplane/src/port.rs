@@ -1,5 +1,5 @@
 //! An ethdev port made from a DPDK devargs string at run time.
-use crate::{log, mempool::PktPool, vhost::VhostOffloads, DpdkError, MAX_PORTS};
+use crate::{log, mempool::PktPool, vhost::VhostOffloads, DpdkError, MAX_ETHDEVS};
 use std::{
     ffi::{CStr, CString},
     sync::Arc,
@@ -411,7 +411,7 @@ fn ports_matching(devargs: &CStr) -> Vec<u16> {
         }
         loop {
             let id = dpdk_sys::rte_eth_iterator_next(&mut iter);
-            if id as usize >= MAX_PORTS {
+            if id as usize >= MAX_ETHDEVS {
                 break;
             }
             ids.push(id);

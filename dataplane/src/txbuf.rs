@@ -20,7 +20,46 @@ use pipelines::{
     DropReason, Frame, BURST,
 };
 
-const _: () = assert!(MAX_PORTS <= 64, "the dirty mask is a u64");
+const _: () = assert!(MAX_PORTS.is_multiple_of(64), "the dirty mask is whole words");
+/// Words of the dirty mask.
+const DIRTY_WORDS: usize = MAX_PORTS / 64;
+
+/// Ports with packets waiting, one bit each. Most rounds touch a port or two: the
+/// words are looked at only while any bit is set.
+#[derive(Default)]
+struct Dirty {
+    words: [u64; DIRTY_WORDS],
+    /// Bit w: word w has a bit set.
+    any: u64,
+}
+
+impl Dirty {
+    #[inline(always)]
+    fn set(&mut self, port: u16) {
+        let w = port as usize / 64;
+        self.words[w] |= 1 << (port % 64);
+        self.any |= 1 << w;
+    }
+
+    #[inline(always)]
+    fn clear(&mut self, port: u16) {
+        let w = port as usize / 64;
+        self.words[w] &= !(1 << (port % 64));
+        if self.words[w] == 0 {
+            self.any &= !(1 << w);
+        }
+    }
+
+    /// The lowest port with packets waiting.
+    #[inline(always)]
+    fn first(&self) -> Option<u16> {
+        if self.any == 0 {
+            return None;
+        }
+        let w = self.any.trailing_zeros() as usize;
+        Some((w * 64) as u16 + self.words[w].trailing_zeros() as u16)
+    }
+}
 
 struct TxBuf {
     len: usize,
@@ -54,8 +93,7 @@ impl TxBuf {
 pub(crate) struct TxBuffers<'a> {
     queue: u16,
     bufs: Box<[TxBuf]>,
-    /// Ports with packets waiting.
-    dirty: u64,
+    dirty: Dirty,
     /// Time inside the switch of every packet sent.
     pub(crate) latency: Box<Histogram>,
     /// A capture of what one port sends, when one is running.
@@ -72,7 +110,16 @@ impl TxBuffers<'_> {
     /// before the core starts polling.
     pub(crate) fn new<'a>(queue: u16, capture: &'a Capture, pool: &'a PktPool) -> TxBuffers<'a> {
         let bufs = (0..MAX_PORTS).map(|_| TxBuf::empty()).collect();
-        TxBuffers { queue, bufs, dirty: 0, latency: latency::histogram(), tap: None, capture, pool, sent_tsc: 0 }
+        TxBuffers {
+            queue,
+            bufs,
+            dirty: Dirty::default(),
+            latency: latency::histogram(),
+            tap: None,
+            capture,
+            pool,
+            sent_tsc: 0,
+        }
     }
 
     /// Queues up to `BURST` packets of `bytes` bytes in all for `port`; sends once a
@@ -106,7 +153,7 @@ impl TxBuffers<'_> {
         b.bytes += bytes;
         b.stamp(rx_tsc, pkts.len() as u32);
         b.len += pkts.len();
-        self.dirty |= 1 << port;
+        self.dirty.set(port);
         if b.len >= BURST {
             self.flush(snap, port, counters);
         }
@@ -142,7 +189,7 @@ impl TxBuffers<'_> {
         b.pkts[b.len] = m;
         b.stamp(rx_tsc, 1);
         b.len += 1;
-        self.dirty |= 1 << port;
+        self.dirty.set(port);
         if b.len >= BURST {
             self.flush(snap, port, counters);
         }
@@ -189,15 +236,14 @@ impl TxBuffers<'_> {
     /// Sends everything waiting on every port (end of a poll round).
     #[inline]
     pub(crate) fn flush_all(&mut self, snap: &Snapshot, counters: &CoreCounters) {
-        while self.dirty != 0 {
-            let port = self.dirty.trailing_zeros() as u16;
+        while let Some(port) = self.dirty.first() {
             self.flush(snap, port, counters);
         }
     }
 
     #[inline]
     fn flush(&mut self, snap: &Snapshot, port: u16, counters: &CoreCounters) {
-        self.dirty &= !(1 << port);
+        self.dirty.clear(port);
         let b = &mut self.bufs[port as usize];
         let (n, mut bytes) = (b.len, b.bytes);
         (b.len, b.bytes) = (0, 0);

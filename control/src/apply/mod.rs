@@ -87,6 +87,8 @@ pub fn validate_state(s: &DesiredState, workers: &[u32]) -> Result<(DesiredState
         conntrack_timeouts: ct.timeouts(),
         endpoints: Vec::new(),
         services: Vec::new(),
+        attachments: Vec::new(),
+        leases: Vec::new(),
     };
     if let Some(sf) = &s.sflow {
         crate::sflow::agent::validate(sf).map_err(|e| format!("sflow: {e}"))?;
@@ -98,9 +100,12 @@ pub fn validate_state(s: &DesiredState, workers: &[u32]) -> Result<(DesiredState
     eps.adopt(s, &ctx)?;
     let mut services = crate::services::Services::default();
     services.adopt(s, &ctx)?;
+    let mut cni = crate::cni::Cni::default();
+    cni.adopt(s, &ctx)?;
     let mut norm = norm;
     eps.desired(&mut norm);
     services.desired(&mut norm);
+    cni.desired(&mut norm);
     Ok((norm, ov))
 }
 

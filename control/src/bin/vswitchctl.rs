@@ -6,6 +6,7 @@ use control::{
     apply::cli::ApplyCmd,
     capture::cli::CaptureCmd,
     cli::{Ctl, Verb},
+    cni::cli::{AttachmentCmd, IpamCmd},
     conntrack::cli::ConntrackCmd,
     endpoints::cli::EndpointCmd,
     overlay::cli::OverlayCmd,
@@ -70,6 +71,12 @@ enum Cmd {
     /// Services: a virtual IP spread over backends (Maglev), reached through the gateway.
     #[command(subcommand)]
     Service(ServiceCmd),
+    /// The built-in IPAM of the CNI plugin: leases by workload.
+    #[command(subcommand)]
+    Ipam(IpamCmd),
+    /// Containers the CNI plugin attached.
+    #[command(subcommand)]
+    Attachment(AttachmentCmd),
     #[command(flatten)]
     Apply(ApplyCmd),
     #[command(flatten)]
@@ -102,6 +109,8 @@ fn main() -> ExitCode {
         Cmd::Conntrack(c) => c,
         Cmd::Endpoint(c) => c,
         Cmd::Service(c) => c,
+        Cmd::Ipam(c) => c,
+        Cmd::Attachment(c) => c,
         Cmd::Apply(c) => c,
         Cmd::Trace(c) => c,
         Cmd::Capture(c) => c,

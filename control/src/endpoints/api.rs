@@ -22,6 +22,12 @@ pub struct EndpointSpec {
     pub port: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vtep: Option<Ipv4Addr>,
+    /// The container it belongs to, when a CNI ADD wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// That container's network namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,9 +37,13 @@ pub struct EndpointView {
     pub mac: String,
     pub port: Option<String>,
     pub vtep: Option<Ipv4Addr>,
-    /// "static" (vswitchctl endpoint add, apply) or "learned" (from the VM's ARP/ND).
+    /// "static" (vswitchctl endpoint add, apply), "cni" (a container's attachment) or "learned" (from the VM's ARP/ND).
     pub source: String,
     /// Seconds since a learned address was last heard of.
     #[serde(default)]
     pub age: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
 }

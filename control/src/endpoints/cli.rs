@@ -45,6 +45,8 @@ impl Verb for EndpointCmd {
                 mac: mac.clone(),
                 port: port.clone(),
                 vtep: *vtep,
+                container: None,
+                netns: None,
             }),
             EndpointCmd::Del { vni, ip } => EndpointRequest::EndpointDel { vni: *vni, ip: *ip },
             EndpointCmd::List { vni } => EndpointRequest::EndpointList { vni: *vni },
@@ -58,10 +60,20 @@ impl Verb for EndpointCmd {
                 println!("no endpoints (add one with: vswitchctl endpoint add VNI IP MAC --port NAME)");
                 return Ok(());
             }
-            let mut rows = vec![header(&["VNI", "IP", "MAC", "PORT", "VTEP", "SOURCE", "AGE"])];
+            let cni = list.iter().any(|e| e.container.is_some());
+            let mut cols = vec!["VNI", "IP", "MAC", "PORT", "VTEP", "SOURCE", "AGE"];
+            if cni {
+                cols.extend(["CONTAINER", "NETNS"]);
+            }
+            let mut rows = vec![header(&cols)];
             for e in list {
                 let age = e.age.map_or("-".into(), |a| format!("{a}s"));
-                rows.push(vec![e.vni.to_string(), e.ip.to_string(), e.mac, opt(&e.port), opt(&e.vtep), e.source, age]);
+                let mut row =
+                    vec![e.vni.to_string(), e.ip.to_string(), e.mac, opt(&e.port), opt(&e.vtep), e.source, age];
+                if cni {
+                    row.extend([opt(&e.container), opt(&e.netns)]);
+                }
+                rows.push(row);
             }
             table(&rows);
         }

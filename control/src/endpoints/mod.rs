@@ -111,11 +111,27 @@ impl Endpoints {
                 change
             }
             EndpointRequest::EndpointDel { vni, ip } => {
-                self.list.remove(&(vni, ip)).ok_or_else(|| format!("ip: network {vni} has no endpoint {ip}"))?;
+                let e = self.list.get(&(vni, ip)).ok_or_else(|| format!("ip: network {vni} has no endpoint {ip}"))?;
+                if let Some(c) = &e.container {
+                    return Err(format!(
+                        "ip: {ip} is container {c}'s address; it goes when its runtime deletes the attachment (CNI DEL)"
+                    ));
+                }
+                self.list.remove(&(vni, ip));
                 Change::del("endpoints", json!([vni, ip.to_string()]))
             }
         };
         Ok(Handled::change(Value::Null, vec![change]))
+    }
+
+    /// Whether a static entry holds `ip` of `vni`.
+    pub fn holds(&self, vni: u32, ip: IpAddr) -> bool {
+        self.list.contains_key(&(vni, ip))
+    }
+
+    /// Drops a static entry without a journal record (one never made durable).
+    pub(crate) fn forget_static(&mut self, vni: u32, ip: IpAddr) {
+        self.list.remove(&(vni, ip));
     }
 
     fn views(&self, vni: Option<u32>, ports: &[PortRef]) -> Vec<EndpointView> {
@@ -126,8 +142,10 @@ impl Endpoints {
             mac: e.mac.clone(),
             port: e.port.clone(),
             vtep: e.vtep,
-            source: "static".into(),
+            source: if e.container.is_some() { "cni" } else { "static" }.into(),
             age: None,
+            container: e.container.clone(),
+            netns: e.netns.clone(),
         });
         let learned =
             self.learned.iter().filter(|(k, _)| !self.list.contains_key(k)).map(|(&(vni, ip), l)| EndpointView {
@@ -138,6 +156,8 @@ impl Endpoints {
                 vtep: None,
                 source: "learned".into(),
                 age: Some(now.duration_since(l.last_seen).as_secs()),
+                container: None,
+                netns: None,
             });
         let mut all: Vec<EndpointView> = statics.chain(learned).filter(|e| vni.is_none_or(|v| v == e.vni)).collect();
         all.sort_by_key(|e| (e.vni, e.ip));

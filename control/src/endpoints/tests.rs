@@ -9,6 +9,8 @@ fn spec(ip: &str, mac: &str, port: Option<&str>, vtep: Option<&str>) -> Endpoint
         mac: mac.into(),
         port: port.map(Into::into),
         vtep: vtep.map(|v| v.parse().unwrap()),
+        container: None,
+        netns: None,
     }
 }
 

@@ -35,6 +35,8 @@ pub const SECTIONS: &[(&str, Kind)] = &[
     ("conntrack_timeouts", Kind::Map),
     ("endpoints", Kind::List { key: &["vni", "ip"], ordered: false }),
     ("services", Kind::List { key: &["name"], ordered: false }),
+    ("attachments", Kind::List { key: &["network", "container", "ifname"], ordered: false }),
+    ("leases", Kind::List { key: &["vni", "ip"], ordered: false }),
 ];
 
 fn kind(section: &str) -> Option<Kind> {
@@ -259,6 +261,8 @@ mod tests {
                 "stateful": [],
                 "endpoints": [],
                 "services": [],
+                "attachments": [],
+                "leases": [],
             })
         );
     }

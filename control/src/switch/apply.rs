@@ -19,7 +19,8 @@ impl Switch {
     /// every new device attached before anything changes; then the state is written as
     /// the new snapshot and adopted, and the devices that left are closed once every
     /// core has moved on.
-    async fn apply(&mut self, state: DesiredState, dry_run: bool) -> Result<ApplyReport, Refusal> {
+    async fn apply(&mut self, mut state: DesiredState, dry_run: bool) -> Result<ApplyReport, Refusal> {
+        self.cni.carry_into(&mut state, &self.desired());
         let (norm, overlay) = validate_state(&state, &self.eal.workers)?;
         let changes = diff(&self.desired(), &norm);
         if dry_run || changes.is_empty() {

@@ -16,6 +16,7 @@ use crate::{
     acl::Acl,
     api::*,
     capture::CaptureRun,
+    cni::Cni,
     conntrack::Conntrack,
     endpoints::Endpoints,
     feature::{Ctx, Feature, Handled},
@@ -79,6 +80,7 @@ pub struct Switch {
     pub(crate) conntrack: Conntrack,
     pub(crate) endpoints: Endpoints,
     pub(crate) services: Services,
+    pub(crate) cni: Cni,
     pub(crate) capture: Option<CaptureRun>,
     pub(crate) cores: CoreStats,
     /// Ports this batch took out (with their place in the list): closed once the cores
@@ -120,6 +122,7 @@ impl Switch {
             xconnects: Xconnects::default(),
             endpoints: Endpoints::default(),
             services: Services::default(),
+            cni: Cni::default(),
             overlay: Overlay::default(),
             qos: Qos::default(),
             sflow: Sflow::default(),
@@ -138,7 +141,7 @@ impl Switch {
     /// (Connection tracking after the ACL: it reads the compiled rules' epochs.)
     /// (Endpoints after the overlay: they add to the FIB it compiled. Services after
     /// connection tracking: they use its table.)
-    pub(crate) fn features(&mut self) -> [&mut dyn Feature; 8] {
+    pub(crate) fn features(&mut self) -> [&mut dyn Feature; 9] {
         [
             &mut self.xconnects,
             &mut self.overlay,
@@ -148,10 +151,11 @@ impl Switch {
             &mut self.conntrack,
             &mut self.endpoints,
             &mut self.services,
+            &mut self.cni,
         ]
     }
 
-    pub(crate) fn features_ref(&self) -> [&dyn Feature; 8] {
+    pub(crate) fn features_ref(&self) -> [&dyn Feature; 9] {
         [
             &self.xconnects,
             &self.overlay,
@@ -161,6 +165,7 @@ impl Switch {
             &self.conntrack,
             &self.endpoints,
             &self.services,
+            &self.cni,
         ]
     }
 
@@ -171,7 +176,8 @@ impl Switch {
         let has_network = |v: u32| overlay.has_network(v);
         let ctx = Ctx { ports: &refs, has_network: &has_network, vtep_ip: overlay.vtep_ip(), shared: None };
         self.endpoints.adopt(state, &ctx)?;
-        self.services.adopt(state, &ctx)
+        self.services.adopt(state, &ctx)?;
+        self.cni.adopt(state, &ctx)
     }
 
     /// Brings up what `state` describes, publishing once at the end so that every
@@ -179,6 +185,7 @@ impl Switch {
     /// fails stays in the desired state, marked failed, and the rest come up.
     pub async fn restore(&mut self, state: DesiredState) {
         self.overlay.restore(state.networks.clone(), state.vtep.clone(), state.fib.clone(), state.neighbours.clone());
+        self.cni_restore_links(&state.attachments).await;
         for spec in state.ports.iter().cloned() {
             let run = self.ports.bring_up(&spec);
             match &run {
@@ -277,6 +284,7 @@ impl Switch {
             Request::Apply(r) => return self.apply_request(r).await,
             Request::Stats(r) => return self.stats_request(r),
             Request::Trace(r) => return self.trace_request(r),
+            Request::Cni(r) => return self.cni_request(r).await,
             // The server hands captures to `capture_start`: their reply comes later.
             Request::Capture(_) => return Err("capture: not handled here (internal error)".into()),
         }?;

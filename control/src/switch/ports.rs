@@ -21,7 +21,7 @@ impl Switch {
     }
 
     /// Checks a port spec against the switch as it is.
-    fn check_spec(&self, spec: &PortSpec) -> Result<(), String> {
+    pub(crate) fn check_spec(&self, spec: &PortSpec) -> Result<(), String> {
         validate::port_spec(spec, self.ports.list.iter().map(|p| &p.spec), &self.eal.workers)?;
         self.overlay.check_port(spec, &self.ports.refs())
     }

@@ -1,0 +1,440 @@
+//! What the plugin's requests do to the switch: an attachment touches ports, the
+//! endpoint table and leases at once, so it is handled beside the core's own port
+//! requests, all or nothing.
+use super::{
+    api::*,
+    host_iface,
+    ipam::{Ask, Leases, DEFAULT_HOLD_SECS},
+    link::{self, Plumb},
+    unix_now, HOST_PREFIX,
+};
+use crate::{
+    endpoints::api::{EndpointRequest, EndpointSpec},
+    feature::Ctx,
+    ports::{api::*, Port},
+    store::change::Change,
+    switch::{to_value, Reply, Switch},
+};
+use ipnetwork::IpNetwork;
+use pipelines::wire::Mac;
+use serde_json::json;
+use std::net::IpAddr;
+
+/// A container's MTU on a network unless its config says: a VXLAN frame's room.
+pub const DEFAULT_MTU: u16 = 1450;
+
+/// The MAC a workload gets unless it asks: locally administered, from its identity, so
+/// it keeps it across re-creation too.
+fn derived_mac(vni: u32, identity: &str) -> Mac {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in vni.to_be_bytes().iter().chain(identity.as_bytes()) {
+        h = (h ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    Mac([0x0a, b[1], b[2], b[3], b[4], b[5]])
+}
+
+fn check_name(field: &str, v: &str, max: usize) -> Result<(), String> {
+    if v.is_empty() || v.len() > max || v.contains(['/', '\0']) {
+        return Err(format!("{field}: {v:?} must be 1 to {max} characters, without '/'"));
+    }
+    Ok(())
+}
+
+impl Switch {
+    pub(crate) async fn cni_request(&mut self, req: CniRequest) -> Reply {
+        match req {
+            CniRequest::CniAdd(a) => self.cni_add(a).await.map(|r| to_value(&r)),
+            CniRequest::CniDel(k) => self.cni_del(&k).await.map(|()| serde_json::Value::Null),
+            CniRequest::CniCheck(k) => self.cni_check(&k).await.map(|r| to_value(&r)),
+            CniRequest::CniGc { network, valid } => self.cni_gc(&network, &valid).await.map(|r| to_value(&r)),
+            CniRequest::CniList => Ok(to_value(&self.cni.attachments.values().collect::<Vec<_>>())),
+            CniRequest::IpamList { vni } => Ok(to_value(&self.cni.lease_views(vni))),
+            CniRequest::IpamRelease { vni, ip } => {
+                let l = self.cni.leases.release(vni, ip)?;
+                self.changed([Change::del("leases", json!([vni, ip.to_string()]))]);
+                Ok(to_value(&l))
+            }
+        }
+    }
+
+    fn result_of(a: &AttachmentSpec, host_mac: Mac) -> AttachResult {
+        AttachResult {
+            host_iface: a.port.clone(),
+            host_mac: host_mac.to_string(),
+            ifname: a.ifname.clone(),
+            mac: a.mac.clone(),
+            netns: a.netns.clone(),
+            mtu: a.mtu,
+            ips: a.ips.clone(),
+            routes: a.routes.clone(),
+        }
+    }
+
+    /// The host end's MAC as the kernel has it now.
+    async fn host_mac(&mut self, name: &str) -> Mac {
+        match self.cni.netlink() {
+            Ok(h) => link::mac_of_iface(&h, name).await.ok().flatten().unwrap_or_default(),
+            Err(_) => Mac::default(),
+        }
+    }
+
+    async fn cni_add(&mut self, req: AttachRequest) -> Result<AttachResult, String> {
+        let key = req.key.clone();
+        check_name("network", &key.network, 256)?;
+        check_name("container", &key.container, 256)?;
+        check_name("ifname", &key.ifname, 15)?;
+        if req.netns.is_empty() {
+            return Err("netns: the container's network namespace is needed for ADD".into());
+        }
+        if let Some(a) = self.cni.attachments.get(&key) {
+            if a.netns == req.netns {
+                let a = a.clone();
+                return Ok(Self::result_of(&a, self.host_mac(&a.port).await));
+            }
+            return Err(format!(
+                "container {} already has {} on network {:?}, in {}",
+                key.container, key.ifname, key.network, a.netns
+            ));
+        }
+        let vni = req.vni;
+        if !self.overlay.has_network(vni) {
+            return Err(format!(
+                "vni: network {vni} does not exist on this switch; add it first (vswitchctl network add {vni} --gateway IP/LEN)"
+            ));
+        }
+        let port = host_iface(&key);
+        let mtu = req.mtu.unwrap_or(DEFAULT_MTU);
+        let spec = PortSpec {
+            name: port.clone(),
+            devargs: format!("kernel:iface={port},backend=packet"),
+            queues: None,
+            cores: None,
+            mtu: Some(mtu),
+            role: Some(PortRole::Vm),
+            vni: Some(vni),
+        };
+        if self.ports.find(&port).is_some() {
+            return Err(format!("port {port} exists already (another attachment hashed to the same name)"));
+        }
+        let gateways = self.overlay.gateway_subnets(vni);
+        let asked_mac = match &req.mac {
+            Some(m) => {
+                let mac: Mac = m.parse().map_err(|e| format!("mac: {e}"))?;
+                if mac.is_multicast() || mac.is_zero() {
+                    return Err(format!("mac: {mac} is not a unicast MAC address"));
+                }
+                Some(mac)
+            }
+            None => None,
+        };
+
+        // Addresses: leased here (kept aside until everything else worked), or given.
+        let before = self.cni.leases.clone();
+        let (ips, routes, mac, lease_changes) = match &req.ipam {
+            Ipam::Given { ips, routes } => {
+                // A route without a gateway goes by its family's address's gateway, as
+                // CNI's reference plugins read it.
+                let routes = routes
+                    .iter()
+                    .map(|r| {
+                        let v4 = r.dst.parse::<IpNetwork>().is_ok_and(|d| d.is_ipv4());
+                        let gw = r.gw.or_else(|| ips.iter().filter_map(|i| i.gateway).find(|g| g.is_ipv4() == v4));
+                        Route { dst: r.dst.clone(), gw }
+                    })
+                    .collect();
+                (ips.clone(), routes, asked_mac.unwrap_or_else(|| derived_mac(vni, &req.identity)), Vec::new())
+            }
+            Ipam::Vswitch { want, subnets, hold } => {
+                let nets: Vec<IpNetwork> = if subnets.is_empty() {
+                    gateways.iter().map(|g| IpNetwork::new(g.network(), g.prefix()).expect("a valid prefix")).collect()
+                } else {
+                    subnets
+                        .iter()
+                        .map(|s| s.parse::<IpNetwork>().map_err(|e| format!("ipam subnet {s:?}: {e}")))
+                        .collect::<Result<_, _>>()?
+                };
+                if nets.is_empty() {
+                    return Err(format!(
+                        "network {vni} has no gateway subnet to lease addresses from: give it one \
+                         (vswitchctl network add {vni} --gateway IP/LEN) or set ipam.subnet in the CNI config"
+                    ));
+                }
+                let mac = asked_mac
+                    .or_else(|| {
+                        nets.iter().find_map(|n| self.cni.leases.of_identity(vni, *n, &req.identity)?.mac.parse().ok())
+                    })
+                    .unwrap_or_else(|| derived_mac(vni, &req.identity));
+                let mut ips = Vec::new();
+                let mut routes = Vec::new();
+                let mut changes = Vec::new();
+                for net in &nets {
+                    let gw = gateways.iter().find(|g| g.network() == net.network() && g.prefix() == net.prefix());
+                    let endpoints = &self.endpoints;
+                    let taken = |ip: IpAddr| gw.is_some_and(|g| g.ip() == ip) || endpoints.holds(vni, ip);
+                    let ask = Ask {
+                        vni,
+                        net: *net,
+                        identity: &req.identity,
+                        container: &key.container,
+                        want: want.iter().copied().find(|w| w.is_ipv4() == net.is_ipv4()),
+                        mac: &mac.to_string(),
+                        hold: hold.unwrap_or(DEFAULT_HOLD_SECS),
+                        now: unix_now(),
+                    };
+                    let (lease, gone) = match self.cni.leases.lease(&ask, &taken) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            self.cni.leases = before;
+                            return Err(e);
+                        }
+                    };
+                    if let Some(g) = gone {
+                        changes.push(Change::del("leases", json!([g.vni, g.ip.to_string()])));
+                    }
+                    ips.push(IpConfig { address: format!("{}/{}", lease.ip, lease.len), gateway: gw.map(|g| g.ip()) });
+                    if let Some(g) = gw {
+                        let dst = if g.is_ipv4() { "0.0.0.0/0" } else { "::/0" };
+                        routes.push(Route { dst: dst.into(), gw: Some(g.ip()) });
+                    }
+                    changes.push(Change::put("leases", &lease));
+                }
+                (ips, routes, mac, changes)
+            }
+        };
+        let undo = |s: &mut Switch, before: Leases| s.cni.leases = before;
+        let mut addrs = Vec::new();
+        for ip in &ips {
+            match ip.address.parse::<IpNetwork>() {
+                Ok(n) if self.endpoints.holds(vni, n.ip()) => {
+                    undo(self, before);
+                    return Err(format!("address {}: network {vni} has an endpoint with it already", ip.address));
+                }
+                Ok(n) => addrs.push(n.ip()),
+                Err(e) => {
+                    undo(self, before);
+                    return Err(format!("address {:?}: {e}", ip.address));
+                }
+            }
+        }
+        if let Err(e) = self.check_spec(&spec) {
+            undo(self, before);
+            return Err(e);
+        }
+        let netlink = match self.cni.netlink() {
+            Ok(h) => h,
+            Err(e) => {
+                undo(self, before);
+                return Err(e);
+            }
+        };
+        let plumb = Plumb { netns: &req.netns, host: &port, ifname: &key.ifname, mac, mtu, ips: &ips, routes: &routes };
+        let host_mac = match link::plumb(&netlink, &plumb).await {
+            Ok(m) => m,
+            Err(e) => {
+                undo(self, before);
+                return Err(e);
+            }
+        };
+        let run = match self.ports.bring_up(&spec) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = link::unplumb(&netlink, &port).await;
+                undo(self, before);
+                return Err(format!("attaching the switch to {port}: {e}"));
+            }
+        };
+        self.ports.list.push(Port { spec: spec.clone(), run: Ok(run) });
+
+        // The container's addresses go into the endpoint table: ARP for them is
+        // answered here, and the gateway routes to them, from the first packet.
+        let mut changes = vec![Change::put("ports", &spec)];
+        let refs = self.ports.refs();
+        let ctx = Ctx { ports: &refs, has_network: &|v| v == vni, vtep_ip: self.overlay.vtep_ip(), shared: None };
+        let mut added = Vec::new();
+        for ip in &addrs {
+            let e = EndpointSpec {
+                vni,
+                ip: *ip,
+                mac: mac.to_string(),
+                port: Some(port.clone()),
+                vtep: None,
+                container: Some(key.container.clone()),
+                netns: Some(req.netns.clone()),
+            };
+            match self.endpoints.handle(EndpointRequest::EndpointAdd(e), &ctx) {
+                Ok(h) => {
+                    changes.extend(h.changes);
+                    added.push(*ip);
+                }
+                Err(err) => {
+                    // Nothing of this ADD stays: the port was never published.
+                    for ip in added {
+                        self.endpoints.forget_static(vni, ip);
+                    }
+                    self.ports.list.pop();
+                    let _ = link::unplumb(&netlink, &port).await;
+                    undo(self, before);
+                    return Err(format!("address {ip}: {err}"));
+                }
+            }
+        }
+        let a = AttachmentSpec {
+            network: key.network.clone(),
+            container: key.container.clone(),
+            ifname: key.ifname.clone(),
+            netns: req.netns.clone(),
+            identity: req.identity.clone(),
+            vni,
+            port: port.clone(),
+            mac: mac.to_string(),
+            mtu,
+            ips,
+            routes,
+            leased: matches!(req.ipam, Ipam::Vswitch { .. }),
+        };
+        changes.push(Change::put("attachments", &a));
+        changes.extend(lease_changes);
+        self.changed(changes);
+        self.cni.attachments.insert(key, a.clone());
+        tracing::info!("container {} attached as {} ({}) to network {vni}", a.container, a.ifname, a.port);
+        Ok(Self::result_of(&a, host_mac))
+    }
+
+    async fn cni_del(&mut self, key: &AttachmentKey) -> Result<(), String> {
+        let netlink = self.cni.netlink()?;
+        let Some(a) = self.cni.attachments.remove(key) else {
+            // Nothing recorded; an ADD that died half way may have left the pair.
+            return link::unplumb(&netlink, &host_iface(key)).await;
+        };
+        let mut changes =
+            vec![Change::del("attachments", json!([a.network.clone(), a.container.clone(), a.ifname.clone()]))];
+        if a.leased {
+            for l in self.cni.leases.detach(a.vni, &a.container, unix_now()) {
+                changes.push(Change::put("leases", &l));
+            }
+        }
+        self.changed(changes);
+        if self.ports.find(&a.port).is_some() {
+            self.port_request(PortRequest::PortDel { name: a.port.clone() })?;
+        }
+        if let Err(e) = link::unplumb(&netlink, &a.port).await {
+            tracing::warn!("container {}: {e}", a.container);
+        }
+        tracing::info!("container {}'s {} left network {} ({})", a.container, a.ifname, a.vni, a.port);
+        Ok(())
+    }
+
+    async fn cni_check(&mut self, key: &AttachmentKey) -> Result<AttachResult, String> {
+        let a = self.cni.attachments.get(key).cloned().ok_or_else(|| {
+            format!("no attachment of container {} ({}) on network {:?}", key.container, key.ifname, key.network)
+        })?;
+        match self.ports.find(&a.port).map(|p| &p.run) {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(format!("port {} is not running: {e}", a.port)),
+            None => return Err(format!("port {} is gone", a.port)),
+        }
+        let mac: Mac = a.mac.parse().map_err(|e| format!("mac: {e}"))?;
+        link::check(&a.netns, &a.ifname, mac, &a.ips).await?;
+        Ok(Self::result_of(&a, self.host_mac(&a.port).await))
+    }
+
+    /// Ends the attachments of `network` the runtime no longer knows, frees leases no
+    /// attachment holds, and deletes container veths nothing owns. Returns what ended.
+    async fn cni_gc(&mut self, network: &str, valid: &[ValidAttachment]) -> Result<Vec<AttachmentKey>, String> {
+        let gone: Vec<AttachmentKey> = self
+            .cni
+            .attachments
+            .keys()
+            .filter(|k| {
+                k.network == network && !valid.iter().any(|v| v.container == k.container && v.ifname == k.ifname)
+            })
+            .cloned()
+            .collect();
+        for k in &gone {
+            self.cni_del(k).await?;
+        }
+        let now = unix_now();
+        let attached: Vec<(u32, String)> =
+            self.cni.attachments.values().map(|a| (a.vni, a.container.clone())).collect();
+        let mut changes = Vec::new();
+        let orphans: Vec<(u32, String)> = self
+            .cni
+            .leases
+            .by_ip
+            .values()
+            .filter_map(|l| Some((l.vni, l.container.clone()?)))
+            .filter(|k| !attached.contains(k))
+            .collect();
+        for (vni, c) in orphans {
+            for l in self.cni.leases.detach(vni, &c, now) {
+                changes.push(Change::put("leases", &l));
+            }
+        }
+        let expired: Vec<(u32, IpAddr)> = self
+            .cni
+            .leases
+            .by_ip
+            .iter()
+            .filter(|(_, l)| super::ipam::state(l, now) == "expired")
+            .map(|(k, _)| *k)
+            .collect();
+        for (vni, ip) in expired {
+            self.cni.leases.by_ip.remove(&(vni, ip));
+            changes.push(Change::del("leases", json!([vni, ip.to_string()])));
+        }
+        self.changed(changes);
+        let netlink = self.cni.netlink()?;
+        for name in link::named(&netlink, HOST_PREFIX).await? {
+            if self.cni.owner_of_port(&name).is_none() && self.ports.find(&name).is_none() {
+                tracing::info!("deleting {name}: a container veth no attachment owns");
+                link::unplumb(&netlink, &name).await?;
+            }
+        }
+        Ok(gone)
+    }
+
+    /// Before the ports come back at start: an attachment whose veth is gone while its
+    /// container's namespace is still there gets its interface built again.
+    pub(crate) async fn cni_restore_links(&mut self, attachments: &[AttachmentSpec]) {
+        if attachments.is_empty() {
+            return;
+        }
+        let netlink = match self.cni.netlink() {
+            Ok(h) => h,
+            Err(e) => return tracing::error!("container attachments cannot be checked: {e}"),
+        };
+        for a in attachments {
+            match link::index_of(&netlink, &a.port).await {
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!("container {}: {e}", a.container);
+                    continue;
+                }
+            }
+            if !std::path::Path::new(&a.netns).exists() {
+                tracing::warn!(
+                    "container {}'s namespace {} is gone: its attachment waits for the runtime's CNI DEL (or GC)",
+                    a.container,
+                    a.netns
+                );
+                continue;
+            }
+            let Ok(mac) = a.mac.parse::<Mac>() else { continue };
+            let p = Plumb {
+                netns: &a.netns,
+                host: &a.port,
+                ifname: &a.ifname,
+                mac,
+                mtu: a.mtu,
+                ips: &a.ips,
+                routes: &a.routes,
+            };
+            match link::plumb(&netlink, &p).await {
+                Ok(_) => tracing::info!("container {}'s {} built again in {}", a.container, a.ifname, a.netns),
+                Err(e) => tracing::error!("container {}'s interface could not be built again: {e}", a.container),
+            }
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! The built-in IPAM: addresses leased to workloads by identity, so a workload deleted
+//! and created again (a restarted container, a StatefulSet pod) gets its address back.
+//! A lease is attached (a container holds it), reserved (its workload is gone, for the
+//! lease's hold time) or expired (free, taken back only once no never-used address is
+//! left).
+use super::api::LeaseSpec;
+use ipnetwork::IpNetwork;
+use std::{collections::BTreeMap, net::IpAddr};
+
+/// How long a detached workload's address stays reserved unless the config says.
+pub const DEFAULT_HOLD_SECS: u64 = 24 * 3600;
+/// Addresses looked at for a free one before giving up (a /16 of IPv4).
+const MAX_SCAN: u64 = 1 << 16;
+
+#[derive(Debug, Default, Clone)]
+pub struct Leases {
+    pub by_ip: BTreeMap<(u32, IpAddr), LeaseSpec>,
+}
+
+/// What a workload asks of one subnet.
+pub struct Ask<'a> {
+    pub vni: u32,
+    pub net: IpNetwork,
+    pub identity: &'a str,
+    pub container: &'a str,
+    pub want: Option<IpAddr>,
+    pub mac: &'a str,
+    pub hold: u64,
+    pub now: u64,
+}
+
+pub fn state(l: &LeaseSpec, now: u64) -> &'static str {
+    match (l.container.is_some(), l.until) {
+        (true, _) => "attached",
+        (false, Some(t)) if t <= now => "expired",
+        _ => "reserved",
+    }
+}
+
+fn is_free(l: &LeaseSpec, now: u64) -> bool {
+    state(l, now) == "expired"
+}
+
+/// The addresses of `net` a host may hold: not the network's own or its broadcast
+/// (IPv4 below /31), not the subnet-router anycast address (IPv6).
+fn hosts(net: IpNetwork) -> impl Iterator<Item = IpAddr> {
+    let skip_ends = match net {
+        IpNetwork::V4(n) => n.prefix() < 31,
+        IpNetwork::V6(n) => n.prefix() < 127,
+    };
+    let size = match net {
+        IpNetwork::V4(n) => 1u128 << (32 - n.prefix() as u32),
+        IpNetwork::V6(n) => 1u128.checked_shl(128 - n.prefix() as u32).unwrap_or(u128::MAX),
+    };
+    let base: u128 = match net.network() {
+        IpAddr::V4(a) => u32::from(a) as u128,
+        IpAddr::V6(a) => u128::from(a),
+    };
+    let v4 = net.is_ipv4();
+    let (first, last) = if skip_ends { (1, size - 1) } else { (0, size) };
+    (first..last).take(MAX_SCAN as usize).map(move |i| {
+        let a = base + i;
+        if v4 {
+            IpAddr::V4((a as u32).into())
+        } else {
+            IpAddr::V6(a.into())
+        }
+    })
+}
+
+impl Leases {
+    /// The lease `identity` has in `net`, if any.
+    pub fn of_identity(&self, vni: u32, net: IpNetwork, identity: &str) -> Option<&LeaseSpec> {
+        self.by_ip.values().find(|l| l.vni == vni && l.identity == identity && net.contains(l.ip))
+    }
+
+    /// Gives `ask.identity` an address of `ask.net` for `ask.container`: the one it
+    /// asked for, else the one it had, else the lowest never used, else the lowest
+    /// expired. `taken` says which addresses others hold (the gateway, static
+    /// endpoints). Returns the lease and any lease it replaced (to delete).
+    pub fn lease(
+        &mut self,
+        ask: &Ask,
+        taken: &dyn Fn(IpAddr) -> bool,
+    ) -> Result<(LeaseSpec, Option<LeaseSpec>), String> {
+        let Ask { vni, net, identity, container, now, .. } = *ask;
+        let had = self.of_identity(vni, net, identity).cloned();
+        if let Some(h) = &had {
+            if let Some(c) = h.container.as_deref().filter(|c| *c != container) {
+                return Err(format!(
+                    "workload {identity:?} already holds {} in network {vni}, attached to container {c}; \
+                     delete that attachment first (CNI DEL), or give this workload another identity",
+                    h.ip
+                ));
+            }
+        }
+        let ip = match ask.want {
+            Some(ip) => {
+                if !net.contains(ip) || !hosts_contain(net, ip) {
+                    return Err(format!("{ip} is not a host address of subnet {net} (network {vni})"));
+                }
+                if let Some(l) = self.by_ip.get(&(vni, ip)).filter(|l| l.identity != identity && !is_free(l, now)) {
+                    return Err(match &l.container {
+                        Some(c) => format!("{ip} is attached to container {c} (workload {:?})", l.identity),
+                        None => format!(
+                            "{ip} is reserved for workload {:?} for {} s more; free it with: vswitchctl ipam release {vni} {ip}",
+                            l.identity,
+                            l.until.unwrap_or(now).saturating_sub(now)
+                        ),
+                    });
+                }
+                if taken(ip) && had.as_ref().is_none_or(|h| h.ip != ip) {
+                    return Err(format!("{ip} is in use in network {vni} (the gateway, or a static endpoint)"));
+                }
+                ip
+            }
+            None => match &had {
+                Some(h) => h.ip,
+                None => self.free(vni, net, now, taken)?,
+            },
+        };
+        let lease = LeaseSpec {
+            vni,
+            ip,
+            len: net.prefix(),
+            identity: identity.to_string(),
+            mac: ask.mac.to_string(),
+            container: Some(container.to_string()),
+            hold: ask.hold,
+            until: None,
+        };
+        let replaced = match self.by_ip.insert((vni, ip), lease.clone()) {
+            Some(old) if old.identity != identity => Some(old),
+            _ => None,
+        };
+        // The workload moved to another address: its old one is no longer its.
+        let moved = had.filter(|h| h.ip != ip).and_then(|h| self.by_ip.remove(&(vni, h.ip)));
+        Ok((lease, replaced.or(moved)))
+    }
+
+    fn free(&self, vni: u32, net: IpNetwork, now: u64, taken: &dyn Fn(IpAddr) -> bool) -> Result<IpAddr, String> {
+        let mut expired = None;
+        for ip in hosts(net) {
+            if taken(ip) {
+                continue;
+            }
+            match self.by_ip.get(&(vni, ip)) {
+                None => return Ok(ip),
+                Some(l) if expired.is_none() && is_free(l, now) => expired = Some(ip),
+                Some(_) => {}
+            }
+        }
+        expired.ok_or_else(|| {
+            format!(
+                "subnet {net} of network {vni} has no address left (every one is attached or reserved; \
+                 vswitchctl ipam list shows them, vswitchctl ipam release frees a reserved one)"
+            )
+        })
+    }
+
+    /// `container` let go of its addresses in `vni`: they stay the workload's for their
+    /// hold time. Returns the leases changed.
+    pub fn detach(&mut self, vni: u32, container: &str, now: u64) -> Vec<LeaseSpec> {
+        let mut out = Vec::new();
+        for l in self.by_ip.values_mut().filter(|l| l.vni == vni && l.container.as_deref() == Some(container)) {
+            l.container = None;
+            l.until = Some(now.saturating_add(l.hold));
+            out.push(l.clone());
+        }
+        out
+    }
+
+    /// Frees a reserved or expired address now.
+    pub fn release(&mut self, vni: u32, ip: IpAddr) -> Result<LeaseSpec, String> {
+        match self.by_ip.get(&(vni, ip)) {
+            None => Err(format!("network {vni} has no lease of {ip} (vswitchctl ipam list shows the leases)")),
+            Some(l) if l.container.is_some() => Err(format!(
+                "{ip} is attached to container {} (workload {:?}); it is freed by that attachment's CNI DEL, then this command",
+                l.container.as_deref().unwrap_or_default(),
+                l.identity
+            )),
+            Some(_) => Ok(self.by_ip.remove(&(vni, ip)).expect("found above")),
+        }
+    }
+}
+
+fn hosts_contain(net: IpNetwork, ip: IpAddr) -> bool {
+    let (skip_ends, last) = match (net, ip) {
+        (IpNetwork::V4(n), IpAddr::V4(a)) => (n.prefix() < 31, a == n.broadcast()),
+        (IpNetwork::V6(n), IpAddr::V6(_)) => (n.prefix() < 127, false),
+        _ => return false,
+    };
+    !(skip_ends && (ip == net.network() || last))
+}

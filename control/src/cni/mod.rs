@@ -1,0 +1,136 @@
+//! Containers that attach themselves: what `vswitch-cni` (the CNI plugin, a thin
+//! client of the API socket) asks, and what vswitchd keeps of it. An attachment is a
+//! veth pair into the container's namespace (`link`), a kernel port on its host end in
+//! the network's VNI, the container's addresses in the endpoint table, and, with the
+//! built-in IPAM, leases that follow the workload's identity (`ipam`). Attachments and
+//! leases are desired state like any other (journalled before the reply), so a
+//! restarted vswitchd attaches every container again without the runtime.
+pub mod api;
+pub mod cli;
+mod handle;
+pub mod ipam;
+mod link;
+pub mod plugin;
+pub mod spec;
+#[cfg(test)]
+mod tests;
+
+use crate::{
+    feature::{Ctx, Feature, Tables},
+    ports::PortRef,
+    state::DesiredState,
+};
+use api::{AttachmentKey, AttachmentSpec, LeaseView};
+use std::{collections::BTreeMap, net::IpAddr};
+
+/// Host ends of container veths are named this and 12 hex digits of their
+/// attachment's hash (15 characters, the kernel's limit).
+pub const HOST_PREFIX: &str = "vsc";
+
+#[derive(Default)]
+pub struct Cni {
+    pub(crate) attachments: BTreeMap<AttachmentKey, AttachmentSpec>,
+    pub(crate) leases: ipam::Leases,
+    /// Opened at the first request that needs it.
+    netlink: Option<rtnetlink::Handle>,
+}
+
+/// The host end's name (also the switch port's) of an attachment: the same for the
+/// same attachment every time, so a DEL finds what a crashed ADD left.
+pub fn host_iface(key: &AttachmentKey) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in [key.network.as_bytes(), key.container.as_bytes(), key.ifname.as_bytes()].join(&0u8) {
+        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{HOST_PREFIX}{:012x}", h >> 16)
+}
+
+/// Seconds since the Unix epoch: leases outlive the process, so their clock is the wall's.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Cni {
+    fn netlink(&mut self) -> Result<rtnetlink::Handle, String> {
+        if let Some(h) = &self.netlink {
+            return Ok(h.clone());
+        }
+        let h = link::host()?;
+        self.netlink = Some(h.clone());
+        Ok(h)
+    }
+
+    pub fn lease_views(&self, vni: Option<u32>) -> Vec<LeaseView> {
+        let now = unix_now();
+        self.leases
+            .by_ip
+            .values()
+            .filter(|l| vni.is_none_or(|v| v == l.vni))
+            .map(|l| LeaseView { lease: l.clone(), state: ipam::state(l, now).into() })
+            .collect()
+    }
+
+    /// The attachment whose port this is.
+    pub fn owner_of_port(&self, port: &str) -> Option<&AttachmentSpec> {
+        self.attachments.values().find(|a| a.port == port)
+    }
+
+    /// Whether `ip` of `vni` is leased to someone (attached or reserved).
+    pub fn leased(&self, vni: u32, ip: IpAddr) -> bool {
+        self.leases.by_ip.contains_key(&(vni, ip))
+    }
+
+    /// Puts into `state` (a file being applied) the attachments, their ports and
+    /// endpoints, and the leases the switch holds now: they are the runtime's, not the
+    /// operator's, and an apply neither drops nor changes them.
+    pub fn carry_into(&self, state: &mut DesiredState, running: &DesiredState) {
+        state.attachments = running.attachments.clone();
+        state.leases = running.leases.clone();
+        for a in &running.attachments {
+            if let Some(p) = running.ports.iter().find(|p| p.name == a.port) {
+                state.ports.retain(|q| q.name != a.port);
+                state.ports.push(p.clone());
+            }
+            state.endpoints.retain(|e| e.port.as_deref() != Some(&a.port));
+            state.endpoints.extend(running.endpoints.iter().filter(|e| e.port.as_deref() == Some(&a.port)).cloned());
+        }
+    }
+}
+
+impl Feature for Cni {
+    fn port_in_use(&self, name: &str) -> Option<String> {
+        self.owner_of_port(name).map(|a| {
+            format!(
+                "port {name} is container {}'s interface {} in network {:?}; its runtime removes it (CNI DEL)",
+                a.container, a.ifname, a.network
+            )
+        })
+    }
+
+    fn desired(&self, out: &mut DesiredState) {
+        out.attachments = self.attachments.values().cloned().collect();
+        out.leases = self.leases.by_ip.values().cloned().collect();
+    }
+
+    fn adopt(&mut self, state: &DesiredState, ctx: &Ctx) -> Result<(), String> {
+        let mut attachments = BTreeMap::new();
+        for a in &state.attachments {
+            if !ctx.ports.iter().any(|p| p.name == a.port) {
+                return Err(format!("attachments ({} of container {}): no port {:?}", a.ifname, a.container, a.port));
+            }
+            attachments.insert(a.key(), a.clone());
+        }
+        let mut leases = ipam::Leases::default();
+        for l in &state.leases {
+            if !(ctx.has_network)(l.vni) {
+                return Err(format!("leases ({} of {:?}): no network {}", l.ip, l.identity, l.vni));
+            }
+            leases.by_ip.insert((l.vni, l.ip), l.clone());
+        }
+        self.attachments = attachments;
+        self.leases = leases;
+        Ok(())
+    }
+
+    fn compile(&mut self, _ports: &[PortRef], _cores: usize, _t: &mut Tables) {}
+}

@@ -1,0 +1,181 @@
+use super::{
+    api::*,
+    host_iface,
+    ipam::{state, Ask, Leases},
+    plugin::{identity, run, Invocation},
+    spec::{self, code},
+};
+use ipnetwork::IpNetwork;
+use std::net::IpAddr;
+
+fn ask<'a>(identity: &'a str, container: &'a str, want: Option<&str>, now: u64) -> Ask<'a> {
+    Ask {
+        vni: 100,
+        net: "10.1.0.0/29".parse().unwrap(),
+        identity,
+        container,
+        want: want.map(|w| w.parse().unwrap()),
+        mac: "0a:00:00:00:00:01",
+        hold: 60,
+        now,
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn a_workload_gets_its_address_back_and_others_wait_for_its_hold() {
+    let mut l = Leases::default();
+    let gw = |a: IpAddr| a == ip("10.1.0.1");
+    let (a, _) = l.lease(&ask("pod-a", "c1", None, 0), &gw).unwrap();
+    assert_eq!(a.ip, ip("10.1.0.2"), "the gateway is skipped, the network address too");
+    let (b, _) = l.lease(&ask("pod-b", "c2", None, 0), &gw).unwrap();
+    assert_eq!(b.ip, ip("10.1.0.3"));
+    // pod-a goes; its address stays its own for 60 s.
+    assert_eq!(l.detach(100, "c1", 10).len(), 1);
+    assert_eq!(state(&l.by_ip[&(100, ip("10.1.0.2"))], 10), "reserved");
+    let (c, _) = l.lease(&ask("pod-c", "c3", None, 20), &gw).unwrap();
+    assert_eq!(c.ip, ip("10.1.0.4"), "a reserved address is not given to another workload");
+    let e = l.lease(&ask("pod-d", "c4", Some("10.1.0.2"), 20), &gw).unwrap_err();
+    assert!(e.contains("reserved for workload \"pod-a\"") && e.contains("ipam release 100 10.1.0.2"), "{e}");
+    let (again, _) = l.lease(&ask("pod-a", "c5", None, 30), &gw).unwrap();
+    assert_eq!((again.ip, again.container.as_deref()), (ip("10.1.0.2"), Some("c5")));
+    // The same workload attached twice at once is refused.
+    let e = l.lease(&ask("pod-a", "c6", None, 30), &gw).unwrap_err();
+    assert!(e.contains("attached to container c5"), "{e}");
+}
+
+#[test]
+fn expired_reservations_are_reused_only_when_nothing_else_is_left() {
+    let mut l = Leases::default();
+    let none = |_: IpAddr| false;
+    // A /29 has six host addresses: .1 to .6.
+    for (i, who) in ["a", "b", "c", "d", "e", "f"].iter().enumerate() {
+        let (x, _) = l.lease(&ask(who, who, None, 0), &none).unwrap();
+        assert_eq!(x.ip, ip(&format!("10.1.0.{}", i + 1)));
+    }
+    let e = l.lease(&ask("g", "g", None, 0), &none).unwrap_err();
+    assert!(e.contains("no address left"), "{e}");
+    l.detach(100, "c", 0);
+    assert!(l.lease(&ask("g", "g", None, 59), &none).is_err(), "still reserved");
+    let (g, replaced) = l.lease(&ask("g", "g", None, 60), &none).unwrap();
+    assert_eq!(g.ip, ip("10.1.0.3"));
+    assert_eq!(replaced.map(|r| r.identity), Some("c".into()), "the expired lease is replaced, for the journal");
+}
+
+#[test]
+fn asked_addresses_are_checked_and_moving_drops_the_old_lease() {
+    let mut l = Leases::default();
+    let gw = |a: IpAddr| a == ip("10.1.0.1");
+    for bad in ["10.1.0.0", "10.1.0.7", "10.2.0.2"] {
+        assert!(l.lease(&ask("a", "c1", Some(bad), 0), &gw).is_err(), "{bad}");
+    }
+    assert!(l.lease(&ask("a", "c1", Some("10.1.0.1"), 0), &gw).unwrap_err().contains("in use"));
+    l.lease(&ask("a", "c1", Some("10.1.0.5"), 0), &gw).unwrap();
+    l.detach(100, "c1", 0);
+    let (x, old) = l.lease(&ask("a", "c2", Some("10.1.0.6"), 1), &gw).unwrap();
+    assert_eq!(x.ip, ip("10.1.0.6"));
+    assert_eq!(old.map(|o| o.ip), Some(ip("10.1.0.5")));
+    assert_eq!(l.by_ip.len(), 1);
+    assert!(l.release(100, ip("10.1.0.6")).unwrap_err().contains("attached"));
+    l.detach(100, "c2", 2);
+    l.release(100, ip("10.1.0.6")).unwrap();
+    assert!(l.by_ip.is_empty());
+}
+
+#[test]
+fn ipv6_subnets_lease_without_scanning_them() {
+    let mut l = Leases::default();
+    let net: IpNetwork = "fd00:1::/64".parse().unwrap();
+    let a = Ask { net, ..ask("a", "c1", None, 0) };
+    let (x, _) = l.lease(&a, &|i| i == ip("fd00:1::1")).unwrap();
+    assert_eq!(x.ip, ip("fd00:1::2"));
+    assert_eq!(x.len, 64);
+}
+
+#[test]
+fn host_ends_are_named_the_same_every_time_and_fit_the_kernel() {
+    let k = |c: &str| AttachmentKey { network: "net".into(), container: c.into(), ifname: "eth0".into() };
+    assert_eq!(host_iface(&k("abc")), host_iface(&k("abc")));
+    assert_ne!(host_iface(&k("abc")), host_iface(&k("abd")));
+    assert_eq!(host_iface(&k("abc")).len(), 15);
+}
+
+fn inv(command: &str, args: &str) -> Invocation {
+    Invocation {
+        command: command.into(),
+        container: "c0ffee".into(),
+        netns: "/var/run/netns/x".into(),
+        ifname: "eth0".into(),
+        args: args.into(),
+        path: String::new(),
+    }
+}
+
+#[test]
+fn identity_is_the_pod_else_the_container() {
+    assert_eq!(identity(&inv("ADD", "IgnoreUnknown=1;K8S_POD_NAMESPACE=web;K8S_POD_NAME=db-0")), "web/db-0");
+    assert_eq!(identity(&inv("ADD", "K8S_POD_NAME=db-0")), "db-0");
+    assert_eq!(identity(&inv("ADD", "")), "c0ffee");
+}
+
+#[test]
+fn version_and_errors_are_spelled_as_the_spec_says() {
+    let v = run(&inv("VERSION", ""), br#"{"cniVersion":"0.4.0"}"#).unwrap().unwrap();
+    assert_eq!(v["cniVersion"], "0.4.0");
+    assert_eq!(v["supportedVersions"], serde_json::json!(["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]));
+    let e = run(&inv("ADD", ""), br#"{"cniVersion":"9.9.9","name":"n","type":"vswitch"}"#).unwrap_err();
+    assert_eq!(e.code, code::INCOMPATIBLE_VERSION);
+    let e = run(&inv("ADD", ""), b"{not json").unwrap_err();
+    assert_eq!(e.code, code::DECODE_FAILURE);
+    let e = run(&inv("ADD", ""), br#"{"cniVersion":"1.0.0","name":"n","type":"vswitch"}"#).unwrap_err();
+    assert_eq!((e.code, e.cni_version.as_str()), (code::INVALID_CONFIG, "1.0.0"));
+    assert!(e.msg.contains("vni"), "{}", e.msg);
+    let e = run(&inv("CHECK", ""), br#"{"cniVersion":"0.3.1","name":"n","type":"vswitch","vni":1}"#).unwrap_err();
+    assert_eq!(e.code, code::INCOMPATIBLE_VERSION);
+    let e = run(&inv("BOGUS", ""), br#"{"cniVersion":"1.0.0","name":"n","type":"vswitch","vni":1}"#).unwrap_err();
+    assert_eq!(e.code, code::INVALID_ENV);
+    let json = serde_json::to_value(&e).unwrap();
+    assert!(json["msg"].is_string() && json["code"] == 4 && json["cniVersion"] == "1.0.0", "{json}");
+}
+
+#[test]
+fn a_dead_socket_is_try_again_later() {
+    let conf = br#"{"cniVersion":"1.0.0","name":"n","type":"vswitch","vni":1,"socket":"/nonexistent/vswitchd.sock"}"#;
+    let e = run(&inv("ADD", ""), conf).unwrap_err();
+    assert_eq!(e.code, code::TRY_AGAIN_LATER, "{e:?}");
+    let e = run(&inv("STATUS", ""), conf).unwrap_err();
+    assert_eq!(e.code, code::NOT_AVAILABLE, "{e:?}");
+}
+
+#[test]
+fn results_follow_the_version_asked() {
+    let r = AttachResult {
+        host_iface: "vsc0".into(),
+        host_mac: "02:00:00:00:00:01".into(),
+        ifname: "eth0".into(),
+        mac: "0a:00:00:00:00:02".into(),
+        netns: "/run/netns/x".into(),
+        mtu: 1450,
+        ips: vec![
+            IpConfig { address: "10.1.0.2/24".into(), gateway: Some(ip("10.1.0.1")) },
+            IpConfig { address: "fd00::2/64".into(), gateway: None },
+        ],
+        routes: vec![Route { dst: "0.0.0.0/0".into(), gw: Some(ip("10.1.0.1")) }],
+    };
+    let old = spec::add_result("0.4.0", &r);
+    assert_eq!(old["ips"][0]["version"], "4");
+    assert_eq!(old["ips"][1]["version"], "6");
+    assert!(old["interfaces"][1].get("mtu").is_none());
+    let new = spec::add_result("1.1.0", &r);
+    assert!(new["ips"][0].get("version").is_none());
+    assert_eq!(new["ips"][0]["interface"], 1);
+    assert_eq!(new["interfaces"][1]["sandbox"], "/run/netns/x");
+    assert_eq!(new["interfaces"][1]["mtu"], 1450);
+    assert_eq!(new["routes"][0], serde_json::json!({"dst": "0.0.0.0/0", "gw": "10.1.0.1"}));
+    // What we print reads back as an IPAM result (a chained plugin's prevResult).
+    let (ips, routes) = spec::ipam_result(&new).unwrap();
+    assert_eq!((ips, routes), (r.ips.clone(), r.routes.clone()));
+}

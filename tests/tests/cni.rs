@@ -1,0 +1,321 @@
+//! The CNI plugin driven as a runtime drives it (environment and stdin, a network
+//! namespace per container), with the kernel as the oracle for what ADD built: the
+//! interface, MAC, addresses, routes and MTU the result names must be what `ip` finds
+//! in the namespace, and containers must reach each other through the switch.
+use serde_json::{json, Value};
+use std::{
+    io::Write,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+use vswitch_tests::*;
+
+struct Cni {
+    conf: Value,
+    /// vswitchd's log, shown when a run that must work does not.
+    log: std::path::PathBuf,
+}
+
+/// What one plugin run gave: exit success and its stdout as JSON (null if empty).
+struct Ran {
+    ok: bool,
+    out: Value,
+}
+
+impl Cni {
+    fn new(d: &Daemon, extra: Value) -> Cni {
+        let mut conf = json!({
+            "cniVersion": "1.0.0",
+            "name": "tenant",
+            "type": "vswitch",
+            "vni": 100,
+            "socket": d.socket.display().to_string(),
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            conf[k] = v.clone();
+        }
+        Cni { conf, log: d.log.clone() }
+    }
+
+    fn run_with(&self, conf: &Value, command: &str, container: &str, netns: &str, args: &str) -> Ran {
+        let mut child = Command::new(bin("vswitch-cni"))
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", container)
+            .env("CNI_NETNS", netns)
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_ARGS", args)
+            .env("CNI_PATH", "/usr/lib/cni:/opt/cni/bin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run vswitch-cni");
+        child.stdin.take().unwrap().write_all(conf.to_string().as_bytes()).unwrap();
+        let o = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        let out = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{command}: stdout is not JSON ({e}): {text}"))
+        };
+        Ran { ok: o.status.success(), out }
+    }
+
+    fn run(&self, command: &str, container: &str, ns: &Netns, args: &str) -> Ran {
+        self.run_with(&self.conf, command, container, &netns_path(ns), args)
+    }
+
+    fn ok(&self, command: &str, container: &str, ns: &Netns, args: &str) -> Value {
+        let r = self.run(command, container, ns, args);
+        assert!(
+            r.ok,
+            "{command} {container} failed: {}\n{}",
+            r.out,
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+        r.out
+    }
+}
+
+fn netns_path(ns: &Netns) -> String {
+    format!("/var/run/netns/{}", ns.name)
+}
+
+/// Checks an ADD result against the spec's rules and against what the kernel has in
+/// the namespace. Returns (address without length, MAC).
+fn verify(result: &Value, ns: &Netns, version: &str) -> (String, String) {
+    assert_eq!(result["cniVersion"], version, "{result}");
+    let ifaces = result["interfaces"].as_array().expect("interfaces");
+    let ips = result["ips"].as_array().expect("ips");
+    assert!(!ips.is_empty(), "{result}");
+    let ip = &ips[0];
+    let idx = ip["interface"].as_u64().expect("ips[].interface") as usize;
+    let iface = &ifaces[idx];
+    assert_eq!(iface["sandbox"], netns_path(ns), "the address's interface is the container's: {result}");
+    assert_eq!(iface["name"], "eth0");
+    let host = ifaces.iter().find(|i| i.get("sandbox").is_none()).expect("the host end");
+    let host_name = host["name"].as_str().unwrap();
+    let host_mac = std::fs::read_to_string(format!("/sys/class/net/{host_name}/address")).unwrap();
+    assert_eq!(host["mac"], host_mac.trim(), "the host end's MAC is the kernel's");
+    if version.starts_with("0.") {
+        assert_eq!(ip["version"], "4");
+    } else {
+        assert!(ip.get("version").is_none(), "1.0 results have no ips[].version: {result}");
+    }
+    // The kernel's view.
+    let links: Value = serde_json::from_str(&ns.exec_ok(&["ip", "-j", "addr", "show", "dev", "eth0"])).unwrap();
+    let l = &links[0];
+    assert_eq!(l["address"], iface["mac"], "MAC in the namespace");
+    assert_eq!(l["mtu"], 1450, "a VXLAN network's MTU");
+    assert!(l["flags"].as_array().unwrap().contains(&json!("UP")));
+    let cidr = ip["address"].as_str().unwrap();
+    let (addr, len) = cidr.split_once('/').unwrap();
+    assert!(
+        l["addr_info"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["local"] == addr && a["prefixlen"] == len.parse::<u64>().unwrap()),
+        "{cidr} on eth0: {l}"
+    );
+    let routes: Value = serde_json::from_str(&ns.exec_ok(&["ip", "-j", "route", "show", "default"])).unwrap();
+    assert_eq!(routes[0]["gateway"], ip["gateway"], "default route via the gateway: {routes}");
+    assert_eq!(result["routes"][0]["gw"], ip["gateway"]);
+    (addr.to_string(), iface["mac"].as_str().unwrap().to_string())
+}
+
+fn network(d: &Daemon) {
+    d.ok_line("network add 100 --gateway 10.1.0.1/24");
+}
+
+fn links_named(prefix: &str) -> Vec<String> {
+    let out = run_ok("ip", &["-o", "link", "show"]);
+    out.lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap().to_string())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+#[test]
+fn the_plugin_attaches_checks_and_detaches_containers_as_a_runtime_drives_it() {
+    let mut d = Daemon::start();
+    network(&d);
+    let cni = Cni::new(&d, json!({}));
+    let (a, b) = (Netns::new("cnia"), Netns::new("cnib"));
+    let ra = cni.ok("ADD", "ctr-a", &a, "K8S_POD_NAMESPACE=web;K8S_POD_NAME=a-0");
+    let (ip_a, _) = verify(&ra, &a, "1.0.0");
+    let mut conf04 = cni.conf.clone();
+    conf04["cniVersion"] = json!("0.4.0");
+    let rb = cni.run_with(&conf04, "ADD", "ctr-b", &netns_path(&b), "");
+    assert!(rb.ok, "{}", rb.out);
+    let (ip_b, _) = verify(&rb.out, &b, "0.4.0");
+    assert_ne!(ip_a, ip_b);
+    // Through the switch, and to the gateway, from the first packet (the endpoint
+    // table knows both: no flood, no learning needed).
+    a.exec_ok(&["ping", "-c", "3", "-i", "0.2", "-W", "2", &ip_b]);
+    b.exec_ok(&["ping", "-c", "1", "-W", "2", "10.1.0.1"]);
+    let eps = d.ok(&["endpoint", "list", "100"]);
+    assert!(eps.contains("ctr-a") && eps.contains(&netns_path(&a)) && eps.contains(&ip_a), "{eps}");
+
+    // CHECK: fine as built; a missing address is found.
+    let mut check = cni.conf.clone();
+    check["prevResult"] = ra.clone();
+    assert!(cni.run_with(&check, "CHECK", "ctr-a", &netns_path(&a), "").ok);
+    a.exec_ok(&["ip", "addr", "del", &format!("{ip_a}/24"), "dev", "eth0"]);
+    let bad = cni.run_with(&check, "CHECK", "ctr-a", &netns_path(&a), "");
+    assert!(!bad.ok && bad.out["msg"].as_str().unwrap().contains(&ip_a), "{}", bad.out);
+    assert!(!cni.run("CHECK", "nobody", &a, "").ok);
+
+    // DEL, twice: the second finds nothing and is still a success.
+    let port_a = ra["interfaces"][0]["name"].as_str().unwrap().to_string();
+    cni.ok("DEL", "ctr-a", &a, "");
+    cni.ok("DEL", "ctr-a", &a, "");
+    assert!(a.exec(&["ip", "link", "show", "eth0"]).status.code() != Some(0), "eth0 left the namespace");
+    assert!(!links_named(&port_a).contains(&port_a));
+    assert!(!d.ok(&["port", "list"]).contains(&port_a));
+    assert!(!d.ok(&["endpoint", "list"]).contains(&ip_a));
+    let leases = d.json(&["ipam", "list"]);
+    let la = leases.as_array().unwrap().iter().find(|l| l["ip"] == ip_a.as_str()).expect("a's lease stays");
+    assert_eq!((la["state"].as_str(), la["identity"].as_str()), (Some("reserved"), Some("web/a-0")));
+    // A DEL for a namespace already gone is a success too.
+    cni.ok("DEL", "ctr-gone", &Netns { name: "no-such-ns".into() }, "");
+
+    // GC: b is not in the runtime's list any more; a veth nobody owns goes too.
+    run_ok("ip", &["link", "add", "vsc0000deadbeef", "type", "veth", "peer", "name", "vscpeer-x"]);
+    let mut gc = cni.conf.clone();
+    gc["cniVersion"] = json!("1.1.0");
+    gc["cni.dev/valid-attachments"] = json!([]);
+    let r = cni.run_with(&gc, "GC", "", "", "");
+    assert!(r.ok, "{}", r.out);
+    assert!(d.json(&["attachment", "list"]).as_array().unwrap().is_empty());
+    assert!(links_named("vsc").is_empty(), "{:?}", links_named("vsc"));
+
+    // STATUS while vswitchd answers, and what a runtime hears when it does not.
+    let mut status = cni.conf.clone();
+    status["cniVersion"] = json!("1.1.0");
+    status["timeout"] = json!(1);
+    assert!(cni.run_with(&status, "STATUS", "", "", "").ok);
+    let v = cni.run_with(&json!({"cniVersion": "1.1.0"}), "VERSION", "", "", "");
+    assert_eq!(v.out["supportedVersions"], json!(["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]));
+    d.kill9();
+    let r = cni.run_with(&status, "STATUS", "", "", "");
+    assert!(!r.ok && r.out["code"] == 50, "{}", r.out);
+    let t = Instant::now();
+    let r = cni.run_with(&status, "ADD", "ctr-c", &netns_path(&a), "");
+    assert!(!r.ok && r.out["code"] == 11, "vswitchd down is try again later: {}", r.out);
+    assert!(t.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn a_workload_keeps_its_address_and_mac_across_delete_kill9_and_recreate() {
+    let mut d = Daemon::start();
+    network(&d);
+    let (a, b) = (Netns::new("cnia"), Netns::new("cnib"));
+    let (ip_a, mac_a, ip_b, host_b) = {
+        let cni = Cni::new(&d, json!({}));
+        let (ip_a, mac_a) = verify(&cni.ok("ADD", "ctr-1", &a, "K8S_POD_NAMESPACE=db;K8S_POD_NAME=db-0"), &a, "1.0.0");
+        // Asked for: an address (IP=) and a MAC (the mac capability).
+        let mut asked = cni.conf.clone();
+        asked["runtimeConfig"] = json!({"mac": "0a:00:00:00:be:ef"});
+        let r = cni.run_with(&asked, "ADD", "ctr-b", &netns_path(&b), "K8S_POD_NAME=b;IP=10.1.0.77");
+        assert!(r.ok, "{}", r.out);
+        let (ip_b, mac_b) = verify(&r.out, &b, "1.0.0");
+        assert_eq!((ip_b.as_str(), mac_b.as_str()), ("10.1.0.77", "0a:00:00:00:be:ef"));
+        cni.ok("DEL", "ctr-1", &a, "");
+        (ip_a, mac_a, ip_b, r.out["interfaces"][0]["name"].as_str().unwrap().to_string())
+    };
+    // vswitchd dies with b attached: b's interface stays, and the switch attaches to it
+    // again at start with no CNI call.
+    d.kill9();
+    d.start_again();
+    let cni = Cni::new(&d, json!({}));
+    let r = cni.ok("ADD", "ctr-2", &a, "K8S_POD_NAMESPACE=db;K8S_POD_NAME=db-0");
+    let (ip_again, mac_again) = verify(&r, &a, "1.0.0");
+    assert_eq!((ip_again, mac_again), (ip_a.clone(), mac_a), "the re-created workload has its address and MAC back");
+    a.exec_ok(&["ping", "-c", "2", "-i", "0.2", "-W", "2", &ip_b]);
+    // Another workload cannot take an address reserved or attached.
+    let c = Netns::new("cnic");
+    let r = cni.run("ADD", "ctr-3", &c, &format!("K8S_POD_NAME=c;IP={ip_a}"));
+    assert!(!r.ok && r.out["code"] == 100 && r.out["msg"].as_str().unwrap().contains("attached"), "{}", r.out);
+
+    // The host end of b deleted while vswitchd is down: built again at start, with
+    // b's addresses and routes, in b's namespace.
+    d.kill9();
+    run_ok("ip", &["link", "del", &host_b]);
+    d.start_again();
+    assert!(d.log_text().contains("ctr-b's eth0 built again"), "{}", d.log_tail());
+    b.exec_ok(&["ping", "-c", "2", "-i", "0.2", "-W", "2", &ip_a]);
+    let routes = b.exec_ok(&["ip", "route", "show", "default"]);
+    assert!(routes.contains("via 10.1.0.1"), "{routes}");
+}
+
+#[test]
+fn a_delegated_ipam_plugin_gives_the_addresses() {
+    if !std::path::Path::new("/usr/lib/cni/host-local").exists() {
+        panic!(
+            "/usr/lib/cni/host-local is missing: apt-get install containernetworking-plugins (scripts/test.sh does)"
+        );
+    }
+    let d = Daemon::start();
+    network(&d);
+    let data = TempDir::new("hostlocal");
+    let cni = Cni::new(
+        &d,
+        json!({"ipam": {"type": "host-local", "subnet": "10.1.0.0/24", "rangeStart": "10.1.0.100",
+                        "gateway": "10.1.0.1", "routes": [{"dst": "0.0.0.0/0"}], "dataDir": data.0.display().to_string()}}),
+    );
+    let (a, b) = (Netns::new("cnia"), Netns::new("cnib"));
+    let (ip_a, _) = verify(&cni.ok("ADD", "ctr-a", &a, ""), &a, "1.0.0");
+    let (ip_b, _) = verify(&cni.ok("ADD", "ctr-b", &b, ""), &b, "1.0.0");
+    assert_eq!((ip_a.as_str(), ip_b.as_str()), ("10.1.0.100", "10.1.0.101"), "host-local's addresses");
+    a.exec_ok(&["ping", "-c", "2", "-i", "0.2", "-W", "2", &ip_b]);
+    assert!(d.json(&["ipam", "list"]).as_array().unwrap().is_empty(), "no lease of ours");
+    let held = data.0.join("tenant").join(&ip_a);
+    assert!(held.exists(), "host-local keeps its own record");
+    cni.ok("DEL", "ctr-a", &a, "");
+    assert!(!held.exists(), "DEL reached host-local");
+}
+
+#[test]
+fn fifty_parallel_adds_are_safe_and_leave_nothing_behind_after_their_dels() {
+    let d = Daemon::start();
+    network(&d);
+    let cni = Cni::new(&d, json!({}));
+    let spaces: Vec<Netns> = (0..50).map(|_| Netns::new("cnip")).collect();
+    let t = Instant::now();
+    let results: Vec<Ran> = std::thread::scope(|s| {
+        let handles: Vec<_> = spaces
+            .iter()
+            .enumerate()
+            .map(|(i, ns)| {
+                let cni = &cni;
+                s.spawn(move || cni.run("ADD", &format!("ctr-{i}"), ns, &format!("K8S_POD_NAME=p{i}")))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let took = t.elapsed();
+    let mut ips: Vec<String> = results
+        .iter()
+        .zip(&spaces)
+        .map(|(r, ns)| {
+            assert!(r.ok, "{}", r.out);
+            verify(&r.out, ns, "1.0.0").0
+        })
+        .collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 50, "fifty different addresses");
+    eprintln!("50 parallel ADDs: {took:?}");
+    spaces[0].exec_ok(&["ping", "-c", "1", "-W", "2", &ips[49]]);
+    std::thread::scope(|s| {
+        for (i, ns) in spaces.iter().enumerate() {
+            let cni = &cni;
+            s.spawn(move || assert!(cni.run("DEL", &format!("ctr-{i}"), ns, "").ok));
+        }
+    });
+    assert!(links_named("vsc").is_empty(), "{:?}", links_named("vsc"));
+    assert!(!d.ok(&["port", "list"]).contains("vsc"));
+    assert!(d.json(&["attachment", "list"]).as_array().unwrap().is_empty());
+}
