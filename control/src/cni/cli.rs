@@ -45,7 +45,7 @@ impl Verb for IpamCmd {
                     l.identity,
                     l.mac,
                     v.state,
-                    opt(&l.container),
+                    opt(&l.container.map(|c| c.chars().take(12).collect::<String>())),
                     opt(&left),
                 ]);
             }
