@@ -171,8 +171,13 @@ fn the_plugin_attaches_checks_and_detaches_containers_as_a_runtime_drives_it() {
     let port_a = ra["interfaces"][0]["name"].as_str().unwrap().to_string();
     cni.ok("DEL", "ctr-a", &a, "");
     cni.ok("DEL", "ctr-a", &a, "");
-    assert!(a.exec(&["ip", "link", "show", "eth0"]).status.code() != Some(0), "eth0 left the namespace");
-    assert!(!links_named(&port_a).contains(&port_a));
+    // The pair is deleted right after the reply (a link's deletion waits for the
+    // kernel's grace periods, and the runtime need not).
+    assert!(
+        wait_until(Duration::from_secs(5), || a.exec(&["ip", "link", "show", "eth0"]).status.code() != Some(0)
+            && !links_named(&port_a).contains(&port_a)),
+        "eth0 left the namespace, the host end is gone"
+    );
     assert!(!d.ok(&["port", "list"]).contains(&port_a));
     assert!(!d.ok(&["endpoint", "list"]).contains(&ip_a));
     let leases = d.json(&["ipam", "list"]);
@@ -189,7 +194,7 @@ fn the_plugin_attaches_checks_and_detaches_containers_as_a_runtime_drives_it() {
     let r = cni.run_with(&gc, "GC", "", "", "");
     assert!(r.ok, "{}", r.out);
     assert!(d.json(&["attachment", "list"]).as_array().unwrap().is_empty());
-    assert!(links_named("vsc").is_empty(), "{:?}", links_named("vsc"));
+    assert!(wait_until(Duration::from_secs(5), || links_named("vsc").is_empty()), "{:?}", links_named("vsc"));
 
     // STATUS while vswitchd answers, and what a runtime hears when it does not.
     let mut status = cni.conf.clone();
@@ -315,7 +320,7 @@ fn fifty_parallel_adds_are_safe_and_leave_nothing_behind_after_their_dels() {
             s.spawn(move || assert!(cni.run("DEL", &format!("ctr-{i}"), ns, "").ok));
         }
     });
-    assert!(links_named("vsc").is_empty(), "{:?}", links_named("vsc"));
+    assert!(wait_until(Duration::from_secs(10), || links_named("vsc").is_empty()), "{:?}", links_named("vsc"));
     assert!(!d.ok(&["port", "list"]).contains("vsc"));
     assert!(d.json(&["attachment", "list"]).as_array().unwrap().is_empty());
 }

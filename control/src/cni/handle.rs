@@ -229,6 +229,7 @@ impl Switch {
             }
         };
         let plumb = Plumb { netns: &req.netns, host: &port, ifname: &key.ifname, mac, mtu, ips: &ips, routes: &routes };
+        let started = std::time::Instant::now();
         let host_mac = match link::plumb(&netlink, &plumb).await {
             Ok(m) => m,
             Err(e) => {
@@ -236,6 +237,7 @@ impl Switch {
                 return Err(e);
             }
         };
+        let plumbed = started.elapsed();
         let run = match self.ports.bring_up(&spec) {
             Ok(r) => r,
             Err(e) => {
@@ -245,6 +247,11 @@ impl Switch {
             }
         };
         self.ports.list.push(Port { spec: spec.clone(), run: Ok(run) });
+        tracing::debug!(
+            "ADD {}: veth and namespace {plumbed:?}, port {:?}",
+            key.container,
+            started.elapsed() - plumbed
+        );
 
         // The container's addresses go into the endpoint table: ARP for them is
         // answered here, and the gateway routes to them, from the first packet.
@@ -318,8 +325,17 @@ impl Switch {
         if self.ports.find(&a.port).is_some() {
             self.port_request(PortRequest::PortDel { name: a.port.clone() })?;
         }
-        if let Err(e) = link::unplumb(&netlink, &a.port).await {
-            tracing::warn!("container {}: {e}", a.container);
+        match link::index_of(&netlink, &a.port).await {
+            Ok(Some(index)) => {
+                let container = a.container.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = link::delete_blocking(index) {
+                        tracing::warn!("container {container}: {e}");
+                    }
+                });
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("container {}: {e}", a.container),
         }
         tracing::info!("container {}'s {} left network {} ({})", a.container, a.ifname, a.vni, a.port);
         Ok(())

@@ -123,6 +123,9 @@ pub async fn plumb(h: &Handle, p: &Plumb<'_>) -> Result<Mac, String> {
         .mtu(p.mtu as u32)
         .setns_by_fd(ns.as_raw_fd())
         .build();
+    // A pair of this name that no attachment owns is what a DEL a moment ago is still
+    // deleting, or what an ADD that died left: it goes first.
+    unplumb(h, p.host).await?;
     let pair = LinkVeth::new(p.host, p.ifname).mtu(p.mtu as u32).set_info_data(InfoData::Veth(InfoVeth::Peer(peer)));
     if let Err(e) = h.link().add(pair.build()).execute().await {
         return Err(match errno(&e) {
@@ -189,14 +192,14 @@ async fn configure_inside(ns: &File, p: &Plumb<'_>) -> Result<(), String> {
     Ok(())
 }
 
-/// Deletes the pair by its host end; a pair already gone is no error.
+/// Deletes the pair by its host end and waits until it is gone (on a blocking thread:
+/// see `delete_blocking`); a pair already gone is no error.
 pub async fn unplumb(h: &Handle, host: &str) -> Result<(), String> {
     let Some(idx) = index_of(h, host).await? else { return Ok(()) };
-    match h.link().del(idx).execute().await {
-        Ok(()) => Ok(()),
-        Err(e) if errno(&e) == Some(ENODEV) => Ok(()),
-        Err(e) => Err(text(&format!("deleting {host}"), e)),
-    }
+    tokio::task::spawn_blocking(move || delete_blocking(idx))
+        .await
+        .map_err(|e| format!("deleting {host}: {e}"))?
+        .map_err(|e| format!("{host}: {e}"))
 }
 
 /// Whether the container's interface is as ADD left it: name, MAC, addresses.
@@ -238,4 +241,37 @@ pub async fn named(h: &Handle, prefix: &str) -> Result<Vec<String>, String> {
         }
     }
     Ok(out)
+}
+
+/// Deletes interface `index` (its pair with it), blocking: deleting a link waits for
+/// the kernel's RCU grace periods (tens of ms), so it runs on a blocking thread, never
+/// on the runtime's. By index, not name: a pair made again under the same name in the
+/// meantime is not touched. A link already gone is no error.
+pub fn delete_blocking(index: u32) -> Result<(), String> {
+    use rtnetlink::{
+        packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST},
+        packet_route::{link::LinkMessage, RouteNetlinkMessage},
+        sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr},
+    };
+    let mut link = LinkMessage::default();
+    link.header.index = index;
+    let mut req = NetlinkMessage::from(RouteNetlinkMessage::DelLink(link));
+    req.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    req.finalize();
+    let mut buf = vec![0; req.buffer_len()];
+    req.serialize(&mut buf);
+    let mut sock = Socket::new(NETLINK_ROUTE).map_err(|e| format!("netlink socket: {e}"))?;
+    sock.bind_auto().map_err(|e| format!("netlink bind: {e}"))?;
+    sock.connect(&SocketAddr::new(0, 0)).map_err(|e| format!("netlink connect: {e}"))?;
+    sock.send(&buf, 0).map_err(|e| format!("deleting interface {index}: {e}"))?;
+    let mut reply = Vec::with_capacity(8192);
+    sock.recv(&mut reply, 0).map_err(|e| format!("deleting interface {index}: {e}"))?;
+    let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply)
+        .map_err(|e| format!("deleting interface {index}: the kernel's answer: {e}"))?;
+    match msg.payload {
+        NetlinkPayload::Error(e) if e.code.is_some_and(|c| -c.get() != ENODEV) => {
+            Err(format!("deleting interface {index}: {}", e.to_io()))
+        }
+        _ => Ok(()),
+    }
 }

@@ -373,8 +373,16 @@ impl Switch {
             committed,
             start.elapsed() - committed
         );
-        // No core sees the ports that left any more.
-        self.closing.clear();
+        // No core sees the ports that left any more. A kernel port's sockets take an
+        // RCU grace period each to close: that happens on a blocking thread, not here.
+        for (_, p) in self.closing.drain(..) {
+            match p.run {
+                Ok(crate::ports::Running { dev: crate::ports::device::Device::Kernel(k), .. }) => {
+                    tokio::task::spawn_blocking(move || drop(k));
+                }
+                other => drop(other),
+            }
+        }
         for h in held.drain(..) {
             let _ = h.reply.send(match h.result {
                 Ok(v) => Response::ok(v),

@@ -140,8 +140,11 @@ pub fn open_tap_queue(iface: &str, multi_queue: bool) -> io::Result<(OwnedFd, bo
 /// group `group` when the port has several queues; non-blocking.
 pub fn open_packet_socket(ifindex: u32, fanout: Option<u16>) -> io::Result<OwnedFd> {
     let proto = (libc::ETH_P_ALL as u16).to_be();
+    // Protocol 0 at socket(2), the real one at bind(2): a socket opened with a protocol
+    // is hooked to every interface at once, and moving it to one then waits for an RCU
+    // grace period (synchronize_net, about 10 ms) — most of a container's ADD.
     // SAFETY: plain socket(2); the fd is owned below.
-    let fd = check(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto as i32) })?;
+    let fd = check(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: fd was just opened and nothing else owns it.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let one: libc::c_int = 1;
