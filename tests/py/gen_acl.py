@@ -17,7 +17,8 @@ vm_in = (
     + v4(TCP(dport=23), 4)          # in: rule 2 deny                          -> acl_deny_in
     + v4(UDP(dport=5001), 3)        # in: default allow; out: rule 3 allow     -> delivered
     + v4(UDP(dport=9999), 2)        # in: default allow; out: vm2 default deny -> acl_deny_out
-    + [Ether(src=VM1, dst=VM2) / ARP(psrc="10.1.0.1", pdst="10.1.0.2")]  # non-IP: vm2's default -> acl_deny_out
+    + [Ether(src=VM1, dst=VM2) / ARP(psrc="10.1.0.1", pdst="10.1.0.2")]  # ARP passes every group   -> delivered
+    + [Ether(src=VM1, dst=VM2, type=0x88b5) / (b"x" * 46)]                 # other non-IP: default    -> acl_deny_out
     + v6("fd00::1", 2)              # out: rule 4 allow (IPv6)                 -> delivered
     + v6("fd01::1", 1)              # out: vm2 default deny                    -> acl_deny_out
 )

@@ -64,7 +64,7 @@ fn allow_deny_and_default_in_both_directions_with_hit_counters() {
     // What vm2 received, as tshark reads it: exactly the allowed traffic.
     let got = tshark_fields(&dir.path("vm2_out.pcap"), &["tcp.dstport", "udp.dstport", "ipv6.src"]);
     let count = |f: &dyn Fn(&[&str]) -> bool| got.iter().filter(|l| f(&l.split('|').collect::<Vec<_>>())).count();
-    assert_eq!(got.len(), 13, "{got:?}");
+    assert_eq!(got.len(), 14, "{got:?} (13 of IP, and the ARP)");
     assert_eq!(count(&|f| f[0] == "22"), 5);
     assert_eq!(count(&|f| f[1] == "5001"), 6, "3 from vm1, 3 decapsulated");
     assert_eq!(count(&|f| f[2] == "fd00::1"), 2);

@@ -324,3 +324,57 @@ fn fifty_parallel_adds_are_safe_and_leave_nothing_behind_after_their_dels() {
     assert!(!d.ok(&["port", "list"]).contains("vsc"));
     assert!(d.json(&["attachment", "list"]).as_array().unwrap().is_empty());
 }
+
+#[test]
+fn a_container_gets_its_security_group_and_bandwidth_and_loses_them_at_del() {
+    let d = Daemon::start();
+    network(&d);
+    let dir = TempDir::new("sg");
+    // A may open anything; nothing may open a connection to A (stateful by default).
+    let rules = dir.path("outbound-only.yaml");
+    std::fs::write(&rules, "- {priority: 10, dir: in, action: allow}\n").unwrap();
+    let guarded = Cni::new(
+        &d,
+        json!({"securityGroup": {"rulesFile": rules.display().to_string(), "default": "deny"},
+               "runtimeConfig": {"bandwidth": {"ingressRate": 10_000_000, "ingressBurst": 1_000_000,
+                                               "egressRate": 20_000_000, "egressBurst": 1_000_000}}}),
+    );
+    let open = Cni::new(&d, json!({}));
+    let (a, b) = (Netns::new("cnia"), Netns::new("cnib"));
+    let ra = guarded.ok("ADD", "ctr-a", &a, "");
+    let (ip_a, _) = verify(&ra, &a, "1.0.0");
+    let (ip_b, _) = verify(&open.ok("ADD", "ctr-b", &b, ""), &b, "1.0.0");
+    let port_a = ra["interfaces"][0]["name"].as_str().unwrap().to_string();
+
+    a.exec_ok(&["ping", "-c", "2", "-i", "0.2", "-W", "2", &ip_b]);
+    assert!(!b.exec(&["ping", "-c", "2", "-i", "0.2", "-W", "1", &ip_a]).status.success(), "B cannot open to A");
+    let acl = d.json(&["acl", "list", "--port", &port_a]);
+    assert_eq!(acl.as_array().unwrap().len(), 1, "{acl}");
+    let qos = d.json(&["qos", "show", &port_a]);
+    let text = qos.to_string();
+    assert!(text.contains("10000kbit") && text.contains("20000kbit"), "ingress to A is our egress: {text}");
+    // What A receives is held to about 10 Mbit/s.
+    let srv = a.spawn(&["iperf3", "-s", "-1", "-B", &ip_a]);
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = srv;
+    // B cannot open to A: A opens to B and asks B to send (-R).
+    let srv_b = b.spawn(&["iperf3", "-s", "-1", "-B", &ip_b]);
+    std::thread::sleep(Duration::from_millis(500));
+    let out = a.exec_ok(&["iperf3", "-c", &ip_b, "-R", "-t", "2", "-J"]);
+    drop(srv_b);
+    let bps = serde_json::from_str::<Value>(&out).unwrap()["end"]["sum_received"]["bits_per_second"].as_f64().unwrap();
+    assert!(bps < 20e6, "A receives at most about its 10 Mbit/s ingress rate, not {:.1} Mbit/s", bps / 1e6);
+
+    // DEL takes the port's rules, default, stateful setting and meters with it.
+    guarded.ok("DEL", "ctr-a", &a, "");
+    assert!(d.json(&["acl", "list"]).as_array().unwrap().is_empty());
+    let state = d.json(&["dump"]);
+    for section in ["acl_defaults", "stateful", "qos"] {
+        assert!(
+            state.get(section).is_none_or(
+                |s| s.as_array().is_some_and(|a| a.is_empty()) || s.as_object().is_some_and(|o| o.is_empty())
+            ),
+            "{section} left: {state}"
+        );
+    }
+}

@@ -55,6 +55,11 @@ pub struct Acl {
 }
 
 impl Acl {
+    /// Ids of the rules written for port `name`.
+    pub fn rules_of_port(&self, name: &str) -> Vec<u32> {
+        self.by_port.get(name).map(|ids| ids.iter().copied().collect()).unwrap_or_default()
+    }
+
     pub fn new(shared: Arc<Shared>) -> Acl {
         Acl { shared: Some(shared), ..Default::default() }
     }

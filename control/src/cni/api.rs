@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
+// Requests are parsed once and handled once: their size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CniRequest {
@@ -56,6 +58,45 @@ pub struct AttachRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
     pub ipam: Ipam,
+    /// Rules for the container's port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_group: Option<SecurityGroup>,
+    /// The `bandwidth` capability.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<Bandwidth>,
+}
+
+/// A container's security group: rules for its port (the port is filled in), the
+/// port's default, and whether it is stateful (replies to what it opened come back
+/// without a rule).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityGroup {
+    #[serde(default)]
+    pub rules: Vec<crate::acl::api::AclRuleSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<crate::acl::api::AclAction>,
+    #[serde(default = "stateful_by_default")]
+    pub stateful: bool,
+}
+
+fn stateful_by_default() -> bool {
+    true
+}
+
+/// CNI's `bandwidth` capability: bits per second and bits, as the spec's bandwidth
+/// plugin reads them. Ingress is what the container receives.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Bandwidth {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_rate: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_burst: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_rate: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_burst: Option<u64>,
 }
 
 /// Where the container's addresses come from.

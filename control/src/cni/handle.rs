@@ -9,9 +9,12 @@ use super::{
     unix_now, HOST_PREFIX,
 };
 use crate::{
+    acl::api::{AclRequest, AclRuleSpec},
+    conntrack::api::{CtRequest, StatefulSpec},
     endpoints::api::{EndpointRequest, EndpointSpec},
     feature::Ctx,
     ports::{api::*, Port},
+    qos::api::{MeterSpec, QosRequest, QosSpec},
     store::change::Change,
     switch::{to_value, Reply, Switch},
 };
@@ -286,6 +289,27 @@ impl Switch {
                 }
             }
         }
+        // The port's security group and bandwidth; any refusal takes the ADD back whole.
+        let mut rule_ids = Vec::new();
+        if let Err(err) = self.cni_policy(&req, &port, &mut changes, &mut rule_ids) {
+            let refs = self.ports.refs();
+            let ctx = Ctx { ports: &refs, has_network: &|v| v == vni, vtep_ip: None, shared: None };
+            for id in rule_ids {
+                let _ = self.acl.handle(AclRequest::AclDel { id }, &ctx);
+            }
+            for ip in &addrs {
+                self.endpoints.forget_static(vni, *ip);
+            }
+            if let Some(gone) = self.ports.refs().into_iter().find(|p| p.name == port) {
+                for f in self.features() {
+                    f.port_removed(&gone);
+                }
+            }
+            self.ports.list.pop();
+            let _ = link::unplumb(&netlink, &port).await;
+            undo(self, before);
+            return Err(err);
+        }
         let a = AttachmentSpec {
             network: key.network.clone(),
             container: key.container.clone(),
@@ -308,6 +332,68 @@ impl Switch {
         Ok(Self::result_of(&a, host_mac))
     }
 
+    /// Applies the ADD's security group and bandwidth to `port`, adding their journal
+    /// records to `changes` and the ACL rule ids it made to `rule_ids`.
+    fn cni_policy(
+        &mut self,
+        req: &AttachRequest,
+        port: &str,
+        changes: &mut Vec<Change>,
+        rule_ids: &mut Vec<u32>,
+    ) -> Result<(), String> {
+        let refs = self.ports.refs();
+        let vni = req.vni;
+        let ctx = Ctx { ports: &refs, has_network: &|v| v == vni, vtep_ip: None, shared: None };
+        if let Some(sg) = &req.security_group {
+            for r in &sg.rules {
+                let rule = AclRuleSpec { id: None, port: Some(port.to_string()), ..r.clone() };
+                let h = self.acl.handle(AclRequest::AclAdd(rule), &ctx).map_err(|e| format!("security group: {e}"))?;
+                rule_ids.extend(h.reply["id"].as_u64().map(|id| id as u32));
+                changes.extend(h.changes);
+            }
+            if let Some(action) = sg.default {
+                let h = self.acl.handle(AclRequest::AclDefault { port: port.to_string(), action }, &ctx)?;
+                changes.extend(h.changes);
+            }
+            if sg.stateful {
+                let on = StatefulSpec {
+                    port: port.to_string(),
+                    on: true,
+                    liberal: false,
+                    sticky: false,
+                    pickup: false,
+                    max_sessions: None,
+                };
+                let h = self.conntrack.handle(CtRequest::AclStateful(on), &ctx)?;
+                changes.extend(h.changes);
+            }
+        }
+        if let Some(bw) = req.bandwidth.as_ref().filter(|b| b.ingress_rate.is_some() || b.egress_rate.is_some()) {
+            // CNI's ingress is what the container receives: our egress toward the port.
+            let meter = |rate: Option<u64>, burst: Option<u64>| {
+                rate.filter(|r| *r > 0).map(|r| MeterSpec {
+                    rate: format!("{}kbit", r.div_ceil(1000)),
+                    burst: burst.map(|b| format!("{}b", b.div_ceil(8).max(1500))),
+                    excess_burst: None,
+                    peak_rate: None,
+                    peak_burst: None,
+                })
+            };
+            let q = QosSpec {
+                port: port.to_string(),
+                mode: None,
+                ingress: meter(bw.egress_rate, bw.egress_burst),
+                egress: meter(bw.ingress_rate, bw.ingress_burst),
+                yellow: None,
+                red: None,
+                dscp: None,
+            };
+            let h = self.qos.handle(QosRequest::QosSet(q), &ctx).map_err(|e| format!("bandwidth: {e}"))?;
+            changes.extend(h.changes);
+        }
+        Ok(())
+    }
+
     async fn cni_del(&mut self, key: &AttachmentKey) -> Result<(), String> {
         let netlink = self.cni.netlink()?;
         let Some(a) = self.cni.attachments.remove(key) else {
@@ -323,6 +409,16 @@ impl Switch {
         }
         self.changed(changes);
         if self.ports.find(&a.port).is_some() {
+            // The port's own rules go with it.
+            let refs = self.ports.refs();
+            let ctx = Ctx { ports: &refs, has_network: &|_| true, vtep_ip: None, shared: None };
+            let mut gone = Vec::new();
+            for id in self.acl.rules_of_port(&a.port) {
+                if let Ok(h) = self.acl.handle(AclRequest::AclDel { id }, &ctx) {
+                    gone.extend(h.changes);
+                }
+            }
+            self.changed(gone);
             self.port_request(PortRequest::PortDel { name: a.port.clone() })?;
         }
         match link::index_of(&netlink, &a.port).await {

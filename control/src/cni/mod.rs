@@ -80,8 +80,8 @@ impl Cni {
         self.leases.by_ip.contains_key(&(vni, ip))
     }
 
-    /// Puts into `state` (a file being applied) the attachments, their ports and
-    /// endpoints, and the leases the switch holds now: they are the runtime's, not the
+    /// Puts into `state` (a file being applied) the attachments, their ports, endpoints,
+    /// security groups and meters, and the leases the switch holds now: they are the runtime's, not the
     /// operator's, and an apply neither drops nor changes them.
     pub fn carry_into(&self, state: &mut DesiredState, running: &DesiredState) {
         state.attachments = running.attachments.clone();
@@ -91,8 +91,19 @@ impl Cni {
                 state.ports.retain(|q| q.name != a.port);
                 state.ports.push(p.clone());
             }
-            state.endpoints.retain(|e| e.port.as_deref() != Some(&a.port));
-            state.endpoints.extend(running.endpoints.iter().filter(|e| e.port.as_deref() == Some(&a.port)).cloned());
+            let own = |p: Option<&String>| p == Some(&a.port);
+            state.endpoints.retain(|e| !own(e.port.as_ref()));
+            state.endpoints.extend(running.endpoints.iter().filter(|e| own(e.port.as_ref())).cloned());
+            state.acl.retain(|r| !own(r.port.as_ref()));
+            state.acl.extend(running.acl.iter().filter(|r| own(r.port.as_ref())).cloned());
+            state.acl_defaults.remove(&a.port);
+            if let Some(d) = running.acl_defaults.get(&a.port) {
+                state.acl_defaults.insert(a.port.clone(), *d);
+            }
+            state.stateful.retain(|s| s.port != a.port);
+            state.stateful.extend(running.stateful.iter().filter(|s| s.port == a.port).cloned());
+            state.qos.retain(|q| q.port != a.port);
+            state.qos.extend(running.qos.iter().filter(|q| q.port == a.port).cloned());
         }
     }
 }

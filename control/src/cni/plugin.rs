@@ -205,7 +205,21 @@ fn add(inv: &Invocation, conf: &NetConf, raw: &[u8], vswitchd: &Vswitchd) -> Res
         let (ips, routes) = spec::ipam_result(&r).map_err(|e| CniError::new(code::DECODE_FAILURE, e))?;
         Ipam::Given { ips, routes }
     };
-    let req = AttachRequest { key, vni, netns: inv.netns.clone(), identity: identity(inv), mtu: conf.mtu, mac, ipam };
+    let security_group = match &conf.security_group {
+        Some(sg) => Some(security_group(sg)?),
+        None => None,
+    };
+    let req = AttachRequest {
+        key,
+        vni,
+        netns: inv.netns.clone(),
+        identity: identity(inv),
+        mtu: conf.mtu,
+        mac,
+        ipam,
+        security_group,
+        bandwidth: conf.runtime_config.bandwidth.clone(),
+    };
     match vswitchd.call(Request::Cni(CniRequest::CniAdd(req))) {
         Ok(v) => {
             let r: AttachResult = serde_json::from_value(v)
@@ -220,6 +234,45 @@ fn add(inv: &Invocation, conf: &NetConf, raw: &[u8], vswitchd: &Vswitchd) -> Res
             Err(e)
         }
     }
+}
+
+/// The rules of a security group, read from where the config says.
+fn security_group(sg: &spec::SecurityGroupConf) -> Result<SecurityGroup, CniError> {
+    let mut rules = sg.rules.clone();
+    let file = match (&sg.rules_file, &sg.group) {
+        (Some(f), None) => Some(PathBuf::from(f)),
+        (None, Some(g)) => {
+            if g.is_empty() || g.contains('/') {
+                return Err(CniError::new(
+                    code::INVALID_CONFIG,
+                    format!("securityGroup.group {g:?} is not a group name"),
+                ));
+            }
+            let dir = Path::new(spec::GROUPS_DIR);
+            let found = [dir.join(format!("{g}.yaml")), dir.join(format!("{g}.json"))].into_iter().find(|p| p.exists());
+            Some(found.ok_or_else(|| {
+                CniError::new(code::INVALID_CONFIG, format!("no security group {g:?} ({}/{g}.yaml)", spec::GROUPS_DIR))
+            })?)
+        }
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            return Err(CniError::new(code::INVALID_CONFIG, "securityGroup: give rulesFile or group, not both"));
+        }
+    };
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(&f)
+            .map_err(|e| CniError::new(code::IO_FAILURE, format!("security group {}: {e}", f.display())))?;
+        let more: Vec<crate::acl::api::AclRuleSpec> = serde_yaml_ng::from_str(&text)
+            .map_err(|e| CniError::new(code::INVALID_CONFIG, format!("security group {}: {e}", f.display())))?;
+        rules.extend(more);
+    }
+    if rules.iter().any(|r| r.port.is_some() || r.vni.is_some()) {
+        return Err(CniError::new(
+            code::INVALID_CONFIG,
+            "security group rules name no port or vni: they are the container's own port's",
+        ));
+    }
+    Ok(SecurityGroup { rules, default: sg.default, stateful: sg.stateful.unwrap_or(true) })
 }
 
 fn del(inv: &Invocation, conf: &NetConf, raw: &[u8], vswitchd: &Vswitchd) -> Result<(), CniError> {

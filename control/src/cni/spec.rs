@@ -48,6 +48,9 @@ pub struct NetConf {
     pub timeout: Option<f64>,
     #[serde(default)]
     pub ipam: Option<IpamConf>,
+    /// The container port's security group.
+    #[serde(default)]
+    pub security_group: Option<SecurityGroupConf>,
     #[serde(default)]
     pub args: Option<Value>,
     #[serde(default)]
@@ -73,6 +76,28 @@ pub struct IpamConf {
     pub hold: Option<u64>,
 }
 
+/// `securityGroup`: rules written in the config, a rules file, or a named group (a file
+/// in `GROUPS_DIR`); rules as `vswitchctl acl` takes them, without the port.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecurityGroupConf {
+    #[serde(default)]
+    pub rules: Vec<crate::acl::api::AclRuleSpec>,
+    #[serde(default)]
+    pub rules_file: Option<String>,
+    #[serde(default)]
+    pub group: Option<String>,
+    /// What the port does with what no rule matched (default allow).
+    #[serde(default)]
+    pub default: Option<crate::acl::api::AclAction>,
+    /// Default true.
+    #[serde(default)]
+    pub stateful: Option<bool>,
+}
+
+/// Where named security groups live: `NAME.yaml` (or `.json`), a list of rules.
+pub const GROUPS_DIR: &str = "/etc/vswitch/security-groups";
+
 /// The capabilities the runtime filled in (`runtimeConfig`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -82,6 +107,8 @@ pub struct RuntimeConfig {
     pub ips: Vec<String>,
     #[serde(default)]
     pub mac: Option<String>,
+    #[serde(default)]
+    pub bandwidth: Option<super::api::Bandwidth>,
 }
 
 /// CNI_ARGS: `K1=V1;K2=V2`.

@@ -237,7 +237,10 @@ pub fn trace(
             }
             CtState::New => "conntrack: new (no session): the rules decide; allowed, it would open a session".into(),
             CtState::Invalid => "conntrack: invalid: part of no session and cannot start one".into(),
-            CtState::Untracked => "conntrack: not tracked (not IP, or neighbour discovery): the rules decide".into(),
+            CtState::Untracked if pipelines::acl::finds_neighbours(&meta[0]) => {
+                "conntrack: not tracked (ARP or neighbour discovery): security groups let it pass".into()
+            }
+            CtState::Untracked => "conntrack: not tracked (not IP): the rules decide".into(),
         });
         let session = snap.l2.ct.table.as_ref().filter(|_| ct.session != 0).and_then(|t| t.view(ct.session - 1));
         if let Some(v) = session {

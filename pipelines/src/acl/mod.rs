@@ -368,6 +368,18 @@ pub struct AclTables {
     pub ports: Vec<Option<std::sync::Arc<PortAcl>>>,
 }
 
+/// ARP and IPv6 neighbour discovery (ICMPv6 133 to 137) pass every security group, as
+/// OpenStack's port security lets them: rules and defaults are about IP traffic, and a
+/// default deny must not cut a VM off its neighbours (and the gateway).
+#[inline(always)]
+pub fn finds_neighbours(m: &Meta) -> bool {
+    match m.ip_version {
+        0 => m.ethertype == crate::wire::ethernet::ETHERTYPE_ARP,
+        6 => m.proto == 58 && (133..=137).contains(&m.sport),
+        _ => false,
+    }
+}
+
 impl AclTables {
     /// The verdict for `m` crossing `port` in `dir`, and the counter slot of the rule
     /// that decided (None when the default did).
@@ -380,6 +392,9 @@ impl AclTables {
     #[inline]
     pub fn check_with(&self, cache: &mut AclCache, port: crate::PortId, dir: Direction, m: &Meta) -> AclAnswer {
         let Some(Some(acl)) = self.ports.get(port as usize) else { return (Verdict::Allow, None) };
+        if finds_neighbours(m) {
+            return (Verdict::Allow, None);
+        }
         let c = match dir {
             Direction::In => &acl.ingress,
             Direction::Out => &acl.egress,
@@ -406,6 +421,9 @@ impl PortAcl {
     pub fn ingress_batch(&self, meta: &mut [Meta], cache: &mut AclCache) {
         for m in meta.iter_mut() {
             if m.action != Action::Continue {
+                continue;
+            }
+            if finds_neighbours(m) {
                 continue;
             }
             let (verdict, hit) = self.with_default(cache.rule(&self.ingress, m));

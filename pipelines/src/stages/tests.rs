@@ -397,19 +397,23 @@ mod acl {
     }
 
     #[test]
-    fn egress_rules_apply_to_decapsulated_frames_and_non_ip_follows_the_default() {
+    fn egress_rules_apply_to_decapsulated_frames_and_non_ip_but_arp_follows_the_default() {
         let t = with_acl();
         let ok =
             vxlan::build(mac(0xee), vtep().mac, REMOTE, &vtep(), 100, &udp(mac(2), mac(0x44), [10, 1, 0, 3], 5001));
         let no = vxlan::build(mac(0xee), vtep().mac, REMOTE, &vtep(), 100, &udp(mac(2), mac(0x44), [10, 1, 0, 3], 80));
+        let mut lldp = frame(mac(2), mac(0x44), 64);
+        lldp[12..14].copy_from_slice(&[0x88, 0xcc]);
+        let lldp = vxlan::build(mac(0xee), vtep().mac, REMOTE, &vtep(), 100, &lldp);
         let mut arp = frame(mac(2), mac(0x44), 64);
         arp[12..14].copy_from_slice(&[0x08, 0x06]);
         let arp = vxlan::build(mac(0xee), vtep().mac, REMOTE, &vtep(), 100, &arp);
-        let (_, m, _) = run_uplink(&t, &[ok, no, arp]);
+        let (_, m, _) = run_uplink(&t, &[ok, no, lldp, arp]);
         assert_eq!(m[0].action, Action::Tx(VM2));
         assert_eq!(m[0].acl_out, 21);
         assert_eq!(m[1].action, Action::Drop(DropReason::AclDenyOut));
         assert_eq!(m[2].action, Action::Drop(DropReason::AclDenyOut), "non-IP: VM2's default (deny)");
+        assert_eq!(m[3].action, Action::Tx(VM2), "ARP passes every security group");
     }
 }
 
