@@ -353,15 +353,12 @@ fn a_container_gets_its_security_group_and_bandwidth_and_loses_them_at_del() {
     let qos = d.json(&["qos", "show", &port_a]);
     let text = qos.to_string();
     assert!(text.contains("10000kbit") && text.contains("20000kbit"), "ingress to A is our egress: {text}");
-    // What A receives is held to about 10 Mbit/s.
-    let srv = a.spawn(&["iperf3", "-s", "-1", "-B", &ip_a]);
-    std::thread::sleep(Duration::from_millis(500));
-    let _ = srv;
-    // B cannot open to A: A opens to B and asks B to send (-R).
-    let srv_b = b.spawn(&["iperf3", "-s", "-1", "-B", &ip_b]);
+    // What A receives is held to about 10 Mbit/s. B cannot open to A: A opens to B and
+    // asks B to send (-R).
+    let mut srv_b = b.spawn(&["iperf3", "-s", "-1", "-B", &ip_b]);
     std::thread::sleep(Duration::from_millis(500));
     let out = a.exec_ok(&["iperf3", "-c", &ip_b, "-R", "-t", "2", "-J"]);
-    drop(srv_b);
+    let _ = srv_b.wait();
     let bps = serde_json::from_str::<Value>(&out).unwrap()["end"]["sum_received"]["bits_per_second"].as_f64().unwrap();
     assert!(bps < 20e6, "A receives at most about its 10 Mbit/s ingress rate, not {:.1} Mbit/s", bps / 1e6);
 
