@@ -161,8 +161,8 @@ fn random_adds_dels_and_kills_leave_nothing_behind() {
         }
     }
     eprintln!("{ops} operations: {adds_ok} ADDs attached, {kills} vswitchd kills, {plugin_kills} plugin kills");
-    for i in 0..SLOTS {
-        del(&conf, &id(i, gen[i]), &path(i));
+    for (i, g) in gen.iter().enumerate() {
+        del(&conf, &id(i, *g), &path(i));
     }
     let mut g = conf.clone();
     g["cni.dev/valid-attachments"] = json!([]);

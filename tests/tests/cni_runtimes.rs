@@ -147,6 +147,9 @@ fn podman_containers_attach_through_the_plugin_and_keep_their_addresses() {
     pm.run(&["-d", "--name", "srv", "--ip", "10.5.0.50"], &["/bin/iperf3", "-s"]);
     let (srv_ip, srv_mac) = pm.addr("srv");
     assert_eq!(srv_ip, "10.5.0.50", "--ip is honoured");
+    // podman read our result through libcni: what it reports is what the container has.
+    let seen = pm.ok(&["inspect", "srv", "--format", "{{.NetworkSettings.Networks.tenant.IPAddress}} {{.NetworkSettings.Networks.tenant.MacAddress}} {{.NetworkSettings.Networks.tenant.Gateway}}"]);
+    assert_eq!(seen.trim(), format!("{srv_ip} {srv_mac} 10.5.0.1"), "podman's view of the result");
     pm.run(&["-d", "--name", "cli", "--mac-address", "0a:00:00:00:c1:1e"], &["/bin/sleep", "600"]);
     let (cli_ip, cli_mac) = pm.addr("cli");
     assert_eq!(cli_mac, "0a:00:00:00:c1:1e", "--mac-address is honoured");
@@ -162,6 +165,10 @@ fn podman_containers_attach_through_the_plugin_and_keep_their_addresses() {
     eprintln!("podman container to container: {:.2} Gbit/s", bps / 1e9);
     assert!(bps > 0.0);
 
+    // Stopped and started (podman runs DEL, then ADD in a new namespace): same address.
+    pm.ok(&["stop", "-t", "0", "cli"]);
+    pm.ok(&["start", "cli"]);
+    assert_eq!(pm.addr("cli"), (cli_ip.clone(), cli_mac.clone()), "a restarted container keeps its address");
     // The server goes (podman runs DEL), vswitchd dies, the server comes back under the
     // same name and no --ip: the same address and MAC.
     pm.ok(&["rm", "-f", "-t", "0", "srv"]);
