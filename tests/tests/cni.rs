@@ -375,3 +375,61 @@ fn a_container_gets_its_security_group_and_bandwidth_and_loses_them_at_del() {
         );
     }
 }
+
+#[test]
+fn a_dual_stack_network_gives_containers_both_families() {
+    let d = Daemon::start();
+    d.ok_line("network add 100 --gateway 10.1.0.1/24 --gateway fd00:1::1/64");
+    let cni = Cni::new(&d, json!({}));
+    let (a, b) = (Netns::new("cnia"), Netns::new("cnib"));
+    let ra = cni.ok("ADD", "ctr-a", &a, "K8S_POD_NAME=a");
+    let rb = cni.ok("ADD", "ctr-b", &b, "K8S_POD_NAME=b");
+    verify(&ra, &a, "1.0.0");
+    let v6 = |r: &Value| {
+        let ip = r["ips"].as_array().unwrap().iter().find(|i| i["address"].as_str().unwrap().contains(':')).cloned();
+        let ip = ip.unwrap_or_else(|| panic!("no IPv6 address in {r}"));
+        assert_eq!(ip["gateway"], "fd00:1::1", "{r}");
+        ip["address"].as_str().unwrap().split('/').next().unwrap().to_string()
+    };
+    let (a6, b6) = (v6(&ra), v6(&rb));
+    assert_eq!((a6.as_str(), b6.as_str()), ("fd00:1::2", "fd00:1::3"), "the lowest free, past the gateway");
+    assert!(ra["routes"].as_array().unwrap().iter().any(|r| r["dst"] == "::/0" && r["gw"] == "fd00:1::1"), "{ra}");
+    let addrs = a.exec_ok(&["ip", "-6", "addr", "show", "dev", "eth0"]);
+    assert!(addrs.contains(&format!("{a6}/64")), "{addrs}");
+    let route = a.exec_ok(&["ip", "-6", "route", "show", "default"]);
+    assert!(route.contains("via fd00:1::1"), "{route}");
+    a.exec_ok(&["ping", "-6", "-c", "2", "-i", "0.2", "-W", "2", &b6]);
+    a.exec_ok(&["ping", "-6", "-c", "1", "-W", "2", "fd00:1::1"]);
+    let eps = d.ok(&["endpoint", "list", "100"]);
+    assert!(eps.contains(&a6) && eps.contains(&b6), "{eps}");
+}
+
+#[test]
+fn a_host_port_mapping_reaches_the_container_from_outside() {
+    let d = Daemon::start();
+    // Host B beyond the uplink; the host's address is the VTEP's.
+    let host_b = TapVm::add_with(&d, "up0", "192.168.50.2/24", &["--role", "uplink"]);
+    d.ok(&["vtep", "set", "--ip", "192.168.50.1/24", "--uplink", "up0"]);
+    network(&d);
+    let cni = Cni::new(
+        &d,
+        json!({"runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}}),
+    );
+    let a = Netns::new("cnia");
+    let (ip_a, _) = verify(&cni.ok("ADD", "ctr-a", &a, ""), &a, "1.0.0");
+    let svc = d.json(&["service", "list"]);
+    assert_eq!(svc[0]["node_port"], 8080, "{svc}");
+    assert!(svc.to_string().contains(&format!("{ip_a}:80")), "{svc}");
+    let mut server = a.spawn(&[PYTHON, &py_script("name_server.py"), "80", "ctr", "--peer"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let got = host_b.ns.exec_ok(&[PYTHON, &py_script("tcp_names.py"), "192.168.50.1", "8080", "5"]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(
+        serde_json::from_str::<Value>(got.trim()).unwrap(),
+        json!({"ctr 192.168.50.2": 5}),
+        "host B reaches the container at the host's port 8080, and the container sees host B"
+    );
+    cni.ok("DEL", "ctr-a", &a, "");
+    assert!(d.json(&["service", "list"]).as_array().unwrap().is_empty(), "the mapping goes with the container");
+}

@@ -81,11 +81,13 @@ fn connections_to_a_vip_spread_over_backends_by_weight() {
     ));
     let got = names(&client, "80", "300", false);
     assert_eq!(count(&got, "failed"), 0, "{got}");
-    // Each within 3 sigma of its weight's share (binomial over 300 connections).
+    // Each within 4 sigma of its weight's share (binomial over 300 connections): at 3
+    // sigma one run in a hundred or so failed by chance (b1 98 of 300 once); weights
+    // ignored (b3 at a third) would still be 5.8 sigma off.
     for (name, p) in [("b1", 0.25), ("b2", 0.25), ("b3", 0.5)] {
         let (n, mean) = (count(&got, name) as f64, 300.0 * p);
         let sigma = (300.0_f64 * p * (1.0 - p)).sqrt();
-        assert!((n - mean).abs() <= 3.0 * sigma, "{name}: {n} of 300, expected {mean} +- {:.0}: {got}", 3.0 * sigma);
+        assert!((n - mean).abs() <= 4.0 * sigma, "{name}: {n} of 300, expected {mean} +- {:.0}: {got}", 4.0 * sigma);
     }
     // The sessions are the switch's too: listed per backend.
     let list = d.json(&["service", "list"]);

@@ -64,6 +64,23 @@ pub struct AttachRequest {
     /// The `bandwidth` capability.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bandwidth: Option<Bandwidth>,
+    /// The `portMappings` capability: host ports to the container's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub port_mappings: Vec<PortMapping>,
+}
+
+/// One of CNI's `portMappings`: the host's port (on the VTEP's address, a node port) to
+/// the container's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortMapping {
+    pub host_port: u16,
+    pub container_port: u16,
+    /// tcp (default) or udp.
+    #[serde(default)]
+    pub protocol: String,
+    #[serde(rename = "hostIP", default, skip_serializing_if = "String::is_empty")]
+    pub host_ip: String,
 }
 
 /// A container's security group: rules for its port (the port is filled in), the

@@ -15,6 +15,7 @@ use crate::{
     feature::Ctx,
     ports::{api::*, Port},
     qos::api::{MeterSpec, QosRequest, QosSpec},
+    services::api::{ServiceRequest, ServiceSpec},
     store::change::Change,
     switch::{to_value, Reply, Switch},
 };
@@ -22,6 +23,16 @@ use ipnetwork::IpNetwork;
 use pipelines::wire::Mac;
 use serde_json::json;
 use std::net::IpAddr;
+
+/// The service that maps host port `host_port` to container port `port`'s.
+fn mapping_name(port: &str, proto: &str, host_port: u16) -> String {
+    format!("{port}-{}-{host_port}", if proto.is_empty() { "tcp" } else { proto })
+}
+
+/// Whether service `name` is one of `port`'s host port mappings.
+pub(crate) fn is_mapping_of(name: &str, port: &str) -> bool {
+    name.strip_prefix(port).is_some_and(|rest| rest.starts_with('-'))
+}
 
 /// A container's MTU on a network unless its config says: a VXLAN frame's room.
 pub const DEFAULT_MTU: u16 = 1450;
@@ -291,7 +302,8 @@ impl Switch {
         }
         // The port's security group and bandwidth; any refusal takes the ADD back whole.
         let mut rule_ids = Vec::new();
-        if let Err(err) = self.cni_policy(&req, &port, &mut changes, &mut rule_ids) {
+        if let Err(err) = self.cni_policy(&req, &port, &addrs, &mut changes, &mut rule_ids) {
+            self.drop_mappings(&port);
             let refs = self.ports.refs();
             let ctx = Ctx { ports: &refs, has_network: &|v| v == vni, vtep_ip: None, shared: None };
             for id in rule_ids {
@@ -332,12 +344,14 @@ impl Switch {
         Ok(Self::result_of(&a, host_mac))
     }
 
-    /// Applies the ADD's security group and bandwidth to `port`, adding their journal
-    /// records to `changes` and the ACL rule ids it made to `rule_ids`.
+    /// Applies the ADD's security group, bandwidth and host port mappings to `port`,
+    /// adding their journal records to `changes` and the ACL rule ids it made to
+    /// `rule_ids` (mappings are found by name when taken back).
     fn cni_policy(
         &mut self,
         req: &AttachRequest,
         port: &str,
+        addrs: &[IpAddr],
         changes: &mut Vec<Change>,
         rule_ids: &mut Vec<u32>,
     ) -> Result<(), String> {
@@ -391,7 +405,51 @@ impl Switch {
             let h = self.qos.handle(QosRequest::QosSet(q), &ctx).map_err(|e| format!("bandwidth: {e}"))?;
             changes.extend(h.changes);
         }
+        let vtep_ip = self.overlay.vtep_ip();
+        let ctx = Ctx { ports: &refs, has_network: &|v| v == vni, vtep_ip, shared: None };
+        for m in &req.port_mappings {
+            let proto = if m.protocol.is_empty() { "tcp".to_string() } else { m.protocol.to_lowercase() };
+            if !m.host_ip.is_empty()
+                && m.host_ip != "0.0.0.0"
+                && vtep_ip.is_none_or(|v| m.host_ip.parse::<IpAddr>().ok() != Some(v))
+            {
+                return Err(format!(
+                    "portMappings: hostIP {} is not this host's VTEP address; host ports are served there only",
+                    m.host_ip
+                ));
+            }
+            let ip = addrs.iter().find(|a| a.is_ipv4()).ok_or("portMappings: the container has no IPv4 address")?;
+            let spec = ServiceSpec {
+                name: mapping_name(port, &proto, m.host_port),
+                vni,
+                vip: String::new(),
+                proto,
+                backends: vec![format!("{ip}:{}", m.container_port)],
+                algorithm: None,
+                affinity: None,
+                table_size: None,
+                node_port: Some(m.host_port),
+            };
+            let h = self
+                .services
+                .handle(ServiceRequest::ServiceAdd(spec), &ctx)
+                .map_err(|e| format!("portMappings (host port {}): {e}", m.host_port))?;
+            changes.extend(h.changes);
+        }
         Ok(())
+    }
+
+    /// Deletes the host port mappings of `port` (services named after it).
+    fn drop_mappings(&mut self, port: &str) -> Vec<Change> {
+        let refs = self.ports.refs();
+        let ctx = Ctx { ports: &refs, has_network: &|_| true, vtep_ip: None, shared: None };
+        let mut out = Vec::new();
+        for name in self.services.names().into_iter().filter(|n| is_mapping_of(n, port)) {
+            if let Ok(h) = self.services.handle(ServiceRequest::ServiceDel { name }, &ctx) {
+                out.extend(h.changes);
+            }
+        }
+        out
     }
 
     async fn cni_del(&mut self, key: &AttachmentKey) -> Result<(), String> {
@@ -418,6 +476,7 @@ impl Switch {
                     gone.extend(h.changes);
                 }
             }
+            gone.extend(self.drop_mappings(&a.port));
             self.changed(gone);
             self.port_request(PortRequest::PortDel { name: a.port.clone() })?;
         }

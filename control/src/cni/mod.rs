@@ -104,6 +104,8 @@ impl Cni {
             state.stateful.extend(running.stateful.iter().filter(|s| s.port == a.port).cloned());
             state.qos.retain(|q| q.port != a.port);
             state.qos.extend(running.qos.iter().filter(|q| q.port == a.port).cloned());
+            state.services.retain(|v| !handle::is_mapping_of(&v.name, &a.port));
+            state.services.extend(running.services.iter().filter(|v| handle::is_mapping_of(&v.name, &a.port)).cloned());
         }
     }
 }

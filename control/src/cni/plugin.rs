@@ -219,6 +219,7 @@ fn add(inv: &Invocation, conf: &NetConf, raw: &[u8], vswitchd: &Vswitchd) -> Res
         ipam,
         security_group,
         bandwidth: conf.runtime_config.bandwidth.clone(),
+        port_mappings: conf.runtime_config.port_mappings.clone(),
     };
     match vswitchd.call(Request::Cni(CniRequest::CniAdd(req))) {
         Ok(v) => {

@@ -109,6 +109,8 @@ pub struct RuntimeConfig {
     pub mac: Option<String>,
     #[serde(default)]
     pub bandwidth: Option<super::api::Bandwidth>,
+    #[serde(default)]
+    pub port_mappings: Vec<super::api::PortMapping>,
 }
 
 /// CNI_ARGS: `K1=V1;K2=V2`.

@@ -214,6 +214,11 @@ impl Services {
         self.list.is_empty()
     }
 
+    /// Every service's name.
+    pub fn names(&self) -> Vec<String> {
+        self.list.keys().cloned().collect()
+    }
+
     /// Another service with `c`'s VIP, or its NodePort.
     fn clash(&self, c: &Compiled) -> Option<&str> {
         let b = &c.built;
