@@ -433,3 +433,30 @@ fn a_host_port_mapping_reaches_the_container_from_outside() {
     cni.ok("DEL", "ctr-a", &a, "");
     assert!(d.json(&["service", "list"]).as_array().unwrap().is_empty(), "the mapping goes with the container");
 }
+
+#[test]
+fn a_refused_add_leaves_nothing_behind() {
+    let d = Daemon::start();
+    network(&d);
+    let a = Netns::new("cnia");
+    // Each refused at a later step of ADD: the security group, then a host port.
+    for extra in [
+        json!({"securityGroup": {"rules": [{"priority": 1, "proto": "bogus", "action": "allow"}]}}),
+        json!({"runtimeConfig": {"portMappings": [{"hostPort": 40000, "containerPort": 80}]}}),
+    ] {
+        let cni = Cni::new(&d, extra.clone());
+        let r = cni.run("ADD", "ctr-a", &a, "K8S_POD_NAME=a");
+        assert!(!r.ok && r.out["code"] == 100, "{extra}: {}", r.out);
+        assert!(d.json(&["attachment", "list"]).as_array().unwrap().is_empty());
+        assert!(!d.ok(&["port", "list"]).contains("vsc"), "{}", d.ok(&["port", "list"]));
+        assert!(d.json(&["ipam", "list"]).as_array().unwrap().is_empty(), "no lease kept");
+        assert!(d.json(&["acl", "list"]).as_array().unwrap().is_empty());
+        assert!(d.json(&["service", "list"]).as_array().unwrap().is_empty());
+        assert!(!d.ok(&["endpoint", "list"]).contains("10.1.0."), "{}", d.ok(&["endpoint", "list"]));
+        assert!(links_named("vsc").is_empty(), "{:?}", links_named("vsc"));
+        assert!(a.exec(&["ip", "link", "show", "eth0"]).status.code() != Some(0), "no eth0 left in the namespace");
+    }
+    // And then it attaches.
+    let (ip, _) = verify(&Cni::new(&d, json!({})).ok("ADD", "ctr-a", &a, "K8S_POD_NAME=a"), &a, "1.0.0");
+    assert_eq!(ip, "10.1.0.2");
+}

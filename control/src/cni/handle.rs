@@ -24,6 +24,16 @@ use pipelines::wire::Mac;
 use serde_json::json;
 use std::net::IpAddr;
 
+/// What an ADD did so far, for `take_back_add`.
+#[derive(Default)]
+struct Undo {
+    /// The leases before it.
+    leases: Option<Leases>,
+    veth: bool,
+    port: bool,
+    rule_ids: Vec<u32>,
+}
+
 /// The service that maps host port `host_port` to container port `port`'s.
 fn mapping_name(port: &str, proto: &str, host_port: u16) -> String {
     format!("{port}-{}-{host_port}", if proto.is_empty() { "tcp" } else { proto })
@@ -118,20 +128,9 @@ impl Switch {
             ));
         }
         let port = host_iface(&key);
-        let mtu = req.mtu.unwrap_or(DEFAULT_MTU);
-        let spec = PortSpec {
-            name: port.clone(),
-            devargs: format!("kernel:iface={port},backend=packet"),
-            queues: None,
-            cores: None,
-            mtu: Some(mtu),
-            role: Some(PortRole::Vm),
-            vni: Some(vni),
-        };
         if self.ports.find(&port).is_some() {
             return Err(format!("port {port} exists already (another attachment hashed to the same name)"));
         }
-        let gateways = self.overlay.gateway_subnets(vni);
         let asked_mac = match &req.mac {
             Some(m) => {
                 let mac: Mac = m.parse().map_err(|e| format!("mac: {e}"))?;
@@ -142,125 +141,63 @@ impl Switch {
             }
             None => None,
         };
+        let netlink = self.cni.netlink()?;
+        let mut undo = Undo { leases: Some(self.cni.leases.clone()), ..Undo::default() };
+        match self.attach(&req, &port, asked_mac, &netlink, &mut undo).await {
+            Ok((a, host_mac, changes)) => {
+                self.changed(changes);
+                self.cni.attachments.insert(key, a.clone());
+                tracing::info!("container {} attached as {} ({}) to network {vni}", a.container, a.ifname, a.port);
+                Ok(Self::result_of(&a, host_mac))
+            }
+            Err(e) => {
+                self.take_back_add(vni, &port, undo, &netlink).await;
+                Err(e)
+            }
+        }
+    }
 
-        // Addresses: leased here (kept aside until everything else worked), or given.
-        let before = self.cni.leases.clone();
-        let (ips, routes, mac, lease_changes) = match &req.ipam {
-            Ipam::Given { ips, routes } => {
-                // A route without a gateway goes by its family's address's gateway, as
-                // CNI's reference plugins read it.
-                let routes = routes
-                    .iter()
-                    .map(|r| {
-                        let v4 = r.dst.parse::<IpNetwork>().is_ok_and(|d| d.is_ipv4());
-                        let gw = r.gw.or_else(|| ips.iter().filter_map(|i| i.gateway).find(|g| g.is_ipv4() == v4));
-                        Route { dst: r.dst.clone(), gw }
-                    })
-                    .collect();
-                (ips.clone(), routes, asked_mac.unwrap_or_else(|| derived_mac(vni, &req.identity)), Vec::new())
-            }
-            Ipam::Vswitch { want, subnets, hold } => {
-                let nets: Vec<IpNetwork> = if subnets.is_empty() {
-                    gateways.iter().map(|g| IpNetwork::new(g.network(), g.prefix()).expect("a valid prefix")).collect()
-                } else {
-                    subnets
-                        .iter()
-                        .map(|s| s.parse::<IpNetwork>().map_err(|e| format!("ipam subnet {s:?}: {e}")))
-                        .collect::<Result<_, _>>()?
-                };
-                if nets.is_empty() {
-                    return Err(format!(
-                        "network {vni} has no gateway subnet to lease addresses from: give it one \
-                         (vswitchctl network add {vni} --gateway IP/LEN) or set ipam.subnet in the CNI config"
-                    ));
-                }
-                let mac = asked_mac
-                    .or_else(|| {
-                        nets.iter().find_map(|n| self.cni.leases.of_identity(vni, *n, &req.identity)?.mac.parse().ok())
-                    })
-                    .unwrap_or_else(|| derived_mac(vni, &req.identity));
-                let mut ips = Vec::new();
-                let mut routes = Vec::new();
-                let mut changes = Vec::new();
-                for net in &nets {
-                    let gw = gateways.iter().find(|g| g.network() == net.network() && g.prefix() == net.prefix());
-                    let endpoints = &self.endpoints;
-                    let taken = |ip: IpAddr| gw.is_some_and(|g| g.ip() == ip) || endpoints.holds(vni, ip);
-                    let ask = Ask {
-                        vni,
-                        net: *net,
-                        identity: &req.identity,
-                        container: &key.container,
-                        want: want.iter().copied().find(|w| w.is_ipv4() == net.is_ipv4()),
-                        mac: &mac.to_string(),
-                        hold: hold.unwrap_or(DEFAULT_HOLD_SECS),
-                        now: unix_now(),
-                    };
-                    let (lease, gone) = match self.cni.leases.lease(&ask, &taken) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            self.cni.leases = before;
-                            return Err(e);
-                        }
-                    };
-                    if let Some(g) = gone {
-                        changes.push(Change::del("leases", json!([g.vni, g.ip.to_string()])));
-                    }
-                    ips.push(IpConfig { address: format!("{}/{}", lease.ip, lease.len), gateway: gw.map(|g| g.ip()) });
-                    if let Some(g) = gw {
-                        let dst = if g.is_ipv4() { "0.0.0.0/0" } else { "::/0" };
-                        routes.push(Route { dst: dst.into(), gw: Some(g.ip()) });
-                    }
-                    changes.push(Change::put("leases", &lease));
-                }
-                (ips, routes, mac, changes)
-            }
-        };
-        let undo = |s: &mut Switch, before: Leases| s.cni.leases = before;
+    /// ADD's steps, each noting in `undo` what to take back if a later one fails:
+    /// addresses, veth, port, endpoints, policy. Returns the attachment, the host
+    /// end's MAC and the journal records.
+    async fn attach(
+        &mut self,
+        req: &AttachRequest,
+        port: &str,
+        asked_mac: Option<Mac>,
+        netlink: &rtnetlink::Handle,
+        undo: &mut Undo,
+    ) -> Result<(AttachmentSpec, Mac, Vec<Change>), String> {
+        let (key, vni) = (&req.key, req.vni);
+        let (ips, routes, mac, lease_changes) = self.addresses(req, asked_mac)?;
         let mut addrs = Vec::new();
         for ip in &ips {
-            match ip.address.parse::<IpNetwork>() {
-                Ok(n) if self.endpoints.holds(vni, n.ip()) => {
-                    undo(self, before);
-                    return Err(format!("address {}: network {vni} has an endpoint with it already", ip.address));
-                }
-                Ok(n) => addrs.push(n.ip()),
-                Err(e) => {
-                    undo(self, before);
-                    return Err(format!("address {:?}: {e}", ip.address));
-                }
+            let n = ip.address.parse::<IpNetwork>().map_err(|e| format!("address {:?}: {e}", ip.address))?;
+            if self.endpoints.holds(vni, n.ip()) {
+                return Err(format!("address {}: network {vni} has an endpoint with it already", ip.address));
             }
+            addrs.push(n.ip());
         }
-        if let Err(e) = self.check_spec(&spec) {
-            undo(self, before);
-            return Err(e);
-        }
-        let netlink = match self.cni.netlink() {
-            Ok(h) => h,
-            Err(e) => {
-                undo(self, before);
-                return Err(e);
-            }
+        let mtu = req.mtu.unwrap_or(DEFAULT_MTU);
+        let spec = PortSpec {
+            name: port.to_string(),
+            devargs: format!("kernel:iface={port},backend=packet"),
+            queues: None,
+            cores: None,
+            mtu: Some(mtu),
+            role: Some(PortRole::Vm),
+            vni: Some(vni),
         };
-        let plumb = Plumb { netns: &req.netns, host: &port, ifname: &key.ifname, mac, mtu, ips: &ips, routes: &routes };
+        self.check_spec(&spec)?;
+
+        let plumb = Plumb { netns: &req.netns, host: port, ifname: &key.ifname, mac, mtu, ips: &ips, routes: &routes };
         let started = std::time::Instant::now();
-        let host_mac = match link::plumb(&netlink, &plumb).await {
-            Ok(m) => m,
-            Err(e) => {
-                undo(self, before);
-                return Err(e);
-            }
-        };
+        let host_mac = link::plumb(netlink, &plumb).await?;
+        undo.veth = true;
         let plumbed = started.elapsed();
-        let run = match self.ports.bring_up(&spec) {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = link::unplumb(&netlink, &port).await;
-                undo(self, before);
-                return Err(format!("attaching the switch to {port}: {e}"));
-            }
-        };
+        let run = self.ports.bring_up(&spec).map_err(|e| format!("attaching the switch to {port}: {e}"))?;
         self.ports.list.push(Port { spec: spec.clone(), run: Ok(run) });
+        undo.port = true;
         tracing::debug!(
             "ADD {}: veth and namespace {plumbed:?}, port {:?}",
             key.container,
@@ -272,56 +209,23 @@ impl Switch {
         let mut changes = vec![Change::put("ports", &spec)];
         let refs = self.ports.refs();
         let ctx = Ctx { ports: &refs, has_network: &|v| v == vni, vtep_ip: self.overlay.vtep_ip(), shared: None };
-        let mut added = Vec::new();
         for ip in &addrs {
             let e = EndpointSpec {
                 vni,
                 ip: *ip,
                 mac: mac.to_string(),
-                port: Some(port.clone()),
+                port: Some(port.to_string()),
                 vtep: None,
                 container: Some(key.container.clone()),
                 netns: Some(req.netns.clone()),
             };
-            match self.endpoints.handle(EndpointRequest::EndpointAdd(e), &ctx) {
-                Ok(h) => {
-                    changes.extend(h.changes);
-                    added.push(*ip);
-                }
-                Err(err) => {
-                    // Nothing of this ADD stays: the port was never published.
-                    for ip in added {
-                        self.endpoints.forget_static(vni, ip);
-                    }
-                    self.ports.list.pop();
-                    let _ = link::unplumb(&netlink, &port).await;
-                    undo(self, before);
-                    return Err(format!("address {ip}: {err}"));
-                }
-            }
+            let h = self
+                .endpoints
+                .handle(EndpointRequest::EndpointAdd(e), &ctx)
+                .map_err(|e| format!("address {ip}: {e}"))?;
+            changes.extend(h.changes);
         }
-        // The port's security group and bandwidth; any refusal takes the ADD back whole.
-        let mut rule_ids = Vec::new();
-        if let Err(err) = self.cni_policy(&req, &port, &addrs, &mut changes, &mut rule_ids) {
-            self.drop_mappings(&port);
-            let refs = self.ports.refs();
-            let ctx = Ctx { ports: &refs, has_network: &|v| v == vni, vtep_ip: None, shared: None };
-            for id in rule_ids {
-                let _ = self.acl.handle(AclRequest::AclDel { id }, &ctx);
-            }
-            for ip in &addrs {
-                self.endpoints.forget_static(vni, *ip);
-            }
-            if let Some(gone) = self.ports.refs().into_iter().find(|p| p.name == port) {
-                for f in self.features() {
-                    f.port_removed(&gone);
-                }
-            }
-            self.ports.list.pop();
-            let _ = link::unplumb(&netlink, &port).await;
-            undo(self, before);
-            return Err(err);
-        }
+        self.cni_policy(req, port, &addrs, &mut changes, &mut undo.rule_ids)?;
         let a = AttachmentSpec {
             network: key.network.clone(),
             container: key.container.clone(),
@@ -329,7 +233,7 @@ impl Switch {
             netns: req.netns.clone(),
             identity: req.identity.clone(),
             vni,
-            port: port.clone(),
+            port: port.to_string(),
             mac: mac.to_string(),
             mtu,
             ips,
@@ -338,10 +242,105 @@ impl Switch {
         };
         changes.push(Change::put("attachments", &a));
         changes.extend(lease_changes);
-        self.changed(changes);
-        self.cni.attachments.insert(key, a.clone());
-        tracing::info!("container {} attached as {} ({}) to network {vni}", a.container, a.ifname, a.port);
-        Ok(Self::result_of(&a, host_mac))
+        Ok((a, host_mac, changes))
+    }
+
+    /// The container's addresses and routes, and its MAC: leased here, or given by a
+    /// delegated IPAM plugin. Returns the leases' journal records too.
+    #[allow(clippy::type_complexity)]
+    fn addresses(
+        &mut self,
+        req: &AttachRequest,
+        asked_mac: Option<Mac>,
+    ) -> Result<(Vec<IpConfig>, Vec<Route>, Mac, Vec<Change>), String> {
+        let vni = req.vni;
+        let gateways = self.overlay.gateway_subnets(vni);
+        let (want, subnets, hold) = match &req.ipam {
+            Ipam::Given { ips, routes } => {
+                // A route without a gateway goes by its family's address's gateway, as
+                // CNI's reference plugins read it.
+                let routes = routes
+                    .iter()
+                    .map(|r| {
+                        let v4 = r.dst.parse::<IpNetwork>().is_ok_and(|d| d.is_ipv4());
+                        let gw = r.gw.or_else(|| ips.iter().filter_map(|i| i.gateway).find(|g| g.is_ipv4() == v4));
+                        Route { dst: r.dst.clone(), gw }
+                    })
+                    .collect();
+                let mac = asked_mac.unwrap_or_else(|| derived_mac(vni, &req.identity));
+                return Ok((ips.clone(), routes, mac, Vec::new()));
+            }
+            Ipam::Vswitch { want, subnets, hold } => (want, subnets, hold),
+        };
+        let nets: Vec<IpNetwork> = if subnets.is_empty() {
+            gateways.iter().map(|g| IpNetwork::new(g.network(), g.prefix()).expect("a valid prefix")).collect()
+        } else {
+            subnets
+                .iter()
+                .map(|s| s.parse::<IpNetwork>().map_err(|e| format!("ipam subnet {s:?}: {e}")))
+                .collect::<Result<_, _>>()?
+        };
+        if nets.is_empty() {
+            return Err(format!(
+                "network {vni} has no gateway subnet to lease addresses from: give it one \
+                 (vswitchctl network add {vni} --gateway IP/LEN) or set ipam.subnet in the CNI config"
+            ));
+        }
+        let mac = asked_mac
+            .or_else(|| nets.iter().find_map(|n| self.cni.leases.of_identity(vni, *n, &req.identity)?.mac.parse().ok()))
+            .unwrap_or_else(|| derived_mac(vni, &req.identity));
+        let (mut ips, mut routes, mut changes) = (Vec::new(), Vec::new(), Vec::new());
+        for net in &nets {
+            let gw = gateways.iter().find(|g| g.network() == net.network() && g.prefix() == net.prefix());
+            let endpoints = &self.endpoints;
+            let taken = |ip: IpAddr| gw.is_some_and(|g| g.ip() == ip) || endpoints.holds(vni, ip);
+            let ask = Ask {
+                vni,
+                net: *net,
+                identity: &req.identity,
+                container: &req.key.container,
+                want: want.iter().copied().find(|w| w.is_ipv4() == net.is_ipv4()),
+                mac: &mac.to_string(),
+                hold: hold.unwrap_or(DEFAULT_HOLD_SECS),
+                now: unix_now(),
+            };
+            let (lease, gone) = self.cni.leases.lease(&ask, &taken)?;
+            if let Some(g) = gone {
+                changes.push(Change::del("leases", json!([g.vni, g.ip.to_string()])));
+            }
+            ips.push(IpConfig { address: format!("{}/{}", lease.ip, lease.len), gateway: gw.map(|g| g.ip()) });
+            if let Some(g) = gw {
+                let dst = if g.is_ipv4() { "0.0.0.0/0" } else { "::/0" };
+                routes.push(Route { dst: dst.into(), gw: Some(g.ip()) });
+            }
+            changes.push(Change::put("leases", &lease));
+        }
+        Ok((ips, routes, mac, changes))
+    }
+
+    /// Takes back what a failed ADD did (`undo`): nothing of it was journalled or
+    /// published, so memory, the port and the veth are all there is.
+    async fn take_back_add(&mut self, vni: u32, port: &str, undo: Undo, netlink: &rtnetlink::Handle) {
+        if undo.port {
+            self.drop_mappings(port);
+            let refs = self.ports.refs();
+            let ctx = Ctx { ports: &refs, has_network: &|v| v == vni, vtep_ip: None, shared: None };
+            for id in undo.rule_ids {
+                let _ = self.acl.handle(AclRequest::AclDel { id }, &ctx);
+            }
+            if let Some(gone) = refs.iter().find(|p| p.name == port) {
+                for f in self.features() {
+                    f.port_removed(gone);
+                }
+            }
+            self.ports.list.retain(|p| p.spec.name != port);
+        }
+        if undo.veth {
+            let _ = link::unplumb(netlink, port).await;
+        }
+        if let Some(l) = undo.leases {
+            self.cni.leases = l;
+        }
     }
 
     /// Applies the ADD's security group, bandwidth and host port mappings to `port`,

@@ -129,11 +129,6 @@ impl Endpoints {
         self.list.contains_key(&(vni, ip))
     }
 
-    /// Drops a static entry without a journal record (one never made durable).
-    pub(crate) fn forget_static(&mut self, vni: u32, ip: IpAddr) {
-        self.list.remove(&(vni, ip));
-    }
-
     fn views(&self, vni: Option<u32>, ports: &[PortRef]) -> Vec<EndpointView> {
         let now = Instant::now();
         let statics = self.list.values().map(|e| EndpointView {
