@@ -37,9 +37,10 @@ class Plugin:
     def __init__(self, name, binary, conf, cni_path):
         self.name, self.binary, self.conf, self.cni_path = name, binary, json.dumps(conf).encode(), cni_path
 
-    def call(self, cmd, cid, netns):
+    def call(self, cmd, cid, netns, pod=None):
         env = dict(os.environ, CNI_COMMAND=cmd, CNI_CONTAINERID=cid, CNI_NETNS=f"/var/run/netns/{netns}",
-                   CNI_IFNAME="eth0", CNI_ARGS=f"IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME={cid}", CNI_PATH=self.cni_path)
+                   CNI_IFNAME="eth0", CNI_ARGS=f"IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME={pod or cid}",
+                   CNI_PATH=self.cni_path)
         t = time.perf_counter()
         r = subprocess.run([self.binary], input=self.conf, env=env, capture_output=True)
         ms = (time.perf_counter() - t) * 1000
@@ -147,7 +148,7 @@ def k2(plugin, n=100):
     return {"adds_s": add_s, "dels_s": del_s}
 
 
-def k3(plugin, sw, secs, rate=50, base=20, pool=300):
+def k3(plugin, sw, secs, rate=50, base=20, pool=300, reuse=0):
     """Containers come and go at `rate` a second (each ADDed, then DELed), over `base`
     that stay; started on schedule by a pool of workers, as a busy node's runtime would."""
     before = sw.sample()
@@ -158,8 +159,10 @@ def k3(plugin, sw, secs, rate=50, base=20, pool=300):
     def pair(k, due, start):
         delays.append(time.perf_counter() - start - due)
         ns = f"{NS}{base + k % (pool - base)}"
-        lat.append(plugin.call("ADD", f"k3-{k}", ns))
-        lat.append(plugin.call("DEL", f"k3-{k}", ns))
+        # A new workload each time, or (reuse) one of `reuse` workloads coming back.
+        cid = f"k3-{k % reuse}-{k}" if reuse else f"k3-{k}"
+        lat.append(plugin.call("ADD", cid, ns, pod=f"k3-{k % reuse}" if reuse else None))
+        lat.append(plugin.call("DEL", cid, ns))
 
     start = time.perf_counter()
     last_sample, k = -10.0, 0
@@ -192,9 +195,23 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--secs", type=int, default=60, help="length of K3 (default 60)")
     ap.add_argument("--docs", default="docs/benchmarks.md", help="file to write the table into ('' for none)")
+    ap.add_argument("--k3-reuse", type=int, default=0, metavar="N",
+                    help="only K3 on vswitch-cni, its containers N workloads that come back (their leases are "
+                         "reused): what memory does without new reservations")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="vswitch-cni-bench-")
     make_ns(300)
+    if args.k3_reuse:
+        sw = Vswitchd(work)
+        try:
+            r = k3(sw.plugin(), sw, args.secs, reuse=args.k3_reuse)
+            r["end"] = sw.sample()
+            r["leases"] = len(json.loads(sw.ctl("--json", "ipam", "list")))
+        finally:
+            sw.stop()
+            del_ns(300)
+        print(json.dumps(r))
+        return
     out = {}
     try:
         for name, mk in (("vswitch", lambda: Vswitchd(work)), ("bridge", lambda: Bridge(work))):

@@ -1,6 +1,6 @@
 //! sFlow v5 export read by a real decoder (tshark's sFlow dissector): datagram and
 //! sample fields, headers equal to the packets sent, per-flow estimates within the
-//! 3-sigma bound of the truth, and counter samples that agree with `port stats`.
+//! 4-sigma bound of the truth, and counter samples that agree with `port stats`.
 use serde_json::json;
 use std::{collections::HashMap, time::Duration};
 use vswitch_tests::*;
@@ -93,14 +93,17 @@ fn samples_and_counters_reach_a_collector_and_estimate_the_truth() {
         }
     }
     assert!(last_pool > total * 9 / 10, "{last_pool} of {total}");
-    // Statistics: samples x N estimates each flow within 3 sigma (binomial, p = 1/N).
+    // Statistics: samples x N estimates each flow within 4 sigma (binomial, p = 1/N). At
+    // 3 sigma over several flows one run in a hundred or so failed by chance (a flow of
+    // 160,000 estimated at 146,000 once, 3.5 sigma); an estimate off by a tenth on the
+    // largest flow is still more than 4 sigma.
     for (flow, count) in &truth {
         let est = per_flow.get(flow).copied().unwrap_or(0) as f64 * 100.0;
         let sigma = (*count as f64 * 99.0).sqrt();
         assert!(
-            (est - *count as f64).abs() <= 3.0 * sigma,
-            "flow {count}: estimated {est}, 3 sigma {:.0}",
-            3.0 * sigma
+            (est - *count as f64).abs() <= 4.0 * sigma,
+            "flow {count}: estimated {est}, 4 sigma {:.0}",
+            4.0 * sigma
         );
     }
     // Counter samples agree with port stats.
