@@ -20,7 +20,7 @@ use crate::{
     switch::{to_value, Reply, Switch},
 };
 use ipnetwork::IpNetwork;
-use pipelines::wire::Mac;
+use pipelines::{services::maglev::fnv1a, wire::Mac};
 use serde_json::json;
 use std::net::IpAddr;
 
@@ -50,11 +50,7 @@ pub const DEFAULT_MTU: u16 = 1450;
 /// The MAC a workload gets unless it asks: locally administered, from its identity, so
 /// it keeps it across re-creation too.
 fn derived_mac(vni: u32, identity: &str) -> Mac {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in vni.to_be_bytes().iter().chain(identity.as_bytes()) {
-        h = (h ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    let b = h.to_be_bytes();
+    let b = fnv1a(vni.to_be_bytes().into_iter().chain(identity.bytes())).to_be_bytes();
     Mac([0x0a, b[1], b[2], b[3], b[4], b[5]])
 }
 
@@ -479,17 +475,8 @@ impl Switch {
             self.changed(gone);
             self.port_request(PortRequest::PortDel { name: a.port.clone() })?;
         }
-        match link::index_of(&netlink, &a.port).await {
-            Ok(Some(index)) => {
-                let container = a.container.clone();
-                tokio::task::spawn_blocking(move || {
-                    if let Err(e) = link::delete_blocking(index) {
-                        tracing::warn!("container {container}: {e}");
-                    }
-                });
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!("container {}: {e}", a.container),
+        if let Err(e) = link::unplumb_soon(&netlink, &a.port).await {
+            tracing::warn!("container {}: {e}", a.container);
         }
         tracing::info!("container {}'s {} left network {} ({})", a.container, a.ifname, a.vni, a.port);
         Ok(())
@@ -541,14 +528,8 @@ impl Switch {
                 changes.push(Change::put("leases", &l));
             }
         }
-        let expired: Vec<(u32, IpAddr)> = self
-            .cni
-            .leases
-            .by_ip
-            .iter()
-            .filter(|(_, l)| super::ipam::state(l, now) == "expired")
-            .map(|(k, _)| *k)
-            .collect();
+        let expired: Vec<(u32, IpAddr)> =
+            self.cni.leases.by_ip.iter().filter(|(_, l)| super::ipam::is_free(l, now)).map(|(k, _)| *k).collect();
         for (vni, ip) in expired {
             self.cni.leases.by_ip.remove(&(vni, ip));
             changes.push(Change::del("leases", json!([vni, ip.to_string()])));

@@ -37,7 +37,8 @@ pub fn state(l: &LeaseSpec, now: u64) -> &'static str {
     }
 }
 
-fn is_free(l: &LeaseSpec, now: u64) -> bool {
+/// Expired: free to be given to another workload.
+pub fn is_free(l: &LeaseSpec, now: u64) -> bool {
     state(l, now) == "expired"
 }
 

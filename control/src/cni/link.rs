@@ -79,13 +79,12 @@ fn open_netns(path: &str) -> Result<File, String> {
 
 /// The index of interface `name`, if it exists where `h` looks.
 pub async fn index_of(h: &Handle, name: &str) -> Result<Option<u32>, String> {
-    let mut links = h.link().get().match_name(name.to_string()).execute();
-    match links.try_next().await {
-        Ok(Some(m)) => Ok(Some(m.header.index)),
-        Ok(None) => Ok(None),
-        Err(e) if errno(&e) == Some(ENODEV) => Ok(None),
-        Err(e) => Err(text(&format!("looking up interface {name}"), e)),
-    }
+    Ok(link(h, name).await?.map(|(index, _)| index))
+}
+
+/// Interface `name`'s MAC, if it exists where `h` looks.
+pub async fn mac_of_iface(h: &Handle, name: &str) -> Result<Option<Mac>, String> {
+    Ok(link(h, name).await?.map(|(_, mac)| mac))
 }
 
 fn mac_of(m: &rtnetlink::packet_route::link::LinkMessage) -> Option<Mac> {
@@ -95,8 +94,8 @@ fn mac_of(m: &rtnetlink::packet_route::link::LinkMessage) -> Option<Mac> {
     })
 }
 
-/// Interface `name`'s MAC, if it exists where `h` looks.
-async fn link_mac(h: &Handle, name: &str) -> Result<Option<(u32, Mac)>, String> {
+/// Interface `name`'s index and MAC, if it exists where `h` looks.
+async fn link(h: &Handle, name: &str) -> Result<Option<(u32, Mac)>, String> {
     let mut links = h.link().get().match_name(name.to_string()).execute();
     match links.try_next().await {
         Ok(Some(m)) => Ok(Some((m.header.index, mac_of(&m).unwrap_or_default()))),
@@ -104,11 +103,6 @@ async fn link_mac(h: &Handle, name: &str) -> Result<Option<(u32, Mac)>, String> 
         Err(e) if errno(&e) == Some(ENODEV) => Ok(None),
         Err(e) => Err(text(&format!("looking up interface {name}"), e)),
     }
-}
-
-/// Interface `name`'s MAC, if it exists in this namespace.
-pub async fn mac_of_iface(h: &Handle, name: &str) -> Result<Option<Mac>, String> {
-    Ok(link_mac(h, name).await?.map(|(_, m)| m))
 }
 
 /// Builds the pair and configures the container's end; returns the host end's MAC.
@@ -138,13 +132,9 @@ pub async fn plumb(h: &Handle, p: &Plumb<'_>) -> Result<Mac, String> {
     let done = async {
         // The host end carries only the container's frames to the switch: no addresses
         // of its own, no IPv6 chatter.
+        // (The port brings it up when it attaches.)
         let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", p.host), "1");
-        let (idx, mac) = link_mac(h, p.host).await?.ok_or_else(|| format!("{} vanished", p.host))?;
-        h.link()
-            .set(LinkUnspec::new_with_index(idx).up().build())
-            .execute()
-            .await
-            .map_err(|e| text(&format!("bringing {} up", p.host), e))?;
+        let mac = mac_of_iface(h, p.host).await?.ok_or_else(|| format!("{} vanished", p.host))?;
         configure_inside(&ns, p).await?;
         Ok::<Mac, String>(mac)
     }
@@ -202,11 +192,24 @@ pub async fn unplumb(h: &Handle, host: &str) -> Result<(), String> {
         .map_err(|e| format!("{host}: {e}"))
 }
 
+/// Deletes the pair by its host end without waiting: DEL answers once the port is out
+/// of the tables, and the kernel finishes on a blocking thread (see `delete_blocking`).
+pub async fn unplumb_soon(h: &Handle, host: &str) -> Result<(), String> {
+    let Some(idx) = index_of(h, host).await? else { return Ok(()) };
+    let host = host.to_string();
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = delete_blocking(idx) {
+            tracing::warn!("{host}: {e}");
+        }
+    });
+    Ok(())
+}
+
 /// Whether the container's interface is as ADD left it: name, MAC, addresses.
 pub async fn check(netns: &str, ifname: &str, mac: Mac, ips: &[IpConfig]) -> Result<(), String> {
     let ns = open_netns(netns)?;
     let c = inside(&ns)?;
-    let (idx, has) = link_mac(&c, ifname).await?.ok_or_else(|| format!("{netns} has no interface {ifname}"))?;
+    let (idx, has) = link(&c, ifname).await?.ok_or_else(|| format!("{netns} has no interface {ifname}"))?;
     if has != mac {
         return Err(format!("{ifname} in {netns} has MAC {has}, not {mac}"));
     }
@@ -247,7 +250,7 @@ pub async fn named(h: &Handle, prefix: &str) -> Result<Vec<String>, String> {
 /// the kernel's RCU grace periods (tens of ms), so it runs on a blocking thread, never
 /// on the runtime's. By index, not name: a pair made again under the same name in the
 /// meantime is not touched. A link already gone is no error.
-pub fn delete_blocking(index: u32) -> Result<(), String> {
+fn delete_blocking(index: u32) -> Result<(), String> {
     use rtnetlink::{
         packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST},
         packet_route::{link::LinkMessage, RouteNetlinkMessage},

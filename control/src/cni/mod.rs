@@ -21,7 +21,8 @@ use crate::{
     state::DesiredState,
 };
 use api::{AttachmentKey, AttachmentSpec, LeaseView};
-use std::{collections::BTreeMap, net::IpAddr};
+use pipelines::services::maglev::fnv1a;
+use std::collections::BTreeMap;
 
 /// Host ends of container veths are named this and 12 hex digits of their
 /// attachment's hash (15 characters, the kernel's limit).
@@ -38,10 +39,7 @@ pub struct Cni {
 /// The host end's name (also the switch port's) of an attachment: the same for the
 /// same attachment every time, so a DEL finds what a crashed ADD left.
 pub fn host_iface(key: &AttachmentKey) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in [key.network.as_bytes(), key.container.as_bytes(), key.ifname.as_bytes()].join(&0u8) {
-        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let h = fnv1a([key.network.as_bytes(), key.container.as_bytes(), key.ifname.as_bytes()].join(&0u8));
     format!("{HOST_PREFIX}{:012x}", h >> 16)
 }
 
@@ -75,11 +73,6 @@ impl Cni {
         self.attachments.values().find(|a| a.port == port)
     }
 
-    /// Whether `ip` of `vni` is leased to someone (attached or reserved).
-    pub fn leased(&self, vni: u32, ip: IpAddr) -> bool {
-        self.leases.by_ip.contains_key(&(vni, ip))
-    }
-
     /// Puts into `state` (a file being applied) the attachments, their ports, endpoints,
     /// security groups and meters, and the leases the switch holds now: they are the runtime's, not the
     /// operator's, and an apply neither drops nor changes them.
@@ -87,27 +80,26 @@ impl Cni {
         state.attachments = running.attachments.clone();
         state.leases = running.leases.clone();
         for a in &running.attachments {
-            if let Some(p) = running.ports.iter().find(|p| p.name == a.port) {
-                state.ports.retain(|q| q.name != a.port);
-                state.ports.push(p.clone());
+            let port = a.port.as_str();
+            let own = |p: &Option<String>| p.as_deref() == Some(port);
+            carry(&mut state.ports, &running.ports, |p| p.name == port);
+            carry(&mut state.endpoints, &running.endpoints, |e| own(&e.port));
+            carry(&mut state.acl, &running.acl, |r| own(&r.port));
+            carry(&mut state.stateful, &running.stateful, |s| s.port == port);
+            carry(&mut state.qos, &running.qos, |q| q.port == port);
+            carry(&mut state.services, &running.services, |v| handle::is_mapping_of(&v.name, port));
+            state.acl_defaults.remove(port);
+            if let Some(d) = running.acl_defaults.get(port) {
+                state.acl_defaults.insert(port.to_string(), *d);
             }
-            let own = |p: Option<&String>| p == Some(&a.port);
-            state.endpoints.retain(|e| !own(e.port.as_ref()));
-            state.endpoints.extend(running.endpoints.iter().filter(|e| own(e.port.as_ref())).cloned());
-            state.acl.retain(|r| !own(r.port.as_ref()));
-            state.acl.extend(running.acl.iter().filter(|r| own(r.port.as_ref())).cloned());
-            state.acl_defaults.remove(&a.port);
-            if let Some(d) = running.acl_defaults.get(&a.port) {
-                state.acl_defaults.insert(a.port.clone(), *d);
-            }
-            state.stateful.retain(|s| s.port != a.port);
-            state.stateful.extend(running.stateful.iter().filter(|s| s.port == a.port).cloned());
-            state.qos.retain(|q| q.port != a.port);
-            state.qos.extend(running.qos.iter().filter(|q| q.port == a.port).cloned());
-            state.services.retain(|v| !handle::is_mapping_of(&v.name, &a.port));
-            state.services.extend(running.services.iter().filter(|v| handle::is_mapping_of(&v.name, &a.port)).cloned());
         }
     }
+}
+
+/// The entries of `section` that `owned` picks become the running state's.
+fn carry<T: Clone>(section: &mut Vec<T>, running: &[T], owned: impl Fn(&T) -> bool) {
+    section.retain(|e| !owned(e));
+    section.extend(running.iter().filter(|e| owned(e)).cloned());
 }
 
 impl Feature for Cni {

@@ -172,6 +172,12 @@ fn key(inv: &Invocation, conf: &NetConf) -> Result<AttachmentKey, CniError> {
     Ok(AttachmentKey { network: conf.name.clone(), container: inv.container.clone(), ifname: inv.ifname.clone() })
 }
 
+/// vswitchd's answer to ADD or CHECK.
+fn attach_result(v: Value) -> Result<AttachResult, CniError> {
+    serde_json::from_value(v)
+        .map_err(|e| CniError::new(code::DECODE_FAILURE, format!("cannot read vswitchd's reply: {e}")))
+}
+
 fn is_builtin(conf: &NetConf) -> bool {
     conf.ipam.as_ref().is_none_or(|i| i.kind.is_empty() || i.kind == "vswitch")
 }
@@ -222,11 +228,7 @@ fn add(inv: &Invocation, conf: &NetConf, raw: &[u8], vswitchd: &Vswitchd) -> Res
         port_mappings: conf.runtime_config.port_mappings.clone(),
     };
     match vswitchd.call(Request::Cni(CniRequest::CniAdd(req))) {
-        Ok(v) => {
-            let r: AttachResult = serde_json::from_value(v)
-                .map_err(|e| CniError::new(code::DECODE_FAILURE, format!("cannot read vswitchd's reply: {e}")))?;
-            Ok(spec::add_result(&conf.cni_version, &r))
-        }
+        Ok(v) => Ok(spec::add_result(&conf.cni_version, &attach_result(v)?)),
         Err(e) => {
             if !builtin {
                 // The addresses the IPAM plugin gave are of no use now.
@@ -287,9 +289,7 @@ fn del(inv: &Invocation, conf: &NetConf, raw: &[u8], vswitchd: &Vswitchd) -> Res
 
 fn check(inv: &Invocation, conf: &NetConf, raw: &[u8], vswitchd: &Vswitchd) -> Result<(), CniError> {
     let key = key(inv, conf)?;
-    let got = vswitchd.call(Request::Cni(CniRequest::CniCheck(key)))?;
-    let r: AttachResult = serde_json::from_value(got)
-        .map_err(|e| CniError::new(code::DECODE_FAILURE, format!("cannot read vswitchd's reply: {e}")))?;
+    let r = attach_result(vswitchd.call(Request::Cni(CniRequest::CniCheck(key)))?)?;
     if let Some(prev) = &conf.prev_result {
         let (ips, _) =
             spec::ipam_result(prev).map_err(|e| CniError::new(code::DECODE_FAILURE, format!("prevResult: {e}")))?;

@@ -179,3 +179,37 @@ fn results_follow_the_version_asked() {
     let (ips, routes) = spec::ipam_result(&new).unwrap();
     assert_eq!((ips, routes), (r.ips.clone(), r.routes.clone()));
 }
+
+#[test]
+fn apply_keeps_what_belongs_to_attachments_and_takes_the_rest_from_the_file() {
+    use crate::state::DesiredState;
+    let running: DesiredState = serde_json::from_value(serde_json::json!({
+        "format": 1,
+        "ports": [{"name": "vm1", "devargs": "net_null0"}, {"name": "vsc1", "devargs": "kernel:iface=vsc1,backend=packet"}],
+        "endpoints": [{"vni": 100, "ip": "10.1.0.2", "mac": "0a:00:00:00:00:02", "port": "vsc1", "container": "c1"}],
+        "acl": [{"id": 1, "priority": 1, "port": "vsc1", "action": "allow"}, {"id": 2, "priority": 1, "port": "vm1", "action": "deny"}],
+        "acl_defaults": {"vsc1": "deny"},
+        "stateful": [{"port": "vsc1"}],
+        "qos": [{"port": "vsc1", "egress": {"rate": "10mbit"}}],
+        "services": [{"name": "vsc1-tcp-8080", "vni": 100, "proto": "tcp", "backends": ["10.1.0.2:80"], "node_port": 8080}],
+        "attachments": [{"network": "n", "container": "c1", "ifname": "eth0", "netns": "/run/netns/x", "identity": "c1",
+                         "vni": 100, "port": "vsc1", "mac": "0a:00:00:00:00:02", "mtu": 1450,
+                         "ips": [{"address": "10.1.0.2/24"}], "leased": true}],
+        "leases": [{"vni": 100, "ip": "10.1.0.2", "len": 24, "identity": "c1", "mac": "0a:00:00:00:00:02",
+                    "container": "c1", "hold": 60}],
+    }))
+    .unwrap();
+    // The operator's file: only vm1, with another rule, and nothing of the container's.
+    let mut file: DesiredState = serde_json::from_value(serde_json::json!({
+        "format": 1,
+        "ports": [{"name": "vm1", "devargs": "net_null0"}],
+        "acl": [{"id": 3, "priority": 2, "port": "vm1", "action": "allow"}],
+    }))
+    .unwrap();
+    super::Cni::default().carry_into(&mut file, &running);
+    assert_eq!(file.ports.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["vm1", "vsc1"]);
+    assert_eq!(file.acl.iter().map(|r| r.id.unwrap()).collect::<Vec<_>>(), [3, 1]);
+    assert_eq!(file.endpoints, running.endpoints);
+    assert_eq!((file.acl_defaults, file.stateful, file.qos), (running.acl_defaults, running.stateful, running.qos));
+    assert_eq!((file.services, file.attachments, file.leases), (running.services, running.attachments, running.leases));
+}

@@ -392,23 +392,23 @@ impl AclTables {
     #[inline]
     pub fn check_with(&self, cache: &mut AclCache, port: crate::PortId, dir: Direction, m: &Meta) -> AclAnswer {
         let Some(Some(acl)) = self.ports.get(port as usize) else { return (Verdict::Allow, None) };
-        if finds_neighbours(m) {
-            return (Verdict::Allow, None);
-        }
         let c = match dir {
             Direction::In => &acl.ingress,
             Direction::Out => &acl.egress,
         };
-        acl.with_default(cache.rule(c, m))
+        acl.decide(cache, c, m)
     }
 }
 
 impl PortAcl {
-    /// The answer when `rule` (a rule's verdict and counter slot, if one matched) is what
-    /// the rules said.
+    /// The answer of classifier `c` (this port's, one direction) for `m`: its rule's
+    /// verdict and counter slot, or the port's default; neighbour discovery passes.
     #[inline(always)]
-    fn with_default(&self, rule: Option<(Verdict, u32)>) -> AclAnswer {
-        match rule {
+    fn decide(&self, cache: &mut AclCache, c: &Classifier, m: &Meta) -> AclAnswer {
+        if finds_neighbours(m) {
+            return (Verdict::Allow, None);
+        }
+        match cache.rule(c, m) {
             Some((v, counter)) => (v, Some(counter)),
             None => (self.default, None),
         }
@@ -423,10 +423,7 @@ impl PortAcl {
             if m.action != Action::Continue {
                 continue;
             }
-            if finds_neighbours(m) {
-                continue;
-            }
-            let (verdict, hit) = self.with_default(cache.rule(&self.ingress, m));
+            let (verdict, hit) = self.decide(cache, &self.ingress, m);
             m.acl_in = hit.map_or(0, |h| h + 1);
             if verdict == Verdict::Deny {
                 m.action = Action::Drop(DropReason::AclDenyIn);

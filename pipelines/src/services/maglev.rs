@@ -16,17 +16,17 @@ pub const DEFAULT_SIZE: u32 = 16_381;
 /// The largest table accepted (prime).
 pub const MAX_SIZE: u32 = 1_048_573;
 
-/// 64-bit FNV-1a of `seed` then `key`: the backends' permutations are a function of
-/// their keys alone, the same on every switch and across restarts.
-pub fn key_hash(key: &[u8], seed: u8) -> u64 {
+/// 64-bit FNV-1a of `bytes`: the same on every switch and across restarts.
+pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut h = OFFSET;
-    for &b in std::iter::once(&seed).chain(key) {
-        h ^= b as u64;
-        h = h.wrapping_mul(PRIME);
-    }
-    fmix64(h)
+    bytes.into_iter().fold(OFFSET, |h, b| (h ^ b as u64).wrapping_mul(PRIME))
+}
+
+/// FNV-1a of `seed` then `key`, mixed: the backends' permutations are a function of
+/// their keys alone, the same on every switch and across restarts.
+pub fn key_hash(key: &[u8], seed: u8) -> u64 {
+    fmix64(fnv1a(std::iter::once(seed).chain(key.iter().copied())))
 }
 
 /// MurmurHash3's finalizer: FNV's low bits (what `mod M` keeps) barely depend on the
