@@ -8,7 +8,8 @@ die() { echo "error: $*" >&2; exit 1; }
 # What building and testing the switch needs from Debian.
 PACKAGES="dpdk dpdk-dev libdpdk-dev pkg-config gcc g++ libclang1-14 libclang-common-14-dev libpcap-dev
           python3 python3-scapy python3-prometheus-client tshark iputils-ping iperf3 iproute2 procps ethtool
-          nftables conntrack containernetworking-plugins podman containerd busybox-static"
+          nftables conntrack containernetworking-plugins podman containerd busybox-static
+          protobuf-compiler etcd-server etcd-client"
 
 install_packages() {
     local missing=""

@@ -8,8 +8,9 @@
 use serde::{de::Error as _, Deserialize, Deserializer, Serialize, Serializer};
 
 pub use crate::{
-    acl::api::*, apply::api::*, capture::api::*, cni::api::*, conntrack::api::*, endpoints::api::*, overlay::api::*,
-    ports::api::*, qos::api::*, services::api::*, sflow::api::*, stats::api::*, trace::api::*, xconnect::api::*,
+    acl::api::*, apply::api::*, capture::api::*, cluster::api::*, cni::api::*, conntrack::api::*, endpoints::api::*,
+    overlay::api::*, ports::api::*, qos::api::*, services::api::*, sflow::api::*, stats::api::*, trace::api::*,
+    xconnect::api::*,
 };
 
 /// Bumped when a request or reply changes incompatibly.
@@ -41,6 +42,7 @@ pub enum Request {
     Endpoint(EndpointRequest),
     Service(ServiceRequest),
     Cni(CniRequest),
+    Cluster(ClusterRequest),
 }
 
 impl Serialize for Request {
@@ -60,6 +62,7 @@ impl Serialize for Request {
             Request::Endpoint(r) => r.serialize(s),
             Request::Service(r) => r.serialize(s),
             Request::Cni(r) => r.serialize(s),
+            Request::Cluster(r) => r.serialize(s),
         }
     }
 }
@@ -93,7 +96,8 @@ impl<'de> Deserialize<'de> for Request {
             .or_else(|| feature(&v, Request::Conntrack))
             .or_else(|| feature(&v, Request::Endpoint))
             .or_else(|| feature(&v, Request::Service))
-            .or_else(|| feature(&v, Request::Cni));
+            .or_else(|| feature(&v, Request::Cni))
+            .or_else(|| feature(&v, Request::Cluster));
         match found {
             Some(r) => r.map_err(D::Error::custom),
             None => Err(D::Error::custom(format!("unknown command {cmd:?} (vswitchctl --help lists them)"))),

@@ -22,6 +22,7 @@ pub mod switch;
 pub mod acl;
 pub mod apply;
 pub mod capture;
+pub mod cluster;
 pub mod cni;
 pub mod conntrack;
 pub mod endpoints;

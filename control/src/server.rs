@@ -131,12 +131,21 @@ pub fn bind(path: &Path, group: Option<u32>) -> Result<UnixListener, String> {
     Ok(listener)
 }
 
+/// The cluster agent's next batch of changes; never, without a cluster.
+async fn next_update(c: &mut Option<crate::cluster::Updates>) -> Option<Vec<crate::cluster::Op>> {
+    match c {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Serves until `shutdown` resolves, then hands the switch back for teardown.
 pub async fn serve(
     mut switch: Switch,
     listener: UnixListener,
     socket: PathBuf,
     metrics: Option<tokio::net::TcpListener>,
+    mut cluster: Option<crate::cluster::Updates>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Switch {
     let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
@@ -188,6 +197,13 @@ pub async fn serve(
                     }
                 }
                 switch.run_batch(batch).await;
+            }
+            Some(first) = next_update(&mut cluster) => {
+                let mut batches = vec![first];
+                while let Some(Ok(more)) = cluster.as_mut().map(|c| c.try_recv()) {
+                    batches.push(more);
+                }
+                switch.cluster_apply(batches).await;
             }
             _ = tick.tick() => switch.tick_second().await,
             _ = poll.tick() => switch.poll_cores().await,

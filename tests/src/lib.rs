@@ -575,6 +575,26 @@ impl Drop for Veth {
     }
 }
 
+/// Runs the CNI plugin as a runtime does: CNI_* in the environment (interface eth0,
+/// plugins from the standard places), the network config on stdin.
+pub fn run_cni_plugin(conf: &Value, command: &str, container: &str, netns: &str, args: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(bin("vswitch-cni"))
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", container)
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_ARGS", args)
+        .env("CNI_PATH", "/usr/lib/cni:/opt/cni/bin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run vswitch-cni");
+    child.stdin.take().unwrap().write_all(conf.to_string().as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// `tshark -r FILE -T fields -e F...`: one line per frame, decoded by Wireshark.
 pub fn tshark_fields(file: &Path, fields: &[&str]) -> Vec<String> {
     let mut args = vec![

@@ -3,12 +3,16 @@
 //! interface, MAC, addresses, routes and MTU the result names must be what `ip` finds
 //! in the namespace, and containers must reach each other through the switch.
 use serde_json::{json, Value};
-use std::{
-    io::Write,
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 use vswitch_tests::*;
+
+/// GC deletes every `vsc` veth its switch does not own, other tests' containers too:
+/// the test that runs it holds this alone; the others share it.
+static HOST_ENDS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    HOST_ENDS.read().unwrap_or_else(|e| e.into_inner())
+}
 
 struct Cni {
     conf: Value,
@@ -26,7 +30,9 @@ impl Cni {
     fn new(d: &Daemon, extra: Value) -> Cni {
         let mut conf = json!({
             "cniVersion": "1.0.0",
-            "name": "tenant",
+            // Each test's own network name: a container's host end is named from
+            // network, container and interface, and the tests run at once.
+            "name": unique("tenant"),
             "type": "vswitch",
             "vni": 100,
             "socket": d.socket.display().to_string(),
@@ -38,20 +44,7 @@ impl Cni {
     }
 
     fn run_with(&self, conf: &Value, command: &str, container: &str, netns: &str, args: &str) -> Ran {
-        let mut child = Command::new(bin("vswitch-cni"))
-            .env("CNI_COMMAND", command)
-            .env("CNI_CONTAINERID", container)
-            .env("CNI_NETNS", netns)
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_ARGS", args)
-            .env("CNI_PATH", "/usr/lib/cni:/opt/cni/bin")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run vswitch-cni");
-        child.stdin.take().unwrap().write_all(conf.to_string().as_bytes()).unwrap();
-        let o = child.wait_with_output().unwrap();
+        let o = run_cni_plugin(conf, command, container, netns, args);
         let text = String::from_utf8_lossy(&o.stdout);
         let out = if text.trim().is_empty() {
             Value::Null
@@ -128,6 +121,15 @@ fn network(d: &Daemon) {
     d.ok_line("network add 100 --gateway 10.1.0.1/24");
 }
 
+/// The host end's name for a container's interface, as vswitchd names it: `vsc` and 12
+/// hex digits of the 64-bit FNV-1a of network, container and interface name (NUL
+/// between). Other tests' containers have their own, so the check is this test's alone.
+fn host_end_name(network: &str, container: &str, ifname: &str) -> String {
+    let bytes = [network.as_bytes(), container.as_bytes(), ifname.as_bytes()].join(&0u8);
+    let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100_0000_01b3));
+    format!("vsc{:012x}", h >> 16)
+}
+
 fn links_named(prefix: &str) -> Vec<String> {
     let out = run_ok("ip", &["-o", "link", "show"]);
     out.lines()
@@ -139,6 +141,7 @@ fn links_named(prefix: &str) -> Vec<String> {
 
 #[test]
 fn the_plugin_attaches_checks_and_detaches_containers_as_a_runtime_drives_it() {
+    let _alone = HOST_ENDS.write().unwrap_or_else(|e| e.into_inner());
     let mut d = Daemon::start();
     network(&d);
     let cni = Cni::new(&d, json!({}));
@@ -214,6 +217,7 @@ fn the_plugin_attaches_checks_and_detaches_containers_as_a_runtime_drives_it() {
 
 #[test]
 fn a_workload_keeps_its_address_and_mac_across_delete_kill9_and_recreate() {
+    let _shared = shared();
     let mut d = Daemon::start();
     network(&d);
     let (a, b) = (Netns::new("cnia"), Netns::new("cnib"));
@@ -257,6 +261,7 @@ fn a_workload_keeps_its_address_and_mac_across_delete_kill9_and_recreate() {
 
 #[test]
 fn a_delegated_ipam_plugin_gives_the_addresses() {
+    let _shared = shared();
     if !std::path::Path::new("/usr/lib/cni/host-local").exists() {
         panic!(
             "/usr/lib/cni/host-local is missing: apt-get install containernetworking-plugins (scripts/test.sh does)"
@@ -276,7 +281,7 @@ fn a_delegated_ipam_plugin_gives_the_addresses() {
     assert_eq!((ip_a.as_str(), ip_b.as_str()), ("10.1.0.100", "10.1.0.101"), "host-local's addresses");
     a.exec_ok(&["ping", "-c", "2", "-i", "0.2", "-W", "2", &ip_b]);
     assert!(d.json(&["ipam", "list"]).as_array().unwrap().is_empty(), "no lease of ours");
-    let held = data.0.join("tenant").join(&ip_a);
+    let held = data.0.join(cni.conf["name"].as_str().unwrap()).join(&ip_a);
     assert!(held.exists(), "host-local keeps its own record");
     cni.ok("DEL", "ctr-a", &a, "");
     assert!(!held.exists(), "DEL reached host-local");
@@ -284,6 +289,7 @@ fn a_delegated_ipam_plugin_gives_the_addresses() {
 
 #[test]
 fn fifty_parallel_adds_are_safe_and_leave_nothing_behind_after_their_dels() {
+    let _shared = shared();
     let d = Daemon::start();
     network(&d);
     let cni = Cni::new(&d, json!({}));
@@ -320,13 +326,17 @@ fn fifty_parallel_adds_are_safe_and_leave_nothing_behind_after_their_dels() {
             s.spawn(move || assert!(cni.run("DEL", &format!("ctr-{i}"), ns, "").ok));
         }
     });
-    assert!(wait_until(Duration::from_secs(10), || links_named("vsc").is_empty()), "{:?}", links_named("vsc"));
+    let mine: Vec<String> =
+        (0..50).map(|i| host_end_name(cni.conf["name"].as_str().unwrap(), &format!("ctr-{i}"), "eth0")).collect();
+    let left = || links_named("vsc").into_iter().filter(|l| mine.contains(l)).collect::<Vec<_>>();
+    assert!(wait_until(Duration::from_secs(10), || left().is_empty()), "{:?}", left());
     assert!(!d.ok(&["port", "list"]).contains("vsc"));
     assert!(d.json(&["attachment", "list"]).as_array().unwrap().is_empty());
 }
 
 #[test]
 fn a_container_gets_its_security_group_and_bandwidth_and_loses_them_at_del() {
+    let _shared = shared();
     let d = Daemon::start();
     network(&d);
     let dir = TempDir::new("sg");
@@ -378,6 +388,7 @@ fn a_container_gets_its_security_group_and_bandwidth_and_loses_them_at_del() {
 
 #[test]
 fn a_dual_stack_network_gives_containers_both_families() {
+    let _shared = shared();
     let d = Daemon::start();
     d.ok_line("network add 100 --gateway 10.1.0.1/24 --gateway fd00:1::1/64");
     let cni = Cni::new(&d, json!({}));
@@ -406,6 +417,7 @@ fn a_dual_stack_network_gives_containers_both_families() {
 
 #[test]
 fn a_host_port_mapping_reaches_the_container_from_outside() {
+    let _shared = shared();
     let d = Daemon::start();
     // Host B beyond the uplink; the host's address is the VTEP's.
     let host_b = TapVm::add_with(&d, "up0", "192.168.50.2/24", &["--role", "uplink"]);
@@ -436,6 +448,7 @@ fn a_host_port_mapping_reaches_the_container_from_outside() {
 
 #[test]
 fn a_refused_add_leaves_nothing_behind() {
+    let _shared = shared();
     let d = Daemon::start();
     network(&d);
     let a = Netns::new("cnia");
@@ -453,7 +466,8 @@ fn a_refused_add_leaves_nothing_behind() {
         assert!(d.json(&["acl", "list"]).as_array().unwrap().is_empty());
         assert!(d.json(&["service", "list"]).as_array().unwrap().is_empty());
         assert!(!d.ok(&["endpoint", "list"]).contains("10.1.0."), "{}", d.ok(&["endpoint", "list"]));
-        assert!(links_named("vsc").is_empty(), "{:?}", links_named("vsc"));
+        let host_end = host_end_name(cni.conf["name"].as_str().unwrap(), "ctr-a", "eth0");
+        assert!(!links_named("vsc").contains(&host_end), "{host_end} is left behind");
         assert!(a.exec(&["ip", "link", "show", "eth0"]).status.code() != Some(0), "no eth0 left in the namespace");
     }
     // And then it attaches.

@@ -6,6 +6,7 @@ use control::{
     apply::cli::ApplyCmd,
     capture::cli::CaptureCmd,
     cli::{Ctl, Verb},
+    cluster::cli::ClusterCmd,
     cni::cli::{AttachmentCmd, IpamCmd},
     conntrack::cli::ConntrackCmd,
     endpoints::cli::EndpointCmd,
@@ -77,6 +78,9 @@ enum Cmd {
     /// Containers the CNI plugin attached.
     #[command(subcommand)]
     Attachment(AttachmentCmd),
+    /// The cluster: this node's view of the store and of the other nodes.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
     #[command(flatten)]
     Apply(ApplyCmd),
     #[command(flatten)]
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
         Cmd::Service(c) => c,
         Cmd::Ipam(c) => c,
         Cmd::Attachment(c) => c,
+        Cmd::Cluster(c) => c,
         Cmd::Apply(c) => c,
         Cmd::Trace(c) => c,
         Cmd::Capture(c) => c,

@@ -49,6 +49,16 @@ struct Args {
     /// Serve Prometheus metrics on http://ADDR:PORT/metrics (for example 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<std::net::SocketAddr>,
+    /// Join a cluster: share endpoints and VTEPs with the other switches through etcd
+    /// (etcd://HOST:PORT[,HOST:PORT...]). Needs --node.
+    #[arg(long, value_name = "etcd://HOST:PORT,...", requires = "node")]
+    cluster: Option<String>,
+    /// This switch's name in the cluster (letters, digits, '-', '_', '.'; e.g. the host name).
+    #[arg(long)]
+    node: Option<String>,
+    /// Where in etcd the cluster's keys live.
+    #[arg(long, default_value = control::cluster::keys::DEFAULT_PREFIX)]
+    cluster_prefix: String,
     /// EAL arguments (after --).
     #[arg(last = true)]
     eal: Vec<String>,
@@ -85,6 +95,7 @@ fn run(args: Args) -> Result<(), String> {
     let files = dataplane::raise_fd_limit();
     tracing::debug!("open files: up to {files}");
     let socket_gid = args.socket_group.as_deref().map(server::group_id).transpose()?;
+    let cluster = cluster_config(&args)?;
 
     let eal = Eal::init("vswitchd", &eal_args(&args.eal)).map_err(|e| {
         let hint = matches!(e, dataplane::eal::EalError::InitFailed { .. }).then_some(HUGEPAGE_HINT).unwrap_or("");
@@ -110,6 +121,7 @@ fn run(args: Args) -> Result<(), String> {
     let result = rt.block_on(async {
         let mut switch = Switch::with_sessions(eal, pool, shared.clone(), store, args.conntrack_sessions);
         switch.restore(state).await;
+        let updates = cluster.map(|c| switch.join_cluster(c));
         let listener = match server::bind(&args.socket, socket_gid) {
             Ok(l) => l,
             Err(e) => return Err((e, switch)),
@@ -124,7 +136,7 @@ fn run(args: Args) -> Result<(), String> {
             },
             None => None,
         };
-        let switch = server::serve(switch, listener, args.socket.clone(), metrics, shutdown_signal()).await;
+        let switch = server::serve(switch, listener, args.socket.clone(), metrics, updates, shutdown_signal()).await;
         Ok(switch)
     });
     // Stop polling (cores flush their tx buffers on the way out), then close ports.
@@ -142,6 +154,22 @@ fn run(args: Args) -> Result<(), String> {
     eal_for_cleanup.cleanup();
     tracing::info!("vswitchd stopped");
     outcome
+}
+
+/// `--cluster`, `--node` and `--cluster-prefix`, checked.
+fn cluster_config(args: &Args) -> Result<Option<control::cluster::agent::Config>, String> {
+    use control::cluster::{keys, parse_store};
+    let Some(store) = &args.cluster else { return Ok(None) };
+    let node = args.node.clone().unwrap_or_default();
+    keys::check_node(&node)?;
+    let mut cache = args.db.as_os_str().to_owned();
+    cache.push(".cluster");
+    Ok(Some(control::cluster::agent::Config {
+        store: parse_store(store)?,
+        node,
+        prefix: keys::check_prefix(&args.cluster_prefix)?,
+        cache: PathBuf::from(cache),
+    }))
 }
 
 /// Options by which the user has already said how hugepage files are kept, or that

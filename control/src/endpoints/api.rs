@@ -37,7 +37,8 @@ pub struct EndpointView {
     pub mac: String,
     pub port: Option<String>,
     pub vtep: Option<Ipv4Addr>,
-    /// "static" (vswitchctl endpoint add, apply), "cni" (a container's attachment) or "learned" (from the VM's ARP/ND).
+    /// "static" (vswitchctl endpoint add, apply), "cni" (a container's attachment),
+    /// "cluster" (another node's, from the cluster store) or "learned" (from the VM's ARP/ND).
     pub source: String,
     /// Seconds since a learned address was last heard of.
     #[serde(default)]

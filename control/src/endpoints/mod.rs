@@ -54,6 +54,9 @@ pub struct Endpoints {
     pub refused: u64,
     /// Addresses the switch is asking its networks about.
     asking: BTreeMap<(u32, IpAddr), resolve::Asking>,
+    /// Other nodes' endpoints, from the cluster store: runtime state, below the static
+    /// entries and above what is learned.
+    from_cluster: BTreeMap<(u32, IpAddr), (Mac, std::net::Ipv4Addr)>,
 }
 
 /// An address a host of a network may hold (endpoints, VIPs, backends).
@@ -124,6 +127,21 @@ impl Endpoints {
         Ok(Handled::change(Value::Null, vec![change]))
     }
 
+    /// Sets (or with `None` removes) another node's address `ip` of `vni`: its MAC and
+    /// that node's VTEP. True if the tables change.
+    pub fn set_cluster(&mut self, vni: u32, ip: IpAddr, at: Option<(Mac, std::net::Ipv4Addr)>) -> bool {
+        let old = match at {
+            Some(a) => self.from_cluster.insert((vni, ip), a),
+            None => self.from_cluster.remove(&(vni, ip)),
+        };
+        old != at
+    }
+
+    /// The entries behind local ports (static and CNI): what this node publishes.
+    pub fn local(&self) -> impl Iterator<Item = &EndpointSpec> {
+        self.list.values().filter(|e| e.port.is_some())
+    }
+
     /// Whether a static entry holds `ip` of `vni`.
     pub fn holds(&self, vni: u32, ip: IpAddr) -> bool {
         self.list.contains_key(&(vni, ip))
@@ -142,19 +160,34 @@ impl Endpoints {
             container: e.container.clone(),
             netns: e.netns.clone(),
         });
-        let learned =
-            self.learned.iter().filter(|(k, _)| !self.list.contains_key(k)).map(|(&(vni, ip), l)| EndpointView {
-                vni,
-                ip,
-                mac: l.mac.to_string(),
-                port: ports.iter().find(|p| p.id == Some(l.port)).map(|p| p.name.clone()),
-                vtep: None,
-                source: "learned".into(),
-                age: Some(now.duration_since(l.last_seen).as_secs()),
-                container: None,
-                netns: None,
+        let cluster =
+            self.from_cluster.iter().filter(|(k, _)| !self.list.contains_key(k)).map(|(&(vni, ip), (mac, vtep))| {
+                EndpointView {
+                    vni,
+                    ip,
+                    mac: mac.to_string(),
+                    port: None,
+                    vtep: Some(*vtep),
+                    source: "cluster".into(),
+                    age: None,
+                    container: None,
+                    netns: None,
+                }
             });
-        let mut all: Vec<EndpointView> = statics.chain(learned).filter(|e| vni.is_none_or(|v| v == e.vni)).collect();
+        let shadowed = |k: &(u32, IpAddr)| self.list.contains_key(k) || self.from_cluster.contains_key(k);
+        let learned = self.learned.iter().filter(|(k, _)| !shadowed(k)).map(|(&(vni, ip), l)| EndpointView {
+            vni,
+            ip,
+            mac: l.mac.to_string(),
+            port: ports.iter().find(|p| p.id == Some(l.port)).map(|p| p.name.clone()),
+            vtep: None,
+            source: "learned".into(),
+            age: Some(now.duration_since(l.last_seen).as_secs()),
+            container: None,
+            netns: None,
+        });
+        let mut all: Vec<EndpointView> =
+            statics.chain(cluster).chain(learned).filter(|e| vni.is_none_or(|v| v == e.vni)).collect();
         all.sort_by_key(|e| (e.vni, e.ip));
         all
     }
@@ -244,6 +277,11 @@ impl Feature for Endpoints {
         for (&(vni, ip), l) in &self.learned {
             if t.l2.networks.contains_key(&vni) && ports.iter().any(|p| p.id == Some(l.port) && p.vni == Some(vni)) {
                 table.insert(vni, ip_key(ip), Endpoint { mac: l.mac });
+            }
+        }
+        for (&(vni, ip), (mac, _)) in &self.from_cluster {
+            if t.l2.networks.contains_key(&vni) {
+                table.insert(vni, ip_key(ip), Endpoint { mac: *mac });
             }
         }
         for e in self.list.values() {

@@ -92,6 +92,9 @@ pub struct NetworkView {
     pub name: Option<String>,
     pub ports: Vec<String>,
     pub flood_vteps: Vec<Ipv4Addr>,
+    /// The VTEPs the cluster store says have endpoints in the network (they get floods too).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster_vteps: Vec<Ipv4Addr>,
     #[serde(default)]
     pub gateway: Vec<String>,
     pub max_macs: u32,
@@ -141,7 +144,7 @@ pub struct FibView {
     pub mac: String,
     pub port: Option<String>,
     pub vtep: Option<Ipv4Addr>,
-    /// "static" or "learned".
+    /// "static", "cluster" (another node's, from the cluster store) or "learned".
     pub kind: String,
     pub age_secs: Option<u64>,
 }

@@ -205,7 +205,11 @@ pub fn print_networks(nets: &[NetworkView]) {
             opt(&n.name),
             n.ports.join(","),
             if n.gateway.is_empty() { "-".into() } else { n.gateway.join(",") },
-            n.flood_vteps.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(","),
+            {
+                let own = n.flood_vteps.iter().map(|i| i.to_string());
+                let cluster = n.cluster_vteps.iter().map(|i| format!("{i}(cluster)"));
+                own.chain(cluster).collect::<Vec<_>>().join(",")
+            },
             n.macs_learned.to_string(),
             n.max_macs.to_string(),
             format!("{}s", n.aging),

@@ -55,7 +55,8 @@ impl Overlay {
         let mut refs = BTreeMap::new();
         let statics = self.fib.values().filter_map(|f| f.vtep);
         let learned = self.learned.values().filter_map(|l| vtep_of(l.target));
-        for ip in statics.chain(learned) {
+        let cluster = self.from_cluster.values().copied();
+        for ip in statics.chain(learned).chain(cluster) {
             *refs.entry(ip).or_default() += 1;
         }
         refs
@@ -64,6 +65,7 @@ impl Overlay {
     /// Every remote VTEP the tables may send to: flood lists and FIB entries.
     pub(super) fn remote_vteps(&self) -> BTreeSet<Ipv4Addr> {
         let mut s: BTreeSet<Ipv4Addr> = self.networks.values().flat_map(|n| n.flood_vteps.iter().copied()).collect();
+        s.extend(self.cluster_flood.values().flatten().copied());
         s.extend(self.vtep_refs.keys().copied());
         s
     }
@@ -81,17 +83,19 @@ impl Overlay {
         let mut out = BTreeSet::new();
         vnis(&self.learned, &mut out);
         vnis(&self.fib, &mut out);
+        vnis(&self.from_cluster, &mut out);
         out
     }
 
     /// What the cores see for one MAC: its static entry (which wins; none if it names a
-    /// port that is not running), else what was learned.
+    /// port that is not running), else the cluster store's, else what was learned.
     fn entry(&self, vni: u32, mac: Mac, ports: &[PortRef]) -> Option<FibEntry> {
         let statik = self.fib.get(&(vni, mac)).and_then(|f| match (&f.port, f.vtep) {
             (Some(name), _) => ports.iter().find(|p| &p.name == name).and_then(|p| p.id).map(FibTarget::Port),
             (None, Some(ip)) => Some(FibTarget::Vtep(u32::from(ip))),
             (None, None) => None,
         });
+        let statik = statik.or_else(|| self.from_cluster.get(&(vni, mac)).map(|ip| FibTarget::Vtep(u32::from(*ip))));
         match statik {
             Some(target) => Some(FibEntry { target, is_static: true }),
             None => self.learned.get(&(vni, mac)).map(|l| FibEntry { target: l.target, is_static: false }),
@@ -104,7 +108,8 @@ impl Overlay {
         s.reserve(self.learned_per_vni.get(&vni).copied().unwrap_or(0));
         let learned = self.learned.range((vni, MAC_FIRST)..=(vni, MAC_LAST)).map(|(k, _)| k.1);
         let statics = self.fib.range((vni, MAC_FIRST)..=(vni, MAC_LAST)).map(|(k, _)| k.1);
-        for mac in learned.chain(statics) {
+        let cluster = self.from_cluster.range((vni, MAC_FIRST)..=(vni, MAC_LAST)).map(|(k, _)| k.1);
+        for mac in learned.chain(statics).chain(cluster) {
             if let Some(e) = self.entry(vni, mac, ports) {
                 s.insert(mac.to_u64(), e);
             }

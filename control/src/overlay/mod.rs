@@ -3,6 +3,7 @@
 //! `L2Tables` the cores read.
 pub mod api;
 pub mod cli;
+mod cluster;
 mod fib;
 mod handle;
 mod resolve;
@@ -70,6 +71,10 @@ pub struct Overlay {
     neighbours: BTreeMap<Ipv4Addr, Mac>,
     /// Ordered by VNI first, so one network's entries are one range.
     learned: BTreeMap<(u32, Mac), Learned>,
+    /// What the cluster store says of other nodes (`cluster.rs`): MACs behind their
+    /// VTEPs, and the VTEPs with endpoints in each network. Runtime state, not desired.
+    from_cluster: BTreeMap<(u32, Mac), Ipv4Addr>,
+    cluster_flood: BTreeMap<u32, BTreeSet<Ipv4Addr>>,
     learned_per_vni: HashMap<u32, usize>,
     refused: HashMap<u32, u64>,
     moves: HashMap<u32, u64>,
@@ -87,6 +92,11 @@ pub struct Overlay {
     /// On-link underlay addresses packets beyond the uplink were sent to (masquerade,
     /// NodePort replies): resolved like VTEP next hops while they answer.
     wanted: BTreeSet<Ipv4Addr>,
+    /// Announce the VTEP by gratuitous ARP when it comes up (in a cluster, whose peers
+    /// may hold an old MAC of a restarted node; otherwise quiet, as Linux is by
+    /// default), and what was last announced, how many times, and when next.
+    pub announce_vtep: bool,
+    announced: Option<((u32, Mac, PortId), u32, Instant)>,
 }
 
 /// On-link underlay addresses resolved for egress at most.
@@ -173,6 +183,8 @@ impl Overlay {
             fib: self.fib.clone(),
             neighbours: self.neighbours.clone(),
             learned: self.learned.clone(),
+            from_cluster: self.from_cluster.clone(),
+            cluster_flood: self.cluster_flood.clone(),
             learned_per_vni: self.learned_per_vni.clone(),
             refused: self.refused.clone(),
             moves: self.moves.clone(),
@@ -183,6 +195,8 @@ impl Overlay {
             vtep_refs: self.vtep_refs.clone(),
             egress_wanted: self.egress_wanted,
             wanted: self.wanted.clone(),
+            announce_vtep: self.announce_vtep,
+            announced: None,
         }
     }
 
@@ -522,8 +536,8 @@ impl Overlay {
     pub fn learn(&mut self, ev: LearnEvent, ports: &[PortRef], now: Instant) -> bool {
         let Some(net) = self.networks.get(&ev.vni) else { return false };
         let key = (ev.vni, ev.mac);
-        if self.fib.contains_key(&key) {
-            return false; // static entries win
+        if self.fib.contains_key(&key) || self.from_cluster.contains_key(&key) {
+            return false; // static entries and the cluster's win
         }
         if let FibTarget::Port(id) = ev.target {
             // Only a running VM port of this VNI is a place a MAC can live.
@@ -630,7 +644,12 @@ impl Overlay {
         }
         for n in self.networks.values() {
             let local = ports.iter().filter(|p| p.vni == Some(n.vni)).filter_map(|p| p.id).collect();
-            let flood = n.flood_vteps.iter().map(|ip| u32::from(*ip)).collect();
+            let mut flood: Vec<u32> = n.flood_vteps.iter().map(|ip| u32::from(*ip)).collect();
+            for ip in self.cluster_flood.get(&n.vni).into_iter().flatten() {
+                if !n.flood_vteps.contains(ip) {
+                    flood.push(u32::from(*ip));
+                }
+            }
             t.networks.insert(
                 n.vni,
                 Network { vni: n.vni, ports: local, flood_vteps: flood, gateway: gateway_addrs(n), snat: snat_mask(n) },

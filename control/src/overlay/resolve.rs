@@ -5,12 +5,16 @@ use crate::ports::PortRef;
 use pipelines::wire::arp;
 use std::{collections::BTreeSet, net::Ipv4Addr, time::Instant};
 
+/// Gratuitous ARPs sent when the VTEP comes up.
+const ANNOUNCEMENTS: u32 = 3;
+
 impl Overlay {
     /// ARP requests due now (next hops without a static or fresh entry): the frames to
     /// send on the uplink. Also expires stale answers; `changed` is set if that
     /// affects the tables.
     pub fn arp_due(&mut self, ports: &[PortRef], now: Instant, changed: &mut bool) -> Vec<[u8; 60]> {
         let Some(vtep) = self.vtep_tables(ports) else { return Vec::new() };
+        let mut out = if self.announce_vtep { self.announce(&vtep, now) } else { Vec::new() };
         // Next hops of remote VTEPs, and the underlay's router when VMs or a NodePort's
         // replies leave by the uplink.
         let router =
@@ -27,7 +31,6 @@ impl Overlay {
             .filter(|nh| !self.neighbours.contains_key(nh))
             .collect();
         self.arp.retain(|ip, _| needed.contains(ip));
-        let mut out = Vec::new();
         for nh in needed {
             let e = self.arp.entry(nh).or_insert(ArpEntry { mac: None, resolved_at: None, tries: 0, next_try: now });
             if let Some(at) = e.resolved_at {
@@ -49,6 +52,23 @@ impl Overlay {
             out.push(arp::request(vtep.mac, vtep.ip, u32::from(nh)));
         }
         out
+    }
+
+    /// Gratuitous ARP for the VTEP when it comes up or changes (a restarted switch's
+    /// peers learn its MAC now, not when their entry expires): three, a second apart.
+    fn announce(&mut self, vtep: &pipelines::tables::Vtep, now: Instant) -> Vec<[u8; 60]> {
+        let me = (vtep.ip, vtep.mac, vtep.uplink);
+        if self.announced.as_ref().map(|a| a.0) != Some(me) {
+            self.announced = Some((me, 0, now));
+        }
+        match &mut self.announced {
+            Some((_, sent, next)) if *sent < ANNOUNCEMENTS && now >= *next => {
+                *sent += 1;
+                *next = now + ARP_RETRY_FAST;
+                vec![arp::request(vtep.mac, vtep.ip, vtep.ip)]
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// An ARP reply reached us. Returns true if it resolved (or changed) a next hop.

@@ -119,12 +119,27 @@ fn remotes_appear_once_their_next_hop_resolves() {
     o.add_vtep(100, "10.9.9.9".parse().unwrap()).unwrap(); // off-subnet: via the gateway
     assert!(o.compile(&p, 32).remotes.is_empty(), "nothing resolved yet");
     let mut changed = false;
-    let reqs = o.arp_due(&p, t0, &mut changed);
+    // Announcements only in a cluster: unasked, the VTEP is as quiet as Linux.
+    let quiet = o.clone_config().arp_due(&p, t0, &mut changed);
+    assert!(quiet.iter().all(|f| f[28..32] != f[38..42]), "no gratuitous ARP unless asked");
+    o.announce_vtep = true;
+    // What arp_due sends, without the VTEP's own announcements (gratuitous ARP).
+    let parse = |f: &[u8; 60]| pipelines::wire::arp::Arp::parse(&f[14..]).unwrap();
+    let (announced, reqs): (Vec<_>, Vec<_>) =
+        o.arp_due(&p, t0, &mut changed).iter().map(parse).partition(|a| a.sender_ip == a.target_ip);
     assert_eq!(reqs.len(), 2, "one request per next hop: the on-link VTEP and the gateway");
-    let a = pipelines::wire::arp::Arp::parse(&reqs[0][14..]).unwrap();
+    assert_eq!(announced.len(), 1, "the VTEP announces itself as it comes up");
+    assert_eq!((announced[0].sender_ip, announced[0].sender_mac), (0xc0a83201, mac(0xf1)));
+    let a = reqs[0];
     assert_eq!((a.op, a.sender_ip, a.sender_mac), (arp::OP_REQUEST, 0xc0a83201, mac(0xf1)));
     assert!(o.arp_due(&p, t0 + Duration::from_millis(10), &mut changed).is_empty(), "no retry within a second");
-    assert_eq!(o.arp_due(&p, t0 + Duration::from_millis(1100), &mut changed).len(), 2, "retry after a second");
+    let again = o.arp_due(&p, t0 + Duration::from_millis(1100), &mut changed);
+    assert_eq!(again.iter().map(parse).filter(|a| a.sender_ip != a.target_ip).count(), 2, "retry after a second");
+    for s in [2, 3, 4] {
+        o.arp_due(&p, t0 + Duration::from_millis(1100 * s), &mut changed);
+    }
+    let later = o.arp_due(&p, t0 + Duration::from_secs(20), &mut changed);
+    assert!(later.iter().map(parse).all(|a| a.sender_ip != a.target_ip), "three announcements, then quiet");
     // The gateway answers: the off-subnet VTEP resolves through it.
     let gw = arp::Arp {
         op: arp::OP_REPLY,

@@ -13,6 +13,7 @@ impl Overlay {
                 name: n.name.clone(),
                 ports: ports.iter().filter(|p| p.vni == Some(n.vni)).map(|p| p.name.clone()).collect(),
                 flood_vteps: n.flood_vteps.clone(),
+                cluster_vteps: self.cluster_flood(n.vni),
                 gateway: n.gateway.clone(),
                 max_macs: n.max_macs.unwrap_or(DEFAULT_MAX_MACS),
                 aging: n.aging.unwrap_or(DEFAULT_AGING),
@@ -101,8 +102,22 @@ impl Overlay {
                 age_secs: None,
             })
             .collect();
+        for (&(n, mac), &ip) in &self.from_cluster {
+            if vni.is_some_and(|x| x != n) || self.fib.contains_key(&(n, mac)) {
+                continue;
+            }
+            v.push(FibView {
+                vni: n,
+                mac: mac.to_string(),
+                port: None,
+                vtep: Some(ip),
+                kind: "cluster".into(),
+                age_secs: None,
+            });
+        }
         for ((n, mac), l) in &self.learned {
-            if vni.is_some_and(|x| x != *n) || self.fib.contains_key(&(*n, *mac)) {
+            let hidden = self.fib.contains_key(&(*n, *mac)) || self.from_cluster.contains_key(&(*n, *mac));
+            if vni.is_some_and(|x| x != *n) || hidden {
                 continue;
             }
             let (port, vtep) = match l.target {

@@ -110,6 +110,17 @@ fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// Replaces `path` with `bytes` so that a crash leaves either the old file or the new
+/// one, never a mix (temporary file, sync, rename, sync of the directory).
+pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    write_synced(&tmp, bytes)?;
+    fs::rename(&tmp, path)?;
+    sync_dir(path)
+}
+
 /// The snapshot file's contents for `state`: what `dump` prints.
 fn snapshot_bytes(state: &DesiredState) -> Result<Vec<u8>, StateError> {
     let mut bytes = serde_json::to_vec_pretty(state)

@@ -16,6 +16,7 @@ use crate::{
     acl::Acl,
     api::*,
     capture::CaptureRun,
+    cluster::Cluster,
     cni::Cni,
     conntrack::Conntrack,
     endpoints::Endpoints,
@@ -81,6 +82,7 @@ pub struct Switch {
     pub(crate) endpoints: Endpoints,
     pub(crate) services: Services,
     pub(crate) cni: Cni,
+    pub(crate) cluster: Cluster,
     pub(crate) capture: Option<CaptureRun>,
     pub(crate) cores: CoreStats,
     /// Ports this batch took out (with their place in the list): closed once the cores
@@ -123,6 +125,7 @@ impl Switch {
             endpoints: Endpoints::default(),
             services: Services::default(),
             cni: Cni::default(),
+            cluster: Cluster::default(),
             overlay: Overlay::default(),
             qos: Qos::default(),
             sflow: Sflow::default(),
@@ -130,6 +133,16 @@ impl Switch {
             closing: Vec::new(),
             dirty: true,
         }
+    }
+
+    /// Joins the cluster: starts its agent (in the control plane's runtime). The
+    /// switch takes the agent's changes from what this returns (`serve`).
+    pub fn join_cluster(&mut self, cfg: crate::cluster::agent::Config) -> crate::cluster::Updates {
+        let (cluster, updates) = Cluster::start(cfg);
+        self.cluster = cluster;
+        self.overlay.announce_vtep = true;
+        self.cluster_tell();
+        updates
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -216,6 +229,7 @@ impl Switch {
             tracing::error!("the saved state could not be restored whole: {e}");
         }
         self.publish().await;
+        self.cluster_tell();
     }
 
     /// The desired state as the features hold it now.
@@ -285,6 +299,7 @@ impl Switch {
             Request::Stats(r) => return self.stats_request(r),
             Request::Trace(r) => return self.trace_request(r),
             Request::Cni(r) => return self.cni_request(r).await,
+            Request::Cluster(r) => return self.cluster_request(r),
             // The server hands captures to `capture_start`: their reply comes later.
             Request::Capture(_) => return Err("capture: not handled here (internal error)".into()),
         }?;
@@ -383,6 +398,7 @@ impl Switch {
                 other => drop(other),
             }
         }
+        self.cluster_tell();
         for h in held.drain(..) {
             let _ = h.reply.send(match h.result {
                 Ok(v) => Response::ok(v),

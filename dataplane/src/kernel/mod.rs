@@ -110,7 +110,7 @@ impl KernelPort {
         tunnel &= offloads;
         let vnet_len = if tunnel { vnet::TUNNEL_LEN } else { vnet::LEN };
         let queues = fds.into_iter().map(|fd| io::Queue::new(fd, vnet_len)).collect();
-        Ok(KernelPort { id, iface, backend, offloads, tunnel, mac: local_mac(id), mtu, queues, pool })
+        Ok(KernelPort { id, iface, backend, offloads, tunnel, mac: local_mac(&conf.iface), mtu, queues, pool })
     }
 
     pub fn queues(&self) -> u16 {
@@ -160,10 +160,13 @@ impl KernelPort {
     }
 }
 
-/// A locally administered MAC for our side of the port.
-fn local_mac(id: u16) -> [u8; 6] {
-    let p = std::process::id();
-    [0x02, 0x76, (p >> 8) as u8, p as u8, (id >> 8) as u8, id as u8]
+/// A locally administered MAC for our side of the port, the same after a restart (a
+/// VTEP's peers keep the MAC they resolved) and different on every host and interface:
+/// a hash of the host's machine-id and the interface's name.
+fn local_mac(iface: &str) -> [u8; 6] {
+    let host = std::fs::read("/etc/machine-id").unwrap_or_default();
+    let h = pipelines::services::maglev::fnv1a(host.into_iter().chain([b'/']).chain(iface.bytes()));
+    [0x02, 0x76, (h >> 24) as u8, (h >> 16) as u8, (h >> 8) as u8, h as u8]
 }
 
 impl std::fmt::Debug for KernelPort {

@@ -646,12 +646,16 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
 }
 
 /// ARP on the uplink: a request for our VTEP IP is turned into the reply in place and
-/// sent back; a reply to us goes to the control plane (it resolves next hops).
+/// sent back; a reply to us, and a gratuitous ARP (a neighbour announcing its MAC, e.g.
+/// a restarted VTEP), go to the control plane (it resolves next hops).
 fn arp_on_uplink<F: Frame>(f: &mut F, m: &Meta, vtep_ip: u32, vtep_mac: crate::wire::Mac, port: PortId) -> Action {
     let l3 = m.l3 as usize;
     let Some(a) = f.head().get(l3..).and_then(arp::Arp::parse) else {
         return Action::Drop(DropReason::ArpNotForUs);
     };
+    if a.target_ip == a.sender_ip && a.sender_ip != vtep_ip {
+        return Action::Punt;
+    }
     if a.target_ip != vtep_ip {
         return Action::Drop(DropReason::ArpNotForUs);
     }

@@ -201,7 +201,7 @@ fn decap_respects_the_vm_port_mtu_and_strips_padding() {
 }
 
 #[test]
-fn arp_for_our_vtep_is_answered_in_place_and_replies_are_punted() {
+fn arp_for_our_vtep_is_answered_in_place_and_replies_and_announcements_are_punted() {
     let t = tables();
     let v = vtep();
     let asker = arp::Arp {
@@ -213,12 +213,16 @@ fn arp_for_our_vtep_is_answered_in_place_and_replies_are_punted() {
     };
     let other = arp::Arp { target_ip: 0x01020304, ..asker };
     let reply = arp::Arp { op: arp::OP_REPLY, target_mac: v.mac, ..asker };
+    let announce = arp::Arp { target_ip: REMOTE, ..asker };
+    let spoof = arp::Arp { sender_ip: v.ip, target_ip: v.ip, ..asker };
     let (f, m, _) = run_uplink(
         &t,
         &[
             arp::frame(Mac::BROADCAST, mac(0xee), &asker).to_vec(),
             arp::frame(Mac::BROADCAST, mac(0xee), &other).to_vec(),
             arp::frame(v.mac, mac(0xee), &reply).to_vec(),
+            arp::frame(Mac::BROADCAST, mac(0xee), &announce).to_vec(),
+            arp::frame(Mac::BROADCAST, mac(0xee), &spoof).to_vec(),
         ],
     );
     assert_eq!(m[0].action, Action::Tx(UPLINK));
@@ -232,6 +236,10 @@ fn arp_for_our_vtep_is_answered_in_place_and_replies_are_punted() {
     );
     assert_eq!(m[1].action, Action::Drop(DropReason::ArpNotForUs));
     assert_eq!(m[2].action, Action::Punt);
+    // A neighbour announcing itself is heard; one claiming our own address is not
+    // taken as an announcement.
+    assert_eq!(m[3].action, Action::Punt);
+    assert_ne!(m[4].action, Action::Punt);
 }
 
 #[test]

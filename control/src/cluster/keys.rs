@@ -1,0 +1,130 @@
+//! Where each node's records live in the store, and what they hold. Everything sits
+//! under one prefix (`--cluster-prefix`, default /vswitch):
+//!
+//! - `P/nodes/NODE`: the node's VTEP (address, UDP port, MAC), boot epoch and the VNIs
+//!   it publishes endpoints in (so it finds its own keys again after an outage).
+//! - `P/alive/NODE`: bound to a short lease; gone means the node is down. Only an alarm:
+//!   nothing is removed from forwarding because of it.
+//! - `P/endpoints/VNI/NODE/MAC`: one workload's MAC and addresses. A switch watches the
+//!   networks it has local ports in, and nothing else.
+//!
+//! Intent keys carry no lease: a node that dies keeps its endpoints in the store until
+//! it comes back and says otherwise.
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr};
+
+pub const DEFAULT_PREFIX: &str = "/vswitch";
+
+/// A node as the others see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub vtep: Ipv4Addr,
+    pub udp_port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// Seconds since the epoch when this vswitchd started.
+    pub boot: u64,
+    /// The networks it has endpoint records in.
+    #[serde(default)]
+    pub vnis: Vec<u32>,
+}
+
+/// One local workload: a MAC behind a port of this node, with its addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointRecord {
+    pub mac: String,
+    #[serde(default)]
+    pub ips: Vec<IpAddr>,
+    pub port: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+}
+
+/// A key under the prefix, understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Key {
+    Node(String),
+    Alive(String),
+    Endpoint { vni: u32, node: String, mac: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+/// A node name as keys and logs can carry it.
+pub fn check_node(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("--node: {name:?} is not a node name (1 to 63 letters, digits, '-', '_' or '.')"))
+    }
+}
+
+/// The prefix as given, checked: absolute, no trailing slash.
+pub fn check_prefix(prefix: &str) -> Result<String, String> {
+    let p = prefix.trim_end_matches('/');
+    if !prefix.starts_with('/') || p.is_empty() || p.contains("//") {
+        return Err(format!("--cluster-prefix: {prefix:?} is not a key prefix such as /vswitch"));
+    }
+    Ok(p.to_string())
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Keys {
+        Keys { prefix: prefix.trim_end_matches('/').to_string() }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn nodes(&self) -> String {
+        format!("{}/nodes/", self.prefix)
+    }
+
+    pub fn node(&self, node: &str) -> String {
+        format!("{}/nodes/{node}", self.prefix)
+    }
+
+    pub fn alives(&self) -> String {
+        format!("{}/alive/", self.prefix)
+    }
+
+    pub fn alive(&self, node: &str) -> String {
+        format!("{}/alive/{node}", self.prefix)
+    }
+
+    pub fn endpoints(&self, vni: u32) -> String {
+        format!("{}/endpoints/{vni}/", self.prefix)
+    }
+
+    pub fn endpoints_of(&self, vni: u32, node: &str) -> String {
+        format!("{}/endpoints/{vni}/{node}/", self.prefix)
+    }
+
+    pub fn endpoint(&self, vni: u32, node: &str, mac: &str) -> String {
+        format!("{}/endpoints/{vni}/{node}/{mac}", self.prefix)
+    }
+
+    /// What `key` is; `None` for keys this version does not know (written by a newer
+    /// one, or by hand), which are left alone.
+    pub fn parse(&self, key: &str) -> Option<Key> {
+        let rest = key.strip_prefix(&self.prefix)?.strip_prefix('/')?;
+        let mut parts = rest.split('/');
+        let kind = parts.next()?;
+        let parts: Vec<&str> = parts.collect();
+        match (kind, parts.as_slice()) {
+            ("nodes", [node]) if check_node(node).is_ok() => Some(Key::Node(node.to_string())),
+            ("alive", [node]) if check_node(node).is_ok() => Some(Key::Alive(node.to_string())),
+            ("endpoints", [vni, node, mac]) if check_node(node).is_ok() => {
+                Some(Key::Endpoint { vni: vni.parse().ok()?, node: node.to_string(), mac: mac.to_string() })
+            }
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Many hosts, one network: the cluster agent. Each switch publishes its node record
+//! and the endpoints behind its ports to etcd, and turns the other nodes' records, in
+//! the networks it has ports in, into FIB entries toward their VTEPs, flood lists and
+//! endpoint-table entries (ARP/ND answered locally). `keys.rs` is the layout in the
+//! store, `watch.rs` one watched prefix, `view.rs` what the records make of each
+//! network, `agent.rs` the task, `handle.rs` the switch's side.
+pub mod agent;
+pub mod api;
+mod cache;
+pub mod cli;
+mod handle;
+pub mod keys;
+mod view;
+mod watch;
+
+#[cfg(test)]
+mod tests;
+
+use agent::{Agent, Config, Local};
+use api::ClusterStatus;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, watch as channel};
+pub use view::Op;
+
+/// The switch's end of the agent (none without `--cluster`).
+#[derive(Default)]
+pub struct Cluster {
+    link: Option<Link>,
+}
+
+struct Link {
+    local: channel::Sender<Local>,
+    status: Arc<Mutex<ClusterStatus>>,
+}
+
+/// What the switch reads the agent's changes from.
+pub type Updates = mpsc::UnboundedReceiver<Vec<Op>>;
+
+impl Cluster {
+    /// Starts the agent (inside the control plane's runtime).
+    pub fn start(cfg: Config) -> (Cluster, Updates) {
+        let (ops_tx, ops_rx) = mpsc::unbounded_channel();
+        let status = Arc::new(Mutex::new(ClusterStatus {
+            node: cfg.node.clone(),
+            store: cfg.store.clone(),
+            prefix: cfg.prefix.clone(),
+            ..ClusterStatus::default()
+        }));
+        let (local_tx, local_rx) = channel::channel(Local::default());
+        tracing::info!("cluster: node {} in {} under {}", cfg.node, cfg.store.join(","), cfg.prefix);
+        let agent = Agent::new(cfg, ops_tx, status.clone());
+        tokio::spawn(agent.run(local_rx));
+        (Cluster { link: Some(Link { local: local_tx, status }) }, ops_rx)
+    }
+
+    /// Tells the agent what this node has, if that changed.
+    fn tell(&self, local: Local) {
+        if let Some(l) = &self.link {
+            l.local.send_if_modified(|old| {
+                let changed = *old != local;
+                *old = local;
+                changed
+            });
+        }
+    }
+
+    fn status(&self) -> Option<ClusterStatus> {
+        let l = self.link.as_ref()?;
+        Some(l.status.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
+/// `--cluster etcd://HOST:PORT[,HOST:PORT...]` as client URLs (http://HOST:PORT).
+pub fn parse_store(s: &str) -> Result<Vec<String>, String> {
+    let rest = s.strip_prefix("etcd://").ok_or_else(|| {
+        format!(
+            "--cluster: {s:?} is not etcd://HOST:PORT[,HOST:PORT...] (for example etcd://10.0.0.1:2379,10.0.0.2:2379)"
+        )
+    })?;
+    let mut out = Vec::new();
+    for hp in rest.trim_end_matches('/').split(',') {
+        let ok = hp.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+        if !ok {
+            return Err(format!("--cluster: {hp:?} is not HOST:PORT (for example 10.0.0.1:2379)"));
+        }
+        out.push(format!("http://{hp}"));
+    }
+    Ok(out)
+}

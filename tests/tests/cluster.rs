@@ -1,0 +1,423 @@
+//! Many hosts, one network: three switches ("hosts") on a shared underlay (a Linux
+//! bridge in a namespace), each in the cluster through a real 3-member etcd (Debian's
+//! etcd-server) on loopback. Containers attached by the CNI plugin reach each other
+//! across VXLAN with no FIB entry or flood list written by hand; the store's outage,
+//! a compacted history and a switch's crash change nothing that was forwarding.
+use serde_json::{json, Value};
+use std::{
+    collections::BTreeSet,
+    process::{Child, Command},
+    time::{Duration, Instant},
+};
+use vswitch_tests::*;
+
+/// A 3-member etcd cluster on loopback. Clients (the switches) reach it on 127.0.0.1;
+/// the test's own etcdctl on 127.0.0.2, so the members can be brought up where only
+/// the test reaches them.
+struct Etcd {
+    dir: TempDir,
+    token: String,
+    members: Vec<Member>,
+}
+
+struct Member {
+    name: String,
+    client: u16,
+    peer: u16,
+    child: Option<Child>,
+}
+
+impl Etcd {
+    fn start() -> Etcd {
+        let dir = TempDir::new("etcd");
+        let members = (0..3)
+            .map(|i| Member { name: format!("e{i}"), client: free_port(), peer: free_port(), child: None })
+            .collect();
+        let mut e = Etcd { dir, token: unique("vst-etcd"), members };
+        e.start_all(true);
+        e
+    }
+
+    /// The switches' `--cluster` value.
+    fn url(&self) -> String {
+        let eps: Vec<String> = self.members.iter().map(|m| format!("127.0.0.1:{}", m.client)).collect();
+        format!("etcd://{}", eps.join(","))
+    }
+
+    fn start_member(&mut self, i: usize, reachable: bool) {
+        let cluster: Vec<String> =
+            self.members.iter().map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer)).collect();
+        let m = &self.members[i];
+        let mut listen = vec![format!("http://127.0.0.2:{}", m.client)];
+        if reachable {
+            listen.push(format!("http://127.0.0.1:{}", m.client));
+        }
+        let log =
+            std::fs::File::options().create(true).append(true).open(self.dir.path(&format!("{}.log", m.name))).unwrap();
+        let child = Command::new("etcd")
+            .args(["--name", &m.name, "--data-dir"])
+            .arg(self.dir.path(&m.name))
+            .args(["--listen-client-urls", &listen.join(",")])
+            .args(["--advertise-client-urls", &format!("http://127.0.0.2:{}", m.client)])
+            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{}", m.peer)])
+            .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{}", m.peer)])
+            .args(["--initial-cluster", &cluster.join(","), "--initial-cluster-token", &self.token])
+            .args(["--initial-cluster-state", "new", "--heartbeat-interval", "50", "--election-timeout", "500"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start etcd (apt install etcd-server)");
+        self.members[i].child = Some(child);
+    }
+
+    fn start_all(&mut self, reachable: bool) {
+        for i in 0..self.members.len() {
+            self.start_member(i, reachable);
+        }
+        assert!(
+            wait_until(Duration::from_secs(20), || self.ctl_try(&["endpoint", "health", "--cluster"]).is_some()),
+            "etcd did not become healthy"
+        );
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn kill_all(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+
+    fn ctl_try(&self, args: &[&str]) -> Option<String> {
+        let live: Vec<String> =
+            self.members.iter().filter(|m| m.child.is_some()).map(|m| format!("127.0.0.2:{}", m.client)).collect();
+        let o = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", live.join(",")))
+            .args(["--command-timeout=3s"])
+            .args(args)
+            .output()
+            .expect("etcdctl (apt install etcd-client)");
+        o.status.success().then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+    }
+
+    fn ctl(&self, args: &[&str]) -> String {
+        self.ctl_try(args).unwrap_or_else(|| panic!("etcdctl {args:?} failed"))
+    }
+
+    /// Every key and value under `prefix`.
+    fn get_prefix(&self, prefix: &str) -> Vec<(String, String)> {
+        let out = self.ctl(&["get", "--prefix", prefix]);
+        let lines: Vec<&str> = out.lines().collect();
+        lines.chunks(2).filter(|c| c.len() == 2).map(|c| (c[0].to_string(), c[1].to_string())).collect()
+    }
+
+    fn revision(&self) -> i64 {
+        let v: Value = serde_json::from_str(&self.ctl(&["get", "/", "-w", "json"])).unwrap();
+        v["header"]["revision"].as_i64().unwrap()
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+/// The underlay: a bridge in its own namespace, one veth per host.
+struct Underlay {
+    ns: Netns,
+}
+
+impl Underlay {
+    fn new() -> Underlay {
+        let ns = Netns::new("ul");
+        ns.exec_ok(&["ip", "link", "add", "br0", "type", "bridge"]);
+        ns.exec_ok(&["ip", "link", "set", "br0", "up"]);
+        Underlay { ns }
+    }
+
+    /// A veth with one end on the bridge; the other (returned) stays in the root
+    /// namespace for a switch's uplink.
+    fn plug(&self) -> String {
+        let v = std::mem::ManuallyDrop::new(Veth::new("ul"));
+        run_ok("ip", &["link", "set", &v.peer, "netns", &self.ns.name]);
+        self.ns.exec_ok(&["ip", "link", "set", &v.peer, "master", "br0", "up"]);
+        v.host.clone()
+    }
+}
+
+struct Host {
+    d: Daemon,
+    name: String,
+    vtep: String,
+}
+
+impl Host {
+    fn start(name: &str, i: usize, etcd: &Etcd, ul: &Underlay) -> Host {
+        let d = Daemon::start_with(DaemonOpts {
+            extra_args: [
+                "--cluster",
+                &etcd.url(),
+                "--node",
+                name,
+                "--pmd-idle-sleep-us",
+                "200",
+                "--log-level",
+                "info,control::cluster=debug",
+            ]
+            .map(String::from)
+            .to_vec(),
+            ..Default::default()
+        });
+        let vtep = format!("192.168.60.{}", i + 1);
+        let uplink = ul.plug();
+        d.ok(&["port", "add", "up0", &format!("kernel:iface={uplink}"), "--role", "uplink"]);
+        d.ok(&["vtep", "set", "--ip", &format!("{vtep}/24"), "--uplink", "up0"]);
+        d.ok_line("network add 100 --gateway 10.1.0.1/24");
+        Host { d, name: name.into(), vtep }
+    }
+
+    fn status(&self) -> Value {
+        self.d.json(&["cluster", "status"])
+    }
+
+    /// (MAC, VTEP) of every FIB entry the cluster gave this host in VNI 100.
+    fn cluster_fib(&self) -> BTreeSet<(String, String)> {
+        let fib = self.d.json(&["fib", "list", "100"]);
+        fib.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "cluster")
+            .map(|e| (e["mac"].as_str().unwrap().to_string(), e["vtep"].as_str().unwrap().to_string()))
+            .collect()
+    }
+}
+
+/// A container attached by vswitch-cni with a fixed address: (MAC, its namespace).
+fn attach(h: &Host, container: &str, ip: &str) -> (String, Netns) {
+    let ns = Netns::new(&format!("{container}-"));
+    let conf = json!({
+        "cniVersion": "1.0.0",
+        "name": unique("tenant"),
+        "type": "vswitch",
+        "vni": 100,
+        "socket": h.d.socket.display().to_string(),
+    });
+    let o = run_cni_plugin(&conf, "ADD", container, &format!("/var/run/netns/{}", ns.name), &format!("IP={ip}"));
+    assert!(o.status.success(), "ADD {container} on {}: {}", h.name, String::from_utf8_lossy(&o.stdout));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mac = r["interfaces"].as_array().unwrap().iter().find(|i| i.get("sandbox").is_some()).unwrap()["mac"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Only the traffic the test sends: no IPv6 chatter (router solicitations, MLD).
+    ns.quiet("eth0");
+    (mac, ns)
+}
+
+/// Waits until `f` holds on every host; how long it took.
+fn converge(hosts: &[&Host], what: &str, f: impl Fn(&Host) -> bool) -> Duration {
+    let t = Instant::now();
+    let ok = wait_until(Duration::from_secs(10), || hosts.iter().all(|h| f(h)));
+    assert!(
+        ok,
+        "{what}: not converged in 10 s:\n{}",
+        hosts.iter().map(|h| format!("{}: {}\n{}", h.name, h.status(), h.d.log_tail())).collect::<Vec<_>>().join("\n")
+    );
+    t.elapsed()
+}
+
+/// Each host's cluster entries are exactly what the store holds of the other hosts'
+/// endpoints in VNI 100 (nothing lost, nothing stale or doubled).
+fn matches_store(etcd: &Etcd) -> impl Fn(&Host) -> bool {
+    let mut nodes = std::collections::BTreeMap::new();
+    for (k, v) in etcd.get_prefix("/vswitch/nodes/") {
+        let rec: Value = serde_json::from_str(&v).unwrap();
+        nodes.insert(k.rsplit('/').next().unwrap().to_string(), rec["vtep"].as_str().unwrap().to_string());
+    }
+    let eps: Vec<(String, String)> = etcd
+        .get_prefix("/vswitch/endpoints/100/")
+        .into_iter()
+        .map(|(k, v)| {
+            let node = k.split('/').nth(4).unwrap().to_string();
+            let rec: Value = serde_json::from_str(&v).unwrap();
+            (node, rec["mac"].as_str().unwrap().to_string())
+        })
+        .collect();
+    move |h: &Host| {
+        let want: BTreeSet<(String, String)> = eps
+            .iter()
+            .filter(|(node, _)| *node != h.name)
+            .filter_map(|(node, mac)| Some((mac.clone(), nodes.get(node)?.clone())))
+            .collect();
+        h.cluster_fib() == want
+    }
+}
+
+fn assert_as_store(etcd: &Etcd, hosts: &[&Host]) {
+    let exact = matches_store(etcd);
+    for h in hosts {
+        assert!(
+            exact(h),
+            "{}'s cluster entries are exactly the store's: {:?}\n{}\n{}",
+            h.name,
+            h.cluster_fib(),
+            h.status(),
+            h.d.log_text()
+        );
+    }
+}
+
+fn ping(ns: &Netns, ip: &str) {
+    ns.exec_ok(&["ping", "-c", "3", "-i", "0.2", "-W", "2", ip]);
+}
+
+#[test]
+fn containers_on_three_hosts_share_one_network_through_etcd_and_ride_out_its_outage() {
+    let mut etcd = Etcd::start();
+    let ul = Underlay::new();
+    let (a, b, mut c) =
+        (Host::start("a", 0, &etcd, &ul), Host::start("b", 1, &etcd, &ul), Host::start("c", 2, &etcd, &ul));
+    let all = || [&a, &b];
+    for h in all() {
+        converge(&[h], "connected", |h| h.status()["connected"] == true);
+    }
+
+    // Containers on a and b: each switch programs the other's MAC toward its VTEP.
+    let t = Instant::now();
+    let (mac_a, ns_a) = attach(&a, "ctr-a", "10.1.0.11");
+    let (mac_b, ns_b) = attach(&b, "ctr-b", "10.1.0.12");
+    converge(&all(), "a's and b's containers", |h| h.cluster_fib().len() == 1);
+    eprintln!("two ADDs and convergence on both hosts: {:?}", t.elapsed());
+    assert!(b.cluster_fib().contains(&(mac_a.clone(), a.vtep.clone())));
+    assert!(a.cluster_fib().contains(&(mac_b.clone(), b.vtep.clone())));
+    let eps = b.d.json(&["endpoint", "list", "100"]);
+    assert!(
+        eps.as_array().unwrap().iter().any(|e| e["ip"] == "10.1.0.11" && e["source"] == "cluster"),
+        "b answers ARP for a's container: {eps}"
+    );
+    let nets = a.d.json(&["network", "list"]);
+    assert_eq!(nets[0]["cluster_vteps"], json!([b.vtep]), "a floods only to b, which has endpoints: {nets}");
+    assert_eq!(nets[0]["flood_vteps"], json!([]), "nobody wrote a flood list");
+
+    // Traffic, with the underlay watched: no frame is flooded across it.
+    let cap = TempDir::new("ulcap");
+    let file = cap.path("ul.pcap");
+    let mut dump = ul.ns.spawn(&["tshark", "-q", "-i", "br0", "-f", "udp port 4789", "-w", file.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(1500));
+    ping(&ns_a, "10.1.0.12");
+    ping(&ns_b, "10.1.0.11");
+    let got = vswitch_tests::tcp::iperf3(&ns_b, "10.1.0.12", &ns_a, &[]);
+    assert!(got > 1_000_000, "iperf3 across VXLAN moved {got} bytes");
+    std::thread::sleep(Duration::from_millis(300));
+    interrupt(&dump);
+    let _ = dump.wait();
+    let frames = tshark_fields(&file, &["vxlan.vni", "eth.dst"]);
+    assert!(frames.len() > 100, "the traffic crossed the underlay in VXLAN: {} frames", frames.len());
+    let known: BTreeSet<&str> = [mac_a.as_str(), mac_b.as_str()].into();
+    let flooded: Vec<&String> = frames
+        .iter()
+        .filter(|f| {
+            let inner = f.split('|').nth(1).and_then(|d| d.split(',').nth(1)).unwrap_or("");
+            !known.contains(inner)
+        })
+        .collect();
+    assert!(
+        flooded.is_empty(),
+        "frames flooded or to unknown MACs across the underlay: {:?}",
+        &flooded[..flooded.len().min(5)]
+    );
+
+    // A fourth node that is not running: its records alone program the others.
+    etcd.ctl(&["put", "/vswitch/nodes/ghost", r#"{"vtep":"192.168.60.99","udp_port":4789,"boot":1,"vnis":[100]}"#]);
+    let ghost = r#"{"mac":"02:00:00:00:99:99","ips":["10.1.0.99"],"port":"p"}"#;
+    etcd.ctl(&["put", "/vswitch/endpoints/100/ghost/02:00:00:00:99:99", ghost]);
+
+    // One member killed: nothing changes; a container on c reaches a and b.
+    etcd.kill(0);
+    let (mac_c, ns_c) = attach(&c, "ctr-c", "10.1.0.13");
+    converge(&[&a, &b, &c], "c's container with a member down", |h| h.cluster_fib().len() == 3);
+    assert!(a.cluster_fib().contains(&(mac_c.clone(), c.vtep.clone())));
+    assert!(a.cluster_fib().contains(&("02:00:00:00:99:99".into(), "192.168.60.99".into())));
+    ping(&ns_c, "10.1.0.11");
+    etcd.start_member(0, true);
+
+    // Every member killed: forwarding goes on, ADDs succeed locally and wait.
+    etcd.kill_all();
+    let pinger = ns_a.spawn(&["ping", "-c", "40", "-i", "0.1", "-W", "1", "10.1.0.12"]);
+    let (mac_a2, ns_a2) = attach(&a, "ctr-a2", "10.1.0.21");
+    converge(&[&a], "a sees the outage", |h| {
+        let s = h.status();
+        s["connected"] == false && s["pending"].as_u64() > Some(0)
+    });
+    let out = pinger.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(" 0% packet loss"), "no loss during the outage: {text}");
+    ping(&ns_a2, "10.1.0.12");
+
+    // The store comes back for the test alone first: the ghost's endpoint goes, c's
+    // record is lost, and the history the switches would resume from is compacted.
+    etcd.start_all(false);
+    etcd.ctl(&["del", "/vswitch/endpoints/100/ghost/", "--prefix"]);
+    etcd.ctl(&["del", "/vswitch/endpoints/100/c/", "--prefix"]);
+    let rev = etcd.revision();
+    etcd.ctl(&["compact", &rev.to_string(), "--physical"]);
+    etcd.kill_all();
+    etcd.start_all(true);
+    let back = Instant::now();
+    // a: b's and c's; b: a's two and c's; c: a's two and b's. The ghost is gone; c
+    // wrote its record back.
+    let want = |h: &Host| if h.name == "a" { 2 } else { 3 };
+    let t = converge(&[&a, &b, &c], "after the store's return", |h| {
+        h.status()["pending"] == 0 && h.cluster_fib().len() == want(h)
+    });
+    eprintln!("converged {t:?} after the store came back with a compacted history");
+    assert!(back.elapsed() < Duration::from_secs(3), "converged within about a second of the store's return");
+    assert!(b.cluster_fib().contains(&(mac_a2.clone(), a.vtep.clone())), "{}", b.d.log_text());
+    assert_as_store(&etcd, &[&a, &b, &c]);
+    assert!(a.status()["relists"].as_u64().unwrap() > 0, "a read the compacted history whole: {}", a.status());
+
+    // c crashes: the others keep its endpoints and see it down; it comes back with
+    // the same state.
+    c.d.kill9();
+    // Down once its liveness lease (10 s) runs out.
+    let down = wait_until(Duration::from_secs(25), || {
+        a.status()["nodes"].as_array().unwrap().iter().any(|n| n["name"] == "c" && n["alive"] == false)
+    });
+    assert!(down, "a shows c down: {}", a.status());
+    assert_eq!(a.cluster_fib().len(), 2, "a keeps what it had of c while c is down");
+    c.d.start_again();
+    let t0 = Instant::now();
+    converge(&[&a, &b, &c], "c back", |h| {
+        let s = h.status();
+        s["connected"] == true && s["pending"] == 0 && h.cluster_fib().len() == want(h)
+    });
+    assert_as_store(&etcd, &[&a, &b, &c]);
+    let first = wait_until(Duration::from_secs(10), || {
+        ns_c.exec(&["ping", "-c", "1", "-W", "1", "10.1.0.12"]).status.success()
+    });
+    eprintln!("c restarted: first ping after {:?}", t0.elapsed());
+    for h in [&a, &b, &c] {
+        eprintln!(
+            "{}: fib {}\nvtep {}\nneigh {}\nstats {}",
+            h.name,
+            h.d.json(&["fib", "list"]),
+            h.d.json(&["vtep", "show"]),
+            h.d.json(&["neigh", "list"]),
+            h.d.json(&["port", "stats"])
+        );
+    }
+    assert!(first);
+    ping(&ns_c, "10.1.0.12");
+}
+
+/// SIGINT, so the capture is written out whole.
+fn interrupt(c: &Child) {
+    let _ = Command::new("kill").args(["-INT", &c.id().to_string()]).status();
+}
