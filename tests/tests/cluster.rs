@@ -280,7 +280,10 @@ fn ping(ns: &Netns, ip: &str) {
 
 #[test]
 fn containers_on_three_hosts_share_one_network_through_etcd_and_ride_out_its_outage() {
+    let t_test = Instant::now();
+    let phase = |what: &str| eprintln!("{:>6.1} s  {what}", t_test.elapsed().as_secs_f64());
     let mut etcd = Etcd::start();
+    phase("etcd up");
     let ul = Underlay::new();
     let (a, b, mut c) =
         (Host::start("a", 0, &etcd, &ul), Host::start("b", 1, &etcd, &ul), Host::start("c", 2, &etcd, &ul));
@@ -289,6 +292,7 @@ fn containers_on_three_hosts_share_one_network_through_etcd_and_ride_out_its_out
         converge(&[h], "connected", |h| h.status()["connected"] == true);
     }
 
+    phase("switches up");
     // Containers on a and b: each switch programs the other's MAC toward its VTEP.
     let t = Instant::now();
     let (mac_a, ns_a) = attach(&a, "ctr-a", "10.1.0.11");
@@ -306,20 +310,21 @@ fn containers_on_three_hosts_share_one_network_through_etcd_and_ride_out_its_out
     assert_eq!(nets[0]["cluster_vteps"], json!([b.vtep]), "a floods only to b, which has endpoints: {nets}");
     assert_eq!(nets[0]["flood_vteps"], json!([]), "nobody wrote a flood list");
 
-    // Traffic, with the underlay watched: no frame is flooded across it.
+    phase("a and b converged");
+    // Pings, with the underlay watched: no frame is flooded across it (the containers'
+    // ARP is answered by their own switch, every MAC is known).
     let cap = TempDir::new("ulcap");
     let file = cap.path("ul.pcap");
-    let mut dump = ul.ns.spawn(&["tshark", "-q", "-i", "br0", "-f", "udp port 4789", "-w", file.to_str().unwrap()]);
+    let out = file.to_str().unwrap();
+    let mut dump = ul.ns.spawn(&["tshark", "-q", "-s", "128", "-i", "br0", "-f", "udp port 4789", "-w", out]);
     std::thread::sleep(Duration::from_millis(1500));
     ping(&ns_a, "10.1.0.12");
     ping(&ns_b, "10.1.0.11");
-    let got = vswitch_tests::tcp::iperf3(&ns_b, "10.1.0.12", &ns_a, &[]);
-    assert!(got > 1_000_000, "iperf3 across VXLAN moved {got} bytes");
     std::thread::sleep(Duration::from_millis(300));
     interrupt(&dump);
     let _ = dump.wait();
     let frames = tshark_fields(&file, &["vxlan.vni", "eth.dst"]);
-    assert!(frames.len() > 100, "the traffic crossed the underlay in VXLAN: {} frames", frames.len());
+    assert!(frames.len() >= 12, "the pings crossed the underlay in VXLAN: {} frames", frames.len());
     let known: BTreeSet<&str> = [mac_a.as_str(), mac_b.as_str()].into();
     let flooded: Vec<&String> = frames
         .iter()
@@ -333,7 +338,11 @@ fn containers_on_three_hosts_share_one_network_through_etcd_and_ride_out_its_out
         "frames flooded or to unknown MACs across the underlay: {:?}",
         &flooded[..flooded.len().min(5)]
     );
+    // And TCP, for volume.
+    let got = vswitch_tests::tcp::iperf3(&ns_b, "10.1.0.12", &ns_a, &[]);
+    assert!(got > 1_000_000, "iperf3 across VXLAN moved {got} bytes");
 
+    phase("traffic checked");
     // A fourth node that is not running: its records alone program the others.
     etcd.ctl(&["put", "/vswitch/nodes/ghost", r#"{"vtep":"192.168.60.99","udp_port":4789,"boot":1,"vnis":[100]}"#]);
     let ghost = r#"{"mac":"02:00:00:00:99:99","ips":["10.1.0.99"],"port":"p"}"#;
@@ -348,6 +357,7 @@ fn containers_on_three_hosts_share_one_network_through_etcd_and_ride_out_its_out
     ping(&ns_c, "10.1.0.11");
     etcd.start_member(0, true);
 
+    phase("c's container converged");
     // Every member killed: forwarding goes on, ADDs succeed locally and wait.
     etcd.kill_all();
     let pinger = ns_a.spawn(&["ping", "-c", "40", "-i", "0.1", "-W", "1", "10.1.0.12"]);
@@ -361,6 +371,7 @@ fn containers_on_three_hosts_share_one_network_through_etcd_and_ride_out_its_out
     assert!(text.contains(" 0% packet loss"), "no loss during the outage: {text}");
     ping(&ns_a2, "10.1.0.12");
 
+    phase("outage checked");
     // The store comes back for the test alone first: the ghost's endpoint goes, c's
     // record is lost, and the history the switches would resume from is compacted.
     etcd.start_all(false);
@@ -374,15 +385,20 @@ fn containers_on_three_hosts_share_one_network_through_etcd_and_ride_out_its_out
     // a: b's and c's; b: a's two and c's; c: a's two and b's. The ghost is gone; c
     // wrote its record back.
     let want = |h: &Host| if h.name == "a" { 2 } else { 3 };
-    let t = converge(&[&a, &b, &c], "after the store's return", |h| {
-        h.status()["pending"] == 0 && h.cluster_fib().len() == want(h)
-    });
+    // Converged: nothing pending anywhere, and each host's entries exactly what the
+    // store then holds of the others.
+    let t =
+        converge(&[&a, &b, &c], "after the store's return", |h| h.status()["pending"] == 0 && matches_store(&etcd)(h));
+    assert_as_store(&etcd, &[&a, &b, &c]);
+    for h in [&a, &b, &c] {
+        assert_eq!(h.cluster_fib().len(), want(h), "{}: {:?}", h.name, h.cluster_fib());
+    }
     eprintln!("converged {t:?} after the store came back with a compacted history");
     assert!(back.elapsed() < Duration::from_secs(3), "converged within about a second of the store's return");
     assert!(b.cluster_fib().contains(&(mac_a2.clone(), a.vtep.clone())), "{}", b.d.log_text());
-    assert_as_store(&etcd, &[&a, &b, &c]);
     assert!(a.status()["relists"].as_u64().unwrap() > 0, "a read the compacted history whole: {}", a.status());
 
+    phase("store back, converged");
     // c crashes: the others keep its endpoints and see it down; it comes back with
     // the same state.
     c.d.kill9();
@@ -392,32 +408,134 @@ fn containers_on_three_hosts_share_one_network_through_etcd_and_ride_out_its_out
     });
     assert!(down, "a shows c down: {}", a.status());
     assert_eq!(a.cluster_fib().len(), 2, "a keeps what it had of c while c is down");
+    phase("c shown down");
     c.d.start_again();
     let t0 = Instant::now();
     converge(&[&a, &b, &c], "c back", |h| {
         let s = h.status();
-        s["connected"] == true && s["pending"] == 0 && h.cluster_fib().len() == want(h)
+        s["connected"] == true && s["pending"] == 0 && matches_store(&etcd)(h)
     });
     assert_as_store(&etcd, &[&a, &b, &c]);
     let first = wait_until(Duration::from_secs(10), || {
         ns_c.exec(&["ping", "-c", "1", "-W", "1", "10.1.0.12"]).status.success()
     });
     eprintln!("c restarted: first ping after {:?}", t0.elapsed());
-    for h in [&a, &b, &c] {
-        eprintln!(
-            "{}: fib {}\nvtep {}\nneigh {}\nstats {}",
-            h.name,
-            h.d.json(&["fib", "list"]),
-            h.d.json(&["vtep", "show"]),
-            h.d.json(&["neigh", "list"]),
-            h.d.json(&["port", "stats"])
-        );
-    }
-    assert!(first);
+    assert!(first, "c's container reaches b's after c's restart");
     ping(&ns_c, "10.1.0.12");
 }
 
 /// SIGINT, so the capture is written out whole.
 fn interrupt(c: &Child) {
     let _ = Command::new("kill").args(["-INT", &c.id().to_string()]).status();
+}
+
+/// A CA, and a certificate it signed for 127.0.0.1 (`name`.pem, `name`.key) per name.
+fn certificates(dir: &TempDir, names: &[&str]) {
+    let p = |f: &str| dir.path(f).display().to_string();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    let (ca_key, ca_pem) = (p("ca.key"), p("ca.pem"));
+    ca.extend(["-keyout", &ca_key, "-out", &ca_pem, "-days", "2", "-subj", "/CN=vswitch-test-ca"]);
+    run_ok("openssl", &ca);
+    let ext = p("ext.cnf");
+    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n").unwrap();
+    for n in names {
+        let (key, csr, pem) = (p(&format!("{n}.key")), p(&format!("{n}.csr")), p(&format!("{n}.pem")));
+        let subject = format!("/CN={n}");
+        let mut req = vec!["req"];
+        req.extend(ec);
+        req.extend(["-keyout", &key, "-out", &csr, "-subj", &subject]);
+        run_ok("openssl", &req);
+        run_ok(
+            "openssl",
+            &["x509", "-req", "-in", &csr, "-CA", &ca_pem, "-CAkey", &ca_key, "-CAcreateserial", "-out", &pem]
+                .into_iter()
+                .chain(["-days", "2", "-extfile", &ext])
+                .collect::<Vec<_>>(),
+        );
+    }
+}
+
+#[test]
+fn a_switch_joins_a_store_that_asks_for_client_certificates() {
+    let dir = TempDir::new("etcdtls");
+    certificates(&dir, &["etcd", "node"]);
+    let p = |f: &str| dir.path(f).display().to_string();
+    let (client, peer) = (free_port(), free_port());
+    let url = format!("https://127.0.0.1:{client}");
+    let log = std::fs::File::create(dir.path("etcd.log")).unwrap();
+    let mut etcd = Command::new("etcd")
+        .args(["--name", "t0", "--data-dir", &p("data"), "--listen-client-urls", &url, "--advertise-client-urls", &url])
+        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+        .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
+        .args(["--initial-cluster", &format!("t0=http://127.0.0.1:{peer}")])
+        .args(["--cert-file", &p("etcd.pem"), "--key-file", &p("etcd.key"), "--trusted-ca-file", &p("ca.pem")])
+        .arg("--client-cert-auth")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start etcd");
+    let etcdctl = |args: &[&str]| {
+        let certs = [
+            format!("--cacert={}", p("ca.pem")),
+            format!("--cert={}", p("node.pem")),
+            format!("--key={}", p("node.key")),
+        ];
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={url}"))
+            .args(certs)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || etcdctl(&["endpoint", "health"]).status.success()),
+        "etcd with TLS did not come up"
+    );
+
+    let start = |name: &str, certs: &[String]| {
+        let mut extra: Vec<String> =
+            ["--cluster", &format!("etcd://127.0.0.1:{client}"), "--node", name, "--pmd-idle-sleep-us", "200"]
+                .map(String::from)
+                .to_vec();
+        extra.extend(certs.iter().cloned());
+        let d = Daemon::start_with(DaemonOpts { extra_args: extra, ..Default::default() });
+        d.ok(&["port", "add", "up0", "net_null0", "--role", "uplink"]);
+        d.ok(&["vtep", "set", "--ip", "192.168.61.1/24", "--uplink", "up0"]);
+        d
+    };
+    let with_cert = start(
+        "tls1",
+        &[
+            format!("--cluster-ca={}", p("ca.pem")),
+            format!("--cluster-cert={}", p("node.pem")),
+            format!("--cluster-key={}", p("node.key")),
+        ],
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || with_cert.json(&["cluster", "status"])["pending"] == 0
+            && with_cert.json(&["cluster", "status"])["connected"] == true),
+        "{}\n{}",
+        with_cert.json(&["cluster", "status"]),
+        with_cert.log_tail()
+    );
+    let rec = String::from_utf8(etcdctl(&["get", "/vswitch/nodes/tls1", "--print-value-only"]).stdout).unwrap();
+    assert!(rec.contains("\"vtep\":\"192.168.61.1\""), "the node record went over TLS: {rec}");
+
+    // Without a client certificate the store refuses it, and status says so.
+    let without = start("tls2", &[format!("--cluster-ca={}", p("ca.pem"))]);
+    std::thread::sleep(Duration::from_secs(3));
+    let s = without.json(&["cluster", "status"]);
+    assert!(s["connected"] == false && s["last_error"].as_str().is_some_and(|e| !e.is_empty()), "{s}");
+    assert!(etcdctl(&["get", "/vswitch/nodes/tls2"]).stdout.is_empty(), "nothing written without a certificate");
+    // A key without its certificate is refused at start, with the reason.
+    let o = Command::new(bin("vswitchd"))
+        .args(["--cluster", "etcd://127.0.0.1:1", "--node", "x", "--cluster-key", &p("node.key"), "--", "-l", "0"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("cluster-cert"), "{o:?}");
+    let _ = etcd.kill();
+    let _ = etcd.wait();
 }

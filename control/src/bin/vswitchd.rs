@@ -59,6 +59,16 @@ struct Args {
     /// Where in etcd the cluster's keys live.
     #[arg(long, default_value = control::cluster::keys::DEFAULT_PREFIX)]
     cluster_prefix: String,
+    /// TLS to etcd: the CA certificate (PEM) that signed the store's certificate.
+    #[arg(long, value_name = "FILE")]
+    cluster_ca: Option<PathBuf>,
+    /// TLS to etcd: this node's client certificate (PEM), for a store with
+    /// --client-cert-auth. With --cluster-key.
+    #[arg(long, value_name = "FILE", requires = "cluster_key")]
+    cluster_cert: Option<PathBuf>,
+    /// TLS to etcd: the client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cluster_cert")]
+    cluster_key: Option<PathBuf>,
     /// EAL arguments (after --).
     #[arg(last = true)]
     eal: Vec<String>,
@@ -158,17 +168,20 @@ fn run(args: Args) -> Result<(), String> {
 
 /// `--cluster`, `--node` and `--cluster-prefix`, checked.
 fn cluster_config(args: &Args) -> Result<Option<control::cluster::agent::Config>, String> {
-    use control::cluster::{keys, parse_store};
+    use control::cluster::{keys, parse_store, tls_options};
     let Some(store) = &args.cluster else { return Ok(None) };
+    let tls = tls_options(args.cluster_ca.as_deref(), args.cluster_cert.as_deref(), args.cluster_key.as_deref())?;
+    let scheme = if tls.is_some() { "https://" } else { "http://" };
     let node = args.node.clone().unwrap_or_default();
     keys::check_node(&node)?;
     let mut cache = args.db.as_os_str().to_owned();
     cache.push(".cluster");
     Ok(Some(control::cluster::agent::Config {
-        store: parse_store(store)?,
+        store: parse_store(store)?.into_iter().map(|u| u.replacen("http://", scheme, 1)).collect(),
         node,
         prefix: keys::check_prefix(&args.cluster_prefix)?,
         cache: PathBuf::from(cache),
+        tls,
     }))
 }
 

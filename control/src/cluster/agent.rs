@@ -30,6 +30,9 @@ pub struct Config {
     pub prefix: String,
     /// The agent's cache of the store (for a start while the store is away).
     pub cache: PathBuf,
+    /// TLS to the store (its URLs are then https): the CA that signed its
+    /// certificate, and this node's client certificate and key if it asks for one.
+    pub tls: Option<etcd_client::TlsOptions>,
 }
 
 /// What this node has, as the switch tells the agent after every change.
@@ -80,6 +83,8 @@ pub struct Agent {
     status: Arc<Mutex<ClusterStatus>>,
     contact: Option<Instant>,
     cache_dirty: bool,
+    /// Wakes watches waiting to retry when the store answers again.
+    kick: Arc<tokio::sync::Notify>,
 }
 
 fn now_secs() -> u64 {
@@ -116,6 +121,7 @@ impl Agent {
             status,
             contact: None,
             cache_dirty: false,
+            kick: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -200,7 +206,7 @@ impl Agent {
         wanted.extend(self.local.vnis.iter().map(|v| (Sub::Vni(*v), self.keys.endpoints(*v))));
         for (sub, prefix) in wanted {
             if !self.subs.contains_key(&sub) {
-                let h = tokio::spawn(watch::run(client.clone(), prefix, sub, self.sub_tx.clone()));
+                let h = tokio::spawn(watch::run(client.clone(), prefix, sub, self.sub_tx.clone(), self.kick.clone()));
                 self.subs.insert(sub, h);
             }
         }
@@ -413,10 +419,13 @@ impl Agent {
     /// waits, saves the cache. Every half second.
     async fn maintain(&mut self) {
         if self.client.is_none() {
-            let opts = ConnectOptions::new()
+            let mut opts = ConnectOptions::new()
                 .with_connect_timeout(Duration::from_secs(1))
                 .with_timeout(CALL_TIMEOUT)
                 .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+            if let Some(tls) = &self.cfg.tls {
+                opts = opts.with_tls(tls.clone());
+            }
             match Client::connect(&self.cfg.store, Some(opts)).await {
                 Ok(c) => {
                     self.client = Some(c);
@@ -474,6 +483,8 @@ impl Agent {
         self.contacted();
         self.stored = stored;
         self.verified = true;
+        // Watches still waiting out a retry start over now.
+        self.kick.notify_waiters();
         tracing::info!("cluster: the store answers; this node's {} keys read back", self.stored.len());
         self.flush().await;
     }

@@ -70,6 +70,38 @@ impl Cluster {
     }
 }
 
+/// The TLS settings of `--cluster-ca`, `--cluster-cert` and `--cluster-key`, read and
+/// checked now (a bad file is an error at start, not a silent retry loop).
+pub fn tls_options(
+    ca: Option<&std::path::Path>,
+    cert: Option<&std::path::Path>,
+    key: Option<&std::path::Path>,
+) -> Result<Option<etcd_client::TlsOptions>, String> {
+    use etcd_client::{Certificate, Identity, TlsOptions};
+    let read = |what: &str, p: &std::path::Path| {
+        let pem = std::fs::read(p).map_err(|e| format!("{what}: cannot read {}: {e}", p.display()))?;
+        if !String::from_utf8_lossy(&pem).contains("-----BEGIN") {
+            return Err(format!("{what}: {} is not PEM (-----BEGIN ...)", p.display()));
+        }
+        Ok(pem)
+    };
+    if ca.is_none() && cert.is_none() && key.is_none() {
+        return Ok(None);
+    }
+    let mut tls = TlsOptions::new();
+    if let Some(ca) = ca {
+        tls = tls.ca_certificate(Certificate::from_pem(read("--cluster-ca", ca)?));
+    }
+    match (cert, key) {
+        (Some(c), Some(k)) => {
+            tls = tls.identity(Identity::from_pem(read("--cluster-cert", c)?, read("--cluster-key", k)?));
+        }
+        (None, None) => {}
+        _ => return Err("--cluster-cert and --cluster-key go together: give both, or neither".into()),
+    }
+    Ok(Some(tls))
+}
+
 /// `--cluster etcd://HOST:PORT[,HOST:PORT...]` as client URLs (http://HOST:PORT).
 pub fn parse_store(s: &str) -> Result<Vec<String>, String> {
     let rest = s.strip_prefix("etcd://").ok_or_else(|| {

@@ -2,8 +2,9 @@
 //! stream is watched again from where it stopped; a compacted history is read whole
 //! again and the agent reconciles the difference. Nothing here touches the tables.
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::{mpsc::UnboundedSender, Notify};
 
 /// What is watched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -47,8 +48,17 @@ const RETRY_MAX: Duration = Duration::from_secs(1);
 /// How often a quiet watch asks how far it is (for `cluster status`'s lag).
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
+/// Waits `backoff`, or less if the agent hears from the store again (`kick`): a watch
+/// retrying against a store that was away starts over as soon as it is back.
+async fn pause(backoff: Duration, kick: &Notify) {
+    tokio::select! {
+        _ = tokio::time::sleep(backoff) => {}
+        _ = kick.notified() => {}
+    }
+}
+
 /// Runs until aborted.
-pub async fn run(client: Client, prefix: String, sub: Sub, tx: UnboundedSender<SubMsg>) {
+pub async fn run(client: Client, prefix: String, sub: Sub, tx: UnboundedSender<SubMsg>, kick: Arc<Notify>) {
     let mut rev: Option<i64> = None;
     let mut backoff = RETRY_MIN;
     loop {
@@ -69,7 +79,7 @@ pub async fn run(client: Client, prefix: String, sub: Sub, tx: UnboundedSender<S
                 }
                 Err(e) => {
                     let _ = tx.send(SubMsg::Down { sub, error: format!("reading {prefix}: {e}") });
-                    tokio::time::sleep(backoff).await;
+                    pause(backoff, &kick).await;
                     backoff = (backoff * 2).min(RETRY_MAX);
                 }
             }
@@ -89,7 +99,7 @@ pub async fn run(client: Client, prefix: String, sub: Sub, tx: UnboundedSender<S
                 Ok(Err(e)) => {
                     let e = e.to_string();
                     let _ = tx.send(SubMsg::Down { sub, error: format!("watching {prefix}: {e}") });
-                    tokio::time::sleep(backoff).await;
+                    pause(backoff, &kick).await;
                     backoff = (backoff * 2).min(RETRY_MAX);
                     continue;
                 }
@@ -151,7 +161,7 @@ pub async fn run(client: Client, prefix: String, sub: Sub, tx: UnboundedSender<S
                 }
             }
         }
-        tokio::time::sleep(backoff).await;
+        pause(backoff, &kick).await;
         backoff = (backoff * 2).min(RETRY_MAX);
     }
 }
