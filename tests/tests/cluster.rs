@@ -422,6 +422,17 @@ fn containers_on_three_hosts_share_one_network_through_etcd_and_ride_out_its_out
     eprintln!("c restarted: first ping after {:?}", t0.elapsed());
     assert!(first, "c's container reaches b's after c's restart");
     ping(&ns_c, "10.1.0.12");
+
+    // A clean stop gives the liveness lease back: b is shown down at once, and its
+    // endpoints stay with the others.
+    let mut b = b;
+    let st = b.d.stop();
+    assert!(st.success(), "{st}");
+    let down = wait_until(Duration::from_secs(3), || {
+        a.status()["nodes"].as_array().unwrap().iter().any(|n| n["name"] == "b" && n["alive"] == false)
+    });
+    assert!(down, "a shows b down right after b stopped: {}", a.status());
+    assert_eq!(a.cluster_fib().len(), 2, "a keeps b's endpoints");
 }
 
 /// SIGINT, so the capture is written out whole.

@@ -146,7 +146,10 @@ fn run(args: Args) -> Result<(), String> {
             },
             None => None,
         };
-        let switch = server::serve(switch, listener, args.socket.clone(), metrics, updates, shutdown_signal()).await;
+        let mut switch =
+            server::serve(switch, listener, args.socket.clone(), metrics, updates, shutdown_signal()).await;
+        // A clean stop leaves the cluster (its liveness lease) before the runtime ends.
+        switch.leave_cluster().await;
         Ok(switch)
     });
     // Stop polling (cores flush their tx buffers on the way out), then close ports.

@@ -31,6 +31,7 @@ pub struct Cluster {
 struct Link {
     local: channel::Sender<Local>,
     status: Arc<Mutex<ClusterStatus>>,
+    agent: tokio::task::JoinHandle<()>,
 }
 
 /// What the switch reads the agent's changes from.
@@ -49,8 +50,18 @@ impl Cluster {
         let (local_tx, local_rx) = channel::channel(Local::default());
         tracing::info!("cluster: node {} in {} under {}", cfg.node, cfg.store.join(","), cfg.prefix);
         let agent = Agent::new(cfg, ops_tx, status.clone());
-        tokio::spawn(agent.run(local_rx));
-        (Cluster { link: Some(Link { local: local_tx, status }) }, ops_rx)
+        let agent = tokio::spawn(agent.run(local_rx));
+        (Cluster { link: Some(Link { local: local_tx, status, agent }) }, ops_rx)
+    }
+
+    /// Stops the agent: it gives back this node's liveness lease (the others see it
+    /// down at once, not when the lease runs out) and saves its cache. Intent keys stay.
+    pub async fn leave(&mut self) {
+        let Some(Link { local, agent, .. }) = self.link.take() else { return };
+        drop(local);
+        if tokio::time::timeout(std::time::Duration::from_secs(3), agent).await.is_err() {
+            tracing::warn!("cluster: the agent did not stop within 3 s");
+        }
     }
 
     /// Tells the agent what this node has, if that changed.

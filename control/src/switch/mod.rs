@@ -145,6 +145,11 @@ impl Switch {
         updates
     }
 
+    /// Leaves the cluster on a clean stop (see `Cluster::leave`).
+    pub async fn leave_cluster(&mut self) {
+        self.cluster.leave().await;
+    }
+
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
