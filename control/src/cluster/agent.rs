@@ -87,10 +87,6 @@ pub struct Agent {
     kick: Arc<tokio::sync::Notify>,
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
 async fn timed<T>(f: impl std::future::Future<Output = Result<T, etcd_client::Error>>) -> Result<T, String> {
     match tokio::time::timeout(CALL_TIMEOUT, f).await {
         Ok(Ok(v)) => Ok(v),
@@ -106,7 +102,7 @@ impl Agent {
             keys: Keys::new(&cfg.prefix),
             view: View::new(&cfg.node),
             cfg,
-            boot: now_secs(),
+            boot: crate::cni::unix_now(),
             client: None,
             derived: BTreeMap::new(),
             subs: BTreeMap::new(),
@@ -325,6 +321,14 @@ impl Agent {
         self.status.lock().unwrap_or_else(|e| e.into_inner()).relists += 1;
     }
 
+    /// The networks this node has endpoint keys in, as far as it knows.
+    fn stored_vnis(&self) -> impl Iterator<Item = u32> + '_ {
+        self.stored.keys().filter_map(|k| match self.keys.parse(k) {
+            Some(super::keys::Key::Endpoint { vni, .. }) => Some(vni),
+            _ => None,
+        })
+    }
+
     /// This node's keys and what they should hold.
     fn wanted(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
@@ -335,10 +339,7 @@ impl Agent {
         // The node record lists every network it still has keys in, those waiting to be
         // deleted too: after an outage, it finds them all again from here.
         let mut vnis: BTreeSet<u32> = self.local.endpoints.keys().map(|(v, _)| *v).collect();
-        vnis.extend(self.stored.keys().filter_map(|k| match self.keys.parse(k) {
-            Some(super::keys::Key::Endpoint { vni, .. }) => Some(vni),
-            _ => None,
-        }));
+        vnis.extend(self.stored_vnis());
         let node = NodeRecord { vtep, udp_port, mac, boot: self.boot, vnis: vnis.into_iter().collect() };
         out.insert(self.keys.node(&self.cfg.node), serde_json::to_string(&node).unwrap_or_default());
         out
@@ -450,12 +451,12 @@ impl Agent {
     /// memory) says it has keys in: `stored` becomes what the store really holds.
     async fn verify(&mut self) {
         let node_key = self.keys.node(&self.cfg.node);
+        let mut vnis: BTreeSet<u32> = self.local.endpoints.keys().map(|(v, _)| *v).chain(self.stored_vnis()).collect();
         let Some(c) = self.client.as_mut() else { return };
         let rec = match timed(c.get(node_key.as_str(), None)).await {
             Ok(r) => r,
             Err(e) => return self.failed(format!("reading {node_key}: {e}")),
         };
-        let mut vnis: BTreeSet<u32> = self.local.endpoints.keys().map(|(v, _)| *v).collect();
         let mut stored = BTreeMap::new();
         if let Some(kv) = rec.kvs().first() {
             let value = String::from_utf8_lossy(kv.value()).into_owned();
@@ -464,10 +465,6 @@ impl Agent {
             }
             stored.insert(node_key.clone(), value);
         }
-        vnis.extend(self.stored.keys().filter_map(|k| match self.keys.parse(k) {
-            Some(super::keys::Key::Endpoint { vni, .. }) => Some(vni),
-            _ => None,
-        }));
         for vni in vnis {
             let prefix = self.keys.endpoints_of(vni, &self.cfg.node);
             match timed(c.get(prefix.as_str(), Some(GetOptions::new().with_prefix()))).await {
@@ -580,6 +577,11 @@ impl Agent {
         s.watched_vnis = self.local.vnis.iter().copied().collect();
         s.remote_macs = self.derived.values().map(|d| d.macs.len()).sum();
         s.undecodable = self.view.undecodable.len();
+        // Endpoints per node in one pass (a store may hold thousands of each).
+        let mut per_node: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for (node, _) in self.view.endpoints.values().flat_map(|m| m.keys()) {
+            *per_node.entry(node.as_str()).or_default() += 1;
+        }
         s.nodes = self
             .view
             .nodes
@@ -589,7 +591,7 @@ impl Agent {
                 vtep: n.rec.vtep,
                 alive: self.view.alive.contains(name),
                 boot: n.rec.boot,
-                endpoints: self.view.endpoints.values().flat_map(|m| m.keys()).filter(|(node, _)| node == name).count(),
+                endpoints: per_node.get(name.as_str()).copied().unwrap_or(0),
             })
             .collect();
     }

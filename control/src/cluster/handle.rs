@@ -30,6 +30,10 @@ impl Switch {
 
     /// Tells the agent what this node has now (nothing happens if it did not change).
     pub(crate) fn cluster_tell(&self) {
+        // Every batch ends here: outside a cluster there is nobody to tell.
+        if self.cluster.link.is_none() {
+            return;
+        }
         self.cluster.tell(self.cluster_local());
     }
 
