@@ -26,6 +26,8 @@ pub struct Envelope {
 }
 
 /// Every request, by the feature that answers it.
+// Parsed once and handled once: their size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
     Port(PortRequest),

@@ -65,6 +65,10 @@ pub struct DesiredState {
     /// Addresses the built-in IPAM gave workloads.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leases: Vec<LeaseSpec>,
+    /// Which networks, rules and services above are the cluster's shared state's
+    /// (written with `vswitchctl --cluster`), not this node's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::owned::Owned>,
 }
 
 impl DesiredState {

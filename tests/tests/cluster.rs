@@ -160,6 +160,13 @@ struct Host {
 
 impl Host {
     fn start(name: &str, i: usize, etcd: &Etcd, ul: &Underlay) -> Host {
+        let h = Host::start_bare(name, i, etcd, ul);
+        h.d.ok_line("network add 100 --gateway 10.1.0.1/24");
+        h
+    }
+
+    /// A host with its VTEP and uplink, and no network of its own.
+    fn start_bare(name: &str, i: usize, etcd: &Etcd, ul: &Underlay) -> Host {
         let d = Daemon::start_with(DaemonOpts {
             extra_args: [
                 "--cluster",
@@ -179,7 +186,6 @@ impl Host {
         let uplink = ul.plug();
         d.ok(&["port", "add", "up0", &format!("kernel:iface={uplink}"), "--role", "uplink"]);
         d.ok(&["vtep", "set", "--ip", &format!("{vtep}/24"), "--uplink", "up0"]);
-        d.ok_line("network add 100 --gateway 10.1.0.1/24");
         Host { d, name: name.into(), vtep }
     }
 
@@ -549,4 +555,163 @@ fn a_switch_joins_a_store_that_asks_for_client_certificates() {
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("cluster-cert"), "{o:?}");
     let _ = etcd.kill();
     let _ = etcd.wait();
+}
+
+/// The backends of service `name` as a host runs it (none: no such service).
+fn backends(h: &Host, name: &str) -> Option<Vec<String>> {
+    let list = h.d.json(&["service", "list"]);
+    let s = list.as_array().unwrap().iter().find(|s| s["name"] == name)?.clone();
+    Some(s["backends"].as_array().unwrap().iter().map(|b| b["addr"].as_str().unwrap().to_string()).collect())
+}
+
+fn has_rule(h: &Host, id: u64) -> bool {
+    h.d.json(&["acl", "list"]).as_array().unwrap().iter().any(|r| r["id"] == id)
+}
+
+fn pings(ns: &Netns, ip: &str) -> bool {
+    ns.exec(&["ping", "-c", "2", "-i", "0.2", "-W", "1", ip]).status.success()
+}
+
+#[test]
+fn networks_rules_and_services_written_once_apply_on_every_host_and_no_update_is_lost() {
+    let etcd = Etcd::start();
+    let ul = Underlay::new();
+    let (a, b, mut c) = (
+        Host::start_bare("a", 0, &etcd, &ul),
+        Host::start_bare("b", 1, &etcd, &ul),
+        Host::start_bare("c", 2, &etcd, &ul),
+    );
+    converge(&[&a, &b, &c], "connected", |h| h.status()["connected"] == true);
+    let all = [&a, &b, &c];
+
+    // One network for every host, written once from a; containers on a and b use it.
+    let out = a.d.ok_line("--cluster network add 100 --gateway 10.1.0.1/24");
+    assert!(out.contains("put networks/100"), "{out}");
+    converge(&all, "network 100 everywhere", |h| {
+        h.d.json(&["network", "list"]).as_array().unwrap().iter().any(|n| n["vni"] == 100)
+    });
+    let dump = c.d.json(&["dump"]);
+    assert_eq!(dump["cluster"]["networks"], json!([100]), "c knows network 100 is the cluster's: {dump}");
+    let (_, ns_a) = attach(&a, "ctr-a", "10.1.0.11");
+    let (_, _ns_b) = attach(&b, "ctr-b", "10.1.0.12");
+    converge(&[&a, &b], "a's and b's containers", |h| h.cluster_fib().len() == 1);
+    ping(&ns_a, "10.1.0.12");
+
+    // A security-group rule written once from b stops the traffic on every host.
+    let out = b.d.ok_line("--cluster acl add --priority 100 --vni 100 --proto icmp --action deny");
+    assert!(out.contains("put acl/2147483648"), "{out}");
+    converge(&all, "the rule everywhere", |h| has_rule(h, 2147483648));
+    assert!(!pings(&ns_a, "10.1.0.12"), "the cluster's rule drops a's pings");
+    // The cluster's entries are not a node's to change.
+    let e = b.d.err(&["acl", "del", "2147483648"]);
+    assert!(e.contains("the cluster's"), "{e}");
+    let e = c.d.err(&["network", "del", "100"]);
+    assert!(e.contains("the cluster's"), "{e}");
+    let e = a.d.err(&["--cluster", "port", "del", "up0"]);
+    assert!(e.contains("each node's own"), "{e}");
+    a.d.ok_line("--cluster acl del 2147483648");
+    converge(&all, "the rule gone everywhere", |h| !has_rule(h, 2147483648));
+    assert!(wait_until(Duration::from_secs(5), || pings(&ns_a, "10.1.0.12")), "pings pass again");
+
+    // A service, then two operators who both read revision R and change it: the first
+    // wins; the second is told, and nothing of theirs is written.
+    a.d.ok_line("--cluster service add web --vni 100 --vip 10.1.0.100:80 --proto tcp --backend 10.1.0.12:80");
+    converge(&all, "the service everywhere", |h| backends(h, "web") == Some(vec!["10.1.0.12:80".into()]));
+    let dir = TempDir::new("shared");
+    let mut seen_by_a = a.d.json(&["dump", "--cluster"]);
+    let mut seen_by_b = b.d.json(&["dump", "--cluster"]);
+    assert_eq!(seen_by_a, seen_by_b);
+    assert!(seen_by_a["revision"].as_i64().unwrap() > 0);
+    seen_by_a["services"][0]["backends"] = json!(["10.1.0.11:80"]);
+    seen_by_b["services"][0]["backends"] = json!(["10.1.0.13:80"]);
+    let (fa, fb) = (dir.path("a.json"), dir.path("b.json"));
+    std::fs::write(&fa, seen_by_a.to_string()).unwrap();
+    std::fs::write(&fb, seen_by_b.to_string()).unwrap();
+    let out = a.d.ok(&["apply", "-f", fa.to_str().unwrap(), "--cluster"]);
+    assert!(out.contains("put services/web"), "{out}");
+    let e = b.d.err(&["apply", "-f", fb.to_str().unwrap(), "--cluster"]);
+    assert!(e.contains("conflict") && e.contains("services/web") && e.contains("nothing was written"), "{e}");
+    // b's stale file with a change of its own elsewhere: that change goes in, a's stays.
+    seen_by_b["services"][0]["backends"] = json!(["10.1.0.12:80"]);
+    seen_by_b["networks"].as_array_mut().unwrap().push(json!({"vni": 200}));
+    std::fs::write(&fb, seen_by_b.to_string()).unwrap();
+    let out = b.d.ok(&["apply", "-f", fb.to_str().unwrap(), "--cluster"]);
+    assert!(out.contains("put networks/200") && !out.contains("services/web"), "{out}");
+    converge(&all, "a's backends and b's network everywhere", |h| {
+        backends(h, "web") == Some(vec!["10.1.0.11:80".into()])
+            && h.d.json(&["network", "list"]).as_array().unwrap().iter().any(|n| n["vni"] == 200)
+    });
+
+    // Truly concurrent: two operators on two hosts, both from the same revision, at once.
+    for round in 0..5 {
+        let rev = a.d.json(&["dump", "--cluster"])["revision"].as_i64().unwrap().to_string();
+        let ops: Vec<(String, std::process::Child)> = [(&a, "10.1.0.21:80"), (&b, "10.1.0.22:80")]
+            .into_iter()
+            .map(|(h, backend)| {
+                let child = Command::new(bin("vswitchctl"))
+                    .arg("--socket")
+                    .arg(&h.d.socket)
+                    .args(["--cluster", "--if-revision", &rev, "service", "set-backends", "web"])
+                    .args(["--backend", &format!("{backend}{}", if round % 2 == 0 { "" } else { "@2" })])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                (backend.to_string(), child)
+            })
+            .collect();
+        let results: Vec<(String, std::process::Output)> =
+            ops.into_iter().map(|(b, c)| (b, c.wait_with_output().unwrap())).collect();
+        let won: Vec<&String> = results.iter().filter(|(_, o)| o.status.success()).map(|(b, _)| b).collect();
+        assert_eq!(won.len(), 1, "round {round}: exactly one wins: {results:?}");
+        let lost = results.iter().find(|(_, o)| !o.status.success()).unwrap();
+        let told = String::from_utf8_lossy(&lost.1.stderr);
+        assert!(told.contains("conflict") && told.contains("services/web"), "round {round}: the other is told: {told}");
+        let want = vec![format!("{}{}", won[0], if round % 2 == 0 { "" } else { "@2" })];
+        converge(&all, "the winner's backends everywhere", |h| {
+            let list = h.d.json(&["service", "list"]);
+            let s = list.as_array().unwrap().iter().find(|s| s["name"] == "web").cloned().unwrap_or_default();
+            let spec: Vec<String> = s["backends"]
+                .as_array()
+                .map(|bs| {
+                    bs.iter()
+                        .map(|b| {
+                            let w = b["weight"].as_u64().unwrap_or(1);
+                            let addr = b["addr"].as_str().unwrap_or_default();
+                            if w == 1 {
+                                addr.to_string()
+                            } else {
+                                format!("{addr}@{w}")
+                            }
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            spec == want
+        });
+    }
+
+    // c crashes and comes back while the store is away: its local store has the
+    // cluster's network and service, still marked as the cluster's.
+    c.d.kill9();
+    let mut etcd = etcd;
+    etcd.kill_all();
+    c.d.start_again();
+    assert!(backends(&c, "web").is_some(), "c has the service from its own store");
+    let nets = c.d.json(&["network", "list"]);
+    assert!(nets.as_array().unwrap().iter().any(|n| n["vni"] == 100), "{nets}");
+    let e = c.d.err(&["service", "del", "web"]);
+    assert!(e.contains("the cluster's"), "{e}");
+    // Writes need the store, and say so.
+    let e = a.d.err(&["--cluster", "service", "del", "web"]);
+    assert!(e.contains("nothing was written"), "{e}");
+    etcd.start_all(true);
+    let del = wait_until(Duration::from_secs(10), || a.d.ctl(&["--cluster", "service", "del", "web"]).status.success());
+    assert!(del, "the write goes through once the store is back: {}", a.status());
+    let all = [&a, &b, &c];
+    converge(&all, "the service gone everywhere", |h| backends(h, "web").is_none());
+    for h in all {
+        let s = h.status();
+        assert!(s.get("shared_unapplied").is_none(), "{}: {s}", h.name);
+    }
 }

@@ -27,6 +27,10 @@ struct Entry {
     rule: Rule,
 }
 
+/// Rule ids from here up are the cluster's shared rules' (`cluster::shared`); a node's
+/// own rules are numbered below.
+pub const SHARED_IDS: u32 = 1 << 31;
+
 /// A VM port's compiled ACL, valid while its VNI and rules stay as they were.
 struct Compiled {
     vni: Option<u32>,
@@ -123,7 +127,8 @@ impl Acl {
             Some(0) => return Err("id: rule ids start at 1".into()),
             Some(id) if self.rules.contains_key(&id) => return Err(format!("id: rule {id} already exists")),
             Some(id) => id,
-            None => self.rules.keys().next_back().map_or(1, |m| m + 1),
+            // (Ids from SHARED_IDS up are the cluster's shared rules'.)
+            None => self.rules.range(..SHARED_IDS).next_back().map_or(1, |(m, _)| m + 1),
         };
         spec.id = Some(id);
         let mut rule = compile_rule(&spec, ports, has_network)?;

@@ -89,6 +89,7 @@ pub fn validate_state(s: &DesiredState, workers: &[u32]) -> Result<(DesiredState
         services: Vec::new(),
         attachments: Vec::new(),
         leases: Vec::new(),
+        cluster: s.cluster.clone(),
     };
     if let Some(sf) = &s.sflow {
         crate::sflow::agent::validate(sf).map_err(|e| format!("sflow: {e}"))?;
@@ -282,6 +283,10 @@ pub fn diff(old: &DesiredState, new: &DesiredState) -> Vec<String> {
             _ => e.mac.clone(),
         },
     );
+    if old.cluster != new.cluster {
+        let rev = |c: &Option<crate::cluster::owned::Owned>| c.as_ref().map_or(0, |c| c.revision);
+        out.push(format!("~ cluster's entries (shared revision {} -> {})", rev(&old.cluster), rev(&new.cluster)));
+    }
     out
 }
 

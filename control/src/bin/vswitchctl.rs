@@ -29,6 +29,7 @@ use std::{path::PathBuf, process::ExitCode};
 ///   vswitchctl port add vm1 net_tap0,iface=vm1
 ///   vswitchctl xconnect add vm1 vm2
 ///   vswitchctl --json port stats vm1
+///   vswitchctl --cluster service add web --vni 100 --vip 10.1.0.100:80 --proto tcp --backend 10.1.0.11:80
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
 struct Cli {
@@ -38,6 +39,16 @@ struct Cli {
     /// Print the daemon's reply as JSON (every read).
     #[arg(long, global = true)]
     json: bool,
+    /// Change the cluster's shared state, which every node applies, instead of this
+    /// switch's own: network add/del, acl add/del/load (per --vni), service
+    /// add/set-backends/del, apply -f and dump.
+    #[arg(long, global = true)]
+    cluster: bool,
+    /// With --cluster: write only if no entry the change touches was written after
+    /// this revision (as dump --cluster shows it); otherwise nothing is written and the
+    /// conflicting entry is named.
+    #[arg(long, global = true, value_name = "REVISION", requires = "cluster")]
+    if_revision: Option<i64>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -120,5 +131,17 @@ fn main() -> ExitCode {
         Cmd::Trace(c) => c,
         Cmd::Capture(c) => c,
     };
+    if cli.cluster {
+        use control::{
+            apply::cli::ApplyCmd as A,
+            cluster::cli::{run_shared, SharedVerb},
+        };
+        let shared = match &cli.cmd {
+            Cmd::Apply(A::Apply { file, dry_run }) => SharedVerb::Apply { file, dry_run: *dry_run },
+            Cmd::Apply(A::Dump) => SharedVerb::Dump,
+            _ => SharedVerb::Change(verb),
+        };
+        return run_shared(shared, &ctl, cli.if_revision);
+    }
     verb.run(&ctl)
 }

@@ -122,7 +122,11 @@ impl Agent {
     }
 
     /// Runs until the switch goes away (`local` closes).
-    pub async fn run(mut self, mut local: channel::Receiver<Local>) {
+    pub async fn run(
+        mut self,
+        mut local: channel::Receiver<Local>,
+        mut writes: mpsc::UnboundedReceiver<super::write::WriteJob>,
+    ) {
         self.load_cache();
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -143,6 +147,19 @@ impl Agent {
                     }
                     self.take(batch);
                 }
+                Some(job) = writes.recv() => match &self.client {
+                    // Its own task: a slow store holds up that operator, not this loop.
+                    Some(c) => {
+                        tokio::spawn(super::write::run(c.clone(), self.keys.clone(), job));
+                    }
+                    None => {
+                        let why = self.status.lock().unwrap_or_else(|e| e.into_inner()).last_error.clone();
+                        let _ = job.reply.send(crate::api::Response::err(format!(
+                            "the cluster's store is not reachable ({}); nothing was written",
+                            why.unwrap_or_else(|| "not connected yet".into())
+                        )));
+                    }
+                },
                 _ = tick.tick() => self.maintain().await,
             }
             self.report();
@@ -175,6 +192,10 @@ impl Agent {
         );
         let vnis: Vec<u32> = self.view.endpoints.keys().copied().collect();
         self.emit(vnis);
+        if t.shared {
+            let rev = self.view.shared.values().map(|s| s.rev).max().unwrap_or(0);
+            self.emit_shared(rev);
+        }
     }
 
     /// Starts watches for networks that gained local ports, stops those of networks
@@ -198,7 +219,8 @@ impl Agent {
 
     fn start_subs(&mut self) {
         let Some(client) = &self.client else { return };
-        let mut wanted = vec![(Sub::Nodes, self.keys.nodes()), (Sub::Alive, self.keys.alives())];
+        let mut wanted =
+            vec![(Sub::Nodes, self.keys.nodes()), (Sub::Alive, self.keys.alives()), (Sub::Shared, self.keys.shared())];
         wanted.extend(self.local.vnis.iter().map(|v| (Sub::Vni(*v), self.keys.endpoints(*v))));
         for (sub, prefix) in wanted {
             if !self.subs.contains_key(&sub) {
@@ -213,6 +235,7 @@ impl Agent {
             Sub::Nodes => self.keys.nodes(),
             Sub::Alive => self.keys.alives(),
             Sub::Vni(v) => self.keys.endpoints(v),
+            Sub::Shared => self.keys.shared(),
         }
     }
 
@@ -236,6 +259,8 @@ impl Agent {
                         self.view.apply(&self.keys, key, value.as_deref(), *r, &mut t);
                     }
                     tracing::debug!("cluster: read {prefix} whole at revision {rev} ({} keys)", kvs.len());
+                    // (Even an empty shared state: entries a node still holds from it go.)
+                    t.shared |= sub == Sub::Shared;
                     self.applied.insert(sub, rev);
                 }
                 SubMsg::Events { sub, events } => {
@@ -265,10 +290,20 @@ impl Agent {
         }
         let vnis: Vec<u32> =
             if t.nodes { self.view.endpoints.keys().copied().collect() } else { t.vnis.into_iter().collect() };
-        if !vnis.is_empty() {
+        if !vnis.is_empty() || t.shared {
             self.cache_dirty = true;
         }
         self.emit(vnis);
+        if t.shared {
+            self.emit_shared(self.applied.get(&Sub::Shared).copied().unwrap_or(0));
+        }
+    }
+
+    /// Hands the switch the shared state, whole (it is small, and a node takes it in
+    /// as one change).
+    fn emit_shared(&mut self, revision: i64) {
+        let entries = self.view.shared.iter().map(|(k, s)| (k.clone(), s.rec.clone())).collect();
+        let _ = self.ops.send(vec![Op::Shared { revision, entries }]);
     }
 
     /// The keys the view holds under a watch's prefix.
@@ -276,6 +311,7 @@ impl Agent {
         match sub {
             Sub::Nodes => self.view.nodes.keys().map(|n| self.keys.node(n)).collect(),
             Sub::Alive => self.view.alive.iter().map(|n| self.keys.alive(n)).collect(),
+            Sub::Shared => self.view.shared.keys().map(|e| self.keys.shared_entry(e)).collect(),
             Sub::Vni(v) => self
                 .view
                 .endpoints
@@ -545,6 +581,9 @@ impl Agent {
                 let k = self.keys.endpoint(*vni, node, mac);
                 records.insert(k, (serde_json::to_string(&s.rec).unwrap_or_default(), s.rev));
             }
+        }
+        for (entry, s) in &self.view.shared {
+            records.insert(self.keys.shared_entry(entry), (s.rec.clone(), s.rev));
         }
         Cache { records, stored: self.stored.clone() }
     }

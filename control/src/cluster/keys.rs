@@ -7,6 +7,9 @@
 //!   nothing is removed from forwarding because of it.
 //! - `P/endpoints/VNI/NODE/MAC`: one workload's MAC and addresses. A switch watches the
 //!   networks it has local ports in, and nothing else.
+//! - `P/shared/SECTION/ID`: the shared desired state, one entry per key
+//!   (`shared/networks/100`, `shared/acl/2147483648`, `shared/services/web`), written by
+//!   operators and applied by every node.
 //!
 //! Intent keys carry no lease: a node that dies keeps its endpoints in the store until
 //! it comes back and says otherwise.
@@ -45,7 +48,13 @@ pub struct EndpointRecord {
 pub enum Key {
     Node(String),
     Alive(String),
-    Endpoint { vni: u32, node: String, mac: String },
+    Endpoint {
+        vni: u32,
+        node: String,
+        mac: String,
+    },
+    /// An entry of the shared state, as `SECTION/ID`.
+    Shared(String),
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +120,15 @@ impl Keys {
         format!("{}/endpoints/{vni}/{node}/{mac}", self.prefix)
     }
 
+    pub fn shared(&self) -> String {
+        format!("{}/shared/", self.prefix)
+    }
+
+    /// The key of the shared entry `entry` (`SECTION/ID`).
+    pub fn shared_entry(&self, entry: &str) -> String {
+        format!("{}/shared/{entry}", self.prefix)
+    }
+
     /// What `key` is; `None` for keys this version does not know (written by a newer
     /// one, or by hand), which are left alone.
     pub fn parse(&self, key: &str) -> Option<Key> {
@@ -123,6 +141,9 @@ impl Keys {
             ("alive", [node]) if check_node(node).is_ok() => Some(Key::Alive(node.to_string())),
             ("endpoints", [vni, node, mac]) if check_node(node).is_ok() => {
                 Some(Key::Endpoint { vni: vni.parse().ok()?, node: node.to_string(), mac: mac.to_string() })
+            }
+            ("shared", [section, id]) if super::shared::SECTIONS.contains(section) && !id.is_empty() => {
+                Some(Key::Shared(format!("{section}/{id}")))
             }
             _ => None,
         }

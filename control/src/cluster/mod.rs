@@ -1,17 +1,22 @@
 //! Many hosts, one network: the cluster agent. Each switch publishes its node record
 //! and the endpoints behind its ports to etcd, and turns the other nodes' records, in
 //! the networks it has ports in, into FIB entries toward their VTEPs, flood lists and
-//! endpoint-table entries (ARP/ND answered locally). `keys.rs` is the layout in the
-//! store, `watch.rs` one watched prefix, `view.rs` what the records make of each
-//! network, `agent.rs` the task, `handle.rs` the switch's side.
+//! endpoint-table entries (ARP/ND answered locally). Operators write networks, rules
+//! and services once for every node (the shared state, `shared.rs`, written by
+//! `write.rs`). `keys.rs` is the layout in the store, `watch.rs` one watched prefix,
+//! `view.rs` what the records make of each network, `agent.rs` the task, `handle.rs`
+//! the switch's side.
 pub mod agent;
 pub mod api;
 mod cache;
 pub mod cli;
 mod handle;
 pub mod keys;
+pub mod owned;
+pub mod shared;
 mod view;
 mod watch;
+pub mod write;
 
 #[cfg(test)]
 mod tests;
@@ -22,16 +27,26 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, watch as channel};
 pub use view::Op;
 
-/// The switch's end of the agent (none without `--cluster`).
+/// The switch's end of the agent (none without `--cluster`), and which entries of
+/// the desired state are the shared state's.
 #[derive(Default)]
 pub struct Cluster {
     link: Option<Link>,
+    owned: shared::Owned,
+    /// The shared state as last received: (revision, entries).
+    received: Option<(i64, shared::Entries)>,
+    /// Shared entries this node did not take in, and why.
+    unapplied: Vec<String>,
+    /// The local networks when they were last tried (taken in again when they change).
+    tried_with: String,
 }
 
 struct Link {
     local: channel::Sender<Local>,
+    writes: mpsc::UnboundedSender<write::WriteJob>,
     status: Arc<Mutex<ClusterStatus>>,
-    agent: tokio::task::JoinHandle<()>,
+    /// Told when the agent's thread is done.
+    stopped: tokio::sync::oneshot::Receiver<()>,
 }
 
 /// What the switch reads the agent's changes from.
@@ -39,7 +54,7 @@ pub type Updates = mpsc::UnboundedReceiver<Vec<Op>>;
 
 impl Cluster {
     /// Starts the agent (inside the control plane's runtime).
-    pub fn start(cfg: Config) -> (Cluster, Updates) {
+    pub fn start(&mut self, cfg: Config) -> Updates {
         let (ops_tx, ops_rx) = mpsc::unbounded_channel();
         let status = Arc::new(Mutex::new(ClusterStatus {
             node: cfg.node.clone(),
@@ -48,18 +63,48 @@ impl Cluster {
             ..ClusterStatus::default()
         }));
         let (local_tx, local_rx) = channel::channel(Local::default());
+        let (writes_tx, writes_rx) = mpsc::unbounded_channel();
         tracing::info!("cluster: node {} in {} under {}", cfg.node, cfg.store.join(","), cfg.prefix);
         let agent = Agent::new(cfg, ops_tx, status.clone());
-        let agent = tokio::spawn(agent.run(local_rx));
-        (Cluster { link: Some(Link { local: local_tx, status, agent }) }, ops_rx)
+        // A thread and runtime of its own: the switch's long changes (a table built, a
+        // whole state applied) never hold up the store's keep-alives, watches or writes.
+        let (done, stopped) = tokio::sync::oneshot::channel();
+        let run = move || {
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt.block_on(agent.run(local_rx, writes_rx)),
+                Err(e) => tracing::error!("cluster: cannot start the agent's runtime: {e}"),
+            }
+            let _ = done.send(());
+        };
+        if let Err(e) = std::thread::Builder::new().name("cluster".into()).spawn(run) {
+            tracing::error!("cluster: cannot start the agent's thread: {e}");
+        }
+        self.link = Some(Link { local: local_tx, writes: writes_tx, status, stopped });
+        ops_rx
+    }
+
+    /// Hands an operator's write of the shared state to the agent; it answers `reply`.
+    pub fn write(&self, write: write::Write, reply: tokio::sync::oneshot::Sender<crate::api::Response>) {
+        let job = write::WriteJob { write, reply };
+        match &self.link {
+            Some(l) => {
+                if let Err(e) = l.writes.send(job) {
+                    let _ = e.0.reply.send(crate::api::Response::err("cluster: the agent has stopped"));
+                }
+            }
+            None => {
+                let _ = job.reply.send(crate::api::Response::err(NOT_IN_CLUSTER));
+            }
+        }
     }
 
     /// Stops the agent: it gives back this node's liveness lease (the others see it
     /// down at once, not when the lease runs out) and saves its cache. Intent keys stay.
     pub async fn leave(&mut self) {
-        let Some(Link { local, agent, .. }) = self.link.take() else { return };
+        let Some(Link { local, stopped, writes, .. }) = self.link.take() else { return };
+        drop(writes);
         drop(local);
-        if tokio::time::timeout(std::time::Duration::from_secs(3), agent).await.is_err() {
+        if tokio::time::timeout(std::time::Duration::from_secs(3), stopped).await.is_err() {
             tracing::warn!("cluster: the agent did not stop within 3 s");
         }
     }
@@ -77,8 +122,28 @@ impl Cluster {
 
     fn status(&self) -> Option<ClusterStatus> {
         let l = self.link.as_ref()?;
-        Some(l.status.lock().unwrap_or_else(|e| e.into_inner()).clone())
+        let mut s = l.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        s.shared_revision = self.owned.revision;
+        s.shared_unapplied = self.unapplied.clone();
+        Some(s)
     }
+}
+
+/// What a node outside a cluster says to a cluster request.
+pub const NOT_IN_CLUSTER: &str =
+    "this vswitchd is not in a cluster (start it with --cluster etcd://HOST:PORT --node NAME)";
+
+impl crate::feature::Feature for Cluster {
+    fn desired(&self, out: &mut crate::state::DesiredState) {
+        out.cluster = (!self.owned.is_empty() || self.owned.revision != 0).then(|| self.owned.clone());
+    }
+
+    fn adopt(&mut self, state: &crate::state::DesiredState, _ctx: &crate::feature::Ctx) -> Result<(), String> {
+        self.owned = state.cluster.clone().unwrap_or_default();
+        Ok(())
+    }
+
+    fn compile(&mut self, _ports: &[crate::ports::PortRef], _cores: usize, _t: &mut crate::feature::Tables) {}
 }
 
 /// The TLS settings of `--cluster-ca`, `--cluster-cert` and `--cluster-key`, read and

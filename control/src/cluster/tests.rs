@@ -100,3 +100,85 @@ fn an_endpoint_of_an_unknown_node_waits_for_its_node_record() {
     assert_eq!(v.undecodable.len(), 1);
     assert_eq!(v.derive(100).macs.len(), 1);
 }
+
+mod shared_state {
+    use super::super::{
+        api::SharedState,
+        shared::{edit, edits, run, Edit, Owned, ACL_IDS},
+    };
+    use crate::{api::*, state::DesiredState};
+
+    fn req(v: serde_json::Value) -> Request {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn svc(backend: &str) -> Request {
+        req(serde_json::json!({"cmd": "service_add", "name": "web", "vni": 100, "vip": "10.1.0.100:80",
+            "proto": "tcp", "backends": [backend]}))
+    }
+
+    #[test]
+    fn requests_run_on_the_shared_state_as_they_run_locally() {
+        let s = SharedState::default();
+        let (s, _) = run(&s, req(serde_json::json!({"cmd": "network_add", "vni": 100}))).unwrap();
+        let (s, _) = run(&s, svc("10.1.0.11:80")).unwrap();
+        let rule = |port: Option<&str>| {
+            let mut r = serde_json::json!({"cmd": "acl_add", "priority": 10, "vni": 100, "action": "deny"});
+            if let Some(p) = port {
+                r["port"] = p.into();
+                r.as_object_mut().unwrap().remove("vni");
+            }
+            req(r)
+        };
+        let (s, reply) = run(&s, rule(None)).unwrap();
+        assert_eq!(reply["id"], ACL_IDS, "the cluster's rules are numbered from its own range");
+        let (s, reply) = run(&s, rule(None)).unwrap();
+        assert_eq!(reply["id"], ACL_IDS + 1);
+        let e = s.entries().unwrap();
+        let keys: Vec<&str> = e.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["acl/2147483648", "acl/2147483649", "networks/100", "services/web"]);
+        // Refused as locally, or because they are each node's own.
+        assert!(run(&s, rule(Some("vm1"))).unwrap_err().contains("--vni"));
+        assert!(run(&s, req(serde_json::json!({"cmd": "port_del", "name": "vm1"})))
+            .unwrap_err()
+            .contains("--cluster takes"));
+        assert!(run(&s, req(serde_json::json!({"cmd": "acl_del", "id": 7})))
+            .unwrap_err()
+            .contains("not a cluster rule"));
+        let bad = serde_json::json!({"cmd": "service_set_backends", "name": "nope", "backends": []});
+        assert!(run(&s, req(bad)).unwrap_err().contains("no service"));
+        // Round trip through the store's entries.
+        let (back, bad) = SharedState::from_entries(&e);
+        assert!(bad.is_empty());
+        assert_eq!(back.entries().unwrap(), e);
+    }
+
+    #[test]
+    fn a_node_takes_the_cluster_entries_and_keeps_its_own() {
+        let (shared, _) =
+            run(&SharedState::default(), req(serde_json::json!({"cmd": "network_add", "vni": 200}))).unwrap();
+        let (shared, _) = run(&shared, req(serde_json::json!({"cmd": "network_add", "vni": 100}))).unwrap();
+        let entries = shared.entries().unwrap();
+        // The node has its own network 100 and the cluster's old network 300.
+        let mut local: DesiredState = serde_json::from_value(serde_json::json!({
+            "format": 1, "networks": [{"vni": 100}, {"vni": 300}], "cluster": {"revision": 5, "networks": [300]}
+        }))
+        .unwrap();
+        let mut owned = local.cluster.clone().unwrap();
+        let (todo, blocked) = edits(&local, &owned, &entries);
+        assert_eq!(blocked.len(), 1, "{blocked:?}");
+        assert!(blocked[0].starts_with("networks/100"), "the node's own network 100 stays: {blocked:?}");
+        assert!(
+            matches!(&todo[..], [Edit::Remove(r), Edit::Put(p, _)] if r == "networks/300" && p == "networks/200"),
+            "{todo:?}"
+        );
+        for e in &todo {
+            edit(&mut local, &mut owned, e).unwrap();
+        }
+        let vnis: Vec<u32> = local.networks.iter().map(|n| n.vni).collect();
+        assert_eq!(vnis, [100, 200]);
+        assert_eq!(owned, Owned { revision: 5, networks: [200].into(), ..Owned::default() });
+        // Taken in once, nothing more to do.
+        assert!(edits(&local, &owned, &entries).0.is_empty());
+    }
+}

@@ -11,9 +11,25 @@ use std::{
 /// One change to the switch's tables.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    Mac { vni: u32, mac: Mac, vtep: Option<Ipv4Addr> },
-    Ip { vni: u32, ip: IpAddr, at: Option<(Mac, Ipv4Addr)> },
-    Flood { vni: u32, vteps: BTreeSet<Ipv4Addr> },
+    Mac {
+        vni: u32,
+        mac: Mac,
+        vtep: Option<Ipv4Addr>,
+    },
+    Ip {
+        vni: u32,
+        ip: IpAddr,
+        at: Option<(Mac, Ipv4Addr)>,
+    },
+    Flood {
+        vni: u32,
+        vteps: BTreeSet<Ipv4Addr>,
+    },
+    /// The shared desired state, whole, as of `revision`.
+    Shared {
+        revision: i64,
+        entries: super::shared::Entries,
+    },
 }
 
 /// What one network holds of the other nodes.
@@ -39,6 +55,8 @@ pub struct View {
     pub alive: BTreeSet<String>,
     /// Per watched network: (node, MAC) -> record.
     pub endpoints: BTreeMap<u32, BTreeMap<(String, String), Stored<EndpointRecord>>>,
+    /// The shared desired state: `SECTION/ID` -> entry.
+    pub shared: BTreeMap<String, Stored<String>>,
     /// Records that did not decode, by key (a newer writer, or damage): counted, skipped.
     pub undecodable: BTreeSet<String>,
 }
@@ -49,6 +67,8 @@ pub struct Touched {
     pub vnis: BTreeSet<u32>,
     /// A node record changed: every network may be affected.
     pub nodes: bool,
+    /// The shared state changed.
+    pub shared: bool,
 }
 
 impl View {
@@ -86,6 +106,18 @@ impl View {
                 } else {
                     self.alive.remove(&n);
                 }
+            }
+            Key::Shared(entry) => {
+                match value {
+                    Some(v) => {
+                        let v = String::from_utf8_lossy(v).into_owned();
+                        self.shared.insert(entry, Stored { rec: v, rev });
+                    }
+                    None => {
+                        self.shared.remove(&entry);
+                    }
+                }
+                t.shared = true;
             }
             Key::Endpoint { vni, node, mac } => {
                 let Some(eps) = self.endpoints.get_mut(&vni) else { return };

@@ -12,6 +12,7 @@ pub enum Sub {
     Nodes,
     Alive,
     Vni(u32),
+    Shared,
 }
 
 /// A key's new value (`None`: deleted) and the revision that wrote it.

@@ -37,6 +37,7 @@ pub const SECTIONS: &[(&str, Kind)] = &[
     ("services", Kind::List { key: &["name"], ordered: false }),
     ("attachments", Kind::List { key: &["network", "container", "ifname"], ordered: false }),
     ("leases", Kind::List { key: &["vni", "ip"], ordered: false }),
+    ("cluster", Kind::Single),
 ];
 
 fn kind(section: &str) -> Option<Kind> {

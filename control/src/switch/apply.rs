@@ -11,7 +11,10 @@ impl Switch {
     pub(crate) async fn apply_request(&mut self, req: ApplyRequest) -> Reply {
         match req {
             ApplyRequest::Dump => Ok(to_value(&self.desired())),
-            ApplyRequest::Apply { state, dry_run } => self.apply(state, dry_run).await.map(|r| to_value(&r)),
+            ApplyRequest::Apply { mut state, dry_run } => {
+                self.cluster_carry(&mut state);
+                self.apply(state, dry_run).await.map(|r| to_value(&r))
+            }
         }
     }
 
@@ -19,7 +22,7 @@ impl Switch {
     /// every new device attached before anything changes; then the state is written as
     /// the new snapshot and adopted, and the devices that left are closed once every
     /// core has moved on.
-    async fn apply(&mut self, mut state: DesiredState, dry_run: bool) -> Result<ApplyReport, Refusal> {
+    pub(crate) async fn apply(&mut self, mut state: DesiredState, dry_run: bool) -> Result<ApplyReport, Refusal> {
         self.cni.carry_into(&mut state, &self.desired());
         let (norm, overlay) = validate_state(&state, &self.eal.workers)?;
         let changes = diff(&self.desired(), &norm);

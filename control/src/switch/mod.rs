@@ -138,8 +138,7 @@ impl Switch {
     /// Joins the cluster: starts its agent (in the control plane's runtime). The
     /// switch takes the agent's changes from what this returns (`serve`).
     pub fn join_cluster(&mut self, cfg: crate::cluster::agent::Config) -> crate::cluster::Updates {
-        let (cluster, updates) = Cluster::start(cfg);
-        self.cluster = cluster;
+        let updates = self.cluster.start(cfg);
         self.overlay.announce_vtep = true;
         self.cluster_tell();
         updates
@@ -159,7 +158,7 @@ impl Switch {
     /// (Connection tracking after the ACL: it reads the compiled rules' epochs.)
     /// (Endpoints after the overlay: they add to the FIB it compiled. Services after
     /// connection tracking: they use its table.)
-    pub(crate) fn features(&mut self) -> [&mut dyn Feature; 9] {
+    pub(crate) fn features(&mut self) -> [&mut dyn Feature; 10] {
         [
             &mut self.xconnects,
             &mut self.overlay,
@@ -170,10 +169,11 @@ impl Switch {
             &mut self.endpoints,
             &mut self.services,
             &mut self.cni,
+            &mut self.cluster,
         ]
     }
 
-    pub(crate) fn features_ref(&self) -> [&dyn Feature; 9] {
+    pub(crate) fn features_ref(&self) -> [&dyn Feature; 10] {
         [
             &self.xconnects,
             &self.overlay,
@@ -184,6 +184,7 @@ impl Switch {
             &self.endpoints,
             &self.services,
             &self.cni,
+            &self.cluster,
         ]
     }
 
@@ -195,7 +196,8 @@ impl Switch {
         let ctx = Ctx { ports: &refs, has_network: &has_network, vtep_ip: overlay.vtep_ip(), shared: None };
         self.endpoints.adopt(state, &ctx)?;
         self.services.adopt(state, &ctx)?;
-        self.cni.adopt(state, &ctx)
+        self.cni.adopt(state, &ctx)?;
+        self.cluster.adopt(state, &ctx)
     }
 
     /// Brings up what `state` describes, publishing once at the end so that every
@@ -254,7 +256,8 @@ impl Switch {
 
     /// Applies one request in memory: validated, its journal records staged. Durable
     /// and published only once its batch settles.
-    pub async fn handle(&mut self, req: Request) -> Reply {
+    pub async fn handle(&mut self, mut req: Request) -> Reply {
+        self.cluster_guard(&mut req)?;
         let refs = self.ports.refs();
         if let Request::Overlay(r) = req {
             // The overlay is the one that knows networks and the VTEP.
@@ -327,6 +330,11 @@ impl Switch {
                 self.settle(&mut held).await;
                 // Answered when the capture ends, from poll_cores.
                 self.capture_start(spec, reply).await;
+                continue;
+            }
+            if let Request::Cluster(r) = req {
+                // Writes of the shared state: answered by the agent once the store has them.
+                self.cluster_write(r, peer, reply);
                 continue;
             }
             if matches!(req, Request::Apply(ApplyRequest::Apply { .. })) {
@@ -514,6 +522,7 @@ impl Switch {
         if self.overlay.age(now) | self.endpoints.age(now) {
             self.publish().await;
         }
+        self.cluster_retry().await;
     }
 
     /// Stops and detaches every port. The PMD cores must already have stopped.
