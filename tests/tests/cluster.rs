@@ -715,3 +715,80 @@ fn networks_rules_and_services_written_once_apply_on_every_host_and_no_update_is
         assert!(s.get("shared_unapplied").is_none(), "{}: {s}", h.name);
     }
 }
+
+/// A container attached by vswitch-cni, its address left to the built-in IPAM:
+/// (its address, its namespace).
+fn attach_any(h: &Host, container: &str) -> (String, Netns) {
+    let ns = Netns::new(&format!("{container}-"));
+    let conf = json!({
+        "cniVersion": "1.0.0",
+        "name": unique("tenant"),
+        "type": "vswitch",
+        "vni": 100,
+        "socket": h.d.socket.display().to_string(),
+        "ipam": {"type": "vswitch"},
+    });
+    let o = run_cni_plugin(&conf, "ADD", container, &format!("/var/run/netns/{}", ns.name), "");
+    assert!(
+        o.status.success(),
+        "ADD {container} on {}: {}\n{}",
+        h.name,
+        String::from_utf8_lossy(&o.stdout),
+        h.d.log_tail()
+    );
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ip = r["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
+    ns.quiet("eth0");
+    (ip, ns)
+}
+
+/// The blocks the store says `node` holds, as (first address, prefix length).
+fn blocks_of(etcd: &Etcd, node: &str) -> Vec<(std::net::Ipv4Addr, u32)> {
+    etcd.get_prefix("/vswitch/blocks/100/")
+        .into_iter()
+        .filter(|(_, v)| serde_json::from_str::<Value>(v).unwrap()["node"] == node)
+        .map(|(k, _)| {
+            let (a, p) = k.rsplit('/').next().unwrap().split_once('_').unwrap();
+            (a.parse().unwrap(), p.parse().unwrap())
+        })
+        .collect()
+}
+
+fn inside(ip: &str, blocks: &[(std::net::Ipv4Addr, u32)]) -> bool {
+    let ip = u32::from(ip.parse::<std::net::Ipv4Addr>().unwrap());
+    blocks.iter().any(|(a, p)| ip >> (32 - p) == u32::from(*a) >> (32 - p))
+}
+
+#[test]
+fn each_host_gives_addresses_from_the_blocks_it_claimed_in_the_store() {
+    let mut etcd = Etcd::start();
+    let ul = Underlay::new();
+    let (mut a, b) = (Host::start("a", 0, &etcd, &ul), Host::start("b", 1, &etcd, &ul));
+    converge(&[&a, &b], "connected", |h| h.status()["connected"] == true);
+    // The same CNI config on both hosts, the network's whole /24, no range per host.
+    let (ip_a1, ns_a1) = attach_any(&a, "blk-a1");
+    let (ip_b1, ns_b1) = attach_any(&b, "blk-b1");
+    let (ip_a2, _ns_a2) = attach_any(&a, "blk-a2");
+    let (ip_b2, _ns_b2) = attach_any(&b, "blk-b2");
+    let ips: BTreeSet<&String> = [&ip_a1, &ip_a2, &ip_b1, &ip_b2].into();
+    assert_eq!(ips.len(), 4, "no address given twice: {ips:?}");
+    let (blocks_a, blocks_b) = (blocks_of(&etcd, "a"), blocks_of(&etcd, "b"));
+    assert_eq!((blocks_a.len(), blocks_b.len()), (1, 1), "one block each: {blocks_a:?} {blocks_b:?}");
+    assert_ne!(blocks_a, blocks_b);
+    assert!(inside(&ip_a1, &blocks_a) && inside(&ip_a2, &blocks_a), "{ip_a1} {ip_a2} in a's {blocks_a:?}");
+    assert!(inside(&ip_b1, &blocks_b) && inside(&ip_b2, &blocks_b), "{ip_b1} {ip_b2} in b's {blocks_b:?}");
+    assert!(a.status()["blocks"].as_array().unwrap().len() == 1, "{}", a.status());
+    converge(&[&a, &b], "each other's containers", |h| h.cluster_fib().len() == 2);
+    ping(&ns_a1, &ip_b1);
+    ping(&ns_b1, &ip_a1);
+
+    // The store away, and a restarted while it is: an ADD on a still gets an address,
+    // from a's own block.
+    etcd.kill_all();
+    std::thread::sleep(Duration::from_millis(600));
+    a.d.kill9();
+    a.d.start_again();
+    let (ip_a3, ns_a3) = attach_any(&a, "blk-a3");
+    assert!(inside(&ip_a3, &blocks_a) && !ips.contains(&ip_a3), "{ip_a3} is new, from a's {blocks_a:?}");
+    ping(&ns_a3, &ip_a1);
+}

@@ -61,11 +61,13 @@ struct Lease {
 }
 
 pub struct Agent {
-    cfg: Config,
-    keys: Keys,
+    pub(super) cfg: Config,
+    pub(super) keys: Keys,
     boot: u64,
-    client: Option<Client>,
+    pub(super) client: Option<Client>,
     view: View,
+    /// This node's address blocks, by (VNI, subnet).
+    pub(super) blocks: BTreeMap<(u32, ipnetwork::IpNetwork), BTreeSet<ipnetwork::IpNetwork>>,
     /// What the switch has been told, per watched network.
     derived: BTreeMap<u32, Derived>,
     subs: BTreeMap<Sub, JoinHandle<()>>,
@@ -79,15 +81,15 @@ pub struct Agent {
     /// The store has been read back since the last connection (own keys verified).
     verified: bool,
     lease: Option<Lease>,
-    ops: mpsc::UnboundedSender<Vec<Op>>,
-    status: Arc<Mutex<ClusterStatus>>,
+    pub(super) ops: mpsc::UnboundedSender<Vec<Op>>,
+    pub(super) status: Arc<Mutex<ClusterStatus>>,
     contact: Option<Instant>,
-    cache_dirty: bool,
+    pub(super) cache_dirty: bool,
     /// Wakes watches waiting to retry when the store answers again.
     kick: Arc<tokio::sync::Notify>,
 }
 
-async fn timed<T>(f: impl std::future::Future<Output = Result<T, etcd_client::Error>>) -> Result<T, String> {
+pub(super) async fn timed<T>(f: impl std::future::Future<Output = Result<T, etcd_client::Error>>) -> Result<T, String> {
     match tokio::time::timeout(CALL_TIMEOUT, f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(e.to_string()),
@@ -104,6 +106,7 @@ impl Agent {
             cfg,
             boot: crate::cni::unix_now(),
             client: None,
+            blocks: BTreeMap::new(),
             derived: BTreeMap::new(),
             subs: BTreeMap::new(),
             sub_tx,
@@ -126,6 +129,7 @@ impl Agent {
         mut self,
         mut local: channel::Receiver<Local>,
         mut writes: mpsc::UnboundedReceiver<super::write::WriteJob>,
+        mut claims: mpsc::UnboundedReceiver<super::blocks::Claim>,
     ) {
         self.load_cache();
         let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -160,6 +164,7 @@ impl Agent {
                         )));
                     }
                 },
+                Some(c) = claims.recv() => self.claim(c).await,
                 _ = tick.tick() => self.maintain().await,
             }
             self.report();
@@ -184,6 +189,16 @@ impl Agent {
             self.view.apply(&self.keys, key, Some(value.as_bytes()), *rev, &mut t);
         }
         self.stored = cache.stored;
+        for (vni, net, blocks) in &cache.blocks {
+            let (Ok(net), blocks) = (
+                net.parse::<ipnetwork::IpNetwork>(),
+                blocks.iter().filter_map(|b| b.parse::<ipnetwork::IpNetwork>().ok()),
+            ) else {
+                continue;
+            };
+            self.blocks.entry((*vni, net)).or_default().extend(blocks);
+            self.emit_blocks(*vni, net);
+        }
         tracing::info!(
             "cluster: {} records of {} networks from the cache {}, until the store answers",
             cache.records.len(),
@@ -585,7 +600,12 @@ impl Agent {
         for (entry, s) in &self.view.shared {
             records.insert(self.keys.shared_entry(entry), (s.rec.clone(), s.rev));
         }
-        Cache { records, stored: self.stored.clone() }
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|((vni, net), b)| (*vni, net.to_string(), b.iter().map(|b| b.to_string()).collect()))
+            .collect();
+        Cache { records, stored: self.stored.clone(), blocks }
     }
 
     fn save_cache(&mut self) {
@@ -616,6 +636,7 @@ impl Agent {
         s.watched_vnis = self.local.vnis.iter().copied().collect();
         s.remote_macs = self.derived.values().map(|d| d.macs.len()).sum();
         s.undecodable = self.view.undecodable.len();
+        s.blocks = self.blocks.iter().flat_map(|((vni, _), b)| b.iter().map(move |b| format!("{vni} {b}"))).collect();
         // Endpoints per node in one pass (a store may hold thousands of each).
         let mut per_node: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         for (node, _) in self.view.endpoints.values().flat_map(|m| m.keys()) {

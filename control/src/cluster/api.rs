@@ -90,6 +90,9 @@ pub struct ClusterStatus {
     pub relists: u64,
     /// Records that did not decode and were skipped.
     pub undecodable: usize,
+    /// This node's address blocks ("VNI BLOCK").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocks: Vec<String>,
     pub nodes: Vec<NodeView>,
     /// The shared state's revision this node has taken in.
     pub shared_revision: i64,

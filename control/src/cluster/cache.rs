@@ -10,6 +10,9 @@ pub struct Cache {
     pub records: BTreeMap<String, (String, i64)>,
     /// This node's keys as the store had them.
     pub stored: BTreeMap<String, String>,
+    /// This node's address blocks: (VNI, subnet, blocks).
+    #[serde(default)]
+    pub blocks: Vec<(u32, String, Vec<String>)>,
 }
 
 impl Cache {

@@ -59,6 +59,12 @@ impl Switch {
                 Op::Mac { vni, mac, vtep } => self.overlay.set_cluster_mac(vni, mac, vtep),
                 Op::Ip { vni, ip, at } => self.endpoints.set_cluster(vni, ip, at),
                 Op::Flood { vni, vteps } => self.overlay.set_cluster_flood(vni, vteps),
+                Op::Blocks { vni, net, blocks } => {
+                    for b in blocks {
+                        self.cni_add_block(vni, net, b);
+                    }
+                    false
+                }
                 Op::Shared { revision, entries } => {
                     self.cluster.received = Some((revision, entries));
                     shared = true;

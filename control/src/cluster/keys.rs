@@ -7,6 +7,9 @@
 //!   nothing is removed from forwarding because of it.
 //! - `P/endpoints/VNI/NODE/MAC`: one workload's MAC and addresses. A switch watches the
 //!   networks it has local ports in, and nothing else.
+//! - `P/blocks/VNI/ADDR_PREFIX`: an address block of a network's subnet, claimed by one
+//!   node (`{"node": NAME}`, created only if absent); the built-in IPAM of that node
+//!   gives new addresses from its blocks alone, so no two nodes give the same one.
 //! - `P/shared/SECTION/ID`: the shared desired state, one entry per key
 //!   (`shared/networks/100`, `shared/acl/2147483648`, `shared/services/web`), written by
 //!   operators and applied by every node.
@@ -41,6 +44,12 @@ pub struct EndpointRecord {
     pub port: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
+}
+
+/// Who claimed an address block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockRecord {
+    pub node: String,
 }
 
 /// A key under the prefix, understood.
@@ -118,6 +127,15 @@ impl Keys {
 
     pub fn endpoint(&self, vni: u32, node: &str, mac: &str) -> String {
         format!("{}/endpoints/{vni}/{node}/{mac}", self.prefix)
+    }
+
+    pub fn blocks(&self, vni: u32) -> String {
+        format!("{}/blocks/{vni}/", self.prefix)
+    }
+
+    /// The key of address block `b` of network `vni` (`10.1.0.16_28`: no slash in a key part).
+    pub fn block(&self, vni: u32, b: ipnetwork::IpNetwork) -> String {
+        format!("{}/blocks/{vni}/{}_{}", self.prefix, b.network(), b.prefix())
     }
 
     pub fn shared(&self) -> String {

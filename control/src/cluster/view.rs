@@ -25,6 +25,12 @@ pub enum Op {
         vni: u32,
         vteps: BTreeSet<Ipv4Addr>,
     },
+    /// This node's address blocks of subnet `net` of network `vni`.
+    Blocks {
+        vni: u32,
+        net: ipnetwork::IpNetwork,
+        blocks: Vec<ipnetwork::IpNetwork>,
+    },
     /// The shared desired state, whole, as of `revision`.
     Shared {
         revision: i64,

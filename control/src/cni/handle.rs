@@ -137,6 +137,7 @@ impl Switch {
             }
             None => None,
         };
+        self.ensure_blocks(&req).await?;
         let netlink = self.cni.netlink()?;
         let mut undo = Undo { leases: Some(self.cni.leases.clone()), ..Undo::default() };
         match self.attach(&req, &port, asked_mac, &netlink, &mut undo).await {
@@ -241,6 +242,72 @@ impl Switch {
         Ok((a, host_mac, changes))
     }
 
+    /// The subnets the built-in IPAM leases from in network `vni`: the CNI config's,
+    /// else the network's gateway subnets.
+    fn lease_subnets(&self, vni: u32, subnets: &[String]) -> Result<Vec<IpNetwork>, String> {
+        let nets: Vec<IpNetwork> = if subnets.is_empty() {
+            let gateways = self.overlay.gateway_subnets(vni);
+            gateways.iter().map(|g| IpNetwork::new(g.network(), g.prefix()).expect("a valid prefix")).collect()
+        } else {
+            subnets
+                .iter()
+                .map(|s| s.parse::<IpNetwork>().map_err(|e| format!("ipam subnet {s:?}: {e}")))
+                .collect::<Result<_, _>>()?
+        };
+        if nets.is_empty() {
+            return Err(format!(
+                "network {vni} has no gateway subnet to lease addresses from: give it one \
+                 (vswitchctl network add {vni} --gateway IP/LEN) or set ipam.subnet in the CNI config"
+            ));
+        }
+        Ok(nets)
+    }
+
+    /// In a cluster, makes sure this node holds an address block with room in each
+    /// subnet a new address is to come from: claimed in the store now if it has none
+    /// with room (one store round trip, no other node's), and the next one claimed in
+    /// the background once room runs low, so that ADDs during a store outage still find
+    /// addresses.
+    async fn ensure_blocks(&mut self, req: &AttachRequest) -> Result<(), String> {
+        let (Some(_), Ipam::Vswitch { want, subnets, .. }) = (&self.cni.blocks, &req.ipam) else { return Ok(()) };
+        let vni = req.vni;
+        for net in self.lease_subnets(vni, subnets)? {
+            if want.iter().any(|w| net.contains(*w)) || self.cni.leases.of_identity(vni, net, &req.identity).is_some() {
+                continue; // its own address: no new one
+            }
+            let room = self.block_room(vni, net);
+            let size = 1usize << ((if net.is_ipv4() { 32 } else { 128 }) - super::ipam::block_prefix(net)).min(16);
+            if room == 0 {
+                let block = self.cluster.claim_block(vni, net).await.map_err(|e| {
+                    format!("no address of subnet {net} (network {vni}) is left in this node's blocks, and {e}")
+                })?;
+                self.cni_add_block(vni, net, block);
+            } else if room <= size / 4 {
+                self.cluster.claim_block_later(vni, net);
+            }
+        }
+        Ok(())
+    }
+
+    /// Free addresses of this node's blocks of `net`.
+    fn block_room(&self, vni: u32, net: IpNetwork) -> usize {
+        let Some(blocks) = self.cni.blocks.as_ref().and_then(|b| b.get(&(vni, net))) else { return 0 };
+        let gw = self.overlay.gateway_subnets(vni);
+        let taken = |ip: IpAddr| gw.iter().any(|g| g.ip() == ip) || self.endpoints.holds(vni, ip);
+        self.cni.leases.room(vni, net, blocks, &taken)
+    }
+
+    /// The cluster gave this node `block` of `net`.
+    pub(crate) fn cni_add_block(&mut self, vni: u32, net: IpNetwork, block: IpNetwork) {
+        if let Some(b) = self.cni.blocks.as_mut() {
+            let v = b.entry((vni, net)).or_default();
+            if !v.contains(&block) {
+                v.push(block);
+                v.sort();
+            }
+        }
+    }
+
     /// The container's addresses and routes, and its MAC: leased here, or given by a
     /// delegated IPAM plugin. Returns the leases' journal records too.
     #[allow(clippy::type_complexity)]
@@ -268,20 +335,7 @@ impl Switch {
             }
             Ipam::Vswitch { want, subnets, hold } => (want, subnets, hold),
         };
-        let nets: Vec<IpNetwork> = if subnets.is_empty() {
-            gateways.iter().map(|g| IpNetwork::new(g.network(), g.prefix()).expect("a valid prefix")).collect()
-        } else {
-            subnets
-                .iter()
-                .map(|s| s.parse::<IpNetwork>().map_err(|e| format!("ipam subnet {s:?}: {e}")))
-                .collect::<Result<_, _>>()?
-        };
-        if nets.is_empty() {
-            return Err(format!(
-                "network {vni} has no gateway subnet to lease addresses from: give it one \
-                 (vswitchctl network add {vni} --gateway IP/LEN) or set ipam.subnet in the CNI config"
-            ));
-        }
+        let nets = self.lease_subnets(vni, subnets)?;
         let mac = asked_mac
             .or_else(|| nets.iter().find_map(|n| self.cni.leases.of_identity(vni, *n, &req.identity)?.mac.parse().ok()))
             .unwrap_or_else(|| derived_mac(vni, &req.identity));
@@ -299,6 +353,7 @@ impl Switch {
                 mac: &mac.to_string(),
                 hold: hold.unwrap_or(DEFAULT_HOLD_SECS),
                 now: unix_now(),
+                within: self.cni.blocks.as_ref().map(|b| b.get(&(vni, *net)).map_or(&[][..], |v| v.as_slice())),
             };
             let (lease, gone) = self.cni.leases.lease(&ask, &taken)?;
             if let Some(g) = gone {

@@ -27,6 +27,33 @@ pub struct Ask<'a> {
     pub mac: &'a str,
     pub hold: u64,
     pub now: u64,
+    /// In a cluster: the address blocks of `net` this node holds, the only ones a new
+    /// address comes from (an asked-for or the workload's own address may be anywhere).
+    pub within: Option<&'a [IpNetwork]>,
+}
+
+/// The prefix of the address blocks a node claims of `net` in a cluster: a sixteenth
+/// of it, at least /26 for IPv4 (/122 for IPv6) and at most the whole subnet.
+pub fn block_prefix(net: IpNetwork) -> u8 {
+    let (floor, max) = if net.is_ipv4() { (26, 32) } else { (122, 128) };
+    (net.prefix() + 4).max(floor).min(max - 2).max(net.prefix())
+}
+
+/// The blocks of `net`, lowest first (at most 4096 of them are offered).
+pub fn blocks(net: IpNetwork) -> impl Iterator<Item = IpNetwork> {
+    let p = block_prefix(net);
+    let bits = if net.is_ipv4() { 32 } else { 128 };
+    let count = 1u128.checked_shl((p - net.prefix()) as u32).unwrap_or(u128::MAX).min(4096);
+    let step = 1u128.checked_shl((bits - p) as u32).unwrap_or(0);
+    let base: u128 = match net.network() {
+        IpAddr::V4(a) => u32::from(a) as u128,
+        IpAddr::V6(a) => u128::from(a),
+    };
+    (0..count).filter_map(move |i| {
+        let a = base + i * step;
+        let ip = if bits == 32 { IpAddr::V4((a as u32).into()) } else { IpAddr::V6(a.into()) };
+        IpNetwork::new(ip, p).ok()
+    })
 }
 
 pub fn state(l: &LeaseSpec, now: u64) -> &'static str {
@@ -117,7 +144,7 @@ impl Leases {
             }
             None => match &had {
                 Some(h) => h.ip,
-                None => self.free(vni, net, now, taken)?,
+                None => self.free(vni, net, now, taken, ask.within)?,
             },
         };
         let lease = LeaseSpec {
@@ -139,9 +166,22 @@ impl Leases {
         Ok((lease, replaced.or(moved)))
     }
 
-    fn free(&self, vni: u32, net: IpNetwork, now: u64, taken: &dyn Fn(IpAddr) -> bool) -> Result<IpAddr, String> {
+    fn free(
+        &self,
+        vni: u32,
+        net: IpNetwork,
+        now: u64,
+        taken: &dyn Fn(IpAddr) -> bool,
+        within: Option<&[IpNetwork]>,
+    ) -> Result<IpAddr, String> {
         let mut expired = None;
-        for ip in hosts(net) {
+        let candidates: Box<dyn Iterator<Item = IpAddr>> = match within {
+            None => Box::new(hosts(net)),
+            Some(blocks) => Box::new(
+                blocks.iter().flat_map(|b| ips_of(*b)).filter(move |ip| net.contains(*ip) && hosts_contain(net, *ip)),
+            ),
+        };
+        for ip in candidates {
             if taken(ip) {
                 continue;
             }
@@ -151,12 +191,30 @@ impl Leases {
                 Some(_) => {}
             }
         }
-        expired.ok_or_else(|| {
-            format!(
+        expired.ok_or_else(|| match within {
+            Some(b) => {
+                let b: Vec<String> = b.iter().map(|b| b.to_string()).collect();
+                format!(
+                    "this node's address blocks of subnet {net} (network {vni}: {}) are full",
+                    if b.is_empty() { "none".into() } else { b.join(", ") }
+                )
+            }
+            None => format!(
                 "subnet {net} of network {vni} has no address left (every one is attached or reserved; \
                  vswitchctl ipam list shows them, vswitchctl ipam release frees a reserved one)"
-            )
+            ),
         })
+    }
+
+    /// Addresses still free to lease in `blocks` (of `net`, network `vni`).
+    pub fn room(&self, vni: u32, net: IpNetwork, blocks: &[IpNetwork], taken: &dyn Fn(IpAddr) -> bool) -> usize {
+        let now = super::unix_now();
+        blocks
+            .iter()
+            .flat_map(|b| ips_of(*b))
+            .filter(|ip| net.contains(*ip) && hosts_contain(net, *ip) && !taken(*ip))
+            .filter(|ip| self.by_ip.get(&(vni, *ip)).is_none_or(|l| is_free(l, now)))
+            .count()
     }
 
     /// `container` let go of its addresses in `vni`: they stay the workload's for their
@@ -183,6 +241,27 @@ impl Leases {
             Some(_) => Ok(self.by_ip.remove(&(vni, ip)).expect("found above")),
         }
     }
+}
+
+/// Every address of a block (its ends too: only the subnet's ends are not hosts').
+fn ips_of(b: IpNetwork) -> impl Iterator<Item = IpAddr> {
+    let size = match b {
+        IpNetwork::V4(n) => 1u128 << (32 - n.prefix() as u32),
+        IpNetwork::V6(n) => 1u128.checked_shl(128 - n.prefix() as u32).unwrap_or(u128::MAX),
+    };
+    let base: u128 = match b.network() {
+        IpAddr::V4(a) => u32::from(a) as u128,
+        IpAddr::V6(a) => u128::from(a),
+    };
+    let v4 = b.is_ipv4();
+    (0..size.min(MAX_SCAN as u128)).map(move |i| {
+        let a = base + i;
+        if v4 {
+            IpAddr::V4((a as u32).into())
+        } else {
+            IpAddr::V6(a.into())
+        }
+    })
 }
 
 fn hosts_contain(net: IpNetwork, ip: IpAddr) -> bool {

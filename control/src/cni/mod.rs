@@ -32,6 +32,9 @@ pub const HOST_PREFIX: &str = "vsc";
 pub struct Cni {
     pub(crate) attachments: BTreeMap<AttachmentKey, AttachmentSpec>,
     pub(crate) leases: ipam::Leases,
+    /// In a cluster: the address blocks this node holds, by (VNI, subnet); new
+    /// addresses come only from them. None outside a cluster.
+    pub(crate) blocks: Option<BTreeMap<(u32, ipnetwork::IpNetwork), Vec<ipnetwork::IpNetwork>>>,
     /// Opened at the first request that needs it.
     netlink: Option<rtnetlink::Handle>,
 }

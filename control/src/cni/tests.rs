@@ -18,6 +18,7 @@ fn ask<'a>(identity: &'a str, container: &'a str, want: Option<&str>, now: u64) 
         mac: "0a:00:00:00:00:01",
         hold: 60,
         now,
+        within: None,
     }
 }
 
@@ -212,4 +213,36 @@ fn apply_keeps_what_belongs_to_attachments_and_takes_the_rest_from_the_file() {
     assert_eq!(file.endpoints, running.endpoints);
     assert_eq!((file.acl_defaults, file.stateful, file.qos), (running.acl_defaults, running.stateful, running.qos));
     assert_eq!((file.services, file.attachments, file.leases), (running.services, running.attachments, running.leases));
+}
+
+#[test]
+fn in_a_cluster_new_addresses_come_from_this_nodes_blocks_only() {
+    use super::ipam::{block_prefix, blocks};
+    let net: IpNetwork = "10.1.0.0/24".parse().unwrap();
+    assert_eq!(block_prefix(net), 28);
+    let all: Vec<IpNetwork> = blocks(net).collect();
+    assert_eq!(all.len(), 16);
+    assert_eq!(all[1].to_string(), "10.1.0.16/28");
+    assert_eq!(block_prefix("10.0.0.0/8".parse().unwrap()), 26);
+    assert_eq!(block_prefix("10.0.0.0/30".parse().unwrap()), 30, "a subnet smaller than a block is one block");
+    assert_eq!(block_prefix("fd00::/64".parse().unwrap()), 122);
+    let mut l = Leases::default();
+    let mine = [all[1]];
+    let within = Ask { net, within: Some(&mine), ..ask("a", "c1", None, 0) };
+    let (lease, _) = l.lease(&within, &|_| false).unwrap();
+    assert_eq!(lease.ip, ip("10.1.0.16"), "the block's first address (not the subnet's first)");
+    assert_eq!(l.room(100, net, &mine, &|_| false), 15);
+    // A fixed address may be outside the node's blocks.
+    let fixed = Ask { net, within: Some(&mine), ..ask("b", "c2", Some("10.1.0.200"), 0) };
+    assert_eq!(l.lease(&fixed, &|_| false).unwrap().0.ip, ip("10.1.0.200"));
+    // The last block's last address is the subnet's broadcast: not a host's.
+    let last = [all[15]];
+    for i in 0..15 {
+        let id = format!("w{i}");
+        let a = Ask { net, within: Some(&last), ..ask(&id, &id, None, 0) };
+        l.lease(&a, &|_| false).unwrap();
+    }
+    let full = Ask { net, within: Some(&last), ..ask("x", "x", None, 0) };
+    let e = l.lease(&full, &|_| false).unwrap_err();
+    assert!(e.contains("blocks") && e.contains("full"), "{e}");
 }

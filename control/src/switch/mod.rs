@@ -139,6 +139,8 @@ impl Switch {
     /// switch takes the agent's changes from what this returns (`serve`).
     pub fn join_cluster(&mut self, cfg: crate::cluster::agent::Config) -> crate::cluster::Updates {
         let updates = self.cluster.start(cfg);
+        // New addresses come from the blocks this node claims in the store.
+        self.cni.blocks = Some(Default::default());
         self.overlay.announce_vtep = true;
         self.cluster_tell();
         updates
