@@ -782,6 +782,48 @@ fn each_host_gives_addresses_from_the_blocks_it_claimed_in_the_store() {
     ping(&ns_a1, &ip_b1);
     ping(&ns_b1, &ip_a1);
 
+    // A workload moves from a to b (DEL there, ADD here, as a StatefulSet pod does): it
+    // keeps its address (from a's block) and its MAC.
+    let conf = |h: &Host, name: &str| {
+        json!({"cniVersion": "1.0.0", "name": name, "type": "vswitch", "vni": 100,
+               "socket": h.d.socket.display().to_string(), "ipam": {"type": "vswitch"}})
+    };
+    let pod = "K8S_POD_NAMESPACE=db;K8S_POD_NAME=web-0";
+    let add = |h: &Host, ctr: &str, ns: &Netns| {
+        run_cni_plugin(&conf(h, "pods"), "ADD", ctr, &format!("/var/run/netns/{}", ns.name), pod)
+    };
+    let address = |o: &std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+        let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let ip = r["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
+        let mac = r["interfaces"].as_array().unwrap().iter().find(|i| i.get("sandbox").is_some()).unwrap()["mac"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (ip, mac)
+    };
+    let ns_w1 = Netns::new("web0a-");
+    let (ip_w, mac_w) = address(&add(&a, "web-0-on-a", &ns_w1));
+    assert!(inside(&ip_w, &blocks_a), "{ip_w}");
+    let del = run_cni_plugin(&conf(&a, "pods"), "DEL", "web-0-on-a", &format!("/var/run/netns/{}", ns_w1.name), pod);
+    assert!(del.status.success(), "{}", String::from_utf8_lossy(&del.stdout));
+    let ns_w2 = Netns::new("web0b-");
+    // (a's record of the workload reaches the store within its next flush.)
+    let moved = wait_until(Duration::from_secs(5), || {
+        etcd.get_prefix("/vswitch/identities/100/db%2Fweb-0/").iter().any(|(_, v)| v.contains("\"attached\":false"))
+    });
+    assert!(moved, "a keeps web-0's address reserved in the store: {:?}", etcd.get_prefix("/vswitch/identities/"));
+    let (ip_w2, mac_w2) = address(&add(&b, "web-0-on-b", &ns_w2));
+    assert_eq!((&ip_w2, &mac_w2), (&ip_w, &mac_w), "web-0 keeps its address and MAC on b");
+    ns_w2.quiet("eth0");
+    converge(&[&a], "web-0 behind b", |h| h.cluster_fib().contains(&(mac_w.clone(), b.vtep.clone())));
+    ping(&ns_w2, &ip_a1);
+    // While b has it attached, the workload cannot come up on a as well.
+    let ns_w3 = Netns::new("web0c-");
+    let twice = add(&a, "web-0-again", &ns_w3);
+    assert!(!twice.status.success(), "{}", String::from_utf8_lossy(&twice.stdout));
+    assert!(String::from_utf8_lossy(&twice.stdout).contains("attached to a container there"));
+
     // The store away, and a restarted while it is: an ADD on a still gets an address,
     // from a's own block.
     etcd.kill_all();

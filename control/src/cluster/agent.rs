@@ -44,6 +44,8 @@ pub struct Local {
     pub endpoints: BTreeMap<(u32, String), EndpointRecord>,
     /// Networks with local VM ports: the ones to watch.
     pub vnis: BTreeSet<u32>,
+    /// The addresses this node's IPAM holds per workload, by (VNI, identity).
+    pub identities: BTreeMap<(u32, String), super::keys::IdentityRecord>,
 }
 
 /// The liveness key's lease (seconds): a node is shown down this long after it stops.
@@ -129,7 +131,7 @@ impl Agent {
         mut self,
         mut local: channel::Receiver<Local>,
         mut writes: mpsc::UnboundedReceiver<super::write::WriteJob>,
-        mut claims: mpsc::UnboundedReceiver<super::blocks::Claim>,
+        mut asks: mpsc::UnboundedReceiver<super::Ask>,
     ) {
         self.load_cache();
         let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -164,7 +166,10 @@ impl Agent {
                         )));
                     }
                 },
-                Some(c) = claims.recv() => self.claim(c).await,
+                Some(a) = asks.recv() => match a {
+                    super::Ask::Block(c) => self.claim(c).await,
+                    super::Ask::Identity(l) => self.lookup(l).await,
+                },
                 _ = tick.tick() => self.maintain().await,
             }
             self.report();
@@ -372,12 +377,16 @@ impl Agent {
         self.status.lock().unwrap_or_else(|e| e.into_inner()).relists += 1;
     }
 
-    /// The networks this node has endpoint keys in, as far as it knows.
+    /// The networks this node has endpoint or identity keys in, as far as it knows.
     fn stored_vnis(&self) -> impl Iterator<Item = u32> + '_ {
         self.stored.keys().filter_map(|k| match self.keys.parse(k) {
-            Some(super::keys::Key::Endpoint { vni, .. }) => Some(vni),
+            Some(super::keys::Key::Endpoint { vni, .. } | super::keys::Key::Identity { vni, .. }) => Some(vni),
             _ => None,
         })
+    }
+
+    pub(super) fn is_alive(&self, node: &str) -> bool {
+        self.view.alive.contains(node)
     }
 
     /// This node's keys and what they should hold.
@@ -387,9 +396,13 @@ impl Agent {
         for ((vni, m), rec) in &self.local.endpoints {
             out.insert(self.keys.endpoint(*vni, &self.cfg.node, m), serde_json::to_string(rec).unwrap_or_default());
         }
+        for ((vni, id), rec) in &self.local.identities {
+            out.insert(self.keys.identity(*vni, id, &self.cfg.node), serde_json::to_string(rec).unwrap_or_default());
+        }
         // The node record lists every network it still has keys in, those waiting to be
         // deleted too: after an outage, it finds them all again from here.
         let mut vnis: BTreeSet<u32> = self.local.endpoints.keys().map(|(v, _)| *v).collect();
+        vnis.extend(self.local.identities.keys().map(|(v, _)| *v));
         vnis.extend(self.stored_vnis());
         let node = NodeRecord { vtep, udp_port, mac, boot: self.boot, vnis: vnis.into_iter().collect() };
         out.insert(self.keys.node(&self.cfg.node), serde_json::to_string(&node).unwrap_or_default());
@@ -502,7 +515,14 @@ impl Agent {
     /// memory) says it has keys in: `stored` becomes what the store really holds.
     async fn verify(&mut self) {
         let node_key = self.keys.node(&self.cfg.node);
-        let mut vnis: BTreeSet<u32> = self.local.endpoints.keys().map(|(v, _)| *v).chain(self.stored_vnis()).collect();
+        let mut vnis: BTreeSet<u32> = self
+            .local
+            .endpoints
+            .keys()
+            .map(|(v, _)| *v)
+            .chain(self.local.identities.keys().map(|(v, _)| *v))
+            .chain(self.stored_vnis())
+            .collect();
         let Some(c) = self.client.as_mut() else { return };
         let rec = match timed(c.get(node_key.as_str(), None)).await {
             Ok(r) => r,
@@ -523,6 +543,20 @@ impl Agent {
                     for kv in r.kvs() {
                         let k = String::from_utf8_lossy(kv.key()).into_owned();
                         stored.insert(k, String::from_utf8_lossy(kv.value()).into_owned());
+                    }
+                }
+                Err(e) => return self.failed(format!("reading {prefix}: {e}")),
+            }
+            // (Keyed by workload first: this node's are picked out of the network's.)
+            let prefix = self.keys.identities(vni);
+            match timed(c.get(prefix.as_str(), Some(GetOptions::new().with_prefix()))).await {
+                Ok(r) => {
+                    for kv in r.kvs() {
+                        let k = String::from_utf8_lossy(kv.key()).into_owned();
+                        let own = matches!(self.keys.parse(&k), Some(super::keys::Key::Identity { node, .. }) if node == self.cfg.node);
+                        if own {
+                            stored.insert(k, String::from_utf8_lossy(kv.value()).into_owned());
+                        }
                     }
                 }
                 Err(e) => return self.failed(format!("reading {prefix}: {e}")),

@@ -30,6 +30,14 @@ impl Switch {
             });
             rec.ips.push(e.ip);
         }
+        let now = crate::cni::unix_now();
+        for l in self.cni.leases.by_ip.values().filter(|l| !crate::cni::ipam::is_free(l, now)) {
+            let rec = local.identities.entry((l.vni, l.identity.clone())).or_insert_with(|| {
+                super::keys::IdentityRecord { ips: Vec::new(), mac: l.mac.clone(), attached: false }
+            });
+            rec.ips.push(l.ip);
+            rec.attached |= l.container.is_some();
+        }
         local.vnis = self
             .ports
             .specs()

@@ -10,6 +10,10 @@
 //! - `P/blocks/VNI/ADDR_PREFIX`: an address block of a network's subnet, claimed by one
 //!   node (`{"node": NAME}`, created only if absent); the built-in IPAM of that node
 //!   gives new addresses from its blocks alone, so no two nodes give the same one.
+//! - `P/identities/VNI/IDENTITY/NODE`: the addresses a node's IPAM holds for a workload
+//!   (attached, or reserved after its DEL); another node finds them there when the
+//!   workload comes up on it, and gives it the same addresses. (IDENTITY with every byte
+//!   but letters, digits, '.', '_' and '-' written as %XX.)
 //! - `P/shared/SECTION/ID`: the shared desired state, one entry per key
 //!   (`shared/networks/100`, `shared/acl/2147483648`, `shared/services/web`), written by
 //!   operators and applied by every node.
@@ -46,6 +50,42 @@ pub struct EndpointRecord {
     pub container: Option<String>,
 }
 
+/// A workload's addresses as one node holds them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityRecord {
+    pub ips: Vec<IpAddr>,
+    pub mac: String,
+    /// A container holds them now (else they are reserved for the workload).
+    pub attached: bool,
+}
+
+/// An identity as one key part: bytes other than letters, digits, '.', '_', '-' as %XX.
+pub fn encode_identity(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub fn decode_identity(part: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(part.len());
+    let mut it = part.bytes();
+    while let Some(b) = it.next() {
+        if b == b'%' {
+            let hex = [it.next()?, it.next()?];
+            bytes.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+        } else {
+            bytes.push(b);
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
 /// Who claimed an address block.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockRecord {
@@ -64,6 +104,11 @@ pub enum Key {
     },
     /// An entry of the shared state, as `SECTION/ID`.
     Shared(String),
+    Identity {
+        vni: u32,
+        identity: String,
+        node: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -138,6 +183,19 @@ impl Keys {
         format!("{}/blocks/{vni}/{}_{}", self.prefix, b.network(), b.prefix())
     }
 
+    pub fn identities(&self, vni: u32) -> String {
+        format!("{}/identities/{vni}/", self.prefix)
+    }
+
+    /// Every node's record of workload `identity` in network `vni`.
+    pub fn identity_records(&self, vni: u32, identity: &str) -> String {
+        format!("{}/identities/{vni}/{}/", self.prefix, encode_identity(identity))
+    }
+
+    pub fn identity(&self, vni: u32, identity: &str, node: &str) -> String {
+        format!("{}/identities/{vni}/{}/{node}", self.prefix, encode_identity(identity))
+    }
+
     pub fn shared(&self) -> String {
         format!("{}/shared/", self.prefix)
     }
@@ -159,6 +217,9 @@ impl Keys {
             ("alive", [node]) if check_node(node).is_ok() => Some(Key::Alive(node.to_string())),
             ("endpoints", [vni, node, mac]) if check_node(node).is_ok() => {
                 Some(Key::Endpoint { vni: vni.parse().ok()?, node: node.to_string(), mac: mac.to_string() })
+            }
+            ("identities", [vni, id, node]) if check_node(node).is_ok() => {
+                Some(Key::Identity { vni: vni.parse().ok()?, identity: decode_identity(id)?, node: node.to_string() })
             }
             ("shared", [section, id]) if super::shared::SECTIONS.contains(section) && !id.is_empty() => {
                 Some(Key::Shared(format!("{section}/{id}")))

@@ -12,6 +12,7 @@ mod blocks;
 mod cache;
 pub mod cli;
 mod handle;
+pub mod identity;
 pub mod keys;
 pub mod owned;
 pub mod shared;
@@ -44,11 +45,17 @@ pub struct Cluster {
 
 struct Link {
     local: channel::Sender<Local>,
-    claims: mpsc::UnboundedSender<blocks::Claim>,
+    asks: mpsc::UnboundedSender<Ask>,
     writes: mpsc::UnboundedSender<write::WriteJob>,
     status: Arc<Mutex<ClusterStatus>>,
     /// Told when the agent's thread is done.
     stopped: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// What the switch asks the agent and waits for (or not).
+pub enum Ask {
+    Block(blocks::Claim),
+    Identity(identity::Lookup),
 }
 
 /// What the switch reads the agent's changes from.
@@ -66,7 +73,7 @@ impl Cluster {
         }));
         let (local_tx, local_rx) = channel::channel(Local::default());
         let (writes_tx, writes_rx) = mpsc::unbounded_channel();
-        let (claims_tx, claims_rx) = mpsc::unbounded_channel();
+        let (asks_tx, asks_rx) = mpsc::unbounded_channel();
         tracing::info!("cluster: node {} in {} under {}", cfg.node, cfg.store.join(","), cfg.prefix);
         let agent = Agent::new(cfg, ops_tx, status.clone());
         // A thread and runtime of its own: the switch's long changes (a table built, a
@@ -74,7 +81,7 @@ impl Cluster {
         let (done, stopped) = tokio::sync::oneshot::channel();
         let run = move || {
             match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt.block_on(agent.run(local_rx, writes_rx, claims_rx)),
+                Ok(rt) => rt.block_on(agent.run(local_rx, writes_rx, asks_rx)),
                 Err(e) => tracing::error!("cluster: cannot start the agent's runtime: {e}"),
             }
             let _ = done.send(());
@@ -82,7 +89,7 @@ impl Cluster {
         if let Err(e) = std::thread::Builder::new().name("cluster".into()).spawn(run) {
             tracing::error!("cluster: cannot start the agent's thread: {e}");
         }
-        self.link = Some(Link { local: local_tx, claims: claims_tx, writes: writes_tx, status, stopped });
+        self.link = Some(Link { local: local_tx, asks: asks_tx, writes: writes_tx, status, stopped });
         ops_rx
     }
 
@@ -90,7 +97,8 @@ impl Cluster {
     pub async fn claim_block(&self, vni: u32, net: ipnetwork::IpNetwork) -> Result<ipnetwork::IpNetwork, String> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let l = self.link.as_ref().ok_or_else(|| NOT_IN_CLUSTER.to_string())?;
-        l.claims.send(blocks::Claim { vni, net, reply: Some(tx) }).map_err(|_| "the cluster agent has stopped")?;
+        let ask = Ask::Block(blocks::Claim { vni, net, reply: Some(tx) });
+        l.asks.send(ask).map_err(|_| "the cluster agent has stopped")?;
         match tokio::time::timeout(std::time::Duration::from_secs(4), rx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err("the cluster agent has stopped".into()),
@@ -101,8 +109,18 @@ impl Cluster {
     /// Claims another block of `net` in the background (the node's are running low).
     pub fn claim_block_later(&self, vni: u32, net: ipnetwork::IpNetwork) {
         if let Some(l) = &self.link {
-            let _ = l.claims.send(blocks::Claim { vni, net, reply: None });
+            let _ = l.asks.send(Ask::Block(blocks::Claim { vni, net, reply: None }));
         }
+    }
+
+    /// Another node's addresses for workload `identity` in network `vni`, if the store
+    /// answers within a second and has some.
+    pub async fn lookup_identity(&self, vni: u32, identity: &str) -> Option<identity::Held> {
+        let l = self.link.as_ref()?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let ask = Ask::Identity(identity::Lookup { vni, identity: identity.to_string(), reply: tx });
+        l.asks.send(ask).ok()?;
+        tokio::time::timeout(std::time::Duration::from_secs(1), rx).await.ok()?.ok()?
     }
 
     /// Hands an operator's write of the shared state to the agent; it answers `reply`.
@@ -123,9 +141,9 @@ impl Cluster {
     /// Stops the agent: it gives back this node's liveness lease (the others see it
     /// down at once, not when the lease runs out) and saves its cache. Intent keys stay.
     pub async fn leave(&mut self) {
-        let Some(Link { local, stopped, writes, claims, .. }) = self.link.take() else { return };
+        let Some(Link { local, stopped, writes, asks, .. }) = self.link.take() else { return };
         drop(writes);
-        drop(claims);
+        drop(asks);
         drop(local);
         if tokio::time::timeout(std::time::Duration::from_secs(3), stopped).await.is_err() {
             tracing::warn!("cluster: the agent did not stop within 3 s");

@@ -182,3 +182,17 @@ mod shared_state {
         assert!(edits(&local, &owned, &entries).0.is_empty());
     }
 }
+
+#[test]
+fn identity_keys_carry_any_workload_name() {
+    use super::keys::{decode_identity, encode_identity};
+    let k = Keys::new("/vswitch");
+    let key = k.identity(100, "db/web-0", "a");
+    assert_eq!(key, "/vswitch/identities/100/db%2Fweb-0/a");
+    assert_eq!(k.parse(&key), Some(Key::Identity { vni: 100, identity: "db/web-0".into(), node: "a".into() }));
+    for id in ["plain", "ns/pod", "100%/x y", "ünïcode"] {
+        assert_eq!(decode_identity(&encode_identity(id)).as_deref(), Some(id));
+        assert!(!encode_identity(id).contains('/'));
+    }
+    assert_eq!(decode_identity("bad%zz"), None);
+}

@@ -113,6 +113,7 @@ impl View {
                     self.alive.remove(&n);
                 }
             }
+            Key::Identity { .. } => {}
             Key::Shared(entry) => {
                 match value {
                     Some(v) => {

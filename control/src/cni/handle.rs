@@ -99,7 +99,7 @@ impl Switch {
         }
     }
 
-    async fn cni_add(&mut self, req: AttachRequest) -> Result<AttachResult, String> {
+    async fn cni_add(&mut self, mut req: AttachRequest) -> Result<AttachResult, String> {
         let key = req.key.clone();
         check_name("network", &key.network, 256)?;
         check_name("container", &key.container, 256)?;
@@ -127,6 +127,7 @@ impl Switch {
         if self.ports.find(&port).is_some() {
             return Err(format!("port {port} exists already (another attachment hashed to the same name)"));
         }
+        self.follow_identity(&mut req).await?;
         let asked_mac = match &req.mac {
             Some(m) => {
                 let mac: Mac = m.parse().map_err(|e| format!("mac: {e}"))?;
@@ -284,6 +285,41 @@ impl Switch {
                 self.cni_add_block(vni, net, block);
             } else if room <= size / 4 {
                 self.cluster.claim_block_later(vni, net);
+            }
+        }
+        Ok(())
+    }
+
+    /// In a cluster, a workload with no address here that another node holds
+    /// addresses for (it ran there) asks for those: it keeps its addresses and MAC as
+    /// it moves. Refused while a live node has them attached to a container.
+    async fn follow_identity(&mut self, req: &mut AttachRequest) -> Result<(), String> {
+        let (Some(_), Ipam::Vswitch { want, subnets, .. }) = (&self.cni.blocks, &mut req.ipam) else { return Ok(()) };
+        let vni = req.vni;
+        let nets = self.lease_subnets(vni, subnets)?;
+        let own: Vec<_> = nets.iter().filter_map(|n| self.cni.leases.of_identity(vni, *n, &req.identity)).collect();
+        if !want.is_empty() || own.iter().any(|l| l.container.is_some()) {
+            return Ok(());
+        }
+        let Some(held) = self.cluster.lookup_identity(vni, &req.identity).await else { return Ok(()) };
+        // Reserved here, but it may have moved on since.
+        let ips: Vec<IpAddr> =
+            held.record.ips.iter().copied().filter(|ip| nets.iter().any(|n| n.contains(*ip))).collect();
+        let list = || ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+        if held.record.attached && held.node_up {
+            return Err(format!(
+                "workload {:?} holds {} in network {vni} on node {}, attached to a container there: \
+                 delete it there first (CNI DEL), or give this one another identity",
+                req.identity,
+                list(),
+                held.node
+            ));
+        }
+        if !ips.is_empty() && own.is_empty() {
+            tracing::info!("workload {:?} moved here from node {}: it keeps {}", req.identity, held.node, list());
+            *want = ips;
+            if req.mac.is_none() {
+                req.mac = Some(held.record.mac.clone());
             }
         }
         Ok(())
