@@ -323,7 +323,10 @@ fn containers_on_three_hosts_share_one_network_through_etcd_and_ride_out_its_out
     let file = cap.path("ul.pcap");
     let out = file.to_str().unwrap();
     let mut dump = ul.ns.spawn(&["tshark", "-q", "-s", "128", "-i", "br0", "-f", "udp port 4789", "-w", out]);
-    std::thread::sleep(Duration::from_millis(1500));
+    // Capturing once the file has its header (tshark can take seconds to start on a busy machine).
+    let started = wait_until(Duration::from_secs(15), || std::fs::metadata(&file).is_ok_and(|m| m.len() > 0));
+    assert!(started, "tshark did not start capturing");
+    std::thread::sleep(Duration::from_millis(500));
     ping(&ns_a, "10.1.0.12");
     ping(&ns_b, "10.1.0.11");
     std::thread::sleep(Duration::from_millis(300));
@@ -587,9 +590,10 @@ fn networks_rules_and_services_written_once_apply_on_every_host_and_no_update_is
     // One network for every host, written once from a; containers on a and b use it.
     let out = a.d.ok_line("--cluster network add 100 --gateway 10.1.0.1/24");
     assert!(out.contains("put networks/100"), "{out}");
-    converge(&all, "network 100 everywhere", |h| {
+    let t = converge(&all, "network 100 everywhere", |h| {
         h.d.json(&["network", "list"]).as_array().unwrap().iter().any(|n| n["vni"] == 100)
     });
+    eprintln!("a shared network on every host {t:?} after the write");
     let dump = c.d.json(&["dump"]);
     assert_eq!(dump["cluster"]["networks"], json!([100]), "c knows network 100 is the cluster's: {dump}");
     let (_, ns_a) = attach(&a, "ctr-a", "10.1.0.11");
@@ -600,7 +604,8 @@ fn networks_rules_and_services_written_once_apply_on_every_host_and_no_update_is
     // A security-group rule written once from b stops the traffic on every host.
     let out = b.d.ok_line("--cluster acl add --priority 100 --vni 100 --proto icmp --action deny");
     assert!(out.contains("put acl/2147483648"), "{out}");
-    converge(&all, "the rule everywhere", |h| has_rule(h, 2147483648));
+    let t = converge(&all, "the rule everywhere", |h| has_rule(h, 2147483648));
+    eprintln!("a shared rule on every host {t:?} after the write");
     assert!(!pings(&ns_a, "10.1.0.12"), "the cluster's rule drops a's pings");
     // The cluster's entries are not a node's to change.
     let e = b.d.err(&["acl", "del", "2147483648"]);
@@ -765,6 +770,15 @@ fn each_host_gives_addresses_from_the_blocks_it_claimed_in_the_store() {
     let ul = Underlay::new();
     let (mut a, b) = (Host::start("a", 0, &etcd, &ul), Host::start("b", 1, &etcd, &ul));
     converge(&[&a, &b], "connected", |h| h.status()["connected"] == true);
+    // A second switch started under a's name (another VTEP) writes nothing, and says why.
+    let twin = Host::start_bare("a", 5, &etcd, &ul);
+    let told = wait_until(Duration::from_secs(5), || {
+        twin.status()["last_error"].as_str().is_some_and(|e| e.contains("in use by another switch"))
+    });
+    assert!(told, "{}", twin.status());
+    let rec: Value = serde_json::from_str(&etcd.ctl(&["get", "/vswitch/nodes/a", "--print-value-only"])).unwrap();
+    assert_eq!(rec["vtep"], a.vtep, "a's record is a's");
+    drop(twin);
     // The same CNI config on both hosts, the network's whole /24, no range per host.
     let (ip_a1, ns_a1) = attach_any(&a, "blk-a1");
     let (ip_b1, ns_b1) = attach_any(&b, "blk-b1");

@@ -66,6 +66,9 @@ pub struct Agent {
     pub(super) cfg: Config,
     pub(super) keys: Keys,
     boot: u64,
+    /// This run of vswitchd, as its liveness key says (two switches started in the same
+    /// second under one name still differ).
+    instance: String,
     pub(super) client: Option<Client>,
     view: View,
     /// This node's address blocks, by (VNI, subnet).
@@ -107,6 +110,10 @@ impl Agent {
             view: View::new(&cfg.node),
             cfg,
             boot: crate::cni::unix_now(),
+            instance: {
+                let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                format!("{}.{:09}-{}", t.as_secs(), t.subsec_nanos(), std::process::id())
+            },
             client: None,
             blocks: BTreeMap::new(),
             derived: BTreeMap::new(),
@@ -532,6 +539,22 @@ impl Agent {
         if let Some(kv) = rec.kvs().first() {
             let value = String::from_utf8_lossy(kv.value()).into_owned();
             if let Ok(n) = serde_json::from_str::<NodeRecord>(&value) {
+                // Another switch that is up under this name (its liveness key is its own
+                // boot's, and its VTEP is not this one's): writing would undo each other.
+                let alive = self.keys.alive(&self.cfg.node);
+                let theirs = match timed(c.get(alive.as_str(), None)).await {
+                    Ok(r) => r.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
+                    Err(e) => return self.failed(format!("reading {alive}: {e}")),
+                };
+                let other = theirs.is_some_and(|i| i != self.instance)
+                    && self.local.vtep.as_ref().is_none_or(|v| v.0 != n.vtep);
+                if other {
+                    return self.failed(format!(
+                        "node name {:?} is in use by another switch that is up (VTEP {}, started at {}): give \
+                         this one its own --node; nothing of it is written until then",
+                        self.cfg.node, n.vtep, n.boot
+                    ));
+                }
                 vnis.extend(n.vnis);
             }
             stored.insert(node_key.clone(), value);
@@ -580,7 +603,7 @@ impl Agent {
             let granted = async {
                 let l = timed(c.lease_grant(ALIVE_TTL, None)).await?;
                 let opts = PutOptions::new().with_lease(l.id());
-                timed(c.put(alive.as_str(), self.boot.to_string(), Some(opts))).await?;
+                timed(c.put(alive.as_str(), self.instance.as_str(), Some(opts))).await?;
                 let (keeper, stream) = timed(c.lease_keep_alive(l.id())).await?;
                 Ok::<_, String>(Lease { id: l.id(), keeper, stream, kept: Instant::now() })
             }

@@ -4,7 +4,9 @@
 //! - `P/nodes/NODE`: the node's VTEP (address, UDP port, MAC), boot epoch and the VNIs
 //!   it publishes endpoints in (so it finds its own keys again after an outage).
 //! - `P/alive/NODE`: bound to a short lease; gone means the node is down. Only an alarm:
-//!   nothing is removed from forwarding because of it.
+//!   nothing is removed from forwarding because of it. It holds the running instance's
+//!   id: a second switch started under a name that is up elsewhere (another VTEP)
+//!   writes nothing and says so.
 //! - `P/endpoints/VNI/NODE/MAC`: one workload's MAC and addresses. A switch watches the
 //!   networks it has local ports in, and nothing else.
 //! - `P/blocks/VNI/ADDR_PREFIX`: an address block of a network's subnet, claimed by one
