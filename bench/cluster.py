@@ -8,6 +8,8 @@ into the store by a load generator (etcd's JSON gateway, transactions of 100 put
       p50/p99/max over N probes (default 200), in a network of its own
   C2  the same with 100 simulated hosts x 1,000 endpoints in the store (100,000 keys)
       and 50 endpoint changes a second from the simulated hosts while it runs
+  C4  the shared desired state: a network written once with `vswitchctl --cluster` on
+      host A (a transaction in the store) until all three hosts have it, and its removal
   C3  scale: 1,000 simulated hosts x 100 endpoints (100,000 keys in 100 networks);
       B has ports in 10 of them: what it holds (only those networks' 10,000 entries),
       how long it took to read them, and its RSS per 10,000 remote endpoints
@@ -162,6 +164,25 @@ def probe(a, b, n):
     return add, delete
 
 
+def shared_probe(switches, n):
+    """n networks added to the shared state from the first switch until every switch has
+    them, and removed until none has (ms)."""
+    add, delete = [], []
+    a = switches[0]
+    has = lambda s, vni: any(x["vni"] == vni for x in s.call({"cmd": "network_list"}))
+    for i in range(n):
+        vni = 2000 + i
+        for req, there, out in (({"cmd": "network_add", "vni": vni}, True, add), ({"cmd": "network_del", "vni": vni}, False, delete)):
+            t = time.perf_counter()
+            a.call({"cmd": "cluster_change", "request": req})
+            while not all(has(s, vni) == there for s in switches):
+                if time.perf_counter() - t > 10:
+                    raise RuntimeError(f"shared network {vni} {'never reached' if there else 'never left'} every host")
+                time.sleep(0.001)
+            out.append((time.perf_counter() - t) * 1000)
+    return add, delete
+
+
 def simulated(etcd, hosts, per_host, vnis, first_vni=1):
     """Node and endpoint records of `hosts` simulated hosts, `per_host` endpoints each,
     spread over `vnis` networks."""
@@ -216,6 +237,9 @@ def main():
         add, dele = probe(a, b, args.probes)
         rows.append(("C1: 3 hosts, ADD on A -> FIB entry on B (ms p50 / p99 / max)", summary(add), "p99 <= 100"))
         rows.append(("C1: 3 hosts, DEL on A -> gone on B", summary(dele), ""))
+        add, dele = shared_probe(switches, min(args.probes, 50))
+        rows.append(("C4: shared network written on A (`--cluster network add`) -> on all 3 hosts", summary(add), ""))
+        rows.append(("C4: shared network deleted -> gone from all 3 hosts", summary(dele), ""))
 
         keys, secs = simulated(etcd, 100, 1000, 100, first_vni=1)
         stop = threading.Event()
