@@ -205,25 +205,52 @@ impl Host {
     }
 }
 
-/// A container attached by vswitch-cni with a fixed address: (MAC, its namespace).
-fn attach(h: &Host, container: &str, ip: &str) -> (String, Netns) {
-    let ns = Netns::new(&format!("{container}-"));
-    let conf = json!({
+/// The CNI config of network `name` (VNI 100) on host `h`: vswitchd's own IPAM.
+fn cni_conf(h: &Host, name: &str) -> Value {
+    json!({
         "cniVersion": "1.0.0",
-        "name": unique("tenant"),
+        "name": name,
         "type": "vswitch",
         "vni": 100,
         "socket": h.d.socket.display().to_string(),
-    });
-    let o = run_cni_plugin(&conf, "ADD", container, &format!("/var/run/netns/{}", ns.name), &format!("IP={ip}"));
-    assert!(o.status.success(), "ADD {container} on {}: {}", h.name, String::from_utf8_lossy(&o.stdout));
+        "ipam": {"type": "vswitch"},
+    })
+}
+
+/// The container's (address, MAC) from an ADD that must have succeeded.
+fn added(o: &std::process::Output) -> (String, String) {
+    assert!(o.status.success(), "ADD: {}", String::from_utf8_lossy(&o.stdout));
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ip = r["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
     let mac = r["interfaces"].as_array().unwrap().iter().find(|i| i.get("sandbox").is_some()).unwrap()["mac"]
         .as_str()
         .unwrap()
         .to_string();
+    (ip, mac)
+}
+
+/// A container attached by vswitch-cni (CNI_ARGS `args`), in a network of its own
+/// name: (its address, its MAC, its namespace).
+fn attach_with(h: &Host, container: &str, args: &str) -> (String, String, Netns) {
+    let ns = Netns::new(&format!("{container}-"));
+    let conf = cni_conf(h, &unique("tenant"));
+    let o = run_cni_plugin(&conf, "ADD", container, &format!("/var/run/netns/{}", ns.name), args);
+    assert!(
+        o.status.success(),
+        "ADD {container} on {}: {}\n{}",
+        h.name,
+        String::from_utf8_lossy(&o.stdout),
+        h.d.log_tail()
+    );
+    let (ip, mac) = added(&o);
     // Only the traffic the test sends: no IPv6 chatter (router solicitations, MLD).
     ns.quiet("eth0");
+    (ip, mac, ns)
+}
+
+/// A container attached with a fixed address: (MAC, its namespace).
+fn attach(h: &Host, container: &str, ip: &str) -> (String, Netns) {
+    let (_, mac, ns) = attach_with(h, container, &format!("IP={ip}"));
     (mac, ns)
 }
 
@@ -721,29 +748,9 @@ fn networks_rules_and_services_written_once_apply_on_every_host_and_no_update_is
     }
 }
 
-/// A container attached by vswitch-cni, its address left to the built-in IPAM:
-/// (its address, its namespace).
+/// A container whose address the built-in IPAM chose: (its address, its namespace).
 fn attach_any(h: &Host, container: &str) -> (String, Netns) {
-    let ns = Netns::new(&format!("{container}-"));
-    let conf = json!({
-        "cniVersion": "1.0.0",
-        "name": unique("tenant"),
-        "type": "vswitch",
-        "vni": 100,
-        "socket": h.d.socket.display().to_string(),
-        "ipam": {"type": "vswitch"},
-    });
-    let o = run_cni_plugin(&conf, "ADD", container, &format!("/var/run/netns/{}", ns.name), "");
-    assert!(
-        o.status.success(),
-        "ADD {container} on {}: {}\n{}",
-        h.name,
-        String::from_utf8_lossy(&o.stdout),
-        h.d.log_tail()
-    );
-    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let ip = r["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
-    ns.quiet("eth0");
+    let (ip, _, ns) = attach_with(h, container, "");
     (ip, ns)
 }
 
@@ -798,28 +805,15 @@ fn each_host_gives_addresses_from_the_blocks_it_claimed_in_the_store() {
 
     // A workload moves from a to b (DEL there, ADD here, as a StatefulSet pod does): it
     // keeps its address (from a's block) and its MAC.
-    let conf = |h: &Host, name: &str| {
-        json!({"cniVersion": "1.0.0", "name": name, "type": "vswitch", "vni": 100,
-               "socket": h.d.socket.display().to_string(), "ipam": {"type": "vswitch"}})
-    };
     let pod = "K8S_POD_NAMESPACE=db;K8S_POD_NAME=web-0";
     let add = |h: &Host, ctr: &str, ns: &Netns| {
-        run_cni_plugin(&conf(h, "pods"), "ADD", ctr, &format!("/var/run/netns/{}", ns.name), pod)
-    };
-    let address = |o: &std::process::Output| {
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
-        let r: Value = serde_json::from_slice(&o.stdout).unwrap();
-        let ip = r["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
-        let mac = r["interfaces"].as_array().unwrap().iter().find(|i| i.get("sandbox").is_some()).unwrap()["mac"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        (ip, mac)
+        run_cni_plugin(&cni_conf(h, "pods"), "ADD", ctr, &format!("/var/run/netns/{}", ns.name), pod)
     };
     let ns_w1 = Netns::new("web0a-");
-    let (ip_w, mac_w) = address(&add(&a, "web-0-on-a", &ns_w1));
+    let (ip_w, mac_w) = added(&add(&a, "web-0-on-a", &ns_w1));
     assert!(inside(&ip_w, &blocks_a), "{ip_w}");
-    let del = run_cni_plugin(&conf(&a, "pods"), "DEL", "web-0-on-a", &format!("/var/run/netns/{}", ns_w1.name), pod);
+    let del =
+        run_cni_plugin(&cni_conf(&a, "pods"), "DEL", "web-0-on-a", &format!("/var/run/netns/{}", ns_w1.name), pod);
     assert!(del.status.success(), "{}", String::from_utf8_lossy(&del.stdout));
     let ns_w2 = Netns::new("web0b-");
     // (a's record of the workload reaches the store within its next flush.)
@@ -827,7 +821,7 @@ fn each_host_gives_addresses_from_the_blocks_it_claimed_in_the_store() {
         etcd.get_prefix("/vswitch/identities/100/db%2Fweb-0/").iter().any(|(_, v)| v.contains("\"attached\":false"))
     });
     assert!(moved, "a keeps web-0's address reserved in the store: {:?}", etcd.get_prefix("/vswitch/identities/"));
-    let (ip_w2, mac_w2) = address(&add(&b, "web-0-on-b", &ns_w2));
+    let (ip_w2, mac_w2) = added(&add(&b, "web-0-on-b", &ns_w2));
     assert_eq!((&ip_w2, &mac_w2), (&ip_w, &mac_w), "web-0 keeps its address and MAC on b");
     ns_w2.quiet("eth0");
     converge(&[&a], "web-0 behind b", |h| h.cluster_fib().contains(&(mac_w.clone(), b.vtep.clone())));

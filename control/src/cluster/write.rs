@@ -55,15 +55,12 @@ fn value(w: SharedWrite) -> serde_json::Value {
     serde_json::to_value(w).unwrap_or_default()
 }
 
+/// A store call with the agent's timeout, its error naming what was asked.
 async fn timed<T>(
     what: &str,
     f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
 ) -> Result<T, String> {
-    match tokio::time::timeout(std::time::Duration::from_secs(3), f).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(format!("{what}: {e}")),
-        Err(_) => Err(format!("{what}: the store did not answer within 3 s (vswitchctl cluster status)")),
-    }
+    super::agent::timed(f).await.map_err(|e| format!("{what}: {e}"))
 }
 
 /// The shared entries now (`at` none) or as of revision `at`, and that revision.

@@ -45,15 +45,8 @@ pub fn blocks(net: IpNetwork) -> impl Iterator<Item = IpNetwork> {
     let bits = if net.is_ipv4() { 32 } else { 128 };
     let count = 1u128.checked_shl((p - net.prefix()) as u32).unwrap_or(u128::MAX).min(4096);
     let step = 1u128.checked_shl((bits - p) as u32).unwrap_or(0);
-    let base: u128 = match net.network() {
-        IpAddr::V4(a) => u32::from(a) as u128,
-        IpAddr::V6(a) => u128::from(a),
-    };
-    (0..count).filter_map(move |i| {
-        let a = base + i * step;
-        let ip = if bits == 32 { IpAddr::V4((a as u32).into()) } else { IpAddr::V6(a.into()) };
-        IpNetwork::new(ip, p).ok()
-    })
+    let (base, _) = span(net);
+    (0..count).filter_map(move |i| IpNetwork::new(addr(net, base + i * step), p).ok())
 }
 
 pub fn state(l: &LeaseSpec, now: u64) -> &'static str {
@@ -69,6 +62,23 @@ pub fn is_free(l: &LeaseSpec, now: u64) -> bool {
     state(l, now) == "expired"
 }
 
+/// `net`'s first address as a number, and how many addresses it has.
+fn span(net: IpNetwork) -> (u128, u128) {
+    match net {
+        IpNetwork::V4(n) => (u32::from(n.network()) as u128, 1u128 << (32 - n.prefix() as u32)),
+        IpNetwork::V6(n) => (u128::from(n.network()), 1u128.checked_shl(128 - n.prefix() as u32).unwrap_or(u128::MAX)),
+    }
+}
+
+/// The address `a` (a number) of `net`'s family.
+fn addr(net: IpNetwork, a: u128) -> IpAddr {
+    if net.is_ipv4() {
+        IpAddr::V4((a as u32).into())
+    } else {
+        IpAddr::V6(a.into())
+    }
+}
+
 /// The addresses of `net` a host may hold: not the network's own or its broadcast
 /// (IPv4 below /31), not the subnet-router anycast address (IPv6).
 fn hosts(net: IpNetwork) -> impl Iterator<Item = IpAddr> {
@@ -76,24 +86,9 @@ fn hosts(net: IpNetwork) -> impl Iterator<Item = IpAddr> {
         IpNetwork::V4(n) => n.prefix() < 31,
         IpNetwork::V6(n) => n.prefix() < 127,
     };
-    let size = match net {
-        IpNetwork::V4(n) => 1u128 << (32 - n.prefix() as u32),
-        IpNetwork::V6(n) => 1u128.checked_shl(128 - n.prefix() as u32).unwrap_or(u128::MAX),
-    };
-    let base: u128 = match net.network() {
-        IpAddr::V4(a) => u32::from(a) as u128,
-        IpAddr::V6(a) => u128::from(a),
-    };
-    let v4 = net.is_ipv4();
+    let (base, size) = span(net);
     let (first, last) = if skip_ends { (1, size - 1) } else { (0, size) };
-    (first..last).take(MAX_SCAN as usize).map(move |i| {
-        let a = base + i;
-        if v4 {
-            IpAddr::V4((a as u32).into())
-        } else {
-            IpAddr::V6(a.into())
-        }
-    })
+    (first..last).take(MAX_SCAN as usize).map(move |i| addr(net, base + i))
 }
 
 impl Leases {
@@ -245,23 +240,8 @@ impl Leases {
 
 /// Every address of a block (its ends too: only the subnet's ends are not hosts').
 fn ips_of(b: IpNetwork) -> impl Iterator<Item = IpAddr> {
-    let size = match b {
-        IpNetwork::V4(n) => 1u128 << (32 - n.prefix() as u32),
-        IpNetwork::V6(n) => 1u128.checked_shl(128 - n.prefix() as u32).unwrap_or(u128::MAX),
-    };
-    let base: u128 = match b.network() {
-        IpAddr::V4(a) => u32::from(a) as u128,
-        IpAddr::V6(a) => u128::from(a),
-    };
-    let v4 = b.is_ipv4();
-    (0..size.min(MAX_SCAN as u128)).map(move |i| {
-        let a = base + i;
-        if v4 {
-            IpAddr::V4((a as u32).into())
-        } else {
-            IpAddr::V6(a.into())
-        }
-    })
+    let (base, size) = span(b);
+    (0..size.min(MAX_SCAN as u128)).map(move |i| addr(b, base + i))
 }
 
 fn hosts_contain(net: IpNetwork, ip: IpAddr) -> bool {
