@@ -121,6 +121,9 @@ pub struct HwStats {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Link {
     pub up: bool,
+    /// The device really reports its link; false for drivers that call themselves up
+    /// whatever happens (see `Device::link` in control).
+    pub known: bool,
     pub speed_mbps: u32,
     pub full_duplex: bool,
 }
@@ -324,7 +327,8 @@ impl EthPort {
         let mut l = dpdk_sys::rte_eth_link::default();
         // SAFETY: attached port; l is a valid out-pointer.
         unsafe { dpdk_sys::rte_eth_link_get_nowait(self.id, &mut l) };
-        Link { up: l.link_status() != 0, speed_mbps: l.link_speed, full_duplex: l.link_duplex() != 0 }
+        let known = reports_link(&self.devargs);
+        Link { up: l.link_status() != 0, known, speed_mbps: l.link_speed, full_duplex: l.link_duplex() != 0 }
     }
 
     pub fn hw_stats(&self) -> HwStats {
@@ -433,4 +437,25 @@ pub fn port_by_name(name: &str) -> Option<u16> {
     // SAFETY: c is a valid C string, id a valid out-pointer.
     let ret = unsafe { dpdk_sys::rte_eth_dev_get_port_by_name(c.as_ptr(), &mut id) };
     (ret == 0).then_some(id)
+}
+
+/// Whether the driver behind `devargs` really reports its link. net_null, net_ring
+/// and net_pcap call themselves up from start to stop whatever is (or is not) behind
+/// them; net_tap asks the kernel by name in this network namespace, so once its
+/// interface is moved into a container's it reads "down" while traffic flows.
+fn reports_link(devargs: &str) -> bool {
+    let mut args = devargs.split(',');
+    // DPDK's vdev bus finds the driver by prefix (net_tap0, net_tap_vm1, ...); eth_ are
+    // the old aliases.
+    let name = args.next().unwrap_or("");
+    let driver = |d: &str| name.starts_with(&format!("net_{d}")) || name.starts_with(&format!("eth_{d}"));
+    if ["null", "ring", "pcap"].into_iter().any(driver) {
+        return false;
+    }
+    if driver("tap") {
+        if let Some(iface) = args.find_map(|a| a.strip_prefix("iface=")) {
+            return crate::kernel::sys::ifindex(iface).is_some();
+        }
+    }
+    true
 }

@@ -37,3 +37,36 @@ fn ping_and_iperf3_between_namespaces_through_the_switch() {
     assert!(drops(&a) + drops(&b) < n(&a, "rx_packets") / 100, "drops stay rare: {a} {b}");
     assert!(a["rx_bytes"].as_u64().unwrap() >= received, "the TCP payload crossed vm1's rx counter");
 }
+
+/// `port list` says what the link really is, wherever the interface went, and says
+/// "unknown" where the driver cannot tell rather than a guess.
+#[test]
+fn ports_report_the_link_their_interface_really_has() {
+    let d = Daemon::start();
+    let tap = TapVm::kernel(&d, "k1", "10.98.0.1/24", &[]);
+    let veth = TapVm::veth(&d, "k2", "10.98.0.2/24", &[]);
+    let _dpdk_tap = TapVm::add(&d, "t1", "10.98.0.3/24");
+    d.ok(&["port", "add", "n1", "net_null0"]);
+    let state = |port: &str| {
+        let ports = d.json(&["port", "list"]);
+        ports.as_array().unwrap().iter().find(|p| p["name"] == port).unwrap()["state"].as_str().unwrap().to_string()
+    };
+    let link = |vm: &TapVm, how: &str| vm.ns.exec_ok(&["ip", "link", "set", &vm.ifname, how]);
+    // The tap lives in another namespace now; we still know.
+    assert_eq!(state("k1"), "up");
+    link(&tap, "down");
+    assert_eq!(state("k1"), "down");
+    link(&tap, "up");
+    assert_eq!(state("k1"), "up");
+    // A veth's far end going down takes the carrier of ours.
+    assert_eq!(state("k2"), "up");
+    link(&veth, "down");
+    assert!(wait_until(Duration::from_secs(2), || state("k2") == "down"), "k2: {}", state("k2"));
+    link(&veth, "up");
+    assert!(wait_until(Duration::from_secs(2), || state("k2") == "up"), "k2: {}", state("k2"));
+    // DPDK's tap asks by name in our namespace, and null devices are always "up".
+    assert_eq!(state("t1"), "unknown");
+    assert_eq!(state("n1"), "unknown");
+    let shown = d.ok(&["port", "list"]);
+    assert!(shown.lines().any(|l| l.starts_with("n1 ") && l.contains("unknown")), "{shown}");
+}

@@ -45,7 +45,8 @@ pub enum PortRole {
 pub struct PortView {
     pub name: String,
     pub devargs: String,
-    /// "up", "down" or "error".
+    /// The link: "up", "down", "unknown" (running, on a driver that cannot tell: net_null,
+    /// net_ring, net_pcap, or a net_tap whose interface left this namespace), or "error".
     pub state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

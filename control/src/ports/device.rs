@@ -38,7 +38,10 @@ impl Device {
         match self {
             Device::Eth(e) => e.link(),
             // A kernel interface has no speed of its own to report.
-            Device::Kernel(k) => Link { up: k.link_up(), speed_mbps: 0, full_duplex: true },
+            Device::Kernel(k) => {
+                let up = k.link_up();
+                Link { up: up.unwrap_or(true), known: up.is_some(), speed_mbps: 0, full_duplex: true }
+            }
         }
     }
 

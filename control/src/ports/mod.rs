@@ -279,7 +279,12 @@ impl Ports {
         match &p.run {
             Ok(r) => {
                 let link = r.dev.link();
-                v.state = if link.up { "up" } else { "down" }.into();
+                v.state = match (link.known, link.up) {
+                    (false, _) => "unknown",
+                    (true, true) => "up",
+                    (true, false) => "down",
+                }
+                .into();
                 v.port_id = Some(r.dev.id());
                 v.driver = Some(r.info.driver.clone());
                 v.mac = Some(Mac(r.info.mac).to_string());

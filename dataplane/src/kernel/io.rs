@@ -34,6 +34,10 @@ pub(super) struct Queue {
 }
 
 impl Queue {
+    pub(super) fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
     pub(super) fn new(fd: OwnedFd, vnet_len: usize) -> Queue {
         Queue { fd, stash: UnsafeCell::new(Stash { m: [std::ptr::null_mut(); SEGS], empty: SEGS }), vnet_len }
     }

@@ -10,7 +10,7 @@
 //! at 64 KiB a frame the call is not what limits throughput.
 mod conf;
 mod io;
-mod sys;
+pub(crate) mod sys;
 
 pub use conf::{Backend, KernelConf};
 
@@ -31,6 +31,8 @@ pub struct KernelPort {
     /// Our side's MAC (a tap's far side and a veth have their own).
     pub mac: [u8; 6],
     mtu: u16,
+    /// The interface we attached to with AF_PACKET (it may be renamed).
+    ifindex: Option<u32>,
     queues: Box<[io::Queue]>,
     pool: Arc<PktPool>,
 }
@@ -71,6 +73,7 @@ impl KernelPort {
             None => Backend::Tap,
         };
         let (mut offloads, mut tunnel) = (true, true);
+        let mut attached = None;
         let mut fds: Vec<OwnedFd> = Vec::new();
         match backend {
             Backend::Tap => {
@@ -92,6 +95,7 @@ impl KernelPort {
             Backend::Packet => {
                 tunnel = false;
                 let ifindex = ifindex.ok_or_else(|| KernelError::NoInterface { iface: iface.clone() })?;
+                attached = Some(ifindex);
                 // The fanout group id only has to be unique on this host among our ports.
                 let fanout = (queues > 1).then_some((std::process::id() as u16) ^ (id << 8));
                 for _ in 0..queues {
@@ -110,7 +114,18 @@ impl KernelPort {
         tunnel &= offloads;
         let vnet_len = if tunnel { vnet::TUNNEL_LEN } else { vnet::LEN };
         let queues = fds.into_iter().map(|fd| io::Queue::new(fd, vnet_len)).collect();
-        Ok(KernelPort { id, iface, backend, offloads, tunnel, mac: local_mac(&conf.iface), mtu, queues, pool })
+        Ok(KernelPort {
+            id,
+            iface,
+            backend,
+            offloads,
+            tunnel,
+            mac: local_mac(&conf.iface),
+            mtu,
+            ifindex: attached,
+            queues,
+            pool,
+        })
     }
 
     pub fn queues(&self) -> u16 {
@@ -121,10 +136,13 @@ impl KernelPort {
         self.mtu
     }
 
-    /// Up with carrier; true too once the interface has left this namespace (a tap
-    /// moved into a container's), where it can no longer be asked.
-    pub fn link_up(&self) -> bool {
-        sys::link_up(&self.iface).unwrap_or(true)
+    /// Up with carrier, asked of the interface wherever it is (a tap moved into a
+    /// container's namespace included); None when it cannot be asked.
+    pub fn link_up(&self) -> Option<bool> {
+        match self.backend {
+            Backend::Tap => sys::tap_link_up(self.queues.first()?.fd()).ok(),
+            Backend::Packet => sys::link_up(&sys::ifname(self.ifindex?)?).ok(),
+        }
     }
 
     /// What `port list` shows: the offloads frames keep across this port.

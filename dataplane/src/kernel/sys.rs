@@ -80,9 +80,66 @@ pub fn set_mtu(iface: &str, mtu: u16) -> io::Result<()> {
 /// `IFF_UP` and `IFF_RUNNING` (carrier) of the interface.
 pub fn link_up(iface: &str) -> io::Result<bool> {
     let mut r = IfReq::new(iface)?;
-    ifreq_ioctl(libc::SIOCGIFFLAGS, &mut r)?;
+    flags_up(&mut r)
+}
+
+fn flags_up(r: &mut IfReq) -> io::Result<bool> {
+    ifreq_ioctl(libc::SIOCGIFFLAGS, r)?;
     let flags = i16::from_ne_bytes([r.data[0], r.data[1]]) as i32;
     Ok(flags & libc::IFF_UP != 0 && flags & libc::IFF_RUNNING != 0)
+}
+
+/// The name of the interface at `ifindex` in this namespace (a veth may be renamed
+/// after we attached to it).
+pub fn ifname(ifindex: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IFNAMSIZ];
+    // SAFETY: buf holds IFNAMSIZ bytes, as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: if_indextoname wrote a NUL-terminated name into buf.
+    Some(unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
+}
+
+/// `_IOR('T', 210, unsigned int)` and `_IO('T', 227)` from linux/if_tun.h.
+const TUNGETIFF: libc::Ioctl = 0x8004_54d2;
+const TUNGETDEVNETNS: libc::Ioctl = 0x54e3;
+
+/// Up with carrier, for the tap behind `tap`, wherever it now lives: taps are made
+/// to be moved into a container's namespace, where this namespace's ioctls no longer
+/// find them. The tap names its current namespace (Linux 5.2+); there a short-lived
+/// thread joins it to ask, so the calling thread's own namespace never changes.
+pub fn tap_link_up(tap: &OwnedFd) -> io::Result<bool> {
+    let mut r = IfReq { name: [0; libc::IFNAMSIZ], data: [0; 24] };
+    // SAFETY: TUNGETIFF fills an ifreq; `r` is valid and large enough.
+    check(unsafe { libc::ioctl(tap.as_raw_fd(), TUNGETIFF, &mut r as *mut IfReq) })?;
+    // SAFETY: TUNGETDEVNETNS takes no argument and returns a new fd we then own.
+    let ns = check(unsafe { libc::ioctl(tap.as_raw_fd(), TUNGETDEVNETNS) })?;
+    // SAFETY: ns was just opened for us and nothing else owns it.
+    let ns = unsafe { OwnedFd::from_raw_fd(ns) };
+    if same_file(&ns, c"/proc/thread-self/ns/net")? {
+        return flags_up(&mut r);
+    }
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            // SAFETY: setns on this thread only, with a namespace fd we own.
+            check(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) })?;
+            flags_up(&mut r)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the namespace probe thread panicked")))
+    })
+}
+
+fn same_file(fd: &OwnedFd, path: &std::ffi::CStr) -> io::Result<bool> {
+    // SAFETY: stat is plain data; zero is a valid value.
+    let (mut a, mut b): (libc::stat, libc::stat) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+    // SAFETY: valid fd and out-pointer.
+    check(unsafe { libc::fstat(fd.as_raw_fd(), &mut a) })?;
+    // SAFETY: valid C string and out-pointer.
+    check(unsafe { libc::stat(path.as_ptr(), &mut b) })?;
+    Ok((a.st_dev, a.st_ino) == (b.st_dev, b.st_ino))
 }
 
 fn nonblocking(fd: &OwnedFd) -> io::Result<()> {
