@@ -107,23 +107,6 @@ impl<'de> Deserialize<'de> for Request {
     }
 }
 
-impl Request {
-    /// Requests that change the desired state (and are written to disk before the reply).
-    pub fn is_change(&self) -> bool {
-        matches!(
-            self,
-            Request::Port(PortRequest::PortAdd(_) | PortRequest::PortDel { .. })
-                | Request::Xconnect(_)
-                | Request::Cni(
-                    CniRequest::CniAdd(_)
-                        | CniRequest::CniDel(_)
-                        | CniRequest::CniGc { .. }
-                        | CniRequest::IpamRelease { .. }
-                )
-        )
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Response {
     pub ok: bool,

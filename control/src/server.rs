@@ -228,7 +228,7 @@ async fn refuse(stream: UnixStream) {
 }
 
 async fn client(stream: UnixStream, jobs: mpsc::Sender<Job>, _slot: OwnedSemaphorePermit, budget: Arc<AtomicUsize>) {
-    let peer = stream.peer_cred().map_or(Peer::default(), |c| Peer { uid: Some(c.uid()), pid: c.pid() });
+    let peer = stream.peer_cred().map_or(Peer::default(), |c| Peer::from_cred(c.uid(), c.pid()));
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
     let mut line = Vec::new();
@@ -280,7 +280,7 @@ async fn client(stream: UnixStream, jobs: mpsc::Sender<Job>, _slot: OwnedSemapho
         let resp = match request {
             Ok(req) => {
                 let (tx, rx) = oneshot::channel();
-                if jobs.send(Job { request: req, peer, reply: tx }).await.is_err() {
+                if jobs.send(Job { request: req, peer: peer.clone(), reply: tx }).await.is_err() {
                     return;
                 }
                 rx.await.unwrap_or_else(|_| Response::err("vswitchd is shutting down"))

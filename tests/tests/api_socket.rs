@@ -134,20 +134,36 @@ fn kill_9_at_random_moments_loses_no_acknowledged_change() {
     assert!(!acked.is_empty(), "seed {seed}: the test made changes");
 }
 
-/// Who changed what: every accepted change is logged with the uid and pid the kernel
-/// gives for the client's end of the socket (SO_PEERCRED), and so is every refusal.
+/// Who changed what: every request that may change something is logged once, with
+/// the answer it got, the uid and pid the kernel gives for the client's end of the
+/// socket (SO_PEERCRED) and the program's name; reads are not. With `--log-format
+/// json` each line is one JSON object a log shipper can take apart.
 #[test]
-fn changes_are_logged_with_the_clients_credentials() {
-    let d = Daemon::start();
+fn changes_are_logged_once_with_the_clients_credentials_and_the_outcome() {
+    let d =
+        Daemon::start_with(DaemonOpts { extra_args: vec!["--log-format".into(), "json".into()], ..Default::default() });
     d.ok(&["network", "add", "5"]);
     d.err(&["port", "del", "nosuch"]);
+    d.ok(&["conntrack", "flush"]);
+    d.ok(&["network", "list"]);
+    d.ok(&["port", "list"]);
     let log = d.log_text();
-    let line = log.lines().find(|l| l.contains("put networks [5]")).unwrap_or_else(|| panic!("no audit line:\n{log}"));
-    assert!(line.contains("audit") && line.contains("uid 0 pid "), "{line}");
-    assert!(
-        log.lines().any(|l| l.contains("refused") && l.contains("nosuch") && l.contains("from uid 0 pid ")),
-        "{log}"
-    );
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
+        .collect();
+    let audit: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["target"] == "audit").map(|l| &l["fields"]).collect();
+    let cmds: Vec<&str> = audit.iter().map(|a| a["cmd"].as_str().unwrap()).collect();
+    assert_eq!(cmds, ["network_add", "port_del", "conntrack_flush"], "{log}");
+    for a in &audit {
+        assert_eq!((&a["uid"], &a["user"], &a["comm"]), (&0.into(), &"root".into(), &"vswitchctl".into()), "{a}");
+        assert!(a["pid"].as_i64().unwrap() > 1, "{a}");
+    }
+    assert_eq!((&audit[0]["result"], &audit[0]["changes"]), (&"ok".into(), &"put networks [5]".into()));
+    assert_eq!(audit[1]["result"], "refused");
+    assert!(audit[1]["error"].as_str().unwrap().contains("nosuch"), "{}", audit[1]);
+    assert_eq!(audit[2]["result"], "ok");
 }
 
 /// Clients that connect and never speak, stop mid-line, nest JSON past any sense or

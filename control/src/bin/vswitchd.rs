@@ -35,6 +35,10 @@ struct Args {
     /// Log filter: error, warn, info, debug, trace, or a tracing directive.
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// Log lines as text, or as one JSON object each (fields: timestamp, level, target,
+    /// fields.message and the event's own fields; the audit trail is target "audit").
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     /// Packet buffers in the mempool.
     #[arg(long, default_value_t = 32768)]
     mbufs: u32,
@@ -74,6 +78,12 @@ struct Args {
     eal: Vec<String>,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 const HUGEPAGE_HINT: &str = "hint: DPDK needs memory. Reserve hugepages with
   echo 512 > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
   mkdir -p /dev/hugepages; mountpoint -q /dev/hugepages || mount -t hugetlbfs nodev /dev/hugepages
@@ -86,7 +96,11 @@ fn main() -> ExitCode {
         eprintln!("vswitchd: --log-level {:?} is not a valid filter; using info", args.log_level);
         tracing_subscriber::EnvFilter::new("info")
     });
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -13,7 +13,7 @@ use crate::{
     api::{AclRequest, OverlayRequest, Request, Response, ServiceRequest},
     ports::api::PortRole,
     state::DesiredState,
-    switch::{Peer, Switch},
+    switch::Switch,
 };
 
 impl Switch {
@@ -211,7 +211,7 @@ impl Switch {
 
     /// Hands a write of the shared state to the agent, which answers `reply` once the
     /// store has it (or has refused it).
-    pub(crate) fn cluster_write(&self, req: ClusterRequest, peer: Peer, reply: tokio::sync::oneshot::Sender<Response>) {
+    pub(crate) fn cluster_write(&self, req: ClusterRequest, reply: tokio::sync::oneshot::Sender<Response>) {
         let write = match req {
             ClusterRequest::ClusterDump => Write::Dump,
             ClusterRequest::ClusterApply { state, dry_run } => Write::Apply { state, dry_run },
@@ -232,9 +232,6 @@ impl Switch {
                 return;
             }
         };
-        if !matches!(write, Write::Dump) {
-            tracing::info!(target: "audit", "{peer}: cluster write {write:?}");
-        }
         self.cluster.write(write, reply);
     }
 

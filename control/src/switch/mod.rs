@@ -8,6 +8,7 @@
 //! published once, and only then do the replies leave. A change whose record did not
 //! reach the disk is taken back, with the rest of its batch, and refused.
 mod apply;
+mod audit;
 mod ports;
 mod publish;
 mod report;
@@ -39,6 +40,9 @@ use pipelines::{
 use std::{sync::Arc, time::Instant};
 use tokio::sync::oneshot;
 
+use audit::Audit;
+pub use audit::Peer;
+
 /// A request that was refused: the text the user sees.
 pub type Refusal = String;
 /// What a request gets back.
@@ -48,23 +52,6 @@ pub struct Job {
     pub request: Request,
     pub peer: Peer,
     pub reply: oneshot::Sender<Response>,
-}
-
-/// Who is at the other end of an API connection, as the kernel says (SO_PEERCRED).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Peer {
-    pub uid: Option<u32>,
-    pub pid: Option<i32>,
-}
-
-impl std::fmt::Display for Peer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.uid, self.pid) {
-            (Some(u), Some(p)) => write!(f, "uid {u} pid {p}"),
-            (Some(u), None) => write!(f, "uid {u}"),
-            _ => write!(f, "an unknown peer"),
-        }
-    }
 }
 
 pub struct Switch {
@@ -98,6 +85,8 @@ struct Held {
     result: Reply,
     /// It staged journal records (so it fails if they cannot be written).
     staged: bool,
+    /// Logged with the answer, for a request that may change something.
+    audit: Option<Audit>,
 }
 
 pub(crate) fn to_value<T: serde::Serialize>(v: &T) -> serde_json::Value {
@@ -334,27 +323,30 @@ impl Switch {
                 self.capture_start(spec, reply).await;
                 continue;
             }
+            let audit = Audit::of(&req, &peer);
             if let Request::Cluster(r) = req {
                 // Writes of the shared state: answered by the agent once the store has them.
-                self.cluster_write(r, peer, reply);
+                let reply = match audit {
+                    Some(a) => a.follow(reply),
+                    None => reply,
+                };
+                self.cluster_write(r, reply);
                 continue;
             }
             if matches!(req, Request::Apply(ApplyRequest::Apply { .. })) {
                 // A whole new state is written as a snapshot: what came before goes first.
                 self.settle(&mut held).await;
             }
-            let change = req.is_change();
-            let what = if change { format!("{req:?}") } else { String::new() };
             let before = self.store.staged_len();
             let result = self.handle(req).await;
             let staged = self.store.staged_len() > before;
-            match &result {
-                Err(e) if change => tracing::warn!("refused {what} from {peer}: {e}"),
-                // Who changed what: the audit trail (`--log-level info,audit=warn` to quiet it).
-                Ok(_) if staged => tracing::info!(target: "audit", "{peer}: {}", self.store.staged_summary(before)),
-                _ => {}
-            }
-            held.push(Held { reply, result, staged });
+            let audit = audit.map(|mut a| {
+                if staged {
+                    a.changes = self.store.staged_summary(before);
+                }
+                a
+            });
+            held.push(Held { reply, result, staged, audit });
         }
         self.settle(&mut held).await;
     }
@@ -415,10 +407,14 @@ impl Switch {
         }
         self.cluster_tell();
         for h in held.drain(..) {
-            let _ = h.reply.send(match h.result {
+            let response = match h.result {
                 Ok(v) => Response::ok(v),
                 Err(e) => Response::err(e),
-            });
+            };
+            if let Some(a) = &h.audit {
+                a.log(&response);
+            }
+            let _ = h.reply.send(response);
         }
         // The batch is durable and answered; folding the journal into the snapshot can
         // wait until then.
