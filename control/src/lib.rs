@@ -25,6 +25,7 @@ pub mod capture;
 pub mod cluster;
 pub mod cni;
 pub mod conntrack;
+pub mod doctor;
 pub mod endpoints;
 pub mod overlay;
 pub mod ports;

@@ -9,6 +9,7 @@ use control::{
     cluster::cli::ClusterCmd,
     cni::cli::{AttachmentCmd, IpamCmd},
     conntrack::cli::ConntrackCmd,
+    doctor::cli::DoctorCmd,
     endpoints::cli::EndpointCmd,
     overlay::cli::OverlayCmd,
     ports::cli::PortCmd,
@@ -98,6 +99,8 @@ enum Cmd {
     Trace(TraceCmd),
     #[command(flatten)]
     Capture(CaptureCmd),
+    #[command(flatten)]
+    Doctor(DoctorCmd),
     /// Print a shell completion script: vswitchctl completion bash > /etc/bash_completion.d/vswitchctl
     Completion {
         #[arg(value_enum)]
@@ -130,6 +133,7 @@ fn main() -> ExitCode {
         Cmd::Apply(c) => c,
         Cmd::Trace(c) => c,
         Cmd::Capture(c) => c,
+        Cmd::Doctor(c) => c,
     };
     if cli.cluster {
         use control::{

@@ -73,6 +73,10 @@ struct Args {
     /// TLS to etcd: the client certificate's private key (PEM).
     #[arg(long, value_name = "FILE", requires = "cluster_cert")]
     cluster_key: Option<PathBuf>,
+    /// Check the host for what this configuration needs (as `vswitchctl doctor` does),
+    /// print the findings and exit: 0 fine, 1 warnings, 2 errors. Starts nothing.
+    #[arg(long)]
+    check: bool,
     /// EAL arguments (after --).
     #[arg(last = true)]
     eal: Vec<String>,
@@ -100,6 +104,9 @@ fn main() -> ExitCode {
     match args.log_format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
+    }
+    if args.check {
+        return ExitCode::from(check(&args));
     }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -181,6 +188,33 @@ fn run(args: Args) -> Result<(), String> {
     eal_for_cleanup.cleanup();
     tracing::info!("vswitchd stopped");
     outcome
+}
+
+/// `--check`: doctor's findings for what these arguments would start.
+fn check(args: &Args) -> u8 {
+    use control::doctor::{self, host::Host, plan::Plan, Finding, Severity};
+    let host = Host::default();
+    let options: Vec<String> = [
+        ("--mbufs", args.mbufs.to_string()),
+        ("--db", args.db.display().to_string()),
+        ("--socket", args.socket.display().to_string()),
+    ]
+    .into_iter()
+    .flat_map(|(k, v)| [k.to_string(), v])
+    .collect();
+    let plan = Plan::configured("these arguments".into(), &options, &args.eal, &host.online_cpus());
+    let ports = doctor::cli::state_ports(&args.db);
+    let plan = plan.with_ports(&ports);
+    let mut findings = doctor::examine(&plan, &host);
+    if let Err(e) = server::check_socket_free(&args.socket) {
+        findings.insert(
+            0,
+            Finding::bad("daemon", Severity::Error, e, "a second switch cannot share the API socket")
+                .fix("stop the running one (systemctl stop vswitchd), or give this one --socket"),
+        );
+    }
+    print!("{}", doctor::render(&plan, &findings));
+    doctor::exit_status(&findings)
 }
 
 /// `--cluster`, `--node` and `--cluster-prefix`, checked.

@@ -20,8 +20,8 @@ use pipelines::{wire::Mac, DropReason, PortId};
 use std::sync::Arc;
 
 /// Descriptors per rx and tx queue.
-const RX_DESC: u16 = 1024;
-const TX_DESC: u16 = 1024;
+pub(crate) const RX_DESC: u16 = 1024;
+pub(crate) const TX_DESC: u16 = 1024;
 
 /// What the other features need to know about a port.
 #[derive(Debug, Clone)]
