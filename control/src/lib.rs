@@ -17,6 +17,7 @@ pub mod services;
 pub mod state;
 pub mod store;
 pub mod switch;
+pub mod systemd;
 
 // The features, one line each.
 pub mod acl;

@@ -177,6 +177,7 @@ pub async fn serve(
         }
     });
     tracing::info!("serving the API on {}", socket.display());
+    crate::systemd::notify(&format!("READY=1\nSTATUS=serving the API on {}", socket.display()));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     // Learn events and ARP answers come back to the cores within about this long.
     let mut poll = tokio::time::interval(Duration::from_millis(5));
@@ -210,6 +211,7 @@ pub async fn serve(
             _ = &mut shutdown => break,
         }
     }
+    crate::systemd::notify("STOPPING=1");
     acceptor.abort();
     if let Some(s) = scraper {
         s.abort();

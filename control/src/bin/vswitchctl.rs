@@ -32,7 +32,7 @@ use std::{path::PathBuf, process::ExitCode};
 ///   vswitchctl --json port stats vm1
 ///   vswitchctl --cluster service add web --vni 100 --vip 10.1.0.100:80 --proto tcp --backend 10.1.0.11:80
 #[derive(Parser, Debug)]
-#[command(version, verbatim_doc_comment)]
+#[command(name = "vswitchctl", version, verbatim_doc_comment)]
 struct Cli {
     /// vswitchd's API socket.
     #[arg(long, env = "VSWITCH_SOCKET", default_value = DEFAULT_SOCKET, global = true)]
@@ -106,6 +106,9 @@ enum Cmd {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the manual page (roff), for packaging: vswitchctl manpage > vswitchctl.8
+    #[command(hide = true)]
+    Manpage,
 }
 
 fn main() -> ExitCode {
@@ -116,6 +119,14 @@ fn main() -> ExitCode {
             use clap::CommandFactory;
             clap_complete::generate(*shell, &mut Cli::command(), "vswitchctl", &mut std::io::stdout());
             return ExitCode::SUCCESS;
+        }
+        Cmd::Manpage => {
+            use clap::CommandFactory;
+            let man = clap_mangen::Man::new(Cli::command()).section("8");
+            return match man.render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => ctl.fail(1, &format!("cannot write the manual page: {e}")),
+            };
         }
         Cmd::Stats(c) => c,
         Cmd::Port(c) => c,

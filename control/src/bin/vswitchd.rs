@@ -17,7 +17,7 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 ///   vswitchd -- -l 0-1 --no-huge -m 512 --no-pci         # no hugepages, virtual devices only
 ///   vswitchd --socket /tmp/vs.sock --db /tmp/vs.json -- -l 0-1 --file-prefix vs2
 #[derive(Parser, Debug)]
-#[command(version, verbatim_doc_comment)]
+#[command(name = "vswitchd", version, verbatim_doc_comment)]
 struct Args {
     /// API socket (mode 0600).
     #[arg(long, default_value = DEFAULT_SOCKET)]
@@ -77,6 +77,9 @@ struct Args {
     /// print the findings and exit: 0 fine, 1 warnings, 2 errors. Starts nothing.
     #[arg(long)]
     check: bool,
+    /// Print the manual page (roff) and exit, for packaging.
+    #[arg(long, hide = true)]
+    manpage: bool,
     /// EAL arguments (after --).
     #[arg(last = true)]
     eal: Vec<String>,
@@ -104,6 +107,17 @@ fn main() -> ExitCode {
     match args.log_format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
+    }
+    if args.manpage {
+        use clap::CommandFactory;
+        let man = clap_mangen::Man::new(Args::command()).section("8");
+        return match man.render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("vswitchd: cannot write the manual page: {e}");
+                ExitCode::from(1)
+            }
+        };
     }
     if args.check {
         return ExitCode::from(check(&args));
