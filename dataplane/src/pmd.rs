@@ -337,7 +337,9 @@ impl Core<'_> {
         let from_vm = matches!(slot.role, Role::Vm { .. });
         let rate = snap.sflow_sampling;
         if rate != 0 {
-            self.counters.ports[port as usize].sflow_pool.add(n as u64);
+            let pool = &self.counters.ports[port as usize].sflow_pool;
+            let before = pool.get();
+            pool.add(n as u64);
             let mut picks = [0u8; BURST];
             let mut np = 0;
             self.sampler.sample_burst(port, rate, n, |i| {
@@ -345,7 +347,9 @@ impl Core<'_> {
                 np += 1;
             });
             for &i in &picks[..np] {
-                self.sample(snap, port, from_vm, i as usize);
+                // The pool as the sample is taken: collectors renormalise by its growth
+                // from one sample to the next.
+                self.sample(snap, port, from_vm, i as usize, (before + i as u64 + 1) as u32);
             }
         }
         let mut i = 0;
@@ -479,7 +483,7 @@ impl Core<'_> {
     /// An sFlow sample of packet i, as the VM sent it (before encapsulation) or gets it
     /// (after decapsulation), with where the stages sent it.
     #[cold]
-    fn sample(&mut self, snap: &Snapshot, port: u16, from_vm: bool, i: usize) {
+    fn sample(&mut self, snap: &Snapshot, port: u16, from_vm: bool, i: usize, sample_pool: u32) {
         let m = &self.meta[i];
         let f = self.frames[i];
         let uplink = snap.l2.vtep.map(|v| v.uplink);
@@ -496,7 +500,7 @@ impl Core<'_> {
             input: port,
             output,
             sampling_rate: snap.sflow_sampling,
-            sample_pool: 0,
+            sample_pool,
             drops: 0,
             frame_length: (f.len() - skip) as u32,
             vlan: m.vlan_tci,

@@ -1,9 +1,33 @@
-//! sFlow v5 export read by a real decoder (tshark's sFlow dissector): datagram and
+//! sFlow v5 export read by real decoders: tshark's sFlow dissector (datagram and
 //! sample fields, headers equal to the packets sent, per-flow estimates within the
-//! 4-sigma bound of the truth, and counter samples that agree with `port stats`.
+//! 4-sigma bound of the truth, and counter samples that agree with `port stats`), and
+//! pmacct's sfacctd, the collector operators run, renormalising samples into traffic.
 use serde_json::json;
 use std::{collections::HashMap, time::Duration};
 use vswitch_tests::*;
+
+/// A switch that sends the `total` frames of `input` from vm1 to vm2, sampling 1 in
+/// 100 for a collector on `port`, until a counter sample has followed the traffic;
+/// then export stops (counter samples would keep coming every second). Returns the
+/// switch and vm1's and vm2's counters.
+fn export(input: &std::path::Path, port: u32, total: u64) -> (Daemon, (serde_json::Value, serde_json::Value)) {
+    let db = json!({
+        "format": 1,
+        "networks": [{"vni": 100}],
+        "fib": [{"vni": 100, "mac": "02:00:00:00:02:01", "port": "vm2"}],
+        "ports": [
+            {"name": "vm1", "role": "vm", "vni": 100, "devargs": format!("net_pcap0,rx_pcap={}", input.display())},
+            {"name": "vm2", "role": "vm", "vni": 100, "devargs": "net_null0,no-rx=1"}
+        ],
+        "sflow": {"collectors": [format!("127.0.0.1:{port}")], "sampling": 100, "polling": 1, "agent": "10.9.9.9"}
+    });
+    let d = Daemon::start_with(DaemonOpts { db: Some(db.to_string()), mbufs: Some(65536), ..Default::default() });
+    assert!(wait_until(Duration::from_secs(60), || d.counter("vm1", "rx_packets") == total), "{}", d.port_stats("vm1"));
+    std::thread::sleep(Duration::from_millis(2500));
+    let stats = (d.port_stats("vm1"), d.port_stats("vm2"));
+    d.ok(&["sflow", "off"]);
+    (d, stats)
+}
 
 #[test]
 fn samples_and_counters_reach_a_collector_and_estimate_the_truth() {
@@ -31,22 +55,7 @@ fn samples_and_counters_reach_a_collector_and_estimate_the_truth() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    let db = json!({
-        "format": 1,
-        "networks": [{"vni": 100}],
-        "fib": [{"vni": 100, "mac": "02:00:00:00:02:01", "port": "vm2"}],
-        "ports": [
-            {"name": "vm1", "role": "vm", "vni": 100, "devargs": format!("net_pcap0,rx_pcap={}", input.display())},
-            {"name": "vm2", "role": "vm", "vni": 100, "devargs": "net_null0,no-rx=1"}
-        ],
-        "sflow": {"collectors": [format!("127.0.0.1:{port}")], "sampling": 100, "polling": 1, "agent": "10.9.9.9"}
-    });
-    let d = Daemon::start_with(DaemonOpts { db: Some(db.to_string()), mbufs: Some(65536), ..Default::default() });
-    assert!(wait_until(Duration::from_secs(60), || d.counter("vm1", "rx_packets") == total), "{}", d.port_stats("vm1"));
-    std::thread::sleep(Duration::from_millis(2500)); // a counter sample after the traffic
-    let stats = (d.port_stats("vm1"), d.port_stats("vm2"));
-    // Counter samples keep coming every second: stop the export so the collector goes idle.
-    d.ok(&["sflow", "off"]);
+    let (d, stats) = export(&input, port, total);
     let show = d.json(&["sflow", "show"]);
     let datagrams: u64 = String::from_utf8_lossy(&collector.wait_with_output().unwrap().stdout).trim().parse().unwrap();
     assert_eq!(show["samples_lost"], 0, "{show}");
@@ -122,4 +131,100 @@ fn samples_and_counters_reach_a_collector_and_estimate_the_truth() {
     assert_eq!(last_vm1[1], stats.0["rx_packets"].to_string());
     assert_eq!(last_vm1[2], stats.0["rx_bytes"].to_string());
     assert_eq!(stats.1["tx_packets"], stats.0["rx_packets"]);
+}
+
+/// The same export read by pmacct's sfacctd, the collector operators run: with
+/// renormalisation it turns each flow's samples back into packets, within 3 sigma of
+/// what was sent, and its counter records carry the ports' counters.
+#[test]
+fn sfacctd_renormalises_our_samples_to_the_traffic_sent() {
+    let dir = TempDir::new("sfacctd");
+    let input = dir.path("flows.pcap");
+    let flows = python("gen_flows.py", &[input.to_str().unwrap(), "10", "20000"]);
+    let truth: HashMap<u16, u64> = flows
+        .lines()
+        .enumerate()
+        .map(|(k, l)| (1000 + k as u16, l.split_once(' ').unwrap().1.parse().unwrap()))
+        .collect();
+    let total: u64 = truth.values().sum();
+    let port = 20000 + (std::process::id() + 7) % 20000;
+    let conf = dir.path("sfacctd.conf");
+    let (flows_out, counters_out) = (dir.path("flows.json"), dir.path("counters.json"));
+    std::fs::write(
+        &conf,
+        format!(
+            "daemonize: false\nsfacctd_ip: 127.0.0.1\nsfacctd_port: {port}\nsfacctd_renormalize: true\n\
+             plugins: print[flows]\naggregate[flows]: src_host, dst_host, proto, src_port, dst_port\n\
+             print_output[flows]: json\nprint_output_file[flows]: {}\nprint_output_file_append[flows]: true\n\
+             print_refresh_time[flows]: 1\nsfacctd_counter_output: json\nsfacctd_counter_file: {}\n",
+            flows_out.display(),
+            counters_out.display()
+        ),
+    )
+    .unwrap();
+    let mut collector = std::process::Command::new("sfacctd")
+        .args(["-f", conf.to_str().unwrap()])
+        .stdout(std::fs::File::create(dir.path("sfacctd.log")).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sfacctd (apt install pmacct)");
+    std::thread::sleep(Duration::from_millis(1000));
+    let (d, stats) = export(&input, port, total);
+    // The print plugin writes what it gathered every second.
+    std::thread::sleep(Duration::from_millis(2500));
+    let _ = std::process::Command::new("kill").args(["-INT", &collector.id().to_string()]).status();
+    let _ = collector.wait();
+    let mut per_flow: HashMap<u16, f64> = HashMap::new();
+    for line in std::fs::read_to_string(&flows_out).unwrap_or_default().lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(
+            (&r["ip_src"], &r["ip_dst"], &r["ip_proto"]),
+            (&json!("10.1.0.1"), &json!("10.1.0.2"), &json!("udp"))
+        );
+        *per_flow.entry(r["port_src"].as_u64().unwrap() as u16).or_default() += r["packets"].as_f64().unwrap();
+    }
+    // sfacctd weighs each sample by the growth of the sample pool since the one before
+    // (a skip drawn uniformly from 1..2N-1, mean N, mean square 4N^2/3), so a flow of C
+    // packets is estimated with variance about 4NC/3. Each flow is within 4 sigma, and
+    // the ten together pass a chi-square test at p = 0.001 (10 degrees of freedom).
+    let n = 100.0;
+    let mut chi2 = 0.0;
+    for (flow, &count) in &truth {
+        let est = per_flow.get(flow).copied().unwrap_or(0.0);
+        let sigma = (4.0 * n * count as f64 / 3.0).sqrt();
+        let z = (est - count as f64) / sigma;
+        assert!(z.abs() <= 4.0, "flow {flow}: {count} sent, sfacctd estimates {est} ({z:.1} sigma): {per_flow:?}");
+        chi2 += z * z;
+    }
+    assert!(chi2 <= 29.59, "chi-square {chi2:.1} over 10 flows: {per_flow:?} for {truth:?}");
+    // The weights add up to the pool: all the packets, but for the first sample's
+    // (weighed by the rate alone) and those after the last.
+    let estimated: f64 = per_flow.values().sum();
+    assert!((estimated - total as f64).abs() <= 4.0 * n, "{estimated} estimated of {total}");
+    eprintln!("sfacctd: chi-square {chi2:.1} over 10 flows; {estimated} packets estimated of {total}");
+
+    // Counter records: the last of each port agrees with port stats.
+    let counters: Vec<serde_json::Value> = std::fs::read_to_string(&counters_out)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|r: &serde_json::Value| r["sf_cnt_type"] == "sflow_cnt_generic")
+        .collect();
+    let index = |port: &str| {
+        d.json(&["port", "list"]).as_array().unwrap().iter().find(|p| p["name"] == port).unwrap()["port_id"]
+            .as_u64()
+            .unwrap()
+            + 1
+    };
+    let last = |i: u64| {
+        counters
+            .iter()
+            .rfind(|r| r["ifIndex"] == i)
+            .unwrap_or_else(|| panic!("no counter record of ifIndex {i}"))
+            .clone()
+    };
+    let (vm1, vm2) = (last(index("vm1")), last(index("vm2")));
+    assert_eq!((&vm1["ifInUcastPkts"], &vm1["ifInOctets"]), (&stats.0["rx_packets"], &stats.0["rx_bytes"]));
+    assert_eq!((&vm2["ifOutUcastPkts"], &vm2["ifOutOctets"]), (&stats.1["tx_packets"], &stats.1["tx_bytes"]));
+    assert_eq!(vm1["ifStatus"], 3, "admin and operational status up");
 }

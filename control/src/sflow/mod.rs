@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod api;
 pub mod cli;
+mod pool;
 
 use crate::{
     feature::{Ctx, Feature, Handled, Tables},
@@ -35,6 +36,7 @@ struct Runtime {
     spec: SflowSpec,
     collectors: Vec<Collector>,
     agent: Agent,
+    pools: pool::Pools,
     last_poll: Instant,
 }
 
@@ -49,7 +51,13 @@ impl Runtime {
                 Collector { addr, sock, quiet_until: None }
             })
             .collect();
-        Ok(Runtime { spec, collectors, agent: Agent::new(agent, 0), last_poll: Instant::now() })
+        Ok(Runtime {
+            spec,
+            collectors,
+            agent: Agent::new(agent, 0),
+            pools: pool::Pools::default(),
+            last_poll: Instant::now(),
+        })
     }
 
     /// Sends what is pending to every collector. Sockets never block; a collector that
@@ -121,19 +129,20 @@ impl Sflow {
 
     /// Takes the cores' samples and encodes them (or drops them if export is off).
     pub fn drain(&mut self, shared: &Shared) {
-        // The input port's totals over every core, read only when a sample is there.
+        // A port's sample pool is the sum over cores of each core's pool as of its
+        // latest sample: it only grows, and from one sample to the next it grows by the
+        // packets that sample stands for, which is what collectors renormalise by
+        // (pmacct's sfacctd multiplies each sample by the pool's growth over the
+        // sequence number's). Pools read now instead would put a whole drain's packets
+        // on its first sample and none on the rest.
         let counters = &shared.counters;
-        let totals = |id: u16| -> (u32, u32) {
-            let i = id as usize;
-            let pool: u64 = counters.iter().map(|c| c.ports[i].sflow_pool.get()).sum();
-            let drops: u64 = counters.iter().map(|c| c.ports[i].sflow_drops.get()).sum();
-            (pool as u32, drops as u32)
-        };
-        for ring in shared.sflow.iter() {
+        let drops =
+            |id: u16| -> u32 { counters.iter().map(|c| c.ports[id as usize].sflow_drops.get()).sum::<u64>() as u32 };
+        for (core, ring) in shared.sflow.iter().enumerate() {
             while let Some(s) = ring.pop() {
                 let Some(rt) = self.run.as_mut() else { continue };
-                let (pool, drops) = totals(s.input);
-                rt.agent.flow(&s, s.input as u32 + 1, s.output, pool, drops);
+                let pool = rt.pools.seen(core, s.input, s.sample_pool);
+                rt.agent.flow(&s, s.input as u32 + 1, s.output, pool, drops(s.input));
                 self.stats.flow_samples += 1;
             }
         }
