@@ -9,7 +9,7 @@ die() { echo "error: $*" >&2; exit 1; }
 PACKAGES="dpdk dpdk-dev libdpdk-dev pkg-config gcc g++ libclang1-14 libclang-common-14-dev libpcap-dev
           python3 python3-scapy python3-prometheus-client tshark iputils-ping iperf3 iproute2 procps ethtool
           nftables conntrack containernetworking-plugins podman containerd busybox-static
-          protobuf-compiler etcd-server etcd-client dpkg-dev systemd pmacct"
+          protobuf-compiler etcd-server etcd-client dpkg-dev systemd pmacct prometheus"
 
 install_packages() {
     local missing=""

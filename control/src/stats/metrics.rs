@@ -4,7 +4,7 @@
 //! One route and no keep-alive, so a few lines over tokio's TCP listener serve it; the
 //! switch task renders the page, as it answers any other request.
 use super::api::{CoreView, MempoolView, LATENCY_WINDOW_S};
-use crate::ports::api::PortStatsView;
+use crate::ports::api::{PortStatsView, PortView};
 use std::fmt::Write;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -124,6 +124,47 @@ pub fn render(ports: &[PortStatsView], cores: &[CoreView], mempool: &MempoolView
         "counter",
         "Packets a running capture saw but could not copy (its buffers were all in use).",
         &mut [(String::new(), capture_lost as f64)].into_iter(),
+    );
+    out
+}
+
+/// What each port is and whether its link is up, and what is running: for joins
+/// and alerts (`vswitch_port_up == 0`). A port whose driver cannot tell its link
+/// (`port list` says unknown) has no `vswitch_port_up`.
+pub fn render_info(ports: &[PortView], version: &str, dpdk: &str) -> String {
+    let mut out = String::new();
+    family(
+        &mut out,
+        "vswitch_build_info",
+        "gauge",
+        "The running vswitchd's version and the DPDK it runs on (always 1).",
+        [(labels(&[("version", version), ("dpdk", dpdk)]), 1)],
+    );
+    let role = |p: &PortView| match (p.role, p.vni) {
+        (Some(crate::ports::api::PortRole::Uplink), _) => "uplink".to_string(),
+        (_, Some(_)) => "vm".to_string(),
+        _ => String::new(),
+    };
+    family(
+        &mut out,
+        "vswitch_port_info",
+        "gauge",
+        "Each port: its driver, role and VNI (always 1).",
+        ports.iter().map(|p| {
+            let vni = p.vni.map(|v| v.to_string()).unwrap_or_default();
+            let driver = p.driver.clone().unwrap_or_default();
+            (labels(&[("port", &p.name), ("driver", &driver), ("role", &role(p)), ("vni", &vni)]), 1)
+        }),
+    );
+    family(
+        &mut out,
+        "vswitch_port_up",
+        "gauge",
+        "1 while the port runs with its link up, 0 while its link is down or it failed to start.",
+        ports
+            .iter()
+            .filter(|p| p.state != "unknown")
+            .map(|p| (labels(&[("port", &p.name)]), u8::from(p.state == "up"))),
     );
     out
 }

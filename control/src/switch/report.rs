@@ -94,6 +94,7 @@ impl Switch {
         let ports = self.ports.stats(None).unwrap_or_default();
         let lost = self.shared.counters.iter().map(|c| c.capture_lost.get()).sum();
         metrics::render(&ports, &self.core_views(), &self.mempool(), lost)
+            + &metrics::render_info(&self.port_views(), env!("CARGO_PKG_VERSION"), &self.eal.version)
             + &self.conntrack.metrics()
             + &self.services.metrics()
     }
