@@ -23,3 +23,13 @@ fn state_file() {
 fn rule_file() {
     replay("rule_file", control::fuzz::rule_file);
 }
+
+#[test]
+fn cni_add() {
+    replay("cni_add", control::fuzz::cni_add);
+}
+
+#[test]
+fn cluster_store() {
+    replay("cluster_store", control::fuzz::cluster_store);
+}

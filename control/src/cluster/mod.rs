@@ -16,7 +16,7 @@ pub mod identity;
 pub mod keys;
 pub mod owned;
 pub mod shared;
-mod view;
+pub(crate) mod view;
 mod watch;
 pub mod write;
 

@@ -75,7 +75,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn conf_of(input: &[u8]) -> Result<NetConf, CniError> {
+pub(crate) fn conf_of(input: &[u8]) -> Result<NetConf, CniError> {
     let conf: NetConf = serde_json::from_slice(input)
         .map_err(|e| CniError::new(code::DECODE_FAILURE, format!("cannot read the network configuration: {e}")))?;
     if !spec::SUPPORTED.contains(&conf.cni_version.as_str()) {
@@ -183,6 +183,23 @@ fn is_builtin(conf: &NetConf) -> bool {
 }
 
 fn add(inv: &Invocation, conf: &NetConf, raw: &[u8], vswitchd: &Vswitchd) -> Result<Value, CniError> {
+    let req = attach_request(inv, conf, raw)?;
+    let builtin = matches!(req.ipam, Ipam::Vswitch { .. });
+    match vswitchd.call(Request::Cni(CniRequest::CniAdd(req))) {
+        Ok(v) => Ok(spec::add_result(&conf.cni_version, &attach_result(v)?)),
+        Err(e) => {
+            if !builtin {
+                // The addresses the IPAM plugin gave are of no use now.
+                let _ = delegate(inv, conf, raw, "DEL");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// What an ADD asks vswitchd for: the configuration and CNI_ARGS read and checked, and
+/// a delegated IPAM plugin's addresses.
+pub(crate) fn attach_request(inv: &Invocation, conf: &NetConf, raw: &[u8]) -> Result<AttachRequest, CniError> {
     let key = key(inv, conf)?;
     inv.need("CNI_NETNS", &inv.netns)?;
     let vni = conf.vni.ok_or_else(|| {
@@ -227,16 +244,7 @@ fn add(inv: &Invocation, conf: &NetConf, raw: &[u8], vswitchd: &Vswitchd) -> Res
         bandwidth: conf.runtime_config.bandwidth.clone(),
         port_mappings: conf.runtime_config.port_mappings.clone(),
     };
-    match vswitchd.call(Request::Cni(CniRequest::CniAdd(req))) {
-        Ok(v) => Ok(spec::add_result(&conf.cni_version, &attach_result(v)?)),
-        Err(e) => {
-            if !builtin {
-                // The addresses the IPAM plugin gave are of no use now.
-                let _ = delegate(inv, conf, raw, "DEL");
-            }
-            Err(e)
-        }
-    }
+    Ok(req)
 }
 
 /// The rules of a security group, read from where the config says.
