@@ -832,6 +832,46 @@ fn each_host_gives_addresses_from_the_blocks_it_claimed_in_the_store() {
     assert!(!twice.status.success(), "{}", String::from_utf8_lossy(&twice.stdout));
     assert!(String::from_utf8_lossy(&twice.stdout).contains("attached to a container there"));
 
+    // A moved workload's address stays in the block of the node it left. Once that
+    // node's reservation runs out it gives the address to nobody else while another node
+    // holds it: here web-1 moves from a to b and is deleted there too (b keeps it
+    // reserved; no endpoint shows it any more). A /29 of two /30 blocks: a uses up every
+    // other address, then is refused rather than give web-1's away.
+    let small = |h: &Host, hold: u64| {
+        let mut c = cni_conf(h, "small");
+        c["ipam"] = json!({"type": "vswitch", "subnet": "10.1.0.240/29", "hold": hold});
+        c
+    };
+    let netns = |ns: &Netns| format!("/var/run/netns/{}", ns.name);
+    let web1 = "K8S_POD_NAMESPACE=db;K8S_POD_NAME=web-1";
+    let ns_m1 = Netns::new("web1a-");
+    let (ip_m, _) = added(&run_cni_plugin(&small(&a, 3), "ADD", "web-1-on-a", &netns(&ns_m1), web1));
+    let left = Instant::now();
+    assert!(run_cni_plugin(&small(&a, 3), "DEL", "web-1-on-a", &netns(&ns_m1), web1).status.success());
+    let reserved = wait_until(Duration::from_secs(2), || {
+        etcd.get_prefix("/vswitch/identities/100/db%2Fweb-1/").iter().any(|(_, v)| v.contains("\"attached\":false"))
+    });
+    assert!(reserved, "{:?}", etcd.get_prefix("/vswitch/identities/100/"));
+    let ns_m2 = Netns::new("web1b-");
+    let (ip_m2, _) = added(&run_cni_plugin(&small(&b, 3600), "ADD", "web-1-on-b", &netns(&ns_m2), web1));
+    assert_eq!(ip_m2, ip_m, "web-1 keeps its address on b");
+    assert!(run_cni_plugin(&small(&b, 3600), "DEL", "web-1-on-b", &netns(&ns_m2), web1).status.success());
+    std::thread::sleep(Duration::from_secs(4).saturating_sub(left.elapsed()));
+    let mut given = Vec::new();
+    let refused = loop {
+        let ns = Netns::new("fill-");
+        let ctr = format!("fill-{}", given.len());
+        let o = run_cni_plugin(&small(&a, 3600), "ADD", &ctr, &netns(&ns), "");
+        if !o.status.success() {
+            break String::from_utf8_lossy(&o.stdout).into_owned();
+        }
+        given.push(added(&o).0);
+        assert!(given.len() <= 5, "a gave more addresses than the /29 has besides web-1's: {given:?}");
+    };
+    assert!(!given.contains(&ip_m), "a gave web-1's {ip_m} away while b holds it: {given:?}");
+    assert_eq!(given.len(), 5, "every other host address of the /29 was given: {given:?} ({refused})");
+    assert!(refused.contains("claimed by other nodes") || refused.contains("blocks"), "{refused}");
+
     // The store away, and a restarted while it is: an ADD on a still gets an address,
     // from a's own block.
     etcd.kill_all();

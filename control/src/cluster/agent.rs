@@ -6,6 +6,7 @@
 use super::{
     api::{ClusterStatus, NodeView},
     cache::Cache,
+    call::{read, retried, timed, CALL_TIMEOUT},
     keys::{EndpointRecord, Keys, NodeRecord},
     view::{diff, Derived, Op, Touched, View},
     watch::{self, Sub, SubMsg},
@@ -53,7 +54,6 @@ const ALIVE_TTL: i64 = 10;
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(3);
 /// Operations per transaction (etcd's default limit is 128).
 const TXN_OPS: usize = 100;
-const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 struct Lease {
     id: i64,
@@ -92,14 +92,6 @@ pub struct Agent {
     pub(super) cache_dirty: bool,
     /// Wakes watches waiting to retry when the store answers again.
     kick: Arc<tokio::sync::Notify>,
-}
-
-pub(super) async fn timed<T>(f: impl std::future::Future<Output = Result<T, etcd_client::Error>>) -> Result<T, String> {
-    match tokio::time::timeout(CALL_TIMEOUT, f).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {CALL_TIMEOUT:?}")),
-    }
 }
 
 impl Agent {
@@ -176,6 +168,7 @@ impl Agent {
                 Some(a) = asks.recv() => match a {
                     super::Ask::Block(c) => self.claim(c).await,
                     super::Ask::Identity(l) => self.lookup(l).await,
+                    super::Ask::HeldElsewhere(h) => self.held_elsewhere_in(h).await,
                 },
                 _ = tick.tick() => self.maintain().await,
             }
@@ -458,7 +451,7 @@ impl Agent {
 
     /// One transaction of puts and deletes of this node's keys. False if it failed.
     async fn put_many(&mut self, ops: Vec<(String, Option<String>)>) -> bool {
-        let Some(c) = self.client.as_mut() else { return false };
+        let Some(c) = self.client.as_ref() else { return false };
         let txn = Txn::new().and_then(
             ops.iter()
                 .map(|(k, v)| match v {
@@ -467,7 +460,12 @@ impl Agent {
                 })
                 .collect::<Vec<_>>(),
         );
-        match timed(c.txn(txn)).await {
+        // Puts and deletes of this node's own keys: done twice, they mean the same.
+        let written = retried(c, "writing this node's records", |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        });
+        match written.await {
             Ok(_) => {
                 self.contacted();
                 for (k, v) in ops {
@@ -531,7 +529,7 @@ impl Agent {
             .chain(self.stored_vnis())
             .collect();
         let Some(c) = self.client.as_mut() else { return };
-        let rec = match timed(c.get(node_key.as_str(), None)).await {
+        let rec = match read(c, &node_key, None).await {
             Ok(r) => r,
             Err(e) => return self.failed(format!("reading {node_key}: {e}")),
         };
@@ -542,7 +540,7 @@ impl Agent {
                 // Another switch that is up under this name (its liveness key is its own
                 // boot's, and its VTEP is not this one's): writing would undo each other.
                 let alive = self.keys.alive(&self.cfg.node);
-                let theirs = match timed(c.get(alive.as_str(), None)).await {
+                let theirs = match read(c, &alive, None).await {
                     Ok(r) => r.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
                     Err(e) => return self.failed(format!("reading {alive}: {e}")),
                 };
@@ -561,7 +559,7 @@ impl Agent {
         }
         for vni in vnis {
             let prefix = self.keys.endpoints_of(vni, &self.cfg.node);
-            match timed(c.get(prefix.as_str(), Some(GetOptions::new().with_prefix()))).await {
+            match read(c, &prefix, Some(GetOptions::new().with_prefix())).await {
                 Ok(r) => {
                     for kv in r.kvs() {
                         let k = String::from_utf8_lossy(kv.key()).into_owned();
@@ -572,7 +570,7 @@ impl Agent {
             }
             // (Keyed by workload first: this node's are picked out of the network's.)
             let prefix = self.keys.identities(vni);
-            match timed(c.get(prefix.as_str(), Some(GetOptions::new().with_prefix()))).await {
+            match read(c, &prefix, Some(GetOptions::new().with_prefix())).await {
                 Ok(r) => {
                     for kv in r.kvs() {
                         let k = String::from_utf8_lossy(kv.key()).into_owned();

@@ -3,7 +3,8 @@
 //! blocks alone. No two nodes give the same address, and an ADD needs the store only
 //! when the node's blocks are full (the next block is claimed before they are).
 use super::{
-    agent::{timed, Agent},
+    agent::Agent,
+    call::{read, timed},
     keys::BlockRecord,
     Op,
 };
@@ -41,11 +42,11 @@ impl Agent {
         let Some(client) = self.client.as_mut().filter(|_| connected) else {
             return Err("no new block can be claimed while the store is away (vswitchctl cluster status)".into());
         };
-        let read = timed(client.get(prefix.as_str(), Some(GetOptions::new().with_prefix())))
+        let held = read(client, &prefix, Some(GetOptions::new().with_prefix()))
             .await
             .map_err(|e| format!("no new block could be claimed: reading {prefix}: {e}"))?;
         let mut claimed = BTreeMap::new();
-        for kv in read.kvs() {
+        for kv in held.kvs() {
             let holder = serde_json::from_slice::<BlockRecord>(kv.value()).map_or_else(|_| String::new(), |r| r.node);
             claimed.insert(String::from_utf8_lossy(kv.key()).into_owned(), holder);
         }

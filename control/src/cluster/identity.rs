@@ -3,11 +3,17 @@
 //! comes up with no address of its own asks the store whether another node holds some
 //! for it, and gives it those. Only when the store answers: in an outage the workload
 //! gets a new address from this node's blocks.
+//!
+//! A workload that moved on keeps its address in the block of the node it left, whose
+//! reservation for it runs out in time; so before that node gives an expired address
+//! to another workload it asks which addresses of the network other nodes' records hold.
 use super::{
-    agent::{timed, Agent},
-    keys::{IdentityRecord, Key},
+    agent::Agent,
+    call::read,
+    keys::{EndpointRecord, IdentityRecord, Key},
 };
 use etcd_client::GetOptions;
+use std::{collections::BTreeSet, net::IpAddr};
 use tokio::sync::oneshot;
 
 /// Another node's addresses for a workload, as the store has them.
@@ -25,7 +31,44 @@ pub struct Lookup {
     pub reply: oneshot::Sender<Option<Held>>,
 }
 
+/// Which addresses of network `vni` other nodes hold for workloads or endpoints.
+pub struct HeldElsewhere {
+    pub vni: u32,
+    pub reply: oneshot::Sender<Result<BTreeSet<IpAddr>, String>>,
+}
+
 impl Agent {
+    pub(super) async fn held_elsewhere_in(&mut self, h: HeldElsewhere) {
+        let found = self.addresses_held_elsewhere(h.vni).await;
+        let _ = h.reply.send(found);
+    }
+
+    async fn addresses_held_elsewhere(&mut self, vni: u32) -> Result<BTreeSet<IpAddr>, String> {
+        let connected = self.status.lock().unwrap_or_else(|e| e.into_inner()).connected;
+        let client = self.client.as_ref().filter(|_| connected).ok_or("the store is away")?;
+        let mut held = BTreeSet::new();
+        // Endpoints another node published by hand or from another IPAM hold theirs too.
+        for prefix in [self.keys.identities(vni), self.keys.endpoints(vni)] {
+            let r = read(client, &prefix, Some(GetOptions::new().with_prefix()))
+                .await
+                .map_err(|e| format!("reading {prefix}: {e}"))?;
+            for kv in r.kvs() {
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                let ips = match self.keys.parse(&key) {
+                    Some(Key::Identity { node, .. }) if node != self.cfg.node => {
+                        serde_json::from_slice::<IdentityRecord>(kv.value()).map(|r| r.ips)
+                    }
+                    Some(Key::Endpoint { node, .. }) if node != self.cfg.node => {
+                        serde_json::from_slice::<EndpointRecord>(kv.value()).map(|r| r.ips)
+                    }
+                    _ => continue,
+                };
+                held.extend(ips.unwrap_or_default());
+            }
+        }
+        Ok(held)
+    }
+
     pub(super) async fn lookup(&mut self, l: Lookup) {
         let found = self.held_elsewhere(l.vni, &l.identity).await;
         let _ = l.reply.send(found);
@@ -35,7 +78,7 @@ impl Agent {
         let connected = self.status.lock().unwrap_or_else(|e| e.into_inner()).connected;
         let prefix = self.keys.identity_records(vni, identity);
         let client = self.client.as_mut().filter(|_| connected)?;
-        let r = match timed(client.get(prefix.as_str(), Some(GetOptions::new().with_prefix()))).await {
+        let r = match read(client, &prefix, Some(GetOptions::new().with_prefix())).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!("cluster: looking up workload {identity:?}: {e}; it gets a new address");

@@ -10,6 +10,7 @@ pub mod agent;
 pub mod api;
 mod blocks;
 mod cache;
+mod call;
 pub mod cli;
 mod handle;
 pub mod identity;
@@ -56,6 +57,7 @@ struct Link {
 pub enum Ask {
     Block(blocks::Claim),
     Identity(identity::Lookup),
+    HeldElsewhere(identity::HeldElsewhere),
 }
 
 /// What the switch reads the agent's changes from.
@@ -121,6 +123,25 @@ impl Cluster {
         let ask = Ask::Identity(identity::Lookup { vni, identity: identity.to_string(), reply: tx });
         l.asks.send(ask).ok()?;
         tokio::time::timeout(std::time::Duration::from_secs(1), rx).await.ok()?.ok()?
+    }
+
+    /// The addresses of network `vni` other nodes hold (for workloads that ran here
+    /// and moved on, or their own), as the store says within a second; an error while
+    /// it cannot say.
+    pub async fn addresses_held_elsewhere(
+        &self,
+        vni: u32,
+    ) -> Result<std::collections::BTreeSet<std::net::IpAddr>, String> {
+        let l = self.link.as_ref().ok_or_else(|| NOT_IN_CLUSTER.to_string())?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        l.asks
+            .send(Ask::HeldElsewhere(identity::HeldElsewhere { vni, reply: tx }))
+            .map_err(|_| "the cluster agent has stopped")?;
+        match tokio::time::timeout(std::time::Duration::from_secs(1), rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err("the cluster agent has stopped".into()),
+            Err(_) => Err("the store did not answer in time".into()),
+        }
     }
 
     /// Hands an operator's write of the shared state to the agent; it answers `reply`.

@@ -60,7 +60,7 @@ async fn timed<T>(
     what: &str,
     f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
 ) -> Result<T, String> {
-    super::agent::timed(f).await.map_err(|e| format!("{what}: {e}"))
+    super::call::timed(f).await.map_err(|e| format!("{what}: {e}"))
 }
 
 /// The shared entries now (`at` none) or as of revision `at`, and that revision.
@@ -70,12 +70,12 @@ async fn read(c: &mut Client, keys: &Keys, at: Option<i64>) -> Result<(i64, Read
     if let Some(at) = at {
         opts = opts.with_revision(at);
     }
-    let r = timed(&format!("reading {prefix}"), c.get(prefix.as_str(), Some(opts))).await.map_err(|e| match at {
+    let r = super::call::read(c, &prefix, Some(opts)).await.map_err(|e| match at {
         Some(at) if e.contains("compacted") => format!(
             "revision {at} is no longer in the store's history (compacted): read the shared state again \
              (vswitchctl dump --cluster), make the change there, and apply it"
         ),
-        _ => e,
+        _ => format!("reading {prefix}: {e}"),
     })?;
     let rev = r.header().map(|h| h.revision()).unwrap_or(0);
     let mut out = Read::new();

@@ -4,7 +4,7 @@
 use super::{
     api::*,
     host_iface,
-    ipam::{Ask, Leases, DEFAULT_HOLD_SECS},
+    ipam::{Ask, Leases, Reuse, DEFAULT_HOLD_SECS},
     link::{self, Plumb},
     unix_now, HOST_PREFIX,
 };
@@ -22,7 +22,14 @@ use crate::{
 use ipnetwork::IpNetwork;
 use pipelines::{services::maglev::fnv1a, wire::Mac};
 use serde_json::json;
-use std::net::IpAddr;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
+
+/// Per subnet an ADD leases from: the addresses other nodes hold, where the store was
+/// asked (only expired addresses were left in this node's blocks).
+type HeldElsewhere = BTreeMap<IpNetwork, BTreeSet<IpAddr>>;
 
 /// What an ADD did so far, for `take_back_add`.
 #[derive(Default)]
@@ -138,10 +145,10 @@ impl Switch {
             }
             None => None,
         };
-        self.ensure_blocks(&req).await?;
+        let held_elsewhere = self.ensure_blocks(&req).await?;
         let netlink = self.cni.netlink()?;
         let mut undo = Undo { leases: Some(self.cni.leases.clone()), ..Undo::default() };
-        match self.attach(&req, &port, asked_mac, &netlink, &mut undo).await {
+        match self.attach(&req, &port, asked_mac, &held_elsewhere, &netlink, &mut undo).await {
             Ok((a, host_mac, changes)) => {
                 self.changed(changes);
                 self.cni.attachments.insert(key, a.clone());
@@ -163,11 +170,12 @@ impl Switch {
         req: &AttachRequest,
         port: &str,
         asked_mac: Option<Mac>,
+        held_elsewhere: &HeldElsewhere,
         netlink: &rtnetlink::Handle,
         undo: &mut Undo,
     ) -> Result<(AttachmentSpec, Mac, Vec<Change>), String> {
         let (key, vni) = (&req.key, req.vni);
-        let (ips, routes, mac, lease_changes) = self.addresses(req, asked_mac)?;
+        let (ips, routes, mac, lease_changes) = self.addresses(req, asked_mac, held_elsewhere)?;
         let mut addrs = Vec::new();
         for ip in &ips {
             let n = ip.address.parse::<IpNetwork>().map_err(|e| format!("address {:?}: {e}", ip.address))?;
@@ -268,15 +276,31 @@ impl Switch {
     /// subnet a new address is to come from: claimed in the store now if it has none
     /// with room (one store round trip, no other node's), and the next one claimed in
     /// the background once room runs low, so that ADDs during a store outage still find
-    /// addresses.
-    async fn ensure_blocks(&mut self, req: &AttachRequest) -> Result<(), String> {
-        let (Some(_), Ipam::Vswitch { want, subnets, .. }) = (&self.cni.blocks, &req.ipam) else { return Ok(()) };
+    /// addresses. Where only expired addresses are left, the store is asked which of
+    /// them other nodes hold (workloads that moved on keep theirs); those are not room.
+    async fn ensure_blocks(&mut self, req: &AttachRequest) -> Result<HeldElsewhere, String> {
+        let mut held_elsewhere = HeldElsewhere::new();
+        let (Some(_), Ipam::Vswitch { want, subnets, .. }) = (&self.cni.blocks, &req.ipam) else {
+            return Ok(held_elsewhere);
+        };
         let vni = req.vni;
         for net in self.lease_subnets(vni, subnets)? {
             if want.iter().any(|w| net.contains(*w)) || self.cni.leases.of_identity(vni, net, &req.identity).is_some() {
                 continue; // its own address: no new one
             }
-            let room = self.block_room(vni, net);
+            let mut room = self.block_room(vni, net, Reuse::NotHeldElsewhere(None));
+            if room == 0 && self.block_room(vni, net, Reuse::Any) > 0 {
+                match self.cluster.addresses_held_elsewhere(vni).await {
+                    Ok(held) => {
+                        room = self.block_room(vni, net, Reuse::NotHeldElsewhere(Some(&held)));
+                        held_elsewhere.insert(net, held);
+                    }
+                    Err(e) => tracing::info!(
+                        "network {vni}: only expired addresses are left in this node's blocks of {net}, and which \
+                         of them other nodes hold is not known ({e}): none is given again until the store answers"
+                    ),
+                }
+            }
             let size = 1usize << ((if net.is_ipv4() { 32 } else { 128 }) - super::ipam::block_prefix(net)).min(16);
             if room == 0 {
                 let block = self.cluster.claim_block(vni, net).await.map_err(|e| {
@@ -287,7 +311,7 @@ impl Switch {
                 self.cluster.claim_block_later(vni, net);
             }
         }
-        Ok(())
+        Ok(held_elsewhere)
     }
 
     /// In a cluster, a workload with no address here that another node holds
@@ -326,11 +350,11 @@ impl Switch {
     }
 
     /// Free addresses of this node's blocks of `net`.
-    fn block_room(&self, vni: u32, net: IpNetwork) -> usize {
+    fn block_room(&self, vni: u32, net: IpNetwork, reuse: Reuse) -> usize {
         let Some(blocks) = self.cni.blocks.as_ref().and_then(|b| b.get(&(vni, net))) else { return 0 };
         let gw = self.overlay.gateway_subnets(vni);
         let taken = |ip: IpAddr| gw.iter().any(|g| g.ip() == ip) || self.endpoints.holds(vni, ip);
-        self.cni.leases.room(vni, net, blocks, &taken)
+        self.cni.leases.room(vni, net, blocks, &taken, reuse)
     }
 
     /// The cluster gave this node `block` of `net`.
@@ -351,6 +375,7 @@ impl Switch {
         &mut self,
         req: &AttachRequest,
         asked_mac: Option<Mac>,
+        held_elsewhere: &HeldElsewhere,
     ) -> Result<(Vec<IpConfig>, Vec<Route>, Mac, Vec<Change>), String> {
         let vni = req.vni;
         let gateways = self.overlay.gateway_subnets(vni);
@@ -390,6 +415,10 @@ impl Switch {
                 hold: hold.unwrap_or(DEFAULT_HOLD_SECS),
                 now: unix_now(),
                 within: self.cni.blocks.as_ref().map(|b| b.get(&(vni, *net)).map_or(&[][..], |v| v.as_slice())),
+                reuse: match self.cni.blocks {
+                    None => Reuse::Any,
+                    Some(_) => Reuse::NotHeldElsewhere(held_elsewhere.get(net)),
+                },
             };
             let (lease, gone) = self.cni.leases.lease(&ask, &taken)?;
             if let Some(g) = gone {

@@ -5,7 +5,10 @@
 //! left).
 use super::api::LeaseSpec;
 use ipnetwork::IpNetwork;
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
 
 /// How long a detached workload's address stays reserved unless the config says.
 pub const DEFAULT_HOLD_SECS: u64 = 24 * 3600;
@@ -30,6 +33,27 @@ pub struct Ask<'a> {
     /// In a cluster: the address blocks of `net` this node holds, the only ones a new
     /// address comes from (an asked-for or the workload's own address may be anywhere).
     pub within: Option<&'a [IpNetwork]>,
+    pub reuse: Reuse<'a>,
+}
+
+/// Which expired addresses may go to another workload.
+#[derive(Debug, Clone, Copy)]
+pub enum Reuse<'a> {
+    /// Any: on one switch an expired lease is nobody's.
+    Any,
+    /// In a cluster, those no other node holds, as the store said (the workload an
+    /// address was leased to may live on there, having moved); none while it cannot
+    /// say.
+    NotHeldElsewhere(Option<&'a BTreeSet<IpAddr>>),
+}
+
+impl Reuse<'_> {
+    fn allows(&self, ip: IpAddr) -> bool {
+        match self {
+            Reuse::Any => true,
+            Reuse::NotHeldElsewhere(held) => held.is_some_and(|h| !h.contains(&ip)),
+        }
+    }
 }
 
 /// The prefix of the address blocks a node claims of `net` in a cluster: a sixteenth
@@ -139,7 +163,7 @@ impl Leases {
             }
             None => match &had {
                 Some(h) => h.ip,
-                None => self.free(vni, net, now, taken, ask.within)?,
+                None => self.free(ask, taken)?,
             },
         };
         let lease = LeaseSpec {
@@ -161,14 +185,8 @@ impl Leases {
         Ok((lease, replaced.or(moved)))
     }
 
-    fn free(
-        &self,
-        vni: u32,
-        net: IpNetwork,
-        now: u64,
-        taken: &dyn Fn(IpAddr) -> bool,
-        within: Option<&[IpNetwork]>,
-    ) -> Result<IpAddr, String> {
+    fn free(&self, ask: &Ask, taken: &dyn Fn(IpAddr) -> bool) -> Result<IpAddr, String> {
+        let Ask { vni, net, now, within, reuse, .. } = *ask;
         let mut expired = None;
         let candidates: Box<dyn Iterator<Item = IpAddr>> = match within {
             None => Box::new(hosts(net)),
@@ -182,7 +200,7 @@ impl Leases {
             }
             match self.by_ip.get(&(vni, ip)) {
                 None => return Ok(ip),
-                Some(l) if expired.is_none() && is_free(l, now) => expired = Some(ip),
+                Some(l) if expired.is_none() && is_free(l, now) && reuse.allows(ip) => expired = Some(ip),
                 Some(_) => {}
             }
         }
@@ -201,14 +219,22 @@ impl Leases {
         })
     }
 
-    /// Addresses still free to lease in `blocks` (of `net`, network `vni`).
-    pub fn room(&self, vni: u32, net: IpNetwork, blocks: &[IpNetwork], taken: &dyn Fn(IpAddr) -> bool) -> usize {
+    /// Addresses still free to lease in `blocks` (of `net`, network `vni`): never
+    /// leased, or expired and `reuse` allows it.
+    pub fn room(
+        &self,
+        vni: u32,
+        net: IpNetwork,
+        blocks: &[IpNetwork],
+        taken: &dyn Fn(IpAddr) -> bool,
+        reuse: Reuse,
+    ) -> usize {
         let now = super::unix_now();
         blocks
             .iter()
             .flat_map(|b| ips_of(*b))
             .filter(|ip| net.contains(*ip) && hosts_contain(net, *ip) && !taken(*ip))
-            .filter(|ip| self.by_ip.get(&(vni, *ip)).is_none_or(|l| is_free(l, now)))
+            .filter(|ip| self.by_ip.get(&(vni, *ip)).is_none_or(|l| is_free(l, now) && reuse.allows(*ip)))
             .count()
     }
 

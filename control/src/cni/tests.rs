@@ -1,7 +1,7 @@
 use super::{
     api::*,
     host_iface,
-    ipam::{state, Ask, Leases},
+    ipam::{state, Ask, Leases, Reuse},
     plugin::{identity, run, Invocation},
     spec::{self, code},
 };
@@ -19,6 +19,7 @@ fn ask<'a>(identity: &'a str, container: &'a str, want: Option<&str>, now: u64) 
         hold: 60,
         now,
         within: None,
+        reuse: Reuse::Any,
     }
 }
 
@@ -231,7 +232,7 @@ fn in_a_cluster_new_addresses_come_from_this_nodes_blocks_only() {
     let within = Ask { net, within: Some(&mine), ..ask("a", "c1", None, 0) };
     let (lease, _) = l.lease(&within, &|_| false).unwrap();
     assert_eq!(lease.ip, ip("10.1.0.16"), "the block's first address (not the subnet's first)");
-    assert_eq!(l.room(100, net, &mine, &|_| false), 15);
+    assert_eq!(l.room(100, net, &mine, &|_| false, Reuse::Any), 15);
     // A fixed address may be outside the node's blocks.
     let fixed = Ask { net, within: Some(&mine), ..ask("b", "c2", Some("10.1.0.200"), 0) };
     assert_eq!(l.lease(&fixed, &|_| false).unwrap().0.ip, ip("10.1.0.200"));
@@ -245,4 +246,30 @@ fn in_a_cluster_new_addresses_come_from_this_nodes_blocks_only() {
     let full = Ask { net, within: Some(&last), ..ask("x", "x", None, 0) };
     let e = l.lease(&full, &|_| false).unwrap_err();
     assert!(e.contains("blocks") && e.contains("full"), "{e}");
+}
+
+#[test]
+fn in_a_cluster_an_expired_address_another_node_holds_is_not_given_again() {
+    let net: IpNetwork = "10.1.0.0/24".parse().unwrap();
+    let mine: Vec<IpNetwork> = vec![super::ipam::blocks(net).nth(1).unwrap()];
+    let mut l = Leases::default();
+    for i in 0..16 {
+        let id = format!("w{i}");
+        let a = Ask { net, within: Some(&mine), hold: 10, ..ask(&id, &id, None, 0) };
+        l.lease(&a, &|_| false).unwrap();
+        l.detach(100, &id, 0);
+    }
+    // Every reservation ran out; w0 (10.1.0.16) moved to another node and lives on there.
+    let moved: std::collections::BTreeSet<IpAddr> = [ip("10.1.0.16")].into();
+    let unknown = Reuse::NotHeldElsewhere(None);
+    let known = Reuse::NotHeldElsewhere(Some(&moved));
+    assert_eq!(l.room(100, net, &mine, &|_| false, Reuse::Any), 16);
+    assert_eq!(l.room(100, net, &mine, &|_| false, unknown), 0, "while the store cannot say, none");
+    assert_eq!(l.room(100, net, &mine, &|_| false, known), 15);
+    let a = Ask { net, within: Some(&mine), reuse: unknown, ..ask("n", "n", None, 100) };
+    assert!(l.lease(&a, &|_| false).unwrap_err().contains("full"));
+    let a = Ask { net, within: Some(&mine), reuse: known, ..ask("n", "n", None, 100) };
+    let (lease, replaced) = l.lease(&a, &|_| false).unwrap();
+    assert_eq!(lease.ip, ip("10.1.0.17"), "the lowest expired address nobody holds");
+    assert_eq!(replaced.unwrap().identity, "w1");
 }
