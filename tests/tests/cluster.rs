@@ -387,7 +387,8 @@ fn containers_on_three_hosts_share_one_network_through_etcd_and_ride_out_its_out
     // One member killed: nothing changes; a container on c reaches a and b.
     etcd.kill(0);
     let (mac_c, ns_c) = attach(&c, "ctr-c", "10.1.0.13");
-    converge(&[&a, &b, &c], "c's container with a member down", |h| h.cluster_fib().len() == 3);
+    let took = converge(&[&a, &b, &c], "c's container with a member down", |h| h.cluster_fib().len() == 3);
+    eprintln!("MEMBERDOWN {took:?}");
     assert!(a.cluster_fib().contains(&(mac_c.clone(), c.vtep.clone())));
     assert!(a.cluster_fib().contains(&("02:00:00:00:99:99".into(), "192.168.60.99".into())));
     ping(&ns_c, "10.1.0.11");
