@@ -168,3 +168,78 @@ fn client_mode_guests_are_reconnected_after_the_switch_restarts() {
         exact_count_crosses(&d, &mut g, &format!("round {round}, after {how}"));
     }
 }
+
+/// A guest that lies in its descriptors (`tests/py/lying_guest.py`, a raw vhost-user
+/// driver): buffers outside its memory, lengths past its end, chains that loop or run
+/// past the ring, indirect tables of the wrong size, frames shorter than their header,
+/// offload offsets outside the frame; on both rings, one connection per lie. The switch
+/// lives through all of it, and what leaves it from that guest is only the guest's
+/// honest frames, byte for byte; every buffer is back at the end.
+#[test]
+fn a_guest_that_lies_in_its_descriptors_harms_only_itself() {
+    let d = Daemon::start();
+    let sock = d.dir.path("liar.sock");
+    let (feed, out) = (d.dir.path("feed.pcap"), d.dir.path("out.pcap"));
+    // The guest and a pcap port in one network, through the whole pipeline: frames
+    // toward the guest without end (its receive ring is written to), and the guest's
+    // frames (to a MAC nobody has) flooded out to the pcap.
+    python("gen_flows.py", &[feed.to_str().unwrap(), "4", "10"]);
+    d.ok(&["network", "add", "100"]);
+    d.ok(&["port", "add", "vm", &format!("net_vhost0,iface={}", sock.display()), "--role", "vm", "--vni", "100"]);
+    let pcap = format!("net_pcap0,rx_pcap={},tx_pcap={},infinite_rx=1", feed.display(), out.display());
+    d.ok(&["port", "add", "out", &pcap, "--role", "vm", "--vni", "100"]);
+    let report = python("lying_guest.py", &[sock.to_str().unwrap()]);
+    let cases: Vec<serde_json::Value> = report.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(d.ok(&["show"]).contains("vswitchd"), "the switch lives");
+    let vm = d.port_stats("vm");
+    d.ok(&["port", "del", "out"]); // closing the pcap port writes the file out
+    d.settle();
+    let pool = &d.json(&["stats"])["mempool"];
+    assert_eq!(pool["in_use"], 0, "every buffer is back, the feed stopped: {pool} {vm}");
+    assert!(d.log_text().lines().all(|l| !l.contains("panicked")), "{}", d.log_tail());
+
+    // The last guest was honest, on both rings: all it sent left, and its receive
+    // buffers were filled within their lengths. Every lie was taken back or left the
+    // ring stalled (that guest's own loss); no buffer was filled past its length.
+    let honest = cases.last().unwrap();
+    assert_eq!((honest["case"].as_str(), honest["tx_taken"].as_u64()), (Some("honest"), Some(4)), "{honest}");
+    assert_eq!(honest["rx_filled"], honest["rx_posted"], "{honest}");
+    for c in &cases {
+        assert!(c.get("rx_bad_used").is_none(), "a receive buffer filled past what the guest gave: {c}");
+    }
+    // What left the switch from the liar: whole frames with good checksums, each one a
+    // frame the guest really wrote (its honest ones by their own port, or the frame a
+    // lie wrapped: UDP to port 1, TCP to port 80), honest ones once each. (A TCP frame
+    // whose header asked for its checksum leaves with it computed.)
+    let frames = tshark_fields(
+        &out,
+        &[
+            "frame.len",
+            "ip.checksum.status",
+            "udp.checksum.status",
+            "tcp.checksum.status",
+            "udp.dstport",
+            "tcp.dstport",
+            "_ws.malformed",
+            "eth.src",
+        ],
+    );
+    let mut seen = std::collections::BTreeMap::<u64, u32>::new();
+    for f in frames.iter().filter(|f| f.ends_with("02:00:00:00:00:aa")) {
+        let v: Vec<&str> = f.split('|').collect();
+        let whole = matches!(&v[..4], ["60", "2", "2", ""] | ["154", "2", "", "2"]);
+        assert!(whole && v[6].is_empty(), "a whole frame with checksums tshark finds good: {f}");
+        *seen.entry(format!("{}{}", v[4], v[5]).parse().unwrap()).or_default() += 1;
+    }
+    let sent: std::collections::BTreeSet<u64> =
+        cases.iter().flat_map(|c| c["honest_ports"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap())).collect();
+    for (port, n) in &seen {
+        let lie = *port == 1 || *port == 80;
+        assert!(lie || sent.contains(port), "port {port} is no frame the guest wrote: {seen:?}");
+        assert!(lie || *n == 1, "port {port} left {n} times");
+    }
+    for p in honest["honest_ports"].as_array().unwrap() {
+        assert!(seen.contains_key(&p.as_u64().unwrap()), "the honest guest's frame to {p} left: {seen:?}");
+    }
+    eprintln!("{report}\n{vm}\n{seen:?}");
+}
