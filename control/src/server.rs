@@ -2,7 +2,7 @@
 //! owns the `Switch`, so a slow or abusive client only ever stalls itself.
 use crate::{
     api::{Envelope, Request, Response, MAX_REQUEST_BYTES, PROTOCOL_VERSION},
-    switch::{Job, Peer, Switch},
+    switch::{Job, Peer, Switch, Verb},
 };
 use std::{
     os::unix::fs::PermissionsExt,
@@ -272,17 +272,17 @@ async fn client(stream: UnixStream, jobs: mpsc::Sender<Job>, _slot: OwnedSemapho
                 if !p.last {
                     continue;
                 }
-                let request = parse(&std::mem::take(&mut bulk));
+                let request = parse_sent(&std::mem::take(&mut bulk));
                 held.release();
                 request
             }
             Some(Err(e)) => Err(e),
-            None => parse(&line),
+            None => parse_sent(&line),
         };
         let resp = match request {
-            Ok(req) => {
+            Ok((req, verb)) => {
                 let (tx, rx) = oneshot::channel();
-                if jobs.send(Job { request: req, peer: peer.clone(), reply: tx }).await.is_err() {
+                if jobs.send(Job { request: req, verb, peer: peer.clone(), reply: tx }).await.is_err() {
                     return;
                 }
                 rx.await.unwrap_or_else(|_| Response::err("vswitchd is shutting down"))
@@ -312,6 +312,12 @@ fn part(line: &[u8]) -> Option<Result<Part, String>> {
 
 /// Parses one request line; the error names what was wrong.
 pub fn parse(line: &[u8]) -> Result<Request, String> {
+    parse_sent(line).map(|(r, _)| r)
+}
+
+/// A request line, and the verb it was sent as (for the audit trail, which would
+/// otherwise write the whole request out again to find its name).
+pub fn parse_sent(line: &[u8]) -> Result<(Request, Verb), String> {
     let v: serde_json::Value = serde_json::from_slice(line).map_err(|e| format!("request: not valid JSON: {e}"))?;
     match v.get("version").and_then(|x| x.as_u64()) {
         Some(ver) if ver == PROTOCOL_VERSION as u64 => {}
@@ -322,8 +328,9 @@ pub fn parse(line: &[u8]) -> Result<Request, String> {
             return Err(format!("version: missing or not a number; this vswitchd speaks protocol {PROTOCOL_VERSION}"))
         }
     }
+    let verb = Verb::of(&v["request"]);
     let env: Envelope = serde_json::from_value(v).map_err(|e| format!("request: {e}"))?;
-    Ok(env.request)
+    Ok((env.request, verb))
 }
 
 async fn write(w: &mut tokio::net::unix::OwnedWriteHalf, resp: &Response) -> std::io::Result<()> {

@@ -125,13 +125,17 @@ fn doctor_without_a_switch_reads_its_configuration() {
     std::fs::write(&db, ports).unwrap();
     let conf = dir.path("vswitchd.conf");
     std::fs::write(&conf, format!("VSWITCHD_OPTS=\"--db {}\"\nEAL_ARGS=\"-l 0-1 --no-pci\"\n", db.display())).unwrap();
-    let o = Command::new(bin("vswitchctl"))
-        .args(["--socket", dir.path("none.sock").to_str().unwrap(), "--json", "doctor", "--conf"])
-        .arg(&conf)
-        .output()
-        .unwrap();
-    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(o.status.code(), Some(2), "{report:#}");
+    // Doctor with no switch on its socket: (exit status, report).
+    let doctor = || {
+        let o = Command::new(bin("vswitchctl"))
+            .args(["--socket", dir.path("none.sock").to_str().unwrap(), "--json", "doctor", "--conf"])
+            .arg(&conf)
+            .output()
+            .unwrap();
+        (o.status.code(), serde_json::from_slice::<Value>(&o.stdout).unwrap())
+    };
+    let (status, report) = doctor();
+    assert_eq!(status, Some(2), "{report:#}");
     assert!(report["source"].as_str().unwrap().contains("vswitchd.conf"), "{report}");
     assert_eq!(finding(&report, "daemon", "none.sock")["severity"], "error");
     assert_eq!(finding(&report, "state", "2 ports")["severity"], "ok");
@@ -143,11 +147,6 @@ fn doctor_without_a_switch_reads_its_configuration() {
     assert_eq!(finding(&report, "lcores", "PMD on 1")["severity"], "ok");
     // A damaged state file is named before vswitchd trips over it.
     std::fs::write(&db, "{").unwrap();
-    let o = Command::new(bin("vswitchctl"))
-        .args(["--socket", dir.path("none.sock").to_str().unwrap(), "--json", "doctor", "--conf"])
-        .arg(&conf)
-        .output()
-        .unwrap();
-    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (_, report) = doctor();
     assert_eq!(finding(&report, "state", "corrupt")["severity"], "error");
 }

@@ -217,8 +217,7 @@ fn check(args: &Args) -> u8 {
     .flat_map(|(k, v)| [k.to_string(), v])
     .collect();
     let plan = Plan::configured("these arguments".into(), &options, &args.eal, &host.online_cpus());
-    let ports = doctor::cli::state_ports(&args.db);
-    let plan = plan.with_ports(&ports);
+    let plan = plan.with_state(Store::load(&args.db));
     let mut findings = doctor::examine(&plan, &host);
     if let Err(e) = server::check_socket_free(&args.socket) {
         findings.insert(

@@ -57,8 +57,8 @@ impl Verb for DoctorCmd {
                     ),
                 };
                 let plan = Plan::configured(source, &opts, &eal, &host.online_cpus());
-                let ports = state_ports(&plan.db);
-                let mut plan = plan.with_ports(&ports);
+                let loaded = crate::store::Store::load(&plan.db);
+                let mut plan = plan.with_state(loaded);
                 plan.socket = ctl.socket.clone();
                 plan
             }
@@ -74,9 +74,4 @@ impl Verb for DoctorCmd {
         }
         ExitCode::from(status)
     }
-}
-
-/// The ports of a state file, if it can be read.
-pub fn state_ports(db: &std::path::Path) -> Vec<crate::ports::api::PortSpec> {
-    crate::store::Store::load(db).map(|s| s.ports).unwrap_or_default()
 }

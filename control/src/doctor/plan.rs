@@ -1,7 +1,7 @@
 //! What the switch is asked to run: its lcores, buffers and ports. Taken from the
 //! running vswitchd when it answers, else from the arguments it is (or would be)
 //! started with and the ports of its state file.
-use crate::{ports::api::PortSpec, stats::api::ShowView};
+use crate::{ports::api::PortSpec, state::DesiredState, stats::api::ShowView, store::StateError};
 use std::path::{Path, PathBuf};
 
 /// Where the packaged unit reads vswitchd's options and EAL arguments.
@@ -37,6 +37,9 @@ pub struct Plan {
     pub socket: PathBuf,
     pub socket_group: Option<String>,
     pub db: PathBuf,
+    /// The state file as read for this plan: its port count, or why it could not be
+    /// read. None for a running switch, which has read it already.
+    pub state: Option<Result<usize, String>>,
 }
 
 impl Plan {
@@ -66,11 +69,12 @@ impl Plan {
             socket: socket.to_path_buf(),
             socket_group: None,
             db: PathBuf::from(&show.db),
+            state: None,
         }
     }
 
     /// vswitchd's own options (as words: `--mbufs 8192 --db F`) and EAL arguments;
-    /// `online` stands in for EAL's default lcores. No ports: `with_ports` adds those
+    /// `online` stands in for EAL's default lcores. No ports: `with_state` adds those
     /// of the state file it names.
     pub fn configured(source: String, options: &[String], eal: &[String], online: &[u32]) -> Plan {
         let opt = |name: &str| option(options, name);
@@ -90,11 +94,21 @@ impl Plan {
             socket: PathBuf::from(opt("--socket").unwrap_or_else(|| crate::DEFAULT_SOCKET.into())),
             socket_group: opt("--socket-group"),
             db: PathBuf::from(opt("--db").unwrap_or_else(|| crate::DEFAULT_DB.into())),
+            state: None,
         }
     }
 }
 
 impl Plan {
+    /// The ports of the state file, as loaded once (a damaged one is the daemon
+    /// check's to report).
+    pub fn with_state(self, loaded: Result<DesiredState, StateError>) -> Plan {
+        match loaded {
+            Ok(s) => Plan { state: Some(Ok(s.ports.len())), ..self.with_ports(&s.ports) },
+            Err(e) => Plan { state: Some(Err(e.to_string())), ..self },
+        }
+    }
+
     pub fn with_ports(mut self, ports: &[PortSpec]) -> Plan {
         self.ports = ports
             .iter()

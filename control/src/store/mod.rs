@@ -57,10 +57,22 @@ pub struct Append {
 }
 
 impl Append {
-    /// Writes the record where the journal ends and syncs it.
+    /// Writes the record where the journal ends and syncs it. A sync slower than a
+    /// second is logged: every change waits for it, and a stalled disk looks like a
+    /// stalled switch from outside.
     pub fn write(&self) -> std::io::Result<()> {
+        let started = std::time::Instant::now();
         self.file.write_all_at(&self.bytes, self.at)?;
-        self.file.sync_data()
+        self.file.sync_data()?;
+        let took = started.elapsed();
+        if took > std::time::Duration::from_secs(1) {
+            tracing::warn!(
+                "the journal took {took:.1?} to reach the disk ({} bytes): changes waited for it; the disk \
+                 under the state file is slow or busy",
+                self.bytes.len()
+            );
+        }
+        Ok(())
     }
 }
 

@@ -2,16 +2,17 @@
 //! its answer is known (after the journal write), with who sent it, what it was and
 //! what came of it. Target `audit`, so `--log-level info,audit=warn` quiets it and a
 //! log shipper can pick it out of `--log-format json`.
-use crate::api::{Request, Response};
+use crate::api::Response;
 use std::sync::Arc;
 
 /// Who is at the other end of an API connection, as the kernel says (SO_PEERCRED),
-/// with the user and program names looked up once at connect.
+/// with the program's name read at connect (it may be gone by the time its change is
+/// logged). The user's name is looked up only when a line is written: most
+/// connections change nothing.
 #[derive(Debug, Clone, Default)]
 pub struct Peer {
     pub uid: Option<u32>,
     pub pid: Option<i32>,
-    pub user: Option<Arc<str>>,
     pub comm: Option<Arc<str>>,
 }
 
@@ -19,8 +20,12 @@ impl Peer {
     pub fn from_cred(uid: u32, pid: Option<i32>) -> Peer {
         let comm =
             pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).ok()).map(|c| Arc::from(c.trim_end()));
-        let user = std::fs::read_to_string("/etc/passwd").ok().and_then(|p| user_name(&p, uid).map(Arc::from));
-        Peer { uid: Some(uid), pid, user, comm }
+        Peer { uid: Some(uid), pid, comm }
+    }
+
+    fn user(&self) -> Option<String> {
+        let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+        user_name(&passwd, self.uid?).map(str::to_string)
     }
 }
 
@@ -34,18 +39,17 @@ fn user_name(passwd: &str, uid: u32) -> Option<&str> {
     })
 }
 
-impl std::fmt::Display for Peer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.uid, &self.user) {
-            (Some(u), Some(n)) => write!(f, "{n} (uid {u})")?,
-            (Some(u), None) => write!(f, "uid {u}")?,
-            _ => return write!(f, "an unknown peer"),
-        }
-        match (&self.comm, self.pid) {
-            (Some(c), Some(p)) => write!(f, " {c}[{p}]"),
-            (None, Some(p)) => write!(f, " pid {p}"),
-            _ => Ok(()),
-        }
+/// `alice (uid 1000) vswitchctl[4242]`.
+fn describe(peer: &Peer, user: Option<&str>) -> String {
+    let who = match (peer.uid, user) {
+        (Some(u), Some(n)) => format!("{n} (uid {u})"),
+        (Some(u), None) => format!("uid {u}"),
+        _ => return "an unknown peer".into(),
+    };
+    match (&peer.comm, peer.pid) {
+        (Some(c), Some(p)) => format!("{who} {c}[{p}]"),
+        (None, Some(p)) => format!("{who} pid {p}"),
+        _ => who,
     }
 }
 
@@ -57,6 +61,23 @@ fn is_read(cmd: &str) -> bool {
     WHOLE.contains(&cmd) || SUFFIXES.iter().any(|s| cmd.ends_with(s))
 }
 
+/// The verb a request was sent as, read off the request line the server parsed: its
+/// `cmd`, and whether it carries settings (`conntrack_timeouts` reads unless it sets).
+#[derive(Debug, Clone, Default)]
+pub struct Verb {
+    pub cmd: String,
+    pub sets: bool,
+}
+
+impl Verb {
+    pub fn of(request: &serde_json::Value) -> Verb {
+        Verb {
+            cmd: request.get("cmd").and_then(|c| c.as_str()).unwrap_or_default().to_string(),
+            sets: request.get("set").and_then(|s| s.as_object()).is_some_and(|s| !s.is_empty()),
+        }
+    }
+}
+
 /// One request to audit: who, and the verb as it is on the wire.
 pub struct Audit {
     peer: Peer,
@@ -66,20 +87,19 @@ pub struct Audit {
 }
 
 impl Audit {
-    /// Some for a request that may change something. `conntrack_timeouts` reads
-    /// unless it sets.
-    pub fn of(req: &Request, peer: &Peer) -> Option<Audit> {
-        let v = serde_json::to_value(req).ok()?;
-        let cmd = v.get("cmd")?.as_str()?.to_string();
-        let sets = v.get("set").and_then(|s| s.as_object()).is_some_and(|s| !s.is_empty());
-        (!is_read(&cmd) || sets).then(|| Audit { peer: peer.clone(), cmd, changes: String::new() })
+    /// Some for a request that may change something.
+    pub fn of(verb: Verb, peer: &Peer) -> Option<Audit> {
+        (!is_read(&verb.cmd) || verb.sets).then(|| Audit { peer: peer.clone(), cmd: verb.cmd, changes: String::new() })
     }
 
     /// The one line for this request, with its outcome.
     pub fn log(&self, outcome: &Response) {
         let Audit { peer, cmd, changes } = self;
         let (uid, pid) = (peer.uid.unwrap_or(u32::MAX), peer.pid.unwrap_or(-1));
-        let (user, comm) = (peer.user.as_deref().unwrap_or(""), peer.comm.as_deref().unwrap_or(""));
+        let name = peer.user();
+        let who = describe(peer, name.as_deref());
+        let peer = &who;
+        let (user, comm) = (name.as_deref().unwrap_or(""), self.peer.comm.as_deref().unwrap_or(""));
         match &outcome.error {
             None => {
                 tracing::info!(target: "audit", uid, user, pid, comm, cmd, changes, result = "ok", "{peer}: {cmd} done{}{changes}", if changes.is_empty() { "" } else { ": " })

@@ -41,7 +41,7 @@ use std::{sync::Arc, time::Instant};
 use tokio::sync::oneshot;
 
 use audit::Audit;
-pub use audit::Peer;
+pub use audit::{Peer, Verb};
 
 /// A request that was refused: the text the user sees.
 pub type Refusal = String;
@@ -50,6 +50,8 @@ pub type Reply = Result<serde_json::Value, Refusal>;
 /// A request, who sent it, and where its answer goes.
 pub struct Job {
     pub request: Request,
+    /// The verb as it was sent, for the audit trail.
+    pub verb: Verb,
     pub peer: Peer,
     pub reply: oneshot::Sender<Response>,
 }
@@ -316,14 +318,14 @@ impl Switch {
     /// Takes a batch of requests (see the module's text).
     pub async fn run_batch(&mut self, jobs: Vec<Job>) {
         let mut held = Vec::with_capacity(jobs.len());
-        for Job { request: req, peer, reply } in jobs {
+        for Job { request: req, verb, peer, reply } in jobs {
             if let Request::Capture(CaptureRequest::Capture(spec)) = req {
                 self.settle(&mut held).await;
                 // Answered when the capture ends, from poll_cores.
                 self.capture_start(spec, reply).await;
                 continue;
             }
-            let audit = Audit::of(&req, &peer);
+            let audit = Audit::of(verb, &peer);
             if let Request::Cluster(r) = req {
                 // Writes of the shared state: answered by the agent once the store has them.
                 let reply = match audit {

@@ -42,17 +42,12 @@ pub fn check(plan: &Plan, host: &Host) -> Vec<Finding> {
             out.push(Finding::ok("socket", format!("{sock}: mode {mode:o}, {who}")));
         }
     }
-    if !plan.running {
-        match crate::store::Store::load(&host.path(&plan.db.to_string_lossy())) {
-            Ok(s) => out.push(Finding::ok("state", format!("{}: {} ports", plan.db.display(), s.ports.len()))),
+    if let Some(state) = &plan.state {
+        match state {
+            Ok(n) => out.push(Finding::ok("state", format!("{}: {n} ports", plan.db.display()))),
             Err(e) => out.push(
-                Finding::bad(
-                    "state",
-                    Severity::Error,
-                    format!("{e}"),
-                    "vswitchd refuses to start on a damaged state file",
-                )
-                .fix(format!("restore {} from a backup, or move it aside to start empty", plan.db.display())),
+                Finding::bad("state", Severity::Error, e.clone(), "vswitchd refuses to start on a damaged state file")
+                    .fix(format!("restore {} from a backup, or move it aside to start empty", plan.db.display())),
             ),
         }
     }
