@@ -254,7 +254,16 @@ def main():
             time.sleep(max(0, start + tick - time.time()))
         alive = d.poll() is None
         out = report(udp_client)
-        tcp = json.loads(report(tcp_client))["end"]["sum_received"]
+        tcp_out = report(tcp_client)
+        for name, text in (("udp", out), ("tcp", tcp_out)):
+            with open(os.path.join(work, f"iperf3-{name}.json"), "wb") as f:
+                f.write(text)
+        tcp_json = json.loads(tcp_out)
+        tcp = tcp_json["end"].get("sum_received", {"bytes": 0, "bits_per_second": 0})
+        if tcp_json.get("error"):
+            intervals = tcp_json.get("intervals", [])
+            ended = intervals[-1]["sum"]["end"] if intervals else 0
+            print(f"TCP stream ended at {ended:.0f} s: {tcp_json['error']}")
         u = json.loads(out)["end"]["sum"]
         junk = json.loads(ctl("--json", "port", "stats", "junk"))[0] if alive else {}
         print(f"\nvswitchd {'ran throughout' if alive else 'DIED: see ' + log.name}")

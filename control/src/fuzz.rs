@@ -195,6 +195,43 @@ pub fn cluster_store(data: &[u8]) {
     }
 }
 
+/// `vswitchctl trace` on a frame of the input arriving at a VM port or the uplink,
+/// against tables from the input (security groups, connection tracking on some ports,
+/// maybe a service): it must not panic, and what it says happens is what the pipeline
+/// does to the same frame on its own (the port it leaves by and its bytes, the flood,
+/// or the drop reason). A trace finds sessions but makes none; a single frame's fate
+/// does not hang on the session it would make.
+pub fn trace(data: &[u8]) {
+    use dataplane::snapshot::{Role, Snapshot};
+    use pipelines::{fuzz as packets, Action};
+    let mut input = packets::Input(data);
+    let t = packets::stateful_tables(&mut input);
+    let ctl = input.u8();
+    let from = packets::source(ctl);
+    let frame = packets::arriving(&t, from, ctl & 4 != 0, input.0.len(), input.0);
+    let mut snap = Snapshot::empty(1);
+    for (p, vni) in packets::VM_PORTS {
+        snap.ports[p as usize].role = Role::Vm { vni };
+        snap.ports[p as usize].active = true;
+    }
+    snap.ports[packets::UPLINK as usize].role = Role::Uplink;
+    snap.ports[packets::UPLINK as usize].active = true;
+    snap.l2 = std::sync::Arc::new(t);
+    let port = from.map_or(packets::UPLINK, |(p, _)| p);
+    let view = crate::trace::trace(&snap, "in", port, &frame, &|p| format!("p{p}"), &|_| None);
+    let (m, out) = &packets::run_batch(&snap.l2, from, std::slice::from_ref(&frame))[0];
+    match m.action {
+        Action::Tx(p) => {
+            assert_eq!(view.action, format!("tx on port p{p}"), "{view:?}");
+            assert_eq!(view.output.as_deref(), Some(crate::trace::to_hex(out).as_str()), "{view:?}");
+        }
+        Action::Flood { vni } => assert!(view.action.starts_with(&format!("flood in VNI {vni} ")), "{view:?}"),
+        Action::Punt => assert!(view.action.starts_with("to the control plane"), "{view:?}"),
+        Action::Drop(r) => assert_eq!(view.drop_reason.as_deref(), Some(r.name()), "{view:?}"),
+        Action::Continue => panic!("the pipeline left the frame undecided: {view:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::cni::plugin::{attach_request, conf_of};

@@ -33,3 +33,8 @@ fn cni_add() {
 fn cluster_store() {
     replay("cluster_store", control::fuzz::cluster_store);
 }
+
+#[test]
+fn trace() {
+    replay("trace", control::fuzz::trace);
+}

@@ -171,8 +171,9 @@ pub fn trace(
                 let before = meta[0];
                 stages::from_vm(&ctx, id, vni, &mut frames, &mut meta, &mut PerCore::default(), &mut learned);
                 steps.extend(service_steps(snap, vni, &before, &meta[0]));
-                if meta[0].action != Action::Drop(pipelines::DropReason::BadSrcMac) {
-                    let dst = Mac::from_slice(bytes);
+                // (A frame too short for its MACs was dropped as a runt: no FIB to ask.)
+                let dst = bytes.get(..6).map(Mac::from_slice);
+                if let Some(dst) = dst.filter(|_| meta[0].action != Action::Drop(pipelines::DropReason::BadSrcMac)) {
                     steps.push(match t.lookup(vni, dst) {
                         _ if dst.is_multicast() => format!("fib: {dst} is a group address: flood"),
                         Some(e) => format!(
