@@ -16,12 +16,12 @@ into the store by a load generator (etcd's JSON gateway, transactions of 100 put
 
 Prints a table and, with --docs, writes it into docs/benchmarks.md between its markers.
 Needs root and a built tree (cargo build --release --workspace)."""
-import argparse, base64, datetime, json, os, random, shutil, socket, statistics, subprocess, sys, tempfile, threading, time, urllib.request
+from common import pct, write_block
+import argparse, base64, datetime, json, os, random, shutil, socket, statistics, subprocess, tempfile, threading, time, urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BIN = os.path.join(ROOT, "target", "release")
-BEGIN, END = "<!-- cluster-bench:begin -->", "<!-- cluster-bench:end -->"
 PROBE_VNI = 999
 
 
@@ -31,11 +31,6 @@ def free_port():
     p = s.getsockname()[1]
     s.close()
     return p
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
 def b64(s):
@@ -280,18 +275,11 @@ def main():
         for s in switches:
             s.stop()
         etcd.stop()
-    table = [f"| Measure | vswitch | Target |", "|---|---|---|"] + [f"| {r[0]} | {r[1]} | {r[2]} |" for r in rows]
+    table = ["| Measure | vswitch | Target |", "|---|---|---|"] + [f"| {r[0]} | {r[1]} | {r[2]} |" for r in rows]
     print("\n".join(table))
     if args.docs:
-        path = os.path.join(ROOT, "docs", "benchmarks.md")
-        text = open(path).read()
         stamp = f"Measured {datetime.date.today()} by `bench/cluster.py` ({args.probes} probes)."
-        block = f"{BEGIN}\n{stamp}\n\n" + "\n".join(table) + f"\n{END}"
-        if BEGIN in text:
-            text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-        else:
-            text += "\n" + block + "\n"
-        open(path, "w").write(text)
+        write_block(os.path.join(ROOT, "docs", "benchmarks.md"), "cluster-bench", f"{stamp}\n\n" + "\n".join(table))
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -13,22 +13,18 @@ a runtime's environment and stdin, one network namespace per container.
 
 Prints a table and, with --docs, writes it into docs/benchmarks.md between its markers.
 Needs root, a built tree (cargo build --release --workspace) and containernetworking-plugins."""
-import argparse, concurrent.futures as cf, datetime, json, os, statistics, subprocess, sys, tempfile, time
+import common
+from common import pct, write_block
+import argparse, concurrent.futures as cf, datetime, json, os, subprocess, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BIN = os.path.join(ROOT, "target", "release")
-BEGIN, END = "<!-- cni-bench:begin -->", "<!-- cni-bench:end -->"
 NS = "vscb"
 
 
 def sh(*args, check=True):
     return subprocess.run(args, check=check, capture_output=True, text=True).stdout
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
 class Plugin:
@@ -49,26 +45,10 @@ class Plugin:
         return ms
 
 
-class Vswitchd:
+class Vswitchd(common.Vswitchd):
     def __init__(self, work):
-        self.work = work
-        self.sock = os.path.join(work, "s.sock")
-        for f in ("s.sock", "db.json", "db.json.journal"):
-            if os.path.exists(os.path.join(work, f)):
-                os.remove(os.path.join(work, f))
-        self.log = open(os.path.join(work, "vswitchd.log"), "w")
-        self.p = subprocess.Popen([BIN + "/vswitchd", "--socket", self.sock, "--db", os.path.join(work, "db.json"), "--",
-                                   "-l", "0-1", "--no-pci", "--no-huge", "-m", "512", "--file-prefix", "vscb"],
-                                  stdout=self.log, stderr=self.log)
-        for _ in range(300):
-            if os.path.exists(self.sock):
-                break
-            time.sleep(0.1)
-        time.sleep(0.3)
+        super().__init__(work, "vscb")
         self.ctl("network", "add", "100", "--gateway", "10.88.0.1/16")
-
-    def ctl(self, *args):
-        return sh(BIN + "/vswitchctl", "--socket", self.sock, *args)
 
     def plugin(self):
         conf = {"cniVersion": "1.0.0", "name": "bench", "type": "vswitch", "vni": 100, "socket": self.sock}
@@ -80,10 +60,6 @@ class Vswitchd:
         fds = len(os.listdir(f"/proc/{self.p.pid}/fd"))
         ports = len(json.loads(self.ctl("--json", "port", "list")))
         return {"rss_mib": rss, "fds": fds, "ports": ports}
-
-    def stop(self):
-        self.p.terminate()
-        self.p.wait(timeout=30)
 
 
 class Bridge:
@@ -252,16 +228,8 @@ def main():
     text = "\n".join(table)
     print(text)
     if args.docs:
-        path = os.path.join(ROOT, args.docs)
-        doc = open(path).read()
         stamp = f"Run {datetime.date.today()} (`bench/cni.py`, K3 {args.secs} s), build {sh('git', '-C', ROOT, 'rev-parse', '--short', 'HEAD').strip()}:\n\n"
-        block = f"{BEGIN}\n{stamp}{text}\n{END}"
-        if BEGIN in doc:
-            doc = doc[:doc.index(BEGIN)] + block + doc[doc.index(END) + len(END):]
-        else:
-            doc += "\n" + block + "\n"
-        open(path, "w").write(doc)
-
+        write_block(os.path.join(ROOT, args.docs), "cni-bench", stamp + text)
 
 if __name__ == "__main__":
     main()

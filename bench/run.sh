@@ -5,6 +5,7 @@
 #   bench/run.sh --with-ovs               # also OVS-DPDK (shared/anchors), between our runs
 #   bench/run.sh --workloads "W2 W2-10k" --runs 5 --window 5
 #   bench/run.sh tcp [--runs N] [--workloads "C1 C2"]   # C1, C1-4, C1v, C2, C2r (bench/tcp.py)
+#   bench/run.sh api [--secs N]           # the control socket under abuse (bench/api.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -12,6 +13,10 @@ PACKAGES="$PACKAGES python3-matplotlib"
 setup_machine
 reserve_hugepages 1536 || die "the benchmark needs 1536 free 2 MiB hugepages (the switch, and W4's guest)"
 cargo build --release --workspace --bins -q
+if [ "${1:-}" = api ]; then
+    shift
+    exec /usr/bin/python3 bench/api.py --docs docs/benchmarks.md "$@"
+fi
 if [ "${1:-}" = tcp ]; then
     shift
     exec /usr/bin/python3 bench/tcp.py --docs docs/benchmarks.md "$@"

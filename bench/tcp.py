@@ -12,6 +12,7 @@ in the same run, alternating.
 
 Prints a table and, with --docs, writes it into docs/benchmarks.md between its markers.
 Run through bench/run.sh (which installs, reserves hugepages and builds)."""
+import common
 import argparse, datetime, json, os, statistics, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -57,26 +58,8 @@ def iperf(server_ns, server_ip, client_ns, secs, reverse=False, streams=1):
     return out["end"]["sum_received"]["bits_per_second"] / 1e9
 
 
-class Switch:
-    def __init__(self, work):
-        self.sock = os.path.join(work, "s.sock")
-        for f in os.listdir(work):
-            os.remove(os.path.join(work, f))
-        self.log = open(os.path.join(work, "vswitchd.log"), "w")
-        self.p = subprocess.Popen([BIN + "/vswitchd", "--socket", self.sock, "--db", os.path.join(work, "db.json"), "--",
-                                   "-l", "0-1", "--no-pci", "--file-prefix", "vsbtcp"], stdout=self.log, stderr=self.log)
-        for _ in range(300):
-            if os.path.exists(self.sock):
-                break
-            time.sleep(0.1)
-        time.sleep(0.3)
-
-    def ctl(self, *args):
-        return sh(BIN + "/vswitchctl", "--socket", self.sock, *args)
-
-    def stop(self):
-        self.p.terminate()
-        self.p.wait(timeout=20)
+def Switch(work):
+    return common.Vswitchd(work, "vsbtcp", hugepages=True)
 
 
 def ours_c1(work, secs, veth, streams):

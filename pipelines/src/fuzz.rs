@@ -318,13 +318,15 @@ pub fn arriving(
 }
 
 /// One batch through the VM or uplink stages, as the PMD loop runs them (a VM port's
-/// parse marks frames that repeat the one before, as there).
+/// parse marks frames that repeat the one before, as there), on a core whose state
+/// (meters, learning, the rules' answer cache) is `core`.
 pub fn run_batch(
     t: &crate::tables::L2Tables,
     from: Option<(crate::PortId, u32)>,
     pkts: &[Vec<u8>],
+    core: &mut crate::stages::PerCore,
 ) -> Vec<(Meta, Vec<u8>)> {
-    use crate::stages::{from_uplink, from_vm, parse_batch, parse_vm_batch, Ctx, PerCore};
+    use crate::stages::{from_uplink, from_vm, parse_batch, parse_vm_batch, Ctx};
     let mut frames: Vec<crate::VecFrame> = pkts.iter().map(|p| crate::VecFrame::new(p)).collect();
     let mut meta = vec![Meta::default(); frames.len()];
     let mut events = Vec::new();
@@ -332,25 +334,70 @@ pub fn run_batch(
     match from {
         Some((port, vni)) => {
             parse_vm_batch(t, port, &frames, &mut meta);
-            from_vm(&ctx, port, vni, &mut frames, &mut meta, &mut PerCore::default(), &mut events)
+            from_vm(&ctx, port, vni, &mut frames, &mut meta, core, &mut events)
         }
         None => {
             parse_batch(&frames, &mut meta);
-            from_uplink(&ctx, UPLINK, &mut frames, &mut meta, &mut PerCore::default(), &mut events)
+            from_uplink(&ctx, UPLINK, &mut frames, &mut meta, core, &mut events)
         }
     }
     meta.into_iter().zip(frames.iter().map(|f| f.bytes().to_vec())).collect()
 }
 
-/// The whole VM and uplink pipelines on a random batch against random tables: every
-/// packet is decided (sent to a port that exists, flooded, punted or dropped with a
-/// reason), and a batch gets exactly what each of its packets gets alone. From the
-/// uplink, the input's frames can be wrapped in VXLAN from the remote VTEP, so decap and
-/// what follows it are reached.
+/// Meters on the VM ports and the uplink from the input: srTCM or trTCM, in bytes or
+/// packets, with buckets a few packets deep so a batch runs them dry, and yellow and
+/// red passed, remarked or dropped; maybe an outer DSCP. The clock stands still, so
+/// what a meter decides depends only on the packets before.
+fn meters(input: &mut Input) -> crate::qos::QosTables {
+    use crate::qos::{ColorAction, MeterConfig, Mode, PortQos, QosTables, Unit};
+    let meter = |input: &mut Input| {
+        let c = input.u8();
+        (c & 1 != 0).then(|| {
+            let unit = if c & 2 != 0 { Unit::Packets } else { Unit::Bytes };
+            let scale = if unit == Unit::Packets { 1 } else { 100 };
+            let (a, b) = (input.u8() as u64 % 8 * scale, input.u8() as u64 % 8 * scale);
+            let mode = if c & 4 != 0 {
+                Mode::TrTcm { cir: 1, cbs: a, pir: 2, pbs: a + b }
+            } else {
+                Mode::SrTcm { cir: 1, cbs: a, ebs: b }
+            };
+            let action = |x: u8| match x % 3 {
+                0 => ColorAction::Pass,
+                1 => ColorAction::Remark(x >> 2 & 63),
+                _ => ColorAction::Drop,
+            };
+            MeterConfig { unit, mode, yellow: action(c >> 3), red: action(input.u8()) }
+        })
+    };
+    let mut ports = vec![PortQos::default(); 16];
+    for p in VM_PORTS.iter().map(|&(p, _)| p).chain([UPLINK]) {
+        let (ingress, egress) = (meter(input), meter(input));
+        let outer_dscp = input.u8().checked_sub(192).map(|d| d & 63);
+        ports[p as usize] = PortQos { ingress, egress, outer_dscp, version: 1 };
+    }
+    QosTables { ports }
+}
+
+/// The pipeline target's tables: the stateful ones (security groups, connection
+/// tracking, a service) with meters.
+fn metered_tables(input: &mut Input) -> crate::tables::L2Tables {
+    let mut t = stateful_tables(input);
+    t.qos = Arc::new(meters(input));
+    t
+}
+
+/// The whole VM and uplink pipelines on a random batch against random tables (security
+/// groups, FIB, gateway, connection tracking, a service, meters): every packet is
+/// decided (sent to a port that exists, flooded, punted or dropped with a reason), and
+/// a batch gets exactly what its packets get one after another, each a batch of its
+/// own, on a second copy of the same tables and core state (sessions, meter buckets
+/// and learning carried from one to the next, as between a core's bursts). From the
+/// uplink, the input's frames can be wrapped in VXLAN from the remote VTEP, so decap
+/// and what follows it are reached.
 pub fn pipeline(data: &[u8]) {
-    use crate::meta::Action;
+    use crate::{meta::Action, stages::PerCore};
     let mut input = Input(data);
-    let t = tables(&mut input);
+    let t = metered_tables(&mut input);
     let ctl = input.u8();
     let from = source(ctl);
     let mut pkts = Vec::new();
@@ -361,7 +408,7 @@ pub fn pipeline(data: &[u8]) {
         input.0 = rest;
         pkts.push(arriving(&t, from, ctl & 4 != 0, len, frame));
     }
-    let batch = run_batch(&t, from, &pkts);
+    let batch = run_batch(&t, from, &pkts, &mut PerCore::default());
     for (i, (m, _)) in batch.iter().enumerate() {
         match m.action {
             Action::Tx(p) => assert!(p == UPLINK || VM_PORTS.iter().any(|&(v, _)| v == p), "packet {i} to port {p}"),
@@ -369,8 +416,10 @@ pub fn pipeline(data: &[u8]) {
             Action::Drop(_) | Action::Flood { .. } | Action::Punt => {}
         }
     }
+    let again = metered_tables(&mut Input(data));
+    let mut core = PerCore::default();
     for (i, p) in pkts.iter().enumerate() {
-        let alone = &run_batch(&t, from, std::slice::from_ref(p))[0];
+        let alone = &run_batch(&again, from, std::slice::from_ref(p), &mut core)[0];
         // A frame that repeats the one before it (its first bytes) may keep that one's
         // metadata, not its own: only what happens to it must be the same.
         let repeats = i > 0 && p.get(..crate::stages::REPEAT_BYTES).is_some_and(|h| pkts[i - 1].starts_with(h));
@@ -378,10 +427,10 @@ pub fn pipeline(data: &[u8]) {
             assert_eq!(
                 (alone.0.action, &alone.1),
                 (batch[i].0.action, &batch[i].1),
-                "packet {i} alone and in its batch"
+                "packet {i} on its own and in its batch"
             );
         } else {
-            assert_eq!(*alone, batch[i], "packet {i} alone and in its batch");
+            assert_eq!(*alone, batch[i], "packet {i} on its own and in its batch");
         }
     }
 }

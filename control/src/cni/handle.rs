@@ -204,11 +204,14 @@ impl Switch {
         let run = self.ports.bring_up(&spec).map_err(|e| format!("attaching the switch to {port}: {e}"))?;
         self.ports.list.push(Port { spec: spec.clone(), run: Ok(run) });
         undo.port = true;
-        tracing::debug!(
-            "ADD {}: veth and namespace {plumbed:?}, port {:?}",
-            key.container,
-            started.elapsed() - plumbed
-        );
+        let opened = started.elapsed() - plumbed;
+        if started.elapsed() > std::time::Duration::from_secs(1) {
+            tracing::warn!(
+                "ADD {}: the veth pair and the container's namespace took {plumbed:?}, the switch's port {opened:?}",
+                key.container
+            );
+        }
+        tracing::debug!("ADD {}: veth and namespace {plumbed:?}, port {opened:?}", key.container);
 
         // The container's addresses go into the endpoint table: ARP for them is
         // answered here, and the gateway routes to them, from the first packet.

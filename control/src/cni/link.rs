@@ -119,7 +119,9 @@ pub async fn plumb(h: &Handle, p: &Plumb<'_>) -> Result<Mac, String> {
         .build();
     // A pair of this name that no attachment owns is what a DEL a moment ago is still
     // deleting, or what an ADD that died left: it goes first.
+    let mut phases = Phases::new();
     unplumb(h, p.host).await?;
+    phases.mark("deleting a pair of that name");
     let pair = LinkVeth::new(p.host, p.ifname).mtu(p.mtu as u32).set_info_data(InfoData::Veth(InfoVeth::Peer(peer)));
     if let Err(e) = h.link().add(pair.build()).execute().await {
         return Err(match errno(&e) {
@@ -129,20 +131,52 @@ pub async fn plumb(h: &Handle, p: &Plumb<'_>) -> Result<Mac, String> {
             _ => text(&format!("creating veth {} / {} in {}", p.host, p.ifname, p.netns), e),
         });
     }
+    phases.mark("creating the pair");
     let done = async {
         // The host end carries only the container's frames to the switch: no addresses
         // of its own, no IPv6 chatter.
         // (The port brings it up when it attaches.)
         let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", p.host), "1");
         let mac = mac_of_iface(h, p.host).await?.ok_or_else(|| format!("{} vanished", p.host))?;
+        phases.mark("setting up the host end");
         configure_inside(&ns, p).await?;
+        phases.mark("configuring the container's end");
         Ok::<Mac, String>(mac)
     }
     .await;
+    phases.log_if_slow(p.host);
     if done.is_err() {
         let _ = unplumb(h, p.host).await;
     }
     done
+}
+
+/// How long each step of plumbing took, told when the whole was slow: the kernel's
+/// netlink calls wait for its locks, and a busy host makes them take seconds.
+struct Phases {
+    start: std::time::Instant,
+    last: std::time::Instant,
+    took: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Phases {
+    fn new() -> Phases {
+        let now = std::time::Instant::now();
+        Phases { start: now, last: now, took: Vec::new() }
+    }
+
+    fn mark(&mut self, what: &'static str) {
+        let now = std::time::Instant::now();
+        self.took.push((what, now - self.last));
+        self.last = now;
+    }
+
+    fn log_if_slow(&self, host: &str) {
+        if self.start.elapsed() > std::time::Duration::from_secs(1) {
+            let steps: Vec<String> = self.took.iter().map(|(w, d)| format!("{w} {d:.1?}")).collect();
+            tracing::info!("{host}: plumbing took {:.1?}: {}", self.start.elapsed(), steps.join(", "));
+        }
+    }
 }
 
 async fn configure_inside(ns: &File, p: &Plumb<'_>) -> Result<(), String> {

@@ -92,20 +92,24 @@ impl Audit {
         (!is_read(&verb.cmd) || verb.sets).then(|| Audit { peer: peer.clone(), cmd: verb.cmd, changes: String::new() })
     }
 
+    /// The verb, as it was sent.
+    pub fn cmd(&self) -> &str {
+        &self.cmd
+    }
+
     /// The one line for this request, with its outcome.
     pub fn log(&self, outcome: &Response) {
         let Audit { peer, cmd, changes } = self;
         let (uid, pid) = (peer.uid.unwrap_or(u32::MAX), peer.pid.unwrap_or(-1));
         let name = peer.user();
         let who = describe(peer, name.as_deref());
-        let peer = &who;
-        let (user, comm) = (name.as_deref().unwrap_or(""), self.peer.comm.as_deref().unwrap_or(""));
+        let (user, comm) = (name.as_deref().unwrap_or(""), peer.comm.as_deref().unwrap_or(""));
         match &outcome.error {
             None => {
-                tracing::info!(target: "audit", uid, user, pid, comm, cmd, changes, result = "ok", "{peer}: {cmd} done{}{changes}", if changes.is_empty() { "" } else { ": " })
+                tracing::info!(target: "audit", uid, user, pid, comm, cmd, changes, result = "ok", "{who}: {cmd} done{}{changes}", if changes.is_empty() { "" } else { ": " })
             }
             Some(e) => {
-                tracing::warn!(target: "audit", uid, user, pid, comm, cmd, result = "refused", error = e.as_str(), "{peer}: {cmd} refused: {e}")
+                tracing::warn!(target: "audit", uid, user, pid, comm, cmd, result = "refused", error = e.as_str(), "{who}: {cmd} refused: {e}")
             }
         }
     }

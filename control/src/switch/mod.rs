@@ -37,11 +37,18 @@ use pipelines::{
     wire::{arp::Arp, ethernet},
     Meta,
 };
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 use tokio::sync::oneshot;
 
 use audit::Audit;
 pub use audit::{Peer, Verb};
+
+/// A request or batch that holds the switch task this long is logged: every other
+/// client waits meanwhile.
+const SLOW: Duration = Duration::from_secs(1);
 
 /// A request that was refused: the text the user sees.
 pub type Refusal = String;
@@ -340,7 +347,15 @@ impl Switch {
                 self.settle(&mut held).await;
             }
             let before = self.store.staged_len();
+            let (cmd, start) = (audit.as_ref().map(|a| a.cmd().to_string()), Instant::now());
             let result = self.handle(req).await;
+            if start.elapsed() > SLOW {
+                tracing::warn!(
+                    "{} took {:?} to handle: every other request waited for it",
+                    cmd.as_deref().unwrap_or("a read"),
+                    start.elapsed()
+                );
+            }
             let staged = self.store.staged_len() > before;
             let audit = audit.map(|mut a| {
                 if staged {
@@ -391,12 +406,14 @@ impl Switch {
                 self.publish().await;
             }
         }
-        tracing::debug!(
-            "batch of {}: commit {:?}, then publish and quiescence {:?}",
-            held.len(),
-            committed,
-            start.elapsed() - committed
-        );
+        let published = start.elapsed() - committed;
+        if committed > SLOW || published > SLOW {
+            tracing::warn!(
+                "a batch of {} requests took {committed:?} to reach the journal and {published:?} to reach the cores",
+                held.len()
+            );
+        }
+        tracing::debug!("batch of {}: commit {committed:?}, then publish and quiescence {published:?}", held.len());
         // No core sees the ports that left any more. A kernel port's sockets take an
         // RCU grace period each to close: that happens on a blocking thread, not here.
         for (_, p) in self.closing.drain(..) {
@@ -421,10 +438,16 @@ impl Switch {
         // The batch is durable and answered; folding the journal into the snapshot can
         // wait until then.
         if self.store.wants_compaction() {
-            let state = self.desired();
+            let (state, start) = (self.desired(), Instant::now());
             if let Err(e) = self.store.compact(&state) {
                 tracing::error!(
                     "journal compaction failed (the journal keeps growing; changes are still durable): {e}"
+                );
+            }
+            if start.elapsed() > SLOW {
+                tracing::warn!(
+                    "journal compaction took {:?}: changes waited for it; the disk under the state file is slow or busy",
+                    start.elapsed()
                 );
             }
         }
