@@ -272,7 +272,7 @@ def main():
         if stalled:
             print(f"TCP carried nothing in {len(stalled)} of its 1 s intervals, the first from {stalled[0]:.0f} s")
         slow = [l.strip() for l in open(log.name, errors="replace") if "took" in l or "slower than" in l]
-        print(f"vswitchd logged {len(slow)} slow requests, batches or journal syncs" + "".join(f"\n  {l[:300]}" for l in slow[:10]))
+        print(f"vswitchd logged {len(slow)} slow steps (requests, batches, journal syncs, compactions, CNI plumbing)" + "".join(f"\n  {l[:300]}" for l in slow[:10]))
         udp_json = json.loads(out)
         u = udp_json["end"]["sum"]
         counted = not udp_json.get("error")

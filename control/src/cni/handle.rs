@@ -204,14 +204,12 @@ impl Switch {
         let run = self.ports.bring_up(&spec).map_err(|e| format!("attaching the switch to {port}: {e}"))?;
         self.ports.list.push(Port { spec: spec.clone(), run: Ok(run) });
         undo.port = true;
-        let opened = started.elapsed() - plumbed;
-        if started.elapsed() > std::time::Duration::from_secs(1) {
-            tracing::warn!(
-                "ADD {}: the veth pair and the container's namespace took {plumbed:?}, the switch's port {opened:?}",
-                key.container
-            );
-        }
-        tracing::debug!("ADD {}: veth and namespace {plumbed:?}, port {opened:?}", key.container);
+        // A slow ADD is logged whole by the switch, and its plumbing step by step by `plumb`.
+        tracing::debug!(
+            "ADD {}: veth and namespace {plumbed:?}, port {:?}",
+            key.container,
+            started.elapsed() - plumbed
+        );
 
         // The container's addresses go into the endpoint table: ARP for them is
         // answered here, and the gateway routes to them, from the first packet.

@@ -347,12 +347,12 @@ impl Switch {
                 self.settle(&mut held).await;
             }
             let before = self.store.staged_len();
-            let (cmd, start) = (audit.as_ref().map(|a| a.cmd().to_string()), Instant::now());
+            let start = Instant::now();
             let result = self.handle(req).await;
             if start.elapsed() > SLOW {
                 tracing::warn!(
                     "{} took {:?} to handle: every other request waited for it",
-                    cmd.as_deref().unwrap_or("a read"),
+                    audit.as_ref().map_or("a read", |a| a.cmd()),
                     start.elapsed()
                 );
             }
