@@ -38,3 +38,8 @@ fn cluster_store() {
 fn trace() {
     replay("trace", control::fuzz::trace);
 }
+
+#[test]
+fn requests() {
+    replay("requests", control::fuzz::requests);
+}

@@ -24,7 +24,7 @@ impl Input<'_> {
     pub fn u16(&mut self) -> u16 {
         u16::from_be_bytes([self.u8(), self.u8()])
     }
-    fn u32(&mut self) -> u32 {
+    pub fn u32(&mut self) -> u32 {
         u32::from_be_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
     }
     pub fn is_empty(&self) -> bool {
@@ -278,7 +278,9 @@ pub fn stateful_tables(input: &mut Input) -> crate::tables::L2Tables {
                 Some(CtPort { liberal: c & 2 != 0, sticky: c & 4 != 0, pickup: c & 8 != 0, max_sessions, epoch: 1 });
         }
     }
-    t.ct = Arc::new(CtTables { table: Some(Arc::new(CtTable::new(64, 1, 16))), ports, dry: false });
+    // A ring of 16 events: a batch fills it (the default ring is 300 KB to clear per input).
+    let table = CtTable::with_memory(64, 1, 16, 16, |_, _| 0);
+    t.ct = Arc::new(CtTables { table: Some(Arc::new(table)), ports, dry: false });
     let n = input.u8() % 4;
     if n > 0 {
         let proto = if input.u8() & 1 != 0 { 17 } else { 6 };

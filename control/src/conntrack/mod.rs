@@ -14,7 +14,7 @@ use crate::{
 use api::{Conn, CtRequest, CtStats, EventRow, EventsView, SessionRow, StatefulSpec};
 use dataplane::{pmd::Shared, MAX_PORTS};
 use pipelines::{
-    conntrack::{table, CtPort, CtTable, CtTables, InvalidReason, SessionView, TIMEOUTS},
+    conntrack::{events::RING, table, CtPort, CtTable, CtTables, InvalidReason, SessionView, TIMEOUTS},
     meta::ip_addr,
     DropReason,
 };
@@ -59,6 +59,12 @@ const LOG: usize = 20_000;
 impl Conntrack {
     pub fn new(shared: Arc<Shared>, capacity: u32) -> Conntrack {
         Conntrack { shared: Some(shared), capacity: Some(capacity), ..Default::default() }
+    }
+
+    /// Without the cores (unit tests, fuzz targets): no counters of theirs, and a table
+    /// of `capacity` sessions once one is needed.
+    pub fn detached(capacity: u32) -> Conntrack {
+        Conntrack { capacity: Some(capacity), ..Default::default() }
     }
 
     fn capacity(&self) -> u32 {
@@ -506,8 +512,13 @@ impl Feature for Conntrack {
                 self.capacity(),
                 (self.capacity() as u64 * 128) >> 20
             );
-            self.table =
-                Some(Arc::new(CtTable::with_memory(self.capacity(), cores, MAX_PORTS, dataplane::advise_huge_pages)));
+            self.table = Some(Arc::new(CtTable::with_memory(
+                self.capacity(),
+                cores,
+                MAX_PORTS,
+                RING,
+                dataplane::advise_huge_pages,
+            )));
             self.push_timeouts();
         }
         let mut epochs = HashMap::new();

@@ -22,7 +22,7 @@ pub enum OverlayRequest {
 }
 
 /// A tenant network.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSpec {
     pub vni: u32,

@@ -52,8 +52,7 @@ impl PortRef {
     }
 }
 
-/// A running port for unit tests: MTU 1500, MAC 02:00:00:00:00:a0 + id.
-#[cfg(test)]
+/// A running port for unit tests and fuzz targets: MTU 1500, MAC 02:00:00:00:00:a0 + id.
 pub(crate) fn port_ref(name: &str, id: u16, role: PortRole, vni: Option<u32>) -> PortRef {
     PortRef {
         name: name.into(),

@@ -37,7 +37,7 @@ pub struct Event {
 }
 
 const WORDS: usize = 9;
-/// Events a core's ring holds.
+/// Events a core's ring holds, by default.
 pub const RING: usize = 4096;
 
 /// A single-producer (its core), single-consumer (the control plane) ring of events.
@@ -50,20 +50,29 @@ pub struct EventRing {
 
 impl Default for EventRing {
     fn default() -> EventRing {
+        EventRing::with_room(RING)
+    }
+}
+
+impl EventRing {
+    /// A ring of `room` events (at least one).
+    pub fn with_room(room: usize) -> EventRing {
         EventRing {
-            slots: (0..RING * WORDS).map(|_| AtomicU64::new(0)).collect(),
+            slots: (0..room.max(1) * WORDS).map(|_| AtomicU64::new(0)).collect(),
             head: AtomicU64::new(0),
             tail: AtomicU64::new(0),
             lost: AtomicU64::new(0),
         }
     }
-}
 
-impl EventRing {
+    fn room(&self) -> usize {
+        self.slots.len() / WORDS
+    }
+
     /// From the owning core only.
     pub fn push(&self, e: &Event) {
         let tail = self.tail.load(Relaxed);
-        if tail.wrapping_sub(self.head.load(Acquire)) >= RING as u64 {
+        if tail.wrapping_sub(self.head.load(Acquire)) >= self.room() as u64 {
             self.lost.fetch_add(1, Relaxed);
             return;
         }
@@ -84,7 +93,7 @@ impl EventRing {
             e.bytes,
             e.millis as u64 | (e.rule as u64) << 32,
         ];
-        let base = (tail as usize % RING) * WORDS;
+        let base = (tail as usize % self.room()) * WORDS;
         for (s, v) in self.slots[base..base + WORDS].iter().zip(w) {
             s.store(v, Relaxed);
         }
@@ -96,7 +105,7 @@ impl EventRing {
         let head = self.head.load(Relaxed);
         let tail = self.tail.load(Acquire);
         for i in head..tail {
-            let base = (i as usize % RING) * WORDS;
+            let base = (i as usize % self.room()) * WORDS;
             let w: [u64; WORDS] = std::array::from_fn(|j| self.slots[base + j].load(Relaxed));
             let key = words_key(&[w[0], w[1], w[2], w[3], w[4]]);
             each(Event {

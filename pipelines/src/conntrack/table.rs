@@ -301,12 +301,19 @@ impl CtTable {
     /// A table of `capacity` sessions shared out to `cores` cores, with per-port
     /// limits over `ports` port ids.
     pub fn new(capacity: u32, cores: usize, ports: usize) -> CtTable {
-        Self::with_memory(capacity, cores, ports, |_, _| 0)
+        Self::with_memory(capacity, cores, ports, super::events::RING, |_, _| 0)
     }
 
-    /// As `new`, `advise` being told of the sessions' and the index's memory before it
-    /// is first written (to have it backed by huge pages).
-    pub fn with_memory(capacity: u32, cores: usize, ports: usize, advise: fn(*const u8, usize) -> usize) -> CtTable {
+    /// As `new`, each core's ring holding `events` events, and `advise` being told of the
+    /// sessions' and the index's memory before it is first written (to have it backed by
+    /// huge pages).
+    pub fn with_memory(
+        capacity: u32,
+        cores: usize,
+        ports: usize,
+        events: usize,
+        advise: fn(*const u8, usize) -> usize,
+    ) -> CtTable {
         let cores = cores.max(1);
         // (An index entry's low word holds index + 1 below `NAT_ENTRY`.)
         let capacity = capacity.max(cores as u32).min(NAT_ENTRY as u32 - 2);
@@ -335,7 +342,7 @@ impl CtTable {
                     evicted: AtomicU64::new(0),
                     live: AtomicU64::new(0),
                     invalid: Default::default(),
-                    events: Default::default(),
+                    events: super::events::EventRing::with_room(events),
                     by_port: (0..ports).map(|_| AtomicU32::new(0)).collect(),
                 }
             })

@@ -15,6 +15,9 @@ use crate::{
 };
 use pipelines::wire::Mac;
 
+pub(crate) mod requests;
+pub use requests::requests;
+
 /// The API's request decoder; a request it accepts encodes and decodes to itself.
 pub fn api_request(data: &[u8]) {
     let Ok(req) = server::parse(data) else { return };
