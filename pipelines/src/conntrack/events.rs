@@ -43,6 +43,8 @@ pub const RING: usize = 4096;
 /// A single-producer (its core), single-consumer (the control plane) ring of events.
 pub struct EventRing {
     slots: Box<[AtomicU64]>,
+    /// Room - 1 (room a power of two): a slot is found by a mask, not a division.
+    mask: usize,
     head: AtomicU64,
     tail: AtomicU64,
     pub lost: AtomicU64,
@@ -55,24 +57,22 @@ impl Default for EventRing {
 }
 
 impl EventRing {
-    /// A ring of `room` events (at least one).
+    /// A ring of `room` events, rounded up to a power of two.
     pub fn with_room(room: usize) -> EventRing {
+        let room = room.max(1).next_power_of_two();
         EventRing {
-            slots: (0..room.max(1) * WORDS).map(|_| AtomicU64::new(0)).collect(),
+            slots: (0..room * WORDS).map(|_| AtomicU64::new(0)).collect(),
+            mask: room - 1,
             head: AtomicU64::new(0),
             tail: AtomicU64::new(0),
             lost: AtomicU64::new(0),
         }
     }
 
-    fn room(&self) -> usize {
-        self.slots.len() / WORDS
-    }
-
     /// From the owning core only.
     pub fn push(&self, e: &Event) {
         let tail = self.tail.load(Relaxed);
-        if tail.wrapping_sub(self.head.load(Acquire)) >= self.room() as u64 {
+        if tail.wrapping_sub(self.head.load(Acquire)) > self.mask as u64 {
             self.lost.fetch_add(1, Relaxed);
             return;
         }
@@ -93,7 +93,7 @@ impl EventRing {
             e.bytes,
             e.millis as u64 | (e.rule as u64) << 32,
         ];
-        let base = (tail as usize % self.room()) * WORDS;
+        let base = (tail as usize & self.mask) * WORDS;
         for (s, v) in self.slots[base..base + WORDS].iter().zip(w) {
             s.store(v, Relaxed);
         }
@@ -105,7 +105,7 @@ impl EventRing {
         let head = self.head.load(Relaxed);
         let tail = self.tail.load(Acquire);
         for i in head..tail {
-            let base = (i as usize % self.room()) * WORDS;
+            let base = (i as usize & self.mask) * WORDS;
             let w: [u64; WORDS] = std::array::from_fn(|j| self.slots[base + j].load(Relaxed));
             let key = words_key(&[w[0], w[1], w[2], w[3], w[4]]);
             each(Event {
