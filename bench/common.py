@@ -9,7 +9,7 @@ class Vswitchd:
     """vswitchd on a fresh state file in `work` (the PMD on CPU 1), up and answering
     once built."""
 
-    def __init__(self, work, prefix, hugepages=False):
+    def __init__(self, work, prefix, hugepages=False, eal=()):
         self.work = work
         self.sock = os.path.join(work, "s.sock")
         for f in ("s.sock", "db.json", "db.json.journal"):
@@ -18,7 +18,7 @@ class Vswitchd:
         self.log = open(os.path.join(work, "vswitchd.log"), "w")
         self.p = subprocess.Popen([BIN + "/vswitchd", "--socket", self.sock, "--db", os.path.join(work, "db.json"), "--",
                                    "-l", "0-1", "--no-pci", "--file-prefix", prefix]
-                                  + ([] if hugepages else ["--no-huge", "-m", "512"]),
+                                  + ([] if hugepages else ["--no-huge", "-m", "512"]) + list(eal),
                                   stdout=self.log, stderr=self.log)
         for _ in range(300):
             if os.path.exists(self.sock):

@@ -4,7 +4,7 @@
 #   bench/run.sh                          # W0 W1x W1 W2 W2-10k W3 W5 W4, 3 runs, 10 s windows
 #   bench/run.sh --with-ovs               # also OVS-DPDK (shared/anchors), between our runs
 #   bench/run.sh --workloads "W2 W2-10k" --runs 5 --window 5
-#   bench/run.sh tcp [--runs N] [--workloads "C1 C2"]   # C1, C1-4, C1v, C2, C2r (bench/tcp.py)
+#   bench/run.sh tcp [--runs N] [--workloads "C1 C2"]   # C1, C1-4, C1v, C2, C2r, C3, C3sw (bench/tcp.py)
 #   bench/run.sh api [--secs N]           # the control socket under abuse (bench/api.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."

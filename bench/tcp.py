@@ -9,6 +9,11 @@ in the same run, alternating.
   C2   container -> a kernel VXLAN host B (Flannel's data path): ours (kernel ports for
        the container and the uplink) vs bridge + kernel vxlan on host A
   C2r  C2 in reverse (host B -> container)
+  C3   C1 with a NIC on the path: container 1 in network 100, container 2 in network 200,
+       joined by a virtio NIC (net_virtio_user) whose other end is the switch's own
+       vhost-user port; the NIC's TSO and checksum offloads on; vs the Linux bridge
+  C3sw C3 with the NIC's TSO withheld (tso=0 at the vhost-user end): large frames are
+       cut in software before the NIC
 
 Prints a table and, with --docs, writes it into docs/benchmarks.md between its markers.
 Run through bench/run.sh (which installs, reserves hugepages and builds)."""
@@ -18,7 +23,7 @@ import argparse, datetime, json, os, statistics, subprocess, sys, tempfile, time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BIN = os.path.join(ROOT, "target", "release")
-DEFAULT = ["C1", "C1-4", "C1v", "C2", "C2r"]
+DEFAULT = ["C1", "C1-4", "C1v", "C2", "C2r", "C3", "C3sw"]
 BEGIN, END = "<!-- tcp-bench:begin -->", "<!-- tcp-bench:end -->"
 
 
@@ -58,28 +63,39 @@ def iperf(server_ns, server_ip, client_ns, secs, reverse=False, streams=1):
     return out["end"]["sum_received"]["bits_per_second"] / 1e9
 
 
-def Switch(work):
-    return common.Vswitchd(work, "vsbtcp", hugepages=True)
+def Switch(work, eal=()):
+    return common.Vswitchd(work, "vsbtcp", hugepages=True, eal=eal)
 
 
-def ours_c1(work, secs, veth, streams):
+def ours_c1(work, secs, veth, streams, nic=None):
     fresh_ns("bc1", "bc2")
-    sw = Switch(work)
+    # A virtio-user port shares hugepages with its vhost-user end: a file per list.
+    sw = Switch(work, ["--single-file-segments"] if nic is not None else [])
     try:
         sw.ctl("network", "add", "100")
+        vni = {1: "100", 2: "100"}
+        if nic is not None:
+            # The NIC joins network 100 to network 200, where container 2 is.
+            vni[2] = "200"
+            sw.ctl("network", "add", "200")
+            sock = os.path.join(work, "cable.sock")
+            sw.ctl("port", "add", "vm", f"net_vhost0,iface={sock}" + ("" if nic else ",tso=0"), "--role", "vm",
+                   "--vni", "200")
+            sw.ctl("port", "add", "nic", f"net_virtio_user0,path={sock}", "--role", "vm", "--vni", "100")
         for i in (1, 2):
             if veth:
                 sh("ip", "link", "del", f"bcv{i}", check=False)
                 sh("ip", "link", "add", f"bcv{i}", "type", "veth", "peer", "name", f"bcv{i}p")
                 sh("ip", "link", "set", f"bcv{i}", "up")
-                sw.ctl("port", "add", f"c{i}", f"kernel:iface=bcv{i}", "--role", "vm", "--vni", "100")
+                sw.ctl("port", "add", f"c{i}", f"kernel:iface=bcv{i}", "--role", "vm", "--vni", vni[i])
                 sh("ip", "link", "set", f"bcv{i}p", "netns", f"bc{i}")
                 addr(f"bc{i}", f"bcv{i}p", f"10.71.0.{i}/24")
             else:
-                sw.ctl("port", "add", f"c{i}", f"kernel:iface=bct{i}", "--role", "vm", "--vni", "100")
+                sw.ctl("port", "add", f"c{i}", f"kernel:iface=bct{i}", "--role", "vm", "--vni", vni[i])
                 sh("ip", "link", "set", f"bct{i}", "netns", f"bc{i}")
                 addr(f"bc{i}", f"bct{i}", f"10.71.0.{i}/24")
-        ns("bc1", "ping", "-c", "2", "-i", "0.2", "10.71.0.2")
+        # A NIC's link comes up once its vhost-user end has answered.
+        ns("bc1", "ping", "-c", "2", "-i", "0.2", "-w", "10", "10.71.0.2")
         return iperf("bc2", "10.71.0.2", "bc1", secs, streams=streams)
     finally:
         sw.stop()
@@ -161,6 +177,8 @@ def run(w, work, secs):
     if w.startswith("C1"):
         streams = 4 if w == "C1-4" else 1
         return ours_c1(work, secs, w == "C1v", streams), bridge_c1(secs, streams)
+    if w.startswith("C3"):
+        return ours_c1(work, secs, False, 1, nic=(w == "C3")), bridge_c1(secs, 1)
     return ours_c2(work, secs, w == "C2r"), kernel_c2(secs, w == "C2r")
 
 
@@ -170,6 +188,8 @@ WHAT = {
     "C1v": "container -> container: kernel ports on veths (AF_PACKET), vs a Linux bridge + veths",
     "C2": "container -> kernel VXLAN host B: kernel ports, vs bridge + kernel vxlan",
     "C2r": "kernel VXLAN host B -> container: the same, reversed",
+    "C3": "C1 across a virtio NIC (its TSO and checksums on) between two networks, vs a Linux bridge + veths",
+    "C3sw": "C3 with the NIC's TSO withheld: segments cut in software",
 }
 
 

@@ -13,6 +13,9 @@ uint64_t vs_rdtsc(void);
 void vs_pause(void);
 uint16_t vs_eth_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
 uint16_t vs_eth_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
+/* Fixes up what a driver's offloads need (pseudo-header sums); returns how many of
+ * `pkts` are ready, rte_errno saying why the next one is not. */
+uint16_t vs_eth_tx_prepare(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
 struct rte_mbuf *vs_pktmbuf_alloc(struct rte_mempool *mp);
 int vs_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **pkts, unsigned n);
 void vs_pktmbuf_free(struct rte_mbuf *m);

@@ -13,3 +13,6 @@ pub const RTE_ETH_RX_OFFLOAD_UDP_CKSUM: u64 = 1 << 2;
 pub const RTE_ETH_RX_OFFLOAD_TCP_CKSUM: u64 = 1 << 3;
 pub const RTE_ETH_TX_OFFLOAD_UDP_CKSUM: u64 = 1 << 2;
 pub const RTE_ETH_TX_OFFLOAD_TCP_CKSUM: u64 = 1 << 3;
+pub const RTE_ETH_TX_OFFLOAD_IPV4_CKSUM: u64 = 1 << 1;
+pub const RTE_ETH_TX_OFFLOAD_TCP_TSO: u64 = 1 << 5;
+pub const RTE_ETH_RX_OFFLOAD_TCP_LRO: u64 = 1 << 4;

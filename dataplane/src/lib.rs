@@ -12,6 +12,7 @@ pub mod latency;
 pub mod log;
 pub mod mbuf;
 pub mod mempool;
+pub mod nic;
 pub mod pmd;
 pub mod port;
 pub mod snapshot;

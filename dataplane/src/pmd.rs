@@ -281,7 +281,8 @@ impl Core<'_> {
             // SAFETY: the snapshot lists only started ports and queues assigned to this
             // core alone; `frames` has room for BURST pointers (Mbuf is repr(transparent)).
             let n = unsafe { dpdk_sys::vs_eth_rx_burst(port, queue, frames_ptr, BURST as u16) as usize };
-            if n != 0 && snap.vhost[port as usize].is_some() {
+            let marks = snap.vhost[port as usize].is_some() || snap.nic[port as usize].is_some_and(|c| c.rx_marks);
+            if n != 0 && marks {
                 VhostOffloads::rx_fixup(&mut self.frames[..n], &self.counters.ports[port as usize])
             } else {
                 n

@@ -1,5 +1,5 @@
 //! An ethdev port made from a DPDK devargs string at run time.
-use crate::{log, mempool::PktPool, vhost::VhostOffloads, DpdkError, MAX_ETHDEVS};
+use crate::{log, mempool::PktPool, nic::NicOffloads, vhost::VhostOffloads, DpdkError, MAX_ETHDEVS};
 use std::{
     ffi::{CStr, CString},
     sync::Arc,
@@ -31,6 +31,13 @@ pub enum PortError {
     ManyEthdevs { devargs: String, count: usize },
     #[error("{what}: {err}{}", said(.log))]
     Setup { what: String, err: DpdkError, log: Vec<String> },
+    #[error(
+        "{what}: the device cannot share the switch's memory with its vhost-user end (vhost-user takes at most 8 \
+         memory files, and each hugepage is a file of its own): start vswitchd with --single-file-segments after \
+         `--`, or without hugepages (--no-huge -m 512){}",
+        said(.log)
+    )]
+    SharedMemory { what: String, log: Vec<String> },
     #[error("{driver} supports at most {max} {kind} queues, {wanted} were asked for{hint}")]
     TooManyQueues { driver: String, kind: &'static str, max: u16, wanted: u16, hint: &'static str },
 }
@@ -86,6 +93,8 @@ pub struct EthPort {
     started: bool,
     /// A vhost-user port's guest offloads, kept current by the PMD's link event.
     vhost: Option<Arc<VhostOffloads>>,
+    /// A NIC's own offloads, fixed when it is configured.
+    nic: Option<NicOffloads>,
 }
 
 // SAFETY: the rte_device pointer is only used by the control thread that owns the
@@ -156,6 +165,7 @@ impl EthPort {
             device,
             started: false,
             vhost: None,
+            nic: None,
         };
         match ids.len() {
             1 => Ok(port),
@@ -229,6 +239,10 @@ impl EthPort {
         let id = self.id;
         let setup = |what: &str, f: &mut dyn FnMut() -> i32| -> Result<(), PortError> {
             let (ret, log) = log::capture(f);
+            // virtio-user logs this and carries on, with a device that moves nothing.
+            if log.iter().any(|l| l.contains("Too many memory regions")) {
+                return Err(PortError::SharedMemory { what: what.into(), log });
+            }
             if ret < 0 {
                 Err(PortError::Setup { what: what.into(), err: DpdkError::from_ret("ethdev", ret), log })
             } else {
@@ -253,6 +267,13 @@ impl EthPort {
             }
         }
         let vhost = info.driver == "net_vhost";
+        let max_segs = dev_info.tx_desc_lim.nb_seg_max;
+        self.nic =
+            NicOffloads::choose(&info.driver, dev_info.tx_offload_capa, dev_info.rx_offload_capa, max_segs).map(|c| {
+                eth_conf.txmode.offloads |= c.tx_conf;
+                eth_conf.rxmode.offloads |= c.rx_conf;
+                c.offloads
+            });
         if vhost {
             // The guest's partial checksums reach us as they are (else the PMD completes
             // them), and ours reach a guest that takes them (else the PMD completes them).
@@ -321,6 +342,11 @@ impl EthPort {
     /// A vhost-user port's guest offloads.
     pub fn vhost(&self) -> Option<&Arc<VhostOffloads>> {
         self.vhost.as_ref()
+    }
+
+    /// A NIC's offloads, once the port is configured.
+    pub fn nic(&self) -> Option<NicOffloads> {
+        self.nic
     }
 
     pub fn link(&self) -> Link {

@@ -7,7 +7,7 @@
 //! generation it ran on: its quiescent point. The control plane never pauses a core;
 //! it waits until every running core has recorded the new generation before it frees
 //! what the old snapshot referenced (a removed port, an old table).
-use crate::{capture::CaptureTap, kernel::KernelPort, vhost::VhostOffloads, MAX_PORTS};
+use crate::{capture::CaptureTap, kernel::KernelPort, nic::NicOffloads, vhost::VhostOffloads, MAX_PORTS};
 use arc_swap::ArcSwap;
 use crossbeam::utils::CachePadded;
 use pipelines::tables::L2Tables;
@@ -65,6 +65,8 @@ pub struct Snapshot {
     pub kernel: Vec<Option<Arc<KernelPort>>>,
     /// Per port id: the guest offloads of a vhost-user port.
     pub vhost: Vec<Option<Arc<VhostOffloads>>>,
+    /// Per port id: what a NIC does itself.
+    pub nic: Vec<Option<NicOffloads>>,
 }
 
 impl Snapshot {
@@ -79,6 +81,7 @@ impl Snapshot {
             capture: None,
             kernel: vec![None; MAX_PORTS],
             vhost: vec![None; MAX_PORTS],
+            nic: vec![None; MAX_PORTS],
         }
     }
 }

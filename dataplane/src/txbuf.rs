@@ -11,7 +11,7 @@ use crate::{
     mbuf::{Mbuf, TX_OFFLOAD_FLAGS},
     mempool::PktPool,
     snapshot::Snapshot,
-    stats::CoreCounters,
+    stats::{CoreCounters, PortCounters},
     MAX_PORTS,
 };
 use dpdk_sys::rte_mbuf;
@@ -71,11 +71,20 @@ struct TxBuf {
     /// Mostly one run per buffer, so one histogram update per tx burst.
     runs: [(u64, u32); 2 * BURST],
     nruns: usize,
+    /// A frame left to the NIC's offloads waits: the driver prepares the burst.
+    prepare: bool,
 }
 
 impl TxBuf {
     fn empty() -> TxBuf {
-        TxBuf { len: 0, bytes: 0, pkts: [std::ptr::null_mut(); 2 * BURST], runs: [(0, 0); 2 * BURST], nruns: 0 }
+        TxBuf {
+            len: 0,
+            bytes: 0,
+            pkts: [std::ptr::null_mut(); 2 * BURST],
+            runs: [(0, 0); 2 * BURST],
+            nruns: 0,
+            prepare: false,
+        }
     }
 
     #[inline(always)]
@@ -175,7 +184,16 @@ impl TxBuffers<'_> {
             let takes = snap.kernel[port as usize].as_ref().is_some_and(|k| k.takes(&o, len))
                 || snap.vhost[port as usize].as_ref().is_some_and(|v| v.takes(&o, len));
             if !takes {
-                return self.offload_in_software(snap, port, m, o, rx_tsc, counters);
+                // SAFETY: `m` is an mbuf the caller owns.
+                let segs = unsafe { (*m).nb_segs };
+                match snap.nic[port as usize].filter(|n| n.takes(&o, len, segs)) {
+                    Some(nic) => {
+                        // SAFETY: as above; the frame is not queued anywhere yet.
+                        unsafe { (*m).ol_flags |= nic.extra_flags(&o) };
+                        self.bufs[port as usize].prepare = true;
+                    }
+                    None => return self.offload_in_software(snap, port, m, o, rx_tsc, counters),
+                }
             }
         }
         self.queue_one(snap, port, m, rx_tsc, counters);
@@ -245,10 +263,14 @@ impl TxBuffers<'_> {
     fn flush(&mut self, snap: &Snapshot, port: u16, counters: &CoreCounters) {
         self.dirty.clear(port);
         let b = &mut self.bufs[port as usize];
-        let (n, mut bytes) = (b.len, b.bytes);
+        let (mut n, mut bytes) = (b.len, b.bytes);
         (b.len, b.bytes) = (0, 0);
         if n == 0 {
             return;
+        }
+        if b.prepare {
+            b.prepare = false;
+            n = prepare(port, self.queue, &mut b.pkts[..n], &mut bytes, &counters.ports[port as usize]);
         }
         if let Some(tap) = self.tap.filter(|t| t.port == port) {
             // A core's tx queue number is its core index.
@@ -338,6 +360,31 @@ fn record_latency(h: &mut Histogram, now: u64, runs: &[(u64, u32)], mut sent: u3
         latency::record(h, now.wrapping_sub(stamp), n as u64);
         sent -= n;
     }
+}
+
+/// Has the driver fix up what its offloads need in `pkts` (pseudo-header sums);
+/// a frame it refuses is dropped and counted. Returns how many are left, in order.
+#[cold]
+fn prepare(port: u16, queue: u16, pkts: &mut [*mut rte_mbuf], bytes: &mut u64, pc: &PortCounters) -> usize {
+    let (mut done, mut n) = (0, pkts.len());
+    while done < n {
+        // SAFETY: the port is active in the snapshot this core runs on, `queue` is this
+        // core's own, and pkts[done..n] are mbufs this core owns.
+        done += unsafe { dpdk_sys::vs_eth_tx_prepare(port, queue, pkts.as_mut_ptr().add(done), (n - done) as u16) }
+            as usize;
+        if done < n {
+            let bad = pkts[done];
+            // SAFETY: the refused mbuf is ours, and leaves the burst here.
+            unsafe {
+                *bytes -= (*bad).pkt_len as u64;
+                dpdk_sys::vs_pktmbuf_free(bad);
+            }
+            pc.drop(DropReason::OffloadRefused, 1);
+            pkts.copy_within(done + 1..n, done);
+            n -= 1;
+        }
+    }
+    n
 }
 
 /// Copies packets for a running capture (before they are sent: after, they are not ours).

@@ -93,7 +93,8 @@ impl VhostOffloads {
             .collect()
     }
 
-    /// Turns the PMD's marks on `frames` into pending work; frames whose marks do not
+    /// Turns the PMD's marks on `frames` into pending work (the virtio PMD marks what
+    /// a NIC's peer hands over the same way); frames whose marks do not
     /// match their headers are freed and counted. Returns how many frames are left,
     /// in order, at the front. Out of line: the other ports' rx path stays as small as
     /// it was.

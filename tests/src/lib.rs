@@ -129,6 +129,8 @@ pub struct DaemonOpts {
     /// EAL's `--lcores` map instead of `-l 0-1` (two PMD cores on this machine's two
     /// CPUs: `0@0,1@1,2@0`).
     pub lcores: Option<String>,
+    /// More EAL arguments, after the usual ones.
+    pub eal: Vec<String>,
 }
 
 /// A running vswitchd with its own socket, state file and DPDK file prefix.
@@ -195,6 +197,7 @@ impl Daemon {
             eal[1] = map.clone();
         }
         args.extend(eal);
+        args.extend(self.opts.eal.iter().cloned());
         let log = fs::File::options().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(bin("vswitchd"))
             .args(&args)
@@ -322,6 +325,26 @@ impl Daemon {
 
     pub fn mempool_available(&self) -> u64 {
         self.json(&["stats"])["mempool"]["available"].as_u64().unwrap()
+    }
+
+    /// Asserts that the packet pool gets back to `before` free mbufs: every frame
+    /// sent, dropped or held by a port that is gone went back.
+    pub fn assert_no_mbuf_leak(&self, before: u64) {
+        assert!(
+            wait_until(Duration::from_secs(5), || self.mempool_available() == before),
+            "no mbuf leaked: {} free before, {} after",
+            before,
+            self.mempool_available()
+        );
+    }
+
+    /// A port's average frame in and out, in bytes: whether large frames crossed it.
+    pub fn bytes_per_frame(&self, port: &str) -> (u64, u64) {
+        let s = self.port_stats(port);
+        let per_frame = |dir: &str| {
+            s[format!("{dir}_bytes")].as_u64().unwrap() / s[format!("{dir}_packets")].as_u64().unwrap().max(1)
+        };
+        (per_frame("rx"), per_frame("tx"))
     }
 
     pub fn pid(&self) -> u32 {

@@ -67,12 +67,7 @@ fn tcp_crosses_kernel_ports_in_large_segments_both_ways() {
     assert!(!refused.status.success(), "the denied connection did not open");
     assert!(d.port_stats("c1")["drops"]["acl_deny_in"].as_u64().unwrap_or(0) > 0);
     // Frames dropped by the policer and the ACL went back to the pool too.
-    assert!(
-        wait_until(Duration::from_secs(5), || d.mempool_available() == pool_before),
-        "no mbuf leaked: {} free before, {} after",
-        pool_before,
-        d.mempool_available()
-    );
+    d.assert_no_mbuf_leak(pool_before);
 }
 
 const REMOTE_MAC: &str = "02:00:00:07:00:02";

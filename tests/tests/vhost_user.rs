@@ -206,11 +206,7 @@ fn tcp_through_a_guest(offloads: bool) {
     // Frames toward the guest left whole only if it asked for them, and what the
     // guest sent came back whole only if it negotiated TSO.
     for port in ["vm1", "vm2"] {
-        let s = d.port_stats(port);
-        let per_frame = |dir: &str| {
-            s[format!("{dir}_bytes")].as_u64().unwrap() / s[format!("{dir}_packets")].as_u64().unwrap().max(1)
-        };
-        let (rx, tx) = (per_frame("rx"), per_frame("tx"));
+        let (rx, tx) = d.bytes_per_frame(port);
         if offloads {
             assert!(
                 rx > 8000 && tx > 8000,
@@ -222,15 +218,10 @@ fn tcp_through_a_guest(offloads: bool) {
                 "{port}: {rx} bytes a frame in, {tx} out: a guest without TSO got a large frame"
             );
         }
-        let drops = s["drops"].as_object().unwrap();
+        let drops = d.port_stats(port)["drops"].as_object().unwrap().clone();
         assert!(drops.keys().all(|k| k == "tx_full"), "{port}: unexpected drops {drops:?}");
     }
-    assert!(
-        wait_until(Duration::from_secs(5), || d.mempool_available() == pool_before),
-        "no mbuf leaked: {} free before, {} after",
-        pool_before,
-        d.mempool_available()
-    );
+    d.assert_no_mbuf_leak(pool_before);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! backend. The rest of the switch sees a port id either way.
 use dataplane::{
     kernel::KernelPort,
+    nic::NicOffloads,
     port::{EthPort, HwStats, Link, PortInfo},
     vhost::VhostOffloads,
 };
@@ -65,6 +66,14 @@ impl Device {
     pub fn vhost(&self) -> Option<&Arc<VhostOffloads>> {
         match self {
             Device::Eth(e) => e.vhost(),
+            Device::Kernel(_) => None,
+        }
+    }
+
+    /// A NIC's own offloads.
+    pub fn nic(&self) -> Option<NicOffloads> {
+        match self {
+            Device::Eth(e) => e.nic(),
             Device::Kernel(_) => None,
         }
     }

@@ -160,6 +160,7 @@ impl Ports {
                 }
                 snap.kernel[r.dev.id() as usize] = r.dev.kernel().cloned();
                 snap.vhost[r.dev.id() as usize] = r.dev.vhost().cloned();
+                snap.nic[r.dev.id() as usize] = r.dev.nic();
             }
         }
     }
@@ -294,6 +295,9 @@ impl Ports {
                 }
                 if let Some(g) = r.dev.vhost() {
                     v.offloads = Some(g.names().into_iter().map(String::from).collect());
+                }
+                if let Some(n) = r.dev.nic() {
+                    v.offloads = Some(n.names().into_iter().map(String::from).collect());
                 }
                 v.link_speed_mbps = Some(link.speed_mbps);
                 v.rx_queues = r.rxq.iter().map(|&(queue, c)| RxQueueView { queue, lcore: self.workers[c] }).collect();
