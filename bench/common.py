@@ -9,14 +9,14 @@ class Vswitchd:
     """vswitchd on a fresh state file in `work` (the PMD on CPU 1), up and answering
     once built."""
 
-    def __init__(self, work, prefix, hugepages=False, eal=()):
+    def __init__(self, work, prefix, hugepages=False, eal=(), args=()):
         self.work = work
         self.sock = os.path.join(work, "s.sock")
         for f in ("s.sock", "db.json", "db.json.journal"):
             if os.path.exists(os.path.join(work, f)):
                 os.remove(os.path.join(work, f))
         self.log = open(os.path.join(work, "vswitchd.log"), "w")
-        self.p = subprocess.Popen([BIN + "/vswitchd", "--socket", self.sock, "--db", os.path.join(work, "db.json"), "--",
+        self.p = subprocess.Popen([BIN + "/vswitchd", "--socket", self.sock, "--db", os.path.join(work, "db.json"), *args, "--",
                                    "-l", "0-1", "--no-pci", "--file-prefix", prefix]
                                   + ([] if hugepages else ["--no-huge", "-m", "512"]) + list(eal),
                                   stdout=self.log, stderr=self.log)

@@ -13,7 +13,8 @@ in the same run, alternating.
        joined by a virtio NIC (net_virtio_user) whose other end is the switch's own
        vhost-user port; the NIC's TSO and checksum offloads on; vs the Linux bridge
   C3sw C3 with the NIC's TSO withheld (tso=0 at the vhost-user end): large frames are
-       cut in software before the NIC
+       cut in software before the NIC, and coalesced again (GRO) toward container 2
+  C3sw-nogro  C3sw with vswitchd --no-gro: container 2 gets the segments one by one
 
 Prints a table and, with --docs, writes it into docs/benchmarks.md between its markers.
 Run through bench/run.sh (which installs, reserves hugepages and builds)."""
@@ -23,7 +24,7 @@ import argparse, datetime, json, os, statistics, subprocess, sys, tempfile, time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BIN = os.path.join(ROOT, "target", "release")
-DEFAULT = ["C1", "C1-4", "C1v", "C2", "C2r", "C3", "C3sw"]
+DEFAULT = ["C1", "C1-4", "C1v", "C2", "C2r", "C3", "C3sw", "C3sw-nogro"]
 BEGIN, END = "<!-- tcp-bench:begin -->", "<!-- tcp-bench:end -->"
 
 
@@ -63,14 +64,14 @@ def iperf(server_ns, server_ip, client_ns, secs, reverse=False, streams=1):
     return out["end"]["sum_received"]["bits_per_second"] / 1e9
 
 
-def Switch(work, eal=()):
-    return common.Vswitchd(work, "vsbtcp", hugepages=True, eal=eal)
+def Switch(work, eal=(), args=()):
+    return common.Vswitchd(work, "vsbtcp", hugepages=True, eal=eal, args=args)
 
 
-def ours_c1(work, secs, veth, streams, nic=None):
+def ours_c1(work, secs, veth, streams, nic=None, gro=True):
     fresh_ns("bc1", "bc2")
     # A virtio-user port shares hugepages with its vhost-user end: a file per list.
-    sw = Switch(work, ["--single-file-segments"] if nic is not None else [])
+    sw = Switch(work, ["--single-file-segments"] if nic is not None else [], [] if gro else ["--no-gro"])
     try:
         sw.ctl("network", "add", "100")
         vni = {1: "100", 2: "100"}
@@ -178,7 +179,7 @@ def run(w, work, secs):
         streams = 4 if w == "C1-4" else 1
         return ours_c1(work, secs, w == "C1v", streams), bridge_c1(secs, streams)
     if w.startswith("C3"):
-        return ours_c1(work, secs, False, 1, nic=(w == "C3")), bridge_c1(secs, 1)
+        return ours_c1(work, secs, False, 1, nic=(w == "C3"), gro=not w.endswith("nogro")), bridge_c1(secs, 1)
     return ours_c2(work, secs, w == "C2r"), kernel_c2(secs, w == "C2r")
 
 
@@ -189,7 +190,8 @@ WHAT = {
     "C2": "container -> kernel VXLAN host B: kernel ports, vs bridge + kernel vxlan",
     "C2r": "kernel VXLAN host B -> container: the same, reversed",
     "C3": "C1 across a virtio NIC (its TSO and checksums on) between two networks, vs a Linux bridge + veths",
-    "C3sw": "C3 with the NIC's TSO withheld: segments cut in software",
+    "C3sw": "C3 with the NIC's TSO withheld: segments cut in software, coalesced again toward container 2",
+    "C3sw-nogro": "C3sw with vswitchd --no-gro",
 }
 
 

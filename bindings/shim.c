@@ -29,6 +29,8 @@ uint16_t vs_eth_tx_prepare(uint16_t port, uint16_t queue, struct rte_mbuf **pkts
 	return rte_eth_tx_prepare(port, queue, pkts, n);
 }
 
+int vs_pktmbuf_chain(struct rte_mbuf *head, struct rte_mbuf *tail) { return rte_pktmbuf_chain(head, tail); }
+
 struct rte_mbuf *vs_pktmbuf_alloc(struct rte_mempool *mp) { return rte_pktmbuf_alloc(mp); }
 
 int vs_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **pkts, unsigned n)

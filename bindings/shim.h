@@ -16,6 +16,8 @@ uint16_t vs_eth_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, 
 /* Fixes up what a driver's offloads need (pseudo-header sums); returns how many of
  * `pkts` are ready, rte_errno saying why the next one is not. */
 uint16_t vs_eth_tx_prepare(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
+/* Links `tail` after `head`'s last segment; -EOVERFLOW (nothing done) past 65535. */
+int vs_pktmbuf_chain(struct rte_mbuf *head, struct rte_mbuf *tail);
 struct rte_mbuf *vs_pktmbuf_alloc(struct rte_mempool *mp);
 int vs_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **pkts, unsigned n);
 void vs_pktmbuf_free(struct rte_mbuf *m);

@@ -7,6 +7,9 @@ use pipelines::{
 };
 
 /// The `ol_flags` bits that carry pending offload work.
+/// `RTE_MBUF_MAX_NB_SEGS`: a chain's most segments.
+const RTE_MBUF_MAX_NB_SEGS: usize = u16::MAX as usize;
+
 pub const TX_OFFLOAD_FLAGS: u64 = dpdk_sys::RTE_MBUF_F_TX_TCP_SEG
     | dpdk_sys::RTE_MBUF_F_TX_L4_MASK
     | dpdk_sys::RTE_MBUF_F_TX_IPV4
@@ -194,6 +197,21 @@ impl Frame for Mbuf {
             bytes = &bytes[k..];
         }
         true
+    }
+
+    fn absorb(&mut self, tail: &mut Self, skip: usize) -> bool {
+        let room = RTE_MBUF_MAX_NB_SEGS - self.m().nb_segs as usize;
+        if tail.m().nb_segs as usize > room || !tail.strip(skip) {
+            return false;
+        }
+        // SAFETY: both are mbufs this core owns, distinct chains; the segment count was
+        // checked, so the chain cannot fail and the tail now belongs to self's chain.
+        unsafe { dpdk_sys::vs_pktmbuf_chain(self.0, tail.0) == 0 }
+    }
+
+    #[inline(always)]
+    fn segs(&self) -> usize {
+        self.m().nb_segs as usize
     }
 
     /// From `ol_flags` and `tx_offload`, in DPDK's terms (a tunnelled frame's `l2_len`

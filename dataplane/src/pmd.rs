@@ -73,6 +73,8 @@ pub struct Shared {
     stop: AtomicBool,
     /// Sleep this long after `IDLE_ROUNDS` empty rounds; 0 polls without pause.
     idle_sleep_us: u32,
+    /// Coalesce TCP segments for ports that take TSO (`offload::coalesce`).
+    gro: bool,
 }
 
 // SAFETY: an Mbuf in a ring is owned by the ring until popped; only one thread pops it.
@@ -86,7 +88,7 @@ const IDLE_ROUNDS: u32 = 1024;
 const LATENCY_EXCHANGE_ROUNDS: u32 = 1024;
 
 impl Shared {
-    pub fn new(lcores: Vec<u32>, idle_sleep_us: u32, pool: Arc<PktPool>, tsc_hz: u64) -> Arc<Shared> {
+    pub fn new(lcores: Vec<u32>, idle_sleep_us: u32, gro: bool, pool: Arc<PktPool>, tsc_hz: u64) -> Arc<Shared> {
         let n = lcores.len();
         Arc::new(Shared {
             rcu: Rcu::new(n),
@@ -102,6 +104,7 @@ impl Shared {
             lcores,
             stop: AtomicBool::new(false),
             idle_sleep_us,
+            gro,
         })
     }
 
@@ -194,7 +197,7 @@ fn poll(shared: &Shared, me: usize) {
         me,
         shared,
         counters: &shared.counters[me],
-        tx: TxBuffers::new(me as u16, &shared.capture, &shared.pool),
+        tx: TxBuffers::new(me as u16, &shared.capture, &shared.pool, shared.gro),
         stage: PerCore { core: me, acl: AclCache::with_flows(), ..PerCore::default() },
         // The TSC only seeds this core's sampler.
         sampler: Sampler::new(crate::tsc() ^ ((me as u64) << 48)),
@@ -281,8 +284,8 @@ impl Core<'_> {
             // SAFETY: the snapshot lists only started ports and queues assigned to this
             // core alone; `frames` has room for BURST pointers (Mbuf is repr(transparent)).
             let n = unsafe { dpdk_sys::vs_eth_rx_burst(port, queue, frames_ptr, BURST as u16) as usize };
-            let marks = snap.vhost[port as usize].is_some() || snap.nic[port as usize].is_some_and(|c| c.rx_marks);
-            if n != 0 && marks {
+            let marks = || snap.vhost[port as usize].is_some() || snap.nic[port as usize].is_some_and(|c| c.rx_marks);
+            if n != 0 && marks() {
                 VhostOffloads::rx_fixup(&mut self.frames[..n], &self.counters.ports[port as usize])
             } else {
                 n

@@ -112,12 +112,14 @@ pub(crate) struct TxBuffers<'a> {
     /// The TSC read after the last tx burst, while no packet has arrived since (else
     /// 0): the poll loop takes it as the next round's start instead of reading again.
     pub(crate) sent_tsc: u64,
+    /// Coalesce TCP segments for ports that take TSO.
+    gro: bool,
 }
 
 impl TxBuffers<'_> {
     /// Buffers for a core that owns tx queue `queue` on every port. Allocates once,
     /// before the core starts polling.
-    pub(crate) fn new<'a>(queue: u16, capture: &'a Capture, pool: &'a PktPool) -> TxBuffers<'a> {
+    pub(crate) fn new<'a>(queue: u16, capture: &'a Capture, pool: &'a PktPool, gro: bool) -> TxBuffers<'a> {
         let bufs = (0..MAX_PORTS).map(|_| TxBuf::empty()).collect();
         TxBuffers {
             queue,
@@ -128,6 +130,7 @@ impl TxBuffers<'_> {
             capture,
             pool,
             sent_tsc: 0,
+            gro,
         }
     }
 
@@ -272,6 +275,19 @@ impl TxBuffers<'_> {
             b.prepare = false;
             n = prepare(port, self.queue, &mut b.pkts[..n], &mut bytes, &counters.ports[port as usize]);
         }
+        if n > 1 && self.gro {
+            if let Some(t) = gro_target(snap, port) {
+                // SAFETY: Mbuf is repr(transparent) over the pointer; the burst is this
+                // core's own, and what `coalesce` chains stays past the count it returns.
+                let frames = unsafe { std::slice::from_raw_parts_mut(b.pkts.as_mut_ptr().cast::<Mbuf>(), n) };
+                let left = offload::coalesce(frames, &t);
+                if left < n {
+                    n = left;
+                    // SAFETY: the frames left are mbufs this core owns.
+                    bytes = b.pkts[..n].iter().map(|&m| unsafe { (*m).pkt_len } as u64).sum();
+                }
+            }
+        }
         if let Some(tap) = self.tap.filter(|t| t.port == port) {
             // A core's tx queue number is its core index.
             tap_copy(self.capture, self.queue as usize, tap, &b.pkts[..n], counters);
@@ -360,6 +376,30 @@ fn record_latency(h: &mut Histogram, now: u64, runs: &[(u64, u32)], mut sent: u3
         latency::record(h, now.wrapping_sub(stamp), n as u64);
         sent -= n;
     }
+}
+
+/// What a port that takes TSO takes, for coalescing (GRO): a kernel port's, or a
+/// guest's that negotiated TSO. None for any other port.
+#[inline]
+fn gro_target(snap: &Snapshot, port: u16) -> Option<offload::GroTarget> {
+    let tso = |ip_version: u8| offload::Offload {
+        l2: pipelines::wire::ethernet::HEADER_LEN as u16,
+        l3: if ip_version == 4 { 20 } else { 40 },
+        l4: 20,
+        csum: offload::L4Csum::Tcp,
+        gso: Some(offload::Gso { ip_version, mss: 1448 }),
+        ..offload::Offload::NONE
+    };
+    let max_len = u16::MAX as usize + pipelines::wire::ethernet::HEADER_LEN;
+    let (tso4, tso6, max_segs) = if let Some(k) = &snap.kernel[port as usize] {
+        (k.takes(&tso(4), max_len), k.takes(&tso(6), max_len), crate::kernel::TX_SEGS)
+    } else if let Some(v) = &snap.vhost[port as usize] {
+        // The vhost PMD copies a chain of any length into the guest's buffers.
+        (v.takes(&tso(4), max_len), v.takes(&tso(6), max_len), 64)
+    } else {
+        return None;
+    };
+    (tso4 || tso6).then_some(offload::GroTarget { tso4, tso6, max_segs, max_len })
 }
 
 /// Has the driver fix up what its offloads need in `pkts` (pseudo-header sums);

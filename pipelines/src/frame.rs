@@ -25,6 +25,16 @@ pub trait Frame {
     /// Adds `bytes` at the end (building a frame); false if there is no room, with
     /// part of them possibly added.
     fn append(&mut self, bytes: &[u8]) -> bool;
+    /// Appends `tail`'s bytes after its first `skip` (all in its first segment) to this
+    /// frame; the tail is then part of this one (an mbuf chain), never to be used or
+    /// freed on its own. False, and nothing changed, if it cannot.
+    fn absorb(&mut self, tail: &mut Self, skip: usize) -> bool
+    where
+        Self: Sized;
+    /// How many buffers the frame is chained from.
+    fn segs(&self) -> usize {
+        self.chunks().count()
+    }
     /// The segmentation and checksum work the frame still owes.
     fn offload(&self) -> Offload;
     fn set_offload(&mut self, o: Offload);
@@ -108,6 +118,12 @@ impl Frame for VecFrame {
 
     fn append(&mut self, bytes: &[u8]) -> bool {
         self.buf.extend_from_slice(bytes);
+        true
+    }
+
+    fn absorb(&mut self, tail: &mut Self, skip: usize) -> bool {
+        let Some(b) = tail.bytes().get(skip..) else { return false };
+        self.buf.extend_from_slice(b);
         true
     }
 

@@ -493,4 +493,56 @@ pub fn offload(data: &[u8]) {
             assert_eq!(crate::wire::checksum(crate::wire::ones_sum(&b[ip..ip + ihl])), 0, "IPv4 header checksum");
         }
     }
+    if o.outer == 0 && done.short.is_none() {
+        coalesced_back(out.0, ctl, frame);
+    }
+}
+
+/// Coalescing (GRO) the segments `segment` made, after losing, corrupting or swapping
+/// one as bits 3-4 of `ctl` say, gives frames that segment back into exactly the
+/// segments it was given, in their order.
+fn coalesced_back(mut segs: Vec<crate::VecFrame>, ctl: u8, frame: &[u8]) {
+    use crate::offload::{self, GroTarget, SegmentSink};
+    use crate::{Frame, VecFrame};
+    let pick = frame.last().map_or(0, |&b| b as usize) % segs.len();
+    match (ctl >> 3) & 3 {
+        1 => {
+            segs.remove(pick);
+        }
+        2 => {
+            let f = &mut segs[pick];
+            let at = frame.first().map_or(0, |&b| b as usize) % f.len();
+            f.head_mut()[at] ^= 0x20;
+        }
+        3 => {
+            let other = (pick + 1) % segs.len();
+            segs.swap(pick, other);
+        }
+        _ => {}
+    }
+    let want: Vec<Vec<u8>> = segs.iter().map(|s| s.bytes().to_vec()).collect();
+    let t = GroTarget { tso4: true, tso6: true, max_segs: 64, max_len: u16::MAX as usize + 14 };
+    let n = offload::coalesce(&mut segs, &t);
+    struct Out(Vec<Vec<u8>>);
+    impl SegmentSink for Out {
+        type Out = VecFrame;
+        fn alloc(&mut self) -> Option<VecFrame> {
+            Some(VecFrame::new(&[]))
+        }
+        fn emit(&mut self, f: VecFrame) {
+            self.0.push(f.bytes().to_vec());
+        }
+        fn discard(&mut self, _: VecFrame) {}
+    }
+    let mut got = Out(Vec::new());
+    for f in &segs[..n] {
+        let o = f.offload();
+        if o.gso.is_some() {
+            let done = offload::segment(f, &o, &mut got).expect("a coalesced frame segments");
+            assert_eq!(done.short, None);
+        } else {
+            got.0.push(f.bytes().to_vec());
+        }
+    }
+    assert_eq!(got.0, want, "coalesced, then segmented again");
 }

@@ -46,6 +46,10 @@ struct Args {
     /// latency). Only rounds that found no packet sleep.
     #[arg(long, default_value_t = 0)]
     pmd_idle_sleep_us: u32,
+    /// Do not coalesce TCP segments bound for kernel ports and guests that take TSO
+    /// (GRO, on by default): each leaves at the size it came in.
+    #[arg(long)]
+    no_gro: bool,
     /// Connection-tracking sessions (128 bytes each), allocated when the first port
     /// turns stateful and shared out evenly among the PMD cores.
     #[arg(long, default_value_t = control::conntrack::DEFAULT_SESSIONS, value_parser = clap::value_parser!(u32).range(1..=100_000_000))]
@@ -155,7 +159,7 @@ fn run(args: Args) -> Result<(), String> {
             )
         })?;
     let pool = Arc::new(pool);
-    let shared = pmd::Shared::new(eal.workers.clone(), args.pmd_idle_sleep_us, pool.clone(), eal.tsc_hz);
+    let shared = pmd::Shared::new(eal.workers.clone(), args.pmd_idle_sleep_us, !args.no_gro, pool.clone(), eal.tsc_hz);
     pmd::launch(&eal, &shared).map_err(|e| format!("cannot start the PMD cores: {e}"))?;
 
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -15,7 +15,7 @@ use std::{
 /// 2 KiB segments.
 pub(super) const SEGS: usize = 34;
 /// The most segments a chain may have to be written out (the header takes one iovec).
-const TX_SEGS: usize = 63;
+pub(crate) const TX_SEGS: usize = 63;
 
 /// Mbufs ready to receive into, so a small frame costs no allocation beyond its own
 /// replacement.

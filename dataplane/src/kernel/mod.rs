@@ -13,6 +13,8 @@ mod io;
 pub(crate) mod sys;
 
 pub use conf::{Backend, KernelConf};
+/// The most buffers a frame sent to a kernel port may be chained from.
+pub(crate) use io::TX_SEGS;
 
 use crate::{mbuf::Mbuf, mempool::PktPool, stats::PortCounters};
 use dpdk_sys::rte_mbuf;

@@ -3,6 +3,7 @@
 //! pipeline whole; the egress that cannot take the work does it here (`segment`,
 //! `complete_checksum`), once, in software.
 mod csum;
+mod gro;
 mod rx;
 mod segment;
 #[cfg(test)]
@@ -10,6 +11,7 @@ mod tests;
 pub mod vnet;
 
 pub use csum::{complete_checksum, Sum};
+pub use gro::{coalesce, GroTarget};
 pub use rx::partial;
 pub use segment::{segment, SegmentSink, Segmented, MAX_HEADERS};
 

@@ -54,6 +54,12 @@ impl Frame for SegFrame {
         self.segs.last_mut().unwrap().extend_from_slice(b);
         true
     }
+    fn absorb(&mut self, tail: &mut Self, skip: usize) -> bool {
+        let Some(first) = tail.segs[0].get(skip..) else { return false };
+        self.segs.push(first.to_vec());
+        self.segs.extend(tail.segs[1..].iter().cloned());
+        true
+    }
     fn offload(&self) -> Offload {
         self.offload
     }
@@ -406,4 +412,148 @@ fn a_drivers_partial_and_coalesced_marks_read_their_offsets_from_the_headers() {
     for cut in [0, 13, 14, 30, 40] {
         assert!(partial(&v4[..cut], Some(1448)).is_err(), "{cut} bytes");
     }
+}
+
+/// `big` (a TSO frame of `o`) cut by `segment`, as frames a sender without TSO sends.
+fn cut(big: &[u8], o: &Offload) -> Vec<VecFrame> {
+    let mut f = VecFrame::new(big);
+    f.offload = *o;
+    let mut sink = Collect(Vec::new(), 1000);
+    segment(&f, o, &mut sink).unwrap();
+    sink.0
+}
+
+fn tso6(mss: u16) -> Offload {
+    Offload { l3: 40, gso: Some(Gso { ip_version: 6, mss }), ..tso4(mss) }
+}
+
+const GRO: GroTarget = GroTarget { tso4: true, tso6: true, max_segs: 64, max_len: 65549 };
+
+/// What the frames are once segmented again: the frames a receiver's stack sees.
+fn resegmented(frames: &[VecFrame]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for f in frames {
+        match f.offload.gso {
+            Some(_) => {
+                assert_eq!(f.offload.csum, L4Csum::Tcp);
+                out.extend(cut(f.bytes(), &f.offload).iter().map(|s| s.bytes().to_vec()));
+            }
+            None => out.push(f.bytes().to_vec()),
+        }
+    }
+    out
+}
+
+#[test]
+fn gro_merges_a_connections_segments_into_one_frame_that_cuts_back_into_them() {
+    for v6 in [false, true] {
+        let o = if v6 { tso6(1448) } else { tso4(1448) };
+        for (payload, flags) in [(20 * 1448, 0x10), (20 * 1448 - 700, 0x18), (2 * 1448, 0x18)] {
+            let segs = cut(&tcp_frame(v6, payload, 7, flags), &o);
+            let mut frames = segs.clone();
+            let n = coalesce(&mut frames, &GRO);
+            assert_eq!(n, 1, "v6 {v6}, {payload} bytes: one frame");
+            let m = &frames[0];
+            assert_eq!(m.offload.gso.map(|g| g.mss), Some(1448));
+            assert_eq!(m.len(), segs.iter().map(|s| s.len() - o.header_len()).sum::<usize>() + o.header_len());
+            // The stack on the other side sees exactly what was sent (PSH on the last).
+            let want: Vec<Vec<u8>> = segs.iter().map(|s| s.bytes().to_vec()).collect();
+            assert_eq!(resegmented(&frames[..n]), want, "v6 {v6}, {payload} bytes");
+            // And completing its checksum gives the whole packet a right one.
+            let mut whole = m.clone();
+            let done = Offload { gso: None, ..m.offload };
+            complete_checksum(&mut whole, &done).unwrap();
+            assert_eq!(l4_checksum(whole.bytes(), 14), 0);
+        }
+    }
+}
+
+#[test]
+fn gro_keeps_connections_apart_and_each_in_order() {
+    let a = cut(&tcp_frame(false, 6 * 1448, 1, 0x18), &tso4(1448));
+    let b = cut(&tcp_frame(true, 4 * 1448, 2, 0x18), &tso6(1448));
+    // Interleaved: a0 b0 a1 b1 ...
+    let mut frames: Vec<VecFrame> = Vec::new();
+    for (i, f) in a.iter().enumerate() {
+        frames.push(f.clone());
+        frames.extend(b.get(i).cloned());
+    }
+    let n = coalesce(&mut frames, &GRO);
+    assert_eq!(n, 2);
+    assert_eq!(frames[0].bytes()[12..14], [0x08, 0x00], "a's frame first, where a0 was");
+    let got = resegmented(&frames[..n]);
+    let want: Vec<Vec<u8>> = a.iter().chain(&b).map(|s| s.bytes().to_vec()).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn gro_leaves_alone_what_it_must_not_merge() {
+    let o = tso4(1448);
+    let segs = cut(&tcp_frame(false, 8 * 1448, 3, 0x10), &o);
+    let bytes = |fs: &[VecFrame]| fs.iter().map(|s| s.bytes().to_vec()).collect::<Vec<_>>();
+
+    // A corrupted segment passes as it is, ends the frame before it, and the ones after
+    // it merge into a frame of their own: its payload is never vouched for.
+    let mut frames = segs.clone();
+    frames[3].head_mut()[100] ^= 1;
+    let corrupted = frames[3].bytes().to_vec();
+    let n = coalesce(&mut frames, &GRO);
+    assert_eq!(n, 3);
+    assert_eq!(frames[1].bytes(), &corrupted[..]);
+    assert!(frames[1].offload.is_none());
+    let mut want = bytes(&segs);
+    want[3] = corrupted;
+    assert_eq!(resegmented(&frames[..n]), want);
+
+    // A lost segment: two frames, in order.
+    let mut frames: Vec<VecFrame> = segs.iter().enumerate().filter(|(i, _)| *i != 4).map(|(_, s)| s.clone()).collect();
+    let n = coalesce(&mut frames, &GRO);
+    assert_eq!(n, 2);
+    let mut want = bytes(&segs);
+    want.remove(4);
+    assert_eq!(resegmented(&frames[..n]), want);
+
+    // Another frame of the connection (a FIN here) keeps its place between them.
+    let fin = cut(&tcp_frame(false, 1448, 3, 0x11), &o).remove(0);
+    let mut frames = segs.clone();
+    frames.insert(5, fin.clone());
+    let n = coalesce(&mut frames, &GRO);
+    assert_eq!(n, 3);
+    assert_eq!(frames[1].bytes(), fin.bytes());
+
+    // Other timestamps: not the same options, not merged.
+    let mut frames = segs.clone();
+    let ts = 14 + 20 + 20 + 4;
+    frames[2].head_mut()[ts] ^= 0x40;
+    let c = l4_checksum(frames[2].bytes(), 14);
+    let old = u16::from_be_bytes([frames[2].bytes()[50], frames[2].bytes()[51]]);
+    // Fix the checksum so only the option differs.
+    let fixed = crate::wire::checksum(crate::wire::ones_sum(&(!old).to_be_bytes()) + (!c) as u32);
+    frames[2].head_mut()[50..52].copy_from_slice(&fixed.to_be_bytes());
+    assert_eq!(l4_checksum(frames[2].bytes(), 14), 0);
+    let n = coalesce(&mut frames, &GRO);
+    assert_eq!(n, 3, "a0a1 | a2 | a3..a7");
+
+    // A port that does not take TSO over IPv4, or takes short chains.
+    let mut frames = segs.clone();
+    assert_eq!(coalesce(&mut frames, &GroTarget { tso4: false, ..GRO }), 8);
+    assert_eq!(bytes(&frames), bytes(&segs));
+    let mut chained: Vec<SegFrame> = segs.iter().map(|s| SegFrame::split(s.bytes(), &[])).collect();
+    assert_eq!(coalesce(&mut chained, &GroTarget { max_segs: 3, ..GRO }), 3, "3 + 3 + 2 buffers");
+    let frames: Vec<VecFrame> = chained[..3]
+        .iter()
+        .map(|c| {
+            assert!(c.segs.len() <= 3);
+            let mut v = VecFrame::new(&c.bytes());
+            v.offload = c.offload;
+            v
+        })
+        .collect();
+    assert_eq!(resegmented(&frames), bytes(&segs));
+
+    // Frames that owe work already, and frames that are not TCP, pass untouched.
+    let mut frames = vec![VecFrame::new(&tcp_frame(false, 30000, 4, 0x10)), segs[0].clone(), segs[1].clone()];
+    frames[0].offload = o;
+    let n = coalesce(&mut frames, &GRO);
+    assert_eq!((n, frames[0].offload), (2, o));
 }
