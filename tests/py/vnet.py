@@ -5,6 +5,7 @@ PACKET_VNET_HDR, as the kernel hands them to a NIC with TSO: the test's way to p
 
   vnet.py send IFACE DST_MAC PAYLOAD MSS   one TSO frame 10.7.0.1:40000 -> 10.7.0.2:5001,
                                            seq 4294967000 (wraps), payload bytes i % 251
+  vnet.py hex DST_MAC PAYLOAD              prints that frame in hex, without its header
   vnet.py recv IFACE SECONDS               prints one JSON line per frame received:
                                            its header fields and length
   vnet.py check PCAP PAYLOAD MSS [OUTER]   checks the segments of that frame in PCAP (OUTER
@@ -43,14 +44,18 @@ def vnet_socket(iface):
     return s
 
 
-def send(iface, dst, n, mss):
+def tso_frame(dst, n):
     b = bytearray(raw(frame(dst, n)))
     # What the kernel leaves in a TSO frame's checksum: the pseudo-header sum.
     tcp_len = len(b) - 34
     pseudo = ones(bytes(b[26:34]) + struct.pack("!HH", 6, tcp_len))
     b[50:52] = struct.pack("!H", pseudo)
+    return bytes(b)
+
+
+def send(iface, dst, n, mss):
     hdr = struct.pack("=BBHHHH", 1, 1, 54, mss, 34, 16)
-    vnet_socket(iface).send(hdr + bytes(b))
+    vnet_socket(iface).send(hdr + tso_frame(dst, n))
 
 
 def recv(iface, seconds):
@@ -106,6 +111,8 @@ def check(path, n, mss, outer):
 cmd = sys.argv[1]
 if cmd == "send":
     send(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+elif cmd == "hex":
+    print(tso_frame(sys.argv[2], int(sys.argv[3])).hex())
 elif cmd == "recv":
     recv(sys.argv[2], float(sys.argv[3]))
 elif cmd == "check":

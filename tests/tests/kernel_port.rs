@@ -118,6 +118,18 @@ fn a_tso_frame_leaves_the_uplink_as_vxlan_segments_and_a_kernel_port_whole() {
         d.port_stats("up")
     );
     let (up_tx, vm1_rx) = (d.counter("up", "tx_packets"), d.counter("vm1", "rx_packets"));
+    // trace --tso says the same of the same frames: cut for the uplink, whole to vm2.
+    for (dst, egress) in [
+        (REMOTE_MAC, "cut in software into 43 frames for port up"),
+        (LOCAL_MAC, "leaves port vm2 whole, which takes TSO"),
+    ] {
+        let big = python("vnet.py", &["hex", dst, "60000"]);
+        let t = d.json(&["trace", "--port", "vm1", "--packet", big.trim(), "--tso", "1398"]);
+        let steps: Vec<&str> = t["steps"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+        // 60,054 bytes, and the 54 bytes of headers again for each of 42 more segments.
+        let seen = "offload: a TSO frame, 43 segments of at most 1398 payload bytes, 62322 bytes on the wire";
+        assert!(steps.contains(&seen) && steps.contains(&format!("offload: {egress}").as_str()), "{t}");
+    }
     let stopped = d.stop();
     assert!(stopped.success(), "vswitchd stopped with {stopped}:\n{}", d.log_tail());
 

@@ -228,3 +228,56 @@ fn sfacctd_renormalises_our_samples_to_the_traffic_sent() {
     assert_eq!((&vm2["ifOutUcastPkts"], &vm2["ifOutOctets"]), (&stats.1["tx_packets"], &stats.1["tx_bytes"]));
     assert_eq!(vm1["ifStatus"], 3, "admin and operational status up");
 }
+
+/// A 64 KB TSO frame a kernel port hands over is sampled as Linux's psample samples a
+/// GSO skb: its first bytes as the header, its whole length as the frame length, one
+/// packet in the pool. tshark decodes the sample.
+#[test]
+fn a_tso_frame_is_sampled_with_its_headers_and_its_whole_length() {
+    let dir = TempDir::new("sflow-tso");
+    let (vin, vout) = (Veth::new("si"), Veth::new("so"));
+    for i in [&vin.peer, &vout.peer] {
+        run_ok("sysctl", &["-qw", &format!("net.ipv6.conf.{i}.disable_ipv6=1")]);
+    }
+    let port = 20000 + (std::process::id() + 7) % 20000;
+    let capture = dir.path("sflow.pcap");
+    let collector = std::process::Command::new(PYTHON)
+        .args([&py_script("sflow_collect.py"), &port.to_string(), capture.to_str().unwrap(), "3"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let dst = "02:00:00:07:00:02";
+    let db = json!({
+        "format": 1,
+        "networks": [{"vni": 100}],
+        "fib": [{"vni": 100, "mac": dst, "port": "vm2"}],
+        "ports": [
+            {"name": "vm1", "role": "vm", "vni": 100, "devargs": format!("kernel:iface={}", vin.host)},
+            {"name": "vm2", "role": "vm", "vni": 100, "devargs": format!("kernel:iface={}", vout.host)}
+        ],
+        "sflow": {"collectors": [format!("127.0.0.1:{port}")], "sampling": 1, "polling": 1, "agent": "10.9.9.9"}
+    });
+    let d = Daemon::start_with(DaemonOpts { db: Some(db.to_string()), ..Default::default() });
+    d.settle();
+    python("vnet.py", &["send", &vin.peer, dst, "60000", "1398"]);
+    assert!(wait_until(Duration::from_secs(5), || d.counter("vm2", "tx_packets") >= 1), "{}", d.port_stats("vm2"));
+    std::thread::sleep(Duration::from_millis(1500));
+    d.ok(&["sflow", "off"]);
+    collector.wait_with_output().unwrap();
+    let frame = python("vnet.py", &["hex", dst, "60000"]);
+    let samples = tshark_fields(
+        &capture,
+        &["sflow_245.header.frame_length", "sflow_245.header", "sflow.flow_sample.sample_pool"],
+    );
+    let tso: Vec<&String> =
+        samples.iter().filter(|s| s.split('|').next().unwrap().split(',').any(|l| l == "60054")).collect();
+    assert_eq!(tso.len(), 1, "one sample of the 60,054-byte frame: {samples:?}");
+    let f: Vec<&str> = tso[0].split('|').collect();
+    let j = f[0].split(',').position(|l| l == "60054").unwrap();
+    let header = f[1].split(',').nth(j).unwrap().replace(':', "");
+    assert!(
+        header.len() >= 2 * 64 && frame.trim().starts_with(&header),
+        "the sample's header is the frame's first bytes: {header}"
+    );
+    assert_eq!(f[2].split(',').nth(j), Some("1"), "the pool counts the frame once");
+}

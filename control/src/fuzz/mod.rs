@@ -221,7 +221,7 @@ pub fn trace(data: &[u8]) {
     snap.ports[packets::UPLINK as usize].active = true;
     snap.l2 = std::sync::Arc::new(t);
     let port = from.map_or(packets::UPLINK, |(p, _)| p);
-    let view = crate::trace::trace(&snap, "in", port, &frame, &|p| format!("p{p}"), &|_| None);
+    let view = crate::trace::trace(&snap, "in", port, (&frame, None), &|p| format!("p{p}"), &|_| None);
     let (m, out) = &packets::run_batch(&snap.l2, from, std::slice::from_ref(&frame), &mut Default::default())[0];
     match m.action {
         Action::Tx(p) => {

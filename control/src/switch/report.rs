@@ -125,16 +125,18 @@ impl Switch {
     }
 
     pub(crate) fn trace_request(&mut self, req: TraceRequest) -> Reply {
-        let TraceRequest::Trace { port, packet } = req;
+        let TraceRequest::Trace { port, packet, tso } = req;
         let id = self.ports.running_id("port", &port)?;
         let bytes = parse_hex(&packet)?;
-        if bytes.is_empty() || bytes.len() > 9216 {
-            return Err(format!("packet: {} bytes; give 1 to 9216", bytes.len()));
+        // A TSO frame is at most an IP packet's most, with its Ethernet header and tags.
+        let max = if tso.is_some() { u16::MAX as usize + 22 } else { 9216 };
+        if bytes.is_empty() || bytes.len() > max {
+            return Err(format!("packet: {} bytes; give 1 to {max}", bytes.len()));
         }
         let slots = self.acl.rule_of_slot();
         let rule_of = |slot: u32| slots.get(&slot).copied();
         let name = |id: u16| self.ports.name_of(id);
-        Ok(to_value(&trace(&self.shared.rcu.load(), &port, id, &bytes, &name, &rule_of)))
+        Ok(to_value(&trace(&self.shared.rcu.load(), &port, id, (&bytes, tso), &name, &rule_of)))
     }
 
     /// Starts a capture; the reply goes out when it ends (see `poll_cores`).

@@ -6,7 +6,14 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TraceRequest {
     /// Each stage's decision for one packet (hex) arriving on a port; sends nothing.
-    Trace { port: String, packet: String },
+    /// With `tso`, the packet is a TSO frame as a kernel port or a guest hands it over
+    /// (its TCP checksum partial), to be cut into segments of `tso` payload bytes.
+    Trace {
+        port: String,
+        packet: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tso: Option<u16>,
+    },
 }
 
 /// What `trace` found.

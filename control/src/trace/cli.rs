@@ -15,6 +15,7 @@ pub enum TraceCmd {
     /// Examples:
     ///   vswitchctl trace --port vm1 --packet 02000000020102000000010108004500...
     ///   vswitchctl trace --port up0 --pcap capture.pcap --index 3
+    ///   vswitchctl trace --port c1 --pcap big.pcap --tso 1448   # a 64 KB TSO frame
     #[command(verbatim_doc_comment)]
     Trace {
         #[arg(long)]
@@ -28,18 +29,22 @@ pub enum TraceCmd {
         /// ...the INDEX-th frame (from 0).
         #[arg(long, default_value_t = 0, requires = "pcap")]
         index: usize,
+        /// The frame is a TSO frame as a kernel port or a guest hands it over (its TCP
+        /// checksum partial), to be cut into segments of MSS payload bytes.
+        #[arg(long, value_name = "MSS", value_parser = clap::value_parser!(u16).range(1..))]
+        tso: Option<u16>,
     },
 }
 
 impl Verb for TraceCmd {
     fn request(&self) -> Result<Request, String> {
-        let TraceCmd::Trace { port, packet, pcap, index } = self;
+        let TraceCmd::Trace { port, packet, pcap, index, tso } = self;
         let packet = match (packet, pcap) {
             (Some(h), _) => h.clone(),
             (None, Some(file)) => frame_from_pcap(file, *index)?,
             (None, None) => return Err("give --packet HEX or --pcap FILE".into()),
         };
-        Ok(Request::Trace(TraceRequest::Trace { port: port.clone(), packet }))
+        Ok(Request::Trace(TraceRequest::Trace { port: port.clone(), packet, tso: *tso }))
     }
 
     fn print(&self, v: serde_json::Value) -> Result<(), serde_json::Error> {

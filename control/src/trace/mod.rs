@@ -14,7 +14,7 @@ use pipelines::{
     stages::{self, Ctx, PerCore},
     tables::FibTarget,
     wire::{ethernet, Mac},
-    Action, VecFrame,
+    Action, Frame, VecFrame,
 };
 use std::net::Ipv4Addr;
 
@@ -128,12 +128,28 @@ fn target(t: FibTarget, name: &dyn Fn(u16) -> String) -> String {
     }
 }
 
-/// Runs `bytes` through the stages of `port` (ethdev id `id`) as the snapshot says.
+/// What the egress `port` does with the segmentation `f` still owes, if any.
+fn egress_offload(snap: &Snapshot, f: &VecFrame, port: u16, name: &dyn Fn(u16) -> String) -> Option<String> {
+    let o = f.offload();
+    o.gso?;
+    let (p, len) = (port as usize, f.len());
+    let whole = snap.kernel[p].as_ref().is_some_and(|k| k.takes(&o, len))
+        || snap.vhost[p].as_ref().is_some_and(|v| v.takes(&o, len))
+        || snap.nic[p].is_some_and(|n| n.takes(&o, len, 1));
+    Some(if whole {
+        format!("offload: leaves port {} whole, which takes TSO", name(port))
+    } else {
+        format!("offload: cut in software into {} frames for port {}", o.segments(len), name(port))
+    })
+}
+
+/// Runs `bytes` through the stages of `port` (ethdev id `id`) as the snapshot says; a
+/// TSO frame of segments of `tso` payload bytes if that is given.
 pub fn trace(
     snap: &Snapshot,
     port: &str,
     id: u16,
-    bytes: &[u8],
+    (bytes, tso): (&[u8], Option<u16>),
     name: &dyn Fn(u16) -> String,
     rule_of_slot: &dyn Fn(u32) -> Option<u32>,
 ) -> TraceView {
@@ -143,6 +159,30 @@ pub fn trace(
     let mut meta = [Meta::default()];
     parse(bytes, &mut meta[0]);
     steps.push(format!("parse: {} bytes, {}", bytes.len(), describe(&meta[0])));
+    if let Some(mss) = tso {
+        match pipelines::offload::partial(bytes, Some(mss)) {
+            Ok(o) => {
+                frames[0].set_offload(o);
+                steps.push(format!(
+                    "offload: a TSO frame, {} segments of at most {mss} payload bytes, {} bytes on the wire",
+                    o.segments(bytes.len()),
+                    o.wire_len(bytes.len())
+                ));
+            }
+            Err(r) => {
+                let action = format!("drop: {} ({})", r.name(), r.help());
+                steps.push("offload: not a TCP frame a TSO frame can be".into());
+                steps.push(format!("action: {action}"));
+                return TraceView {
+                    port: port.into(),
+                    steps,
+                    action,
+                    drop_reason: Some(r.name().into()),
+                    output: None,
+                };
+            }
+        }
+    }
     // Connection tracking looks the packet's session up but neither makes nor moves one.
     let mut dry = (*snap.l2).clone();
     dry.ct = std::sync::Arc::new(pipelines::conntrack::CtTables { dry: true, ..(*snap.l2.ct).clone() });
@@ -162,7 +202,7 @@ pub fn trace(
                 steps.push(format!("port: VM port in VNI {vni}"));
                 if let Some(cfg) = t.qos.port(id).and_then(|q| q.ingress) {
                     let mut probe = pipelines::qos::MeterState::new(&cfg, 0, 1);
-                    let color = probe.color(&cfg, 0, 1, bytes.len() as u64);
+                    let color = probe.color(&cfg, 0, 1, frames[0].wire_len() as u64);
                     steps.push(format!(
                         "policer: {color:?} -> {:?} (a trace starts from full buckets; live traffic's colour depends on the recent load)",
                         cfg.action(color)
@@ -280,6 +320,9 @@ pub fn trace(
                     h[22],
                     h[15]
                 ));
+            }
+            if let Some(step) = egress_offload(snap, &frames[0], p, name) {
+                steps.push(step);
             }
             (format!("tx on port {}", name(p)), None)
         }
