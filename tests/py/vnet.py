@@ -6,6 +6,7 @@ PACKET_VNET_HDR, as the kernel hands them to a NIC with TSO: the test's way to p
   vnet.py send IFACE DST_MAC PAYLOAD MSS   one TSO frame 10.7.0.1:40000 -> 10.7.0.2:5001,
                                            seq 4294967000 (wraps), payload bytes i % 251
   vnet.py hex DST_MAC PAYLOAD              prints that frame in hex, without its header
+  vnet.py burst IFACE DST_MAC PAYLOAD MSS COUNT   that frame COUNT times
   vnet.py recv IFACE SECONDS               prints one JSON line per frame received:
                                            its header fields and length
   vnet.py check PCAP PAYLOAD MSS [OUTER]   checks the segments of that frame in PCAP (OUTER
@@ -53,9 +54,13 @@ def tso_frame(dst, n):
     return bytes(b)
 
 
-def send(iface, dst, n, mss):
+def send(iface, dst, n, mss, count=1):
     hdr = struct.pack("=BBHHHH", 1, 1, 54, mss, 34, 16)
-    vnet_socket(iface).send(hdr + tso_frame(dst, n))
+    s, f = vnet_socket(iface), hdr + tso_frame(dst, n)
+    for i in range(count):
+        s.send(f)
+        if i % 32 == 31:
+            time.sleep(0.001)  # paced: the switch's rx ring, not the sender, is tested
 
 
 def recv(iface, seconds):
@@ -111,6 +116,8 @@ def check(path, n, mss, outer):
 cmd = sys.argv[1]
 if cmd == "send":
     send(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+elif cmd == "burst":
+    send(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
 elif cmd == "hex":
     print(tso_frame(sys.argv[2], int(sys.argv[3])).hex())
 elif cmd == "recv":
