@@ -24,8 +24,9 @@ const _: () = assert!(MAX_PORTS.is_multiple_of(64), "the dirty mask is whole wor
 /// Words of the dirty mask.
 const DIRTY_WORDS: usize = MAX_PORTS / 64;
 
-/// Ports with packets waiting, one bit each. Most rounds touch a port or two: the
-/// words are looked at only while any bit is set.
+/// A set of ports, one bit each: those with packets waiting, or with a frame for the
+/// driver to prepare. Most rounds touch a port or two: the words are looked at only
+/// while any bit is set.
 #[derive(Default)]
 struct Dirty {
     words: [u64; DIRTY_WORDS],
@@ -50,6 +51,16 @@ impl Dirty {
         }
     }
 
+    /// Whether `port`'s bit was set; clears it.
+    #[inline(always)]
+    fn take(&mut self, port: u16) -> bool {
+        let set = self.words[port as usize / 64] & (1 << (port % 64)) != 0;
+        if set {
+            self.clear(port);
+        }
+        set
+    }
+
     /// The lowest port with packets waiting.
     #[inline(always)]
     fn first(&self) -> Option<u16> {
@@ -71,20 +82,11 @@ struct TxBuf {
     /// Mostly one run per buffer, so one histogram update per tx burst.
     runs: [(u64, u32); 2 * BURST],
     nruns: usize,
-    /// A frame left to the NIC's offloads waits: the driver prepares the burst.
-    prepare: bool,
 }
 
 impl TxBuf {
     fn empty() -> TxBuf {
-        TxBuf {
-            len: 0,
-            bytes: 0,
-            pkts: [std::ptr::null_mut(); 2 * BURST],
-            runs: [(0, 0); 2 * BURST],
-            nruns: 0,
-            prepare: false,
-        }
+        TxBuf { len: 0, bytes: 0, pkts: [std::ptr::null_mut(); 2 * BURST], runs: [(0, 0); 2 * BURST], nruns: 0 }
     }
 
     #[inline(always)]
@@ -103,6 +105,9 @@ pub(crate) struct TxBuffers<'a> {
     queue: u16,
     bufs: Box<[TxBuf]>,
     dirty: Dirty,
+    /// Ports whose waiting burst holds a frame left to the NIC's offloads: the driver
+    /// prepares it before it leaves.
+    prepare: Dirty,
     /// Time inside the switch of every packet sent.
     pub(crate) latency: Box<Histogram>,
     /// A capture of what one port sends, when one is running.
@@ -125,6 +130,7 @@ impl TxBuffers<'_> {
             queue,
             bufs,
             dirty: Dirty::default(),
+            prepare: Dirty::default(),
             latency: latency::histogram(),
             tap: None,
             capture,
@@ -182,21 +188,31 @@ impl TxBuffers<'_> {
         counters: &CoreCounters,
     ) {
         if owes_offload(m) {
-            let o = Mbuf(m).offload();
-            let len = Mbuf(m).len();
-            let takes = snap.kernel[port as usize].as_ref().is_some_and(|k| k.takes(&o, len))
-                || snap.vhost[port as usize].as_ref().is_some_and(|v| v.takes(&o, len));
-            if !takes {
-                // SAFETY: `m` is an mbuf the caller owns.
-                let segs = unsafe { (*m).nb_segs };
-                match snap.nic[port as usize].filter(|n| n.takes(&o, len, segs)) {
-                    Some(nic) => {
-                        // SAFETY: as above; the frame is not queued anywhere yet.
-                        unsafe { (*m).ol_flags |= nic.extra_flags(&o) };
-                        self.bufs[port as usize].prepare = true;
-                    }
-                    None => return self.offload_in_software(snap, port, m, o, rx_tsc, counters),
+            return self.push_owing(snap, port, m, rx_tsc, counters);
+        }
+        self.queue_one(snap, port, m, rx_tsc, counters);
+    }
+
+    /// Queues a frame that owes segmentation or a checksum: as it is where the port
+    /// does the work, else done here first. Out of line: `push_one` stays small enough
+    /// to inline into the stages.
+    #[cold]
+    #[inline(never)]
+    fn push_owing(&mut self, snap: &Snapshot, port: u16, m: *mut rte_mbuf, rx_tsc: u64, counters: &CoreCounters) {
+        let o = Mbuf(m).offload();
+        let len = Mbuf(m).len();
+        let takes = snap.kernel[port as usize].as_ref().is_some_and(|k| k.takes(&o, len))
+            || snap.vhost[port as usize].as_ref().is_some_and(|v| v.takes(&o, len));
+        if !takes {
+            // SAFETY: `m` is an mbuf the caller owns.
+            let segs = unsafe { (*m).nb_segs };
+            match snap.nic[port as usize].filter(|n| n.takes(&o, len, segs)) {
+                Some(nic) => {
+                    // SAFETY: as above; the frame is not queued anywhere yet.
+                    unsafe { (*m).ol_flags |= nic.extra_flags(&o) };
+                    self.prepare.set(port);
                 }
+                None => return self.offload_in_software(snap, port, m, o, rx_tsc, counters),
             }
         }
         self.queue_one(snap, port, m, rx_tsc, counters);
@@ -271,22 +287,10 @@ impl TxBuffers<'_> {
         if n == 0 {
             return;
         }
-        if b.prepare {
-            b.prepare = false;
-            n = prepare(port, self.queue, &mut b.pkts[..n], &mut bytes, &counters.ports[port as usize]);
-        }
-        if n > 1 && self.gro {
-            if let Some(t) = gro_target(snap, port) {
-                // SAFETY: Mbuf is repr(transparent) over the pointer; the burst is this
-                // core's own, and what `coalesce` chains stays past the count it returns.
-                let frames = unsafe { std::slice::from_raw_parts_mut(b.pkts.as_mut_ptr().cast::<Mbuf>(), n) };
-                let left = offload::coalesce(frames, &t);
-                if left < n {
-                    n = left;
-                    // SAFETY: the frames left are mbufs this core owns.
-                    bytes = b.pkts[..n].iter().map(|&m| unsafe { (*m).pkt_len } as u64).sum();
-                }
-            }
+        let p = port as usize;
+        let prepare = self.prepare.any != 0 && self.prepare.take(port);
+        if prepare || (self.gro && n > 1 && (snap.kernel[p].is_some() || snap.vhost[p].is_some())) {
+            (n, bytes) = before_tx(snap, port, self.queue, (prepare, self.gro), b, n, bytes, counters);
         }
         if let Some(tap) = self.tap.filter(|t| t.port == port) {
             // A core's tx queue number is its core index.
@@ -378,6 +382,38 @@ fn record_latency(h: &mut Histogram, now: u64, runs: &[(u64, u32)], mut sent: u3
     }
 }
 
+/// The work a burst gets just before it leaves: the driver's preparation for a NIC
+/// doing offloads, coalescing (GRO) for a port that takes TSO. Returns the frames and
+/// bytes left. Out of line: most bursts need neither.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn before_tx(
+    snap: &Snapshot,
+    port: u16,
+    queue: u16,
+    (prepare, gro): (bool, bool),
+    b: &mut TxBuf,
+    mut n: usize,
+    mut bytes: u64,
+    counters: &CoreCounters,
+) -> (usize, u64) {
+    if prepare {
+        n = driver_prepare(port, queue, &mut b.pkts[..n], &mut bytes, &counters.ports[port as usize]);
+    }
+    if let Some(t) = gro_target(snap, port).filter(|_| gro && n > 1) {
+        // SAFETY: Mbuf is repr(transparent) over the pointer; the burst is this core's
+        // own, and what `coalesce` chains stays past the count it returns.
+        let frames = unsafe { std::slice::from_raw_parts_mut(b.pkts.as_mut_ptr().cast::<Mbuf>(), n) };
+        let left = offload::coalesce(frames, &t);
+        if left < n {
+            n = left;
+            // SAFETY: the frames left are mbufs this core owns.
+            bytes = b.pkts[..n].iter().map(|&m| unsafe { (*m).pkt_len } as u64).sum();
+        }
+    }
+    (n, bytes)
+}
+
 /// What a port that takes TSO takes, for coalescing (GRO): a kernel port's, or a
 /// guest's that negotiated TSO. None for any other port.
 #[inline]
@@ -405,7 +441,7 @@ fn gro_target(snap: &Snapshot, port: u16) -> Option<offload::GroTarget> {
 /// Has the driver fix up what its offloads need in `pkts` (pseudo-header sums);
 /// a frame it refuses is dropped and counted. Returns how many are left, in order.
 #[cold]
-fn prepare(port: u16, queue: u16, pkts: &mut [*mut rte_mbuf], bytes: &mut u64, pc: &PortCounters) -> usize {
+fn driver_prepare(port: u16, queue: u16, pkts: &mut [*mut rte_mbuf], bytes: &mut u64, pc: &PortCounters) -> usize {
     let (mut done, mut n) = (0, pkts.len());
     while done < n {
         // SAFETY: the port is active in the snapshot this core runs on, `queue` is this

@@ -72,7 +72,6 @@ drop_reasons! {
     Policed = "policed": "over the port's ingress rate: its policer drops that colour",
     RateLimited = "rate_limited": "over the port's egress rate limit: its meter drops that colour",
     OffloadBadHeaders = "offload_bad_headers": "the frame's segmentation or checksum offload state does not match its headers (a guest or driver bug)",
-    OffloadRefused = "offload_refused": "the port's driver refused the checksum or segmentation work the frame left to it (rte_eth_tx_prepare)",
     SegmentNoMbuf = "segment_no_mbuf": "no mbuf left to segment a large TCP frame in software for a port that cannot take it whole",
     CtInvalid = "ct_invalid": "on a stateful port: not part of a tracked connection and cannot start one (a TCP segment out of window or in the wrong state, a stray ACK or SYN+ACK, an ICMP error about no connection, a malformed header, a non-first fragment)",
     CtFull = "ct_full": "on a stateful port: a new connection, and the session table (this core's share) is full of established sessions (vswitchctl conntrack stats; raise --max-sessions)",
@@ -84,6 +83,7 @@ drop_reasons! {
     TtlExceeded = "ttl_exceeded": "routed by the gateway with a TTL or hop limit of 1 or less",
     NoBackend = "no_backend": "a new connection to a service that has no backend with weight (vswitchctl service list)",
     SnatNoPort = "snat_no_port": "a new masqueraded connection found no free port on the host address toward its destination",
+    OffloadRefused = "offload_refused": "the port's driver refused the checksum or segmentation work the frame left to it (rte_eth_tx_prepare)",
 }
 
 impl std::fmt::Display for DropReason {

@@ -35,6 +35,10 @@ pub struct GroTarget {
 
 /// Connections merged at once within a burst; one more ends the oldest.
 const FLOWS: usize = 8;
+/// Shorter frames start no merge: a segment of under about 200 bytes of payload is
+/// not worth the receiver's trouble to save, and a burst of small packets (not TCP,
+/// mostly) costs a length test each.
+const MIN_FRAME: usize = 256;
 /// A merged frame is at most an IP packet's most.
 const MAX_IP: usize = u16::MAX as usize;
 const TCP_SEQ: usize = 4;
@@ -87,14 +91,16 @@ struct Open {
 /// chained into those frames: the caller must neither send nor free them.
 pub fn coalesce<F: Frame>(frames: &mut [F], t: &GroTarget) -> usize {
     let mut open: [Option<Open>; FLOWS] = [None; FLOWS];
+    // Flows in `open`: while none is, a frame that cannot start one is not read.
+    let mut nopen = 0;
     let mut out = 0;
     for i in 0..frames.len() {
-        let any_open = open.iter().any(Option::is_some);
-        // Frames that cannot start a merge and cannot end one are not read.
-        let seg = if any_open || frames[i].offload().is_none() { read(&frames[i], t) } else { None };
+        let f = &frames[i];
+        let seg = if nopen > 0 || (f.len() >= MIN_FRAME && f.offload().is_none()) { read(f, t) } else { None };
         if let Some(s) = seg {
             if let Some(k) = open.iter().position(|o| o.is_some_and(|o| o.seg.key == s.key)) {
                 let mut o = open[k].take().unwrap_or_else(|| unreachable!());
+                nopen -= 1;
                 let (before, from) = frames.split_at_mut(i);
                 if joins(&o, &s, &before[o.at], &from[0], t) && before[o.at].absorb(&mut from[0], s.headers()) {
                     o.payload += s.payload;
@@ -104,6 +110,7 @@ pub fn coalesce<F: Frame>(frames: &mut [F], t: &GroTarget) -> usize {
                     o.psh |= s.psh;
                     o.done = s.psh || s.payload < o.seg.payload;
                     open[k] = Some(o);
+                    nopen += 1;
                     continue;
                 }
                 finish(&mut before[o.at], &o);
@@ -121,11 +128,13 @@ pub fn coalesce<F: Frame>(frames: &mut [F], t: &GroTarget) -> usize {
                         .unwrap_or((0, &None));
                     if let Some(o) = open[oldest].take() {
                         finish(&mut frames[o.at], &o);
+                        nopen -= 1;
                     }
                     oldest
                 }
             };
             let bufs = frames[out].segs();
+            nopen += 1;
             open[slot] = Some(Open {
                 at: out,
                 seg: s,
