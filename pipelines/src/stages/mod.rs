@@ -543,6 +543,18 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
     let mut learned: Option<(u32, Mac, u32)> = None;
     let mut fib = FibCache::default();
     let mut egress = false;
+    // A burst is mostly one VNI: the last one found served is remembered (VNIs are 24
+    // bits, so u32::MAX is none), the table asked only for another.
+    let served = std::cell::Cell::new(u32::MAX);
+    let serves = |vni: u32| {
+        served.get() == vni || {
+            let ok = t.networks.contains_key(&vni);
+            if ok {
+                served.set(vni);
+            }
+            ok
+        }
+    };
     for (f, m) in frames.iter_mut().zip(meta.iter_mut()) {
         if m.action != Action::Continue {
             continue;
@@ -555,7 +567,7 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
             m.action = arp_on_uplink(f, m, vtep.ip, vtep.mac, port);
             continue;
         }
-        let d = match vxlan::check(f.head(), f.len(), m, vtep, |vni| t.networks.contains_key(&vni)) {
+        let d = match vxlan::check(f.head(), f.len(), m, vtep, serves) {
             Ok(d) => d,
             Err(r) => {
                 // Not VXLAN, to the host's address: perhaps a masqueraded connection's
