@@ -262,7 +262,8 @@ pub fn tables(input: &mut Input) -> crate::tables::L2Tables {
 
 /// The pipeline target's tables, plus connection tracking on the VM ports the input
 /// makes stateful and, maybe, a service on network 100 (VIP 10.0.0.100:80, TCP or UDP,
-/// backends among the endpoints' addresses): what `trace` is checked against.
+/// backends among the endpoints' addresses, also at node port 30080 of the VTEP's
+/// address): what `trace` is checked against.
 pub fn stateful_tables(input: &mut Input) -> crate::tables::L2Tables {
     use crate::{
         conntrack::{CtPort, CtTable, CtTables},
@@ -291,7 +292,7 @@ pub fn stateful_tables(input: &mut Input) -> crate::tables::L2Tables {
         let vip = (ipv4_key(0x0a00_0064), 80);
         let service = Arc::new(Service::new(1, 100, vip, proto, backends, Maglev::build(251, &weighted)));
         let mut s = ServiceTables::default();
-        s.insert(service, &t.endpoints, Arc::new(BackendCounters::new(n as usize, 1)), None);
+        s.insert(service, &t.endpoints, Arc::new(BackendCounters::new(n as usize, 1)), Some(30080));
         t.services = Arc::new(s);
     }
     t

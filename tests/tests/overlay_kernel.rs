@@ -62,6 +62,18 @@ impl Overlay {
         (o, vm1, remote)
     }
 
+    /// `one_vm_each_side` in a network whose gateway is 10.1.0.254, vm1's default route.
+    fn with_gateway() -> (Overlay, TapVm, Netns) {
+        let o = Overlay::new();
+        o.d.ok(&["network", "add", "100", "--gateway", "10.1.0.254/24"]);
+        o.d.ok(&["network", "add-vtep", "100", "192.168.50.2"]);
+        let vm1 = o.vm("vm1", 100, "10.1.0.1/24");
+        vm1.sh(&["ip", "route", "add", "default", "via", "10.1.0.254"]);
+        let remote = Netns::new("rvm-");
+        o.kernel_vtep(100, &remote, "10.1.0.2/24", "02:00:00:00:99:02");
+        (o, vm1, remote)
+    }
+
     fn vm(&self, port: &str, vni: u32, cidr: &str) -> TapVm {
         let vm = TapVm::add_with(&self.d, port, cidr, &["--role", "vm", "--vni", &vni.to_string()]);
         vm.sh(&["ip", "link", "set", &vm.ifname, "mtu", "1450"]);
@@ -198,13 +210,7 @@ fn a_stateful_vm_port_behind_the_overlay_gets_its_replies_and_nothing_else() {
 /// leave from the VIP again.
 #[test]
 fn a_service_backend_behind_the_kernel_vtep_answers_from_the_vip() {
-    let o = Overlay::new();
-    o.d.ok(&["network", "add", "100", "--gateway", "10.1.0.254/24"]);
-    o.d.ok(&["network", "add-vtep", "100", "192.168.50.2"]);
-    let vm1 = o.vm("vm1", 100, "10.1.0.1/24");
-    vm1.sh(&["ip", "route", "add", "default", "via", "10.1.0.254"]);
-    let remote = Netns::new("rvm-");
-    o.kernel_vtep(100, &remote, "10.1.0.2/24", "02:00:00:00:99:02");
+    let (o, vm1, remote) = Overlay::with_gateway();
     o.d.ok(&["endpoint", "add", "100", "10.1.0.2", "02:00:00:00:99:02", "--vtep", "192.168.50.2"]);
     o.d.ok_line("service add web --vni 100 --vip 10.96.0.10:80 --proto tcp --backend 10.1.0.2:8080");
     let mut server = remote.spawn(&[PYTHON, &py_script("name_server.py"), "8080", "remote"]);
@@ -274,6 +280,57 @@ fn vms_reach_the_outside_from_the_vtep_address_and_the_outside_reaches_a_node_po
     // A port nobody serves stays dropped.
     let out = ns.exec(&[PYTHON, &py_script("tcp_names.py"), "192.168.50.1", "30081", "1"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("failed"));
+    for s in &mut servers {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+}
+
+/// NodePort over backends here and behind another host (Kubernetes'
+/// `externalTrafficPolicy: Cluster`): the outside reaches both through our node port.
+/// The local backend sees the client's own address. The one behind host B's kernel VTEP
+/// is called from our VTEP's address (SNAT), so its answers come back to us, through the
+/// tunnel to the gateway MAC, where the connection is held. (Host B's kernel stands in
+/// for the backend's own switch: what is off its subnet goes to the gateway.)
+#[test]
+fn a_node_port_reaches_backends_here_and_behind_the_kernel_vtep() {
+    let (o, vm1, remote) = Overlay::with_gateway();
+    remote.exec_ok(&["ip", "neigh", "add", "10.1.0.254", "lladdr", "02:76:73:67:77:01", "dev", "vx100"]);
+    remote.exec_ok(&["ip", "route", "add", "default", "via", "10.1.0.254"]);
+    o.d.ok(&["endpoint", "add", "100", "10.1.0.2", "02:00:00:00:99:02", "--vtep", "192.168.50.2"]);
+    let mut servers = vec![
+        vm1.ns.spawn(&[PYTHON, &py_script("name_server.py"), "8080", "vm1", "--peer"]),
+        remote.spawn(&[PYTHON, &py_script("name_server.py"), "8080", "remote", "--peer"]),
+        vm1.ns.spawn(&[PYTHON, &py_script("name_server.py"), "5353", "vm1", "--peer", "--udp"]),
+        remote.spawn(&[PYTHON, &py_script("name_server.py"), "5353", "remote", "--peer", "--udp"]),
+    ];
+    o.d.ok_line(
+        "service add web --vni 100 --vip 10.96.0.10:80 --proto tcp \
+        --backend 10.1.0.1:8080 --backend 10.1.0.2:8080 --node-port 30080",
+    );
+    o.d.ok_line(
+        "service add dns --vni 100 --proto udp --backend 10.1.0.1:5353 --backend 10.1.0.2:5353 --node-port 30053",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let ns = &o.host_b.ns;
+    for (port, udp) in [("30080", false), ("30053", true)] {
+        let path = py_script("tcp_names.py");
+        let mut args = vec![PYTHON, &path, "192.168.50.1", port, "40"];
+        if udp {
+            args.push("--udp");
+        }
+        let got: serde_json::Value = serde_json::from_str(ns.exec_ok(&args).trim()).unwrap();
+        let here = got["vm1 192.168.50.2"].as_u64().unwrap_or(0);
+        let there = got["remote 192.168.50.1"].as_u64().unwrap_or(0);
+        let list = o.d.ok(&["conntrack", "list"]);
+        assert_eq!(here + there, 40, "every answer from one of the two, as expected: {got}\n{list}");
+        assert!(here > 0 && there > 0, "both backends picked: {got}");
+    }
+    // The connections to host B's backend are held here, on both sides.
+    let svc = o.d.json(&["service", "list"]);
+    let web = svc.as_array().unwrap().iter().find(|s| s["name"] == "web").unwrap();
+    let counted: u64 = web["backends"].as_array().unwrap().iter().map(|b| b["connections"].as_u64().unwrap()).sum();
+    assert_eq!(counted, 40, "{svc}");
     for s in &mut servers {
         let _ = s.kill();
         let _ = s.wait();

@@ -293,9 +293,10 @@ impl Feature for Endpoints {
             // The MAC is known to be there before it says anything: no flood to reach
             // it. What learning or a static FIB entry says wins.
             let at = e.port.as_ref().and_then(|n| ports.iter().find(|p| &p.name == n)).and_then(|p| p.id);
-            if let Some(id) = at {
+            let target = at.map(FibTarget::Port).or(e.vtep.map(|ip| FibTarget::Vtep(u32::from(ip))));
+            if let Some(target) = target {
                 if t.l2.lookup(e.vni, mac).is_none() {
-                    t.l2.fib_insert(e.vni, mac, FibEntry { target: FibTarget::Port(id), is_static: false });
+                    t.l2.fib_insert(e.vni, mac, FibEntry { target, is_static: false });
                 }
             }
         }

@@ -35,7 +35,7 @@ pub struct ServiceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_size: Option<u32>,
     /// A port of the VTEP's address (1 to 32767) the outside reaches the service by,
-    /// served by its backends on this host.
+    /// served by all its backends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_port: Option<u16>,
 }

@@ -44,7 +44,8 @@ pub enum ServiceCmd {
         #[arg(long)]
         table_size: Option<u32>,
         /// Also reachable from outside at this port (1 to 32767) of the VTEP's address,
-        /// served by the backends on this host (IPv4).
+        /// served by all the backends; one behind another switch sees the VTEP's
+        /// address as the client's (IPv4).
         #[arg(long, value_name = "PORT")]
         node_port: Option<u16>,
     },

@@ -68,15 +68,6 @@ pub struct Services {
     retired: Vec<Retired>,
 }
 
-/// Which of `s`'s backends are behind a port of this switch (by their endpoints' MACs).
-fn local_backends(s: &Service, l2: &pipelines::tables::L2Tables) -> Box<[bool]> {
-    let at_port = |b: &Backend| {
-        let mac = l2.endpoints.get(s.vni, b.ip).map(|e| e.mac);
-        mac.and_then(|m| l2.lookup(s.vni, m)).is_some_and(|e| matches!(e.target, pipelines::tables::FibTarget::Port(_)))
-    };
-    s.backends.iter().map(at_port).collect()
-}
-
 /// A backend as given, without its weight.
 fn backend_addr(given: &str) -> String {
     given.rsplit_once('@').map_or(given, |(a, _)| a).to_string()
@@ -460,8 +451,7 @@ impl Feature for Services {
                         }
                     }
                     let counters = c.counters.clone().unwrap_or_else(|| Arc::new(BackendCounters::new(n, cores)));
-                    let node_port = c.spec.node_port.map(|p| (p, local_backends(&c.built, &t.l2)));
-                    tables.insert(c.built.clone(), &t.l2.endpoints, counters, node_port);
+                    tables.insert(c.built.clone(), &t.l2.endpoints, counters, c.spec.node_port);
                 }
                 self.retired.extend(retired);
             }

@@ -26,6 +26,16 @@ impl CtKey {
             _ => None,
         }
     }
+
+    /// The end of the key at address `ip`, and the other end, if exactly one end is there.
+    #[inline]
+    pub fn end_at(&self, ip: IpKey) -> Option<((IpKey, u16), (IpKey, u16))> {
+        match (self.lo.0 == ip, self.hi.0 == ip) {
+            (true, false) => Some((self.lo, self.hi)),
+            (false, true) => Some((self.hi, self.lo)),
+            _ => None,
+        }
+    }
 }
 
 /// A key as a session stores it: both addresses in two words each, then the zone (a

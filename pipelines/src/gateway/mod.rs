@@ -15,7 +15,7 @@ pub use answer::{answer_arp, answer_nd, is_neighbour_discovery, learned};
 
 use crate::{
     meta::{Action, IpKey, Meta},
-    tables::Network,
+    tables::{FibTarget, L2Tables, Network},
     wire::{ethernet, ipv4, update_checksum, Mac},
     DropReason, Frame, PortId,
 };
@@ -98,6 +98,34 @@ pub fn route<F: Frame>(eps: &Endpoints, net: &Network, f: &mut F, m: &mut Meta, 
     }
     set_macs(f, m, ep.mac, GATEWAY_MAC);
     Action::Continue
+}
+
+/// A frame of network `m.vni` another host sent through the tunnel to the gateway MAC
+/// (a host that uses this switch's gateway, without one of its own): routed to the
+/// endpoint holding its destination if that is behind a port of this switch (the port),
+/// else dropped with a reason: never flooded.
+pub fn from_tunnel<F: Frame>(t: &L2Tables, f: &mut F, m: &mut Meta) -> Result<PortId, DropReason> {
+    let net = t.networks.get(&m.vni).filter(|n| n.gateway.is_some()).ok_or(DropReason::NoGateway)?;
+    if m.ip_version == 0 {
+        return Err(DropReason::GatewayNotIp);
+    }
+    if net.gateway.owns(m.ip_dst) {
+        return Err(DropReason::ToGateway);
+    }
+    let ep = t.endpoints.get(m.vni, m.ip_dst).ok_or(DropReason::NoEndpoint)?;
+    match t.lookup(m.vni, ep.mac).map(|e| e.target) {
+        Some(FibTarget::Port(p)) => {
+            let mac = ep.mac;
+            if !spend_hop(f, m) {
+                return Err(DropReason::TtlExceeded);
+            }
+            set_macs(f, m, mac, GATEWAY_MAC);
+            Ok(p)
+        }
+        // (Behind yet another switch: that one's gateway routes it.)
+        Some(FibTarget::Vtep(_)) => Err(DropReason::SplitHorizon),
+        None => Err(DropReason::NoEndpoint),
+    }
 }
 
 /// Writes both MACs of the frame and of its metadata.

@@ -137,21 +137,10 @@ pub struct Vip {
 type Addr = (u32, IpKey, u16, u8);
 
 /// A service as the outside reaches it through a port of the host's address: its VIP's
-/// entry, and which of its backends are on this host (the only ones it picks).
+/// entry (the service, its backends' MACs and counters).
 #[derive(Debug)]
 pub struct NodePort {
     pub vip: Vip,
-    pub local: Box<[bool]>,
-}
-
-impl NodePort {
-    /// Maglev's pick among the local backends for a connection hashing to `h`: the first
-    /// local one along a few re-hashes, so shares keep to the weights.
-    #[inline]
-    pub fn pick_local(&self, h: u64) -> Option<u16> {
-        let svc = &self.vip.service;
-        (0..16u64).filter_map(|i| svc.maglev.pick(fmix64(h ^ i))).find(|&i| self.local.get(i as usize) == Some(&true))
-    }
 }
 
 /// Every service, by VIP, and every backend (a reply from one is looked up).
@@ -167,14 +156,13 @@ pub struct ServiceTables {
 impl ServiceTables {
     /// Adds service `s`, its backends' MACs taken from `endpoints`, counting into
     /// `counters` (one per backend); reachable at its VIP (if it has one: a host port
-    /// mapping has none) and at its node port, if any, where `local` says which backends
-    /// are on this host.
+    /// mapping has none) and at its node port, if any.
     pub fn insert(
         &mut self,
         s: Arc<Service>,
         endpoints: &Endpoints,
         counters: Arc<BackendCounters>,
-        node_port: Option<(u16, Box<[bool]>)>,
+        node_port: Option<u16>,
     ) {
         for b in &s.backends {
             self.backends.insert((s.vni, b.ip, b.port, s.proto));
@@ -182,8 +170,8 @@ impl ServiceTables {
         self.vnis.insert(s.vni);
         let macs = s.backends.iter().map(|b| endpoints.get(s.vni, b.ip).map(|e| e.mac)).collect();
         let vip = Vip { service: s.clone(), macs, counters };
-        if let Some((port, local)) = node_port {
-            self.node_ports.insert((port, s.proto), NodePort { vip: vip.clone(), local });
+        if let Some(port) = node_port {
+            self.node_ports.insert((port, s.proto), NodePort { vip: vip.clone() });
         }
         if s.port != 0 {
             self.by_vip.insert((s.vni, s.vip, s.port, s.proto), vip);

@@ -3,7 +3,7 @@
 //! choice.
 use super::{
     icmp::{is_error, rewrite_error},
-    outside::{ip4_echo, masquerade, route_out, ECHO_REQUEST, OUTSIDE},
+    outside::{ip4_echo, masquerade, route_out, tunnel, ECHO_REQUEST, OUTSIDE},
     rewrite, Backend, End, Service, ServiceTables, Vip,
 };
 use crate::{
@@ -15,7 +15,7 @@ use crate::{
         Checkpoint, CtKey, CtPort, CtTable, NatKey, Tuple,
     },
     gateway::{set_macs, spend_hop, GATEWAY_MAC},
-    meta::{Action, IpKey, Meta},
+    meta::{ipv4_key, Action, IpKey, Meta},
     parse::parse,
     tables::L2Tables,
     wire::ipv4,
@@ -107,7 +107,9 @@ enum Seen<'s> {
 pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], meta: &mut [Meta]) -> bool {
     let mut unresolved = false;
     let services = &*t.services;
-    let snat = t.networks.get(&vni).filter(|n| n.snat.is_some());
+    let net = t.networks.get(&vni);
+    let snat = net.filter(|n| n.snat.is_some());
+    let peer = |m: &Meta| net.is_some_and(|n| n.flood_vteps.iter().any(|&v| ipv4_key(v) == m.ip_dst));
     let out = |m: &Meta| snat.is_some_and(|n| n.masquerades(m.ip_dst)) && t.endpoints.get(vni, m.ip_dst).is_none();
     for (frames, meta) in frames.chunks_mut(BURST).zip(meta.chunks_mut(BURST)) {
         let mut seen = [Seen::Other; BURST];
@@ -168,6 +170,8 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
                     at.track(Some(NatKey { key: vip_key_of(m, svc), service: svc.id }), held, f, m).map(|()| None)
                 }
                 Seen::FromBackend => match reverse(t, at, f, m) {
+                    // An answer to a NodePort connection another switch called it in.
+                    Ok(None) if m.dst == GATEWAY_MAC && peer(m) => Ok(Some(to_peer(t, f, m))),
                     // Not an answer: a connection of its own.
                     Ok(None) if m.dst == GATEWAY_MAC && out(m) => masquerade(t, &at, f, m).map(Some),
                     done => done,
@@ -293,13 +297,38 @@ fn reverse<F: Frame>(t: &L2Tables, at: At, f: &mut F, m: &mut Meta) -> Result<Op
     let (vip, to) = match (nat.key.other_end(client), nat.key.other_end(hairpin_end)) {
         (Some(vip), _) => (vip, None),
         (None, Some(vip)) => (vip, Some(hairpin_end)),
-        (None, None) => return Ok(None),
+        (None, None) => match node_port_ends(t, &nat.key, m) {
+            Some((node_port, client)) => (node_port, Some(client)),
+            None => return Ok(None),
+        },
     };
     at.track(None, Some(found), f, m)?;
     if !rewrite(f, m, End::Src, vip.0, vip.1) || to.is_some_and(|(ip, port)| !rewrite(f, m, End::Dst, ip, port)) {
         return Err(DropReason::CtInvalid);
     }
     Ok((nat.key.zone == OUTSIDE).then(|| route_out(t, f, m)))
+}
+
+/// A backend's packet to another switch's VTEP address, from its service's port: the
+/// answer of a NodePort connection that switch called it in (from its address), which
+/// that switch holds. It goes there through the tunnel, as the gateway routes.
+fn to_peer<F: Frame>(t: &L2Tables, f: &mut F, m: &mut Meta) -> Action {
+    if !spend_hop(f, m) {
+        return Action::Drop(DropReason::TtlExceeded);
+    }
+    set_macs(f, m, GATEWAY_MAC, GATEWAY_MAC);
+    tunnel(t, f, m, m.ip_dst as u32)
+}
+
+/// A backend's packet to the host's address, of a NodePort connection the host called
+/// it in (its backend is behind another switch): the node port's end and the client's,
+/// from the session's outside key.
+fn node_port_ends(t: &L2Tables, outside: &CtKey, m: &Meta) -> Option<((IpKey, u16), (IpKey, u16))> {
+    let host = ipv4_key(t.vtep.as_ref()?.ip);
+    if outside.zone != OUTSIDE || m.ip_dst != host {
+        return None;
+    }
+    outside.end_at(host)
 }
 
 /// An ICMP error a backend (or a host on its way) sent about a connection to a VIP:

@@ -515,8 +515,7 @@ mod stage {
         }
         let mut s = ServiceTables::default();
         let svc = service(backends);
-        let local = vec![true; backends.len()].into_boxed_slice();
-        s.insert(svc, &t.endpoints, counters(backends.len()), Some((30080, local)));
+        s.insert(svc, &t.endpoints, counters(backends.len()), Some(30080));
         s.add_network(100);
         t.services = Arc::new(s);
         t
@@ -637,6 +636,159 @@ mod stage {
         assert!(sums_ok(b));
         let (_, m) = run_uplink(&t, &[tcp(HOST_MAC, OUT_MAC, client, (HOST, 30080), 0x10, 1001, 5001)]);
         assert_eq!(m[0].action, Action::Tx(B1), "{:?}", m[0]);
+    }
+
+    /// Another switch's VTEP (192.168.50.3), on-link, and its MAC.
+    const PEER: u32 = 0xc0a8_3203;
+    const PEER_MAC: Mac = Mac([2, 0, 0, 0, 0x50, 3]);
+
+    /// `north_south` with backend 4 (10.1.0.4) behind the switch at PEER, which is a VTEP
+    /// of the network; the service's backends are `backends`.
+    fn with_a_peer(table: &Arc<CtTable>, backends: &[u8]) -> L2Tables {
+        let mut t = north_south(table, &[]);
+        let vtep = t.vtep.unwrap();
+        t.remotes.insert(PEER, crate::tables::Remote::new(&vtep, PEER, PEER_MAC));
+        let mut u = (*t.underlay).clone();
+        u.neighbours.insert(PEER, PEER_MAC);
+        t.underlay = Arc::new(u);
+        t.fib_insert(100, mac(4), FibEntry { target: FibTarget::Vtep(PEER), is_static: false });
+        let mut eps = (*t.endpoints).clone();
+        eps.insert(100, ipv4_key(ip(4)), Endpoint { mac: mac(4) });
+        t.endpoints = Arc::new(eps);
+        if let Some(n) = t.networks.get_mut(&100) {
+            n.flood_vteps.push(PEER);
+        }
+        let mut s = ServiceTables::default();
+        s.insert(service(backends), &t.endpoints, counters(backends.len()), Some(30080));
+        s.add_network(100);
+        t.services = Arc::new(s);
+        t
+    }
+
+    /// `inner`, encapsulated by the switch at PEER toward HOST in VNI 100.
+    fn from_peer(inner: Vec<u8>) -> Vec<u8> {
+        let peer = crate::tables::Vtep { ip: PEER, mac: PEER_MAC, uplink: 0, udp_port: 4789, ttl: 64, mtu: 1500 };
+        let remote = crate::tables::Remote::new(&peer, HOST, HOST_MAC);
+        let mut f = VecFrame::new(&inner);
+        let mut m = Meta::default();
+        crate::parse::parse(crate::Frame::head(&f), &mut m);
+        crate::vxlan::encap(&mut f, &m, 100, &remote, &peer, None).unwrap();
+        f.bytes().to_vec()
+    }
+
+    /// The inner frame of a frame this switch encapsulated toward PEER.
+    fn to_peer_inner(b: &[u8]) -> &[u8] {
+        assert_eq!((&b[0..6], field(b, 30, 4) as u32), (&PEER_MAC.0[..], PEER), "toward the peer's VTEP");
+        assert_eq!(field(b, 36, 2), 4789, "VXLAN");
+        assert_eq!(field(b, 46, 3), 100, "in VNI 100");
+        &b[50..]
+    }
+
+    /// Kubernetes' `externalTrafficPolicy: Cluster`: a NodePort's backend behind another
+    /// switch is called from the host's address, through the tunnel; its answers come
+    /// back through the tunnel to the host's address and leave from the node port.
+    #[test]
+    fn a_node_port_reaches_a_backend_behind_another_switch_from_the_host_address() {
+        let table = Arc::new(CtTable::new(64, 1, 16));
+        table.enable_nat(|_, _| 0);
+        let t = with_a_peer(&table, &[4]);
+        let client = (OUT, 50000);
+        let (f, m) = run_uplink(&t, &[tcp(HOST_MAC, OUT_MAC, client, (HOST, 30080), 0x02, 1000, 0)]);
+        assert_eq!(m[0].action, Action::Tx(UPLINK), "{:?}", m[0]);
+        let b = to_peer_inner(f[0].bytes());
+        assert_eq!((&b[0..6], &b[6..12]), (&mac(4).0[..], &GATEWAY_MAC.0[..]), "routed by the gateway");
+        assert_eq!((field(b, 30, 4) as u32, field(b, 36, 2) as u16), (ip(4), 8080), "DNAT");
+        let called_from = (field(b, 26, 4) as u32, field(b, 34, 2) as u16);
+        assert_eq!(called_from.0, HOST, "SNAT to the host's address");
+        assert!(called_from.1 >= 32768, "a port of the masquerade's: {}", called_from.1);
+        assert!(sums_ok(b));
+        // The answer, through the peer's gateway and the tunnel.
+        let answer = tcp(GATEWAY_MAC, GATEWAY_MAC, (ip(4), 8080), called_from, 0x12, 5000, 1001);
+        let (f, m) = run_uplink(&t, &[from_peer(answer)]);
+        assert_eq!(m[0].action, Action::Tx(UPLINK), "{:?}", m[0]);
+        let b = f[0].bytes();
+        assert_eq!(field(b, 12, 2), 0x0800, "not encapsulated: to the client beyond the uplink");
+        assert_eq!((&b[0..6], &b[6..12]), (&OUT_MAC.0[..], &HOST_MAC.0[..]));
+        assert_eq!((field(b, 26, 4) as u32, field(b, 34, 2) as u16), (HOST, 30080), "from the node port");
+        assert_eq!((field(b, 30, 4) as u32, field(b, 36, 2) as u16), client, "to the client");
+        assert!(sums_ok(b));
+        // The connection keeps its port at the host.
+        let (f, m) = run_uplink(&t, &[tcp(HOST_MAC, OUT_MAC, client, (HOST, 30080), 0x10, 1001, 5001)]);
+        assert_eq!(m[0].action, Action::Tx(UPLINK), "{:?}", m[0]);
+        let b = to_peer_inner(f[0].bytes());
+        assert_eq!((field(b, 26, 4) as u32, field(b, 34, 2) as u16), called_from);
+        // Another client's connection gets a port of its own at the host.
+        let other = (OUT, 50001);
+        let (f, _) = run_uplink(&t, &[tcp(HOST_MAC, OUT_MAC, other, (HOST, 30080), 0x02, 7000, 0)]);
+        let b = to_peer_inner(f[0].bytes());
+        assert_ne!(field(b, 34, 2) as u16, called_from.1);
+    }
+
+    /// A local backend of a NodePort still sees the client's own address, whichever
+    /// backends the service has elsewhere.
+    #[test]
+    fn a_node_ports_local_backend_sees_the_client() {
+        let table = Arc::new(CtTable::new(256, 1, 16));
+        table.enable_nat(|_, _| 0);
+        let t = with_a_peer(&table, &[2, 4]);
+        let (mut local, mut remote) = (0, 0);
+        for port in 50000..50040 {
+            let client = (OUT, port);
+            let (f, m) = run_uplink(&t, &[tcp(HOST_MAC, OUT_MAC, client, (HOST, 30080), 0x02, 1000, 0)]);
+            match m[0].action {
+                Action::Tx(B1) => {
+                    let b = f[0].bytes();
+                    assert_eq!((field(b, 26, 4) as u32, field(b, 34, 2) as u16), client, "the client's own address");
+                    local += 1;
+                }
+                Action::Tx(UPLINK) => {
+                    assert_eq!(field(to_peer_inner(f[0].bytes()), 26, 4) as u32, HOST);
+                    remote += 1;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(local > 5 && remote > 5, "both backends picked: {local} here, {remote} there");
+    }
+
+    /// The other side: a backend's answer to a NodePort connection that the switch at
+    /// PEER called it in goes back to that switch through the tunnel (it holds the
+    /// connection), not out by the uplink as a masqueraded connection would.
+    #[test]
+    fn a_backends_answer_to_another_switchs_address_goes_back_through_the_tunnel() {
+        let table = Arc::new(CtTable::new(64, 1, 16));
+        table.enable_nat(|_, _| 0);
+        let t = with_a_peer(&table, &[2]);
+        let (f, m) = run(&t, B1, &[tcp(GATEWAY_MAC, mac(2), (ip(2), 8080), (PEER, 40000), 0x12, 5000, 1001)]);
+        assert_eq!(m[0].action, Action::Tx(UPLINK), "{:?}", m[0]);
+        let b = to_peer_inner(f[0].bytes());
+        assert_eq!((field(b, 26, 4) as u32, field(b, 34, 2) as u16), (ip(2), 8080), "untranslated");
+        assert_eq!((field(b, 30, 4) as u32, field(b, 36, 2) as u16), (PEER, 40000));
+        assert_eq!(b[22], 63, "a hop spent by the gateway");
+        assert!(sums_ok(b));
+        // From another port than the service's, it is the VM's own connection: masqueraded.
+        let (f, m) = run(&t, B1, &[tcp(GATEWAY_MAC, mac(2), (ip(2), 8081), (PEER, 40000), 0x02, 5000, 0)]);
+        assert_eq!(m[0].action, Action::Tx(UPLINK), "{:?}", m[0]);
+        assert_eq!(field(f[0].bytes(), 12, 2), 0x0800, "not through the tunnel");
+    }
+
+    /// A frame another host sends through the tunnel to the gateway MAC is routed to the
+    /// endpoint on this switch, or dropped with a reason: never flooded.
+    #[test]
+    fn a_frame_to_the_gateway_from_the_tunnel_is_routed_or_dropped_never_flooded() {
+        let table = Arc::new(CtTable::new(64, 1, 16));
+        table.enable_nat(|_, _| 0);
+        let t = with_a_peer(&table, &[2]);
+        let to = |dst: u32| from_peer(udp4(GATEWAY_MAC, mac(4), (ip(4), 1234), (dst, 53)));
+        let (f, m) = run_uplink(&t, &[to(ip(1)), to(ip(9)), to(ip(254)), to(ip(4))]);
+        assert_eq!(m[0].action, Action::Tx(CLIENT), "{:?}", m[0]);
+        let b = f[0].bytes();
+        assert_eq!((&b[0..6], &b[6..12]), (&mac(1).0[..], &GATEWAY_MAC.0[..]));
+        assert_eq!(b[22], 63, "a hop spent");
+        assert!(crate::wire::ipv4::checksum_ok(&b[14..34]));
+        assert_eq!(m[1].action, Action::Drop(crate::DropReason::NoEndpoint), "nobody holds it");
+        assert_eq!(m[2].action, Action::Drop(crate::DropReason::ToGateway));
+        assert_eq!(m[3].action, Action::Drop(crate::DropReason::SplitHorizon), "behind the tunnel itself");
     }
 
     fn v6(last: u8) -> u128 {

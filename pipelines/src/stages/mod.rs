@@ -579,8 +579,13 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
                     }
                     _ => None,
                 };
-                if let Some(Action::Tx(p)) = outside {
-                    egress |= egress_policy(t, p);
+                match outside {
+                    Some(Action::Tx(p)) => egress |= egress_policy(t, p),
+                    // A backend or VM whose MAC nobody told yet: the switch asks for it.
+                    Some(Action::Drop(DropReason::NoEndpoint)) if m.vni != services::outside::OUTSIDE => {
+                        core.learner.unknown(LearnEvent::unknown(m.vni, m.ip_dst, port), ctx.clock, sink);
+                    }
+                    _ => {}
                 }
                 m.action = outside.unwrap_or(Action::Drop(r));
                 continue;
@@ -618,6 +623,10 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
             if let Some(table) = t.ct.table.as_deref() {
                 let at = services::At::new(t, table, port, core.core, ctx.clock);
                 services::from_backend(t, at, f, m);
+                if m.action == Action::Drop(DropReason::NexthopUnresolved) {
+                    // A NodePort client's answer, beyond the uplink: asked for by ARP.
+                    core.learner.unknown(LearnEvent::next_hop(m.ip_dst, port), ctx.clock, sink);
+                }
                 if m.action != Action::Continue {
                     continue;
                 }
@@ -648,6 +657,17 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
                 Action::Tx(p)
             }
             Some(FibTarget::Vtep(_)) => Action::Drop(DropReason::SplitHorizon),
+            // Another host's frame to the gateway (a host using ours): routed here.
+            None if m.dst == GATEWAY_MAC => match gateway::from_tunnel(t, f, m) {
+                Ok(p) if largest.saturating_sub(m.l3 as usize) > t.mtu(p) as usize => {
+                    Action::Drop(DropReason::MtuExceeded)
+                }
+                Ok(p) => {
+                    egress |= egress_policy(t, p);
+                    Action::Tx(p)
+                }
+                Err(r) => Action::Drop(r),
+            },
             None => Action::Flood { vni: d.vni },
         };
     }

@@ -16,16 +16,16 @@ use crate::{
 /// Ports of the host address masqueraded connections get (NodePorts are below).
 pub const SNAT_PORTS: (u16, u16) = (32768, 65535);
 
-/// A new masqueraded connection's port on the host address toward the packet's
+/// A new connection's port on the host address (in `zone`) toward the packet's
 /// destination: its own source port if free there, else one by its hash; None if
 /// `SNAT_TRIES` are all taken.
-pub(super) fn free_port(at: &At, m: &Meta, host: IpKey, h: u64) -> Option<u16> {
+pub(super) fn free_port(at: &At, (zone, host): (u32, IpKey), m: &Meta, h: u64) -> Option<u16> {
     let (lo, hi) = SNAT_PORTS;
     let span = (hi - lo) as u64 + 1;
     let own = (lo..=hi).contains(&m.sport).then_some(m.sport);
     let hashed = (0..SNAT_TRIES).map(|i| lo + (fmix64(h ^ i) % span) as u16);
     own.into_iter().chain(hashed).find(|&p| {
-        let k = Tuple { zone: OUTSIDE, proto: m.proto, src: (host, p), dst: (m.ip_dst, m.dport) }.key().0;
+        let k = Tuple { zone, proto: m.proto, src: (host, p), dst: (m.ip_dst, m.dport) }.key().0;
         at.table.lookup(&k, hash(&k)).is_none()
     })
 }
@@ -44,7 +44,7 @@ pub(super) fn masquerade_ports<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &m
     let held = found.and_then(|s| at.table.key_of(s.index)).and_then(|k| k.other_end((m.ip_dst, m.dport)));
     let port = match held {
         Some((ip, port)) if ip == host => port,
-        _ => free_port(at, m, host, h).ok_or(DropReason::SnatNoPort)?,
+        _ => free_port(at, (OUTSIDE, host), m, h).ok_or(DropReason::SnatNoPort)?,
     };
     leave(t, at, (inside, found), f, m, |f, m| rewrite(f, m, End::Src, host, port))
 }

@@ -11,6 +11,8 @@ mod node_port;
 pub use echo::{ip4_echo, ECHO_REQUEST};
 pub use masquerade::SNAT_PORTS;
 
+use masquerade::free_port;
+
 use super::{
     icmp::{is_error, rewrite_error},
     At, End,
@@ -22,9 +24,9 @@ use crate::{
         CtKey, NatKey, Tuple,
     },
     gateway::{set_macs, spend_hop, GATEWAY_MAC},
-    meta::{ipv4_key, Action, Meta},
+    meta::{ipv4_key, Action, IpKey, Meta},
     tables::{FibTarget, L2Tables},
-    wire::ipv4,
+    wire::{ipv4, Mac},
     DropReason, Frame,
 };
 use echo::{returning_echo, ECHO_REPLY};
@@ -61,19 +63,42 @@ pub fn route_out<F: Frame>(t: &L2Tables, f: &mut F, m: &mut Meta) -> Action {
     Action::Tx(v.uplink)
 }
 
+/// Where address `ip` of network `vni` lives: its MAC (`known`, or the endpoint table's)
+/// and the port or remote VTEP the FIB has behind that MAC.
+fn locate(t: &L2Tables, vni: u32, ip: IpKey, known: Option<Mac>) -> Option<(Mac, FibTarget)> {
+    let mac = known.or_else(|| t.endpoints.get(vni, ip).map(|ep| ep.mac))?;
+    Some((mac, t.lookup(vni, mac)?.target))
+}
+
+/// Sends a packet from outside, translated into network `m.vni`, to `place` (routed by
+/// the gateway: its MAC as the source, a hop spent): a VM port of this switch, or a
+/// remote VTEP through the tunnel.
+fn send_to<F: Frame>(t: &L2Tables, (mac, target): (Mac, FibTarget), f: &mut F, m: &mut Meta) -> Action {
+    if !spend_hop(f, m) {
+        return Action::Drop(DropReason::TtlExceeded);
+    }
+    set_macs(f, m, mac, GATEWAY_MAC);
+    match target {
+        FibTarget::Port(p) => Action::Tx(p),
+        FibTarget::Vtep(ip) => tunnel(t, f, m, ip),
+    }
+}
+
+/// Encapsulates a routed packet of network `m.vni` toward remote VTEP `ip`.
+pub(crate) fn tunnel<F: Frame>(t: &L2Tables, f: &mut F, m: &Meta, ip: u32) -> Action {
+    let Some(vtep) = &t.vtep else { return Action::Drop(DropReason::NoVtep) };
+    let Some(remote) = t.remotes.get(&ip) else { return Action::Drop(DropReason::NexthopUnresolved) };
+    match crate::vxlan::encap(f, m, m.vni, remote, vtep, None) {
+        Ok(()) => Action::Tx(vtep.uplink),
+        Err(r) => Action::Drop(r),
+    }
+}
+
 /// Delivers a packet from outside, translated into network `m.vni`, to the VM holding
-/// its destination (routed by the gateway: its MAC as the source, a hop spent).
+/// its destination (a masqueraded connection's VM is on this switch).
 fn deliver<F: Frame>(t: &L2Tables, f: &mut F, m: &mut Meta) -> Action {
-    let Some(ep) = t.endpoints.get(m.vni, m.ip_dst) else { return Action::Drop(DropReason::NoEndpoint) };
-    let mac = ep.mac;
-    match t.lookup(m.vni, mac).map(|e| e.target) {
-        Some(FibTarget::Port(p)) => {
-            if !spend_hop(f, m) {
-                return Action::Drop(DropReason::TtlExceeded);
-            }
-            set_macs(f, m, mac, GATEWAY_MAC);
-            Action::Tx(p)
-        }
+    match locate(t, m.vni, m.ip_dst, None) {
+        Some(place @ (_, FibTarget::Port(_))) => send_to(t, place, f, m),
         _ => Action::Drop(DropReason::NoEndpoint),
     }
 }
@@ -98,13 +123,10 @@ pub fn from_outside<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mut Meta) ->
     let (outside, _) = Tuple::of_ports(m).key();
     let h = hash(&outside);
     let done = match at.table.lookup(&outside, h) {
-        Some(found) => returning(at, found, f, m)?,
-        None => node_port::node_port(&t.services, at, outside, h, f, m)?,
+        Some(found) => returning(at, found, f, m)?.map(|()| deliver(t, f, m)),
+        None => node_port::node_port(t, &t.services, at, (outside, h), f, m)?.map(|place| send_to(t, place, f, m)),
     };
-    Some(match done {
-        Ok(()) => deliver(t, f, m),
-        Err(r) => Action::Drop(r),
-    })
+    Some(done.unwrap_or_else(Action::Drop))
 }
 
 /// An ICMP error from outside about a masqueraded connection (a port unreachable, a
