@@ -2,6 +2,11 @@
 use crate::DpdkError;
 use std::{ffi::CString, ptr::NonNull};
 
+/// The bytes a received frame gets per buffer of the default pool (its data room
+/// without the headroom): a 64 KB frame from a kernel port or a guest is a chain of
+/// about 34 of them.
+pub const SEG_BYTES: usize = (dpdk_sys::RTE_MBUF_DEFAULT_DATAROOM - dpdk_sys::RTE_PKTMBUF_HEADROOM) as usize;
+
 /// A `rte_pktmbuf` pool. Lives until the process exits (ports hold pointers to it).
 pub struct PktPool {
     ptr: NonNull<dpdk_sys::rte_mempool>,

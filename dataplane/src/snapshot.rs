@@ -10,7 +10,7 @@
 use crate::{capture::CaptureTap, kernel::KernelPort, nic::NicOffloads, vhost::VhostOffloads, MAX_PORTS};
 use arc_swap::ArcSwap;
 use crossbeam::utils::CachePadded;
-use pipelines::tables::L2Tables;
+use pipelines::{offload, tables::L2Tables};
 use std::sync::{
     atomic::{AtomicBool, AtomicU64, Ordering::*},
     Arc,
@@ -84,6 +84,34 @@ impl Snapshot {
             nic: vec![None; MAX_PORTS],
         }
     }
+
+    /// How egress `port` takes a frame that owes offload work `o`, `len` bytes in
+    /// `segs` buffers: whole (a kernel port or a guest does the work, or the NIC with
+    /// its extra flags), or done in software first. The one answer for the egress and
+    /// for `trace`.
+    pub fn egress(&self, port: u16, o: &offload::Offload, len: usize, segs: u16) -> Egress {
+        let p = port as usize;
+        let whole = self.kernel.get(p).and_then(Option::as_ref).is_some_and(|k| k.takes(o, len))
+            || self.vhost.get(p).and_then(Option::as_ref).is_some_and(|v| v.takes(o, len));
+        if whole {
+            return Egress::Whole;
+        }
+        match self.nic.get(p).copied().flatten().filter(|n| n.takes(o, len, segs)) {
+            Some(nic) => Egress::Nic(nic.extra_flags(o)),
+            None => Egress::Software,
+        }
+    }
+}
+
+/// How an egress port takes a frame that owes offload work (`Snapshot::egress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Egress {
+    /// As it is: the port does the work.
+    Whole,
+    /// As it is, with these mbuf flags added: the NIC does the work.
+    Nic(u64),
+    /// Segmented or summed in software first.
+    Software,
 }
 
 #[derive(Debug, Default)]
@@ -207,6 +235,32 @@ mod tests {
         assert!(!rcu.passed(g), "core 1 has not passed a quiescent point");
         drop(b); // an offline core holds nothing
         assert!(rcu.passed(g));
+    }
+
+    /// A NIC with a chain limit takes a TSO frame whole only as a short chain; a port
+    /// with no offloads gets it cut in software.
+    #[test]
+    fn the_egress_asks_a_nic_about_the_frame_as_it_is_chained() {
+        use pipelines::offload::{Gso, L4Csum, Offload};
+        let caps = dpdk_sys::RTE_ETH_TX_OFFLOAD_MULTI_SEGS
+            | dpdk_sys::RTE_ETH_TX_OFFLOAD_TCP_CKSUM
+            | dpdk_sys::RTE_ETH_TX_OFFLOAD_TCP_TSO
+            | dpdk_sys::RTE_ETH_TX_OFFLOAD_IPV4_CKSUM;
+        let mut s = Snapshot::empty(1);
+        s.nic[2] = crate::nic::NicOffloads::choose("net_i40e", caps, 0, 8).map(|c| c.offloads);
+        let tso = Offload {
+            l2: 14,
+            l3: 20,
+            l4: 20,
+            csum: L4Csum::Tcp,
+            gso: Some(Gso { ip_version: 4, mss: 1448 }),
+            ..Offload::NONE
+        };
+        let len: usize = 60_054;
+        let chained = len.div_ceil(crate::mempool::SEG_BYTES) as u16;
+        assert_eq!(s.egress(2, &tso, len, 1), Egress::Nic(dpdk_sys::RTE_MBUF_F_TX_IP_CKSUM));
+        assert_eq!(s.egress(2, &tso, len, chained), Egress::Software, "{chained} buffers, more than 8");
+        assert_eq!(s.egress(3, &tso, len, 1), Egress::Software, "a port with no offloads");
     }
 
     #[test]

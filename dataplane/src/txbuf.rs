@@ -10,7 +10,7 @@ use crate::{
     latency::{self, Histogram},
     mbuf::{Mbuf, TX_OFFLOAD_FLAGS},
     mempool::PktPool,
-    snapshot::Snapshot,
+    snapshot::{Egress, Snapshot},
     stats::{CoreCounters, PortCounters},
     MAX_PORTS,
 };
@@ -200,20 +200,16 @@ impl TxBuffers<'_> {
     #[inline(never)]
     fn push_owing(&mut self, snap: &Snapshot, port: u16, m: *mut rte_mbuf, rx_tsc: u64, counters: &CoreCounters) {
         let o = Mbuf(m).offload();
-        let len = Mbuf(m).len();
-        let takes = snap.kernel[port as usize].as_ref().is_some_and(|k| k.takes(&o, len))
-            || snap.vhost[port as usize].as_ref().is_some_and(|v| v.takes(&o, len));
-        if !takes {
-            // SAFETY: `m` is an mbuf the caller owns.
-            let segs = unsafe { (*m).nb_segs };
-            match snap.nic[port as usize].filter(|n| n.takes(&o, len, segs)) {
-                Some(nic) => {
-                    // SAFETY: as above; the frame is not queued anywhere yet.
-                    unsafe { (*m).ol_flags |= nic.extra_flags(&o) };
-                    self.prepare.set(port);
-                }
-                None => return self.offload_in_software(snap, port, m, o, rx_tsc, counters),
+        // SAFETY: `m` is an mbuf the caller owns.
+        let segs = unsafe { (*m).nb_segs };
+        match snap.egress(port, &o, Mbuf(m).len(), segs) {
+            Egress::Whole => {}
+            Egress::Nic(flags) => {
+                // SAFETY: as above; the frame is not queued anywhere yet.
+                unsafe { (*m).ol_flags |= flags };
+                self.prepare.set(port);
             }
+            Egress::Software => return self.offload_in_software(snap, port, m, o, rx_tsc, counters),
         }
         self.queue_one(snap, port, m, rx_tsc, counters);
     }

@@ -5,7 +5,7 @@ pub mod api;
 pub mod cli;
 
 use api::TraceView;
-use dataplane::snapshot::{Role, Snapshot};
+use dataplane::snapshot::{Egress, Role, Snapshot};
 use pipelines::{
     gateway::GATEWAY_MAC,
     learn::Clock,
@@ -128,18 +128,19 @@ fn target(t: FibTarget, name: &dyn Fn(u16) -> String) -> String {
     }
 }
 
-/// What the egress `port` does with the segmentation `f` still owes, if any.
+/// What the egress `port` does with the segmentation `f` still owes, if any, asked as
+/// the egress asks, of the frame as a chain of received buffers.
 fn egress_offload(snap: &Snapshot, f: &VecFrame, port: u16, name: &dyn Fn(u16) -> String) -> Option<String> {
     let o = f.offload();
     o.gso?;
-    let (p, len) = (port as usize, f.len());
-    let whole = snap.kernel[p].as_ref().is_some_and(|k| k.takes(&o, len))
-        || snap.vhost[p].as_ref().is_some_and(|v| v.takes(&o, len))
-        || snap.nic[p].is_some_and(|n| n.takes(&o, len, 1));
-    Some(if whole {
-        format!("offload: leaves port {} whole, which takes TSO", name(port))
-    } else {
-        format!("offload: cut in software into {} frames for port {}", o.segments(len), name(port))
+    let len = f.len();
+    let segs = len.div_ceil(dataplane::mempool::SEG_BYTES).min(u16::MAX as usize) as u16;
+    Some(match snap.egress(port, &o, len, segs) {
+        Egress::Whole => format!("offload: leaves port {} whole, which takes TSO", name(port)),
+        Egress::Nic(_) => format!("offload: leaves port {} whole, its NIC segments it ({segs} buffers)", name(port)),
+        Egress::Software => {
+            format!("offload: cut in software into {} frames for port {}", o.segments(len), name(port))
+        }
     })
 }
 
