@@ -142,6 +142,11 @@ impl Endpoints {
         self.list.values().filter(|e| e.port.is_some())
     }
 
+    /// The VTEPs static entries are behind (`--vtep`).
+    pub fn vteps(&self) -> std::collections::BTreeSet<std::net::Ipv4Addr> {
+        self.list.values().filter_map(|e| e.vtep).collect()
+    }
+
     /// Whether a static entry holds `ip` of `vni`.
     pub fn holds(&self, vni: u32, ip: IpAddr) -> bool {
         self.list.contains_key(&(vni, ip))

@@ -67,6 +67,7 @@ impl Overlay {
         let mut s: BTreeSet<Ipv4Addr> = self.networks.values().flat_map(|n| n.flood_vteps.iter().copied()).collect();
         s.extend(self.cluster_flood.values().flatten().copied());
         s.extend(self.vtep_refs.keys().copied());
+        s.extend(self.endpoint_vteps.iter().copied());
         s
     }
 

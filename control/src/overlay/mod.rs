@@ -89,6 +89,9 @@ pub struct Overlay {
     /// Something sends outside by the uplink (a NodePort's replies): the underlay's
     /// router is resolved even if no remote VTEP needs it.
     pub egress_wanted: bool,
+    /// The VTEPs that static endpoints (`endpoint add --vtep`) are behind: resolved
+    /// like the flood lists' (a routed packet goes there without a flood).
+    pub endpoint_vteps: BTreeSet<Ipv4Addr>,
     /// On-link underlay addresses packets beyond the uplink were sent to (masquerade,
     /// NodePort replies): resolved like VTEP next hops while they answer.
     wanted: BTreeSet<Ipv4Addr>,
@@ -194,6 +197,7 @@ impl Overlay {
             shard_ports: Vec::new(),
             vtep_refs: self.vtep_refs.clone(),
             egress_wanted: self.egress_wanted,
+            endpoint_vteps: self.endpoint_vteps.clone(),
             wanted: self.wanted.clone(),
             announce_vtep: self.announce_vtep,
             announced: None,

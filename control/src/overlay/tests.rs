@@ -110,6 +110,28 @@ fn deleting_a_port_forgets_what_was_learned_on_it() {
     assert_eq!(o.network_views(&p)[0].macs_learned, 1);
 }
 
+/// A VTEP that only a static endpoint is behind (no flood list names it) is resolved
+/// too: a packet routed to that endpoint must find its outer headers.
+#[test]
+fn a_vtep_only_an_endpoint_is_behind_is_resolved() {
+    let mut o = overlay();
+    let p = ports();
+    o.endpoint_vteps.insert("192.168.50.7".parse().unwrap());
+    let mut changed = false;
+    let parse = |f: &[u8; 60]| pipelines::wire::arp::Arp::parse(&f[14..]).unwrap();
+    let asked: Vec<u32> = o.arp_due(&p, Instant::now(), &mut changed).iter().map(|f| parse(f).target_ip).collect();
+    assert_eq!(asked, [0xc0a83207]);
+    let reply = arp::Arp {
+        op: arp::OP_REPLY,
+        sender_mac: mac(0xe7),
+        sender_ip: 0xc0a83207,
+        target_mac: mac(0xf1),
+        target_ip: 0xc0a83201,
+    };
+    assert!(o.arp_reply(&reply, Instant::now()));
+    assert!(o.compile(&p, 32).remotes.contains_key(&0xc0a83207));
+}
+
 #[test]
 fn remotes_appear_once_their_next_hop_resolves() {
     let mut o = overlay();

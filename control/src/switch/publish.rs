@@ -30,6 +30,7 @@ impl Switch {
         let refs = self.ports.refs();
         self.conntrack.for_services = !self.services.is_empty() || self.overlay.masquerades();
         self.overlay.egress_wanted = self.services.has_node_ports();
+        self.overlay.endpoint_vteps = self.endpoints.vteps();
         for f in self.features() {
             f.compile(&refs, cores, &mut t);
         }
