@@ -292,7 +292,7 @@ pub fn stateful_tables(input: &mut Input) -> crate::tables::L2Tables {
         let vip = (ipv4_key(0x0a00_0064), 80);
         let service = Arc::new(Service::new(1, 100, vip, proto, backends, Maglev::build(251, &weighted)));
         let mut s = ServiceTables::default();
-        s.insert(service, &t.endpoints, Arc::new(BackendCounters::new(n as usize, 1)), Some(30080));
+        s.insert(service, &t.endpoints, Arc::new(BackendCounters::new(n as usize, 1)), Some((30080, None)));
         t.services = Arc::new(s);
     }
     t

@@ -326,6 +326,15 @@ fn a_node_port_reaches_backends_here_and_behind_the_kernel_vtep() {
         assert_eq!(here + there, 40, "every answer from one of the two, as expected: {got}\n{list}");
         assert!(here > 0 && there > 0, "both backends picked: {got}");
     }
+    // The local policy: only vm1, which sees every client's own address.
+    o.d.ok_line(
+        "service add web-local --vni 100 --proto tcp --backend 10.1.0.1:8080 --backend 10.1.0.2:8080 \
+        --node-port 30081 --external-traffic local",
+    );
+    let path = py_script("tcp_names.py");
+    let got: serde_json::Value =
+        serde_json::from_str(ns.exec_ok(&[PYTHON, &path, "192.168.50.1", "30081", "20"]).trim()).unwrap();
+    assert_eq!(got, serde_json::json!({"vm1 192.168.50.2": 20}), "local backends only");
     // The connections to host B's backend are held here, on both sides.
     let svc = o.d.json(&["service", "list"]);
     let web = svc.as_array().unwrap().iter().find(|s| s["name"] == "web").unwrap();

@@ -545,6 +545,7 @@ impl Switch {
                 affinity: None,
                 table_size: None,
                 node_port: Some(m.host_port),
+                external_traffic: None,
             };
             let h = self
                 .services

@@ -38,6 +38,12 @@ pub struct ServiceSpec {
     /// served by all its backends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_port: Option<u16>,
+    /// Which backends the node port picks (Kubernetes' `externalTrafficPolicy`):
+    /// `cluster` (the default: all of them; one behind another switch is called from
+    /// the VTEP's address) or `local` (only those on this host, which all see the
+    /// client's address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_traffic: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,6 +75,8 @@ pub struct ServiceView {
     pub affinity: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_traffic: Option<String>,
     pub table_size: u32,
     pub backends: Vec<BackendView>,
 }

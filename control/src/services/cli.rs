@@ -48,6 +48,10 @@ pub enum ServiceCmd {
         /// address as the client's (IPv4).
         #[arg(long, value_name = "PORT")]
         node_port: Option<u16>,
+        /// Which backends the node port picks: cluster (all; the default) or local
+        /// (only this host's, which see the client's own address).
+        #[arg(long, value_name = "POLICY", value_parser = ["cluster", "local"], requires = "node_port")]
+        external_traffic: Option<String>,
     },
     /// Replace a service's backends. Connections to backends that stay keep them;
     /// those to a removed backend end.
@@ -71,19 +75,29 @@ pub enum ServiceCmd {
 impl Verb for ServiceCmd {
     fn request(&self) -> Result<Request, String> {
         Ok(Request::Service(match self {
-            ServiceCmd::Add { name, vni, vip, proto, backends, algorithm, affinity, table_size, node_port } => {
-                ServiceRequest::ServiceAdd(ServiceSpec {
-                    name: name.clone(),
-                    vni: *vni,
-                    vip: vip.clone().unwrap_or_default(),
-                    proto: proto.clone(),
-                    backends: backends.clone(),
-                    algorithm: algorithm.clone(),
-                    affinity: *affinity,
-                    table_size: *table_size,
-                    node_port: *node_port,
-                })
-            }
+            ServiceCmd::Add {
+                name,
+                vni,
+                vip,
+                proto,
+                backends,
+                algorithm,
+                affinity,
+                table_size,
+                node_port,
+                external_traffic,
+            } => ServiceRequest::ServiceAdd(ServiceSpec {
+                name: name.clone(),
+                vni: *vni,
+                vip: vip.clone().unwrap_or_default(),
+                proto: proto.clone(),
+                backends: backends.clone(),
+                algorithm: algorithm.clone(),
+                affinity: *affinity,
+                table_size: *table_size,
+                node_port: *node_port,
+                external_traffic: external_traffic.clone(),
+            }),
             ServiceCmd::SetBackends { name, backends } => {
                 ServiceRequest::ServiceSetBackends { name: name.clone(), backends: backends.clone() }
             }
@@ -111,6 +125,9 @@ impl Verb for ServiceCmd {
                     };
                     if let Some(p) = s.node_port {
                         pick += &format!(" nodeport {p}");
+                    }
+                    if let Some(policy) = &s.external_traffic {
+                        pick += &format!(" ({policy})");
                     }
                     let vip = if s.vip.is_empty() { "-".to_string() } else { s.vip.clone() };
                     if s.backends.is_empty() {

@@ -68,6 +68,15 @@ pub struct Services {
     retired: Vec<Retired>,
 }
 
+/// Which of `s`'s backends are behind a port of this switch (by their endpoints' MACs).
+fn local_backends(s: &Service, l2: &pipelines::tables::L2Tables) -> Box<[bool]> {
+    let at_port = |b: &Backend| {
+        let mac = l2.endpoints.get(s.vni, b.ip).map(|e| e.mac);
+        mac.and_then(|m| l2.lookup(s.vni, m)).is_some_and(|e| matches!(e.target, pipelines::tables::FibTarget::Port(_)))
+    };
+    s.backends.iter().map(at_port).collect()
+}
+
 /// A backend as given, without its weight.
 fn backend_addr(given: &str) -> String {
     given.rsplit_once('@').map_or(given, |(a, _)| a).to_string()
@@ -180,6 +189,13 @@ fn build(
         }
         Some(_) if !v4 => return Err("node_port: the VTEP's address is IPv4; an IPv6 service has none".into()),
         _ => {}
+    }
+    match (spec.external_traffic.as_deref(), spec.node_port) {
+        (None | Some("cluster") | Some("local"), Some(_)) | (None, None) => {}
+        (Some(p @ ("cluster" | "local")), None) => {
+            return Err(format!("external_traffic: {p} is about a node port; give --node-port too"))
+        }
+        (Some(p), _) => return Err(format!("external_traffic: {p:?}; give cluster or local")),
     }
     let vip = vip.map_or((0, 0), |v| (ip_key(v.ip()), v.port()));
     if let Some(i) = backends.iter().position(|b| b.ip == vip.0) {
@@ -371,6 +387,7 @@ impl Services {
                     algorithm: c.spec.algorithm.clone().unwrap_or_else(|| "maglev".into()),
                     affinity: c.spec.affinity,
                     node_port: c.spec.node_port,
+                    external_traffic: c.spec.external_traffic.clone(),
                     table_size: s.maglev.size() as u32,
                     backends: s
                         .backends
@@ -451,7 +468,9 @@ impl Feature for Services {
                         }
                     }
                     let counters = c.counters.clone().unwrap_or_else(|| Arc::new(BackendCounters::new(n, cores)));
-                    tables.insert(c.built.clone(), &t.l2.endpoints, counters, c.spec.node_port);
+                    let local = c.spec.external_traffic.as_deref() == Some("local");
+                    let node_port = c.spec.node_port.map(|p| (p, local.then(|| local_backends(&c.built, &t.l2))));
+                    tables.insert(c.built.clone(), &t.l2.endpoints, counters, node_port);
                 }
                 self.retired.extend(retired);
             }

@@ -17,6 +17,7 @@ fn spec(name: &str, vip: &str, backends: &[&str]) -> ServiceSpec {
         affinity: None,
         table_size: None,
         node_port: None,
+        external_traffic: None,
     }
 }
 
@@ -168,4 +169,15 @@ fn node_ports_are_checked_and_unique_per_protocol() {
     ctx_add(&mut s, other).expect("two mappings without a VIP do not clash");
     assert!(e(ctx_add(&mut s, ServiceSpec { node_port: Some(8082), ..spec("map3", "", &["[fd00::2]:80"]) }))
         .contains("address family"));
+    // The traffic policy: cluster or local, and only with a node port.
+    let policy = |p: &str, port: Option<u16>| ServiceSpec {
+        external_traffic: Some(p.into()),
+        node_port: port,
+        ..spec("pol", "10.96.0.20:80", &["10.1.0.2:80"])
+    };
+    assert!(e(ctx_add(&mut s, policy("local", None))).contains("--node-port"));
+    assert!(e(ctx_add(&mut s, policy("nearest", Some(30090)))).contains("cluster or local"));
+    ctx_add(&mut s, policy("local", Some(30090))).unwrap();
+    let view = s.views().into_iter().find(|v| v.name == "pol").unwrap();
+    assert_eq!(view.external_traffic.as_deref(), Some("local"));
 }

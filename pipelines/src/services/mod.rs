@@ -137,10 +137,24 @@ pub struct Vip {
 type Addr = (u32, IpKey, u16, u8);
 
 /// A service as the outside reaches it through a port of the host's address: its VIP's
-/// entry (the service, its backends' MACs and counters).
+/// entry (the service, its backends' MACs and counters), and with the `local` traffic
+/// policy which of its backends are on this host (the only ones it then picks).
 #[derive(Debug)]
 pub struct NodePort {
     pub vip: Vip,
+    pub local: Option<Box<[bool]>>,
+}
+
+impl NodePort {
+    /// The backend for a new connection from `client` hashing to `h`: the service's
+    /// pick, or with the local policy Maglev's first local one along a few re-hashes
+    /// (so shares keep to the weights).
+    #[inline]
+    pub fn pick(&self, client: IpKey, h: u64, now_ms: u32, seed: u64, dry: bool) -> Option<u16> {
+        let svc = &self.vip.service;
+        let Some(local) = &self.local else { return svc.pick(client, h, now_ms, seed, dry) };
+        (0..16u64).filter_map(|i| svc.maglev.pick(fmix64(h ^ i))).find(|&i| local.get(i as usize) == Some(&true))
+    }
 }
 
 /// Every service, by VIP, and every backend (a reply from one is looked up).
@@ -156,13 +170,14 @@ pub struct ServiceTables {
 impl ServiceTables {
     /// Adds service `s`, its backends' MACs taken from `endpoints`, counting into
     /// `counters` (one per backend); reachable at its VIP (if it has one: a host port
-    /// mapping has none) and at its node port, if any.
+    /// mapping has none) and at its node port, if any (with the local policy: which
+    /// backends are on this host).
     pub fn insert(
         &mut self,
         s: Arc<Service>,
         endpoints: &Endpoints,
         counters: Arc<BackendCounters>,
-        node_port: Option<u16>,
+        node_port: Option<(u16, Option<Box<[bool]>>)>,
     ) {
         for b in &s.backends {
             self.backends.insert((s.vni, b.ip, b.port, s.proto));
@@ -170,8 +185,8 @@ impl ServiceTables {
         self.vnis.insert(s.vni);
         let macs = s.backends.iter().map(|b| endpoints.get(s.vni, b.ip).map(|e| e.mac)).collect();
         let vip = Vip { service: s.clone(), macs, counters };
-        if let Some(port) = node_port {
-            self.node_ports.insert((port, s.proto), NodePort { vip: vip.clone() });
+        if let Some((port, local)) = node_port {
+            self.node_ports.insert((port, s.proto), NodePort { vip: vip.clone(), local });
         }
         if s.port != 0 {
             self.by_vip.insert((s.vni, s.vip, s.port, s.proto), vip);

@@ -515,7 +515,7 @@ mod stage {
         }
         let mut s = ServiceTables::default();
         let svc = service(backends);
-        s.insert(svc, &t.endpoints, counters(backends.len()), Some(30080));
+        s.insert(svc, &t.endpoints, counters(backends.len()), Some((30080, None)));
         s.add_network(100);
         t.services = Arc::new(s);
         t
@@ -643,8 +643,9 @@ mod stage {
     const PEER_MAC: Mac = Mac([2, 0, 0, 0, 0x50, 3]);
 
     /// `north_south` with backend 4 (10.1.0.4) behind the switch at PEER, which is a VTEP
-    /// of the network; the service's backends are `backends`.
-    fn with_a_peer(table: &Arc<CtTable>, backends: &[u8]) -> L2Tables {
+    /// of the network; the service's backends are `backends`, its node port's policy
+    /// local if `local` says which are.
+    fn with_a_peer(table: &Arc<CtTable>, backends: &[u8], local: Option<Box<[bool]>>) -> L2Tables {
         let mut t = north_south(table, &[]);
         let vtep = t.vtep.unwrap();
         t.remotes.insert(PEER, crate::tables::Remote::new(&vtep, PEER, PEER_MAC));
@@ -659,7 +660,7 @@ mod stage {
             n.flood_vteps.push(PEER);
         }
         let mut s = ServiceTables::default();
-        s.insert(service(backends), &t.endpoints, counters(backends.len()), Some(30080));
+        s.insert(service(backends), &t.endpoints, counters(backends.len()), Some((30080, local)));
         s.add_network(100);
         t.services = Arc::new(s);
         t
@@ -691,7 +692,7 @@ mod stage {
     fn a_node_port_reaches_a_backend_behind_another_switch_from_the_host_address() {
         let table = Arc::new(CtTable::new(64, 1, 16));
         table.enable_nat(|_, _| 0);
-        let t = with_a_peer(&table, &[4]);
+        let t = with_a_peer(&table, &[4], None);
         let client = (OUT, 50000);
         let (f, m) = run_uplink(&t, &[tcp(HOST_MAC, OUT_MAC, client, (HOST, 30080), 0x02, 1000, 0)]);
         assert_eq!(m[0].action, Action::Tx(UPLINK), "{:?}", m[0]);
@@ -730,7 +731,7 @@ mod stage {
     fn a_node_ports_local_backend_sees_the_client() {
         let table = Arc::new(CtTable::new(256, 1, 16));
         table.enable_nat(|_, _| 0);
-        let t = with_a_peer(&table, &[2, 4]);
+        let t = with_a_peer(&table, &[2, 4], None);
         let (mut local, mut remote) = (0, 0);
         for port in 50000..50040 {
             let client = (OUT, port);
@@ -751,6 +752,21 @@ mod stage {
         assert!(local > 5 && remote > 5, "both backends picked: {local} here, {remote} there");
     }
 
+    /// The local policy (Kubernetes' `externalTrafficPolicy: Local`): only the backend
+    /// here is picked, and it sees every client's own address.
+    #[test]
+    fn a_node_port_with_the_local_policy_picks_only_backends_here() {
+        let table = Arc::new(CtTable::new(256, 1, 16));
+        table.enable_nat(|_, _| 0);
+        let t = with_a_peer(&table, &[2, 4], Some(vec![true, false].into_boxed_slice()));
+        for port in 50000..50040 {
+            let client = (OUT, port);
+            let (f, m) = run_uplink(&t, &[tcp(HOST_MAC, OUT_MAC, client, (HOST, 30080), 0x02, 1000, 0)]);
+            assert_eq!(m[0].action, Action::Tx(B1), "{:?}", m[0]);
+            assert_eq!((field(f[0].bytes(), 26, 4) as u32, field(f[0].bytes(), 34, 2) as u16), client);
+        }
+    }
+
     /// The other side: a backend's answer to a NodePort connection that the switch at
     /// PEER called it in goes back to that switch through the tunnel (it holds the
     /// connection), not out by the uplink as a masqueraded connection would.
@@ -758,7 +774,7 @@ mod stage {
     fn a_backends_answer_to_another_switchs_address_goes_back_through_the_tunnel() {
         let table = Arc::new(CtTable::new(64, 1, 16));
         table.enable_nat(|_, _| 0);
-        let t = with_a_peer(&table, &[2]);
+        let t = with_a_peer(&table, &[2], None);
         let (f, m) = run(&t, B1, &[tcp(GATEWAY_MAC, mac(2), (ip(2), 8080), (PEER, 40000), 0x12, 5000, 1001)]);
         assert_eq!(m[0].action, Action::Tx(UPLINK), "{:?}", m[0]);
         let b = to_peer_inner(f[0].bytes());
@@ -778,7 +794,7 @@ mod stage {
     fn a_frame_to_the_gateway_from_the_tunnel_is_routed_or_dropped_never_flooded() {
         let table = Arc::new(CtTable::new(64, 1, 16));
         table.enable_nat(|_, _| 0);
-        let t = with_a_peer(&table, &[2]);
+        let t = with_a_peer(&table, &[2], None);
         let to = |dst: u32| from_peer(udp4(GATEWAY_MAC, mac(4), (ip(4), 1234), (dst, 53)));
         let (f, m) = run_uplink(&t, &[to(ip(1)), to(ip(9)), to(ip(254)), to(ip(4))]);
         assert_eq!(m[0].action, Action::Tx(CLIENT), "{:?}", m[0]);

@@ -6,6 +6,8 @@
 //! is called from the host's address too (SNAT, as kube-proxy and Cilium do there): its
 //! answers must come back to this switch, which holds the connection, and they do,
 //! through the tunnel, because the host's address is a VTEP of the backend's network.
+//! With the local policy (`externalTrafficPolicy: Local`) only backends on this host
+//! are picked.
 use super::{free_port, locate};
 use crate::{
     conntrack::{CtKey, NatKey},
@@ -40,7 +42,7 @@ pub(super) fn node_port<F: Frame>(
     let held = at.table.lookup_nat(&outside, h).and_then(|s| Some((s, at.table.key_of(s.index)?)));
     // The host's port of a connection called from the host, as its session has it.
     let called_from = held.and_then(|(_, k)| k.end_at(host)).map(|(at_host, _)| at_host);
-    let pick = || svc.pick(client.0, h, at.now, at.seed, at.dry);
+    let pick = || np.pick(client.0, h, at.now, at.seed, at.dry);
     let (i, found) = match held_or_picked(svc, at, held, |k| backend_end(k, client, host), pick) {
         Ok(picked) => picked,
         Err(r) => return Some(Err(r)),
