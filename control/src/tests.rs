@@ -59,6 +59,8 @@ fn op(kind: u8, a: u8, b: u8) -> Request {
             gateway: None,
             udp_port: None,
             ttl: Some(1 + a),
+            ip6: None,
+            gateway6: None,
         })),
         5 => Request::Overlay(OverlayRequest::NeighAdd(NeighSpec { ip: ip(a), mac: mac(b) })),
         6 => Request::Overlay(OverlayRequest::NeighDel { ip: ip(a) }),

@@ -56,7 +56,7 @@ drop_reasons! {
     NexthopUnresolved = "nexthop_unresolved": "the remote VTEP's next hop has no ARP entry yet (the control plane is resolving it)",
     NotOurMac = "not_our_mac": "uplink frame addressed to another MAC than the VTEP's",
     NotVxlan = "not_vxlan": "uplink traffic that is neither VXLAN to our VTEP nor ARP",
-    ArpNotForUs = "arp_not_for_us": "ARP on the uplink that neither asks for our VTEP IP nor answers us",
+    ArpNotForUs = "arp_not_for_us": "ARP or neighbour discovery on the uplink that neither asks for our address nor answers us",
     NotOurVtepIp = "not_our_vtep_ip": "IPv4 on the uplink to another address than our VTEP IP",
     VxlanBadIp = "vxlan_bad_ip": "outer IPv4 header with a bad checksum, a bad length, or fragmented",
     VxlanWrongPort = "vxlan_wrong_port": "UDP to our VTEP IP on another port than the VXLAN UDP port",

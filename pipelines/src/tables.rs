@@ -48,16 +48,29 @@ pub struct Network {
     /// the gateway for an address outside it and held by no endpoint leave by the
     /// uplink from the host's address.
     pub snat: Option<u32>,
+    /// The same over IPv6: the mask of the gateway's IPv6 prefix.
+    pub snat6: Option<u128>,
 }
 
 impl Network {
-    /// Whether `ip` (IPv4-mapped) is outside the network's IPv4 subnet and it masquerades.
+    /// Whether `ip` is outside the network's subnet of its family and it masquerades it.
     #[inline]
     pub fn masquerades(&self, ip: crate::meta::IpKey) -> bool {
-        match (self.snat, self.gateway.v4) {
-            (Some(mask), Some(gw)) => ip >> 32 == 0xffff && (ip as u32 ^ gw) & mask != 0,
+        if ip >> 32 == 0xffff {
+            return match (self.snat, self.gateway.v4) {
+                (Some(mask), Some(gw)) => (ip as u32 ^ gw) & mask != 0,
+                _ => false,
+            };
+        }
+        match (self.snat6, self.gateway.v6) {
+            (Some(mask), Some(gw)) => (ip ^ gw) & mask != 0,
             _ => false,
         }
+    }
+
+    /// Whether it masquerades either family.
+    pub fn masquerading(&self) -> bool {
+        self.snat.is_some() || self.snat6.is_some()
     }
 }
 
@@ -69,6 +82,12 @@ pub struct Underlay {
     pub mask: u32,
     pub router: Option<u32>,
     pub neighbours: FxHashMap<u32, Mac>,
+    /// North-south over IPv6: the host's address on the uplink, its prefix's mask, the
+    /// router, and the neighbours resolved (neighbour discovery).
+    pub host6: Option<u128>,
+    pub mask6: u128,
+    pub router6: Option<u128>,
+    pub neighbours6: FxHashMap<u128, Mac>,
 }
 
 impl Underlay {
@@ -77,6 +96,27 @@ impl Underlay {
     pub fn next_hop_mac(&self, ip: u32) -> Option<Mac> {
         let hop = if ip & self.mask == self.net & self.mask { ip } else { self.router? };
         self.neighbours.get(&hop).copied()
+    }
+
+    /// The MAC of the next hop toward `ip` (as `Meta` keeps addresses, either family).
+    #[inline]
+    pub fn next_hop(&self, ip: crate::meta::IpKey) -> Option<Mac> {
+        if ip >> 32 == 0xffff {
+            return self.next_hop_mac(ip as u32);
+        }
+        let host = self.host6?;
+        let hop = if (ip ^ host) & self.mask6 == 0 { ip } else { self.router6? };
+        self.neighbours6.get(&hop).copied()
+    }
+
+    /// The next hop toward IPv6 address `ip`: itself on-link, else the router.
+    pub fn next_hop6(&self, ip: u128) -> Option<u128> {
+        let host = self.host6?;
+        if (ip ^ host) & self.mask6 == 0 {
+            Some(ip)
+        } else {
+            self.router6
+        }
     }
 }
 

@@ -88,6 +88,16 @@ fn ping(from: &TapVm, to: &str) -> String {
     out
 }
 
+/// What `tcp_names.py` in `from` got from `count` connections (or datagrams) to `to`.
+fn names_from(from: &Netns, (ip, port): (&str, &str), count: &str, udp: bool) -> serde_json::Value {
+    let path = py_script("tcp_names.py");
+    let mut args = vec![PYTHON, &path, ip, port, count];
+    if udp {
+        args.push("--udp");
+    }
+    serde_json::from_str(from.exec_ok(&args).trim()).unwrap()
+}
+
 fn iperf3(server: &Netns, server_ip: &str, client: &Netns) -> u64 {
     let mut s = server.spawn(&["iperf3", "-s", "-1", "-B", server_ip]);
     std::thread::sleep(Duration::from_millis(500));
@@ -235,14 +245,7 @@ fn vms_reach_the_outside_from_the_vtep_address_and_the_outside_reaches_a_node_po
         ns.spawn(&[PYTHON, &py_script("name_server.py"), "9001", "outside", "--peer", "--udp"]),
     ];
     std::thread::sleep(Duration::from_millis(500));
-    let names = |from: &Netns, ip: &str, port: &str, udp: bool| -> serde_json::Value {
-        let path = py_script("tcp_names.py");
-        let mut args = vec![PYTHON, &path, ip, port, "10"];
-        if udp {
-            args.push("--udp");
-        }
-        serde_json::from_str(from.exec_ok(&args).trim()).unwrap()
-    };
+    let names = |from: &Netns, ip: &str, port: &str, udp: bool| names_from(from, (ip, port), "10", udp);
     // Masqueraded: the server sees the VTEP's address (the first packet may wait for
     // host B's MAC: the kernel's retry gets through).
     let want = serde_json::json!({"outside 192.168.50.1": 10});
@@ -429,6 +432,49 @@ fn a_vip_spreads_over_backends_here_and_behind_the_kernel_vtep_and_a_long_connec
     assert!(out.status.success(), "iperf3 through ten backend changes: {report}");
     let bytes = report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
     assert!(bytes > 100_000_000, "8 s of TCP, not cut short: {bytes} bytes");
+    for s in &mut servers {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+}
+
+/// North-south over IPv6 against host B's kernel: with the host's IPv6 address on the
+/// uplink (`vtep set --ip6`), a VM's TCP and UDP to a server beyond it leave from that
+/// address (the server sees it), and host B reaches a node port of an IPv6 service at
+/// it. Both neighbours find each other by neighbour discovery: the switch answers host
+/// B's solicitations and asks for host B's address itself.
+#[test]
+fn vms_reach_the_outside_over_ipv6_and_the_outside_reaches_a_node_port() {
+    let o = Overlay::new();
+    o.d.ok(&["vtep", "set", "--ip", "192.168.50.1/24", "--uplink", "up0", "--mac", VTEP_MAC, "--ip6", "fd00:50::1/64"]);
+    let ipv6_on = |vm: &TapVm| vm.sh(&["sysctl", "-qw", &format!("net.ipv6.conf.{}.disable_ipv6=0", vm.ifname)]);
+    ipv6_on(&o.host_b);
+    o.host_b.sh(&["ip", "-6", "addr", "add", "fd00:50::2/64", "dev", &o.host_b.ifname, "nodad"]);
+    o.d.ok(&["network", "add", "100", "--gateway", "10.1.0.254/24", "--gateway", "fd00:1::fe/64", "--snat"]);
+    let vm1 = o.vm("vm1", 100, "10.1.0.1/24");
+    ipv6_on(&vm1);
+    vm1.sh(&["ip", "-6", "addr", "add", "fd00:1::1/64", "dev", &vm1.ifname, "nodad"]);
+    vm1.sh(&["ip", "-6", "route", "add", "default", "via", "fd00:1::fe"]);
+    let ns = &o.host_b.ns;
+    let mut servers = vec![
+        ns.spawn(&[PYTHON, &py_script("name_server.py"), "9000", "outside", "--peer", "--ipv6"]),
+        ns.spawn(&[PYTHON, &py_script("name_server.py"), "9001", "outside", "--peer", "--ipv6", "--udp"]),
+        vm1.ns.spawn(&[PYTHON, &py_script("name_server.py"), "8080", "vm1", "--peer", "--ipv6"]),
+    ];
+    std::thread::sleep(Duration::from_millis(500));
+    let names = |from: &Netns, ip: &str, port: &str, udp: bool| names_from(from, (ip, port), "10", udp);
+    // (The first packet may wait for host B's MAC: the kernel's retry gets through.)
+    let want = serde_json::json!({"outside fd00:50::1": 10});
+    assert_eq!(names(&vm1.ns, "fd00:50::2", "9000", false), want, "TCP, {}", o.d.ok(&["conntrack", "list"]));
+    assert_eq!(names(&vm1.ns, "fd00:50::2", "9001", true), want, "UDP");
+    let neigh = ns.exec_ok(&["ip", "-6", "neigh", "show", "fd00:50::1"]);
+    assert!(neigh.contains(VTEP_MAC), "host B resolved the host's IPv6 address by ND: {neigh}");
+    // A node port of an IPv6 service, reached at the host's IPv6 address.
+    o.d.ok_line(
+        "service add web6 --vni 100 --vip [fd00:96::10]:80 --proto tcp --backend [fd00:1::1]:8080 --node-port 30080",
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(names(ns, "fd00:50::1", "30080", false), serde_json::json!({"vm1 fd00:50::2": 10}));
     for s in &mut servers {
         let _ = s.kill();
         let _ = s.wait();

@@ -64,6 +64,13 @@ pub struct VtepSpec {
     pub udp_port: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u8>,
+    /// The host's IPv6 address on the uplink with its prefix length, for north-south
+    /// traffic over IPv6 (masquerade, node ports); the underlay stays IPv4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<String>,
+    /// The IPv6 router beyond the uplink (inside the prefix, or link-local).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<std::net::Ipv6Addr>,
 }
 
 /// A static underlay neighbour.
@@ -112,6 +119,10 @@ pub struct VtepView {
     pub uplink: String,
     pub mac: Option<String>,
     pub gateway: Option<Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<std::net::Ipv6Addr>,
     pub udp_port: u16,
     pub ttl: u8,
     pub mtu: Option<u16>,

@@ -45,7 +45,8 @@ pub enum NetworkCmd {
         #[arg(long, value_name = "IP/LEN")]
         gateway: Vec<String>,
         /// Egress masquerade: VMs reach addresses outside the network from the VTEP's
-        /// address, by the uplink (needs an IPv4 --gateway, and the VTEP set).
+        /// address (over IPv6, its --ip6), by the uplink (needs a --gateway of the
+        /// family, and the VTEP set).
         #[arg(long)]
         snat: bool,
     },
@@ -88,6 +89,13 @@ pub enum VtepCmd {
         /// TTL of the outer IPv4 header (default 64).
         #[arg(long)]
         ttl: Option<u8>,
+        /// The host's IPv6 address with prefix length, for north-south traffic over
+        /// IPv6 (masquerade and node ports; the underlay stays IPv4).
+        #[arg(long)]
+        ip6: Option<String>,
+        /// The IPv6 router beyond the uplink.
+        #[arg(long, requires = "ip6")]
+        gateway6: Option<std::net::Ipv6Addr>,
     },
     /// The VTEP, its state, and each remote VTEP's next hop.
     #[command(after_help = "Example:\n  vswitchctl vtep show")]
@@ -153,7 +161,7 @@ impl Verb for OverlayCmd {
             OverlayCmd::Network(NetworkCmd::DelVtep { vni, ip }) => {
                 OverlayRequest::NetworkDelVtep { vni: *vni, ip: *ip }
             }
-            OverlayCmd::Vtep(VtepCmd::Set { ip, uplink, mac, gateway, udp_port, ttl }) => {
+            OverlayCmd::Vtep(VtepCmd::Set { ip, uplink, mac, gateway, udp_port, ttl, ip6, gateway6 }) => {
                 OverlayRequest::VtepSet(VtepSpec {
                     ip: ip.clone(),
                     uplink: uplink.clone(),
@@ -161,6 +169,8 @@ impl Verb for OverlayCmd {
                     gateway: *gateway,
                     udp_port: *udp_port,
                     ttl: *ttl,
+                    ip6: ip6.clone(),
+                    gateway6: *gateway6,
                 })
             }
             OverlayCmd::Vtep(VtepCmd::Show) => OverlayRequest::VtepShow,

@@ -6,6 +6,7 @@ pub mod cli;
 mod cluster;
 mod fib;
 mod handle;
+mod ipv6;
 mod resolve;
 mod views;
 
@@ -60,6 +61,8 @@ struct VtepConf {
     spec: VtepSpec,
     net: Ipv4Network,
     mac: Option<Mac>,
+    /// The host's IPv6 address and prefix, if it has one (`ipv6.rs`).
+    net6: Option<ipnetwork::Ipv6Network>,
 }
 
 #[derive(Default, Debug)]
@@ -95,6 +98,10 @@ pub struct Overlay {
     /// On-link underlay addresses packets beyond the uplink were sent to (masquerade,
     /// NodePort replies): resolved like VTEP next hops while they answer.
     wanted: BTreeSet<Ipv4Addr>,
+    /// The same over IPv6 (`ipv6.rs`): next hops wanted, and neighbour discovery's
+    /// answers.
+    wanted6: BTreeSet<std::net::Ipv6Addr>,
+    nd: HashMap<std::net::Ipv6Addr, ArpEntry>,
     /// Announce the VTEP by gratuitous ARP when it comes up (in a cluster, whose peers
     /// may hold an old MAC of a restarted node; otherwise quiet, as Linux is by
     /// default), and what was last announced, how many times, and when next.
@@ -175,6 +182,12 @@ fn snat_mask(n: &NetworkSpec) -> Option<u32> {
     n.snat.then(|| u32::MAX.checked_shl(32 - v4.prefix() as u32).unwrap_or(0))
 }
 
+/// A masquerading network's IPv6 prefix mask (its IPv6 gateway's).
+fn snat_mask6(n: &NetworkSpec) -> Option<u128> {
+    let v6 = n.gateway.iter().filter_map(|g| g.parse::<IpNetwork>().ok()).find(|g| g.is_ipv6())?;
+    n.snat.then(|| u128::MAX.checked_shl(128 - v6.prefix() as u32).unwrap_or(0))
+}
+
 impl Overlay {
     /// A copy of the configuration and runtime state without the compiled shards: what
     /// compiling from scratch starts from (the property tests' oracle).
@@ -199,6 +212,8 @@ impl Overlay {
             egress_wanted: self.egress_wanted,
             endpoint_vteps: self.endpoint_vteps.clone(),
             wanted: self.wanted.clone(),
+            wanted6: self.wanted6.clone(),
+            nd: self.nd.clone(),
             announce_vtep: self.announce_vtep,
             announced: None,
         }
@@ -235,8 +250,8 @@ impl Overlay {
             self.networks.insert(n.vni, n);
         }
         if let Some(spec) = vtep {
-            match Self::parse_vtep(&spec) {
-                Ok((net, mac)) => self.vtep = Some(VtepConf { spec, net, mac }),
+            match Self::parse_vtep(&spec).and_then(|(net, mac)| Ok((net, mac, ipv6::parse_host6(&spec)?))) {
+                Ok((net, mac, net6)) => self.vtep = Some(VtepConf { spec, net, mac, net6 }),
                 Err(e) => tracing::error!("the saved VTEP is not valid and was not restored: {e}"),
             }
         }
@@ -369,9 +384,9 @@ impl Overlay {
             check_unicast("flood_vteps", *ip)?;
         }
         let gateway = parse_gateway(&spec.gateway)?;
-        if spec.snat && gateway.v4.is_none() {
+        if spec.snat && !gateway.is_some() {
             return Err(format!(
-                "snat: network {} has no IPv4 gateway for its VMs to route through; add one: --gateway IP/LEN",
+                "snat: network {} has no gateway for its VMs to route through; add one: --gateway IP/LEN",
                 spec.vni
             ));
         }
@@ -468,6 +483,7 @@ impl Overlay {
 
     pub fn vtep_set(&mut self, spec: VtepSpec, ports: &[PortRef]) -> Result<(), String> {
         let (net, mac) = Self::parse_vtep(&spec)?;
+        let net6 = ipv6::parse_host6(&spec)?;
         let uplink = ports.iter().find(|p| p.name == spec.uplink).ok_or_else(|| {
             format!(
                 "uplink: no port named {:?}; add it with: vswitchctl port add NAME DEVARGS --role uplink",
@@ -480,7 +496,7 @@ impl Overlay {
                 spec.uplink
             ));
         }
-        self.vtep = Some(VtepConf { spec, net, mac });
+        self.vtep = Some(VtepConf { spec, net, mac, net6 });
         Ok(())
     }
 
@@ -609,12 +625,15 @@ impl Overlay {
         let resolved = self.arp.iter().filter_map(|(ip, e)| Some((*ip, e.mac?)));
         let statics = self.neighbours.iter().map(|(ip, mac)| (*ip, *mac));
         let neighbours = resolved.chain(statics).map(|(ip, mac)| (u32::from(ip), mac)).collect();
-        Underlay {
+        let mut u = Underlay {
             net: u32::from(v.net.network()),
             mask: u32::from(v.net.mask()),
             router: v.spec.gateway.map(u32::from),
             neighbours,
-        }
+            ..Default::default()
+        };
+        self.underlay6(&mut u);
+        u
     }
 
     fn nexthop_mac(&self, nh: Ipv4Addr) -> Option<Mac> {
@@ -656,7 +675,14 @@ impl Overlay {
             }
             t.networks.insert(
                 n.vni,
-                Network { vni: n.vni, ports: local, flood_vteps: flood, gateway: gateway_addrs(n), snat: snat_mask(n) },
+                Network {
+                    vni: n.vni,
+                    ports: local,
+                    flood_vteps: flood,
+                    gateway: gateway_addrs(n),
+                    snat: snat_mask(n),
+                    snat6: snat_mask6(n),
+                },
             );
         }
         let sig: Vec<(String, Option<PortId>)> = ports.iter().map(|p| (p.name.clone(), p.id)).collect();

@@ -8,6 +8,27 @@ use std::{collections::BTreeSet, net::Ipv4Addr, time::Instant};
 /// Gratuitous ARPs sent when the VTEP comes up.
 const ANNOUNCEMENTS: u32 = 3;
 
+/// Whether next hop entry `e` is asked about at `now` (counting the try): unresolved and
+/// due for a retry, or resolved and due for a refresh. An answer past its time is
+/// forgotten first (`changed`: the tables lose it).
+pub(super) fn ask_now(e: &mut ArpEntry, now: Instant, changed: &mut bool) -> bool {
+    if let Some(at) = e.resolved_at {
+        let age = now.duration_since(at);
+        if age > ARP_TTL {
+            (e.mac, e.resolved_at, e.tries) = (None, None, 0);
+            *changed = true;
+        } else if age < ARP_REFRESH || now < e.next_try {
+            return false;
+        }
+    }
+    if now < e.next_try {
+        return false;
+    }
+    e.tries += 1;
+    e.next_try = now + if e.tries < ARP_FAST_TRIES { ARP_RETRY_FAST } else { ARP_RETRY_SLOW };
+    true
+}
+
 impl Overlay {
     /// ARP requests due now (next hops without a static or fresh entry): the frames to
     /// send on the uplink. Also expires stale answers; `changed` is set if that
@@ -33,23 +54,9 @@ impl Overlay {
         self.arp.retain(|ip, _| needed.contains(ip));
         for nh in needed {
             let e = self.arp.entry(nh).or_insert(ArpEntry { mac: None, resolved_at: None, tries: 0, next_try: now });
-            if let Some(at) = e.resolved_at {
-                let age = now.duration_since(at);
-                if age > ARP_TTL {
-                    e.mac = None;
-                    e.resolved_at = None;
-                    e.tries = 0;
-                    *changed = true;
-                } else if age < ARP_REFRESH || now < e.next_try {
-                    continue;
-                }
+            if ask_now(e, now, changed) {
+                out.push(arp::request(vtep.mac, vtep.ip, u32::from(nh)));
             }
-            if now < e.next_try {
-                continue;
-            }
-            e.tries += 1;
-            e.next_try = now + if e.tries < ARP_FAST_TRIES { ARP_RETRY_FAST } else { ARP_RETRY_SLOW };
-            out.push(arp::request(vtep.mac, vtep.ip, u32::from(nh)));
         }
         out
     }

@@ -31,6 +31,8 @@ fn overlay() -> Overlay {
         gateway: Some("192.168.50.254".parse().unwrap()),
         udp_port: None,
         ttl: None,
+        ip6: None,
+        gateway6: None,
     };
     o.vtep_set(spec, &ports()).unwrap();
     o
@@ -132,6 +134,54 @@ fn a_vtep_only_an_endpoint_is_behind_is_resolved() {
     assert!(o.compile(&p, 32).remotes.contains_key(&0xc0a83207));
 }
 
+/// The host's IPv6 address: checked, in the underlay the cores read, and its router
+/// resolved by neighbour discovery once something leaves by the uplink.
+#[test]
+fn the_host_ipv6_address_and_its_router_by_neighbour_discovery() {
+    let mut o = overlay();
+    let p = ports();
+    let v6 = |ip6: &str, gw: Option<&str>| VtepSpec {
+        ip: "192.168.50.1/24".into(),
+        uplink: "up0".into(),
+        mac: Some("02:00:00:00:00:f1".into()),
+        gateway: None,
+        udp_port: None,
+        ttl: None,
+        ip6: Some(ip6.into()),
+        gateway6: gw.map(|g| g.parse().unwrap()),
+    };
+    let e = |r: Result<(), String>| r.err().unwrap_or_default();
+    assert!(e(o.vtep_set(v6("fd00:50::1", None), &p)).contains("prefix length"));
+    assert!(e(o.vtep_set(v6("fe80::1/64", None), &p)).contains("global or unique-local"));
+    assert!(e(o.vtep_set(v6("fd00:50::1/64", Some("fd00:51::1")), &p)).starts_with("gateway6"));
+    o.vtep_set(v6("fd00:50::1/64", Some("fe80::1")), &p).unwrap();
+    let u = o.compile(&p, 32).underlay;
+    assert_eq!((u.host6, u.mask6, u.router6), (Some(0xfd00_0050 << 96 | 1), u128::MAX << 64, Some(0xfe80 << 112 | 1)));
+    let t0 = Instant::now();
+    let mut changed = false;
+    assert!(o.nd_due(&p, t0, &mut changed).is_empty(), "nothing leaves by the uplink yet");
+    o.egress_wanted = true;
+    let asked = o.nd_due(&p, t0, &mut changed);
+    assert_eq!(asked.len(), 1);
+    assert_eq!(&asked[0][62..78], &"fe80::1".parse::<std::net::Ipv6Addr>().unwrap().octets(), "for the router");
+    assert_eq!(&asked[0][6..12], &mac(0xf1).0, "from the host's MAC");
+    // An on-link address a core found unresolved is asked about too; others are not.
+    o.want6("fd00:50::7".parse().unwrap());
+    o.want6("fd00:99::7".parse().unwrap());
+    assert_eq!(o.nd_due(&p, t0 + Duration::from_millis(1100), &mut changed).len(), 2);
+    // The router's advertisement (target link-layer address option) resolves it.
+    let mut na = vec![0u8; 14 + 40 + 32];
+    na[6..12].copy_from_slice(&mac(0xee).0);
+    let l4 = 54;
+    na[l4] = 136;
+    na[l4 + 8..l4 + 24].copy_from_slice(&"fe80::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    na[l4 + 24..l4 + 32].copy_from_slice(&[2, 1, 2, 0, 0, 0, 0, 0xe1]);
+    assert!(o.nd_advert(&na, l4, t0));
+    assert_eq!(o.compile(&p, 32).underlay.neighbours6.get(&(0xfe80 << 112 | 1)), Some(&mac(0xe1)));
+    na[l4 + 8..l4 + 24].copy_from_slice(&"fd00:50::99".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    assert!(!o.nd_advert(&na, l4, t0), "an answer nobody asked for changes nothing");
+}
+
 #[test]
 fn remotes_appear_once_their_next_hop_resolves() {
     let mut o = overlay();
@@ -209,12 +259,15 @@ fn bad_input_names_the_field() {
     assert!(e(o.network_add(net(100))).contains("already exists"));
     assert!(e(o.network_add(NetworkSpec { aging: Some(1), ..net(5) })).starts_with("aging:"));
     assert!(e(o.network_add(NetworkSpec { max_macs: Some(0), ..net(5) })).starts_with("max_macs:"));
-    let v6_only = NetworkSpec { snat: true, gateway: vec!["fd00::fe/64".into()], ..net(5) };
-    assert!(e(o.network_add(v6_only)).starts_with("snat: network 5 has no IPv4 gateway"));
+    let none = NetworkSpec { snat: true, ..net(5) };
+    assert!(e(o.network_add(none)).starts_with("snat: network 5 has no gateway"));
     assert!(!o.masquerades());
     o.network_add(NetworkSpec { snat: true, gateway: vec!["10.5.0.254/16".into()], ..net(5) }).unwrap();
     assert!(o.masquerades());
     assert_eq!(o.compile(&p, 32).networks[&5].snat, Some(0xffff_0000), "the gateway subnet's mask");
+    o.network_add(NetworkSpec { snat: true, gateway: vec!["fd00:6::fe/64".into()], ..net(6) }).unwrap();
+    let n6 = &o.compile(&p, 32).networks[&6];
+    assert_eq!((n6.snat, n6.snat6), (None, Some(u128::MAX << 64)), "an IPv6-only network masquerades IPv6");
     let vt = |ip: &str| VtepSpec {
         ip: ip.into(),
         uplink: "up0".into(),
@@ -222,6 +275,8 @@ fn bad_input_names_the_field() {
         gateway: None,
         udp_port: None,
         ttl: None,
+        ip6: None,
+        gateway6: None,
     };
     assert!(e(o.vtep_set(vt("192.168.50.1"), &p)).contains("prefix length"));
     assert!(e(o.vtep_set(vt("192.168.50.0/24"), &p)).contains("network or broadcast"));

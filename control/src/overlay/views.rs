@@ -49,6 +49,8 @@ impl Overlay {
             uplink: v.spec.uplink.clone(),
             mac: v.mac.or(up.map(|p| p.mac)).map(|m| m.to_string()),
             gateway: v.spec.gateway,
+            ip6: v.net6.map(|n| n.to_string()),
+            gateway6: v.spec.gateway6,
             udp_port: v.spec.udp_port.unwrap_or(pipelines::wire::vxlan::DEFAULT_UDP_PORT),
             ttl: v.spec.ttl.unwrap_or(64),
             mtu: up.map(|p| p.mtu),

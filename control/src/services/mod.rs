@@ -187,7 +187,6 @@ fn build(
         Some(p) if !(1..=32767).contains(&p) => {
             return Err(format!("node_port: {p}; give 1 to 32767 (32768 and up are masqueraded connections' ports)"))
         }
-        Some(_) if !v4 => return Err("node_port: the VTEP's address is IPv4; an IPv6 service has none".into()),
         _ => {}
     }
     match (spec.external_traffic.as_deref(), spec.node_port) {
@@ -449,7 +448,7 @@ impl Feature for Services {
         let mut tables = ServiceTables::default();
         // Only where connection tracking can hold the connections.
         if let Some(table) = t.l2.ct.table.clone() {
-            let masquerading: Vec<u32> = t.l2.networks.values().filter(|n| n.snat.is_some()).map(|n| n.vni).collect();
+            let masquerading: Vec<u32> = t.l2.networks.values().filter(|n| n.masquerading()).map(|n| n.vni).collect();
             if !self.list.is_empty() || !masquerading.is_empty() {
                 table.enable_nat(dataplane::advise_huge_pages);
             }

@@ -481,8 +481,9 @@ impl Switch {
         for ring in self.shared.learn.iter() {
             while let Some(ev) = ring.pop() {
                 changed |= if ev.unknown && ev.vni == pipelines::learn::UNDERLAY {
-                    if let std::net::IpAddr::V4(ip) = pipelines::meta::ip_addr(ev.ip) {
-                        self.overlay.want(ip);
+                    match pipelines::meta::ip_addr(ev.ip) {
+                        std::net::IpAddr::V4(ip) => self.overlay.want(ip),
+                        std::net::IpAddr::V6(ip) => self.overlay.want6(ip),
                     }
                     false
                 } else if ev.unknown {
@@ -499,6 +500,10 @@ impl Switch {
             while let Some(p) = ring.pop() {
                 let mut m = Meta::default();
                 pipelines::parse::parse(p.bytes(), &mut m);
+                if m.ethertype == ethernet::ETHERTYPE_IPV6 && m.l4 != 0 {
+                    changed |= self.overlay.nd_advert(p.bytes(), m.l4 as usize, now);
+                    continue;
+                }
                 if m.ethertype != ethernet::ETHERTYPE_ARP {
                     continue;
                 }
@@ -513,10 +518,14 @@ impl Switch {
             self.capture_finish().await;
         }
         let requests = self.overlay.arp_due(&ports, now, &mut changed);
+        let solicitations = self.overlay.nd_due(&ports, now, &mut changed);
         if let Some(uplink) = ports.iter().find(|p| p.role == Some(PortRole::Uplink)).and_then(|p| p.id) {
-            for frame in &requests {
+            let frames = requests.iter().map(|f| &f[..]).chain(solicitations.iter().map(|f| &f[..]));
+            for frame in frames {
                 if !self.shared.transmit(uplink, frame) {
-                    tracing::warn!("could not queue an ARP request (no mbuf or the ring is full)");
+                    tracing::warn!(
+                        "could not queue an ARP request or neighbour solicitation (no mbuf or the ring is full)"
+                    );
                 }
             }
         }

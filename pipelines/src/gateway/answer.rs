@@ -12,8 +12,8 @@ use crate::{
 
 const ICMP_ECHO_REQUEST: u16 = 8;
 const ICMPV6_ECHO_REQUEST: u16 = 128;
-const ND_SOLICIT: u16 = 135;
-const ND_ADVERT: u8 = 136;
+pub(crate) const ND_SOLICIT: u16 = 135;
+pub(crate) const ND_ADVERT: u8 = 136;
 /// A neighbour advertisement with a target link-layer address option.
 const NA_LEN: usize = 32;
 const NA_ROUTER: u8 = 0x80;
@@ -106,18 +106,26 @@ pub fn answer_nd<F: Frame>(eps: &Endpoints, net: &Network, f: &mut F, m: &mut Me
     }
     let target = u128::from_be_bytes(f.head().get(l4 + 8..l4 + 24)?.try_into().ok()?);
     let (mac, router) = owner(eps, net, target, m.src)?;
+    advertise(f, m, target, mac, router).then_some(Action::Tx(port))
+}
+
+/// The solicitation in `f` (of `target`, checked by the caller) turned in place into the
+/// advertisement that `mac` holds `target` (a router's if `router`), to the asker; false
+/// if it cannot be (nothing changed then).
+pub(crate) fn advertise<F: Frame>(f: &mut F, m: &mut Meta, target: u128, mac: Mac, router: bool) -> bool {
+    let (l3, l4) = (m.l3 as usize, m.l4 as usize);
     let need = l4 + NA_LEN;
     // A solicitation is 24 bytes and an 8-byte option or none; the answer is 32.
     if f.len() < need {
         let short = need - f.len();
         if short > 8 || !f.append(&[0; 8][..short]) {
-            return None;
+            return false;
         }
     } else if f.len() > need && !f.truncate(need) {
-        return None;
+        return false;
     }
     if f.head().len() < need {
-        return None;
+        return false;
     }
     let asker = m.ip_src;
     let b = f.head_mut();
@@ -141,7 +149,7 @@ pub fn answer_nd<F: Frame>(eps: &Endpoints, net: &Network, f: &mut F, m: &mut Me
     m.ip_src = target;
     m.ip_dst = asker;
     m.sport = ND_ADVERT as u16;
-    Some(Action::Tx(port))
+    true
 }
 
 /// An echo request to the gateway's own address, turned into the reply and sent back to

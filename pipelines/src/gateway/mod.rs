@@ -11,6 +11,7 @@ pub mod ask;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use answer::{advertise, ND_ADVERT, ND_SOLICIT};
 pub use answer::{answer_arp, answer_nd, is_neighbour_discovery, learned};
 
 use crate::{

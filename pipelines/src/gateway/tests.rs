@@ -29,7 +29,10 @@ fn tables(gateway: bool) -> L2Tables {
     } else {
         GatewayAddrs::default()
     };
-    t.networks.insert(100, Network { vni: 100, ports: vec![VM1, VM2], flood_vteps: vec![], gateway, snat: None });
+    t.networks.insert(
+        100,
+        Network { vni: 100, ports: vec![VM1, VM2], flood_vteps: vec![], gateway, snat: None, snat6: None },
+    );
     t.fib_insert(100, mac(1), FibEntry { target: FibTarget::Port(VM1), is_static: false });
     t.fib_insert(100, mac(2), FibEntry { target: FibTarget::Port(VM2), is_static: false });
     let mut eps = Endpoints::default();

@@ -3,7 +3,7 @@
 //! choice.
 use super::{
     icmp::{is_error, rewrite_error},
-    outside::{ip4_echo, masquerade, route_out, tunnel, ECHO_REQUEST, OUTSIDE},
+    outside::{host_address, ip4_echo, masquerade, route_out, tunnel, ECHO_REQUEST, OUTSIDE},
     rewrite, Backend, End, Service, ServiceTables, Vip,
 };
 use crate::{
@@ -108,7 +108,7 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
     let mut unresolved = false;
     let services = &*t.services;
     let net = t.networks.get(&vni);
-    let snat = net.filter(|n| n.snat.is_some());
+    let snat = net.filter(|n| n.masquerading());
     let peer = |m: &Meta| net.is_some_and(|n| n.flood_vteps.iter().any(|&v| ipv4_key(v) == m.ip_dst));
     let out = |m: &Meta| snat.is_some_and(|n| n.masquerades(m.ip_dst)) && t.endpoints.get(vni, m.ip_dst).is_none();
     for (frames, meta) in frames.chunks_mut(BURST).zip(meta.chunks_mut(BURST)) {
@@ -324,7 +324,7 @@ fn to_peer<F: Frame>(t: &L2Tables, f: &mut F, m: &mut Meta) -> Action {
 /// it in (its backend is behind another switch): the node port's end and the client's,
 /// from the session's outside key.
 fn node_port_ends(t: &L2Tables, outside: &CtKey, m: &Meta) -> Option<((IpKey, u16), (IpKey, u16))> {
-    let host = ipv4_key(t.vtep.as_ref()?.ip);
+    let host = host_address(t, m)?;
     if outside.zone != OUTSIDE || m.ip_dst != host {
         return None;
     }

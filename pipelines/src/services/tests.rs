@@ -232,8 +232,10 @@ mod stage {
     fn tables(table: &Arc<CtTable>, backends: &[u8]) -> L2Tables {
         let mut t = L2Tables::default();
         let gateway = GatewayAddrs { v4: Some(ip(254)), v6: None };
-        t.networks
-            .insert(100, Network { vni: 100, ports: vec![CLIENT, B1, B2], flood_vteps: vec![], gateway, snat: None });
+        t.networks.insert(
+            100,
+            Network { vni: 100, ports: vec![CLIENT, B1, B2], flood_vteps: vec![], gateway, snat: None, snat6: None },
+        );
         let mut eps = Endpoints::default();
         for (p, last) in [(CLIENT, 1), (B1, 2), (B2, 3)] {
             t.fib_insert(100, mac(last), FibEntry { target: FibTarget::Port(p), is_static: false });
@@ -836,6 +838,76 @@ mod stage {
 
     fn sum6(ip: &[u8], l4: &[u8]) -> u32 {
         ones_sum(&ip[8..40]) + l4.len() as u32 + ip[6] as u32 + ones_sum(l4)
+    }
+
+    /// The host's IPv6 address on the uplink (fd00:50::1/64) and a server beyond it.
+    const HOST6: u128 = 0xfd00_0050_0000_0000_0000_0000_0000_0001;
+    const OUT6: u128 = 0xfd00_0050_0000_0000_0000_0000_0000_0002;
+
+    /// `north_south` over IPv6 too: the host's address HOST6, OUT6 resolved on-link, the
+    /// network's IPv6 gateway fd00::fe/64 masquerading.
+    fn north_south6(table: &Arc<CtTable>) -> L2Tables {
+        let mut t = north_south(table, &[2]);
+        let mut u = (*t.underlay).clone();
+        (u.host6, u.mask6) = (Some(HOST6), u128::MAX << 64);
+        u.neighbours6.insert(OUT6, OUT_MAC);
+        t.underlay = Arc::new(u);
+        if let Some(n) = t.networks.get_mut(&100) {
+            (n.gateway.v6, n.snat6) = (Some(v6(0xfe)), Some(u128::MAX << 64));
+        }
+        let mut eps = (*t.endpoints).clone();
+        eps.insert(100, v6(1), Endpoint { mac: mac(1) });
+        t.endpoints = Arc::new(eps);
+        t
+    }
+
+    #[test]
+    fn a_vm_reaches_outside_over_ipv6_from_the_host_address_and_the_answers_come_back() {
+        let table = Arc::new(CtTable::new(64, 1, 16));
+        table.enable_nat(|_, _| 0);
+        let t = north_south6(&table);
+        let me = (v6(1), 40000);
+        let (f, m) = run(&t, CLIENT, &[udp6(GATEWAY_MAC, mac(1), me, (OUT6, 9000))]);
+        assert_eq!(m[0].action, Action::Tx(UPLINK), "{:?}", m[0]);
+        let b = f[0].bytes();
+        assert_eq!((&b[0..6], &b[6..12]), (&OUT_MAC.0[..], &HOST_MAC.0[..]));
+        assert_eq!((u128::from_be_bytes(b[22..38].try_into().unwrap()), field(b, 54, 2)), (HOST6, 40000));
+        assert_eq!(b[21], 63, "a hop spent");
+        assert_eq!(sum6(&b[14..54], &b[54..]), 0xffff, "UDP checksum");
+        let (f, m) = run_uplink(&t, &[udp6(HOST_MAC, OUT_MAC, (OUT6, 9000), (HOST6, 40000))]);
+        assert_eq!(m[0].action, Action::Tx(CLIENT), "{:?}", m[0]);
+        let b = f[0].bytes();
+        assert_eq!((u128::from_be_bytes(b[38..54].try_into().unwrap()), field(b, 56, 2)), (v6(1), 40000));
+        assert_eq!(sum6(&b[14..54], &b[54..]), 0xffff);
+        // Inside the network's own prefix: not masqueraded.
+        let (_, m) = run(&t, CLIENT, &[udp6(GATEWAY_MAC, mac(1), me, (v6(9), 9000))]);
+        assert_eq!(m[0].action, Action::Drop(crate::DropReason::NoEndpoint));
+    }
+
+    /// A neighbour solicitation from OUT6 for `target`, to its solicited-node group.
+    fn solicitation(target: u128) -> Vec<u8> {
+        let mut f = crate::gateway::ask::solicitation(OUT6, target).to_vec();
+        f[6..12].copy_from_slice(&OUT_MAC.0);
+        f[54 + 26..54 + 32].copy_from_slice(&OUT_MAC.0);
+        f[56..58].fill(0);
+        let c = crate::wire::checksum(sum6(&f[14..54], &f[54..]));
+        f[56..58].copy_from_slice(&c.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn the_uplink_answers_neighbour_solicitations_for_the_host_ipv6_address() {
+        let table = Arc::new(CtTable::new(64, 1, 16));
+        let t = north_south6(&table);
+        let (f, m) = run_uplink(&t, &[solicitation(HOST6), solicitation(OUT6 + 7)]);
+        assert_eq!(m[0].action, Action::Tx(UPLINK), "{:?}", m[0]);
+        let b = f[0].bytes();
+        assert_eq!((&b[0..6], &b[6..12]), (&OUT_MAC.0[..], &HOST_MAC.0[..]));
+        assert_eq!(b[54], 136, "an advertisement");
+        assert_eq!(u128::from_be_bytes(b[62..78].try_into().unwrap()), HOST6);
+        assert_eq!(&b[80..86], &HOST_MAC.0, "the host's MAC");
+        assert_eq!(sum6(&b[14..54], &b[54..]), 0xffff);
+        assert_eq!(m[1].action, Action::Drop(crate::DropReason::ArpNotForUs), "not ours");
     }
 
     #[test]

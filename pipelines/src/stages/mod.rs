@@ -6,6 +6,8 @@
 //! Uplink:   parse -> ARP for our VTEP: answer | VXLAN checks -> strip -> parse inner
 //!           -> learn src (VNI, remote VTEP) -> FIB -> local tx | flood to local ports
 //! Local tx: [security group out -> rate limit], as its own stage after switching
+mod ipv6_uplink;
+
 use crate::{
     acl::{AclCache, Direction, Verdict},
     conntrack::{self, Checkpoint},
@@ -565,6 +567,17 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
         };
         if m.ethertype == ethernet::ETHERTYPE_ARP {
             m.action = arp_on_uplink(f, m, vtep.ip, vtep.mac, port);
+            continue;
+        }
+        if let (ethernet::ETHERTYPE_IPV6, Some(host)) = (m.ethertype, t.underlay.host6) {
+            m.action = ipv6_uplink::from_uplink6(ctx, port, core.core, host, f, m);
+            match m.action {
+                Action::Tx(p) => egress |= egress_policy(t, p),
+                Action::Drop(DropReason::NoEndpoint) if m.vni != services::outside::OUTSIDE => {
+                    core.learner.unknown(LearnEvent::unknown(m.vni, m.ip_dst, port), ctx.clock, sink);
+                }
+                _ => {}
+            }
             continue;
         }
         let d = match vxlan::check(f.head(), f.len(), m, vtep, serves) {

@@ -1,13 +1,13 @@
 //! Egress masquerade (`network add --snat`): a VM's connection to an address outside
 //! its network leaves from the host's address, at the VM's own port when it is free
 //! there; replies find the session by its outside key and go back to the VM.
-use super::{ip4_ports, leave, OUTSIDE, SNAT_TRIES};
+use super::{host_address, ip_ports, leave, OUTSIDE, SNAT_TRIES};
 use crate::{
     conntrack::{
         table::{hash, Found},
         Tuple,
     },
-    meta::{ipv4_key, Action, IpKey, Meta},
+    meta::{Action, IpKey, Meta},
     services::{maglev::fmix64, rewrite, At, End},
     tables::L2Tables,
     DropReason, Frame,
@@ -33,11 +33,10 @@ pub(super) fn free_port(at: &At, (zone, host): (u32, IpKey), m: &Meta, h: u64) -
 /// A VM's packet to the gateway for an address outside its network (`masquerades`):
 /// from the host's address and the connection's port there, out by the uplink.
 pub(super) fn masquerade_ports<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mut Meta) -> Result<Action, DropReason> {
-    if !ip4_ports(m) {
+    if !ip_ports(m) {
         return Err(DropReason::NoEndpoint);
     }
-    let Some(v) = &t.vtep else { return Err(DropReason::NoVtep) };
-    let host = ipv4_key(v.ip);
+    let Some(host) = host_address(t, m) else { return Err(DropReason::NoVtep) };
     let (inside, _) = Tuple::of_ports(m).key();
     let h = hash(&inside);
     let found = at.table.lookup_nat(&inside, h);

@@ -36,21 +36,26 @@ use masquerade::returning;
 /// and which a key keeps as it is when read back from the table (24 bits).
 pub const OUTSIDE: u32 = 0;
 
-/// A packet that may be translated here: TCP or UDP over IPv4, whole.
+/// A packet that may be translated here: TCP or UDP, whole.
 #[inline]
-fn ip4_ports(m: &Meta) -> bool {
-    m.action == Action::Continue
-        && m.ip_version == 4
-        && m.l4 != 0
-        && !m.fragment
-        && matches!(m.proto, ipv4::PROTO_TCP | ipv4::PROTO_UDP)
+fn ip_ports(m: &Meta) -> bool {
+    m.action == Action::Continue && m.l4 != 0 && !m.fragment && matches!(m.proto, ipv4::PROTO_TCP | ipv4::PROTO_UDP)
+}
+
+/// The host's address on the uplink in the family of `m` (IPv6 only if configured).
+#[inline]
+pub(crate) fn host_address(t: &L2Tables, m: &Meta) -> Option<IpKey> {
+    match m.ip_version {
+        4 => Some(ipv4_key(t.vtep.as_ref()?.ip)),
+        _ => t.underlay.host6,
+    }
 }
 
 /// Sends a packet whose destination is outside by the uplink: its next hop's MAC (the
 /// address itself on-link, else the underlay's router), the host's MAC, a hop spent.
 pub fn route_out<F: Frame>(t: &L2Tables, f: &mut F, m: &mut Meta) -> Action {
     let Some(v) = &t.vtep else { return Action::Drop(DropReason::NoVtep) };
-    let Some(mac) = t.underlay.next_hop_mac(m.ip_dst as u32) else {
+    let Some(mac) = t.underlay.next_hop(m.ip_dst) else {
         return Action::Drop(DropReason::NexthopUnresolved);
     };
     if f.len() - m.l3 as usize > v.mtu as usize {
@@ -106,8 +111,7 @@ fn deliver<F: Frame>(t: &L2Tables, f: &mut F, m: &mut Meta) -> Action {
 /// A packet from outside by the uplink, to the host's address: a reply of a
 /// masqueraded connection, or to a NodePort. None: neither (the uplink's drop stands).
 pub fn from_outside<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mut Meta) -> Option<Action> {
-    let v = t.vtep.as_ref()?;
-    if m.ip_dst != ipv4_key(v.ip) {
+    if Some(m.ip_dst) != host_address(t, m) {
         return None;
     }
     m.vni = OUTSIDE;
@@ -117,7 +121,7 @@ pub fn from_outside<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mut Meta) ->
     if m.proto == ipv4::PROTO_ICMP && m.l4 != 0 && !m.fragment && is_error(f.head(), m) {
         return error_to_inside(t, at, f, m);
     }
-    if !ip4_ports(m) {
+    if !ip_ports(m) {
         return None;
     }
     let (outside, _) = Tuple::of_ports(m).key();

@@ -11,7 +11,7 @@
 use super::{free_port, locate};
 use crate::{
     conntrack::{CtKey, NatKey},
-    meta::{ipv4_key, IpKey, Meta},
+    meta::{IpKey, Meta},
     services::{rewrite, stage::held_or_picked, At, End, ServiceTables},
     tables::{FibTarget, L2Tables},
     wire::Mac,
@@ -37,7 +37,7 @@ pub(super) fn node_port<F: Frame>(
 ) -> Option<Result<(Mac, FibTarget), DropReason>> {
     let np = services.at_node_port(m.dport, m.proto)?;
     let svc = &np.vip.service;
-    let host = ipv4_key(t.vtep.as_ref()?.ip);
+    let host = super::host_address(t, m)?;
     let client = (m.ip_src, m.sport);
     let held = at.table.lookup_nat(&outside, h).and_then(|s| Some((s, at.table.key_of(s.index)?)));
     // The host's port of a connection called from the host, as its session has it.
@@ -47,7 +47,10 @@ pub(super) fn node_port<F: Frame>(
         Ok(picked) => picked,
         Err(r) => return Some(Err(r)),
     };
-    let Some(b) = svc.backends.get(i as usize) else { return Some(Err(DropReason::NoBackend)) };
+    // (A service's backends are of one family, which the node port's must be.)
+    let Some(b) = svc.backends.get(i as usize).filter(|b| (b.ip >> 32 == 0xffff) == (m.ip_version == 4)) else {
+        return Some(Err(DropReason::NoBackend));
+    };
     let known = np.vip.macs.get(i as usize).copied().flatten();
     let Some(place) = locate(t, svc.vni, b.ip, known) else {
         // Named in the metadata, for the switch to ask its network who holds it.
