@@ -439,9 +439,9 @@ fn a_vip_spreads_over_backends_here_and_behind_the_kernel_vtep_and_a_long_connec
 }
 
 /// North-south over IPv6 against host B's kernel: with the host's IPv6 address on the
-/// uplink (`vtep set --ip6`), a VM's TCP and UDP to a server beyond it leave from that
-/// address (the server sees it), and host B reaches a node port of an IPv6 service at
-/// it. Both neighbours find each other by neighbour discovery: the switch answers host
+/// uplink (`vtep set --ip6`), a VM's TCP, UDP and ping to a server beyond it leave from
+/// that address (the server sees it), an ICMPv6 error comes back to the VM, and host B
+/// reaches a node port of an IPv6 service at it. Both neighbours find each other by neighbour discovery: the switch answers host
 /// B's solicitations and asks for host B's address itself.
 #[test]
 fn vms_reach_the_outside_over_ipv6_and_the_outside_reaches_a_node_port() {
@@ -467,6 +467,13 @@ fn vms_reach_the_outside_over_ipv6_and_the_outside_reaches_a_node_port() {
     let want = serde_json::json!({"outside fd00:50::1": 10});
     assert_eq!(names(&vm1.ns, "fd00:50::2", "9000", false), want, "TCP, {}", o.d.ok(&["conntrack", "list"]));
     assert_eq!(names(&vm1.ns, "fd00:50::2", "9001", true), want, "UDP");
+    // Ping by its identifier, and a closed port's ICMPv6 error back to the VM's socket
+    // (which takes it only if it quotes the VM's own addresses).
+    ping(&vm1, "fd00:50::2");
+    let code = "import socket\ns=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\ns.connect(('fd00:50::2',9999))\n\
+                s.settimeout(2)\ns.send(b'x')\ntry:\n  s.recv(64); print('answer')\n\
+                except ConnectionRefusedError: print('refused')\nexcept socket.timeout: print('timeout')";
+    assert_eq!(vm1.sh(&[PYTHON, "-c", code]).trim(), "refused");
     let neigh = ns.exec_ok(&["ip", "-6", "neigh", "show", "fd00:50::1"]);
     assert!(neigh.contains(VTEP_MAC), "host B resolved the host's IPv6 address by ND: {neigh}");
     // A node port of an IPv6 service, reached at the host's IPv6 address.

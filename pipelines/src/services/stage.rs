@@ -3,7 +3,7 @@
 //! choice.
 use super::{
     icmp::{is_error, rewrite_error},
-    outside::{host_address, ip4_echo, masquerade, route_out, tunnel, ECHO_REQUEST, OUTSIDE},
+    outside::{host_address, is_echo, masquerade, route_out, tunnel, Echo, OUTSIDE},
     rewrite, Backend, End, Service, ServiceTables, Vip,
 };
 use crate::{
@@ -123,7 +123,7 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
             if !translatable(m) {
                 if icmp_error(f.head(), m) {
                     *seen = Seen::Error;
-                } else if m.dst == GATEWAY_MAC && ip4_echo(m, ECHO_REQUEST) && out(m) {
+                } else if m.dst == GATEWAY_MAC && is_echo(m, Echo::Request) && out(m) {
                     *seen = Seen::Out;
                 }
                 continue;

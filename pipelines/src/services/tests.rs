@@ -884,6 +884,59 @@ mod stage {
         assert_eq!(m[0].action, Action::Drop(crate::DropReason::NoEndpoint));
     }
 
+    /// An ICMPv6 message `icmp` from `src` to `dst`, its checksum over the pseudo-header.
+    fn icmp6(dst_mac: Mac, src_mac: Mac, src: u128, dst: u128, mut icmp: Vec<u8>) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&dst_mac.0);
+        f.extend_from_slice(&src_mac.0);
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+        f.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
+        f.extend_from_slice(&[58, 64]);
+        f.extend_from_slice(&src.to_be_bytes());
+        f.extend_from_slice(&dst.to_be_bytes());
+        icmp[2..4].fill(0);
+        let c = crate::wire::checksum(sum6(&f[14..54], &icmp));
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&icmp);
+        f
+    }
+
+    #[test]
+    fn a_vms_ping6_is_masqueraded_and_an_icmpv6_error_comes_back_to_it() {
+        let table = Arc::new(CtTable::new(64, 1, 16));
+        table.enable_nat(|_, _| 0);
+        let t = north_south6(&table);
+        let echo = |ty: u8, id: u16| {
+            let mut e = vec![ty, 0, 0, 0, 0, 0, 0, 1, b'p', b'i', b'n', b'g'];
+            e[4..6].copy_from_slice(&id.to_be_bytes());
+            e
+        };
+        let (f, m) = run(&t, CLIENT, &[icmp6(GATEWAY_MAC, mac(1), v6(1), OUT6, echo(128, 0x4242))]);
+        assert_eq!(m[0].action, Action::Tx(UPLINK), "{:?}", m[0]);
+        let b = f[0].bytes();
+        assert_eq!((u128::from_be_bytes(b[22..38].try_into().unwrap()), field(b, 58, 2)), (HOST6, 0x4242));
+        assert_eq!(sum6(&b[14..54], &b[54..]), 0xffff, "ICMPv6 checksum, addresses included");
+        let (f, m) = run_uplink(&t, &[icmp6(HOST_MAC, OUT_MAC, OUT6, HOST6, echo(129, 0x4242))]);
+        assert_eq!(m[0].action, Action::Tx(CLIENT), "{:?}", m[0]);
+        let b = f[0].bytes();
+        assert_eq!((u128::from_be_bytes(b[38..54].try_into().unwrap()), field(b, 58, 2)), (v6(1), 0x4242));
+        assert_eq!(sum6(&b[14..54], &b[54..]), 0xffff);
+        // A UDP datagram out, and the port unreachable OUT6 sends about it (what it got,
+        // quoted), back to the VM about its own addresses.
+        let (f, m) = run(&t, CLIENT, &[udp6(GATEWAY_MAC, mac(1), (v6(1), 1234), (OUT6, 9001))]);
+        assert_eq!(m[0].action, Action::Tx(UPLINK), "{:?}", m[0]);
+        let mut error = vec![1, 4, 0, 0, 0, 0, 0, 0];
+        error.extend_from_slice(&f[0].bytes()[14..]);
+        let (f, m) = run_uplink(&t, &[icmp6(HOST_MAC, OUT_MAC, OUT6, HOST6, error)]);
+        assert_eq!(m[0].action, Action::Tx(CLIENT), "{:?}", m[0]);
+        let b = f[0].bytes();
+        assert_eq!(u128::from_be_bytes(b[38..54].try_into().unwrap()), v6(1), "to the VM");
+        let quote = &b[62..];
+        assert_eq!((u128::from_be_bytes(quote[8..24].try_into().unwrap()), field(quote, 40, 2)), (v6(1), 1234));
+        assert_eq!(sum6(&b[14..54], &b[54..]), 0xffff, "the error's checksum");
+        assert_eq!(sum6(quote, &quote[40..]), 0xffff, "the quoted UDP checksum");
+    }
+
     /// A neighbour solicitation from OUT6 for `target`, to its solicited-node group.
     fn solicitation(target: u128) -> Vec<u8> {
         let mut f = crate::gateway::ask::solicitation(OUT6, target).to_vec();

@@ -1,28 +1,33 @@
-//! Pings through the masquerade: an ICMP echo is keyed by its identifier on both ends,
-//! which the masquerade rewrites as it rewrites ports.
+//! Pings through the masquerade: an ICMP or ICMPv6 echo is keyed by its identifier on
+//! both ends, which the masquerade rewrites as it rewrites ports.
 use super::{deliver, leave, OUTSIDE, SNAT_TRIES};
 use crate::{
     conntrack::{table::hash, CtKey, Tuple},
-    meta::{ipv4_key, Action, IpKey, Meta},
+    meta::{Action, IpKey, Meta},
     services::{maglev::fmix64, nat::words, At, End},
     tables::L2Tables,
     wire::ipv4,
     DropReason, Frame,
 };
 
-pub(super) const ECHO_REPLY: u16 = 0;
-pub const ECHO_REQUEST: u16 = 8;
+/// Which echo message.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Echo {
+    Request,
+    Reply,
+}
 
-/// An ICMP echo request (`ECHO_REQUEST`) or reply over IPv4, whole: masqueraded by its
-/// identifier as TCP and UDP are by their ports.
+/// An ICMP (or ICMPv6) echo request or reply, whole: masqueraded by its identifier as
+/// TCP and UDP are by their ports.
 #[inline]
-pub fn ip4_echo(m: &Meta, ty: u16) -> bool {
-    m.action == Action::Continue
-        && m.ip_version == 4
-        && m.l4 != 0
-        && !m.fragment
-        && m.proto == ipv4::PROTO_ICMP
-        && m.sport == ty
+pub fn is_echo(m: &Meta, which: Echo) -> bool {
+    let ty = match (m.ip_version, which) {
+        (4, Echo::Request) => (ipv4::PROTO_ICMP, 8),
+        (4, Echo::Reply) => (ipv4::PROTO_ICMP, 0),
+        (_, Echo::Request) => (ipv4::PROTO_ICMPV6, 128),
+        (_, Echo::Reply) => (ipv4::PROTO_ICMPV6, 129),
+    };
+    m.action == Action::Continue && m.l4 != 0 && !m.fragment && (m.proto, m.sport) == ty
 }
 
 /// An echo's identifier (0 if the header is cut).
@@ -32,19 +37,31 @@ fn echo_id<F: Frame>(f: &F, m: &Meta) -> u16 {
 }
 
 /// An echo's source or destination address and its identifier rewritten (the ICMP
-/// checksum covers the identifier, not the addresses); false if the header is cut.
+/// checksum covers the identifier, ICMPv6's the addresses too); false if the header is
+/// cut.
 fn rewrite_echo<F: Frame>(f: &mut F, m: &mut Meta, end: End, ip: IpKey, id: u16) -> bool {
     let (l3, l4) = (m.l3 as usize, m.l4 as usize);
+    let v4 = m.ip_version == 4;
     let old_id = echo_id(f, m);
     let b = f.head_mut();
-    if b.len() < l4 + 8 || b.len() < l3 + ipv4::MIN_LEN {
+    let (len, at) = match (v4, end) {
+        (true, End::Src) => (4, l3 + ipv4::SRC),
+        (true, End::Dst) => (4, l3 + ipv4::DST),
+        (false, End::Src) => (16, l3 + 8),
+        (false, End::Dst) => (16, l3 + 24),
+    };
+    if b.len() < l4 + 8 || b.len() < at + len {
         return false;
     }
-    let at = if end == End::Src { l3 + ipv4::SRC } else { l3 + ipv4::DST };
-    let old_ip = u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-    let d = crate::wire::word_change(words(old_ip as IpKey, true), words(ip, true));
-    crate::wire::adjust_checksum(&mut b[l3 + ipv4::CHECKSUM..l3 + ipv4::CHECKSUM + 2], d, true);
-    b[at..at + 4].copy_from_slice(&(ip as u32).to_be_bytes());
+    let old_ip = b[at..at + len].iter().fold(0, |a, &x| a << 8 | x as IpKey);
+    let d = crate::wire::word_change(words(old_ip, v4), words(ip, v4));
+    if v4 {
+        crate::wire::adjust_checksum(&mut b[l3 + ipv4::CHECKSUM..l3 + ipv4::CHECKSUM + 2], d, true);
+    } else {
+        // ICMPv6's checksum covers the pseudo-header's addresses.
+        crate::wire::adjust_checksum(&mut b[l4 + 2..l4 + 4], d, true);
+    }
+    b[at..at + len].copy_from_slice(&ip.to_be_bytes()[16 - len..]);
     crate::wire::update_checksum(&mut b[l4 + 2..l4 + 4], old_id, id);
     b[l4 + 4..l4 + 6].copy_from_slice(&id.to_be_bytes());
     match end {
@@ -56,14 +73,13 @@ fn rewrite_echo<F: Frame>(f: &mut F, m: &mut Meta, end: End, ip: IpKey, id: u16)
 
 /// The key of an echo as connection tracking keys it (the identifier on both ends).
 fn echo_key(m: &Meta, zone: u32, id: u16) -> CtKey {
-    Tuple { zone, proto: ipv4::PROTO_ICMP, src: (m.ip_src, id), dst: (m.ip_dst, id) }.key().0
+    Tuple { zone, proto: m.proto, src: (m.ip_src, id), dst: (m.ip_dst, id) }.key().0
 }
 
 /// A VM's ping to an address outside its network: from the host's address, with an
 /// identifier free there toward that address (its own if it is).
 pub(super) fn masquerade_echo<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mut Meta) -> Result<Action, DropReason> {
-    let Some(v) = &t.vtep else { return Err(DropReason::NoVtep) };
-    let host = ipv4_key(v.ip);
+    let Some(host) = super::host_address(t, m) else { return Err(DropReason::NoVtep) };
     let id = echo_id(f, m);
     let inside = echo_key(m, m.vni, id);
     let h = hash(&inside);
@@ -74,7 +90,7 @@ pub(super) fn masquerade_echo<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mu
         None => std::iter::once(id)
             .chain((0..SNAT_TRIES).map(|i| fmix64(h ^ i) as u16))
             .find(|&c| {
-                let k = Tuple { zone: OUTSIDE, proto: ipv4::PROTO_ICMP, src: (host, c), dst: (m.ip_dst, c) }.key().0;
+                let k = Tuple { zone: OUTSIDE, proto: m.proto, src: (host, c), dst: (m.ip_dst, c) }.key().0;
                 at.table.lookup(&k, hash(&k)).is_none()
             })
             .ok_or(DropReason::SnatNoPort)?,

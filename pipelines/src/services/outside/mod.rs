@@ -8,7 +8,7 @@ mod echo;
 mod masquerade;
 mod node_port;
 
-pub use echo::{ip4_echo, ECHO_REQUEST};
+pub use echo::{is_echo, Echo};
 pub use masquerade::SNAT_PORTS;
 
 use masquerade::free_port;
@@ -29,7 +29,7 @@ use crate::{
     wire::{ipv4, Mac},
     DropReason, Frame,
 };
-use echo::{returning_echo, ECHO_REPLY};
+use echo::returning_echo;
 use masquerade::returning;
 
 /// The zone of sessions' outside keys: 0, which no network has (a VNI is 1 or more),
@@ -115,10 +115,10 @@ pub fn from_outside<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mut Meta) ->
         return None;
     }
     m.vni = OUTSIDE;
-    if ip4_echo(m, ECHO_REPLY) {
+    if is_echo(m, Echo::Reply) {
         return returning_echo(t, at, f, m);
     }
-    if m.proto == ipv4::PROTO_ICMP && m.l4 != 0 && !m.fragment && is_error(f.head(), m) {
+    if matches!(m.proto, ipv4::PROTO_ICMP | ipv4::PROTO_ICMPV6) && m.l4 != 0 && !m.fragment && is_error(f.head(), m) {
         return error_to_inside(t, at, f, m);
     }
     if !ip_ports(m) {
@@ -159,7 +159,7 @@ const SNAT_TRIES: u64 = 32;
 /// from the host's address and the connection's port (or ping identifier) there, out by
 /// the uplink.
 pub fn masquerade<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mut Meta) -> Result<Action, DropReason> {
-    if ip4_echo(m, ECHO_REQUEST) {
+    if is_echo(m, Echo::Request) {
         return echo::masquerade_echo(t, at, f, m);
     }
     masquerade::masquerade_ports(t, at, f, m)
