@@ -569,7 +569,8 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
             m.action = arp_on_uplink(f, m, vtep.ip, vtep.mac, port);
             continue;
         }
-        if let (ethernet::ETHERTYPE_IPV6, Some(host)) = (m.ethertype, t.underlay.host6) {
+        // (The underlay is IPv4: IPv6 here is north-south, if the host has an address.)
+        if let Some(host) = (m.ethertype == ethernet::ETHERTYPE_IPV6).then(|| t.underlay.host6).flatten() {
             m.action = ipv6_uplink::from_uplink6(ctx, port, core.core, host, f, m);
             match m.action {
                 Action::Tx(p) => egress |= egress_policy(t, p),
