@@ -101,6 +101,13 @@ pub fn route<F: Frame>(eps: &Endpoints, net: &Network, f: &mut F, m: &mut Meta, 
     Action::Continue
 }
 
+/// Where address `ip` of network `vni` lives: its MAC (`known`, or the endpoint table's)
+/// and the port or remote VTEP the FIB has behind that MAC.
+pub fn locate(t: &L2Tables, vni: u32, ip: IpKey, known: Option<Mac>) -> Option<(Mac, FibTarget)> {
+    let mac = known.or_else(|| t.endpoints.get(vni, ip).map(|ep| ep.mac))?;
+    Some((mac, t.lookup(vni, mac)?.target))
+}
+
 /// A frame of network `m.vni` another host sent through the tunnel to the gateway MAC
 /// (a host that uses this switch's gateway, without one of its own): routed to the
 /// endpoint holding its destination if that is behind a port of this switch (the port),
@@ -113,10 +120,8 @@ pub fn from_tunnel<F: Frame>(t: &L2Tables, f: &mut F, m: &mut Meta) -> Result<Po
     if net.gateway.owns(m.ip_dst) {
         return Err(DropReason::ToGateway);
     }
-    let ep = t.endpoints.get(m.vni, m.ip_dst).ok_or(DropReason::NoEndpoint)?;
-    match t.lookup(m.vni, ep.mac).map(|e| e.target) {
-        Some(FibTarget::Port(p)) => {
-            let mac = ep.mac;
+    match locate(t, m.vni, m.ip_dst, None) {
+        Some((mac, FibTarget::Port(p))) => {
             if !spend_hop(f, m) {
                 return Err(DropReason::TtlExceeded);
             }
@@ -124,7 +129,7 @@ pub fn from_tunnel<F: Frame>(t: &L2Tables, f: &mut F, m: &mut Meta) -> Result<Po
             Ok(p)
         }
         // (Behind yet another switch: that one's gateway routes it.)
-        Some(FibTarget::Vtep(_)) => Err(DropReason::SplitHorizon),
+        Some((_, FibTarget::Vtep(_))) => Err(DropReason::SplitHorizon),
         None => Err(DropReason::NoEndpoint),
     }
 }

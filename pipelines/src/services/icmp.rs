@@ -22,6 +22,12 @@ pub fn is_error(head: &[u8], m: &Meta) -> bool {
     }
 }
 
+/// An ICMP error still undecided and whole, which may be about a translated connection.
+#[inline]
+pub fn icmp_error(head: &[u8], m: &Meta) -> bool {
+    m.action == crate::meta::Action::Continue && m.l4 != 0 && !m.fragment && is_error(head, m)
+}
+
 fn addr(b: &[u8], at: usize, v4: bool) -> IpKey {
     let n = if v4 { 4 } else { 16 };
     let a = b[at..at + n].iter().fold(0, |a, &x| a << 8 | x as IpKey);

@@ -2,7 +2,7 @@
 //! (a backend's replies), with the connection tracked in the session that holds the
 //! choice.
 use super::{
-    icmp::{is_error, rewrite_error},
+    icmp::{icmp_error, rewrite_error},
     outside::{host_address, is_echo, masquerade, route_out, tunnel, Echo, OUTSIDE},
     rewrite, Backend, End, Service, ServiceTables, Vip,
 };
@@ -30,12 +30,6 @@ const TRACKING: CtPort = CtPort { liberal: false, sticky: true, pickup: false, m
 #[inline]
 fn translatable(m: &Meta) -> bool {
     m.action == Action::Continue && m.l4 != 0 && matches!(m.proto, ipv4::PROTO_TCP | ipv4::PROTO_UDP)
-}
-
-/// An ICMP error, which may be about a translated connection.
-#[inline]
-fn icmp_error(head: &[u8], m: &Meta) -> bool {
-    m.action == Action::Continue && m.l4 != 0 && !m.fragment && is_error(head, m)
 }
 
 /// Where a batch meets the services: the session table, the port it came in by, the

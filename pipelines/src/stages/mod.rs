@@ -572,13 +572,7 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
         // (The underlay is IPv4: IPv6 here is north-south, if the host has an address.)
         if let Some(host) = (m.ethertype == ethernet::ETHERTYPE_IPV6).then(|| t.underlay.host6).flatten() {
             m.action = ipv6_uplink::from_uplink6(ctx, port, core.core, host, f, m);
-            match m.action {
-                Action::Tx(p) => egress |= egress_policy(t, p),
-                Action::Drop(DropReason::NoEndpoint) if m.vni != services::outside::OUTSIDE => {
-                    core.learner.unknown(LearnEvent::unknown(m.vni, m.ip_dst, port), ctx.clock, sink);
-                }
-                _ => {}
-            }
+            egress |= outside_decided(ctx, port, m, core, sink);
             continue;
         }
         let d = match vxlan::check(f.head(), f.len(), m, vtep, serves) {
@@ -593,15 +587,8 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
                     }
                     _ => None,
                 };
-                match outside {
-                    Some(Action::Tx(p)) => egress |= egress_policy(t, p),
-                    // A backend or VM whose MAC nobody told yet: the switch asks for it.
-                    Some(Action::Drop(DropReason::NoEndpoint)) if m.vni != services::outside::OUTSIDE => {
-                        core.learner.unknown(LearnEvent::unknown(m.vni, m.ip_dst, port), ctx.clock, sink);
-                    }
-                    _ => {}
-                }
                 m.action = outside.unwrap_or(Action::Drop(r));
+                egress |= outside_decided(ctx, port, m, core, sink);
                 continue;
             }
         };
@@ -688,6 +675,20 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
     // ARP replies go back out of `port`; every other `Tx` is a delivery to a VM.
     if egress {
         to_vms(ctx, Some(port), frames, meta, core);
+    }
+}
+
+/// What follows a decision on a frame from outside (by the uplink, to the host's
+/// address): true if it is a delivery to a VM port with egress policy. A VM or backend
+/// whose MAC nobody told the switch yet is asked for.
+fn outside_decided<S: Sink<LearnEvent>>(ctx: &Ctx, port: PortId, m: &Meta, core: &mut PerCore, sink: &mut S) -> bool {
+    match m.action {
+        Action::Tx(p) => egress_policy(ctx.tables, p),
+        Action::Drop(DropReason::NoEndpoint) if m.vni != services::outside::OUTSIDE => {
+            core.learner.unknown(LearnEvent::unknown(m.vni, m.ip_dst, port), ctx.clock, sink);
+            false
+        }
+        _ => false,
     }
 }
 

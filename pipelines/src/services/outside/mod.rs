@@ -14,7 +14,7 @@ pub use masquerade::SNAT_PORTS;
 use masquerade::free_port;
 
 use super::{
-    icmp::{is_error, rewrite_error},
+    icmp::{icmp_error, rewrite_error},
     At, End,
 };
 use crate::{
@@ -23,7 +23,7 @@ use crate::{
         table::{hash, Found},
         CtKey, NatKey, Tuple,
     },
-    gateway::{set_macs, spend_hop, GATEWAY_MAC},
+    gateway::{locate, set_macs, spend_hop, GATEWAY_MAC},
     meta::{ipv4_key, Action, IpKey, Meta},
     tables::{FibTarget, L2Tables},
     wire::{ipv4, Mac},
@@ -66,13 +66,6 @@ pub fn route_out<F: Frame>(t: &L2Tables, f: &mut F, m: &mut Meta) -> Action {
     }
     set_macs(f, m, mac, v.mac);
     Action::Tx(v.uplink)
-}
-
-/// Where address `ip` of network `vni` lives: its MAC (`known`, or the endpoint table's)
-/// and the port or remote VTEP the FIB has behind that MAC.
-fn locate(t: &L2Tables, vni: u32, ip: IpKey, known: Option<Mac>) -> Option<(Mac, FibTarget)> {
-    let mac = known.or_else(|| t.endpoints.get(vni, ip).map(|ep| ep.mac))?;
-    Some((mac, t.lookup(vni, mac)?.target))
 }
 
 /// Sends a packet from outside, translated into network `m.vni`, to `place` (routed by
@@ -118,7 +111,7 @@ pub fn from_outside<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mut Meta) ->
     if is_echo(m, Echo::Reply) {
         return returning_echo(t, at, f, m);
     }
-    if matches!(m.proto, ipv4::PROTO_ICMP | ipv4::PROTO_ICMPV6) && m.l4 != 0 && !m.fragment && is_error(f.head(), m) {
+    if icmp_error(f.head(), m) {
         return error_to_inside(t, at, f, m);
     }
     if !ip_ports(m) {

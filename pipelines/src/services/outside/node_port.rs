@@ -8,9 +8,10 @@
 //! through the tunnel, because the host's address is a VTEP of the backend's network.
 //! With the local policy (`externalTrafficPolicy: Local`) only backends on this host
 //! are picked.
-use super::{free_port, locate};
+use super::free_port;
 use crate::{
     conntrack::{CtKey, NatKey},
+    gateway::locate,
     meta::{IpKey, Meta},
     services::{rewrite, stage::held_or_picked, At, End, ServiceTables},
     tables::{FibTarget, L2Tables},
