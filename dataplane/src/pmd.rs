@@ -325,7 +325,7 @@ impl Core<'_> {
                 return n;
             }
             Role::Vm { vni } => {
-                stages::parse_vm_batch(&snap.l2, port, frames, meta);
+                stages::parse_vm_batch(&snap.l2, port, vni, frames, meta);
                 stages::from_vm(&ctx, port, vni, frames, meta, &mut self.stage, &mut ring);
             }
             Role::Uplink => {

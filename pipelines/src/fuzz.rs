@@ -336,7 +336,7 @@ pub fn run_batch(
     let ctx = Ctx { tables: t, clock: crate::clock::Clock { now: 0, hz: 1000 } };
     match from {
         Some((port, vni)) => {
-            parse_vm_batch(t, port, &frames, &mut meta);
+            parse_vm_batch(t, port, vni, &frames, &mut meta);
             from_vm(&ctx, port, vni, &mut frames, &mut meta, core, &mut events)
         }
         None => {

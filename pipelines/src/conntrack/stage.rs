@@ -26,7 +26,7 @@ pub struct Checkpoint<'a> {
     /// Find sessions, change nothing (a trace).
     pub dry: bool,
     /// A new session made here is translated: its `Nat` key (the service stage's).
-    pub nat: Option<super::NatKey>,
+    pub nat: Option<&'a super::NatKey>,
     /// The packet's session, when the caller found it already (by its `Nat` key).
     pub found: Option<table::Found>,
 }
@@ -257,10 +257,17 @@ fn find<F: Frame>(cp: &Checkpoint, f: &F, m: &Meta) -> (CtMark, Option<InvalidRe
             }
         },
         _ => {
-            let (key, src_hi) = tuple.key();
-            // TCP and UDP: hashed by the prefetch pass from the same fields.
-            let h = if m.ct.hash != 0 { m.ct.hash } else { table::hash(&key) };
-            match cp.found.or_else(|| t.lookup(&key, h)) {
+            // (As `Tuple::key` orders the ends; the key itself only to look it up.)
+            let src_hi = tuple.src > tuple.dst;
+            let found = match cp.found {
+                Some(found) => Some(found),
+                None => {
+                    let (key, _) = tuple.key();
+                    // TCP and UDP: hashed by the prefetch pass from the same fields.
+                    t.lookup(&key, if m.ct.hash != 0 { m.ct.hash } else { table::hash(&key) })
+                }
+            };
+            match found {
                 None => match kind {
                     Kind::Tcp(seg) if TcpConn::open(&seg, cp.cfg.pickup).is_none() => {
                         why = Some(if seg.valid_flags() { InvalidReason::TcpState } else { InvalidReason::TcpFlags });
@@ -428,7 +435,7 @@ fn commit<F: Frame>(cp: &Checkpoint, f: &F, m: &mut Meta) -> Result<(), DropReas
         epoch: cp.cfg.epoch,
         now: cp.now,
         len: f.len() as u32,
-        nat: cp.nat,
+        nat: cp.nat.copied(),
     };
     match t.create(cp.core, &n, cp.cfg.max_sessions) {
         Ok(index) => {

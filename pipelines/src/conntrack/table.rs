@@ -97,6 +97,8 @@ pub struct Nat {
     key: [AtomicU64; 5],
     /// The service (its id + 1; 0: the session is not translated).
     service: AtomicU32,
+    /// Where its backend is in the service's list, as `NatKey::pick` says.
+    pick: AtomicU64,
 }
 
 /// What a translated session starts with besides its own key.
@@ -105,6 +107,9 @@ pub struct NatKey {
     pub key: CtKey,
     /// The service's id (stable across publishes).
     pub service: u32,
+    /// The service's version << 32 | its backend's place in that version's list (0:
+    /// none noted): lets the service stage skip finding the place from the session's key.
+    pub pick: u64,
 }
 
 /// One core's part of the table: its free list, its wheel and its counters.
@@ -219,6 +224,8 @@ pub struct Found {
     /// The generation its key was read under.
     pub gen: u32,
     pub state: u32,
+    /// Found by its `Nat` key: its `NatKey::pick` as read then (0 otherwise).
+    pub pick: u64,
 }
 
 /// The state word and TCP state of a session held for update.
@@ -374,7 +381,16 @@ impl CtTable {
         let n = self.nat.get()?.get(index as usize)?;
         let service = n.service.load(Acquire).checked_sub(1)?;
         let w: KeyWords = std::array::from_fn(|i| n.key[i].load(Relaxed));
-        Some(NatKey { key: words_key(&w), service })
+        Some(NatKey { key: words_key(&w), service, pick: n.pick.load(Relaxed) })
+    }
+
+    /// Notes `pick` on translated session `f` (found by its `Nat` key), unless its note
+    /// changed since (another core's, or the session was reused: a new connection's
+    /// note is its own).
+    pub fn note_pick(&self, f: &Found, pick: u64) {
+        if let Some(n) = self.nat.get().and_then(|v| v.get(f.index as usize)) {
+            let _ = n.pick.compare_exchange(f.pick, pick, Relaxed, Relaxed);
+        }
     }
 
     /// The translated session whose `Nat` key is `key`, if there is one.
@@ -396,11 +412,12 @@ impl CtTable {
                     continue;
                 }
                 let same = n.key.iter().zip(&w).all(|(a, b)| a.load(Relaxed) == *b);
+                let pick = n.pick.load(Relaxed);
                 fence(Acquire);
                 if same && s.key_gen.load(Relaxed) == g {
                     let state = s.state.load(Acquire);
                     if state & DEAD == 0 {
-                        return Some(Found { index, gen: g, state });
+                        return Some(Found { index, gen: g, state, pick });
                     }
                 }
             }
@@ -468,7 +485,7 @@ impl CtTable {
                 if let Some(gen) = Self::key_is(s, &w) {
                     let state = s.state.load(Acquire);
                     if state & DEAD == 0 {
-                        return Some(Found { index, gen, state });
+                        return Some(Found { index, gen, state, pick: 0 });
                     }
                 }
             }
@@ -730,6 +747,7 @@ impl CtTable {
                         a.store(b, Relaxed);
                     }
                     side.service.store(nk.service + 1, Relaxed);
+                    side.pick.store(nk.pick, Relaxed);
                 }
                 None => side.service.store(0, Relaxed),
             }

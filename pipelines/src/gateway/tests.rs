@@ -54,7 +54,7 @@ fn run_events(t: &L2Tables, pkts: &[Vec<u8>]) -> (Vec<VecFrame>, Vec<Meta>, Vec<
     let mut frames: Vec<VecFrame> = pkts.iter().map(|p| VecFrame::new(p)).collect();
     let mut meta = vec![Meta::default(); frames.len()];
     let mut events: Vec<LearnEvent> = Vec::new();
-    parse_vm_batch(t, VM1, &frames, &mut meta);
+    parse_vm_batch(t, VM1, 100, &frames, &mut meta);
     let ctx = Ctx { tables: t, clock: Clock { now: 0, hz: 1000 } };
     from_vm(&ctx, VM1, 100, &mut frames, &mut meta, &mut PerCore::default(), &mut events);
     (frames, meta, events)
@@ -160,7 +160,7 @@ fn an_endpoint_probing_its_own_address_is_not_answered_for_itself() {
     probe[14 + arp::SHA..14 + arp::SHA + 6].copy_from_slice(&mac(2).0);
     let mut frames = vec![VecFrame::new(&probe)];
     let mut meta = vec![Meta::default()];
-    parse_vm_batch(&t, VM2, &frames, &mut meta);
+    parse_vm_batch(&t, VM2, 100, &frames, &mut meta);
     let ctx = Ctx { tables: &t, clock: Clock { now: 0, hz: 1000 } };
     from_vm(&ctx, VM2, 100, &mut frames, &mut meta, &mut PerCore::default(), &mut Vec::new());
     assert_eq!(meta[0].action, Action::Flood { vni: 100 });

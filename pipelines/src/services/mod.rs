@@ -17,7 +17,7 @@ mod stage;
 #[cfg(test)]
 mod tests;
 
-pub use nat::{rewrite, End};
+pub use nat::{rewrite, End, Fixed};
 pub use stage::{from_backend, to_service, At};
 
 use crate::{gateway::Endpoints, meta::IpKey, wire::Mac};
@@ -25,7 +25,13 @@ use affinity::{client_tag, Affinity};
 use counters::BackendCounters;
 use maglev::{fmix64, Maglev};
 use rustc_hash::{FxHashMap, FxHashSet};
-use std::sync::Arc;
+use std::sync::{
+    atomic::{AtomicU32, Ordering::Relaxed},
+    Arc,
+};
+
+/// The next `Service::version` (0 is none: a session that noted no place).
+static VERSIONS: AtomicU32 = AtomicU32::new(1);
 
 /// A backend: an address and port of the service's network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -49,6 +55,9 @@ pub enum Algorithm {
 pub struct Service {
     /// Stable across publishes (sessions name their service by it).
     pub id: u32,
+    /// This build of the service, unique on this switch: a session that noted its
+    /// backend's place under it can take that place as it is (`note`).
+    pub version: u32,
     pub vni: u32,
     pub vip: IpKey,
     pub port: u16,
@@ -67,6 +76,7 @@ impl Service {
         let members = backends.iter().enumerate().map(|(i, b)| (*b, i as u16)).collect();
         Service {
             id,
+            version: VERSIONS.fetch_add(1, Relaxed),
             vni,
             vip: vip.0,
             port: vip.1,
@@ -116,6 +126,13 @@ impl Service {
         }
     }
 
+    /// What a session notes of its backend at place `i` of this version's `backends`
+    /// (`NatKey::pick`).
+    #[inline]
+    pub fn note(&self, i: u16) -> u64 {
+        (self.version as u64) << 32 | i as u64
+    }
+
     /// Backend `b`'s place in `backends`, if it is one.
     #[inline]
     pub fn index_of(&self, b: Backend) -> Option<u16> {
@@ -131,6 +148,9 @@ pub struct Vip {
     pub service: Arc<Service>,
     pub macs: Box<[Option<Mac>]>,
     pub counters: Arc<BackendCounters>,
+    /// Per backend, the translation from the VIP to it with its checksum changes worked
+    /// out (IPv4; None for IPv6, translated packet by packet).
+    pub to_backend: Box<[Option<Fixed>]>,
 }
 
 /// A service's address as packets carry it: (VNI, IP, port, protocol).
@@ -184,7 +204,8 @@ impl ServiceTables {
         }
         self.vnis.insert(s.vni);
         let macs = s.backends.iter().map(|b| endpoints.get(s.vni, b.ip).map(|e| e.mac)).collect();
-        let vip = Vip { service: s.clone(), macs, counters };
+        let to_backend = s.backends.iter().map(|b| Fixed::new((s.vip, s.port), (b.ip, b.port))).collect();
+        let vip = Vip { service: s.clone(), macs, counters, to_backend };
         if let Some((port, local)) = node_port {
             self.node_ports.insert((port, s.proto), NodePort { vip: vip.clone(), local });
         }

@@ -4,8 +4,8 @@
 use crate::{
     meta::{IpKey, Meta},
     offload::L4Csum,
-    wire::{adjust_checksum, fold, ipv4, word_change},
-    Frame,
+    wire::{adjust_checksum, ethernet, fold, ipv4, word_change, Mac},
+    DropReason, Frame,
 };
 
 /// Which end of the packet is rewritten.
@@ -74,4 +74,82 @@ pub fn rewrite<F: Frame>(f: &mut F, m: &mut Meta, end: End, ip: IpKey, port: u16
         }
     }
     true
+}
+
+/// A translation whose old address and port are known when the tables are built (every
+/// packet a VIP's entry finds carries that VIP): its checksum changes are worked out
+/// once, not per packet. IPv4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fixed {
+    ip: IpKey,
+    port: u16,
+    /// The IPv4 header checksum's change: the address, and the TTL a routed packet spends.
+    ip_sum: u32,
+    /// The L4 checksum's change: addresses and port (a full checksum), or the addresses
+    /// alone (a pseudo-header sum owed to the NIC or the kernel).
+    l4_full: u32,
+    l4_partial: u32,
+}
+
+/// A TTL lowered by one (its word TTL << 8 | protocol less 0x100), as `word_change`
+/// would give it for any TTL above 1.
+const TTL_SPENT: u32 = 0xfeff;
+
+impl Fixed {
+    /// From `from` to `to`; None unless both are IPv4.
+    pub fn new(from: (IpKey, u16), to: (IpKey, u16)) -> Option<Fixed> {
+        let v4 = |ip: IpKey| ip >> 32 == 0xffff;
+        if !v4(from.0) || !v4(to.0) {
+            return None;
+        }
+        let d_addr = word_change(words(from.0, true), words(to.0, true));
+        let d_port = word_change(std::iter::once(from.1), std::iter::once(to.1));
+        Some(Fixed {
+            ip: to.0,
+            port: to.1,
+            ip_sum: fold(d_addr + TTL_SPENT),
+            l4_full: fold(d_addr + d_port),
+            l4_partial: d_addr,
+        })
+    }
+
+    /// Translates the destination of an IPv4 TCP or UDP packet that carries `from`
+    /// (`new`'s) and routes it to `mac` from `src`: what `rewrite` (destination), the
+    /// gateway's TTL and its MACs do, in one pass over the header. Nothing is changed on
+    /// an error.
+    #[inline]
+    pub fn route<F: Frame>(&self, f: &mut F, m: &mut Meta, mac: Mac, src: Mac) -> Result<(), DropReason> {
+        let (l3, l4) = (m.l3 as usize, m.l4 as usize);
+        let csum_at = if m.proto == ipv4::PROTO_TCP { l4 + 16 } else { l4 + 6 };
+        let partial = f.offload().csum != L4Csum::None;
+        let b = f.head_mut();
+        if m.ip_version != 4 || b.len() < (csum_at + 2).max(l3 + ipv4::MIN_LEN).max(l4 + 4) || l4 < l3 + ipv4::MIN_LEN {
+            return Err(DropReason::CtInvalid);
+        }
+        if b[l3 + ipv4::TTL] <= 1 {
+            return Err(DropReason::TtlExceeded);
+        }
+        b[l3 + ipv4::TTL] -= 1;
+        adjust_checksum(&mut b[l3 + ipv4::CHECKSUM..l3 + ipv4::CHECKSUM + 2], self.ip_sum, true);
+        // UDP over IPv4 may carry no checksum (0): it stays without one.
+        let no_udp_sum = m.proto == ipv4::PROTO_UDP && b[csum_at] == 0 && b[csum_at + 1] == 0 && !partial;
+        if !no_udp_sum {
+            let d = if partial { self.l4_partial } else { self.l4_full };
+            adjust_checksum(&mut b[csum_at..csum_at + 2], d, !partial);
+            if !partial && m.proto == ipv4::PROTO_UDP && b[csum_at] == 0 && b[csum_at + 1] == 0 {
+                // A UDP checksum that computes to 0 is sent as all ones.
+                b[csum_at] = 0xff;
+                b[csum_at + 1] = 0xff;
+            }
+        }
+        b[l3 + ipv4::DST..l3 + ipv4::DST + 4].copy_from_slice(&(self.ip as u32).to_be_bytes());
+        b[l4 + 2..l4 + 4].copy_from_slice(&self.port.to_be_bytes());
+        b[ethernet::DST].copy_from_slice(&mac.0);
+        b[ethernet::SRC].copy_from_slice(&src.0);
+        m.ip_dst = self.ip;
+        m.dport = self.port;
+        m.dst = mac;
+        m.src = src;
+        Ok(())
+    }
 }

@@ -59,7 +59,7 @@ impl<'a> At<'a> {
     /// known); a new session is made with `nat`.
     pub(super) fn track<F: Frame>(
         &self,
-        nat: Option<NatKey>,
+        nat: Option<&NatKey>,
         found: Option<Found>,
         f: &F,
         m: &mut Meta,
@@ -147,21 +147,24 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
                 Seen::Other | Seen::Error | Seen::Out => {}
             }
         }
-        // The sessions the VIP keys found, for the tracking pass to take as they are.
-        let mut held: [Option<Found>; BURST] = [None; BURST];
+        // The sessions the VIP keys found, for the tracking pass to take as they are, and
+        // the backends' places.
+        let mut held = [Kept::default(); BURST];
         for (((f, m), seen), held) in frames.iter_mut().zip(meta.iter_mut()).zip(&seen).zip(held.iter_mut()) {
             if let Seen::ToVip(vip, h) = *seen {
-                match translate(vip, h, at, f, m) {
-                    Ok(found) => *held = found,
-                    Err(r) => m.action = Action::Drop(r),
+                if let Err(r) = translate(vip, h, at, f, m, held) {
+                    m.action = Action::Drop(r);
                 }
             }
         }
-        for (((f, m), seen), held) in frames.iter_mut().zip(meta.iter_mut()).zip(&seen).zip(held) {
+        for (((f, m), seen), Kept { found: held, place: i }) in
+            frames.iter_mut().zip(meta.iter_mut()).zip(&seen).zip(held)
+        {
             let done = match *seen {
                 Seen::ToVip(vip, _) if m.action == Action::Continue => {
                     let svc = &vip.service;
-                    at.track(Some(NatKey { key: vip_key_of(m, svc), service: svc.id }), held, f, m).map(|()| None)
+                    let nat = || NatKey { key: vip_key_of(m, svc), service: svc.id, pick: svc.note(i) };
+                    at.track(held.is_none().then(nat).as_ref(), held, f, m).map(|()| None)
                 }
                 Seen::FromBackend => match reverse(t, at, f, m) {
                     // An answer to a NodePort connection another switch called it in.
@@ -214,43 +217,70 @@ fn vip_key_of(m: &Meta, svc: &Service) -> crate::conntrack::CtKey {
     Tuple { zone: m.vni, proto: m.proto, src: (client, m.sport), dst: (svc.vip, svc.port) }.key().0
 }
 
+/// A VIP packet's connection as the translation left it for the tracking pass.
+#[derive(Clone, Copy, Default)]
+struct Kept {
+    /// Its session, if it has one.
+    found: Option<Found>,
+    /// Its backend's place in the service's backends.
+    place: u16,
+}
+
 /// A packet to a VIP (whose addressed key hashes to `h`) translated toward its
-/// connection's backend: the one its session (returned) holds, or a new pick. Where the
-/// backend's MAC is known it is also routed here (the gateway's work, without its
-/// lookup). For a new connection, its own key's bucket is fetched for the tracking pass.
+/// connection's backend: the one its session holds, or a new pick (both into `kept`,
+/// written in place: a result handed back whole is stored and reloaded at every packet). Where the backend's MAC is known it is also routed
+/// here (the gateway's work, without its lookup). For a new connection, its own key's
+/// bucket is fetched for the tracking pass.
 ///
 /// Hairpin: a backend that calls its own service and is picked would get its own
 /// address as the source, which its stack drops as a martian; the connection comes to it
 /// from the VIP instead (same source port), so its answers return through the gateway.
-fn translate<F: Frame>(vip: &Vip, h: u64, at: At, f: &mut F, m: &mut Meta) -> Result<Option<Found>, DropReason> {
+fn translate<F: Frame>(vip: &Vip, h: u64, at: At, f: &mut F, m: &mut Meta, out: &mut Kept) -> Result<(), DropReason> {
     let svc = &vip.service;
     let client = (m.ip_src, m.sport);
     let (vip_key, _) = Tuple::of_ports(m).key();
-    let held = at.table.lookup_nat(&vip_key, h).and_then(|found| Some((found, at.table.key_of(found.index)?)));
-    // The session's client end is the client, or the VIP for a hairpin connection.
-    let hairpin_end = (svc.vip, m.sport);
-    let backend_end = |k: &CtKey| k.other_end(client).or_else(|| k.other_end(hairpin_end));
-    let pick = || svc.pick(client.0, h, at.now, at.seed, at.dry);
-    let (i, kept) = held_or_picked(svc, &at, held, backend_end, pick)?;
+    let found = at.table.lookup_nat(&vip_key, h);
+    let (i, kept) = match found {
+        // The place it noted in this very list of backends.
+        Some(s) if s.pick >> 32 == svc.version as u64 => (s.pick as u16, Some(s)),
+        _ => {
+            let held = found.and_then(|s| Some((s, at.table.key_of(s.index)?)));
+            // The session's client end is the client, or the VIP for a hairpin connection.
+            let hairpin_end = (svc.vip, m.sport);
+            let backend_end = |k: &CtKey| k.other_end(client).or_else(|| k.other_end(hairpin_end));
+            let pick = || svc.pick(client.0, h, at.now, at.seed, at.dry);
+            let (i, kept) = held_or_picked(svc, &at, held, backend_end, pick)?;
+            if let (Some(s), false) = (kept, at.dry) {
+                at.table.note_pick(&s, svc.note(i));
+            }
+            (i, kept)
+        }
+    };
     let b = svc.backends.get(i as usize).ok_or(DropReason::NoBackend)?;
     if !at.dry {
         vip.counters.count(at.core, i as usize, f.len() as u64, kept.is_none());
     }
     let hairpin = b.ip == m.ip_src;
-    if !rewrite(f, m, End::Dst, b.ip, b.port) || (hairpin && !rewrite(f, m, End::Src, svc.vip, m.sport)) {
-        return Err(DropReason::CtInvalid);
-    }
-    if let Some(Some(mac)) = vip.macs.get(i as usize) {
-        if !spend_hop(f, m) {
-            return Err(DropReason::TtlExceeded);
+    match (vip.macs.get(i as usize), vip.to_backend.get(i as usize)) {
+        (Some(Some(mac)), Some(Some(fixed))) if !hairpin => fixed.route(f, m, *mac, GATEWAY_MAC)?,
+        (known, _) => {
+            if !rewrite(f, m, End::Dst, b.ip, b.port) || (hairpin && !rewrite(f, m, End::Src, svc.vip, m.sport)) {
+                return Err(DropReason::CtInvalid);
+            }
+            if let Some(Some(mac)) = known {
+                if !spend_hop(f, m) {
+                    return Err(DropReason::TtlExceeded);
+                }
+                set_macs(f, m, *mac, GATEWAY_MAC);
+            }
         }
-        set_macs(f, m, *mac, GATEWAY_MAC);
     }
     if kept.is_none() {
         m.ct.hash = hash(&Tuple::of_ports(m).key().0);
         F::prefetch(at.table.bucket_line(m.ct.hash));
     }
-    Ok(kept)
+    *out = Kept { found: kept, place: i };
+    Ok(())
 }
 
 /// The place of the backend that connection `held` (its session, found by its `Nat`

@@ -291,7 +291,7 @@ mod stage {
         let mut frames: Vec<VecFrame> = pkts.iter().map(|p| VecFrame::new(p)).collect();
         let mut meta = vec![Meta::default(); frames.len()];
         let mut events: Vec<LearnEvent> = Vec::new();
-        parse_vm_batch(t, port, &frames, &mut meta);
+        parse_vm_batch(t, port, 100, &frames, &mut meta);
         let ctx = Ctx { tables: t, clock: Clock { now: 1000, hz: 1000 } };
         from_vm(&ctx, port, 100, &mut frames, &mut meta, &mut PerCore::default(), &mut events);
         (frames, meta)
@@ -335,6 +335,11 @@ mod stage {
         assert_eq!(m[0].action, Action::Tx(to), "{:?}", m[0]);
         assert_eq!(field(f[0].bytes(), 30, 4) as u32, ip(backend));
         assert!(sums_ok(f[0].bytes()));
+        // Again: now by the place the session noted in the new list (another place than
+        // in the old one when it was backend 2).
+        let (f, m) = run(&t2, CLIENT, std::slice::from_ref(&ack));
+        assert_eq!(m[0].action, Action::Tx(to), "{:?}", m[0]);
+        assert_eq!(field(f[0].bytes(), 30, 4) as u32, ip(backend));
 
         // Its backend removed: the connection ends at its next packet (mid-stream, no
         // other backend takes it).
@@ -444,6 +449,62 @@ mod stage {
         let c = crate::wire::checksum(p + ones_sum(&u));
         u[6..8].copy_from_slice(&c.to_be_bytes());
         ipv4_frame(dst_mac, src_mac, src.0, dst.0, 17, &u)
+    }
+
+    /// Checksums that mean the same: equal, or the two zeros of one's complement.
+    fn same_sum(a: &[u8], b: &[u8]) -> bool {
+        a == b
+            || (a.iter().all(|&x| x == 0) && b.iter().all(|&x| x == 0xff))
+            || (a.iter().all(|&x| x == 0xff) && b.iter().all(|&x| x == 0))
+    }
+
+    proptest::proptest! {
+        /// The translation worked out when the tables are built writes what the
+        /// packet-by-packet one (and the gateway's TTL and MACs) would: TCP, UDP with and
+        /// without a checksum, a checksum owed to the NIC.
+        #[test]
+        fn a_fixed_translation_writes_what_the_per_packet_one_does(
+            vip in proptest::prelude::any::<u32>(),
+            to in proptest::prelude::any::<(u32, u16)>(),
+            client in proptest::prelude::any::<(u32, u16)>(),
+            ttl in 2u8..,
+            kind in 0..4u8,
+        ) {
+            use crate::{gateway::{set_macs, spend_hop}, offload::{L4Csum, Offload}, parse::parse, Frame};
+            use super::super::{rewrite, End, Fixed};
+            let mut pkt = if kind == 0 {
+                tcp(GATEWAY_MAC, mac(1), client, (vip, 80), 0x10, 7, 9)
+            } else {
+                udp4(GATEWAY_MAC, mac(1), client, (vip, 80))
+            };
+            if kind == 2 {
+                pkt[40..42].copy_from_slice(&[0, 0]);
+            }
+            pkt[22] = ttl;
+            let sum = crate::wire::checksum(ones_sum(&{ let mut h = pkt[14..34].to_vec(); h[10] = 0; h[11] = 0; h }));
+            pkt[24..26].copy_from_slice(&sum.to_be_bytes());
+            let mut m = Meta::default();
+            parse(&pkt, &mut m);
+            let (mut a, mut b) = (VecFrame::new(&pkt), VecFrame::new(&pkt));
+            if kind == 3 {
+                let owed = Offload { l2: 0, l3: 14, l4: 34, csum: L4Csum::Udp, ..Offload::NONE };
+                a.set_offload(owed);
+                b.set_offload(owed);
+            }
+            let (mut ma, mut mb) = (m, m);
+            let fixed = Fixed::new((ipv4_key(vip), 80), (ipv4_key(to.0), to.1)).expect("IPv4");
+            fixed.route(&mut a, &mut ma, mac(9), GATEWAY_MAC).expect("routed");
+            assert!(rewrite(&mut b, &mut mb, End::Dst, ipv4_key(to.0), to.1) && spend_hop(&mut b, &mb));
+            set_macs(&mut b, &mut mb, mac(9), GATEWAY_MAC);
+            let (x, y) = (a.bytes(), b.bytes());
+            let l4_sum = if kind == 0 { 50 } else { 40 };
+            for (at, n) in [(0, 24), (26, l4_sum - 26), (l4_sum + 2, x.len() - l4_sum - 2)] {
+                proptest::prop_assert_eq!(&x[at..at + n], &y[at..at + n]);
+            }
+            proptest::prop_assert!(same_sum(&x[24..26], &y[24..26]));
+            proptest::prop_assert!(same_sum(&x[l4_sum..l4_sum + 2], &y[l4_sum..l4_sum + 2]));
+            proptest::prop_assert_eq!((ma.ip_dst, ma.dport, ma.dst, ma.src), (mb.ip_dst, mb.dport, mb.dst, mb.src));
+        }
     }
 
     /// An ICMP port unreachable from `from` to `to` quoting `quoted` (a whole frame's IP

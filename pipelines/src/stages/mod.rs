@@ -52,12 +52,13 @@ pub fn parse_batch<F: Frame>(frames: &[F], meta: &mut [Meta]) {
 /// the EtherType, or the outer tag's TCI.
 pub const REPEAT_BYTES: usize = 16;
 
-/// The parse stage for a VM port. When the port is plain (no security group, no
-/// policer), a frame whose first `REPEAT_BYTES` equal the previous frame's is not parsed
-/// but marked `repeat`: `from_vm` then gives it the previous frame's decision if no
-/// stage on the way could have told them apart, and parses it otherwise.
-pub fn parse_vm_batch<F: Frame>(t: &L2Tables, port: PortId, frames: &[F], meta: &mut [Meta]) {
-    if !plain_in(t, port) {
+/// The parse stage for a VM port of network `vni`. When the port is plain (no security
+/// group, no policer) and its network has no service (whose stage tells frames apart by
+/// more than their MACs), a frame whose first `REPEAT_BYTES` equal the previous frame's
+/// is not parsed but marked `repeat`: `from_vm` then gives it the previous frame's
+/// decision if no stage on the way could have told them apart, and parses it otherwise.
+pub fn parse_vm_batch<F: Frame>(t: &L2Tables, port: PortId, vni: u32, frames: &[F], meta: &mut [Meta]) {
+    if !plain_in(t, port) || t.services.in_network(vni) {
         return parse_batch(frames, meta);
     }
     let mut prev: Option<&[u8]> = None;
@@ -432,7 +433,7 @@ fn stateful_in<F: Frame>(
 }
 
 /// Slots of a batch's FIB cache.
-const FIB_SLOTS: usize = 8;
+const FIB_SLOTS: usize = 32;
 
 /// The FIB answers of a batch, by destination MAC: consecutive packets to the same MAC
 /// (the common case) cost one lookup, and so do packets spread over a few MACs (a
@@ -459,7 +460,7 @@ impl<'t> FibCache<'t> {
 
     #[inline(always)]
     fn lookup(&mut self, t: &L2Tables, vni: u32, mac: Mac) -> Option<FibTarget> {
-        let slot = &mut self.slots[(mac.to_u64().wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 61) as usize % FIB_SLOTS];
+        let slot = &mut self.slots[(mac.to_u64().wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 59) as usize % FIB_SLOTS];
         match *slot {
             Some((v, m, target)) if v == vni && m == mac => target,
             _ => {

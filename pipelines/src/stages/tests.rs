@@ -265,7 +265,7 @@ fn vlan_tagged_frames_from_a_vm_are_switched_whole() {
 fn run_vm_repeats(t: &L2Tables, port: PortId, vni: u32, pkts: &[Vec<u8>]) -> (Vec<VecFrame>, Vec<Meta>) {
     let mut frames: Vec<VecFrame> = pkts.iter().map(|p| VecFrame::new(p)).collect();
     let mut meta = vec![Meta::default(); frames.len()];
-    parse_vm_batch(t, port, &frames, &mut meta);
+    parse_vm_batch(t, port, vni, &frames, &mut meta);
     let ctx = Ctx { tables: t, clock: Clock { now: 0, hz: HZ } };
     from_vm(&ctx, port, vni, &mut frames, &mut meta, &mut PerCore::default(), &mut Vec::new());
     (frames, meta)
@@ -524,7 +524,7 @@ mod staged {
             let ctx = Ctx { tables: &t, clock: Clock { now: 5, hz: HZ } };
             let mut frames: Vec<VecFrame> = pkts.iter().map(|p| VecFrame::new(p)).collect();
             let mut meta = vec![Meta::default(); frames.len()];
-            parse_vm_batch(&t, VM1, &frames, &mut meta);
+            parse_vm_batch(&t, VM1, 100, &frames, &mut meta);
             from_vm(&ctx, VM1, 100, &mut frames, &mut meta, &mut PerCore::default(), &mut Vec::new());
             let mut alone = PerCore::default();
             for (i, p) in pkts.iter().enumerate() {

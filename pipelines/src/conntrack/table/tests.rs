@@ -203,7 +203,7 @@ fn a_translated_session_is_found_by_both_keys_and_leaves_with_both() {
     // Client 10:1000 addressed VIP 99:80; its session is client <-> backend 20:8080.
     let (own, hi) = key(10, 1000, 20, 8080);
     let (vip, _) = key(10, 1000, 99, 80);
-    let nat = Some(NatKey { key: vip, service: 7 });
+    let nat = Some(NatKey { key: vip, service: 7, pick: 0 });
     assert_eq!(t.create(0, &NewSession { nat, ..new(own, hi, 0) }, 0), Err(Full::Table), "no room for NAT yet");
     t.expire(0, 100_000_000, 100);
     t.enable_nat(|_, _| 0);
@@ -212,7 +212,7 @@ fn a_translated_session_is_found_by_both_keys_and_leaves_with_both() {
     assert_eq!(t.lookup_nat(&vip, hash(&vip)).map(|f| f.index), Some(i));
     assert!(t.lookup(&vip, hash(&vip)).is_none(), "the VIP key is not a session's own");
     assert!(t.lookup_nat(&own, hash(&own)).is_none());
-    assert_eq!(t.nat_of(i), Some(NatKey { key: vip, service: 7 }));
+    assert_eq!(t.nat_of(i), Some(NatKey { key: vip, service: 7, pick: 0 }));
     // Killed: gone by both keys.
     assert!(t.kill(i, t.view(i).unwrap().gen));
     assert!(t.lookup_nat(&vip, hash(&vip)).is_none());
@@ -234,4 +234,23 @@ fn a_translated_session_is_found_by_both_keys_and_leaves_with_both() {
     }
     let entries = t.buckets.iter().flatten().filter(|e| e.load(Relaxed) & NAT_ENTRY != 0).count();
     assert!(entries <= 1);
+}
+
+#[test]
+fn a_translated_session_keeps_the_backend_place_noted_last_by_one_who_saw_the_note_before() {
+    let t = CtTable::new(8, 1, 8);
+    t.enable_nat(|_, _| 0);
+    let (own, hi) = key(10, 1000, 20, 8080);
+    let (vip, _) = key(10, 1000, 99, 80);
+    let nat = Some(NatKey { key: vip, service: 7, pick: 5 << 32 | 1 });
+    t.create(0, &NewSession { nat, ..new(own, hi, 0) }, 0).unwrap();
+    let found = t.lookup_nat(&vip, hash(&vip)).unwrap();
+    assert_eq!(found.pick, 5 << 32 | 1, "found with the place it was made with");
+    assert_eq!(t.lookup(&own, hash(&own)).unwrap().pick, 0, "by its own key: no note read");
+    t.note_pick(&found, 6 << 32 | 3);
+    assert_eq!(t.lookup_nat(&vip, hash(&vip)).unwrap().pick, 6 << 32 | 3);
+    // A core that read the old note (the session may have been reused since) changes
+    // nothing.
+    t.note_pick(&found, 6 << 32 | 2);
+    assert_eq!(t.nat_of(found.index).map(|n| n.pick), Some(6 << 32 | 3));
 }

@@ -174,8 +174,8 @@ fn leave<F: Frame>(
         return Err(DropReason::CtInvalid);
     }
     m.vni = OUTSIDE;
-    let nat = found.is_none().then_some(NatKey { key: inside, service: 0 });
-    let tracked = at.track(nat, found, f, m);
+    let nat = found.is_none().then_some(NatKey { key: inside, service: 0, pick: 0 });
+    let tracked = at.track(nat.as_ref(), found, f, m);
     m.vni = vni;
     tracked?;
     Ok(route_out(t, f, m))
