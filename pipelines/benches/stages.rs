@@ -212,6 +212,85 @@ fn w8_batches(t: &L2Tables, core: &mut PerCore) -> Vec<Vec<VecFrame>> {
     batches
 }
 
+/// W6's switch: W2's with its one-rule security group stateful on the VM's port, and a
+/// session table small enough to stay in cache (as for W8).
+fn w6_tables() -> L2Tables {
+    use pipelines::conntrack::{CtPort, CtTable, CtTables};
+    let mut t = tables(1);
+    let table = CtTable::new(1 << 14, 1, 16);
+    let mut ports = vec![None; 16];
+    ports[1] = Some(CtPort { liberal: false, sticky: false, pickup: false, max_sessions: 0, epoch: 1 });
+    t.ct = Arc::new(CtTables { table: Some(Arc::new(table)), ports, dry: false });
+    t
+}
+
+/// W6's 1,024 flows in batches of 32, each session answered from the remote VTEP.
+fn w6_batches(t: &L2Tables, core: &mut PerCore) -> Vec<Vec<VecFrame>> {
+    let batches: Vec<Vec<VecFrame>> = (0..1024)
+        .map(frame)
+        .collect::<Vec<_>>()
+        .chunks(BURST)
+        .map(|c| c.iter().map(|p| VecFrame::new(p)).collect())
+        .collect();
+    let ctx = Ctx { tables: t, clock: Clock { now: 0, hz: 1 << 30 } };
+    for b in &batches {
+        let replies: Vec<VecFrame> = b
+            .iter()
+            .map(|f| {
+                let p = f.head();
+                let ip = |at: usize| u32::from_be_bytes(p[at..at + 4].try_into().expect("4 bytes"));
+                let port = |at: usize| u16::from_be_bytes([p[at], p[at + 1]]);
+                let answer = udp(VM, DST, (ip(30), port(36)), (ip(26), port(34)));
+                VecFrame::new(&vxlan::build(Mac([2, 0, 0, 0, 0, 2]), vtep().mac, REMOTE, &vtep(), 100, &answer))
+            })
+            .collect();
+        let (mut fr, mut meta, mut ev) = (b.clone(), vec![Meta::default(); BURST], Vec::new());
+        stages::parse_batch(&fr, &mut meta);
+        stages::from_vm(&ctx, 1, 100, &mut fr, &mut meta, core, &mut ev);
+        assert!(meta.iter().all(|m| m.action == Action::Tx(9)), "{:?}", meta[0].action);
+        let (mut fr, mut meta) = (replies, vec![Meta::default(); BURST]);
+        stages::parse_batch(&fr, &mut meta);
+        stages::from_uplink(&ctx, 9, &mut fr, &mut meta, core, &mut ev);
+        assert!(meta.iter().all(|m| m.action == Action::Tx(1)), "every answer reaches the VM: {:?}", meta[0].action);
+    }
+    batches
+}
+
+/// A workload whose batches `make` prepares (and answers) on `t`, each batch through
+/// `from_vm` in turn; every packet must come out encapsulated, of an established session.
+fn established(
+    g: &mut criterion::BenchmarkGroup<criterion::measurement::WallTime>,
+    name: &str,
+    t: &L2Tables,
+    make: fn(&L2Tables, &mut PerCore) -> Vec<Vec<VecFrame>>,
+) {
+    let mut core = PerCore::default();
+    let batches = make(t, &mut core);
+    let run = |fr: &mut Vec<VecFrame>, meta: &mut Vec<Meta>, ev: &mut Vec<_>, core: &mut PerCore| {
+        stages::parse_batch(fr, meta);
+        let ctx = Ctx { tables: t, clock: Clock { now: 0, hz: 1 << 30 } };
+        stages::from_vm(&ctx, 1, 100, fr, meta, core, ev);
+    };
+    let (mut fr, mut meta, mut ev) = (batches[0].clone(), vec![Meta::default(); BURST], Vec::new());
+    run(&mut fr, &mut meta, &mut ev, &mut core);
+    assert!(meta.iter().all(|m| m.action == Action::Tx(9)), "{name}: {:?}", meta[0].action);
+    assert!(meta.iter().all(|m| m.ct.state == pipelines::conntrack::CtState::Established), "{name}: {:?}", meta[0].ct);
+    g.bench_function(name, |b| {
+        let mut k = 0;
+        b.iter_batched(
+            || {
+                k = (k + 1) % batches.len();
+                (batches[k].clone(), vec![Meta::default(); BURST], Vec::with_capacity(64))
+            },
+            |(mut fr, mut meta, mut ev)| {
+                run(&mut fr, &mut meta, &mut ev, &mut core);
+                black_box(meta.iter().filter(|m| m.action == Action::Tx(9)).count())
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+}
+
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("batch32");
     g.throughput(Throughput::Elements(BURST as u64));
@@ -338,35 +417,13 @@ fn bench(c: &mut Criterion) {
             )
         });
     }
-    // W8: a VM's batch to a service VIP, every session established: DNAT, routing to
-    // the backend and encapsulation toward its VTEP (from_vm whole, as the PMD runs it).
-    let t = w8_tables();
-    let mut core = PerCore::default();
-    let batches = w8_batches(&t, &mut core);
-    {
-        let (mut fr, mut meta, mut ev) = (batches[0].clone(), vec![Meta::default(); BURST], Vec::new());
-        stages::parse_batch(&fr, &mut meta);
-        let ctx = Ctx { tables: &t, clock: Clock { now: 0, hz: 1 << 30 } };
-        stages::from_vm(&ctx, 1, 100, &mut fr, &mut meta, &mut core, &mut ev);
-        assert!(meta.iter().all(|m| m.action == Action::Tx(9)), "{:?}", meta[0].action);
-        assert!(meta.iter().all(|m| m.ct.state == pipelines::conntrack::CtState::Established), "{:?}", meta[0].ct);
-    }
-    g.bench_function("vm_to_vip_w8", |b| {
-        let mut k = 0;
-        b.iter_batched(
-            || {
-                k = (k + 1) % batches.len();
-                (batches[k].clone(), vec![Meta::default(); BURST], Vec::with_capacity(64))
-            },
-            |(mut fr, mut meta, mut ev)| {
-                stages::parse_batch(&fr, &mut meta);
-                let ctx = Ctx { tables: &t, clock: Clock { now: 0, hz: 1 << 30 } };
-                stages::from_vm(&ctx, 1, 100, &mut fr, &mut meta, &mut core, &mut ev);
-                black_box(meta.iter().filter(|m| m.action == Action::Tx(9)).count())
-            },
-            criterion::BatchSize::SmallInput,
-        )
-    });
+    // W6: W2's batch through a stateful port; W8: a VM's batch to a service VIP (DNAT,
+    // routing to the backend, encapsulation toward its VTEP). Every session established,
+    // from_vm whole as the PMD runs it.
+    let w6 = w6_tables();
+    established(&mut g, "vm_stateful_w6", &w6, w6_batches);
+    let w8 = w8_tables();
+    established(&mut g, "vm_to_vip_w8", &w8, w8_batches);
     for n in [0u32, 1024] {
         g.bench_with_input(BenchmarkId::new("sflow_sampler", n), &n, |b, &n| {
             let mut s = pipelines::sflow::Sampler::new(7);

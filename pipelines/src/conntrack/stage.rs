@@ -227,12 +227,25 @@ fn find<F: Frame>(cp: &Checkpoint, f: &F, m: &Meta) -> (CtMark, Option<InvalidRe
         return (mark, Some(InvalidReason::Malformed));
     }
     let t = cp.table;
-    let (tuple, kind) = if m.proto == crate::wire::ipv4::PROTO_UDP {
-        // All UDP needs is in the metadata.
-        (super::Tuple::of_ports(m), Kind::Udp)
-    } else {
-        classify(f.head(), f.len(), m, m.vni)
-    };
+    if m.proto == crate::wire::ipv4::PROTO_UDP {
+        // All UDP needs is in the metadata: the common case, without the kinds of packet
+        // the other protocols may be.
+        mark.state = match session_of(cp, &super::Tuple::of_ports(m), m.ct.hash) {
+            None => CtState::New,
+            Some((found, dir)) => {
+                (mark.session, mark.reply) = (found.index + 1, dir == 1);
+                if cp.dry {
+                    by_reply(found.state, dir)
+                } else {
+                    let state = other(t, &found, dir);
+                    t.account(found.index, dir, f.len() as u32, cp.now);
+                    state
+                }
+            }
+        };
+        return (unless_dead(cp, mark), None);
+    }
+    let (tuple, kind) = classify(f.head(), f.len(), m, m.vni);
     let lookup = |tu: &super::Tuple| {
         let (key, _) = tu.key();
         t.lookup(&key, table::hash(&key))
@@ -256,63 +269,72 @@ fn find<F: Frame>(cp: &Checkpoint, f: &F, m: &Meta) -> (CtMark, Option<InvalidRe
                 CtState::Invalid
             }
         },
-        _ => {
-            // (As `Tuple::key` orders the ends; the key itself only to look it up.)
-            let src_hi = tuple.src > tuple.dst;
-            let found = match cp.found {
-                Some(found) => Some(found),
-                None => {
-                    let (key, _) = tuple.key();
-                    // TCP and UDP: hashed by the prefetch pass from the same fields.
-                    t.lookup(&key, if m.ct.hash != 0 { m.ct.hash } else { table::hash(&key) })
+        _ => match session_of(cp, &tuple, m.ct.hash) {
+            None => match kind {
+                Kind::Tcp(seg) if TcpConn::open(&seg, cp.cfg.pickup).is_none() => {
+                    why = Some(if seg.valid_flags() { InvalidReason::TcpState } else { InvalidReason::TcpFlags });
+                    CtState::Invalid
                 }
-            };
-            match found {
-                None => match kind {
-                    Kind::Tcp(seg) if TcpConn::open(&seg, cp.cfg.pickup).is_none() => {
-                        why = Some(if seg.valid_flags() { InvalidReason::TcpState } else { InvalidReason::TcpFlags });
-                        CtState::Invalid
-                    }
-                    Kind::Query { request: false } => {
-                        why = Some(InvalidReason::Unrelated);
-                        CtState::Invalid
-                    }
-                    _ => CtState::New,
-                },
-                Some(found) => {
-                    let dir = (src_hi != (found.state & ORIG_HI != 0)) as usize;
-                    mark.session = found.index + 1;
-                    mark.reply = dir == 1;
-                    let state = match kind {
-                        Kind::Tcp(seg) if cp.dry => {
-                            let mut c = t.peek(&found);
-                            match c.track(dir, &seg, cp.cfg.liberal) {
-                                Outcome::Invalid(i) => {
-                                    why = Some(InvalidReason::of(i));
-                                    CtState::Invalid
-                                }
-                                Outcome::Reopen => CtState::New,
-                                _ => by_reply(found.state, dir),
+                Kind::Query { request: false } => {
+                    why = Some(InvalidReason::Unrelated);
+                    CtState::Invalid
+                }
+                _ => CtState::New,
+            },
+            Some((found, dir)) => {
+                mark.session = found.index + 1;
+                mark.reply = dir == 1;
+                let state = match kind {
+                    Kind::Tcp(seg) if cp.dry => {
+                        let mut c = t.peek(&found);
+                        match c.track(dir, &seg, cp.cfg.liberal) {
+                            Outcome::Invalid(i) => {
+                                why = Some(InvalidReason::of(i));
+                                CtState::Invalid
                             }
+                            Outcome::Reopen => CtState::New,
+                            _ => by_reply(found.state, dir),
                         }
-                        Kind::Tcp(seg) => tcp(cp, &found, dir, &seg, &mut why),
-                        _ if cp.dry => by_reply(found.state, dir),
-                        _ => other(t, &found, dir),
-                    };
-                    if state != CtState::Invalid && !cp.dry {
-                        t.account(found.index, dir, f.len() as u32, cp.now);
                     }
-                    state
+                    Kind::Tcp(seg) => tcp(cp, &found, dir, &seg, &mut why),
+                    _ if cp.dry => by_reply(found.state, dir),
+                    _ => other(t, &found, dir),
+                };
+                if state != CtState::Invalid && !cp.dry {
+                    t.account(found.index, dir, f.len() as u32, cp.now);
                 }
+                state
             }
-        }
+        },
     };
-    // A new packet keeps its unanswered session (the rules decide it, nothing more is
-    // made); a SYN that ended a closed one starts from none.
+    (unless_dead(cp, mark), why)
+}
+
+/// A new packet keeps its unanswered session (the rules decide it, nothing more is
+/// made); a SYN that ended a closed one starts from none.
+#[inline(always)]
+fn unless_dead(cp: &Checkpoint, mut mark: CtMark) -> CtMark {
     if mark.state == CtState::New && mark.session != 0 && cp.table.is_dead(mark.session - 1) {
         mark.session = 0;
     }
-    (mark, why)
+    mark
+}
+
+/// The session of a TCP or UDP packet of `tuple` (the caller's, or looked up), and the
+/// way the packet travels in it (1: from the side that answered).
+#[inline(always)]
+fn session_of(cp: &Checkpoint, tuple: &super::Tuple, hash: u64) -> Option<(table::Found, usize)> {
+    // (As `Tuple::key` orders the ends; the key itself only to look it up.)
+    let src_hi = tuple.src > tuple.dst;
+    let found = match cp.found {
+        Some(found) => found,
+        None => {
+            let (key, _) = tuple.key();
+            // TCP and UDP: hashed by the prefetch pass from the same fields.
+            cp.table.lookup(&key, if hash != 0 { hash } else { table::hash(&key) })?
+        }
+    };
+    Some((found, (src_hi != (found.state & ORIG_HI != 0)) as usize))
 }
 
 /// Tries at holding a session another core holds.

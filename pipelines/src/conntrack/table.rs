@@ -393,8 +393,9 @@ impl CtTable {
         }
     }
 
-    /// The translated session whose `Nat` key is `key`, if there is one.
-    #[inline]
+    /// The translated session whose `Nat` key is `key`, if there is one. Inlined, as
+    /// `lookup` is.
+    #[inline(always)]
     pub fn lookup_nat(&self, key: &CtKey, h: u64) -> Option<Found> {
         let nat = self.nat.get()?;
         let (b1, b2, tag) = self.buckets_of(h);

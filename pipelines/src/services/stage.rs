@@ -107,7 +107,9 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
     let out = |m: &Meta| snat.is_some_and(|n| n.masquerades(m.ip_dst)) && t.endpoints.get(vni, m.ip_dst).is_none();
     for (frames, meta) in frames.chunks_mut(BURST).zip(meta.chunks_mut(BURST)) {
         let mut seen = [Seen::Other; BURST];
-        for ((f, m), seen) in frames.iter().zip(meta.iter_mut()).zip(seen.iter_mut()) {
+        // The keys packets to a VIP addressed, for the translation pass to find.
+        let mut keys = [CtKey::default(); BURST];
+        for (((f, m), seen), key) in frames.iter().zip(meta.iter_mut()).zip(seen.iter_mut()).zip(keys.iter_mut()) {
             if m.repeat {
                 // (Parsed here: what a service does depends on more than the MACs.)
                 parse(f.head(), m);
@@ -124,7 +126,8 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
             }
             if m.dst == GATEWAY_MAC {
                 if let Some(vip) = services.at_vip(vni, m.ip_dst, m.dport, m.proto) {
-                    let h = hash(&Tuple::of_ports(m).key().0);
+                    *key = Tuple::of_ports(m).key().0;
+                    let h = hash(key);
                     F::prefetch(at.table.bucket_line(h));
                     *seen = Seen::ToVip(vip, h);
                     continue;
@@ -150,9 +153,10 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
         // The sessions the VIP keys found, for the tracking pass to take as they are, and
         // the backends' places.
         let mut held = [Kept::default(); BURST];
-        for (((f, m), seen), held) in frames.iter_mut().zip(meta.iter_mut()).zip(&seen).zip(held.iter_mut()) {
+        let passes = frames.iter_mut().zip(meta.iter_mut()).zip(&seen).zip(&keys);
+        for ((((f, m), seen), key), held) in passes.zip(held.iter_mut()) {
             if let Seen::ToVip(vip, h) = *seen {
-                if let Err(r) = translate(vip, h, at, f, m, held) {
+                if let Err(r) = translate(vip, (key, h), at, f, m, held) {
                     m.action = Action::Drop(r);
                 }
             }
@@ -226,20 +230,27 @@ struct Kept {
     place: u16,
 }
 
-/// A packet to a VIP (whose addressed key hashes to `h`) translated toward its
-/// connection's backend: the one its session holds, or a new pick (both into `kept`,
-/// written in place: a result handed back whole is stored and reloaded at every packet). Where the backend's MAC is known it is also routed
-/// here (the gateway's work, without its lookup). For a new connection, its own key's
-/// bucket is fetched for the tracking pass.
+/// A packet to a VIP (that addressed `vip_key`, which hashes to `h`) translated toward its
+/// connection's backend: the one its session holds, or a new pick (both into `out`,
+/// written in place: a result handed back whole is stored and reloaded at every
+/// packet). Where the backend's MAC is known it is also routed here (the gateway's work,
+/// without its lookup). For a new connection, its own key's bucket is fetched for the
+/// tracking pass.
 ///
 /// Hairpin: a backend that calls its own service and is picked would get its own
 /// address as the source, which its stack drops as a martian; the connection comes to it
 /// from the VIP instead (same source port), so its answers return through the gateway.
-fn translate<F: Frame>(vip: &Vip, h: u64, at: At, f: &mut F, m: &mut Meta, out: &mut Kept) -> Result<(), DropReason> {
+fn translate<F: Frame>(
+    vip: &Vip,
+    (vip_key, h): (&CtKey, u64),
+    at: At,
+    f: &mut F,
+    m: &mut Meta,
+    out: &mut Kept,
+) -> Result<(), DropReason> {
     let svc = &vip.service;
     let client = (m.ip_src, m.sport);
-    let (vip_key, _) = Tuple::of_ports(m).key();
-    let found = at.table.lookup_nat(&vip_key, h);
+    let found = at.table.lookup_nat(vip_key, h);
     let (i, kept) = match found {
         // The place it noted in this very list of backends.
         Some(s) if s.pick >> 32 == svc.version as u64 => (s.pick as u16, Some(s)),
