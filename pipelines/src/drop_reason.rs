@@ -84,6 +84,7 @@ drop_reasons! {
     NoBackend = "no_backend": "a new connection to a service that has no backend with weight (vswitchctl service list)",
     SnatNoPort = "snat_no_port": "a new masqueraded connection found no free port on the host address toward its destination",
     OffloadRefused = "offload_refused": "the port's driver refused the checksum or segmentation work the frame left to it (rte_eth_tx_prepare)",
+    CtTaken = "ct_taken": "a new translated connection's address and port were taken at the same instant by another core's connection; its retry gets another port",
 }
 
 impl std::fmt::Display for DropReason {

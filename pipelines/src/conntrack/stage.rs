@@ -466,6 +466,7 @@ fn commit<F: Frame>(cp: &Checkpoint, f: &F, m: &mut Meta) -> Result<(), DropReas
         }
         Err(Full::Table) => Err(DropReason::CtFull),
         Err(Full::Port) => Err(DropReason::CtPortLimit),
+        Err(Full::Taken) => Err(DropReason::CtTaken),
     }
 }
 

@@ -19,7 +19,7 @@ use super::{
 };
 use std::sync::atomic::{
     fence, AtomicU32, AtomicU64,
-    Ordering::{AcqRel, Acquire, Relaxed, Release},
+    Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst},
 };
 
 /// `Session::state` bits.
@@ -302,6 +302,9 @@ pub enum Full {
     Table,
     /// The port has its limit of sessions.
     Port,
+    /// A translated session's own key was taken by another session at the same instant
+    /// (two cores gave two connections one free port).
+    Taken,
 }
 
 impl CtTable {
@@ -783,6 +786,12 @@ impl CtTable {
         for b in [b1, b2] {
             for e in &self.buckets[b] {
                 if e.compare_exchange(0, entry, Release, Relaxed).is_ok() {
+                    if n.nat.is_some() && self.taken(&n.key, [b1, b2], tag, index) {
+                        self.unindex_entry(&n.key, index as u64 + 1);
+                        self.unindex_nat(index);
+                        s.state.fetch_or(DEAD, Relaxed);
+                        return Err(Full::Taken);
+                    }
                     part.events.push(&Event {
                         kind: EventKind::New,
                         key: n.key,
@@ -805,6 +814,29 @@ impl CtTable {
         s.state.fetch_or(DEAD, Relaxed);
         part.full.fetch_add(1, Relaxed);
         Err(Full::Table)
+    }
+
+    /// Whether another live session than `index` has `key` (in `buckets`, under `tag`).
+    /// A translated session's own key is chosen by whoever translates it (a free port on
+    /// the host address): two cores may choose the same at the same instant, for two
+    /// connections whose answers would then all reach one. Each indexes its session and
+    /// then looks for the other, with a full fence between: at least one sees the other
+    /// and gives up (both may), so at most one such session stays.
+    fn taken(&self, key: &CtKey, buckets: [usize; 2], tag: u32, index: u32) -> bool {
+        fence(SeqCst);
+        let w = key_words(key);
+        buckets.iter().flat_map(|&b| &self.buckets[b]).any(|e| {
+            let v = e.load(Acquire);
+            let other = entry_index(v);
+            v & NAT_ENTRY == 0
+                && (v >> 32) as u32 == tag
+                && v != 0
+                && other != index
+                && self
+                    .sessions
+                    .get(other as usize)
+                    .is_some_and(|s| Self::key_is(s, &w).is_some() && s.state.load(Acquire) & DEAD == 0)
+        })
     }
 
     /// Indexes new session `index` by its `Nat` key too; false if both buckets are full.

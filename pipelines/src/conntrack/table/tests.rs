@@ -254,3 +254,53 @@ fn a_translated_session_keeps_the_backend_place_noted_last_by_one_who_saw_the_no
     t.note_pick(&found, 6 << 32 | 2);
     assert_eq!(t.nat_of(found.index).map(|n| n.pick), Some(6 << 32 | 3));
 }
+
+#[test]
+fn two_translated_sessions_never_share_their_own_key_but_plain_ones_may() {
+    let t = CtTable::new(64, 2, 8);
+    t.enable_nat(|_, _| 0);
+    // Two VMs' connections given one port on the host address (20:40000 -> 99:53), by
+    // two cores at once: the later to look finds the first and gives up.
+    let (own, hi) = key(20, 40000, 99, 53);
+    let first = NatKey { key: key(10, 40000, 99, 53).0, service: 0, pick: 0 };
+    let second = NatKey { key: key(11, 40000, 99, 53).0, service: 0, pick: 0 };
+    let i = t.create(0, &NewSession { nat: Some(first), ..new(own, hi, 0) }, 0).unwrap();
+    assert_eq!(t.create(1, &NewSession { nat: Some(second), ..new(own, hi, 0) }, 0), Err(Full::Taken));
+    assert_eq!(t.lookup(&own, hash(&own)).map(|f| f.index), Some(i), "the first keeps its key");
+    assert!(t.lookup_nat(&second.key, hash(&second.key)).is_none(), "the second left no entry");
+    assert_eq!(t.lookup_nat(&first.key, hash(&first.key)).map(|f| f.index), Some(i));
+    let entries = t.buckets.iter().flatten().filter(|e| e.load(Relaxed) != 0).count();
+    assert_eq!(entries, 2, "one session, by its own key and its Nat key");
+    // Untranslated sessions are not checked (the same connection seen by two cores).
+    let (plain, phi) = key(1, 1, 2, 2);
+    t.create(0, &new(plain, phi, 0), 0).unwrap();
+    assert!(t.create(1, &new(plain, phi, 0), 0).is_ok());
+}
+
+#[test]
+fn two_cores_giving_one_port_to_two_connections_at_once_keep_at_most_one() {
+    use std::sync::{Arc, Barrier};
+    const ROUNDS: u16 = 2000;
+    let t = Arc::new(CtTable::new(8192, 2, 8));
+    t.enable_nat(|_, _| 0);
+    let start = Arc::new(Barrier::new(2));
+    let cores: Vec<_> = (0..2u8)
+        .map(|core| {
+            let (t, start) = (t.clone(), start.clone());
+            std::thread::spawn(move || {
+                (0..ROUNDS)
+                    .map(|r| {
+                        let (own, hi) = key(20, r, 99, 53);
+                        let nat = NatKey { key: key(10 + core as u32, r, 99, 53).0, service: 0, pick: 0 };
+                        start.wait();
+                        t.create(core as usize, &NewSession { nat: Some(nat), ..new(own, hi, 0) }, 0).is_ok()
+                    })
+                    .collect::<Vec<bool>>()
+            })
+        })
+        .collect();
+    let made: Vec<Vec<bool>> = cores.into_iter().map(|c| c.join().unwrap()).collect();
+    for (r, (a, b)) in made[0].iter().zip(&made[1]).enumerate() {
+        assert!(!(a & b), "round {r}: both connections kept one key");
+    }
+}
