@@ -167,8 +167,9 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
             let done = match *seen {
                 Seen::ToVip(vip, _) if m.action == Action::Continue => {
                     let svc = &vip.service;
-                    let nat = || NatKey { key: vip_key_of(m, svc), service: svc.id, pick: svc.note(i) };
-                    at.track(held.is_none().then(nat).as_ref(), held, f, m).map(|()| None)
+                    // (Also for a held session: a SYN that reopens it makes a new one.)
+                    let nat = NatKey { key: vip_key_of(m, svc), service: svc.id, pick: svc.note(i) };
+                    at.track(Some(&nat), held, f, m).map(|()| None)
                 }
                 Seen::FromBackend => match reverse(t, at, f, m) {
                     // An answer to a NodePort connection another switch called it in.

@@ -358,6 +358,44 @@ mod stage {
         assert!(found.is_none(), "the session to the removed backend is gone");
     }
 
+    /// A switch with the service over `backends` and room for `sessions`.
+    fn switch(sessions: u32, backends: &[u8]) -> (Arc<CtTable>, L2Tables) {
+        let table = Arc::new(CtTable::new(sessions, 1, 16));
+        table.enable_nat(|_, _| 0);
+        let t = tables(&table, backends);
+        (table, t)
+    }
+
+    #[test]
+    fn a_syn_that_reopens_a_closed_connection_to_a_vip_is_answered_from_the_vip() {
+        let (_table, t) = switch(1024, &[2]);
+        let (vip, client) = (u32::from_be_bytes(VIP), (ip(1), 40000));
+        let backend = (ip(2), 8080);
+        let to_vip = |flags: u8, seq: u32, ack: u32| tcp(GATEWAY_MAC, mac(1), client, (vip, 80), flags, seq, ack);
+        let answer = |flags: u8, seq: u32, ack: u32| tcp(mac(1), mac(2), backend, client, flags, seq, ack);
+        // A whole connection, closed by the client: its session is left in TIME_WAIT.
+        for (from_client, pkt) in [
+            (true, to_vip(0x02, 1000, 0)),
+            (false, answer(0x12, 5000, 1001)),
+            (true, to_vip(0x10, 1001, 5001)),
+            (true, to_vip(0x11, 1001, 5001)),
+            (false, answer(0x11, 5001, 1002)),
+            (true, to_vip(0x10, 1002, 5002)),
+        ] {
+            let (_, m) = run(&t, if from_client { CLIENT } else { B1 }, &[pkt]);
+            assert!(matches!(m[0].action, Action::Tx(_)), "{:?}", m[0]);
+        }
+        // The client's stack reuses the port: the SYN reopens the session, and the new
+        // one is the VIP's too, so its answer leaves from the VIP.
+        let (f, m) = run(&t, CLIENT, &[to_vip(0x02, 90_000, 0)]);
+        assert_eq!(m[0].action, Action::Tx(B1), "{:?}", m[0]);
+        assert_eq!(field(f[0].bytes(), 30, 4) as u32, backend.0);
+        let (f, m) = run(&t, B1, &[answer(0x12, 70_000, 90_001)]);
+        assert_eq!(m[0].action, Action::Tx(CLIENT), "{:?}", m[0]);
+        assert_eq!((field(f[0].bytes(), 26, 4) as u32, field(f[0].bytes(), 34, 2)), (vip, 80));
+        assert!(sums_ok(f[0].bytes()));
+    }
+
     #[test]
     fn connections_to_a_vip_count_against_the_ports_session_limit() {
         let table = Arc::new(CtTable::new(64, 1, 16));
@@ -387,9 +425,7 @@ mod stage {
 
     #[test]
     fn a_backend_calling_its_own_service_is_called_from_the_vip() {
-        let table = Arc::new(CtTable::new(64, 1, 16));
-        table.enable_nat(|_, _| 0);
-        let t = tables(&table, &[2]);
+        let (table, t) = switch(64, &[2]);
         let vip = u32::from_be_bytes(VIP);
         let me = (ip(2), 40000);
         let syn = tcp(GATEWAY_MAC, mac(2), me, (vip, 80), 0x02, 1000, 0);

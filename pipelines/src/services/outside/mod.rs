@@ -174,8 +174,9 @@ fn leave<F: Frame>(
         return Err(DropReason::CtInvalid);
     }
     m.vni = OUTSIDE;
-    let nat = found.is_none().then_some(NatKey { key: inside, service: 0, pick: 0 });
-    let tracked = at.track(nat.as_ref(), found, f, m);
+    // (Also for a found session: a SYN that reopens it makes a new one.)
+    let nat = NatKey { key: inside, service: 0, pick: 0 };
+    let tracked = at.track(Some(&nat), found, f, m);
     m.vni = vni;
     tracked?;
     Ok(route_out(t, f, m))

@@ -76,6 +76,7 @@ pub(super) fn node_port<F: Frame>(
     if snat.is_some_and(|port| !rewrite(f, m, End::Src, host, port)) {
         return Some(Err(DropReason::CtInvalid));
     }
-    let nat = found.is_none().then_some(NatKey { key: outside, service: svc.id, pick: 0 });
-    Some(at.track(nat.as_ref(), found, f, m).map(|()| place))
+    // (Also for a found session: a SYN that reopens it makes a new one.)
+    let nat = NatKey { key: outside, service: svc.id, pick: 0 };
+    Some(at.track(Some(&nat), found, f, m).map(|()| place))
 }
