@@ -48,18 +48,9 @@ pub fn rewrite<F: Frame>(f: &mut F, m: &mut Meta, end: End, ip: IpKey, port: u16
     if v4 {
         adjust_checksum(&mut b[l3 + ipv4::CHECKSUM..l3 + ipv4::CHECKSUM + 2], d_addr, true);
     }
-    // UDP over IPv4 may carry no checksum (0): it stays without one.
-    let no_udp_sum = m.proto == ipv4::PROTO_UDP && v4 && b[csum_at] == 0 && b[csum_at + 1] == 0 && !partial;
-    if !no_udp_sum {
-        // A pseudo-header sum covers the addresses only; a full checksum the port too.
-        let d = if partial { d_addr } else { fold(d_addr + d_port) };
-        adjust_checksum(&mut b[csum_at..csum_at + 2], d, !partial);
-        if !partial && m.proto == ipv4::PROTO_UDP && b[csum_at] == 0 && b[csum_at + 1] == 0 {
-            // A UDP checksum that computes to 0 is sent as all ones.
-            b[csum_at] = 0xff;
-            b[csum_at + 1] = 0xff;
-        }
-    }
+    // A pseudo-header sum covers the addresses only; a full checksum the port too.
+    let udp = m.proto == ipv4::PROTO_UDP;
+    adjust_l4(&mut b[csum_at..csum_at + 2], (udp, v4), partial, (fold(d_addr + d_port), d_addr));
     let bytes = ip.to_be_bytes();
     b[addr_at..addr_at + alen].copy_from_slice(&bytes[16 - alen..]);
     b[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
@@ -74,6 +65,25 @@ pub fn rewrite<F: Frame>(f: &mut F, m: &mut Meta, end: End, ip: IpKey, port: u16
         }
     }
     true
+}
+
+/// Adds a translation's change to the L4 checksum `field`: `full` to a checksum, or
+/// `pseudo` (the addresses' part) to a pseudo-header sum owed to the NIC or the kernel
+/// (`partial`). UDP sends a checksum that computes to 0 as all ones; over IPv4 (`v4`) it
+/// may carry none (0), and then stays without one.
+#[inline]
+fn adjust_l4(field: &mut [u8], (udp, v4): (bool, bool), partial: bool, (full, pseudo): (u32, u32)) {
+    if partial {
+        adjust_checksum(field, pseudo, false);
+        return;
+    }
+    if udp && v4 && field == [0, 0] {
+        return;
+    }
+    adjust_checksum(field, full, true);
+    if udp && field == [0, 0] {
+        field.copy_from_slice(&[0xff, 0xff]);
+    }
 }
 
 /// A translation whose old address and port are known when the tables are built (every
@@ -131,17 +141,8 @@ impl Fixed {
         }
         b[l3 + ipv4::TTL] -= 1;
         adjust_checksum(&mut b[l3 + ipv4::CHECKSUM..l3 + ipv4::CHECKSUM + 2], self.ip_sum, true);
-        // UDP over IPv4 may carry no checksum (0): it stays without one.
-        let no_udp_sum = m.proto == ipv4::PROTO_UDP && b[csum_at] == 0 && b[csum_at + 1] == 0 && !partial;
-        if !no_udp_sum {
-            let d = if partial { self.l4_partial } else { self.l4_full };
-            adjust_checksum(&mut b[csum_at..csum_at + 2], d, !partial);
-            if !partial && m.proto == ipv4::PROTO_UDP && b[csum_at] == 0 && b[csum_at + 1] == 0 {
-                // A UDP checksum that computes to 0 is sent as all ones.
-                b[csum_at] = 0xff;
-                b[csum_at + 1] = 0xff;
-            }
-        }
+        let udp = m.proto == ipv4::PROTO_UDP;
+        adjust_l4(&mut b[csum_at..csum_at + 2], (udp, true), partial, (self.l4_full, self.l4_partial));
         b[l3 + ipv4::DST..l3 + ipv4::DST + 4].copy_from_slice(&(self.ip as u32).to_be_bytes());
         b[l4 + 2..l4 + 4].copy_from_slice(&self.port.to_be_bytes());
         b[ethernet::DST].copy_from_slice(&mac.0);
