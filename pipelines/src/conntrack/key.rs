@@ -153,7 +153,7 @@ pub fn classify(head: &[u8], len: usize, m: &Meta, zone: u32) -> (Tuple, Kind) {
         ipv4::PROTO_TCP => {
             t.src.1 = m.sport;
             t.dst.1 = m.dport;
-            match head.get(l4..).and_then(|h| Segment::parse(h, l4_len)) {
+            match tcp_segment(head, l4, l4_len) {
                 Some(s) => Kind::Tcp(s),
                 None => Kind::Malformed,
             }
@@ -167,6 +167,17 @@ pub fn classify(head: &[u8], len: usize, m: &Meta, zone: u32) -> (Tuple, Kind) {
         _ => Kind::Other,
     };
     (t, kind)
+}
+
+/// A TCP packet's segment (its L4 header parsed), if it is whole.
+#[inline]
+pub fn segment(head: &[u8], len: usize, m: &Meta) -> Option<Segment> {
+    tcp_segment(head, m.l4 as usize, l4_len(head, len, m)?)
+}
+
+#[inline(always)]
+fn tcp_segment(head: &[u8], l4: usize, l4_len: usize) -> Option<Segment> {
+    head.get(l4..).and_then(|h| Segment::parse(h, l4_len))
 }
 
 /// Bytes from the L4 header to the end of the IP payload, by the IP header's length

@@ -145,10 +145,10 @@ fn decide_whole<F: Frame>(
             let index = m.ct.session.wrapping_sub(1);
             // Which side of the session this port is: the sender's on the way in.
             let side = (m.ct.reply as usize) ^ (cp.dir == Direction::Out) as usize;
-            let epoch = cp.table.epochs(index)[side];
             if cp.cfg.sticky {
                 return (None, Ok(()));
             }
+            let epoch = cp.table.epochs(index)[side];
             if epoch == cp.cfg.epoch {
                 return (None, if cp.table.revoked(index, side) { Err(deny(cp.dir)) } else { Ok(()) });
             }
@@ -163,6 +163,38 @@ fn decide_whole<F: Frame>(
             (None, if allowed { Ok(()) } else { Err(deny(cp.dir)) })
         }
     }
+}
+
+/// The common packet of a session its caller found already (the service stage, by its
+/// `Nat` key), at a checkpoint that keeps a session once it passed (sticky) and
+/// changes things (not a trace): UDP, or a TCP data segment or ACK in window, of a
+/// session both sides have sent in. Its counters move and it is marked established.
+/// False, with nothing changed, for anything else, which `decide` takes whole.
+#[inline]
+pub fn established<F: Frame>(table: &CtTable, found: &table::Found, f: &F, m: &mut Meta, now: u32) -> bool {
+    if m.fragment || m.ct.tracked || found.state & SEEN_REPLY == 0 {
+        return false;
+    }
+    let dir = direction((m.ip_src, m.sport) > (m.ip_dst, m.dport), found);
+    let moved = match m.proto {
+        crate::wire::ipv4::PROTO_UDP => true,
+        crate::wire::ipv4::PROTO_TCP => super::key::segment(f.head(), f.len(), m)
+            .is_some_and(|seg| table.tcp_fast(found, dir, &seg, false) == Some(true)),
+        _ => false,
+    };
+    if moved {
+        table.account(found.index, dir, f.len() as u32, now);
+        m.ct =
+            CtMark { tracked: true, state: CtState::Established, session: found.index + 1, reply: dir == 1, hash: 0 };
+    }
+    moved
+}
+
+/// The way a packet travels in session `found` (1: from the side that answered),
+/// by whether its source is the higher end of the key.
+#[inline(always)]
+fn direction(src_hi: bool, found: &table::Found) -> usize {
+    (src_hi != (found.state & ORIG_HI != 0)) as usize
 }
 
 /// The hash of a TCP or UDP packet's key from its metadata alone (the common case);
@@ -334,7 +366,7 @@ fn session_of(cp: &Checkpoint, tuple: &super::Tuple, hash: u64) -> Option<(table
             cp.table.lookup(&key, if hash != 0 { hash } else { table::hash(&key) })?
         }
     };
-    Some((found, (src_hi != (found.state & ORIG_HI != 0)) as usize))
+    Some((found, direction(src_hi, &found)))
 }
 
 /// Tries at holding a session another core holds.

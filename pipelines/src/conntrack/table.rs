@@ -102,7 +102,7 @@ pub struct Nat {
 }
 
 /// What a translated session starts with besides its own key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct NatKey {
     pub key: CtKey,
     /// The service's id (stable across publishes).
@@ -505,8 +505,8 @@ impl CtTable {
     }
 
     /// The lines a `lookup_nat` of hash `h` reads in the sessions its first bucket (in
-    /// cache already) names by their `Nat` key: each one's key and state, and its `Nat`
-    /// key; for `each` to prefetch.
+    /// cache already) names by their `Nat` key, and the one tracking then writes: each
+    /// one's `Nat` key, its key and state, and its counters; for `each` to prefetch.
     #[inline]
     pub fn nat_lines(&self, h: u64, mut each: impl FnMut(*const u8)) {
         let Some(nat) = self.nat.get() else { return };
@@ -517,8 +517,10 @@ impl CtTable {
                 let i = entry_index(v) as usize;
                 if let (Some(s), Some(n)) = (self.sessions.get(i), nat.get(i)) {
                     let (s, n): (*const Session, *const Nat) = (s, n);
-                    each(s.cast());
                     each(n.cast());
+                    each(s.cast());
+                    // (Its counters, which the tracking pass adds to.)
+                    each(s.cast::<u8>().wrapping_add(64));
                 }
             }
         }

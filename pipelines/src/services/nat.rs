@@ -133,7 +133,8 @@ impl Fixed {
         let csum_at = if m.proto == ipv4::PROTO_TCP { l4 + 16 } else { l4 + 6 };
         let partial = f.offload().csum != L4Csum::None;
         let b = f.head_mut();
-        if m.ip_version != 4 || b.len() < (csum_at + 2).max(l3 + ipv4::MIN_LEN).max(l4 + 4) || l4 < l3 + ipv4::MIN_LEN {
+        // (With the L4 header after a whole IPv4 header, the checksum ends last.)
+        if m.ip_version != 4 || l4 < l3 + ipv4::MIN_LEN || b.len() < csum_at + 2 {
             return Err(DropReason::CtInvalid);
         }
         if b[l3 + ipv4::TTL] <= 1 {

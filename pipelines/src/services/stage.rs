@@ -64,6 +64,12 @@ impl<'a> At<'a> {
         f: &F,
         m: &mut Meta,
     ) -> Result<(), DropReason> {
+        if let (Some(found), false) = (&found, self.dry) {
+            // (The tracker as is: `TRACKING` keeps a session that passed.)
+            if conntrack::established(self.table, found, f, m, self.now) {
+                return Ok(());
+            }
+        }
         let cfg = CtPort { max_sessions: self.limit, ..TRACKING };
         let cp = Checkpoint {
             table: self.table,
@@ -86,6 +92,9 @@ enum Seen<'s> {
     Other,
     /// To a VIP: its service and the hash of the key it addressed.
     ToVip(&'s Vip, u64),
+    /// To a VIP, translated, a new connection: tracked once the bucket of its own key
+    /// is in cache.
+    Opening,
     FromBackend,
     /// An ICMP error, perhaps a backend's about a connection to a VIP.
     Error,
@@ -107,8 +116,9 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
     let out = |m: &Meta| snat.is_some_and(|n| n.masquerades(m.ip_dst)) && t.endpoints.get(vni, m.ip_dst).is_none();
     for (frames, meta) in frames.chunks_mut(BURST).zip(meta.chunks_mut(BURST)) {
         let mut seen = [Seen::Other; BURST];
-        // The keys packets to a VIP addressed, for the translation pass to find.
-        let mut keys = [CtKey::default(); BURST];
+        // The keys packets to a VIP addressed, for the translation pass to find; their
+        // service and backend are filled in when known, for a new session to carry.
+        let mut keys = [NatKey::default(); BURST];
         for (((f, m), seen), key) in frames.iter().zip(meta.iter_mut()).zip(seen.iter_mut()).zip(keys.iter_mut()) {
             if m.repeat {
                 // (Parsed here: what a service does depends on more than the MACs.)
@@ -126,8 +136,11 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
             }
             if m.dst == GATEWAY_MAC {
                 if let Some(vip) = services.at_vip(vni, m.ip_dst, m.dport, m.proto) {
-                    *key = Tuple::of_ports(m).key().0;
-                    let h = hash(key);
+                    // (The key the tracking pass's new session is found by: it is the
+                    // same after translation, the VIP being its other end.)
+                    key.key = Tuple::of_ports(m).key().0;
+                    key.service = vip.service.id;
+                    let h = hash(&key.key);
                     F::prefetch(at.table.bucket_line(h));
                     *seen = Seen::ToVip(vip, h);
                     continue;
@@ -147,30 +160,28 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
             match *seen {
                 Seen::ToVip(_, h) => at.table.nat_lines(h, F::prefetch),
                 Seen::FromBackend => at.table.session_lines(m.ct.hash, F::prefetch),
-                Seen::Other | Seen::Error | Seen::Out => {}
+                Seen::Other | Seen::Error | Seen::Out | Seen::Opening => {}
             }
         }
-        // The sessions the VIP keys found, for the tracking pass to take as they are, and
-        // the backends' places.
-        let mut held = [Kept::default(); BURST];
+        let passes = frames.iter_mut().zip(meta.iter_mut()).zip(seen.iter_mut()).zip(&mut keys);
+        for (((f, m), seen), nat) in passes {
+            let Seen::ToVip(vip, h) = *seen else { continue };
+            match translate(vip, h, at, f, m, nat) {
+                // A known connection is tracked at once. (Its `Nat` key too: a SYN that
+                // reopens it makes a new session.)
+                Ok(Some(held)) => {
+                    if let Err(r) = at.track(Some(nat), Some(held), f, m) {
+                        m.action = Action::Drop(r);
+                    }
+                }
+                Ok(None) => *seen = Seen::Opening,
+                Err(r) => m.action = Action::Drop(r),
+            }
+        }
         let passes = frames.iter_mut().zip(meta.iter_mut()).zip(&seen).zip(&keys);
-        for ((((f, m), seen), key), held) in passes.zip(held.iter_mut()) {
-            if let Seen::ToVip(vip, h) = *seen {
-                if let Err(r) = translate(vip, (key, h), at, f, m, held) {
-                    m.action = Action::Drop(r);
-                }
-            }
-        }
-        for (((f, m), seen), Kept { found: held, place: i }) in
-            frames.iter_mut().zip(meta.iter_mut()).zip(&seen).zip(held)
-        {
+        for (((f, m), seen), nat) in passes {
             let done = match *seen {
-                Seen::ToVip(vip, _) if m.action == Action::Continue => {
-                    let svc = &vip.service;
-                    // (Also for a held session: a SYN that reopens it makes a new one.)
-                    let nat = NatKey { key: vip_key_of(m, svc), service: svc.id, pick: svc.note(i) };
-                    at.track(Some(&nat), held, f, m).map(|()| None)
-                }
+                Seen::Opening if m.action == Action::Continue => at.track(Some(nat), None, f, m).map(|()| None),
                 Seen::FromBackend => match reverse(t, at, f, m) {
                     // An answer to a NodePort connection another switch called it in.
                     Ok(None) if m.dst == GATEWAY_MAC && peer(m) => Ok(Some(to_peer(t, f, m))),
@@ -214,44 +225,26 @@ fn settle(m: &mut Meta, done: Result<Option<Action>, DropReason>) {
     }
 }
 
-/// The key a packet to a VIP addressed, from the packet as translated (its client
-/// end: its source, or its destination when a backend called its own service) and its
-/// service.
-fn vip_key_of(m: &Meta, svc: &Service) -> crate::conntrack::CtKey {
-    let client = if m.ip_src == svc.vip { m.ip_dst } else { m.ip_src };
-    Tuple { zone: m.vni, proto: m.proto, src: (client, m.sport), dst: (svc.vip, svc.port) }.key().0
-}
-
-/// A VIP packet's connection as the translation left it for the tracking pass.
-#[derive(Clone, Copy, Default)]
-struct Kept {
-    /// Its session, if it has one.
-    found: Option<Found>,
-    /// Its backend's place in the service's backends.
-    place: u16,
-}
-
-/// A packet to a VIP (that addressed `vip_key`, which hashes to `h`) translated toward its
-/// connection's backend: the one its session holds, or a new pick (both into `out`,
-/// written in place: a result handed back whole is stored and reloaded at every
-/// packet). Where the backend's MAC is known it is also routed here (the gateway's work,
-/// without its lookup). For a new connection, its own key's bucket is fetched for the
-/// tracking pass.
+/// A packet to a VIP (that addressed `nat`'s key, which hashes to `h`) translated toward
+/// its connection's backend: the one its session (returned) holds, or a new pick. Which
+/// one is noted in `nat`. Where the backend's MAC is known it is also routed here (the
+/// gateway's work, without its lookup). For a new connection, its own key's bucket is
+/// fetched for the tracking pass.
 ///
 /// Hairpin: a backend that calls its own service and is picked would get its own
 /// address as the source, which its stack drops as a martian; the connection comes to it
 /// from the VIP instead (same source port), so its answers return through the gateway.
 fn translate<F: Frame>(
     vip: &Vip,
-    (vip_key, h): (&CtKey, u64),
+    h: u64,
     at: At,
     f: &mut F,
     m: &mut Meta,
-    out: &mut Kept,
-) -> Result<(), DropReason> {
+    nat: &mut NatKey,
+) -> Result<Option<Found>, DropReason> {
     let svc = &vip.service;
     let client = (m.ip_src, m.sport);
-    let found = at.table.lookup_nat(vip_key, h);
+    let found = at.table.lookup_nat(&nat.key, h);
     let (i, kept) = match found {
         // The place it noted in this very list of backends.
         Some(s) if s.pick >> 32 == svc.version as u64 => (s.pick as u16, Some(s)),
@@ -291,8 +284,8 @@ fn translate<F: Frame>(
         m.ct.hash = hash(&Tuple::of_ports(m).key().0);
         F::prefetch(at.table.bucket_line(m.ct.hash));
     }
-    *out = Kept { found: kept, place: i };
-    Ok(())
+    nat.pick = svc.note(i);
+    Ok(kept)
 }
 
 /// The place of the backend that connection `held` (its session, found by its `Nat`

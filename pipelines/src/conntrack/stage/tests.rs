@@ -283,3 +283,61 @@ fn unanswered_flows_keep_one_session_each() {
     }
     assert_eq!(r.table.sessions().count(), 3000);
 }
+
+/// Packet `bytes` at a sticky port `cfg` of `table`, its session found first by its
+/// own key as a caller holding it would, tried by `established` and then, if that
+/// declines, by `decide`; or by `decide` alone. The mark, the verdict, and whether
+/// `established` took it.
+fn held_or_decided(table: &CtTable, cfg: &CtPort, bytes: &[u8], shortcut: bool) -> (CtMark, bool, bool) {
+    let f = VecFrame::new(bytes);
+    let mut m = Meta::default();
+    parse(bytes, &mut m);
+    m.vni = 100;
+    let (key, _) = super::super::Tuple::of_ports(&m).key();
+    let found = if shortcut { table.lookup(&key, table::hash(&key)) } else { None };
+    if let Some(found) = &found {
+        if established(table, found, &f, &mut m, 2000) {
+            return (m.ct, true, true);
+        }
+    }
+    let cp = Checkpoint { table, port: 2, cfg, dir: Direction::In, core: 0, now: 2000, dry: false, nat: None, found };
+    let ok = decide(&cp, &f, &mut m, |_, _| (Verdict::Allow, None)).1.is_ok();
+    (m.ct, ok, false)
+}
+
+#[test]
+fn the_established_shortcut_moves_a_session_as_the_tracker_does() {
+    use super::super::tcp::{ACK, FIN, PSH, RST, SYN};
+    let cfg = CtPort { sticky: true, ..CtPort::default() };
+    let (ours, oracle) = (CtTable::new(64, 1, 8), CtTable::new(64, 1, 8));
+    let packets = [
+        udp(VM2, 5000, VM1, 53),
+        // Unanswered: the shortcut declines, the tracker keeps it new.
+        udp(VM2, 5000, VM1, 53),
+        udp(VM1, 53, VM2, 5000),
+        udp(VM2, 5000, VM1, 53),
+        tcp(VM2, 40000, VM1, 80, SYN, 100, 0, 0),
+        tcp(VM1, 80, VM2, 40000, SYN | ACK, 900, 101, 0),
+        tcp(VM2, 40000, VM1, 80, ACK, 101, 901, 0),
+        tcp(VM2, 40000, VM1, 80, ACK | PSH, 101, 901, 500),
+        tcp(VM1, 80, VM2, 40000, ACK, 901, 601, 1000),
+        // Out of window: both call it invalid.
+        tcp(VM1, 80, VM2, 40000, ACK, 901 + 10_000_000, 601, 10),
+        // A SYN in an established connection, a FIN and a RST: for the tracker.
+        tcp(VM2, 40000, VM1, 80, SYN, 77, 0, 0),
+        tcp(VM2, 40000, VM1, 80, FIN | ACK, 601, 1901, 0),
+        tcp(VM1, 80, VM2, 40000, RST | ACK, 1901, 602, 0),
+    ];
+    let mut taken = vec![];
+    for (i, p) in packets.iter().enumerate() {
+        let (mark, ok, by_shortcut) = held_or_decided(&ours, &cfg, p, true);
+        let (oracle_mark, oracle_ok, _) = held_or_decided(&oracle, &cfg, p, false);
+        assert_eq!((mark, ok), (oracle_mark, oracle_ok), "packet {i}");
+        let (va, vb): (Vec<_>, Vec<_>) = (ours.sessions().collect(), oracle.sessions().collect());
+        assert_eq!(va, vb, "sessions after packet {i}");
+        if by_shortcut {
+            taken.push(i);
+        }
+    }
+    assert_eq!(taken, vec![3, 7, 8], "answered UDP, and TCP data and ACKs of an established connection");
+}
