@@ -19,6 +19,10 @@ const NA_LEN: usize = 32;
 const NA_ROUTER: u8 = 0x80;
 const NA_SOLICITED: u8 = 0x40;
 const NA_OVERRIDE: u8 = 0x20;
+/// All nodes on the link (ff02::1), where a solicitation from the unspecified address
+/// (duplicate address detection) is answered (RFC 4861 7.2.4), and its MAC.
+const ALL_NODES: u128 = 0xff02 << 112 | 1;
+const ALL_NODES_MAC: Mac = Mac([0x33, 0x33, 0, 0, 0, 1]);
 /// The hop limit of packets the gateway originates.
 const HOP_LIMIT: u8 = 64;
 
@@ -97,21 +101,27 @@ pub fn learned<F: Frame>(net: &Network, f: &F, m: &Meta, port: PortId) -> Option
 
 /// A neighbour solicitation from a VM in `net` for the gateway or a known endpoint,
 /// turned into the advertisement and sent back to `port`. None: not one of those, or
-/// duplicate address detection (the asker has no address yet: the owner answers).
+/// duplicate address detection of an endpoint's address (the owner answers that one,
+/// wherever it is; the gateway's is defended here, as the owner would).
 pub fn answer_nd<F: Frame>(eps: &Endpoints, net: &Network, f: &mut F, m: &mut Meta, port: PortId) -> Option<Action> {
     let (l3, l4) = (m.l3 as usize, m.l4 as usize);
     // No extension headers, and the hop limit a neighbour's packet has (RFC 4861 7.1.1).
-    if m.sport != ND_SOLICIT || l4 != l3 + 40 || f.head().get(l3 + 7) != Some(&255) || m.ip_src == 0 || m.fragment {
+    if m.sport != ND_SOLICIT || l4 != l3 + 40 || f.head().get(l3 + 7) != Some(&255) || m.fragment {
         return None;
     }
     let target = u128::from_be_bytes(f.head().get(l4 + 8..l4 + 24)?.try_into().ok()?);
+    if m.ip_src == 0 && !net.gateway.owns(target) {
+        return None;
+    }
     let (mac, router) = owner(eps, net, target, m.src)?;
     advertise(f, m, target, mac, router).then_some(Action::Tx(port))
 }
 
 /// The solicitation in `f` (of `target`, checked by the caller) turned in place into the
-/// advertisement that `mac` holds `target` (a router's if `router`), to the asker; false
-/// if it cannot be (nothing changed then).
+/// advertisement that `mac` holds `target` (a router's if `router`), to the asker, or to
+/// all nodes, unsolicited, if the asker has no address yet (it is checking that nobody
+/// holds `target` before it takes it: this says somebody does); false if it cannot be
+/// (nothing changed then).
 pub(crate) fn advertise<F: Frame>(f: &mut F, m: &mut Meta, target: u128, mac: Mac, router: bool) -> bool {
     let (l3, l4) = (m.l3 as usize, m.l4 as usize);
     let need = l4 + NA_LEN;
@@ -127,7 +137,8 @@ pub(crate) fn advertise<F: Frame>(f: &mut F, m: &mut Meta, target: u128, mac: Ma
     if f.head().len() < need {
         return false;
     }
-    let asker = m.ip_src;
+    let (asker, asker_mac, solicited) =
+        if m.ip_src == 0 { (ALL_NODES, ALL_NODES_MAC, 0) } else { (m.ip_src, m.src, NA_SOLICITED) };
     let b = f.head_mut();
     b[l3 + 4..l3 + 6].copy_from_slice(&(NA_LEN as u16).to_be_bytes());
     b[l3 + 6] = ipv4::PROTO_ICMPV6;
@@ -137,7 +148,7 @@ pub(crate) fn advertise<F: Frame>(f: &mut F, m: &mut Meta, target: u128, mac: Ma
     let na = &mut b[l4..need];
     na.fill(0);
     na[0] = ND_ADVERT;
-    na[4] = NA_SOLICITED | NA_OVERRIDE | if router { NA_ROUTER } else { 0 };
+    na[4] = solicited | NA_OVERRIDE | if router { NA_ROUTER } else { 0 };
     na[8..24].copy_from_slice(&target.to_be_bytes());
     na[24] = 2; // target link-layer address, one 8-byte unit
     na[25] = 1;
@@ -145,7 +156,7 @@ pub(crate) fn advertise<F: Frame>(f: &mut F, m: &mut Meta, target: u128, mac: Ma
     let pseudo = ones_sum(&b[l3 + 8..l3 + 40]) + NA_LEN as u32 + ipv4::PROTO_ICMPV6 as u32;
     let sum = pseudo + ones_sum(&b[l4..need]);
     b[l4 + 2..l4 + 4].copy_from_slice(&crate::wire::checksum(sum).to_be_bytes());
-    set_macs(f, m, m.src, mac);
+    set_macs(f, m, asker_mac, mac);
     m.ip_src = target;
     m.ip_dst = asker;
     m.sport = ND_ADVERT as u16;

@@ -267,6 +267,36 @@ fn neighbour_solicitations_for_the_gateway_and_endpoints_are_advertised_back() {
     assert_eq!(m[2].action, Action::Flood { vni: 100 });
 }
 
+/// A duplicate address detection probe for `target`: a solicitation from the
+/// unspecified address, without a link-layer address option (RFC 4862 5.4.2).
+fn dad_probe(target: u128) -> Vec<u8> {
+    let mut f = solicitation(target, false);
+    f[22..38].fill(0);
+    f[56..58].fill(0);
+    let c = crate::wire::checksum(ipv6_sum(&f, 14));
+    f[56..58].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+#[test]
+fn a_vm_checking_whether_the_gateway_address_is_free_is_told_it_is_taken() {
+    let t = tables(true);
+    let ep6 = 0xfd00_0000_0000_0000_0000_0000_0000_0002u128;
+    let (f, m) = run(&t, &[dad_probe(GW6), dad_probe(ep6)]);
+    assert_eq!(m[0].action, Action::Tx(VM1));
+    let b = f[0].bytes();
+    assert_eq!((&b[0..6], &b[6..12]), (&[0x33, 0x33, 0, 0, 0, 1][..], &GATEWAY_MAC.0[..]), "to all nodes' MAC");
+    assert_eq!(u128::from_be_bytes(b[22..38].try_into().unwrap()), GW6);
+    assert_eq!(u128::from_be_bytes(b[38..54].try_into().unwrap()), 0xff02 << 112 | 1, "to all nodes");
+    assert_eq!((b[21], b[54]), (255, 136));
+    assert_eq!(b[58], 0x80 | 0x20, "a router's, overriding, not solicited (RFC 4861 7.2.4)");
+    assert_eq!(u128::from_be_bytes(b[62..78].try_into().unwrap()), GW6);
+    assert_eq!((&b[78..80], &b[80..86]), (&[2u8, 1][..], &GATEWAY_MAC.0[..]));
+    assert_eq!(ipv6_sum(b, 14), 0xffff, "ICMPv6 checksum");
+    // An endpoint's address is its owner's to defend, wherever it is: the probe goes on.
+    assert_eq!(m[1].action, Action::Flood { vni: 100 });
+}
+
 #[test]
 fn addresses_vms_speak_for_are_reported_for_the_endpoint_table() {
     let t = tables(true);

@@ -1061,6 +1061,28 @@ mod stage {
     }
 
     #[test]
+    fn the_uplink_defends_the_host_ipv6_address_against_a_host_that_would_take_it() {
+        let table = Arc::new(CtTable::new(64, 1, 16));
+        let t = north_south6(&table);
+        // Duplicate address detection: from the unspecified address, no link-layer option.
+        let mut probe = crate::gateway::ask::solicitation_by(0, OUT_MAC, HOST6).to_vec();
+        probe.truncate(54 + 24);
+        probe[18..20].copy_from_slice(&24u16.to_be_bytes());
+        probe[56..58].fill(0);
+        let c = crate::wire::checksum(sum6(&probe[14..54], &probe[54..]));
+        probe[56..58].copy_from_slice(&c.to_be_bytes());
+        let (f, m) = run_uplink(&t, &[probe]);
+        assert_eq!(m[0].action, Action::Tx(UPLINK), "{:?}", m[0]);
+        let b = f[0].bytes();
+        assert_eq!((&b[0..6], &b[6..12]), (&[0x33, 0x33, 0, 0, 0, 1][..], &HOST_MAC.0[..]), "to all nodes' MAC");
+        assert_eq!(u128::from_be_bytes(b[38..54].try_into().unwrap()), 0xff02 << 112 | 1, "to all nodes");
+        assert_eq!((b[54], b[58]), (136, 0x20), "an advertisement, overriding, unsolicited, not a router's");
+        assert_eq!(u128::from_be_bytes(b[62..78].try_into().unwrap()), HOST6);
+        assert_eq!(&b[80..86], &HOST_MAC.0, "the host's MAC");
+        assert_eq!(sum6(&b[14..54], &b[54..]), 0xffff);
+    }
+
+    #[test]
     fn ipv6_services_translate_both_ways_with_checksums_right() {
         let table = Arc::new(CtTable::new(64, 1, 16));
         table.enable_nat(|_, _| 0);

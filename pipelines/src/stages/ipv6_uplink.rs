@@ -29,11 +29,10 @@ pub(super) fn from_uplink6<F: Frame>(
         match m.sport {
             ND_SOLICIT => {
                 let target = f.head().get(l4 + 8..l4 + 24).and_then(|b| b.try_into().ok()).map(u128::from_be_bytes);
-                // A neighbour's hop limit and no extension headers (RFC 4861 7.1.1); an
-                // unspecified source is duplicate address detection, which the owner does
-                // not answer this way.
-                let neighbour =
-                    f.head().get(m.l3 as usize + 7) == Some(&255) && l4 == m.l3 as usize + 40 && m.ip_src != 0;
+                // A neighbour's hop limit and no extension headers (RFC 4861 7.1.1). (From
+                // the unspecified address: another host checks whether the address is
+                // free before it takes it; answered to all nodes, it is not.)
+                let neighbour = f.head().get(m.l3 as usize + 7) == Some(&255) && l4 == m.l3 as usize + 40;
                 if target != Some(host) || !neighbour || !advertise(f, m, host, v.mac, false) {
                     return Action::Drop(DropReason::ArpNotForUs);
                 }
