@@ -507,6 +507,19 @@ impl Netns {
     pub fn quiet(&self, ifname: &str) {
         self.exec_ok(&["sysctl", "-qw", &format!("net.ipv6.conf.{ifname}.disable_ipv6=1")]);
     }
+
+    /// Adds IPv6 address `cidr` to `ifname` as a host does, with duplicate address
+    /// detection, and waits for its outcome: true if the kernel found the address taken
+    /// (`dadfailed`), false once it holds it.
+    pub fn address_taken(&self, ifname: &str, cidr: &str) -> bool {
+        self.exec_ok(&["ip", "-6", "addr", "add", cidr, "dev", ifname]);
+        let ip = cidr.split('/').next().unwrap_or(cidr);
+        let state = || self.exec_ok(&["ip", "-6", "addr", "show", "dev", ifname, "to", ip]);
+        wait_until(Duration::from_secs(8), || !state().contains("tentative") || state().contains("dadfailed"));
+        let s = state();
+        assert!(s.contains(ip), "{ip} on {ifname}: {s}");
+        s.contains("dadfailed")
+    }
 }
 
 impl Drop for Netns {

@@ -85,6 +85,16 @@ fn the_gateway_routes_between_subnets_of_a_network() {
     assert_eq!(list.as_array().unwrap().len(), 3, "{list}");
 }
 
+/// Duplicate address detection, judged by the kernel: a VM that would take the
+/// gateway's IPv6 address finds it taken; an address nobody holds it gets.
+#[test]
+fn a_vm_that_would_take_the_gateway_ipv6_address_finds_it_taken() {
+    let d = Daemon::start();
+    let (a, _b) = two_subnets(&d);
+    assert!(a.ns.address_taken(&a.ifname, "fd00:71:1::fe/64"), "the gateway's address");
+    assert!(!a.ns.address_taken(&a.ifname, "fd00:71:1::77/64"), "an address nobody holds");
+}
+
 #[test]
 fn the_switch_answers_arp_and_nd_for_known_addresses_without_a_flood() {
     let d = Daemon::start();

@@ -441,8 +441,9 @@ fn a_vip_spreads_over_backends_here_and_behind_the_kernel_vtep_and_a_long_connec
 /// North-south over IPv6 against host B's kernel: with the host's IPv6 address on the
 /// uplink (`vtep set --ip6`), a VM's TCP, UDP and ping to a server beyond it leave from
 /// that address (the server sees it), an ICMPv6 error comes back to the VM, and host B
-/// reaches a node port of an IPv6 service at it. Both neighbours find each other by neighbour discovery: the switch answers host
-/// B's solicitations and asks for host B's address itself.
+/// reaches a node port of an IPv6 service at it. Both neighbours find each other by
+/// neighbour discovery: the switch answers host B's solicitations and asks for host B's
+/// address itself, and defends its address against host B's duplicate address detection.
 #[test]
 fn vms_reach_the_outside_over_ipv6_and_the_outside_reaches_a_node_port() {
     let o = Overlay::new();
@@ -482,6 +483,8 @@ fn vms_reach_the_outside_over_ipv6_and_the_outside_reaches_a_node_port() {
     );
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(names(ns, "fd00:50::1", "30080", false), serde_json::json!({"vm1 fd00:50::2": 10}));
+    // Host B, were it to take the host's address too, finds it taken.
+    assert!(ns.address_taken(&o.host_b.ifname, "fd00:50::1/64"), "duplicate address detection");
     for s in &mut servers {
         let _ = s.kill();
         let _ = s.wait();
