@@ -207,16 +207,27 @@ fn quick_hash(m: &Meta) -> Option<u64> {
     Some(table::hash(&super::Tuple::of_ports(m).key().0))
 }
 
+/// Starts fetching packet `m`'s index bucket, and notes its hash, unless an earlier
+/// stage did: a stage that knows early that the packet will be tracked calls it, so
+/// that more of the miss is over by the time `prefetch` reads the bucket.
+#[inline(always)]
+pub fn prefetch_bucket<F: Frame>(table: &CtTable, m: &mut Meta) {
+    if m.ct.hash != 0 || m.action != crate::Action::Continue {
+        return;
+    }
+    if let Some(h) = quick_hash(m) {
+        m.ct.hash = h;
+        F::prefetch(table.bucket_line(h));
+    }
+}
+
 /// Brings a batch's table entries into cache before it is tracked: every packet's
 /// bucket, then the sessions the buckets name, so the misses of the batch overlap
 /// instead of following one another.
 #[inline]
 pub fn prefetch<F: Frame>(table: &CtTable, meta: &mut [Meta]) {
     for m in meta.iter_mut() {
-        if let Some(h) = quick_hash(m).filter(|_| m.action == crate::Action::Continue) {
-            m.ct.hash = h;
-            F::prefetch(table.bucket_line(h));
-        }
+        prefetch_bucket::<F>(table, m);
     }
     for m in meta.iter().filter(|m| m.ct.hash != 0) {
         table.session_lines(m.ct.hash, F::prefetch);

@@ -95,6 +95,9 @@ enum Seen<'s> {
     /// To a VIP, translated, a new connection: tracked once the bucket of its own key
     /// is in cache.
     Opening,
+    /// To a VIP, translated, of this session: tracked in the last pass, after a packet
+    /// before it that is (the two may be of one connection: a hairpin's).
+    Held(Found),
     FromBackend,
     /// An ICMP error, perhaps a backend's about a connection to a VIP.
     Error,
@@ -126,6 +129,9 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
                 m.repeat = false;
             }
             m.vni = vni;
+            // The hash the parse stage may have noted is kept for a packet to a VIP
+            // only: the others may be translated before they are tracked.
+            let noted = std::mem::take(&mut m.ct.hash);
             if !translatable(m) {
                 if icmp_error(f.head(), m) {
                     *seen = Seen::Error;
@@ -140,7 +146,8 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
                     // same after translation, the VIP being its other end.)
                     key.key = Tuple::of_ports(m).key().0;
                     key.service = vip.service.id;
-                    let h = hash(&key.key);
+                    // (Its bucket is on its way already if the parse stage asked for it.)
+                    let h = if noted != 0 { noted } else { hash(&key.key) };
                     F::prefetch(at.table.bucket_line(h));
                     *seen = Seen::ToVip(vip, h);
                     continue;
@@ -160,21 +167,31 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
             match *seen {
                 Seen::ToVip(_, h) => at.table.nat_lines(h, F::prefetch),
                 Seen::FromBackend => at.table.session_lines(m.ct.hash, F::prefetch),
-                Seen::Other | Seen::Error | Seen::Out | Seen::Opening => {}
+                Seen::Other | Seen::Error | Seen::Out | Seen::Opening | Seen::Held(_) => {}
             }
         }
+        // Packets are tracked in the order they came: one that the last pass tracks
+        // holds back those after it.
+        let mut waiting = false;
         let passes = frames.iter_mut().zip(meta.iter_mut()).zip(seen.iter_mut()).zip(&mut keys);
         for (((f, m), seen), nat) in passes {
-            let Seen::ToVip(vip, h) = *seen else { continue };
+            let Seen::ToVip(vip, h) = *seen else {
+                waiting |= matches!(*seen, Seen::FromBackend | Seen::Error | Seen::Out);
+                continue;
+            };
             match translate(vip, h, at, f, m, nat) {
-                // A known connection is tracked at once. (Its `Nat` key too: a SYN that
-                // reopens it makes a new session.)
-                Ok(Some(held)) => {
+                // A known connection is tracked at once, unless it waits. (With its `Nat`
+                // key too: a SYN that reopens it makes a new session.)
+                Ok(Some(held)) if !waiting => {
                     if let Err(r) = at.track(Some(nat), Some(held), f, m) {
                         m.action = Action::Drop(r);
                     }
                 }
-                Ok(None) => *seen = Seen::Opening,
+                Ok(Some(held)) => *seen = Seen::Held(held),
+                Ok(None) => {
+                    *seen = Seen::Opening;
+                    waiting = true;
+                }
                 Err(r) => m.action = Action::Drop(r),
             }
         }
@@ -182,6 +199,9 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
         for (((f, m), seen), nat) in passes {
             let done = match *seen {
                 Seen::Opening if m.action == Action::Continue => at.track(Some(nat), None, f, m).map(|()| None),
+                Seen::Held(held) if m.action == Action::Continue => {
+                    at.track(Some(nat), Some(held), f, m).map(|()| None)
+                }
                 Seen::FromBackend => match reverse(t, at, f, m) {
                     // An answer to a NodePort connection another switch called it in.
                     Ok(None) if m.dst == GATEWAY_MAC && peer(m) => Ok(Some(to_peer(t, f, m))),
@@ -212,6 +232,18 @@ pub fn from_backend<F: Frame>(t: &L2Tables, at: At, f: &mut F, m: &mut Meta) {
         return;
     };
     settle(m, done);
+}
+
+/// Starts fetching the session index bucket of a VM's TCP or UDP packet to the gateway
+/// in network `vni` (which has services) as soon as it is parsed: the service stage's
+/// second pass reads the bucket of a packet to a VIP, and the longer before, the more of
+/// its miss is over. (The stage keeps the hash noted here for a packet to a VIP only.)
+#[inline(always)]
+pub fn prefetch_bucket<F: Frame>(table: &CtTable, vni: u32, m: &mut Meta) {
+    if m.dst == GATEWAY_MAC {
+        m.vni = vni;
+        conntrack::prefetch_bucket::<F>(table, m);
+    }
 }
 
 /// What a step of the stage decided for `m`: routed (its action), nothing (it goes on

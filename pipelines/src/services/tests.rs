@@ -454,6 +454,28 @@ mod stage {
         assert_eq!(table.sessions().count(), 1);
     }
 
+    #[test]
+    fn a_hairpin_connections_two_ends_in_one_batch_are_tracked_in_their_order() {
+        let (_table, t) = switch(64, &[2]);
+        let vip = u32::from_be_bytes(VIP);
+        let me = (ip(2), 40000);
+        let (server, from_vip) = ((ip(2), 8080), (vip, 40000));
+        for pkt in [
+            tcp(GATEWAY_MAC, mac(2), me, (vip, 80), 0x02, 1000, 0),
+            tcp(GATEWAY_MAC, mac(2), server, from_vip, 0x12, 5000, 1001),
+            tcp(GATEWAY_MAC, mac(2), me, (vip, 80), 0x10, 1001, 5001),
+        ] {
+            let (_, m) = run(&t, B1, &[pkt]);
+            assert_eq!(m[0].action, Action::Tx(B1), "{:?}", m[0]);
+        }
+        // The server's data, then the client's ACK of it, in one batch: the ACK is fine
+        // only after the data (an ACK of data not seen yet is out of window).
+        let data = tcp(GATEWAY_MAC, mac(2), server, from_vip, 0x18, 5005, 1005);
+        let ack = tcp(GATEWAY_MAC, mac(2), me, (vip, 80), 0x10, 1005, 5009);
+        let (_, m) = run(&t, B1, &[data, ack]);
+        assert_eq!((m[0].action, m[1].action), (Action::Tx(B1), Action::Tx(B1)), "{m:?}");
+    }
+
     /// An IPv4 frame carrying `l4` (its checksums are the caller's).
     fn ipv4_frame(dst_mac: Mac, src_mac: Mac, src: u32, dst: u32, proto: u8, l4: &[u8]) -> Vec<u8> {
         let mut b = tcp(dst_mac, src_mac, (src, 0), (dst, 0), 0, 0, 0);

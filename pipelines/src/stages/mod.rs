@@ -57,7 +57,16 @@ pub const REPEAT_BYTES: usize = 16;
 /// more than their MACs), a frame whose first `REPEAT_BYTES` equal the previous frame's
 /// is not parsed but marked `repeat`: `from_vm` then gives it the previous frame's
 /// decision if no stage on the way could have told them apart, and parses it otherwise.
+/// In a network with services, a packet to the gateway starts its session bucket
+/// coming as soon as it is parsed.
 pub fn parse_vm_batch<F: Frame>(t: &L2Tables, port: PortId, vni: u32, frames: &[F], meta: &mut [Meta]) {
+    if let (true, Some(table)) = (t.services.in_network(vni), t.ct.table.as_deref()) {
+        for (f, m) in frames.iter().zip(meta.iter_mut()) {
+            parse(f.head(), m);
+            services::prefetch_bucket::<F>(table, vni, m);
+        }
+        return;
+    }
     if !plain_in(t, port) || t.services.in_network(vni) {
         return parse_batch(frames, meta);
     }
@@ -256,10 +265,16 @@ impl<'t> Switching<'t> {
         // The policer's burst: once for the whole burst when all of it is green (a
         // policer with room to spare), else packet by packet.
         let (mut bytes, mut packets) = (0, 0);
+        // (A stateful port's index buckets start coming now: the policer's passes hide
+        // some of their miss.)
+        let tracked = t.ct.port(port).and(t.ct.table.as_deref());
         for (f, m) in frames.iter().zip(meta.iter_mut()) {
             if admit(t, vni, self.gateway.is_some(), m) {
                 bytes += f.wire_len() as u64;
                 packets += 1;
+                if let Some(table) = tracked {
+                    conntrack::prefetch_bucket::<F>(table, m);
+                }
             }
         }
         if packets > 0 && !core.meters.all_green(qos, port, Direction::In, ctx.clock, bytes, packets) {

@@ -173,6 +173,8 @@ fn leave<F: Frame>(
     if !to_host(f, m) {
         return Err(DropReason::CtInvalid);
     }
+    // (A hash an earlier step noted was of the packet before it was rewritten.)
+    m.ct.hash = 0;
     m.vni = OUTSIDE;
     // (Also for a found session: a SYN that reopens it makes a new one.)
     let nat = NatKey { key: inside, service: 0, pick: 0 };
