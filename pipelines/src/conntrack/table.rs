@@ -477,16 +477,23 @@ impl CtTable {
     #[inline(always)]
     pub fn lookup(&self, key: &CtKey, h: u64) -> Option<Found> {
         let (b1, b2, tag) = self.buckets_of(h);
-        let w = key_words(key);
-        for b in [b1, b2] {
+        // (No session has index u32::MAX: an entry holds index + 1 below bit 31.)
+        self.live_with_key(&key_words(key), [b1, b2], tag, u32::MAX)
+    }
+
+    /// The first live session other than `skip` whose own key is `w`, as `buckets` name
+    /// them under `tag`.
+    #[inline(always)]
+    fn live_with_key(&self, w: &KeyWords, buckets: [usize; 2], tag: u32, skip: u32) -> Option<Found> {
+        for b in buckets {
             for e in &self.buckets[b] {
                 let v = e.load(Acquire);
                 if v == 0 || v & NAT_ENTRY != 0 || (v >> 32) as u32 != tag {
                     continue;
                 }
                 let index = (v as u32).wrapping_sub(1);
-                let Some(s) = self.sessions.get(index as usize) else { continue };
-                if let Some(gen) = Self::key_is(s, &w) {
+                let Some(s) = self.sessions.get(index as usize).filter(|_| index != skip) else { continue };
+                if let Some(gen) = Self::key_is(s, w) {
                     let state = s.state.load(Acquire);
                     if state & DEAD == 0 {
                         return Some(Found { index, gen, state, pick: 0 });
@@ -826,19 +833,7 @@ impl CtTable {
     /// and gives up (both may), so at most one such session stays.
     fn taken(&self, key: &CtKey, buckets: [usize; 2], tag: u32, index: u32) -> bool {
         fence(SeqCst);
-        let w = key_words(key);
-        buckets.iter().flat_map(|&b| &self.buckets[b]).any(|e| {
-            let v = e.load(Acquire);
-            let other = entry_index(v);
-            v & NAT_ENTRY == 0
-                && (v >> 32) as u32 == tag
-                && v != 0
-                && other != index
-                && self
-                    .sessions
-                    .get(other as usize)
-                    .is_some_and(|s| Self::key_is(s, &w).is_some() && s.state.load(Acquire) & DEAD == 0)
-        })
+        self.live_with_key(&key_words(key), buckets, tag, index).is_some()
     }
 
     /// Indexes new session `index` by its `Nat` key too; false if both buckets are full.
