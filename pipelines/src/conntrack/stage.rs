@@ -47,7 +47,36 @@ pub fn decide<F: Frame>(
     if m.fragment && m.ip_version != 0 {
         return fragment(cp, f, m, acl);
     }
-    decide_whole(cp, f, m, acl)
+    let known = match (cp.found, hashed(m)) {
+        (Some(found), _) => Some(Some(found)),
+        (None, Some(h)) => {
+            let found = cp.table.lookup(&super::Tuple::of_ports(m).key().0, h);
+            if let (Some(found), false) = (&found, cp.dry) {
+                if held_here(cp, found, f, m) {
+                    return (None, Ok(()));
+                }
+            }
+            Some(found)
+        }
+        (None, None) => None,
+    };
+    decide_whole(cp, f, m, known, acl)
+}
+
+/// The common packet at a port, of a session its rules still allow there (as of the
+/// port's policy epoch, or for good at a sticky port): taken whole by `moves`, without
+/// the tracker's other cases or the rules. False, with nothing changed, otherwise.
+#[inline(always)]
+fn held_here<F: Frame>(cp: &Checkpoint, found: &table::Found, f: &F, m: &mut Meta) -> bool {
+    let dir = direction((m.ip_src, m.sport) > (m.ip_dst, m.dport), found);
+    // Which side of the session this port is: the sender's on the way in.
+    let side = dir ^ (cp.dir == Direction::Out) as usize;
+    let allowed = cp.cfg.sticky
+        || (cp.table.epochs(found.index)[side] == cp.cfg.epoch && found.state & table::REVOKED[side] == 0);
+    let taken = allowed && moves(cp.table, found, dir, f, m, cp.now, cp.cfg.liberal);
+    #[cfg(test)]
+    tests::HELD_HERE.with(|n| n.set(n.get() + taken as u32));
+    taken
 }
 
 /// A datagram's fragments follow their first: a later fragment passes this checkpoint
@@ -62,7 +91,7 @@ fn fragment<F: Frame>(
 ) -> Decision {
     let key = fragment_key(cp, f, m);
     if m.l4 != 0 {
-        let d = decide_whole(cp, f, m, acl);
+        let d = decide_whole(cp, f, m, cp.found.map(Some), acl);
         if let (Ok(()), Some((k, _))) = (&d.1, key) {
             if !cp.dry {
                 cp.table.frag_passed(k, cp.now);
@@ -108,14 +137,16 @@ fn fragment_key<F: Frame>(cp: &Checkpoint, f: &F, m: &Meta) -> Option<(u64, u16)
     Some((table::hash(&t.key().0) | 1, offset))
 }
 
+/// `known`: the packet's session, if the caller looked it up (or found it otherwise).
 fn decide_whole<F: Frame>(
     cp: &Checkpoint,
     f: &F,
     m: &mut Meta,
+    known: Option<Option<table::Found>>,
     mut acl: impl FnMut(Direction, &Meta) -> AclAnswer,
 ) -> Decision {
     if !m.ct.tracked {
-        m.ct = track(cp, f, m);
+        m.ct = track(cp, f, m, known);
     }
     let deny = |d: Direction| match d {
         Direction::In => DropReason::AclDenyIn,
@@ -167,19 +198,36 @@ fn decide_whole<F: Frame>(
 
 /// The common packet of a session its caller found already (the service stage, by its
 /// `Nat` key), at a checkpoint that keeps a session once it passed (sticky) and
-/// changes things (not a trace): UDP, or a TCP data segment or ACK in window, of a
-/// session both sides have sent in. Its counters move and it is marked established.
-/// False, with nothing changed, for anything else, which `decide` takes whole.
+/// changes things (not a trace). False, with nothing changed, where `moves` declines,
+/// for `decide` to take whole.
 #[inline]
 pub fn established<F: Frame>(table: &CtTable, found: &table::Found, f: &F, m: &mut Meta, now: u32) -> bool {
+    let dir = direction((m.ip_src, m.sport) > (m.ip_dst, m.dport), found);
+    moves(table, found, dir, f, m, now, false)
+}
+
+/// A packet travelling `dir` in session `found` that changes nothing but its counters:
+/// UDP, or a TCP data segment or ACK in window (`liberal`: the port's switch), of a
+/// session both sides have sent in. Its counters move and it is marked established.
+/// False, with nothing changed, for anything else (a whole packet's other cases,
+/// fragments, a packet tracked already).
+#[inline(always)]
+fn moves<F: Frame>(
+    table: &CtTable,
+    found: &table::Found,
+    dir: usize,
+    f: &F,
+    m: &mut Meta,
+    now: u32,
+    liberal: bool,
+) -> bool {
     if m.fragment || m.ct.tracked || found.state & SEEN_REPLY == 0 {
         return false;
     }
-    let dir = direction((m.ip_src, m.sport) > (m.ip_dst, m.dport), found);
     let moved = match m.proto {
         crate::wire::ipv4::PROTO_UDP => true,
         crate::wire::ipv4::PROTO_TCP => super::key::segment(f.head(), f.len(), m)
-            .is_some_and(|seg| table.tcp_fast(found, dir, &seg, false) == Some(true)),
+            .is_some_and(|seg| table.tcp_fast(found, dir, &seg, liberal) == Some(true)),
         _ => false,
     };
     if moved {
@@ -205,6 +253,16 @@ fn quick_hash(m: &Meta) -> Option<u64> {
         return None;
     }
     Some(table::hash(&super::Tuple::of_ports(m).key().0))
+}
+
+/// A TCP or UDP packet's hash as a stage before noted it (it is the hash of the
+/// packet's tuple as it stands), or made now; None for the rest.
+#[inline(always)]
+fn hashed(m: &Meta) -> Option<u64> {
+    if m.ct.hash != 0 && !m.ct.tracked {
+        return Some(m.ct.hash);
+    }
+    quick_hash(m)
 }
 
 /// Starts fetching packet `m`'s index bucket, and notes its hash, unless an earlier
@@ -247,8 +305,8 @@ fn reversed(m: &Meta) -> Meta {
 
 /// Finds the packet's session and moves its state.
 #[inline(always)]
-fn track<F: Frame>(cp: &Checkpoint, f: &F, m: &Meta) -> CtMark {
-    let (mark, why) = find(cp, f, m);
+fn track<F: Frame>(cp: &Checkpoint, f: &F, m: &Meta, known: Option<Option<table::Found>>) -> CtMark {
+    let (mark, why) = find(cp, f, m, known);
     if let (CtState::Invalid, Some(why)) = (mark.state, why) {
         if !cp.dry {
             cp.table.invalid(cp.core, why);
@@ -258,7 +316,12 @@ fn track<F: Frame>(cp: &Checkpoint, f: &F, m: &Meta) -> CtMark {
 }
 
 #[inline(always)]
-fn find<F: Frame>(cp: &Checkpoint, f: &F, m: &Meta) -> (CtMark, Option<InvalidReason>) {
+fn find<F: Frame>(
+    cp: &Checkpoint,
+    f: &F,
+    m: &Meta,
+    known: Option<Option<table::Found>>,
+) -> (CtMark, Option<InvalidReason>) {
     let mut why = None;
     let mut mark = CtMark { tracked: true, ..CtMark::default() };
     if m.ip_version == 0 {
@@ -273,7 +336,7 @@ fn find<F: Frame>(cp: &Checkpoint, f: &F, m: &Meta) -> (CtMark, Option<InvalidRe
     if m.proto == crate::wire::ipv4::PROTO_UDP {
         // All UDP needs is in the metadata: the common case, without the kinds of packet
         // the other protocols may be.
-        mark.state = match session_of(cp, &super::Tuple::of_ports(m), m.ct.hash) {
+        mark.state = match session_of(cp, &super::Tuple::of_ports(m), m.ct.hash, known) {
             None => CtState::New,
             Some((found, dir)) => {
                 (mark.session, mark.reply) = (found.index + 1, dir == 1);
@@ -312,7 +375,7 @@ fn find<F: Frame>(cp: &Checkpoint, f: &F, m: &Meta) -> (CtMark, Option<InvalidRe
                 CtState::Invalid
             }
         },
-        _ => match session_of(cp, &tuple, m.ct.hash) {
+        _ => match session_of(cp, &tuple, m.ct.hash, known) {
             None => match kind {
                 Kind::Tcp(seg) if TcpConn::open(&seg, cp.cfg.pickup).is_none() => {
                     why = Some(if seg.valid_flags() { InvalidReason::TcpState } else { InvalidReason::TcpFlags });
@@ -363,14 +426,20 @@ fn unless_dead(cp: &Checkpoint, mut mark: CtMark) -> CtMark {
     mark
 }
 
-/// The session of a TCP or UDP packet of `tuple` (the caller's, or looked up), and the
-/// way the packet travels in it (1: from the side that answered).
+/// The session of a TCP or UDP packet of `tuple` (`known`, if it was looked up or
+/// found otherwise, or looked up now), and the way the packet travels in it (1: from
+/// the side that answered).
 #[inline(always)]
-fn session_of(cp: &Checkpoint, tuple: &super::Tuple, hash: u64) -> Option<(table::Found, usize)> {
+fn session_of(
+    cp: &Checkpoint,
+    tuple: &super::Tuple,
+    hash: u64,
+    known: Option<Option<table::Found>>,
+) -> Option<(table::Found, usize)> {
     // (As `Tuple::key` orders the ends; the key itself only to look it up.)
     let src_hi = tuple.src > tuple.dst;
-    let found = match cp.found {
-        Some(found) => found,
+    let found = match known {
+        Some(known) => known?,
         None => {
             let (key, _) = tuple.key();
             // TCP and UDP: hashed by the prefetch pass from the same fields.

@@ -1,6 +1,11 @@
 use super::*;
 use crate::{acl::Verdict, parse::parse, VecFrame};
 
+thread_local! {
+    /// Packets `held_here` took, on this test's thread.
+    pub(super) static HELD_HERE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
 const VM1: [u8; 4] = [10, 0, 0, 1];
 const VM2: [u8; 4] = [10, 0, 0, 2];
 
@@ -340,4 +345,84 @@ fn the_established_shortcut_moves_a_session_as_the_tracker_does() {
         }
     }
     assert_eq!(taken, vec![3, 7, 8], "answered UDP, and TCP data and ACKs of an established connection");
+}
+
+fn inbound_too(_: Direction, _: &Meta) -> AclAnswer {
+    (Verdict::Allow, Some(3))
+}
+
+fn nothing_leaves(d: Direction, _: &Meta) -> AclAnswer {
+    match d {
+        Direction::In => (Verdict::Deny, Some(4)),
+        Direction::Out => (Verdict::Allow, Some(5)),
+    }
+}
+
+#[test]
+fn the_fast_path_at_a_stateful_port_decides_as_the_whole_tracker_does() {
+    use super::super::tcp::{ACK, FIN, PSH, RST, SYN};
+    use Direction::{In as Out_of_vm, Out as Into_vm};
+    let (ours, oracle) = (CtTable::new(64, 1, 8), CtTable::new(64, 1, 8));
+    type Rules = fn(Direction, &Meta) -> AclAnswer;
+    // (The port's rules and epoch, the way the packet crosses it, the packet.)
+    let (query, answer) = (|| udp(VM2, 5000, VM1, 53), || udp(VM1, 53, VM2, 5000));
+    let steps: Vec<(Rules, u16, Direction, Vec<u8>)> = vec![
+        (outbound_only, 1, Out_of_vm, query()),
+        // Unanswered: still new, the rules decide it.
+        (outbound_only, 1, Out_of_vm, query()),
+        (outbound_only, 1, Into_vm, answer()),
+        (outbound_only, 1, Out_of_vm, query()),
+        (outbound_only, 1, Into_vm, answer()),
+        (outbound_only, 1, Out_of_vm, tcp(VM2, 40000, VM1, 80, SYN, 100, 0, 0)),
+        (outbound_only, 1, Into_vm, tcp(VM1, 80, VM2, 40000, SYN | ACK, 900, 101, 0)),
+        (outbound_only, 1, Out_of_vm, tcp(VM2, 40000, VM1, 80, ACK, 101, 901, 0)),
+        (outbound_only, 1, Out_of_vm, tcp(VM2, 40000, VM1, 80, ACK | PSH, 101, 901, 500)),
+        (outbound_only, 1, Into_vm, tcp(VM1, 80, VM2, 40000, ACK, 901, 601, 1000)),
+        // Out of window: invalid either way.
+        (outbound_only, 1, Into_vm, tcp(VM1, 80, VM2, 40000, ACK, 901 + 10_000_000, 601, 10)),
+        // New rules that still allow it: re-checked once, then held again.
+        (inbound_too, 2, Out_of_vm, query()),
+        (inbound_too, 2, Out_of_vm, query()),
+        // Rules that no longer allow it: revoked, and it stays so.
+        (nothing_leaves, 3, Out_of_vm, query()),
+        (nothing_leaves, 3, Into_vm, answer()),
+        (nothing_leaves, 3, Out_of_vm, tcp(VM2, 40000, VM1, 80, ACK, 601, 1901, 0)),
+        (outbound_only, 4, Out_of_vm, tcp(VM2, 40000, VM1, 80, ACK | PSH, 601, 1901, 10)),
+        (outbound_only, 4, Out_of_vm, tcp(VM2, 40000, VM1, 80, FIN | ACK, 611, 1901, 0)),
+        (outbound_only, 4, Into_vm, tcp(VM1, 80, VM2, 40000, RST | ACK, 1901, 612, 0)),
+    ];
+    let mut taken = vec![];
+    for (i, (rules, epoch, dir, bytes)) in steps.iter().enumerate() {
+        let cfg = CtPort { epoch: *epoch, ..CtPort::default() };
+        let run = |table: &CtTable, whole: bool| {
+            let f = VecFrame::new(bytes);
+            let mut m = Meta::default();
+            parse(bytes, &mut m);
+            m.vni = 100;
+            let cp = Checkpoint {
+                table,
+                port: 2,
+                cfg: &cfg,
+                dir: *dir,
+                core: 0,
+                now: 2000,
+                dry: false,
+                nat: None,
+                found: None,
+            };
+            let d = if whole { decide_whole(&cp, &f, &mut m, None, rules) } else { decide(&cp, &f, &mut m, rules) };
+            (m.ct, d)
+        };
+        let before = HELD_HERE.with(|n| n.get());
+        let got = run(&ours, false);
+        if HELD_HERE.with(|n| n.get()) > before {
+            taken.push(i);
+        }
+        assert_eq!(got, run(&oracle, true), "packet {i}");
+        let (va, vb): (Vec<_>, Vec<_>) = (ours.sessions().collect(), oracle.sessions().collect());
+        assert_eq!(va, vb, "sessions after packet {i}");
+    }
+    // Answered UDP both ways, TCP data and ACKs in window, and a session re-checked
+    // under new rules once it is allowed again; never a revoked one.
+    assert_eq!(taken, vec![3, 4, 8, 9, 12], "the packets the fast path took");
 }
