@@ -5,7 +5,7 @@ use crate::{
     acl::api::*,
     api::Request,
     endpoints::api::*,
-    fuzz::requests::{canonical, ports, Features},
+    fuzz::requests::{canonical, desired, features, handle, ports},
     overlay::api::*,
     qos::api::*,
     sflow::api::*,
@@ -139,22 +139,22 @@ proptest! {
     #[test]
     fn journal_records_replay_to_what_the_features_hold(ops in prop::collection::vec((0u8..22, 0u8..8, 0u8..8), 1..80)) {
         let ports = ports();
-        let mut f = Features::new();
-        let start = f.desired();
+        let mut f = features();
+        let start = desired(&f);
         let mut image = Image::from_value(serde_json::to_value(&start).unwrap()).unwrap();
         for (kind, a, b) in ops {
             let op = op(kind, a, b);
-            let before = canonical(f.desired());
-            match f.handle(op.clone(), &ports).expect("a feature's request") {
+            let before = canonical(desired(&f));
+            match handle(&mut f, op.clone(), &ports).expect("a feature's request") {
                 Ok(h) => {
                     for c in h.changes {
                         image.apply(c).unwrap();
                     }
                 }
-                Err(_) => prop_assert_eq!(canonical(f.desired()), before.clone(), "a refused {:?} changed the state", op),
+                Err(_) => prop_assert_eq!(canonical(desired(&f)), before.clone(), "a refused {:?} changed the state", op),
             }
             let replayed: DesiredState = serde_json::from_value(image.to_value()).unwrap();
-            prop_assert_eq!(canonical(replayed), canonical(f.desired()), "after {:?}", op);
+            prop_assert_eq!(canonical(replayed), canonical(desired(&f)), "after {:?}", op);
         }
     }
 }

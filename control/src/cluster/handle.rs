@@ -19,8 +19,8 @@ use crate::{
 impl Switch {
     /// This node's endpoints, VTEP and networks, for the agent to publish and watch.
     fn cluster_local(&self) -> Local {
-        let mut local = Local { vtep: self.overlay.vtep_record(), ..Local::default() };
-        for e in self.endpoints.local() {
+        let mut local = Local { vtep: self.features.overlay.vtep_record(), ..Local::default() };
+        for e in self.features.endpoints.local() {
             let (Some(port), Ok(mac)) = (&e.port, e.mac.parse::<pipelines::wire::Mac>()) else { continue };
             let rec = local.endpoints.entry((e.vni, mac.to_string())).or_insert_with(|| EndpointRecord {
                 mac: mac.to_string(),
@@ -44,7 +44,7 @@ impl Switch {
             .iter()
             .filter(|p| p.role == Some(PortRole::Vm))
             .filter_map(|p| p.vni)
-            .filter(|v| self.overlay.has_network(*v))
+            .filter(|v| self.features.overlay.has_network(*v))
             .collect();
         local
     }
@@ -64,9 +64,9 @@ impl Switch {
         let mut shared = false;
         for op in batches.into_iter().flatten() {
             changed |= match op {
-                Op::Mac { vni, mac, vtep } => self.overlay.set_cluster_mac(vni, mac, vtep),
-                Op::Ip { vni, ip, at } => self.endpoints.set_cluster(vni, ip, at),
-                Op::Flood { vni, vteps } => self.overlay.set_cluster_flood(vni, vteps),
+                Op::Mac { vni, mac, vtep } => self.features.overlay.set_cluster_mac(vni, mac, vtep),
+                Op::Ip { vni, ip, at } => self.features.endpoints.set_cluster(vni, ip, at),
+                Op::Flood { vni, vteps } => self.features.overlay.set_cluster_flood(vni, vteps),
                 Op::Blocks { vni, net, blocks } => {
                     for b in blocks {
                         self.cni_add_block(vni, net, b);
@@ -184,7 +184,9 @@ impl Switch {
             Request::Acl(AclRequest::AclDel { id }) => theirs(format!("ACL rule {id}"), format!("acl/{id}")),
             Request::Acl(AclRequest::AclLoad { rules }) => {
                 rules.retain(|r| r.id.is_none_or(|id| !owned.acl.contains(&id)));
-                rules.extend(self.acl.specs().into_iter().filter(|r| r.id.is_some_and(|id| owned.acl.contains(&id))));
+                rules.extend(
+                    self.features.acl.specs().into_iter().filter(|r| r.id.is_some_and(|id| owned.acl.contains(&id))),
+                );
                 Ok(())
             }
             Request::Service(

@@ -125,7 +125,7 @@ impl Switch {
             ));
         }
         let vni = req.vni;
-        if !self.overlay.has_network(vni) {
+        if !self.features.overlay.has_network(vni) {
             return Err(format!(
                 "vni: network {vni} does not exist on this switch; add it first (vswitchctl network add {vni} --gateway IP/LEN)"
             ));
@@ -179,7 +179,7 @@ impl Switch {
         let mut addrs = Vec::new();
         for ip in &ips {
             let n = ip.address.parse::<IpNetwork>().map_err(|e| format!("address {:?}: {e}", ip.address))?;
-            if self.endpoints.holds(vni, n.ip()) {
+            if self.features.endpoints.holds(vni, n.ip()) {
                 return Err(format!("address {}: network {vni} has an endpoint with it already", ip.address));
             }
             addrs.push(n.ip());
@@ -215,7 +215,8 @@ impl Switch {
         // answered here, and the gateway routes to them, from the first packet.
         let mut changes = vec![Change::put("ports", &spec)];
         let refs = self.ports.refs();
-        let ctx = Ctx { ports: &refs, has_network: &|v| v == vni, vtep_ip: self.overlay.vtep_ip(), shared: None };
+        let ctx =
+            Ctx { ports: &refs, has_network: &|v| v == vni, vtep_ip: self.features.overlay.vtep_ip(), shared: None };
         for ip in &addrs {
             let e = EndpointSpec {
                 vni,
@@ -227,6 +228,7 @@ impl Switch {
                 netns: Some(req.netns.clone()),
             };
             let h = self
+                .features
                 .endpoints
                 .handle(EndpointRequest::EndpointAdd(e), &ctx)
                 .map_err(|e| format!("address {ip}: {e}"))?;
@@ -256,7 +258,7 @@ impl Switch {
     /// else the network's gateway subnets.
     fn lease_subnets(&self, vni: u32, subnets: &[String]) -> Result<Vec<IpNetwork>, String> {
         let nets: Vec<IpNetwork> = if subnets.is_empty() {
-            let gateways = self.overlay.gateway_subnets(vni);
+            let gateways = self.features.overlay.gateway_subnets(vni);
             gateways.iter().map(|g| IpNetwork::new(g.network(), g.prefix()).expect("a valid prefix")).collect()
         } else {
             subnets
@@ -353,8 +355,8 @@ impl Switch {
     /// Free addresses of this node's blocks of `net`.
     fn block_room(&self, vni: u32, net: IpNetwork, reuse: Reuse) -> usize {
         let Some(blocks) = self.cni.blocks.as_ref().and_then(|b| b.get(&(vni, net))) else { return 0 };
-        let gw = self.overlay.gateway_subnets(vni);
-        let taken = |ip: IpAddr| gw.iter().any(|g| g.ip() == ip) || self.endpoints.holds(vni, ip);
+        let gw = self.features.overlay.gateway_subnets(vni);
+        let taken = |ip: IpAddr| gw.iter().any(|g| g.ip() == ip) || self.features.endpoints.holds(vni, ip);
         self.cni.leases.room(vni, net, blocks, &taken, reuse)
     }
 
@@ -379,7 +381,7 @@ impl Switch {
         held_elsewhere: &HeldElsewhere,
     ) -> Result<(Vec<IpConfig>, Vec<Route>, Mac, Vec<Change>), String> {
         let vni = req.vni;
-        let gateways = self.overlay.gateway_subnets(vni);
+        let gateways = self.features.overlay.gateway_subnets(vni);
         let (want, subnets, hold) = match &req.ipam {
             Ipam::Given { ips, routes } => {
                 // A route without a gateway goes by its family's address's gateway, as
@@ -404,7 +406,7 @@ impl Switch {
         let (mut ips, mut routes, mut changes) = (Vec::new(), Vec::new(), Vec::new());
         for net in &nets {
             let gw = gateways.iter().find(|g| g.network() == net.network() && g.prefix() == net.prefix());
-            let endpoints = &self.endpoints;
+            let endpoints = &self.features.endpoints;
             let taken = |ip: IpAddr| gw.is_some_and(|g| g.ip() == ip) || endpoints.holds(vni, ip);
             let ask = Ask {
                 vni,
@@ -443,10 +445,10 @@ impl Switch {
             let refs = self.ports.refs();
             let ctx = Ctx { ports: &refs, has_network: &|v| v == vni, vtep_ip: None, shared: None };
             for id in undo.rule_ids {
-                let _ = self.acl.handle(AclRequest::AclDel { id }, &ctx);
+                let _ = self.features.acl.handle(AclRequest::AclDel { id }, &ctx);
             }
             if let Some(gone) = refs.iter().find(|p| p.name == port) {
-                for f in self.features() {
+                for f in self.every_feature() {
                     f.port_removed(gone);
                 }
             }
@@ -477,12 +479,16 @@ impl Switch {
         if let Some(sg) = &req.security_group {
             for r in &sg.rules {
                 let rule = AclRuleSpec { id: None, port: Some(port.to_string()), ..r.clone() };
-                let h = self.acl.handle(AclRequest::AclAdd(rule), &ctx).map_err(|e| format!("security group: {e}"))?;
+                let h = self
+                    .features
+                    .acl
+                    .handle(AclRequest::AclAdd(rule), &ctx)
+                    .map_err(|e| format!("security group: {e}"))?;
                 rule_ids.extend(h.reply["id"].as_u64().map(|id| id as u32));
                 changes.extend(h.changes);
             }
             if let Some(action) = sg.default {
-                let h = self.acl.handle(AclRequest::AclDefault { port: port.to_string(), action }, &ctx)?;
+                let h = self.features.acl.handle(AclRequest::AclDefault { port: port.to_string(), action }, &ctx)?;
                 changes.extend(h.changes);
             }
             if sg.stateful {
@@ -494,7 +500,7 @@ impl Switch {
                     pickup: false,
                     max_sessions: None,
                 };
-                let h = self.conntrack.handle(CtRequest::AclStateful(on), &ctx)?;
+                let h = self.features.conntrack.handle(CtRequest::AclStateful(on), &ctx)?;
                 changes.extend(h.changes);
             }
         }
@@ -518,10 +524,10 @@ impl Switch {
                 red: None,
                 dscp: None,
             };
-            let h = self.qos.handle(QosRequest::QosSet(q), &ctx).map_err(|e| format!("bandwidth: {e}"))?;
+            let h = self.features.qos.handle(QosRequest::QosSet(q), &ctx).map_err(|e| format!("bandwidth: {e}"))?;
             changes.extend(h.changes);
         }
-        let vtep_ip = self.overlay.vtep_ip();
+        let vtep_ip = self.features.overlay.vtep_ip();
         let ctx = Ctx { ports: &refs, has_network: &|v| v == vni, vtep_ip, shared: None };
         for m in &req.port_mappings {
             let proto = if m.protocol.is_empty() { "tcp".to_string() } else { m.protocol.to_lowercase() };
@@ -548,6 +554,7 @@ impl Switch {
                 external_traffic: None,
             };
             let h = self
+                .features
                 .services
                 .handle(ServiceRequest::ServiceAdd(spec), &ctx)
                 .map_err(|e| format!("portMappings (host port {}): {e}", m.host_port))?;
@@ -561,8 +568,8 @@ impl Switch {
         let refs = self.ports.refs();
         let ctx = Ctx { ports: &refs, has_network: &|_| true, vtep_ip: None, shared: None };
         let mut out = Vec::new();
-        for name in self.services.names().into_iter().filter(|n| is_mapping_of(n, port)) {
-            if let Ok(h) = self.services.handle(ServiceRequest::ServiceDel { name }, &ctx) {
+        for name in self.features.services.names().into_iter().filter(|n| is_mapping_of(n, port)) {
+            if let Ok(h) = self.features.services.handle(ServiceRequest::ServiceDel { name }, &ctx) {
                 out.extend(h.changes);
             }
         }
@@ -588,8 +595,8 @@ impl Switch {
             let refs = self.ports.refs();
             let ctx = Ctx { ports: &refs, has_network: &|_| true, vtep_ip: None, shared: None };
             let mut gone = Vec::new();
-            for id in self.acl.rules_of_port(&a.port) {
-                if let Ok(h) = self.acl.handle(AclRequest::AclDel { id }, &ctx) {
+            for id in self.features.acl.rules_of_port(&a.port) {
+                if let Ok(h) = self.features.acl.handle(AclRequest::AclDel { id }, &ctx) {
                     gone.extend(h.changes);
                 }
             }

@@ -14,20 +14,16 @@ use crate::{
     api::{Envelope, Request, PROTOCOL_VERSION},
     apply::validate_state,
     conntrack::Conntrack,
-    endpoints::Endpoints,
-    feature::{Ctx, Feature, Handled, Tables},
-    overlay::{api::NetworkSpec, Overlay},
+    feature::{Handled, Tables},
+    overlay::api::NetworkSpec,
     ports::{
         api::{PortRole, PortSpec},
         port_ref, PortRef,
     },
-    qos::Qos,
     server,
-    services::Services,
-    sflow::Sflow,
     state::DesiredState,
     store::change::Image,
-    xconnect::Xconnects,
+    switch::features::{Features, Routed},
 };
 use dataplane::{snapshot::Snapshot, MAX_PORTS};
 use pipelines::{
@@ -71,101 +67,41 @@ fn port_specs(ports: &[PortRef]) -> Vec<PortSpec> {
         .collect()
 }
 
-/// Every feature whose requests need neither ports nor cores, as the switch holds them.
-pub(crate) struct Features {
-    pub xconnects: Xconnects,
-    pub overlay: Overlay,
-    pub acl: Acl,
-    pub qos: Qos,
-    pub sflow: Sflow,
-    pub conntrack: Conntrack,
-    pub endpoints: Endpoints,
-    pub services: Services,
+/// The switch's features (as it holds them), with networks 100 and 300, which the VM
+/// ports need from the start.
+pub(crate) fn features() -> Features {
+    let mut f = Features::new(Acl::default(), Conntrack::detached(SESSIONS));
+    let net = |vni| NetworkSpec { vni, ..Default::default() };
+    f.overlay.restore(vec![net(100), net(300)], None, vec![], vec![]);
+    f
 }
 
-impl Features {
-    /// With networks 100 and 300, which the VM ports need from the start.
-    pub(crate) fn new() -> Features {
-        let mut f = Features {
-            xconnects: Xconnects::default(),
-            overlay: Overlay::default(),
-            acl: Acl::default(),
-            qos: Qos::default(),
-            sflow: Sflow::default(),
-            conntrack: Conntrack::detached(SESSIONS),
-            endpoints: Endpoints::default(),
-            services: Services::default(),
-        };
-        let net = |vni| NetworkSpec { vni, ..Default::default() };
-        f.overlay.restore(vec![net(100), net(300)], None, vec![], vec![]);
-        f
+pub(crate) fn desired(f: &Features) -> DesiredState {
+    let mut out = DesiredState::new();
+    for feature in f.all_ref() {
+        feature.desired(&mut out);
     }
+    out
+}
 
-    /// In the order the switch compiles them (`Switch::features`, less CNI and the
-    /// cluster, which need netlink and etcd).
-    fn all(&mut self) -> [&mut dyn Feature; 8] {
-        [
-            &mut self.xconnects,
-            &mut self.overlay,
-            &mut self.acl,
-            &mut self.qos,
-            &mut self.sflow,
-            &mut self.conntrack,
-            &mut self.endpoints,
-            &mut self.services,
-        ]
+/// As the switch hands a request to its feature; None for requests of the ports, the
+/// cores or the outside (CNI, cluster, captures).
+pub(crate) fn handle(f: &mut Features, req: Request, ports: &[PortRef]) -> Option<Result<Handled, String>> {
+    match f.handle(req, ports, None) {
+        Routed::Handled(h) => Some(h),
+        Routed::Elsewhere(_) => None,
     }
+}
 
-    pub(crate) fn desired(&self) -> DesiredState {
-        let mut out = DesiredState::new();
-        for f in [
-            &self.xconnects as &dyn Feature,
-            &self.overlay,
-            &self.acl,
-            &self.qos,
-            &self.sflow,
-            &self.conntrack,
-            &self.endpoints,
-            &self.services,
-        ] {
-            f.desired(&mut out);
-        }
-        out
+/// The tables the cores would get, as `Switch::compile` builds them.
+fn compile(f: &mut Features, ports: &[PortRef]) -> L2Tables {
+    let mut t =
+        Tables { snap: Snapshot::empty(1), l2: L2Tables { port_mtu: vec![1500; MAX_PORTS], ..Default::default() } };
+    f.wire();
+    for feature in f.all() {
+        feature.compile(ports, 1, &mut t);
     }
-
-    /// As `Switch::handle` hands a request to its feature; None for requests of the
-    /// ports, the cores or the outside (CNI, cluster, captures).
-    pub(crate) fn handle(&mut self, req: Request, ports: &[PortRef]) -> Option<Result<Handled, String>> {
-        if let Request::Overlay(r) = req {
-            let ctx = Ctx { ports, has_network: &|_| false, vtep_ip: None, shared: None };
-            return Some(self.overlay.handle(r, &ctx));
-        }
-        let overlay = &self.overlay;
-        let has_network = |v: u32| overlay.has_network(v);
-        let ctx = Ctx { ports, has_network: &has_network, vtep_ip: overlay.vtep_ip(), shared: None };
-        Some(match req {
-            Request::Xconnect(r) => self.xconnects.handle(r, &ctx),
-            Request::Acl(r) => self.acl.handle(r, &ctx),
-            Request::Qos(r) => self.qos.handle(r, &ctx),
-            Request::Sflow(r) => self.sflow.handle(r, &ctx),
-            Request::Conntrack(r) => self.conntrack.handle(r, &ctx),
-            Request::Endpoint(r) => self.endpoints.handle(r, &ctx),
-            Request::Service(r) => self.services.handle(r, &ctx),
-            _ => return None,
-        })
-    }
-
-    /// The tables the cores would get, as `Switch::compile` builds them.
-    fn compile(&mut self, ports: &[PortRef]) -> L2Tables {
-        let mut t =
-            Tables { snap: Snapshot::empty(1), l2: L2Tables { port_mtu: vec![1500; MAX_PORTS], ..Default::default() } };
-        self.conntrack.for_services = !self.services.is_empty() || self.overlay.masquerades();
-        self.overlay.egress_wanted = self.services.has_node_ports();
-        for f in self.all() {
-            f.compile(ports, 1, &mut t);
-        }
-        t.l2
-    }
+    t.l2
 }
 
 /// The desired state with its sections in key order (replay leaves unordered sections
@@ -427,32 +363,32 @@ fn check_fib(t: &L2Tables, ports: &[PortRef]) {
 pub fn requests(data: &[u8]) {
     let mut input = Input(data);
     let ports = ports();
-    let mut f = Features::new();
+    let mut f = features();
     let mut image =
-        Image::from_value(serde_json::to_value(f.desired()).expect("a state encodes")).expect("a state is an image");
+        Image::from_value(serde_json::to_value(desired(&f)).expect("a state encodes")).expect("a state is an image");
     let mut sent = Vec::new();
     while !input.is_empty() && sent.len() < MAX_REQUESTS {
         let Some(req) = next_request(&mut input) else { continue };
         sent.push(req.clone());
-        let before = canonical(f.desired());
-        match f.handle(req, &ports) {
+        let before = canonical(desired(&f));
+        match handle(&mut f, req, &ports) {
             None => continue,
             Some(Ok(h)) => {
                 for c in h.changes {
                     image.apply(c).expect("a record applies to the state it was made from");
                 }
                 if h.publish {
-                    check_fib(&f.compile(&ports), &ports);
+                    check_fib(&compile(&mut f, &ports), &ports);
                 }
             }
             Some(Err(_)) => {
-                assert!(canonical(f.desired()) == before, "refused, and yet it changed the state: {sent:#?}")
+                assert!(canonical(desired(&f)) == before, "refused, and yet it changed the state: {sent:#?}")
             }
         }
         let replayed: DesiredState = serde_json::from_value(image.to_value()).expect("the image is a state");
-        assert!(canonical(replayed) == canonical(f.desired()), "the journal's replay differs: {sent:#?}");
+        assert!(canonical(replayed) == canonical(desired(&f)), "the journal's replay differs: {sent:#?}");
     }
-    let mut held = f.desired();
+    let mut held = desired(&f);
     held.ports = port_specs(&ports);
     match validate_state(&held, &[1]) {
         Ok((norm, _)) => assert!(canonical(norm) == canonical(held), "apply would change the state held: {sent:#?}"),
@@ -469,12 +405,12 @@ mod tests {
     #[test]
     fn the_templates_are_requests_the_features_take() {
         let ports = ports();
-        let mut f = Features::new();
+        let mut f = features();
         let mut refused = Vec::new();
         for t in TEMPLATES {
             let line = format!(r#"{{"version":{PROTOCOL_VERSION},"request":{t}}}"#);
             let req = server::parse(line.as_bytes()).unwrap_or_else(|e| panic!("{t}: {e}"));
-            if let Some(Err(e)) = f.handle(req, &ports) {
+            if let Some(Err(e)) = handle(&mut f, req, &ports) {
                 refused.push(format!("{t}: {e}"));
             }
         }

@@ -94,7 +94,7 @@ impl Switch {
                     if (p.spec.role, p.spec.vni) != (spec.role, spec.vni) {
                         // What was learned on it belongs to its old network.
                         if let Ok(r) = &p.run {
-                            self.overlay.port_removed(r.dev.id());
+                            self.features.overlay.port_removed(r.dev.id());
                         }
                     }
                     p.spec = spec.clone();
@@ -106,30 +106,30 @@ impl Switch {
         }
         for p in old.into_iter().flatten() {
             if let Ok(r) = &p.run {
-                self.overlay.port_removed(r.dev.id());
+                self.features.overlay.port_removed(r.dev.id());
             }
             // Closed once the cores have moved on (the batch settles).
             self.closing.push((usize::MAX, p));
         }
-        self.xconnects.list = norm.xconnects.clone();
-        self.overlay.adopt_config(overlay);
+        self.features.xconnects.list = norm.xconnects.clone();
+        self.features.overlay.adopt_config(overlay);
         if let Err(e) = self.adopt_all(&norm) {
             tracing::error!("internal: a validated state did not apply: {e}");
         }
         let refs = self.refs();
-        let ov = &self.overlay;
-        if let Err(e) = self.acl.replace(norm.acl, norm.acl_defaults, &refs, &|v| ov.has_network(v)) {
+        let ov = &self.features.overlay;
+        if let Err(e) = self.features.acl.replace(norm.acl, norm.acl_defaults, &refs, &|v| ov.has_network(v)) {
             tracing::error!("internal: validated ACL rules did not apply: {e}");
         }
-        if let Err(e) = self.qos.replace(norm.qos, &refs) {
+        if let Err(e) = self.features.qos.replace(norm.qos, &refs) {
             tracing::error!("internal: validated QoS did not apply: {e}");
         }
-        if let Err(e) = self.conntrack.replace(norm.stateful, norm.conntrack_timeouts, &refs) {
+        if let Err(e) = self.features.conntrack.replace(norm.stateful, norm.conntrack_timeouts, &refs) {
             tracing::error!("internal: validated connection-tracking settings did not apply: {e}");
         }
-        if self.sflow.spec() != norm.sflow.as_ref() {
-            let agent = self.overlay.vtep_ip();
-            if let Err(e) = self.sflow.replace(norm.sflow, agent) {
+        if self.features.sflow.spec() != norm.sflow.as_ref() {
+            let agent = self.features.overlay.vtep_ip();
+            if let Err(e) = self.features.sflow.replace(norm.sflow, agent) {
                 tracing::error!("internal: validated sFlow did not apply: {e}");
             }
         }

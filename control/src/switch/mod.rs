@@ -9,6 +9,7 @@
 //! reach the disk is taken back, with the rest of its batch, and refused.
 mod apply;
 mod audit;
+pub(crate) mod features;
 mod ports;
 mod publish;
 mod report;
@@ -20,17 +21,11 @@ use crate::{
     cluster::Cluster,
     cni::Cni,
     conntrack::Conntrack,
-    endpoints::Endpoints,
     feature::{Ctx, Feature, Handled},
-    overlay::Overlay,
     ports::{Port, PortRef, Ports},
-    qos::Qos,
-    services::Services,
-    sflow::Sflow,
     state::DesiredState,
     stats::CoreStats,
     store::{change::Change, StateError, Store},
-    xconnect::Xconnects,
 };
 use dataplane::{eal::Eal, mempool::PktPool, pmd::Shared};
 use pipelines::{
@@ -45,6 +40,7 @@ use tokio::sync::oneshot;
 
 use audit::Audit;
 pub use audit::{Peer, Verb};
+use features::{Features, Routed};
 
 /// A request or batch that holds the switch task this long is logged: every other
 /// client waits meanwhile.
@@ -69,14 +65,7 @@ pub struct Switch {
     pub(crate) shared: Arc<Shared>,
     pub(crate) store: Store,
     pub(crate) ports: Ports,
-    pub(crate) xconnects: Xconnects,
-    pub(crate) overlay: Overlay,
-    pub(crate) acl: Acl,
-    pub(crate) qos: Qos,
-    pub(crate) sflow: Sflow,
-    pub(crate) conntrack: Conntrack,
-    pub(crate) endpoints: Endpoints,
-    pub(crate) services: Services,
+    pub(crate) features: Features,
     pub(crate) cni: Cni,
     pub(crate) cluster: Cluster,
     pub(crate) capture: Option<CaptureRun>,
@@ -111,22 +100,15 @@ impl Switch {
     pub fn with_sessions(eal: Eal, pool: Arc<PktPool>, shared: Arc<Shared>, store: Store, sessions: u32) -> Switch {
         let n = eal.workers.len();
         Switch {
-            conntrack: Conntrack::new(shared.clone(), sessions),
+            features: Features::new(Acl::new(shared.clone()), Conntrack::new(shared.clone(), sessions)),
             ports: Ports::new(eal.workers.clone(), pool.clone(), shared.clone()),
-            acl: Acl::new(shared.clone()),
             cores: CoreStats::new(n),
             eal,
             pool,
             shared,
             store,
-            xconnects: Xconnects::default(),
-            endpoints: Endpoints::default(),
-            services: Services::default(),
             cni: Cni::default(),
             cluster: Cluster::default(),
-            overlay: Overlay::default(),
-            qos: Qos::default(),
-            sflow: Sflow::default(),
             capture: None,
             closing: Vec::new(),
             dirty: true,
@@ -139,7 +121,7 @@ impl Switch {
         let updates = self.cluster.start(cfg);
         // New addresses come from the blocks this node claims in the store.
         self.cni.blocks = Some(Default::default());
-        self.overlay.announce_vtep = true;
+        self.features.overlay.announce_vtep = true;
         self.cluster_tell();
         updates
     }
@@ -153,49 +135,26 @@ impl Switch {
         &self.shared
     }
 
-    /// Every feature beside the ports, in the order they compile. A new feature adds
-    /// itself here (and to `features_ref`).
-    /// (Connection tracking after the ACL: it reads the compiled rules' epochs.)
-    /// (Endpoints after the overlay: they add to the FIB it compiled. Services after
-    /// connection tracking: they use its table.)
-    pub(crate) fn features(&mut self) -> [&mut dyn Feature; 10] {
-        [
-            &mut self.xconnects,
-            &mut self.overlay,
-            &mut self.acl,
-            &mut self.qos,
-            &mut self.sflow,
-            &mut self.conntrack,
-            &mut self.endpoints,
-            &mut self.services,
-            &mut self.cni,
-            &mut self.cluster,
-        ]
+    /// Every feature beside the ports, in the order they compile: those that make the
+    /// tables (`Features::all`, where a new one adds itself), then CNI and the cluster.
+    pub(crate) fn every_feature(&mut self) -> [&mut dyn Feature; 10] {
+        let [a, b, c, d, e, f, g, h] = self.features.all();
+        [a, b, c, d, e, f, g, h, &mut self.cni, &mut self.cluster]
     }
 
-    pub(crate) fn features_ref(&self) -> [&dyn Feature; 10] {
-        [
-            &self.xconnects,
-            &self.overlay,
-            &self.acl,
-            &self.qos,
-            &self.sflow,
-            &self.conntrack,
-            &self.endpoints,
-            &self.services,
-            &self.cni,
-            &self.cluster,
-        ]
+    pub(crate) fn every_feature_ref(&self) -> [&dyn Feature; 10] {
+        let [a, b, c, d, e, f, g, h] = self.features.all_ref();
+        [a, b, c, d, e, f, g, h, &self.cni, &self.cluster]
     }
 
     /// The features that take their sections whole (`Feature::adopt`), after the others.
     fn adopt_all(&mut self, state: &DesiredState) -> Result<(), String> {
         let refs = self.ports.refs();
-        let overlay = &self.overlay;
+        let overlay = &self.features.overlay;
         let has_network = |v: u32| overlay.has_network(v);
         let ctx = Ctx { ports: &refs, has_network: &has_network, vtep_ip: overlay.vtep_ip(), shared: None };
-        self.endpoints.adopt(state, &ctx)?;
-        self.services.adopt(state, &ctx)?;
+        self.features.endpoints.adopt(state, &ctx)?;
+        self.features.services.adopt(state, &ctx)?;
         self.cni.adopt(state, &ctx)?;
         self.cluster.adopt(state, &ctx)
     }
@@ -204,7 +163,12 @@ impl Switch {
     /// port starts forwarding with its cross-connect already in place. A port that
     /// fails stays in the desired state, marked failed, and the rest come up.
     pub async fn restore(&mut self, state: DesiredState) {
-        self.overlay.restore(state.networks.clone(), state.vtep.clone(), state.fib.clone(), state.neighbours.clone());
+        self.features.overlay.restore(
+            state.networks.clone(),
+            state.vtep.clone(),
+            state.fib.clone(),
+            state.neighbours.clone(),
+        );
         self.cni_restore_links(&state.attachments).await;
         for spec in state.ports.iter().cloned() {
             let run = self.ports.bring_up(&spec);
@@ -214,22 +178,23 @@ impl Switch {
             }
             self.ports.list.push(Port { spec, run });
         }
-        self.xconnects.list = state.xconnects.clone();
+        self.features.xconnects.list = state.xconnects.clone();
         let refs = self.ports.refs();
-        let overlay = &self.overlay;
+        let overlay = &self.features.overlay;
         if let Err(e) =
-            self.acl.replace(state.acl.clone(), state.acl_defaults.clone(), &refs, &|v| overlay.has_network(v))
+            self.features.acl.replace(state.acl.clone(), state.acl_defaults.clone(), &refs, &|v| overlay.has_network(v))
         {
             tracing::error!("the saved ACL rules could not be restored: {e}");
         }
-        if let Err(e) = self.qos.replace(state.qos.clone(), &refs) {
+        if let Err(e) = self.features.qos.replace(state.qos.clone(), &refs) {
             tracing::error!("the saved QoS could not be restored: {e}");
         }
-        if let Err(e) = self.conntrack.replace(state.stateful.clone(), state.conntrack_timeouts.clone(), &refs) {
+        if let Err(e) = self.features.conntrack.replace(state.stateful.clone(), state.conntrack_timeouts.clone(), &refs)
+        {
             tracing::error!("the saved connection-tracking settings could not be restored: {e}");
         }
-        let agent = self.overlay.vtep_ip();
-        if let Err(e) = self.sflow.replace(state.sflow.clone(), agent) {
+        let agent = self.features.overlay.vtep_ip();
+        if let Err(e) = self.features.sflow.replace(state.sflow.clone(), agent) {
             tracing::error!("the saved sFlow setting could not be restored: {e}");
         }
         if let Err(e) = self.adopt_all(&state) {
@@ -242,7 +207,7 @@ impl Switch {
     /// The desired state as the features hold it now.
     pub fn desired(&self) -> DesiredState {
         let mut out = DesiredState { ports: self.ports.specs(), ..DesiredState::new() };
-        for f in self.features_ref() {
+        for f in self.every_feature_ref() {
             f.desired(&mut out);
         }
         out
@@ -259,59 +224,22 @@ impl Switch {
     pub async fn handle(&mut self, mut req: Request) -> Reply {
         self.cluster_guard(&mut req)?;
         let refs = self.ports.refs();
-        if let Request::Overlay(r) = req {
-            // The overlay is the one that knows networks and the VTEP.
-            let ctx = Ctx { ports: &refs, has_network: &|_| false, vtep_ip: None, shared: Some(&self.shared) };
-            let handled = self.overlay.handle(r, &ctx)?;
-            return Ok(self.take(handled));
-        }
-        let overlay = &self.overlay;
-        let has_network = |v: u32| overlay.has_network(v);
-        let ctx =
-            Ctx { ports: &refs, has_network: &has_network, vtep_ip: overlay.vtep_ip(), shared: Some(&self.shared) };
-        let handled = match req {
-            Request::Xconnect(r) => self.xconnects.handle(r, &ctx),
-            Request::Overlay(_) => Err("internal: overlay requests are handled above".into()),
-            Request::Acl(r) => self.acl.handle(r, &ctx),
-            Request::Qos(r) => self.qos.handle(r, &ctx),
-            Request::Sflow(r) => self.sflow.handle(r, &ctx),
-            Request::Conntrack(r) => self.conntrack.handle(r, &ctx),
-            Request::Endpoint(r) => self.endpoints.handle(r, &ctx),
-            Request::Service(r) => {
-                let vni = match &r {
-                    ServiceRequest::ServiceAdd(s) if !s.vip.is_empty() => Some((s.vni, s.vip.starts_with('['))),
-                    _ => None,
-                };
-                let mut handled = self.services.handle(r, &ctx)?;
-                // Clients reach a VIP through their network's gateway: without one the
-                // service is there, and nobody can use it.
-                if let Some((vni, v6)) = vni {
-                    let g = overlay.gateway_of(vni);
-                    if (if v6 { g.v6 } else { g.v4.map(u128::from) }).is_none() {
-                        let why = format!(
-                            "network {vni} has no {} gateway: its VMs cannot reach the VIP until it has one (vswitchctl network add {vni} --gateway IP/LEN, or apply)",
-                            if v6 { "IPv6" } else { "IPv4" }
-                        );
-                        let w = &mut handled.reply["warning"];
-                        *w = serde_json::Value::String(match w.as_str() {
-                            Some(first) => format!("{first}; {why}"),
-                            None => why,
-                        });
-                    }
-                }
-                Ok(handled)
-            }
+        let req = match self.features.handle(req, &refs, Some(&self.shared)) {
+            Routed::Handled(handled) => return Ok(self.take(handled?)),
+            Routed::Elsewhere(req) => *req,
+        };
+        match req {
             // The core's own: the life of ports, whole states, reads of everything.
-            Request::Port(r) => return self.port_request(r),
-            Request::Apply(r) => return self.apply_request(r).await,
-            Request::Stats(r) => return self.stats_request(r),
-            Request::Trace(r) => return self.trace_request(r),
-            Request::Cni(r) => return self.cni_request(r).await,
-            Request::Cluster(r) => return self.cluster_request(r),
+            Request::Port(r) => self.port_request(r),
+            Request::Apply(r) => self.apply_request(r).await,
+            Request::Stats(r) => self.stats_request(r),
+            Request::Trace(r) => self.trace_request(r),
+            Request::Cni(r) => self.cni_request(r).await,
+            Request::Cluster(r) => self.cluster_request(r),
             // The server hands captures to `capture_start`: their reply comes later.
-            Request::Capture(_) => return Err("capture: not handled here (internal error)".into()),
-        }?;
-        Ok(self.take(handled))
+            Request::Capture(_) => Err("capture: not handled here (internal error)".into()),
+            _ => Err("internal: a feature's request reached the core".into()),
+        }
     }
 
     /// Stages what a handler changed; its reply.
@@ -482,17 +410,17 @@ impl Switch {
             while let Some(ev) = ring.pop() {
                 changed |= if ev.unknown && ev.vni == pipelines::learn::UNDERLAY {
                     match pipelines::meta::ip_addr(ev.ip) {
-                        std::net::IpAddr::V4(ip) => self.overlay.want(ip),
-                        std::net::IpAddr::V6(ip) => self.overlay.want6(ip),
+                        std::net::IpAddr::V4(ip) => self.features.overlay.want(ip),
+                        std::net::IpAddr::V6(ip) => self.features.overlay.want6(ip),
                     }
                     false
                 } else if ev.unknown {
-                    self.endpoints.unknown(&ev, now);
+                    self.features.endpoints.unknown(&ev, now);
                     false
                 } else if ev.ip != 0 {
-                    self.endpoints.learn(&ev, &ports, now)
+                    self.features.endpoints.learn(&ev, &ports, now)
                 } else {
-                    self.overlay.learn(ev, &ports, now)
+                    self.features.overlay.learn(ev, &ports, now)
                 };
             }
         }
@@ -501,24 +429,24 @@ impl Switch {
                 let mut m = Meta::default();
                 pipelines::parse::parse(p.bytes(), &mut m);
                 if m.ethertype == ethernet::ETHERTYPE_IPV6 && m.l4 != 0 {
-                    changed |= self.overlay.nd_advert(p.bytes(), m.l4 as usize, now);
+                    changed |= self.features.overlay.nd_advert(p.bytes(), m.l4 as usize, now);
                     continue;
                 }
                 if m.ethertype != ethernet::ETHERTYPE_ARP {
                     continue;
                 }
                 if let Some(a) = p.bytes().get(m.l3 as usize..).and_then(Arp::parse) {
-                    changed |= self.overlay.arp_reply(&a, now);
+                    changed |= self.features.overlay.arp_reply(&a, now);
                 }
             }
         }
-        self.sflow.drain(&self.shared);
-        self.conntrack.drain(&ports, &|| self.acl.rule_of_slot());
+        self.features.sflow.drain(&self.shared);
+        self.features.conntrack.drain(&ports, &|| self.features.acl.rule_of_slot());
         if self.capture.as_mut().is_some_and(|c| c.collect(&self.shared)) {
             self.capture_finish().await;
         }
-        let requests = self.overlay.arp_due(&ports, now, &mut changed);
-        let solicitations = self.overlay.nd_due(&ports, now, &mut changed);
+        let requests = self.features.overlay.arp_due(&ports, now, &mut changed);
+        let solicitations = self.features.overlay.nd_due(&ports, now, &mut changed);
         if let Some(uplink) = ports.iter().find(|p| p.role == Some(PortRole::Uplink)).and_then(|p| p.id) {
             let frames = requests.iter().map(|f| &f[..]).chain(solicitations.iter().map(|f| &f[..]));
             for frame in frames {
@@ -529,7 +457,7 @@ impl Switch {
                 }
             }
         }
-        let questions = self.endpoints.questions_due(|vni| self.overlay.gateway_subnets(vni), now);
+        let questions = self.features.endpoints.questions_due(|vni| self.features.overlay.gateway_subnets(vni), now);
         for (vni, frame) in &questions {
             for p in ports.iter().filter(|p| p.role == Some(PortRole::Vm) && p.vni == Some(*vni)) {
                 if p.id.is_some_and(|id| !self.shared.transmit(id, frame)) {
@@ -545,13 +473,13 @@ impl Switch {
     /// Once a second: core activity rates, counter samples, ageing of learned MACs.
     pub async fn tick_second(&mut self) {
         self.cores.tick(&self.shared);
-        if self.sflow.poll_due() {
+        if self.features.sflow.poll_due() {
             let counters = self.if_counters();
-            self.sflow.poll(&counters);
+            self.features.sflow.poll(&counters);
         }
         let now = Instant::now();
         // (Both age, whichever says so.)
-        if self.overlay.age(now) | self.endpoints.age(now) {
+        if self.features.overlay.age(now) | self.features.endpoints.age(now) {
             self.publish().await;
         }
         self.cluster_retry().await;

@@ -17,13 +17,13 @@ impl Switch {
     }
 
     pub(crate) fn port_views(&self) -> Vec<PortView> {
-        self.ports.list.iter().map(|p| self.ports.view(p, self.xconnects.peer(&p.spec.name))).collect()
+        self.ports.list.iter().map(|p| self.ports.view(p, self.features.xconnects.peer(&p.spec.name))).collect()
     }
 
     /// Checks a port spec against the switch as it is.
     pub(crate) fn check_spec(&self, spec: &PortSpec) -> Result<(), String> {
         validate::port_spec(spec, self.ports.list.iter().map(|p| &p.spec), &self.eal.workers)?;
-        self.overlay.check_port(spec, &self.ports.refs())
+        self.features.overlay.check_port(spec, &self.ports.refs())
     }
 
     fn port_add(&mut self, spec: PortSpec) -> Result<PortView, String> {
@@ -40,14 +40,14 @@ impl Switch {
     /// published and no core can touch it any more.
     fn port_del(&mut self, name: &str) -> Result<(), String> {
         self.ports.must_find("name", name)?;
-        if let Some(why) = self.features_ref().iter().find_map(|f| f.port_in_use(name)) {
+        if let Some(why) = self.every_feature_ref().iter().find_map(|f| f.port_in_use(name)) {
             return Err(why);
         }
         let idx = self.ports.list.iter().position(|p| p.spec.name == name).expect("found above");
         let gone = self.ports.refs().swap_remove(idx);
         let port = self.ports.list.remove(idx);
         let mut changes = vec![Change::del("ports", serde_json::json!(name))];
-        for f in self.features() {
+        for f in self.every_feature() {
             changes.extend(f.port_removed(&gone));
         }
         self.changed(changes);

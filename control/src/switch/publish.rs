@@ -28,10 +28,8 @@ impl Switch {
         };
         self.ports.compile(&mut t.snap);
         let refs = self.ports.refs();
-        self.conntrack.for_services = !self.services.is_empty() || self.overlay.masquerades();
-        self.overlay.egress_wanted = self.services.has_node_ports();
-        self.overlay.endpoint_vteps = self.endpoints.vteps();
-        for f in self.features() {
+        self.features.wire();
+        for f in self.every_feature() {
             f.compile(&refs, cores, &mut t);
         }
         let Tables { mut snap, l2 } = t;

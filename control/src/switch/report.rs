@@ -77,13 +77,14 @@ impl Switch {
             db: self.store.path().display().to_string(),
             ports: self.port_views(),
             xconnects: self
+                .features
                 .xconnects
                 .list
                 .iter()
                 .map(|x| crate::xconnect::api::XconnectView { a: x.a.clone(), b: x.b.clone() })
                 .collect(),
-            networks: self.overlay.network_views(&refs),
-            vtep: self.overlay.vtep_view(&refs),
+            networks: self.features.overlay.network_views(&refs),
+            vtep: self.features.overlay.vtep_view(&refs),
             mempool: self.mempool(),
             learn_events_lost: self.shared.counters.iter().map(|c| c.learn_lost.get()).sum(),
         }
@@ -95,8 +96,8 @@ impl Switch {
         let lost = self.shared.counters.iter().map(|c| c.capture_lost.get()).sum();
         metrics::render(&ports, &self.core_views(), &self.mempool(), lost)
             + &metrics::render_info(&self.port_views(), env!("CARGO_PKG_VERSION"), &self.eal.version)
-            + &self.conntrack.metrics()
-            + &self.services.metrics()
+            + &self.features.conntrack.metrics()
+            + &self.features.services.metrics()
     }
 
     /// Generic and Ethernet interface counters of every running port.
@@ -133,7 +134,7 @@ impl Switch {
         if bytes.is_empty() || bytes.len() > max {
             return Err(format!("packet: {} bytes; give 1 to {max}", bytes.len()));
         }
-        let slots = self.acl.rule_of_slot();
+        let slots = self.features.acl.rule_of_slot();
         let rule_of = |slot: u32| slots.get(&slot).copied();
         let name = |id: u16| self.ports.name_of(id);
         Ok(to_value(&trace(&self.shared.rcu.load(), &port, id, (&bytes, tso), &name, &rule_of)))

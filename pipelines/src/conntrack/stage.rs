@@ -340,13 +340,7 @@ fn find<F: Frame>(
             None => CtState::New,
             Some((found, dir)) => {
                 (mark.session, mark.reply) = (found.index + 1, dir == 1);
-                if cp.dry {
-                    by_reply(found.state, dir)
-                } else {
-                    let state = other(t, &found, dir);
-                    t.account(found.index, dir, f.len() as u32, cp.now);
-                    state
-                }
+                other(cp, f, &found, dir)
             }
         };
         return (unless_dead(cp, mark), None);
@@ -388,9 +382,8 @@ fn find<F: Frame>(
                 _ => CtState::New,
             },
             Some((found, dir)) => {
-                mark.session = found.index + 1;
-                mark.reply = dir == 1;
-                let state = match kind {
+                (mark.session, mark.reply) = (found.index + 1, dir == 1);
+                match kind {
                     Kind::Tcp(seg) if cp.dry => {
                         let mut c = t.peek(&found);
                         match c.track(dir, &seg, cp.cfg.liberal) {
@@ -402,14 +395,15 @@ fn find<F: Frame>(
                             _ => by_reply(found.state, dir),
                         }
                     }
-                    Kind::Tcp(seg) => tcp(cp, &found, dir, &seg, &mut why),
-                    _ if cp.dry => by_reply(found.state, dir),
-                    _ => other(t, &found, dir),
-                };
-                if state != CtState::Invalid && !cp.dry {
-                    t.account(found.index, dir, f.len() as u32, cp.now);
+                    Kind::Tcp(seg) => {
+                        let state = tcp(cp, &found, dir, &seg, &mut why);
+                        if state != CtState::Invalid {
+                            t.account(found.index, dir, f.len() as u32, cp.now);
+                        }
+                        state
+                    }
+                    _ => other(cp, f, &found, dir),
                 }
-                state
             }
         },
     };
@@ -519,14 +513,21 @@ fn tcp(
     }
 }
 
-/// UDP, ICMP queries and other protocols: answered once a packet comes back.
-fn other(t: &CtTable, found: &table::Found, dir: usize) -> CtState {
+/// A packet of a known session of UDP, ICMP queries or another protocol: answered
+/// once a packet comes back. Counted (unless a trace).
+#[inline(always)]
+fn other<F: Frame>(cp: &Checkpoint, f: &F, found: &table::Found, dir: usize) -> CtState {
+    let t = cp.table;
+    if cp.dry {
+        return by_reply(found.state, dir);
+    }
     if dir == 1 && found.state & SEEN_REPLY == 0 {
         if let Some(mut held) = t.hold(found) {
             held.state |= SEEN_REPLY | table::ASSURED;
             held.abandon();
         }
     }
+    t.account(found.index, dir, f.len() as u32, cp.now);
     by_reply(found.state, dir)
 }
 

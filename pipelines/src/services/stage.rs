@@ -16,7 +16,6 @@ use crate::{
     },
     gateway::{set_macs, spend_hop, GATEWAY_MAC},
     meta::{ipv4_key, Action, IpKey, Meta},
-    parse::parse,
     tables::L2Tables,
     wire::ipv4,
     DropReason, Frame, PortId, BURST,
@@ -123,11 +122,9 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
         // service and backend are filled in when known, for a new session to carry.
         let mut keys = [NatKey::default(); BURST];
         for (((f, m), seen), key) in frames.iter().zip(meta.iter_mut()).zip(seen.iter_mut()).zip(keys.iter_mut()) {
-            if m.repeat {
-                // (Parsed here: what a service does depends on more than the MACs.)
-                parse(f.head(), m);
-                m.repeat = false;
-            }
+            // (What a service does depends on more than the MACs: `parse_vm_batch` parses
+            // every frame in a network with services.)
+            debug_assert!(!m.repeat, "a frame not parsed reached the service stage");
             m.vni = vni;
             // The hash the parse stage may have noted is kept for a packet to a VIP
             // only: the others may be translated before they are tracked.
