@@ -421,12 +421,13 @@ impl Core<'_> {
         let pc = &self.counters.ports[in_port as usize];
         let mut sent = 0;
         let ctx = Ctx { tables: &snap.l2, clock: Clock { now: self.now, hz: self.shared.tsc_hz } };
+        let now = pipelines::conntrack::now_ms(ctx.clock);
         for &p in &net.ports {
             if p == in_port || !snap.ports[p as usize].active {
                 continue;
             }
             // Each VM's security group decides on its own copy.
-            let (hit, pass) = stages::egress_acl(&ctx, p, &m, &mut self.meta[i], self.me, &mut self.stage.acl);
+            let (hit, pass) = stages::egress_acl(&ctx, p, &m, &mut self.meta[i], self.me, &mut self.stage.acl, now);
             if let Some(c) = hit.and_then(|h| self.counters.acl_hits.get(h as usize)) {
                 c.add(1);
             }

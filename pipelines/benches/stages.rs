@@ -215,9 +215,14 @@ fn w8_batches(t: &L2Tables, core: &mut PerCore) -> Vec<Vec<VecFrame>> {
 /// W6's switch: W2's with its one-rule security group stateful on the VM's port, and a
 /// session table small enough to stay in cache (as for W8).
 fn w6_tables() -> L2Tables {
+    w6_tables_for(1 << 14)
+}
+
+/// W6's tables with room for `sessions`.
+fn w6_tables_for(sessions: u32) -> L2Tables {
     use pipelines::conntrack::{CtPort, CtTable, CtTables};
     let mut t = tables(1);
-    let table = CtTable::new(1 << 14, 1, 16);
+    let table = CtTable::new(sessions, 1, 16);
     let mut ports = vec![None; 16];
     ports[1] = Some(CtPort { liberal: false, sticky: false, pickup: false, max_sessions: 0, epoch: 1 });
     t.ct = Arc::new(CtTables { table: Some(Arc::new(table)), ports, dry: false });
@@ -226,13 +231,30 @@ fn w6_tables() -> L2Tables {
 
 /// W6's 1,024 flows in batches of 32, each session answered from the remote VTEP.
 fn w6_batches(t: &L2Tables, core: &mut PerCore) -> Vec<Vec<VecFrame>> {
-    let batches: Vec<Vec<VecFrame>> = (0..1024)
+    w6_flows(t, core, 1024).0
+}
+
+/// The answers (encapsulated, from the remote VTEP) of W6's 1,024 sessions.
+fn w6_answers(t: &L2Tables, core: &mut PerCore) -> Vec<Vec<VecFrame>> {
+    w6_flows(t, core, 1024).1
+}
+
+/// The same with 65,536 sessions.
+fn w6_answers_64k(t: &L2Tables, core: &mut PerCore) -> Vec<Vec<VecFrame>> {
+    w6_flows(t, core, 65536).1
+}
+
+/// `n` of W6's flows in batches of 32, each session opened by the VM and answered from
+/// the remote VTEP: the VM's batches and the answers'.
+fn w6_flows(t: &L2Tables, core: &mut PerCore, n: usize) -> (Vec<Vec<VecFrame>>, Vec<Vec<VecFrame>>) {
+    let batches: Vec<Vec<VecFrame>> = (0..n)
         .map(frame)
         .collect::<Vec<_>>()
         .chunks(BURST)
         .map(|c| c.iter().map(|p| VecFrame::new(p)).collect())
         .collect();
     let ctx = Ctx { tables: t, clock: Clock { now: 0, hz: 1 << 30 } };
+    let mut answers = Vec::with_capacity(batches.len());
     for b in &batches {
         let replies: Vec<VecFrame> = b
             .iter()
@@ -248,32 +270,40 @@ fn w6_batches(t: &L2Tables, core: &mut PerCore) -> Vec<Vec<VecFrame>> {
         stages::parse_batch(&fr, &mut meta);
         stages::from_vm(&ctx, 1, 100, &mut fr, &mut meta, core, &mut ev);
         assert!(meta.iter().all(|m| m.action == Action::Tx(9)), "{:?}", meta[0].action);
+        answers.push(replies.clone());
         let (mut fr, mut meta) = (replies, vec![Meta::default(); BURST]);
         stages::parse_batch(&fr, &mut meta);
         stages::from_uplink(&ctx, 9, &mut fr, &mut meta, core, &mut ev);
         assert!(meta.iter().all(|m| m.action == Action::Tx(1)), "every answer reaches the VM: {:?}", meta[0].action);
     }
-    batches
+    (batches, answers)
 }
 
 /// A workload whose batches `make` prepares (and answers) on `t`, each batch through
-/// `from_vm` in turn; every packet must come out encapsulated, of an established session.
+/// `from_vm` (or, `from_uplink`, through `from_uplink`) in turn; every packet must
+/// come out where it goes (encapsulated; or to the VM), of an established session.
 fn established(
     g: &mut criterion::BenchmarkGroup<criterion::measurement::WallTime>,
     name: &str,
     t: &L2Tables,
     make: fn(&L2Tables, &mut PerCore) -> Vec<Vec<VecFrame>>,
+    from_uplink: bool,
 ) {
     let mut core = PerCore::default();
     let batches = make(t, &mut core);
+    let to = if from_uplink { Action::Tx(1) } else { Action::Tx(9) };
     let run = |fr: &mut Vec<VecFrame>, meta: &mut Vec<Meta>, ev: &mut Vec<_>, core: &mut PerCore| {
         stages::parse_batch(fr, meta);
         let ctx = Ctx { tables: t, clock: Clock { now: 0, hz: 1 << 30 } };
-        stages::from_vm(&ctx, 1, 100, fr, meta, core, ev);
+        if from_uplink {
+            stages::from_uplink(&ctx, 9, fr, meta, core, ev);
+        } else {
+            stages::from_vm(&ctx, 1, 100, fr, meta, core, ev);
+        }
     };
     let (mut fr, mut meta, mut ev) = (batches[0].clone(), vec![Meta::default(); BURST], Vec::new());
     run(&mut fr, &mut meta, &mut ev, &mut core);
-    assert!(meta.iter().all(|m| m.action == Action::Tx(9)), "{name}: {:?}", meta[0].action);
+    assert!(meta.iter().all(|m| m.action == to), "{name}: {:?}", meta[0].action);
     assert!(meta.iter().all(|m| m.ct.state == pipelines::conntrack::CtState::Established), "{name}: {:?}", meta[0].ct);
     g.bench_function(name, |b| {
         let mut k = 0;
@@ -284,7 +314,7 @@ fn established(
             },
             |(mut fr, mut meta, mut ev)| {
                 run(&mut fr, &mut meta, &mut ev, &mut core);
-                black_box(meta.iter().filter(|m| m.action == Action::Tx(9)).count())
+                black_box(meta.iter().filter(|m| m.action == to).count())
             },
             criterion::BatchSize::SmallInput,
         )
@@ -421,9 +451,12 @@ fn bench(c: &mut Criterion) {
     // routing to the backend, encapsulation toward its VTEP). Every session established,
     // from_vm whole as the PMD runs it.
     let w6 = w6_tables();
-    established(&mut g, "vm_stateful_w6", &w6, w6_batches);
+    established(&mut g, "vm_stateful_w6", &w6, w6_batches, false);
     let w8 = w8_tables();
-    established(&mut g, "vm_to_vip_w8", &w8, w8_batches);
+    established(&mut g, "vm_to_vip_w8", &w8, w8_batches, false);
+    // W6's answers, from the uplink to the stateful port, at 1,024 and 65,536 sessions.
+    established(&mut g, "uplink_to_stateful_w6", &w6_tables(), w6_answers, true);
+    established(&mut g, "uplink_to_stateful_w6_64k", &w6_tables_for(1 << 18), w6_answers_64k, true);
     for n in [0u32, 1024] {
         g.bench_with_input(BenchmarkId::new("sflow_sampler", n), &n, |b, &n| {
             let mut s = pipelines::sflow::Sampler::new(7);

@@ -17,7 +17,7 @@ pub mod table;
 pub mod tcp;
 
 pub use key::{CtKey, Tuple};
-pub use stage::{decide, established, prefetch, prefetch_bucket, Checkpoint, Decision};
+pub use stage::{decide, established, prefetch, prefetch_bucket, prefetch_where, Checkpoint, Decision};
 pub use table::{CtTable, Full, NatKey, SessionView};
 
 use std::sync::{

@@ -270,7 +270,14 @@ fn hashed(m: &Meta) -> Option<u64> {
 /// that more of the miss is over by the time `prefetch` reads the bucket.
 #[inline(always)]
 pub fn prefetch_bucket<F: Frame>(table: &CtTable, m: &mut Meta) {
-    if m.ct.hash != 0 || m.action != crate::Action::Continue {
+    if m.action == crate::Action::Continue {
+        note_bucket::<F>(table, m);
+    }
+}
+
+#[inline(always)]
+fn note_bucket<F: Frame>(table: &CtTable, m: &mut Meta) {
+    if m.ct.hash != 0 {
         return;
     }
     if let Some(h) = quick_hash(m) {
@@ -284,9 +291,17 @@ pub fn prefetch_bucket<F: Frame>(table: &CtTable, m: &mut Meta) {
 /// instead of following one another.
 #[inline]
 pub fn prefetch<F: Frame>(table: &CtTable, meta: &mut [Meta]) {
-    for m in meta.iter_mut() {
-        prefetch_bucket::<F>(table, m);
+    prefetch_where::<F>(table, meta, |m| m.action == crate::Action::Continue);
+}
+
+/// As `prefetch`, for the packets of a batch that `tracked` says a checkpoint will see
+/// (those delivered to a stateful port, after switching).
+#[inline]
+pub fn prefetch_where<F: Frame>(table: &CtTable, meta: &mut [Meta], tracked: impl Fn(&Meta) -> bool) {
+    for m in meta.iter_mut().filter(|m| tracked(m)) {
+        note_bucket::<F>(table, m);
     }
+    // (Whatever else had its hash noted is fetched too: cheaper than asking again.)
     for m in meta.iter().filter(|m| m.ct.hash != 0) {
         table.session_lines(m.ct.hash, F::prefetch);
     }

@@ -492,9 +492,19 @@ impl<'t> FibCache<'t> {
 /// rate limit, in batch order. A run of packets to one port that its rules cannot tell
 /// apart is classified once.
 fn to_vms<F: Frame>(ctx: &Ctx, uplink: Option<PortId>, frames: &mut [F], meta: &mut [Meta], core: &mut PerCore) {
+    let t = ctx.tables;
+    // (Milliseconds for the session table: a division, once a batch.)
+    let mut now = 0;
+    if let Some(table) = t.ct.table.as_deref() {
+        now = conntrack::now_ms(ctx.clock);
+        // The sessions of the batch's deliveries to stateful ports, fetched together
+        // before the first is read.
+        let tracked = |m: &Meta| matches!(m.action, Action::Tx(p) if Some(p) != uplink && t.ct.port(p).is_some());
+        conntrack::prefetch_where::<F>(table, meta, tracked);
+    }
     for (f, m) in frames.iter_mut().zip(meta.iter_mut()) {
         match m.action {
-            Action::Tx(p) if Some(p) != uplink => m.action = to_vm(ctx, p, f, m, core),
+            Action::Tx(p) if Some(p) != uplink => m.action = to_vm(ctx, p, f, m, core, now),
             _ => {}
         }
     }
@@ -502,7 +512,7 @@ fn to_vms<F: Frame>(ctx: &Ctx, uplink: Option<PortId>, frames: &mut [F], meta: &
 
 /// Port `p`'s security group on a packet delivered to it: the deciding rule's counter
 /// slot (None: no rule decided) and the drop, if any. On a stateful port the packet's
-/// connection decides first.
+/// connection decides first (`now`: the batch's time on the session table's clock).
 #[inline]
 pub fn egress_acl<F: Frame>(
     ctx: &Ctx,
@@ -511,10 +521,10 @@ pub fn egress_acl<F: Frame>(
     m: &mut Meta,
     core: usize,
     acl: &mut AclCache,
+    now: u32,
 ) -> conntrack::Decision {
     let t = ctx.tables;
     if let (Some(cfg), Some(table)) = (t.ct.port(p), t.ct.table.as_deref()) {
-        let now = conntrack::now_ms(ctx.clock);
         let cp =
             Checkpoint { table, port: p, cfg, dir: Direction::Out, core, now, dry: t.ct.dry, nat: None, found: None };
         return conntrack::decide(&cp, f, m, |d, pm| t.acl.check_with(acl, p, d, pm));
@@ -528,9 +538,9 @@ pub fn egress_acl<F: Frame>(
 /// Delivery to VM port `p`, if its security group lets the packet in and its egress
 /// rate limit has room.
 #[inline(always)]
-fn to_vm<F: Frame>(ctx: &Ctx, p: PortId, f: &mut F, m: &mut Meta, core: &mut PerCore) -> Action {
+fn to_vm<F: Frame>(ctx: &Ctx, p: PortId, f: &mut F, m: &mut Meta, core: &mut PerCore, now: u32) -> Action {
     let t = ctx.tables;
-    let (hit, pass) = egress_acl(ctx, p, f, m, core.core, &mut core.acl);
+    let (hit, pass) = egress_acl(ctx, p, f, m, core.core, &mut core.acl, now);
     m.acl_out = hit.map_or(0, |c| c + 1);
     if let Err(r) = pass {
         return Action::Drop(r);
