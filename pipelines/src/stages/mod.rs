@@ -583,6 +583,9 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
             ok
         }
     };
+    // Where the batch meets the services (the session table's clock is a division: once
+    // a batch).
+    let at = t.ct.table.as_deref().map(|table| services::At::new(t, table, port, core.core, ctx.clock));
     for (f, m) in frames.iter_mut().zip(meta.iter_mut()) {
         if m.action != Action::Continue {
             continue;
@@ -606,10 +609,9 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
             Err(r) => {
                 // Not VXLAN, to the host's address: perhaps a masqueraded connection's
                 // reply, or for a NodePort.
-                let outside = match (r, t.ct.table.as_deref()) {
-                    (DropReason::NotVxlan | DropReason::VxlanWrongPort, Some(table)) => {
-                        let at = services::At::new(t, table, port, core.core, ctx.clock);
-                        services::outside::from_outside(t, &at, f, m)
+                let outside = match (r, &at) {
+                    (DropReason::NotVxlan | DropReason::VxlanWrongPort, Some(at)) => {
+                        services::outside::from_outside(t, at, f, m)
                     }
                     _ => None,
                 };
@@ -647,8 +649,7 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
             }
         }
         if t.services.in_network(d.vni) {
-            if let Some(table) = t.ct.table.as_deref() {
-                let at = services::At::new(t, table, port, core.core, ctx.clock);
+            if let Some(at) = at {
                 services::from_backend(t, at, f, m);
                 if m.action == Action::Drop(DropReason::NexthopUnresolved) {
                     // A NodePort client's answer, beyond the uplink: asked for by ARP.
