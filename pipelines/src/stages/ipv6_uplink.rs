@@ -11,13 +11,14 @@ use crate::{
     DropReason, Frame, PortId,
 };
 
-/// An IPv6 frame from the uplink `port`, the host's IPv6 address being `host`.
+/// An IPv6 frame from the uplink `port`, the host's IPv6 address being `host`; `at`:
+/// where the batch meets the services (if there is a session table).
 #[cold]
 #[inline(never)]
 pub(super) fn from_uplink6<F: Frame>(
     ctx: &Ctx,
     port: PortId,
-    core: usize,
+    at: Option<&services::At>,
     host: u128,
     f: &mut F,
     m: &mut Meta,
@@ -45,7 +46,6 @@ pub(super) fn from_uplink6<F: Frame>(
     if m.dst != v.mac {
         return Action::Drop(DropReason::NotOurMac);
     }
-    let Some(table) = t.ct.table.as_deref() else { return Action::Drop(DropReason::NotVxlan) };
-    let at = services::At::new(t, table, port, core, ctx.clock);
-    services::outside::from_outside(t, &at, f, m).unwrap_or(Action::Drop(DropReason::NotVxlan))
+    let Some(at) = at else { return Action::Drop(DropReason::NotVxlan) };
+    services::outside::from_outside(t, at, f, m).unwrap_or(Action::Drop(DropReason::NotVxlan))
 }

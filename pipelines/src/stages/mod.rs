@@ -600,7 +600,7 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
         }
         // (The underlay is IPv4: IPv6 here is north-south, if the host has an address.)
         if let Some(host) = (m.ethertype == ethernet::ETHERTYPE_IPV6).then(|| t.underlay.host6).flatten() {
-            m.action = ipv6_uplink::from_uplink6(ctx, port, core.core, host, f, m);
+            m.action = ipv6_uplink::from_uplink6(ctx, port, at.as_ref(), host, f, m);
             egress |= outside_decided(ctx, port, m, core, sink);
             continue;
         }
