@@ -50,9 +50,10 @@ pub fn decide<F: Frame>(
     let known = match (cp.found, hashed(m)) {
         (Some(found), _) => Some(Some(found)),
         (None, Some(h)) => {
-            let found = cp.table.lookup(&super::Tuple::of_ports(m).key().0, h);
+            let (key, src_hi) = super::Tuple::of_ports(m).key();
+            let found = cp.table.lookup(&key, h);
             if let (Some(found), false) = (&found, cp.dry) {
-                if held_here(cp, found, f, m) {
+                if held_here(cp, found, src_hi, f, m) {
                     return (None, Ok(()));
                 }
             }
@@ -66,9 +67,10 @@ pub fn decide<F: Frame>(
 /// The common packet at a port, of a session its rules still allow there (as of the
 /// port's policy epoch, or for good at a sticky port): taken whole by `moves`, without
 /// the tracker's other cases or the rules. False, with nothing changed, otherwise.
+/// `src_hi`: the packet's source is the higher end of its key (as `Tuple::key` says).
 #[inline(always)]
-fn held_here<F: Frame>(cp: &Checkpoint, found: &table::Found, f: &F, m: &mut Meta) -> bool {
-    let dir = direction((m.ip_src, m.sport) > (m.ip_dst, m.dport), found);
+fn held_here<F: Frame>(cp: &Checkpoint, found: &table::Found, src_hi: bool, f: &F, m: &mut Meta) -> bool {
+    let dir = direction(src_hi, found);
     // Which side of the session this port is: the sender's on the way in.
     let side = dir ^ (cp.dir == Direction::Out) as usize;
     let allowed = cp.cfg.sticky
