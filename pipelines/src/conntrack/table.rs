@@ -631,7 +631,7 @@ impl CtTable {
     }
 
     /// Counts a packet of `dir` (0: from the opener) on the session.
-    #[inline]
+    #[inline(always)]
     pub fn account(&self, index: u32, dir: usize, len: u32, now: u32) {
         let s = &self.sessions[index as usize];
         // Per direction a single core mostly: a lost count under a race is tolerated,
@@ -642,6 +642,7 @@ impl CtTable {
         s.last_seen.store(now, Relaxed);
     }
 
+    #[inline(always)]
     pub fn epochs(&self, index: u32) -> [u16; 2] {
         let e = self.sessions[index as usize].epochs.load(Relaxed);
         [e as u16, (e >> 16) as u16]

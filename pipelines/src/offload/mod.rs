@@ -82,6 +82,7 @@ impl Offload {
 
     /// The largest frame a segment of this one makes (the frame itself if it is not
     /// to be segmented): what MTU checks compare.
+    #[inline]
     pub fn largest_segment(&self, len: usize) -> usize {
         match self.gso {
             Some(g) => len.min(self.header_len() + g.mss as usize),
