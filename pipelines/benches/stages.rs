@@ -3,6 +3,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pipelines::{
     acl::{AclTables, Classifier, Direction, Family, PortAcl, Prefix, Rule, Verdict, ANY_PORT},
+    conntrack::CtState,
     learn::Clock,
     parse::parse,
     qos::ColorAction::Pass,
@@ -321,6 +322,66 @@ fn established(
     });
 }
 
+/// W7's next batch: UDP from a VM address to one of 10.1/16 (the rule allows it), a
+/// new flow in each frame (`next` counts them; none repeats for 2^48).
+fn w7_batch(next: &mut u64) -> Vec<VecFrame> {
+    let flow = |k: u64| {
+        let src = 0x0a02_0000 | (k >> 32) as u32 & 0xffff;
+        VecFrame::new(&udp(DST, VM, (src, (k >> 16) as u16), (0x0a01_0000 | k as u32 & 0xffff, 5001)))
+    };
+    let batch = (*next..*next + BURST as u64).map(flow).collect();
+    *next += BURST as u64;
+    batch
+}
+
+/// A VM's batch through `from_vm` at port 1 of VNI 100.
+fn through_vm(t: &L2Tables, core: &mut PerCore, mut fr: Vec<VecFrame>) -> (Vec<VecFrame>, Vec<Meta>) {
+    let mut meta = vec![Meta::default(); BURST];
+    stages::parse_batch(&fr, &mut meta);
+    let ctx = Ctx { tables: t, clock: Clock { now: 0, hz: 1 << 30 } };
+    stages::from_vm(&ctx, 1, 100, &mut fr, &mut meta, core, &mut Vec::new());
+    (fr, meta)
+}
+
+/// W7: a VM's every packet a new connection through its stateful port (the rules
+/// allow it). With `room`, the table is made anew (outside the clock) each time a
+/// quarter of it is taken, so new sessions take free ones; without, it is filled first
+/// and every new session recycles a half-open one from its buckets (W7-full).
+fn w7(g: &mut criterion::BenchmarkGroup<criterion::measurement::WallTime>, name: &str, capacity: u32, room: bool) {
+    let t = std::cell::RefCell::new(w6_tables_for(capacity));
+    let mut core = PerCore::default();
+    let (mut next, mut made) = (0u64, 0u32);
+    if !room {
+        for _ in 0..capacity / BURST as u32 {
+            through_vm(&t.borrow(), &mut core, w7_batch(&mut next));
+        }
+        let full = t.borrow().ct.table.as_deref().map_or(0, |c| c.sessions().count());
+        // (A few new sessions find both their buckets full and are refused.)
+        assert!(full >= capacity as usize * 99 / 100, "{name}: {full} sessions: the table is full");
+    }
+    let (_, meta) = through_vm(&t.borrow(), &mut core, w7_batch(&mut next));
+    assert!(meta.iter().all(|m| m.action == Action::Tx(9) && m.ct.state == CtState::New), "{name}: {:?}", meta[0]);
+    g.bench_function(name, |b| {
+        b.iter_batched(
+            || {
+                if room && made >= capacity / 4 {
+                    *t.borrow_mut() = w6_tables_for(capacity);
+                    made = 0;
+                }
+                made += BURST as u32;
+                w7_batch(&mut next)
+            },
+            |fr| {
+                let (fr, meta) = through_vm(&t.borrow(), &mut core, fr);
+                black_box(meta.iter().filter(|m| m.ct.state == CtState::New).count());
+                // (Dropped outside the clock: a PMD frees no frames of its own.)
+                (fr, meta)
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+}
+
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("batch32");
     g.throughput(Throughput::Elements(BURST as u64));
@@ -457,6 +518,9 @@ fn bench(c: &mut Criterion) {
     // W6's answers, from the uplink to the stateful port, at 1,024 and 65,536 sessions.
     established(&mut g, "uplink_to_stateful_w6", &w6_tables(), w6_answers, true);
     established(&mut g, "uplink_to_stateful_w6_64k", &w6_tables_for(1 << 18), w6_answers_64k, true);
+    // W7, with room in a table of 262,144 sessions, and with a full one of 65,536.
+    w7(&mut g, "vm_new_sessions_w7", 1 << 18, true);
+    w7(&mut g, "vm_new_sessions_w7_full", 1 << 16, false);
     for n in [0u32, 1024] {
         g.bench_with_input(BenchmarkId::new("sflow_sampler", n), &n, |b, &n| {
             let mut s = pipelines::sflow::Sampler::new(7);
