@@ -84,6 +84,12 @@ impl Tuple {
         (CtKey { zone: self.zone, proto: self.proto, lo, hi }, swap)
     }
 
+    /// The hash of its key (`table::hash`).
+    #[inline(always)]
+    pub fn hash(&self) -> u64 {
+        super::table::hash(&self.key().0)
+    }
+
     /// A TCP or UDP packet's tuple, from its metadata alone.
     #[inline]
     pub fn of_ports(m: &Meta) -> Tuple {

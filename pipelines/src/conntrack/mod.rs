@@ -152,7 +152,9 @@ impl InvalidReason {
 pub struct CtMark {
     pub tracked: bool,
     pub state: CtState,
-    /// The session's index + 1 (0: none).
+    /// The session's index + 1 (0: none). Before the packet is tracked: the session
+    /// the batch's prefetch saw first under its key's tag, for the lookup to try first
+    /// (checked against the key like any other).
     pub session: u32,
     /// Sent by the side that answered the connection.
     pub reply: bool,

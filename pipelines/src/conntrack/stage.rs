@@ -50,8 +50,15 @@ pub fn decide<F: Frame>(
     let known = match (cp.found, hashed(m)) {
         (Some(found), _) => Some(Some(found)),
         (None, Some(h)) => {
-            let (key, src_hi) = super::Tuple::of_ports(m).key();
-            let found = cp.table.lookup(&key, h);
+            let tuple = super::Tuple::of_ports(m);
+            // (Untracked, its mark's session is the one the batch's prefetch saw first.)
+            let (found, src_hi) = match cp.table.named_for(m.ct.session, &tuple) {
+                Some((found, src_hi)) => (Some(found), src_hi),
+                None => {
+                    let (key, src_hi) = tuple.key();
+                    (cp.table.lookup(&key, h), src_hi)
+                }
+            };
             if let (Some(found), false) = (&found, cp.dry) {
                 if held_here(cp, found, src_hi, f, m) {
                     return (None, Ok(()));
@@ -136,7 +143,7 @@ fn fragment_key<F: Frame>(cp: &Checkpoint, f: &F, m: &Meta) -> Option<(u64, u16)
         src: (m.ip_src, id as u16),
         dst: (m.ip_dst, (id >> 16) as u16),
     };
-    Some((table::hash(&t.key().0) | 1, offset))
+    Some((t.hash() | 1, offset))
 }
 
 /// `known`: the packet's session, if the caller looked it up (or found it otherwise).
@@ -254,7 +261,7 @@ fn quick_hash(m: &Meta) -> Option<u64> {
     if m.l4 == 0 || !matches!(m.proto, 6 | 17) || m.ct.tracked {
         return None;
     }
-    Some(table::hash(&super::Tuple::of_ports(m).key().0))
+    Some(super::Tuple::of_ports(m).hash())
 }
 
 /// A TCP or UDP packet's hash as a stage before noted it (it is the hash of the
@@ -304,8 +311,11 @@ pub fn prefetch_where<F: Frame>(table: &CtTable, meta: &mut [Meta], tracked: imp
         note_bucket::<F>(table, m);
     }
     // (Whatever else had its hash noted is fetched too: cheaper than asking again.)
-    for m in meta.iter().filter(|m| m.ct.hash != 0) {
-        table.session_lines(m.ct.hash, F::prefetch);
+    for m in meta.iter_mut().filter(|m| m.ct.hash != 0) {
+        let first = table.first_named(m.ct.hash, F::prefetch);
+        if !m.ct.tracked {
+            m.ct.session = first;
+        }
     }
 }
 

@@ -13,7 +13,7 @@
 //!   as it was and does not update it. Nobody waits.
 use super::{
     events::{Event, EventKind},
-    key::{key_words, words_key, CtKey, KeyWords},
+    key::{key_words, words_key, CtKey, KeyWords, Tuple, ZONE_BITS},
     tcp::{Segment, Side, TcpConn, TcpState},
     Timeouts,
 };
@@ -481,6 +481,40 @@ impl CtTable {
         self.live_with_key(&key_words(key), [b1, b2], tag, u32::MAX)
     }
 
+    /// The session `first` names (index + 1; 0: none) if it is live and `t`'s, either
+    /// way, and whether `t`'s sender is its key's `hi` end. The batch's prefetch notes the
+    /// first session a packet's bucket names under its tag (`first_named`): where that
+    /// one is the packet's, it is what `lookup` would find, and this finds it without
+    /// ordering the packet's ends into a key or scanning the bucket again.
+    #[inline(always)]
+    pub fn named_for(&self, first: u32, t: &Tuple) -> Option<(Found, bool)> {
+        let index = first.wrapping_sub(1);
+        let s = self.sessions.get(index as usize)?;
+        let g = s.key_gen.load(Acquire);
+        let w: KeyWords = std::array::from_fn(|i| s.key[i].load(Relaxed));
+        // (As `key_words` lays a key out, with `lo` and `hi` the packet's ends one way.)
+        let laid = |lo: (u128, u16), hi: (u128, u16)| {
+            w[4] == ((t.zone & ZONE_BITS) as u64) << 40 | (t.proto as u64) << 32 | (lo.1 as u64) << 16 | hi.1 as u64
+                && w[0] == lo.0 as u64
+                && w[1] == (lo.0 >> 64) as u64
+                && w[2] == hi.0 as u64
+                && w[3] == (hi.0 >> 64) as u64
+        };
+        let src_hi = if laid(t.src, t.dst) {
+            false
+        } else if laid(t.dst, t.src) {
+            true
+        } else {
+            return None;
+        };
+        fence(Acquire);
+        if g & 1 != 0 || s.key_gen.load(Relaxed) != g {
+            return None;
+        }
+        let state = s.state.load(Acquire);
+        (state & DEAD == 0).then_some((Found { index, gen: g, state, pick: 0 }, src_hi))
+    }
+
     /// The first live session other than `skip` whose own key is `w`, as `buckets` name
     /// them under `tag`.
     #[inline(always)]
@@ -533,10 +567,12 @@ impl CtTable {
         }
     }
 
-    /// The two cache lines of the sessions `h` may name in its first bucket (already in
-    /// cache), for `each` to prefetch.
-    #[inline]
-    pub fn session_lines(&self, h: u64, mut each: impl FnMut(*const u8)) {
+    /// The first session `h`'s first bucket (already in cache) names under its tag, the
+    /// one a lookup of `h` tries first: its index + 1 (0: none), its two cache lines
+    /// handed to `each` to prefetch. (Two sessions under one 32-bit tag in a bucket are
+    /// too rare to fetch the second.)
+    #[inline(always)]
+    pub fn first_named(&self, h: u64, mut each: impl FnMut(*const u8)) -> u32 {
         let (b1, _, tag) = self.buckets_of(h);
         for e in &self.buckets[b1] {
             let v = e.load(Relaxed);
@@ -545,9 +581,11 @@ impl CtTable {
                     let p: *const Session = s;
                     each(p.cast());
                     each(p.cast::<u8>().wrapping_add(64));
+                    return v as u32;
                 }
             }
         }
+        0
     }
 
     /// Takes `f`'s session for update, unless another core holds it or it changed

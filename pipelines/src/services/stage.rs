@@ -153,7 +153,7 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
             // (A backend's answer to a NodePort client is also for outside: its session
             // says so, before masquerading would.)
             if services.is_backend(vni, m.ip_src, m.sport, m.proto) {
-                m.ct.hash = hash(&Tuple::of_ports(m).key().0);
+                m.ct.hash = Tuple::of_ports(m).hash();
                 F::prefetch(at.table.bucket_line(m.ct.hash));
                 *seen = Seen::FromBackend;
             } else if m.dst == GATEWAY_MAC && out(m) {
@@ -163,7 +163,9 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
         for (m, seen) in meta.iter().zip(&seen) {
             match *seen {
                 Seen::ToVip(_, h) => at.table.nat_lines(h, F::prefetch),
-                Seen::FromBackend => at.table.session_lines(m.ct.hash, F::prefetch),
+                Seen::FromBackend => {
+                    at.table.first_named(m.ct.hash, F::prefetch);
+                }
                 Seen::Other | Seen::Error | Seen::Out | Seen::Opening | Seen::Held(_) => {}
             }
         }
@@ -310,7 +312,7 @@ fn translate<F: Frame>(
         }
     }
     if kept.is_none() {
-        m.ct.hash = hash(&Tuple::of_ports(m).key().0);
+        m.ct.hash = Tuple::of_ports(m).hash();
         F::prefetch(at.table.bucket_line(m.ct.hash));
     }
     nat.pick = svc.note(i);

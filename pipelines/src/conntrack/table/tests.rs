@@ -30,6 +30,34 @@ fn both_directions_find_one_session() {
     assert_eq!(t.port_sessions(3), 1);
 }
 
+/// The session a batch's prefetch notes first for a packet is found from the packet's
+/// ends either way, as `lookup` finds it; a note that names another session, a dead
+/// one, or none finds nothing (and `decide` looks up instead).
+#[test]
+fn the_session_a_bucket_names_first_is_found_from_either_end() {
+    let t = CtTable::new(64, 1, 8);
+    let out = Tuple { zone: 100, proto: 17, src: (ipv4_key(10), 1000), dst: (ipv4_key(20), 53) };
+    let (k, hi) = out.key();
+    let i = t.create(0, &new(k, hi, 0), 0).unwrap();
+    let other = Tuple { src: (ipv4_key(11), 1000), ..out };
+    let (ko, hio) = other.key();
+    let j = t.create(0, &new(ko, hio, 0), 0).unwrap();
+    let mut fetched = 0;
+    let first = t.first_named(out.hash(), |_| fetched += 1);
+    assert_eq!((first, fetched), (i + 1, 2), "its index + 1, and its two lines to fetch");
+    for (t_, src_hi) in [(out, hi), (out.reversed(), !hi)] {
+        let (found, got_hi) = t.named_for(first, &t_).expect("found from this end");
+        let looked = t.lookup(&k, hash(&k)).unwrap();
+        assert_eq!((found.index, found.gen, found.state, got_hi), (looked.index, looked.gen, looked.state, src_hi));
+    }
+    assert!(t.named_for(j + 1, &out).is_none(), "another session's note");
+    assert!(t.named_for(0, &out).is_none(), "no note");
+    let other_zone = Tuple { zone: 200, ..out };
+    assert!(t.named_for(first, &other_zone).is_none(), "the same ends in another zone");
+    assert!(t.kill(i, t.lookup(&k, hash(&k)).unwrap().gen));
+    assert!(t.named_for(first, &out).is_none(), "a dead session");
+}
+
 #[test]
 fn sessions_expire_on_the_wheel_and_their_room_returns() {
     let t = CtTable::new(4, 1, 8);
@@ -302,5 +330,75 @@ fn two_cores_giving_one_port_to_two_connections_at_once_keep_at_most_one() {
     let made: Vec<Vec<bool>> = cores.into_iter().map(|c| c.join().unwrap()).collect();
     for (r, (a, b)) in made[0].iter().zip(&made[1]).enumerate() {
         assert!(!(a & b), "round {r}: both connections kept one key");
+    }
+}
+
+#[test]
+fn a_packet_hashes_as_its_key_does_either_way() {
+    let t = Tuple { zone: 100, proto: 6, src: (ipv4_key(0x0a01_0203), 40000), dst: (ipv4_key(0x0a01_0001), 80) };
+    let v6 =
+        Tuple { zone: 7, proto: 17, src: (0xfd00_0001_u128 << 64 | 9, 53), dst: (0xfd00_0001_u128 << 64 | 3, 5353) };
+    for t in [t, v6] {
+        assert_eq!(t.hash(), hash(&t.key().0));
+        assert_eq!(t.reversed().hash(), t.hash());
+    }
+}
+
+/// Keys of the shapes a host makes (one client's ports, a /16 of servers, sessions per
+/// VNI, IPv6, both ends walking) fill a table's buckets as random keys would: at the
+/// table's capacity (4 keys a bucket on average, first buckets only), the buckets
+/// over 8 are near Poisson's 2.1 %, and no two keys share a bucket and a tag.
+#[test]
+fn structured_keys_spread_over_the_buckets_as_random_ones_do() {
+    const N: u32 = 65536;
+    let nb = N as usize / 4;
+    fn v4(a: u32, p: u32) -> (u128, u16) {
+        (ipv4_key(a), p as u16)
+    }
+    type Shape = (&'static str, fn(u32) -> Tuple);
+    let shapes: [Shape; 6] = [
+        ("one client's ports", |i| Tuple {
+            zone: 100,
+            proto: 17,
+            src: v4(0x0a00_0001, 1024 + i),
+            dst: v4(0x0a01_0001, 5001),
+        }),
+        ("a /16 of servers", |i| Tuple {
+            zone: 100,
+            proto: 17,
+            src: v4(0x0a00_0001, 1234),
+            dst: v4(0x0a01_0000 + i, 5001),
+        }),
+        ("W6's flows", |i| Tuple {
+            zone: 100,
+            proto: 17,
+            src: v4(0x0a02_0000 | (i & 0xff), 1024 + (i >> 8)),
+            dst: v4(0x0a01_0000 | ((i * 7) & 0xffff), 5001),
+        }),
+        ("one flow per VNI", |i| Tuple { zone: i, proto: 17, src: v4(0x0a00_0001, 53), dst: v4(0x0a00_0002, 53) }),
+        ("IPv6", |i| Tuple {
+            zone: 7,
+            proto: 6,
+            src: (0xfd00_u128 << 112 | (i as u128) << 64 | 1, 443),
+            dst: ((0xfd00_u128 << 112) | (0x1_0000 + i as u128), 40000),
+        }),
+        ("both ends walking", |i| Tuple {
+            zone: 1,
+            proto: 17,
+            src: v4(0x0a00_0001 + (i & 0xff), 53),
+            dst: v4(0x0a10_0001 + (i >> 8), 53),
+        }),
+    ];
+    for (name, shape) in shapes {
+        let mut load = vec![0u32; nb];
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..N {
+            let h = shape(i).hash();
+            load[h as usize & (nb - 1)] += 1;
+            assert!(seen.insert((h as usize & (nb - 1), h >> 32)), "{name}: key {i} shares a bucket and tag");
+        }
+        let over = load.iter().filter(|&&l| l > 8).count();
+        // Poisson(4) puts 2.14 % (351 of 16,384) over 8.
+        assert!(over < 470, "{name}: {over} buckets over 8 (random keys: about 351)");
     }
 }
