@@ -400,33 +400,50 @@ impl CtTable {
     /// `lookup` is.
     #[inline(always)]
     pub fn lookup_nat(&self, key: &CtKey, h: u64) -> Option<Found> {
+        self.lookup_nat_from(key, h, 0)
+    }
+
+    /// `lookup_nat`, trying first the session `first` names (index + 1; 0: none): the
+    /// first one `nat_lines` saw under the key's tag, which is what `lookup_nat` would
+    /// try first, so the buckets are scanned only when it is not the key's.
+    #[inline(always)]
+    pub fn lookup_nat_from(&self, key: &CtKey, h: u64, first: u32) -> Option<Found> {
         let nat = self.nat.get()?;
-        let (b1, b2, tag) = self.buckets_of(h);
         let w = key_words(key);
+        if let Some(found) = self.nat_session(nat, first.wrapping_sub(1), &w) {
+            return Some(found);
+        }
+        let (b1, b2, tag) = self.buckets_of(h);
         for b in [b1, b2] {
             for e in &self.buckets[b] {
                 let v = e.load(Acquire);
                 if v & NAT_ENTRY == 0 || (v >> 32) as u32 != tag {
                     continue;
                 }
-                let index = entry_index(v);
-                let (Some(s), Some(n)) = (self.sessions.get(index as usize), nat.get(index as usize)) else { continue };
-                let g = s.key_gen.load(Acquire);
-                if g & 1 != 0 {
-                    continue;
-                }
-                let same = n.key.iter().zip(&w).all(|(a, b)| a.load(Relaxed) == *b);
-                let pick = n.pick.load(Relaxed);
-                fence(Acquire);
-                if same && s.key_gen.load(Relaxed) == g {
-                    let state = s.state.load(Acquire);
-                    if state & DEAD == 0 {
-                        return Some(Found { index, gen: g, state, pick });
-                    }
+                if let Some(found) = self.nat_session(nat, entry_index(v), &w) {
+                    return Some(found);
                 }
             }
         }
         None
+    }
+
+    /// Session `index`, if it is live and translated with `Nat` key `w`.
+    #[inline(always)]
+    fn nat_session(&self, nat: &[Nat], index: u32, w: &KeyWords) -> Option<Found> {
+        let (s, n) = (self.sessions.get(index as usize)?, nat.get(index as usize)?);
+        let g = s.key_gen.load(Acquire);
+        if g & 1 != 0 {
+            return None;
+        }
+        let same = n.key.iter().zip(w).all(|(a, b)| a.load(Relaxed) == *b);
+        let pick = n.pick.load(Relaxed);
+        fence(Acquire);
+        if !same || s.key_gen.load(Relaxed) != g {
+            return None;
+        }
+        let state = s.state.load(Acquire);
+        (state & DEAD == 0).then_some(Found { index, gen: g, state, pick })
     }
 
     pub fn capacity(&self) -> u32 {
@@ -545,26 +562,28 @@ impl CtTable {
         self.buckets[b1].as_ptr().cast()
     }
 
-    /// The lines a `lookup_nat` of hash `h` reads in the sessions its first bucket (in
-    /// cache already) names by their `Nat` key, and the one tracking then writes: each
-    /// one's `Nat` key, its key and state, and its counters; for `each` to prefetch.
-    #[inline]
-    pub fn nat_lines(&self, h: u64, mut each: impl FnMut(*const u8)) {
-        let Some(nat) = self.nat.get() else { return };
+    /// The first session `h`'s first bucket (already in cache) names by its `Nat` key
+    /// under its tag, the one a `lookup_nat` of `h` tries first: its index + 1 (0: none),
+    /// and the lines that lookup reads and tracking then writes handed to `each` to
+    /// prefetch: its `Nat` key, its key and state, and its counters.
+    #[inline(always)]
+    pub fn nat_lines(&self, h: u64, mut each: impl FnMut(*const u8)) -> u32 {
+        let Some(nat) = self.nat.get() else { return 0 };
         let (b1, _, tag) = self.buckets_of(h);
         for e in &self.buckets[b1] {
             let v = e.load(Relaxed);
             if v & NAT_ENTRY != 0 && (v >> 32) as u32 == tag {
-                let i = entry_index(v) as usize;
-                if let (Some(s), Some(n)) = (self.sessions.get(i), nat.get(i)) {
+                let i = entry_index(v);
+                if let (Some(s), Some(n)) = (self.sessions.get(i as usize), nat.get(i as usize)) {
                     let (s, n): (*const Session, *const Nat) = (s, n);
                     each(n.cast());
                     each(s.cast());
-                    // (Its counters, which the tracking pass adds to.)
                     each(s.cast::<u8>().wrapping_add(64));
+                    return i + 1;
                 }
             }
         }
+        0
     }
 
     /// The first session `h`'s first bucket (already in cache) names under its tag, the

@@ -55,20 +55,22 @@ impl<'a> At<'a> {
     }
 
     /// Tracks a translated (or to be translated) packet (of session `found`, if it is
-    /// known); a new session is made with `nat`.
-    pub(super) fn track<F: Frame>(
-        &self,
-        nat: Option<&NatKey>,
-        found: Option<Found>,
-        f: &F,
-        m: &mut Meta,
-    ) -> Result<(), DropReason> {
+    /// known); a new session is made with `nat`. The common packet, of a session that
+    /// only counts it, is taken here; the rest out of line.
+    #[inline(always)]
+    pub(super) fn track<F: Frame>(&self, nat: Option<&NatKey>, found: Option<Found>, f: &F, m: &mut Meta) -> Tracked {
         if let (Some(found), false) = (&found, self.dry) {
             // (The tracker as is: `TRACKING` keeps a session that passed.)
             if conntrack::established(self.table, found, f, m, self.now) {
                 return Ok(());
             }
         }
+        self.decide(nat, found, f, m)
+    }
+
+    /// `track` by the whole tracker.
+    #[inline(never)]
+    fn decide<F: Frame>(&self, nat: Option<&NatKey>, found: Option<Found>, f: &F, m: &mut Meta) -> Tracked {
         let cfg = CtPort { max_sessions: self.limit, ..TRACKING };
         let cp = Checkpoint {
             table: self.table,
@@ -85,12 +87,19 @@ impl<'a> At<'a> {
     }
 }
 
+/// What tracking decided: the packet goes on, or its drop.
+type Tracked = Result<(), DropReason>;
+
+/// What a packet to the gateway addresses: a VIP's address, port and protocol.
+type Addressed = (IpKey, u16, u8);
+
 /// What the first pass found a packet to be.
 #[derive(Clone, Copy)]
 enum Seen<'s> {
     Other,
-    /// To a VIP: its service and the hash of the key it addressed.
-    ToVip(&'s Vip, u64),
+    /// To a VIP: its service, the hash of the key it addressed, and the session its
+    /// bucket names first by that key (index + 1; 0: none), once fetched.
+    ToVip(&'s Vip, u64, u32),
     /// To a VIP, translated, a new connection: tracked once the bucket of its own key
     /// is in cache.
     Opening,
@@ -109,6 +118,8 @@ enum Seen<'s> {
 /// the batch, so that each packet's index bucket, then its session, then the bucket of
 /// its translated key are fetched for the whole batch before any is read. True if a
 /// packet for outside found its next hop unresolved (dropped as `nexthop_unresolved`).
+/// Out of line: called once a batch, and the port's other stages keep their registers.
+#[inline(never)]
 pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], meta: &mut [Meta]) -> bool {
     let mut unresolved = false;
     let services = &*t.services;
@@ -116,6 +127,8 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
     let snat = net.filter(|n| n.masquerading());
     let peer = |m: &Meta| net.is_some_and(|n| n.flood_vteps.iter().any(|&v| ipv4_key(v) == m.ip_dst));
     let out = |m: &Meta| snat.is_some_and(|n| n.masquerades(m.ip_dst)) && t.endpoints.get(vni, m.ip_dst).is_none();
+    // (A batch's packets to the gateway mostly address one VIP: its answer is kept.)
+    let mut last_vip: Option<(Addressed, Option<&Vip>)> = None;
     for (frames, meta) in frames.chunks_mut(BURST).zip(meta.chunks_mut(BURST)) {
         let mut seen = [Seen::Other; BURST];
         // The keys packets to a VIP addressed, for the translation pass to find; their
@@ -138,7 +151,12 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
                 continue;
             }
             if m.dst == GATEWAY_MAC {
-                if let Some(vip) = services.at_vip(vni, m.ip_dst, m.dport, m.proto) {
+                let addressed: Addressed = (m.ip_dst, m.dport, m.proto);
+                let vip = match last_vip {
+                    Some((a, vip)) if a == addressed => vip,
+                    _ => last_vip.insert((addressed, services.at_vip(vni, m.ip_dst, m.dport, m.proto))).1,
+                };
+                if let Some(vip) = vip {
                     // (The key the tracking pass's new session is found by: it is the
                     // same after translation, the VIP being its other end.)
                     key.key = Tuple::of_ports(m).key().0;
@@ -146,7 +164,7 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
                     // (Its bucket is on its way already if the parse stage asked for it.)
                     let h = if noted != 0 { noted } else { hash(&key.key) };
                     F::prefetch(at.table.bucket_line(h));
-                    *seen = Seen::ToVip(vip, h);
+                    *seen = Seen::ToVip(vip, h, 0);
                     continue;
                 }
             }
@@ -160,9 +178,9 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
                 *seen = Seen::Out;
             }
         }
-        for (m, seen) in meta.iter().zip(&seen) {
+        for (m, seen) in meta.iter().zip(seen.iter_mut()) {
             match *seen {
-                Seen::ToVip(_, h) => at.table.nat_lines(h, F::prefetch),
+                Seen::ToVip(vip, h, _) => *seen = Seen::ToVip(vip, h, at.table.nat_lines(h, F::prefetch)),
                 Seen::FromBackend => {
                     at.table.first_named(m.ct.hash, F::prefetch);
                 }
@@ -174,11 +192,11 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
         let mut waiting = false;
         let passes = frames.iter_mut().zip(meta.iter_mut()).zip(seen.iter_mut()).zip(&mut keys);
         for (((f, m), seen), nat) in passes {
-            let Seen::ToVip(vip, h) = *seen else {
+            let Seen::ToVip(vip, h, first) = *seen else {
                 waiting |= matches!(*seen, Seen::FromBackend | Seen::Error | Seen::Out);
                 continue;
             };
-            match translate(vip, h, at, f, m, nat) {
+            match translate(vip, (h, first), at, f, m, nat) {
                 // A known connection is tracked at once, unless it waits. (With its `Nat`
                 // key too: a SYN that reopens it makes a new session.)
                 Ok(Some(held)) if !waiting => {
@@ -256,8 +274,9 @@ fn settle(m: &mut Meta, done: Result<Option<Action>, DropReason>) {
     }
 }
 
-/// A packet to a VIP (that addressed `nat`'s key, which hashes to `h`) translated toward
-/// its connection's backend: the one its session (returned) holds, or a new pick. Which
+/// A packet to a VIP (that addressed `nat`'s key, which hashes to `h`, and whose bucket
+/// names session `first` first) translated toward its connection's backend: the one its
+/// session (returned) holds, or a new pick. Which
 /// one is noted in `nat`. Where the backend's MAC is known it is also routed here (the
 /// gateway's work, without its lookup). For a new connection, its own key's bucket is
 /// fetched for the tracking pass.
@@ -267,7 +286,7 @@ fn settle(m: &mut Meta, done: Result<Option<Action>, DropReason>) {
 /// from the VIP instead (same source port), so its answers return through the gateway.
 fn translate<F: Frame>(
     vip: &Vip,
-    h: u64,
+    (h, first): (u64, u32),
     at: At,
     f: &mut F,
     m: &mut Meta,
@@ -275,7 +294,7 @@ fn translate<F: Frame>(
 ) -> Result<Option<Found>, DropReason> {
     let svc = &vip.service;
     let client = (m.ip_src, m.sport);
-    let found = at.table.lookup_nat(&nat.key, h);
+    let found = at.table.lookup_nat_from(&nat.key, h, first);
     let (i, kept) = match found {
         // The place it noted in this very list of backends.
         Some(s) if s.pick >> 32 == svc.version as u64 => (s.pick as u16, Some(s)),

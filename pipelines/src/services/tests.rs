@@ -358,6 +358,26 @@ mod stage {
         assert!(found.is_none(), "the session to the removed backend is gone");
     }
 
+    /// One batch to the VIP's port, to another port of its address, and to the VIP again:
+    /// the stage keeps a batch's last VIP answer, and must not give it to the other port.
+    #[test]
+    fn in_one_batch_only_packets_to_the_vips_port_are_translated() {
+        let (_, t) = switch(1024, &[2, 3]);
+        let vip = u32::from_be_bytes(VIP);
+        let to = |sport: u16, dport: u16| tcp(GATEWAY_MAC, mac(1), (ip(1), sport), (vip, dport), 0x02, 1000, 0);
+        let (f, m) = run(&t, CLIENT, &[to(40000, 80), to(40001, 81), to(40002, 80), to(40003, 81)]);
+        for i in [0, 2] {
+            let b = f[i].bytes();
+            assert!(matches!(m[i].action, Action::Tx(B1 | B2)), "packet {i}: {:?}", m[i].action);
+            assert_eq!(field(b, 36, 2), 8080, "packet {i} goes to a backend");
+        }
+        for i in [1, 3] {
+            let b = f[i].bytes();
+            assert!(!matches!(m[i].action, Action::Tx(B1 | B2)), "packet {i}: {:?}", m[i].action);
+            assert_eq!((field(b, 30, 4) as u32, field(b, 36, 2)), (vip, 81), "packet {i} is not translated");
+        }
+    }
+
     /// A switch with the service over `backends` and room for `sessions`.
     fn switch(sessions: u32, backends: &[u8]) -> (Arc<CtTable>, L2Tables) {
         let table = Arc::new(CtTable::new(sessions, 1, 16));

@@ -241,6 +241,14 @@ fn a_translated_session_is_found_by_both_keys_and_leaves_with_both() {
     assert!(t.lookup(&vip, hash(&vip)).is_none(), "the VIP key is not a session's own");
     assert!(t.lookup_nat(&own, hash(&own)).is_none());
     assert_eq!(t.nat_of(i), Some(NatKey { key: vip, service: 7, pick: 0 }));
+    // The batch's prefetch notes it first under its VIP key's tag; found from that note,
+    // and by the buckets where the note names another session or none.
+    let first = t.nat_lines(hash(&vip), |_| {});
+    assert_eq!(first, i + 1);
+    for note in [first, 0, i + 2] {
+        assert_eq!(t.lookup_nat_from(&vip, hash(&vip), note).map(|f| f.index), Some(i), "note {note}");
+    }
+    assert!(t.lookup_nat_from(&own, hash(&own), first).is_none(), "its note is not for its own key");
     // Killed: gone by both keys.
     assert!(t.kill(i, t.view(i).unwrap().gen));
     assert!(t.lookup_nat(&vip, hash(&vip)).is_none());
