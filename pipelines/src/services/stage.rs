@@ -276,10 +276,9 @@ fn settle(m: &mut Meta, done: Result<Option<Action>, DropReason>) {
 
 /// A packet to a VIP (that addressed `nat`'s key, which hashes to `h`, and whose bucket
 /// names session `first` first) translated toward its connection's backend: the one its
-/// session (returned) holds, or a new pick. Which
-/// one is noted in `nat`. Where the backend's MAC is known it is also routed here (the
-/// gateway's work, without its lookup). For a new connection, its own key's bucket is
-/// fetched for the tracking pass.
+/// session (returned) holds, or a new pick. Which one is noted in `nat`. Where the
+/// backend's MAC is known it is also routed here (the gateway's work, without its
+/// lookup). For a new connection, its own key's bucket is fetched for the tracking pass.
 ///
 /// Hairpin: a backend that calls its own service and is picked would get its own
 /// address as the source, which its stack drops as a martian; the connection comes to it
