@@ -153,8 +153,8 @@ pub struct CtMark {
     pub tracked: bool,
     pub state: CtState,
     /// The session's index + 1 (0: none). Before the packet is tracked: the session
-    /// the batch's prefetch saw first under its key's tag, for the lookup to try first
-    /// (checked against the key like any other).
+    /// the batch's prefetch saw first under its key's tag, for the checkpoint that
+    /// decides it next to try first (checked against the key like any other).
     pub session: u32,
     /// Sent by the side that answered the connection.
     pub reply: bool,

@@ -310,10 +310,12 @@ pub fn prefetch_where<F: Frame>(table: &CtTable, meta: &mut [Meta], tracked: imp
     for m in meta.iter_mut().filter(|m| tracked(m)) {
         note_bucket::<F>(table, m);
     }
-    // (Whatever else had its hash noted is fetched too: cheaper than asking again.)
+    // (Whatever else had its hash noted is fetched too: cheaper than asking again. The
+    // note goes only to a packet the checkpoint decides next, which takes it: no other
+    // packet's metadata depends on what else its batch made in the table.)
     for m in meta.iter_mut().filter(|m| m.ct.hash != 0) {
         let first = table.first_named(m.ct.hash, F::prefetch);
-        if !m.ct.tracked {
+        if !m.ct.tracked && tracked(m) {
             m.ct.session = first;
         }
     }
