@@ -2,9 +2,9 @@
 //! UDP frames from a VM, 1,024 flows). Figures are per batch; divide by 32 per packet.
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pipelines::{
-    acl::{AclTables, Classifier, Direction, Family, PortAcl, Prefix, Rule, Verdict, ANY_PORT},
+    acl::{AclCache, AclTables, Classifier, Direction, Family, PortAcl, Prefix, Rule, Verdict, ANY_PORT},
     conntrack::CtState,
-    learn::Clock,
+    learn::{Clock, LearnEvent},
     parse::parse,
     qos::ColorAction::Pass,
     stages::{self, Ctx, PerCore},
@@ -91,6 +91,68 @@ fn w2_rules(n: u32) -> Vec<Rule> {
 }
 
 fn tables(acl_rules: u32) -> L2Tables {
+    tables_with(if acl_rules > 0 { w2_rules(acl_rules) } else { vec![] })
+}
+
+/// W2-real's security group, shaped as bench/configs.py's `near_miss`: `n - 1` rules on
+/// source prefix, protocol and ports, each a near miss of W2's traffic in one field,
+/// the one allow it hits 4 rules above the bottom, and the port's default deny.
+fn w2_real_rules(n: u32) -> Vec<Rule> {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |below: u32| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % below as u64) as u32
+    };
+    let any = |id: u32| Rule {
+        id,
+        priority: 40000 - id,
+        family: Family::V4,
+        src: Prefix::ANY,
+        dst: Prefix::ANY,
+        proto: Some(17),
+        sport: ANY_PORT,
+        dport: ANY_PORT,
+        icmp_type: None,
+        verdict: if id % 2 == 1 { Verdict::Deny } else { Verdict::Allow },
+        counter: id,
+    };
+    (1..n)
+        .map(|id| {
+            let mut r = any(id);
+            let k = id - 1;
+            if k == n - 5 {
+                (r.src, r.dst, r.dport, r.verdict) =
+                    (Prefix::v4(0x0a01_0000, 16), Prefix::v4(0x0a01_0000, 16), (5001, 5001), Verdict::Allow);
+            } else if k % 4 == 0 {
+                let port = 1024 + next(64512) as u16;
+                r.proto = Some(if next(2) == 0 { 17 } else { 6 });
+                r.src = Prefix::v4(0xac10_0000 | next(1 << 20), 32);
+                r.dst = Prefix::v4(0xc0a8_0000 | next(1 << 16), 32);
+                (r.sport, r.dport) = ((port, port), (port ^ 1, port ^ 1));
+            } else if k % 4 == 1 {
+                let port = 1 + next(65535) as u16;
+                r.proto = Some(6);
+                (r.src, r.dst, r.dport) =
+                    (Prefix::v4(0x0a01_0000, 16), Prefix::v4(0x0a01_0000 | next(256) << 8, 24), (port, port));
+            } else if k % 4 == 2 {
+                let port = match 1 + next(65535) as u16 {
+                    5001 => 5002,
+                    p => p,
+                };
+                (r.src, r.dst, r.dport) =
+                    (Prefix::v4(0x0a01_0001, 32), Prefix::v4(0x0a01_0002 + next(1024), 32), (port, port));
+            } else {
+                let block = (0x10 + next(0xf0) as u16) << 8;
+                (r.src, r.sport, r.dport) = (Prefix::v4(0x0a01_0000, 16), (block, block | 0xff), (5001, 5001));
+            }
+            r
+        })
+        .collect()
+}
+
+fn tables_with(rules: Vec<Rule>) -> L2Tables {
     let mut t = L2Tables::default();
     t.networks
         .insert(100, Network { vni: 100, ports: vec![1, 2], flood_vteps: vec![0x0a000002], ..Default::default() });
@@ -99,10 +161,10 @@ fn tables(acl_rules: u32) -> L2Tables {
     t.fib_insert(100, DST, FibEntry { target: FibTarget::Vtep(0x0a000002), is_static: true });
     t.fib_insert(100, VM, FibEntry { target: FibTarget::Port(1), is_static: false });
     t.port_mtu = vec![1500; 16];
-    if acl_rules > 0 {
+    if !rules.is_empty() {
         let mut ports: Vec<Option<std::sync::Arc<PortAcl>>> = (0..16).map(|_| None).collect();
         ports[1] = Some(std::sync::Arc::new(PortAcl {
-            ingress: Classifier::new(w2_rules(acl_rules)),
+            ingress: Classifier::new(rules),
             egress: Classifier::new(vec![]),
             default: Verdict::Deny,
         }));
@@ -302,6 +364,18 @@ fn established(
     run(&mut fr, &mut meta, &mut ev, &mut core);
     assert!(meta.iter().all(|m| m.action == to), "{name}: {:?}", meta[0].action);
     assert!(meta.iter().all(|m| m.ct.state == pipelines::conntrack::CtState::Established), "{name}: {:?}", meta[0].ct);
+    in_turn(g, name, &batches, to, &mut core, run);
+}
+
+/// Benchmarks `run` over `batches` in turn, counting the frames it sends to `to`.
+fn in_turn(
+    g: &mut criterion::BenchmarkGroup<criterion::measurement::WallTime>,
+    name: &str,
+    batches: &[Vec<VecFrame>],
+    to: Action,
+    core: &mut PerCore,
+    run: impl Fn(&mut Vec<VecFrame>, &mut Vec<Meta>, &mut Vec<LearnEvent>, &mut PerCore),
+) {
     g.bench_function(name, |b| {
         let mut k = 0;
         b.iter_batched(
@@ -310,7 +384,7 @@ fn established(
                 (batches[k].clone(), vec![Meta::default(); BURST], Vec::with_capacity(64))
             },
             |(mut fr, mut meta, mut ev)| {
-                run(&mut fr, &mut meta, &mut ev, &mut core);
+                run(&mut fr, &mut meta, &mut ev, core);
                 black_box(meta.iter().filter(|m| m.action == to).count())
             },
             criterion::BatchSize::SmallInput,
@@ -515,6 +589,22 @@ fn bench(c: &mut Criterion) {
             )
         });
     }
+    // W2-real: W2's 1,024 flows, 32 batches in turn, through the near-miss group.
+    let real = tables_with(w2_real_rules(1000));
+    let flows: Vec<Vec<VecFrame>> =
+        (0..1024).map(|i| VecFrame::new(&frame(i))).collect::<Vec<_>>().chunks(BURST).map(<[_]>::to_vec).collect();
+    let mut core = PerCore { acl: AclCache::with_flows(), ..PerCore::default() };
+    let run = |fr: &mut Vec<VecFrame>, meta: &mut Vec<Meta>, ev: &mut Vec<_>, core: &mut PerCore| {
+        stages::parse_batch(fr, meta);
+        let ctx = Ctx { tables: &real, clock: Clock { now: 0, hz: 1 << 30 } };
+        stages::from_vm(&ctx, 1, 100, fr, meta, core, ev);
+    };
+    for batch in &flows {
+        let (mut fr, mut meta, mut ev) = (batch.clone(), vec![Meta::default(); BURST], Vec::new());
+        run(&mut fr, &mut meta, &mut ev, &mut core);
+        assert!(meta.iter().all(|m| m.action == Action::Tx(9)), "W2-real: {:?}", meta[0].action);
+    }
+    in_turn(&mut g, "vm_ingress_w2_real", &flows, Action::Tx(9), &mut core, run);
     // W6: W2's batch through a stateful port; W8: a VM's batch to a service VIP (DNAT,
     // routing to the backend, encapsulation toward its VTEP). Every session established,
     // from_vm whole as the PMD runs it.

@@ -267,13 +267,18 @@ impl<'t> Switching<'t> {
         let (mut bytes, mut packets) = (0, 0);
         // (A stateful port's index buckets start coming now: the policer's passes hide
         // some of their miss.)
+        // So do a stateless port's answers in the security group's cache.
         let tracked = t.ct.port(port).and(t.ct.table.as_deref());
+        let group =
+            if t.ct.port(port).is_none() { t.acl.ports.get(port as usize).and_then(Option::as_deref) } else { None };
         for (f, m) in frames.iter().zip(meta.iter_mut()) {
             if admit(t, vni, self.gateway.is_some(), m) {
                 bytes += f.wire_len() as u64;
                 packets += 1;
                 if let Some(table) = tracked {
                     conntrack::prefetch_bucket::<F>(table, m);
+                } else if let Some(acl) = group {
+                    core.acl.prefetch::<F>(&acl.ingress, m);
                 }
             }
         }
