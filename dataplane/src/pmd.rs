@@ -179,6 +179,7 @@ struct Core<'a> {
     stage: PerCore,
     sampler: Sampler,
     learn_lost_seen: u64,
+    acl_misses_seen: u64,
     frames: [Mbuf; BURST],
     meta: [Meta; BURST],
     /// Mbufs to free at the end of a batch, in one bulk call.
@@ -202,6 +203,7 @@ fn poll(shared: &Shared, me: usize) {
         // The TSC only seeds this core's sampler.
         sampler: Sampler::new(crate::tsc() ^ ((me as u64) << 48)),
         learn_lost_seen: 0,
+        acl_misses_seen: 0,
         frames: [Mbuf::NULL; BURST],
         meta: [Meta::default(); BURST],
         dead: [std::ptr::null_mut(); BURST],
@@ -361,6 +363,12 @@ impl Core<'_> {
             i = self.dispatch(snap, port, from_vm, i, n);
         }
         self.free_dead();
+        // (After dispatch: a flood's copies ask each port's group too.)
+        let misses = self.stage.acl.misses();
+        if misses != self.acl_misses_seen {
+            self.counters.acl_misses.add(misses - self.acl_misses_seen);
+            self.acl_misses_seen = misses;
+        }
         n
     }
 

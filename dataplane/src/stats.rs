@@ -76,6 +76,9 @@ pub struct CoreCounters {
     pub learn_lost: Counter,
     /// Packets a running capture could not copy (no buffer free).
     pub capture_lost: Counter,
+    /// Packets whose security-group answer the core did not remember (each cost a
+    /// search of the rules).
+    pub acl_misses: Counter,
     pub ports: [PortCounters; MAX_PORTS],
     /// Hits per ACL rule counter slot.
     pub acl_hits: Box<[Counter]>,
@@ -90,6 +93,7 @@ impl Default for CoreCounters {
             packets: Counter::default(),
             learn_lost: Counter::default(),
             capture_lost: Counter::default(),
+            acl_misses: Counter::default(),
             ports: std::array::from_fn(|_| PortCounters::default()),
             acl_hits: (0..ACL_COUNTERS).map(|_| Counter::default()).collect(),
         }

@@ -59,6 +59,12 @@ fn allow_deny_and_default_in_both_directions_with_hit_counters() {
         .map(|r| (r["id"].as_u64().unwrap(), r["hits"].as_u64().unwrap()))
         .collect();
     assert_eq!(hits, BTreeMap::from([(1, 5), (2, 4), (3, 6), (4, 2), (5, 5)]));
+    // The core searched the rules once per key a group tells apart, and remembered the
+    // answer for the rest. vm1's group looks at protocol and port: TCP/22, TCP/23,
+    // UDP/5001, UDP/9999, ICMPv6 echo. vm2's outbound one at those and the source's
+    // first 64 bits: TCP/22, UDP/5001 (from vm1 and decapsulated alike), UDP/9999,
+    // fd00:: and fd01:: echoes, and the decapsulated UDP/80. Non-IP asks no group.
+    assert_eq!(d.json(&["cores"])[0]["acl_misses"], 11);
     assert_eq!(d.json(&["acl", "list", "--port", "vm2"]).as_array().unwrap().len(), 3);
     assert!(d.stop().success());
     // What vm2 received, as tshark reads it: exactly the allowed traffic.

@@ -33,6 +33,11 @@ pub struct CoreView {
     pub cycles_per_packet_total: f64,
     /// Raw TSC cycles spent in rounds that moved packets (for deltas over a window).
     pub busy_cycles: u64,
+    /// Packets whose security-group answer the core did not remember and searched the
+    /// rules for. Near the packet count, the groups tell apart more conversations than
+    /// the core's table holds (`acl::FLOWS`).
+    #[serde(default)]
+    pub acl_misses: u64,
     /// Time inside the switch of the packets this core sent over the last
     /// `LATENCY_WINDOW_S` seconds (none: it sent nothing).
     pub latency: Option<LatencyView>,

@@ -85,6 +85,7 @@ pub fn print_cores(cores: &[CoreView]) {
         "PACKETS",
         "BUSY%(ALL)",
         "CYC/PKT(ALL)",
+        "ACL MISSES",
         "LAT P50/P99/P99.9 (us)",
         "RX QUEUES",
     ])];
@@ -97,6 +98,7 @@ pub fn print_cores(cores: &[CoreView]) {
             c.packets.to_string(),
             format!("{:.1}", c.busy_pct_total),
             format!("{:.1}", c.cycles_per_packet_total),
+            c.acl_misses.to_string(),
             c.latency
                 .as_ref()
                 .map_or("-".into(), |l| format!("{:.2}/{:.2}/{:.2}", l.p50_ns / 1e3, l.p99_ns / 1e3, l.p999_ns / 1e3)),

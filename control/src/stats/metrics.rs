@@ -63,7 +63,7 @@ pub fn render(ports: &[PortStatsView], cores: &[CoreView], mempool: &MempoolView
     );
     let core_labels = |c: &CoreView| labels(&[("core", &c.index.to_string()), ("lcore", &c.lcore.to_string())]);
     type CoreField = fn(&CoreView) -> f64;
-    const CORE: [(&str, &str, &str, CoreField); 5] = [
+    const CORE: [(&str, &str, &str, CoreField); 6] = [
         ("packets_total", "counter", "Packets received by the PMD core.", |c| c.packets as f64),
         ("rounds_total", "counter", "Poll rounds of the PMD core.", |c| c.rounds as f64),
         ("busy_cycles_total", "counter", "TSC cycles the PMD core spent in rounds that moved packets.", |c| {
@@ -75,6 +75,12 @@ pub fn render(ports: &[PortStatsView], cores: &[CoreView], mempool: &MempoolView
         ("cycles_per_packet", "gauge", "TSC cycles per packet on the PMD core, over the last second.", |c| {
             c.cycles_per_packet
         }),
+        (
+            "acl_misses_total",
+            "counter",
+            "Packets whose security-group answer the PMD core did not remember, and searched the rules for.",
+            |c| c.acl_misses as f64,
+        ),
     ];
     for (field, kind, help, f) in CORE {
         let mut samples = cores.iter().map(|c| (core_labels(c), f(c)));
@@ -253,6 +259,7 @@ mod tests {
             index: 0,
             lcore: 1,
             packets: 9,
+            acl_misses: 3,
             latency: Some(LatencyView { packets: 9, p50_ns: 1000.0, p99_ns: 2000.0, p999_ns: 3000.0, max_ns: 4000.0 }),
             ..Default::default()
         };
@@ -261,5 +268,6 @@ mod tests {
         assert!(text.contains("vswitch_port_drops_total{port=\"vm\\\"1\",reason=\"acl_deny_in\"} 2\n"));
         assert!(text.contains("vswitch_core_latency_seconds{core=\"0\",lcore=\"1\",quantile=\"0.99\"} 0.000002\n"));
         assert!(text.contains("# TYPE vswitch_core_packets_total counter\n"));
+        assert!(text.contains("vswitch_core_acl_misses_total{core=\"0\",lcore=\"1\"} 3\n"), "{text}");
     }
 }

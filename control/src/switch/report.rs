@@ -56,6 +56,7 @@ impl Switch {
                     busy_pct_total: pct(c.busy_cycles.get(), c.idle_cycles.get()),
                     cycles_per_packet_total: cpp(c.busy_cycles.get(), c.packets.get()),
                     busy_cycles: c.busy_cycles.get(),
+                    acl_misses: c.acl_misses.get(),
                     latency: self.cores.latency.view(i, self.shared.tsc_hz),
                 }
             })
