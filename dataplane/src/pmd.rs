@@ -335,11 +335,7 @@ impl Core<'_> {
                 stages::from_uplink(&ctx, port, frames, meta, &mut self.stage, &mut ring);
             }
         }
-        let lost = self.stage.learner.lost;
-        if lost != self.learn_lost_seen {
-            self.counters.learn_lost.add(lost - self.learn_lost_seen);
-            self.learn_lost_seen = lost;
-        }
+        self.counters.learn_lost.follow(self.stage.learner.lost, &mut self.learn_lost_seen);
         let from_vm = matches!(slot.role, Role::Vm { .. });
         let rate = snap.sflow_sampling;
         if rate != 0 {
@@ -364,11 +360,7 @@ impl Core<'_> {
         }
         self.free_dead();
         // (After dispatch: a flood's copies ask each port's group too.)
-        let misses = self.stage.acl.misses();
-        if misses != self.acl_misses_seen {
-            self.counters.acl_misses.add(misses - self.acl_misses_seen);
-            self.acl_misses_seen = misses;
-        }
+        self.counters.acl_misses.follow(self.stage.acl.misses(), &mut self.acl_misses_seen);
         n
     }
 

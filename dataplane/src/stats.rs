@@ -19,6 +19,16 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
     }
+
+    /// Adds what a count kept elsewhere (`total`) grew by since `seen`, its value the
+    /// last time.
+    #[inline(always)]
+    pub fn follow(&self, total: u64, seen: &mut u64) {
+        if total != *seen {
+            self.add(total.wrapping_sub(*seen));
+            *seen = total;
+        }
+    }
 }
 
 /// One core's view of one port.

@@ -500,8 +500,7 @@ impl AclCache {
         if m.ip_version == 0 {
             return;
         }
-        let set = c.key(m).slot(c.id) & (self.flows.len() - 1) & !1;
-        if let Some(f) = self.flows.get(set) {
+        if let Some(f) = self.flows.get(self.set(c, &c.key(m))) {
             F::prefetch((f as *const Flow).cast());
         }
     }
@@ -518,8 +517,7 @@ impl AclCache {
         if let Some(f) = self.flows.get(self.last).filter(hit) {
             return f.rule;
         }
-        // Two ways per set: two conversations that hash alike do not evict each other.
-        let set = key.slot(c.id) & (self.flows.len() - 1) & !1;
+        let set = self.set(c, &key);
         for way in [set, set | 1] {
             if let Some(f) = self.flows.get(way).filter(hit) {
                 self.last = way;
@@ -527,6 +525,13 @@ impl AclCache {
             }
         }
         self.remember(c, m, key, set)
+    }
+
+    /// The first way of `key`'s set. Two ways per set: two conversations that hash
+    /// alike do not evict each other.
+    #[inline(always)]
+    fn set(&self, c: &Classifier, key: &AclKey) -> usize {
+        key.slot(c.id) & (self.flows.len() - 1) & !1
     }
 
     /// A miss: the tuple search, and its answer kept in `set`.

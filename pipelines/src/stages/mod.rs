@@ -265,12 +265,12 @@ impl<'t> Switching<'t> {
         // The policer's burst: once for the whole burst when all of it is green (a
         // policer with room to spare), else packet by packet.
         let (mut bytes, mut packets) = (0, 0);
-        // (A stateful port's index buckets start coming now: the policer's passes hide
-        // some of their miss.)
-        // So do a stateless port's answers in the security group's cache.
-        let tracked = t.ct.port(port).and(t.ct.table.as_deref());
-        let group =
-            if t.ct.port(port).is_none() { t.acl.ports.get(port as usize).and_then(Option::as_deref) } else { None };
+        // (A stateful port's index buckets start coming now, or a stateless port's
+        // answers in its security group's table: the policer's passes hide some of
+        // their miss.)
+        let stateful = t.ct.port(port);
+        let tracked = stateful.and(t.ct.table.as_deref());
+        let group = if stateful.is_none() { t.acl.ports.get(port as usize).and_then(Option::as_deref) } else { None };
         for (f, m) in frames.iter().zip(meta.iter_mut()) {
             if admit(t, vni, self.gateway.is_some(), m) {
                 bytes += f.wire_len() as u64;
@@ -297,7 +297,7 @@ impl<'t> Switching<'t> {
             }
         }
         // Security group before learning: a denied frame teaches the switch nothing.
-        if let Some(cfg) = t.ct.port(port) {
+        if let Some(cfg) = stateful {
             stateful_in(ctx, port, cfg, core.core, &mut core.acl, frames, meta);
         } else if let Some(Some(acl)) = t.acl.ports.get(port as usize) {
             acl.ingress_batch(meta, &mut core.acl);
