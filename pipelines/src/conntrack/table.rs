@@ -17,6 +17,7 @@ use super::{
     tcp::{Segment, Side, TcpConn, TcpState},
     Timeouts,
 };
+use crate::meta::IpKey;
 use std::sync::atomic::{
     fence, AtomicU32, AtomicU64,
     Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst},
@@ -189,20 +190,37 @@ impl SessionView {
     }
 }
 
-#[inline]
+/// A key's hash. Each end is hashed alone and the two are ordered by their hashes, so a
+/// packet's ends hash alike either way round and a packet's hash needs no ordering of its
+/// ends into a key (two 144-bit compares and a swap of five fields, half of the cost).
+#[inline(always)]
 pub fn hash(k: &CtKey) -> u64 {
-    const M: u64 = 0x517c_c1b7_2722_0a95;
-    let mut h = (k.zone as u64) << 8 | k.proto as u64;
-    for w in [
-        k.lo.0 as u64,
-        (k.lo.0 >> 64) as u64,
-        k.hi.0 as u64,
-        (k.hi.0 >> 64) as u64,
-        (k.lo.1 as u64) << 16 | k.hi.1 as u64,
-    ] {
-        h = (h.rotate_left(5) ^ w).wrapping_mul(M);
-    }
-    h ^ (h >> 29)
+    hash_ends(k.zone, k.proto, k.lo, k.hi)
+}
+
+/// The hash of the key with zone `zone`, protocol `proto` and ends `a` and `b` in
+/// either order.
+#[inline(always)]
+pub fn hash_ends(zone: u32, proto: u8, a: (IpKey, u16), b: (IpKey, u16)) -> u64 {
+    const LOW: u64 = 0x517c_c1b7_2722_0a95;
+    const HIGH: u64 = 0x9e37_79b9_7f4a_7c15;
+    const SEED: u64 = 0xc2b2_ae3d_27d4_eb4f;
+    // The high and low halves of a 128-bit product, folded: every bit of either factor
+    // reaches every bit of the result.
+    let fold = |x: u64, y: u64| {
+        let p = x as u128 * y as u128;
+        p as u64 ^ (p >> 64) as u64
+    };
+    // (An IPv4 address's key has zeros in bits 48-63 of its low word: the port goes
+    // there, so no two IPv4 ends share a word.)
+    let end = |(ip, port): (IpKey, u16)| {
+        fold((ip as u64) ^ (port as u64) << 48, LOW) ^ ((ip >> 64) as u64).wrapping_mul(HIGH)
+    };
+    let (x, y) = (end(a), end(b));
+    // The ends' hashes are near-linear in small steps of an address: adding them would
+    // let two pairs of ends with one sum collide. A product of the two does not.
+    let (first, second) = if x <= y { (x, y) } else { (y, x) };
+    fold(first ^ SEED ^ ((zone as u64) << 8 | proto as u64), second ^ HIGH)
 }
 
 /// Ticks from `cur` to `due`, within one turn of the wheel and at least the next tick.

@@ -353,7 +353,7 @@ fn a_packet_hashes_as_its_key_does_either_way() {
 }
 
 /// Keys of the shapes a host makes (one client's ports, a /16 of servers, sessions per
-/// VNI, IPv6, both ends walking) fill a table's buckets as random keys would: at the
+/// VNI, IPv6, both ends walking; ends a sum of hashes would collide on) fill a table's buckets as random keys would: at the
 /// table's capacity (4 keys a bucket on average, first buckets only), the buckets
 /// over 8 are near Poisson's 2.1 %, and no two keys share a bucket and a tag.
 #[test]
@@ -364,7 +364,7 @@ fn structured_keys_spread_over_the_buckets_as_random_ones_do() {
         (ipv4_key(a), p as u16)
     }
     type Shape = (&'static str, fn(u32) -> Tuple);
-    let shapes: [Shape; 6] = [
+    let shapes: [Shape; 7] = [
         ("one client's ports", |i| Tuple {
             zone: 100,
             proto: 17,
@@ -390,6 +390,12 @@ fn structured_keys_spread_over_the_buckets_as_random_ones_do() {
             src: (0xfd00_u128 << 112 | (i as u128) << 64 | 1, 443),
             dst: ((0xfd00_u128 << 112) | (0x1_0000 + i as u128), 40000),
         }),
+        ("IPv6 interface ids", |i| Tuple {
+            zone: 7,
+            proto: 6,
+            src: (0xfd00_u128 << 112 | i as u128, 40000),
+            dst: (0xfd00_u128 << 112 | 1, 80),
+        }),
         ("both ends walking", |i| Tuple {
             zone: 1,
             proto: 17,
@@ -402,6 +408,7 @@ fn structured_keys_spread_over_the_buckets_as_random_ones_do() {
         let mut seen = std::collections::HashSet::new();
         for i in 0..N {
             let h = shape(i).hash();
+            assert_eq!((h, h), (shape(i).reversed().hash(), hash(&shape(i).key().0)), "{name}: key {i} either way");
             load[h as usize & (nb - 1)] += 1;
             assert!(seen.insert((h as usize & (nb - 1), h >> 32)), "{name}: key {i} shares a bucket and tag");
         }
