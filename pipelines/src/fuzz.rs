@@ -170,17 +170,33 @@ fn packet(input: &mut Input) -> Meta {
     }
 }
 
-/// The ACL classifier (tuple space search) against the brute-force reference, and the
-/// per-batch answer cache against asking afresh: any disagreement is a crash.
+/// The ACL classifier (tuple space search) against the brute-force reference, and a
+/// core's remembered answers against asking afresh: any disagreement is a crash. The
+/// answers are checked in a table of one entry (the trace's) and of four, where
+/// conversations share sets and evict each other; a rule change between packets (the
+/// first rule's verdict turned) makes a new classifier, whose packets an answer of the
+/// old one must never decide.
 pub fn acl_differential(data: &[u8]) {
     let mut input = Input(data);
     let n = input.u8() % 24;
-    let rules: Vec<Rule> = (0..n as u32).map(|i| rule(&mut input, i + 1)).collect();
-    let acl =
-        PortAcl { ingress: Classifier::new(rules.clone()), egress: Classifier::new(vec![]), default: Verdict::Deny };
-    let tables = AclTables { ports: vec![Some(Arc::new(acl))] };
-    let mut cache = AclCache::default();
+    let mut rules: Vec<Rule> = (0..n as u32).map(|i| rule(&mut input, i + 1)).collect();
+    let compile = |rules: &[Rule]| {
+        let acl = PortAcl {
+            ingress: Classifier::new(rules.to_vec()),
+            egress: Classifier::new(vec![]),
+            default: Verdict::Deny,
+        };
+        AclTables { ports: vec![Some(Arc::new(acl))] }
+    };
+    let mut tables = compile(&rules);
+    let mut caches = [AclCache::default(), AclCache::sized(4)];
     while !input.is_empty() {
+        if input.u8() == 0xff {
+            if let Some(first) = rules.first_mut() {
+                first.verdict = if first.verdict == Verdict::Allow { Verdict::Deny } else { Verdict::Allow };
+                tables = compile(&rules);
+            }
+        }
         let m = packet(&mut input);
         let want = brute_force(&rules, &m);
         let fast = tables.ports[0].as_ref().and_then(|a| a.ingress.classify(&m));
@@ -190,7 +206,9 @@ pub fn acl_differential(data: &[u8]) {
         } else {
             (want.map_or(Verdict::Deny, |r| r.verdict), want.map(|r| r.counter))
         };
-        assert_eq!(tables.check_with(&mut cache, 0, Direction::In, &m), want, "cached answer on {m:?}");
+        for cache in &mut caches {
+            assert_eq!(tables.check_with(cache, 0, Direction::In, &m), want, "remembered answer on {m:?}");
+        }
     }
 }
 

@@ -483,8 +483,8 @@ impl AclCache {
         Self::sized(FLOWS)
     }
 
-    /// `n` entries, a power of two.
-    fn sized(n: usize) -> AclCache {
+    /// `n` entries, a power of two (fewer than `FLOWS` to test eviction).
+    pub(crate) fn sized(n: usize) -> AclCache {
         AclCache { last: 0, turn: 0, misses: 0, flows: vec![Flow::NONE; n.max(1)].into_boxed_slice() }
     }
 
