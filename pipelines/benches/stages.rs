@@ -170,6 +170,8 @@ fn tables_with(rules: Vec<Rule>) -> L2Tables {
         }));
         t.acl = Arc::new(AclTables { ports });
     }
+    // (As the control plane publishes them: a compile of their own.)
+    t.stamp();
     t
 }
 
@@ -240,6 +242,7 @@ fn w8_tables() -> L2Tables {
     let table = CtTable::new(1 << 14, 1, 16);
     table.enable_nat(|_, _| 0);
     t.ct = Arc::new(CtTables { table: Some(Arc::new(table)), ports: vec![], dry: false });
+    t.stamp();
     t
 }
 
@@ -287,6 +290,7 @@ fn w6_tables_for(sessions: u32) -> L2Tables {
     let mut ports = vec![None; 16];
     ports[1] = Some(CtPort { liberal: false, sticky: false, pickup: false, max_sessions: 0, epoch: 1 });
     t.ct = Arc::new(CtTables { table: Some(Arc::new(table)), ports, dry: false });
+    t.stamp();
     t
 }
 

@@ -188,9 +188,20 @@ pub struct L2Tables {
     pub services: Arc<crate::services::ServiceTables>,
     /// Next hops beyond the uplink (masquerade, NodePort replies).
     pub underlay: Arc<Underlay>,
+    /// Which compile these tables are (`stamp`; 0: none). Published tables never change,
+    /// so a core may keep their FIB's answers from batch to batch while it sees the same
+    /// stamp (see `stages::FibMemo`).
+    pub stamp: u64,
 }
 
 impl L2Tables {
+    /// Marks these tables as a compile of their own, apart from every other in this
+    /// process: done once they are complete, before they are published.
+    pub fn stamp(&mut self) {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        self.stamp = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Out of line: the stages look up once per run of equal MACs, and the two probes
     /// inlined into every stage loop cost more than the call.
     #[inline(never)]

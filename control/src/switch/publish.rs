@@ -32,7 +32,8 @@ impl Switch {
         for f in self.every_feature() {
             f.compile(&refs, cores, &mut t);
         }
-        let Tables { mut snap, l2 } = t;
+        let Tables { mut snap, mut l2 } = t;
+        l2.stamp();
         snap.l2 = std::sync::Arc::new(l2);
         snap.capture = self
             .capture

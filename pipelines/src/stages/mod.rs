@@ -32,6 +32,8 @@ pub struct PerCore {
     pub acl: AclCache,
     /// The core's index: its part of the connection-tracking table.
     pub core: usize,
+    /// The FIB's answers of the batches before, while the tables stay the same.
+    pub fib: FibMemo,
 }
 
 /// What every stage of one batch shares.
@@ -141,6 +143,7 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
             }
         }
     }
+    core.fib.refresh(t);
     let mut l2 = Switching::new(t, port, vni, qos.outer_dscp);
     if plain_in(t, port) {
         l2.plain(ctx, frames, meta, core, sink);
@@ -177,15 +180,15 @@ fn admit(t: &L2Tables, vni: u32, gateway: bool, m: &mut Meta) -> bool {
 
 /// The switching stage of a VM's batch: learn the source, look up the destination,
 /// deliver locally or encapsulate. A VM's burst is mostly one source MAC to one
-/// destination MAC: each is looked up once per run of equal MACs (the tables are frozen
-/// for the batch).
+/// destination MAC: the source is looked up once per run of equal MACs, the destination
+/// answered by the core's `FibMemo`.
 struct Switching<'t> {
     /// The VM port the batch came in on, its VNI, and the outer DSCP it sets, if any.
     port: PortId,
     vni: u32,
     outer_dscp: Option<u8>,
     learned: Option<Mac>,
-    fib: FibCache<'t>,
+    remotes: RemoteCache<'t>,
     /// Some packet went to a local port with egress policy: the egress stage must run.
     egress: bool,
     /// The network, if its switches answer or route anything (it has a gateway, or
@@ -204,7 +207,7 @@ impl<'t> Switching<'t> {
             vni,
             outer_dscp,
             learned: None,
-            fib: FibCache::default(),
+            remotes: RemoteCache::default(),
             egress: false,
             encapsulator: vxlan::Encapsulator::default(),
         }
@@ -343,7 +346,7 @@ impl<'t> Switching<'t> {
             m.action = Action::Flood { vni };
             return;
         }
-        m.action = match self.fib.lookup(t, vni, m.dst) {
+        m.action = match core.fib.lookup(t, vni, m.dst) {
             // (A routed frame may leave by the port it came in by: a backend calling its
             // own service, two addresses of one VM.)
             Some(FibTarget::Port(p)) if p == port && m.src != GATEWAY_MAC => Action::Drop(DropReason::SamePort),
@@ -361,7 +364,7 @@ impl<'t> Switching<'t> {
     fn encap<F: Frame>(&mut self, t: &'t L2Tables, f: &mut F, m: &Meta, ip: u32) -> Action {
         let Some(vtep) = &t.vtep else { return Action::Drop(DropReason::NoVtep) };
         // None while its next hop is unresolved.
-        let Some(remote) = self.fib.remote(t, ip) else { return Action::Drop(DropReason::NexthopUnresolved) };
+        let Some(remote) = self.remotes.remote(t, ip) else { return Action::Drop(DropReason::NexthopUnresolved) };
         match self.encapsulator.encap(f, m, self.vni, (ip, remote), vtep, self.outer_dscp) {
             Ok(()) => Action::Tx(vtep.uplink),
             Err(r) => Action::Drop(r),
@@ -452,29 +455,27 @@ fn stateful_in<F: Frame>(
     }
 }
 
-/// Slots of a batch's FIB cache.
+/// Slots of a core's FIB answers.
 const FIB_SLOTS: usize = 32;
 
-/// The FIB answers of a batch, by destination MAC: consecutive packets to the same MAC
-/// (the common case) cost one lookup, and so do packets spread over a few MACs (a
-/// service's backends); consecutive packets to the same remote VTEP too.
+/// A core's FIB answers, by destination MAC: consecutive packets to the same MAC (the
+/// common case) cost one lookup, and so do packets spread over a few MACs (a service's
+/// backends). Kept from batch to batch while the tables are the same compile (their
+/// stamp): published tables never change. Tables without a stamp (never published)
+/// keep them for one batch.
 #[derive(Default)]
-struct FibCache<'t> {
+pub struct FibMemo {
+    stamp: u64,
     slots: [Option<(u32, Mac, Option<FibTarget>)>; FIB_SLOTS],
-    remote: Option<(u32, Option<&'t Remote>)>,
 }
 
-impl<'t> FibCache<'t> {
-    /// The outer headers toward remote VTEP `ip`, if its next hop is resolved.
-    #[inline(always)]
-    fn remote(&mut self, t: &'t L2Tables, ip: u32) -> Option<&'t Remote> {
-        match self.remote {
-            Some((cached, r)) if cached == ip => r,
-            _ => {
-                let r = t.remotes.get(&ip);
-                self.remote = Some((ip, r));
-                r
-            }
+impl FibMemo {
+    /// Forgets the answers unless they are `t`'s: once a batch, before its lookups.
+    #[inline]
+    fn refresh(&mut self, t: &L2Tables) {
+        if t.stamp == 0 || t.stamp != self.stamp {
+            self.stamp = t.stamp;
+            self.slots = [None; FIB_SLOTS];
         }
     }
 
@@ -487,6 +488,28 @@ impl<'t> FibCache<'t> {
                 let target = t.lookup(vni, mac).map(|e| e.target);
                 *slot = Some((vni, mac, target));
                 target
+            }
+        }
+    }
+}
+
+/// The remote VTEP of a batch's last packet to one: consecutive packets to the same
+/// remote VTEP cost one lookup.
+#[derive(Default)]
+struct RemoteCache<'t> {
+    last: Option<(u32, Option<&'t Remote>)>,
+}
+
+impl<'t> RemoteCache<'t> {
+    /// The outer headers toward remote VTEP `ip`, if its next hop is resolved.
+    #[inline(always)]
+    fn remote(&mut self, t: &'t L2Tables, ip: u32) -> Option<&'t Remote> {
+        match self.last {
+            Some((cached, r)) if cached == ip => r,
+            _ => {
+                let r = t.remotes.get(&ip);
+                self.last = Some((ip, r));
+                r
             }
         }
     }
@@ -574,7 +597,7 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
     let t = ctx.tables;
     // (VNI, source MAC, remote VTEP) last learned, and the last destination looked up.
     let mut learned: Option<(u32, Mac, u32)> = None;
-    let mut fib = FibCache::default();
+    core.fib.refresh(t);
     let mut egress = false;
     // A burst is mostly one VNI: the last one found served is remembered (VNIs are 24
     // bits, so u32::MAX is none), the table asked only for another.
@@ -680,7 +703,7 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
             m.action = Action::Flood { vni: d.vni };
             continue;
         }
-        m.action = match fib.lookup(t, d.vni, m.dst) {
+        m.action = match core.fib.lookup(t, d.vni, m.dst) {
             // (A runt inner frame's L3 offset may lie past its end: no L3 bytes.)
             Some(FibTarget::Port(p)) if largest.saturating_sub(m.l3 as usize) > t.mtu(p) as usize => {
                 Action::Drop(DropReason::MtuExceeded)

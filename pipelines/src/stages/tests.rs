@@ -106,6 +106,45 @@ fn a_batch_of_mixed_macs_gets_each_packet_its_own_answer() {
     assert_eq!(learned, [mac(1), mac(5)], "each source reported once: {ev:?}");
 }
 
+/// A core keeps its FIB answers from batch to batch only while the tables are the same
+/// published compile: a MAC that moved (a new compile, a new stamp) is sent where it is
+/// now, from the uplink as from a VM, and tables never published keep nothing.
+#[test]
+fn a_core_keeps_fib_answers_only_for_the_compile_they_came_from() {
+    let mut core = PerCore::default();
+    let mut run = |t: &L2Tables, by_uplink: bool, pkt: Vec<u8>| {
+        let mut frames = vec![VecFrame::new(&pkt)];
+        let mut meta = vec![Meta::default()];
+        parse_batch(&frames, &mut meta);
+        let ctx = Ctx { tables: t, clock: Clock { now: 0, hz: HZ } };
+        if by_uplink {
+            from_uplink(&ctx, UPLINK, &mut frames, &mut meta, &mut core, &mut Vec::new());
+        } else {
+            from_vm(&ctx, VM1, 100, &mut frames, &mut meta, &mut core, &mut Vec::new());
+        }
+        meta[0].action
+    };
+    let to_vm2 = || frame(mac(2), mac(1), 64);
+    let decapsulated = || vxlan::build(mac(0xee), vtep().mac, REMOTE, &vtep(), 100, &frame(mac(2), mac(0x22), 64));
+    let moved =
+        |t: &mut L2Tables| t.fib_insert(100, mac(2), FibEntry { target: FibTarget::Port(VM1), is_static: false });
+    // Published: answered, then kept while the stamp holds.
+    let mut t = tables();
+    t.stamp();
+    assert_eq!(run(&t, false, to_vm2()), Action::Tx(VM2));
+    let mut next = t.clone();
+    moved(&mut next);
+    next.stamp();
+    assert_eq!(run(&next, false, to_vm2()), Action::Drop(DropReason::SamePort), "a new compile: the MAC's new port");
+    assert_eq!(run(&t, true, decapsulated()), Action::Tx(VM2), "the older compile again: its own answer");
+    assert_eq!(run(&next, true, decapsulated()), Action::Tx(VM1));
+    // Never published (stamp 0): nothing kept from one batch to the next.
+    let mut t = tables();
+    assert_eq!(run(&t, false, to_vm2()), Action::Tx(VM2));
+    moved(&mut t);
+    assert_eq!(run(&t, false, to_vm2()), Action::Drop(DropReason::SamePort));
+}
+
 #[test]
 fn unknown_broadcast_and_multicast_flood_in_the_vni() {
     let t = tables();
