@@ -483,7 +483,8 @@ impl AclCache {
         Self::sized(FLOWS)
     }
 
-    /// `n` entries, a power of two (fewer than `FLOWS` to test eviction).
+    /// `n` entries, a power of two. (Tests and the fuzz target use small tables, where
+    /// answers evict each other.)
     pub(crate) fn sized(n: usize) -> AclCache {
         AclCache { last: 0, turn: 0, misses: 0, flows: vec![Flow::NONE; n.max(1)].into_boxed_slice() }
     }

@@ -204,7 +204,8 @@ pub fn hash(k: &CtKey) -> u64 {
 pub fn hash_ends(zone: u32, proto: u8, a: (IpKey, u16), b: (IpKey, u16)) -> u64 {
     const LOW: u64 = 0x517c_c1b7_2722_0a95;
     const HIGH: u64 = 0x9e37_79b9_7f4a_7c15;
-    const SEED: u64 = 0xc2b2_ae3d_27d4_eb4f;
+    // (A fixed constant, not a secret: the hash is unkeyed.)
+    const MIX: u64 = 0xc2b2_ae3d_27d4_eb4f;
     // The high and low halves of a 128-bit product, folded: every bit of either factor
     // reaches every bit of the result.
     let fold = |x: u64, y: u64| {
@@ -220,7 +221,7 @@ pub fn hash_ends(zone: u32, proto: u8, a: (IpKey, u16), b: (IpKey, u16)) -> u64 
     // The ends' hashes are near-linear in small steps of an address: adding them would
     // let two pairs of ends with one sum collide. A product of the two does not.
     let (first, second) = if x <= y { (x, y) } else { (y, x) };
-    fold(first ^ SEED ^ ((zone as u64) << 8 | proto as u64), second ^ HIGH)
+    fold(first ^ MIX ^ ((zone as u64) << 8 | proto as u64), second ^ HIGH)
 }
 
 /// Ticks from `cur` to `due`, within one turn of the wheel and at least the next tick.

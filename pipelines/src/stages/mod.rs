@@ -595,7 +595,7 @@ pub fn from_uplink<F: Frame, S: Sink<LearnEvent>>(
     sink: &mut S,
 ) {
     let t = ctx.tables;
-    // (VNI, source MAC, remote VTEP) last learned, and the last destination looked up.
+    // (VNI, source MAC, remote VTEP) last learned.
     let mut learned: Option<(u32, Mac, u32)> = None;
     core.fib.refresh(t);
     let mut egress = false;
