@@ -314,7 +314,7 @@ pub fn prefetch_where<F: Frame>(table: &CtTable, meta: &mut [Meta], tracked: imp
     // note goes only to a packet the checkpoint decides next, which takes it: no other
     // packet's metadata depends on what else its batch made in the table.)
     for m in meta.iter_mut().filter(|m| m.ct.hash != 0) {
-        let first = table.first_named(m.ct.hash, F::prefetch);
+        let first = table.first_named(m.ct.hash, m.proto, F::prefetch);
         if !m.ct.tracked && tracked(m) {
             m.ct.session = first;
         }

@@ -39,7 +39,10 @@ pub const LIVE: u32 = 1 << 15;
 /// Bits 0..8: the protocol's state (TCP: `TcpState`).
 const PROTO_STATE: u32 = 0xff;
 
-/// One connection: 128 bytes, the key and the state word in the first cache line.
+/// One connection: 128 bytes. The first cache line holds all that finding it and
+/// passing a UDP (or other non-TCP) packet of it reads and writes: its key, state word,
+/// clock, policy epochs and recent counts. The second holds TCP's windows and what only
+/// its making and ending touch, so an established UDP packet costs one line.
 #[repr(C, align(128))]
 #[derive(Default)]
 pub struct Session {
@@ -52,22 +55,60 @@ pub struct Session {
     pub(super) last_seen: AtomicU32,
     /// Per side, the policy epoch of that side's port when its rules last allowed it.
     pub(super) epochs: AtomicU32,
+    /// Per direction (opener, answerer), what passed since the last carry into the
+    /// table's `Totals`: packets in the low 8 bits, bytes above them (see `Recent`).
+    recent: [AtomicU32; 2],
     /// The owner's free list or timer wheel (index + 1; 0 ends the list).
     next: AtomicU32,
     /// TCP: per side end, maxend, maxwin, maxack; then scales and flags.
     tcp: [AtomicU32; 9],
     /// The port each side is behind, where a stateful port saw it (0xffff: none).
     pub(super) ports: AtomicU32,
-    /// Per direction (opener, answerer).
-    pub(super) packets: [AtomicU32; 2],
     pub(super) created: AtomicU32,
-    pub(super) bytes: AtomicU64,
     /// The previous and next session (index + 1) its owner made at the same port: the
     /// index `conntrack list/flush --port` follows instead of walking the table.
     by_port: [AtomicU32; 2],
 }
 
 const _: () = assert!(std::mem::size_of::<Session>() == 128);
+const _: () = assert!(std::mem::offset_of!(Session, recent) + 8 <= 64 && std::mem::offset_of!(Session, tcp) >= 64);
+
+/// A session's counts carried out of its `recent` words: touched once in 128 packets
+/// or 8 MiB, and when it ends (read into its end event, then cleared for the
+/// slot's next session).
+#[repr(C, align(16))]
+#[derive(Default)]
+struct Totals {
+    packets: [AtomicU32; 2],
+    bytes: AtomicU64,
+}
+
+/// A direction's recent counts in one word: packets in the top 8 bits, bytes in the
+/// low 24. Each field is carried out (into `Totals`) once its top bit is set, so that a
+/// packet shorter than `MAX_LEN` can be added to any word without overflowing a field,
+/// and one check of the sum says whether to carry.
+struct Recent;
+
+impl Recent {
+    const PACKET: u32 = 1 << 24;
+    const BYTES: u32 = Self::PACKET - 1;
+    /// Set in a sum whose packets or bytes field is full enough to carry.
+    const FULL: u32 = 0x8080_0000;
+    /// Longer packets are carried at once.
+    const MAX_LEN: u32 = 1 << 23;
+
+    /// The word `w` with a packet of `len` bytes added, or None if it is to be carried.
+    #[inline(always)]
+    fn add(w: u32, len: u32) -> Option<u32> {
+        let n = w.wrapping_add(Self::PACKET | len);
+        (n & Self::FULL == 0 && len < Self::MAX_LEN).then_some(n)
+    }
+
+    #[inline(always)]
+    fn unpack(w: u32) -> (u32, u32) {
+        (w >> 24, w & Self::BYTES)
+    }
+}
 
 impl Session {
     /// Its key's words as they stand (unchecked: see `CtTable::read_key`).
@@ -148,6 +189,8 @@ const WHEEL: u32 = 512;
 
 pub struct CtTable {
     sessions: Box<[Session]>,
+    /// Per session, its counts carried out of its first line.
+    totals: Box<[Totals]>,
     buckets: Box<[Bucket]>,
     mask: usize,
     parts: Box<[Part]>,
@@ -348,6 +391,7 @@ impl CtTable {
         // (An index entry's low word holds index + 1 below `NAT_ENTRY`.)
         let capacity = capacity.max(cores as u32).min(NAT_ENTRY as u32 - 2);
         let sessions: Box<[Session]> = fill(capacity as usize, advise, Session::default);
+        let totals: Box<[Totals]> = fill(capacity as usize, advise, Totals::default);
         // Half full at most, two candidate buckets: a bucket overflows almost never.
         let nb = (capacity as usize / 4).next_power_of_two().max(2);
         let buckets: Box<[Bucket]> = fill(nb, advise, Default::default);
@@ -379,6 +423,7 @@ impl CtTable {
             .collect();
         CtTable {
             sessions,
+            totals,
             buckets,
             mask: nb - 1,
             parts,
@@ -587,9 +632,10 @@ impl CtTable {
     /// The first session `h`'s first bucket (already in cache) names by its `Nat` key
     /// under its tag, the one a `lookup_nat` of `h` tries first: its index + 1 (0: none),
     /// and the lines that lookup reads and tracking then writes handed to `each` to
-    /// prefetch: its `Nat` key, its key and state, and its counters.
+    /// prefetch: its `Nat` key, its first line, and for protocol `proto` TCP its second
+    /// (its windows).
     #[inline(always)]
-    pub fn nat_lines(&self, h: u64, mut each: impl FnMut(*const u8)) -> u32 {
+    pub fn nat_lines(&self, h: u64, proto: u8, mut each: impl FnMut(*const u8)) -> u32 {
         let Some(nat) = self.nat.get() else { return 0 };
         let (b1, _, tag) = self.buckets_of(h);
         for e in &self.buckets[b1] {
@@ -597,10 +643,9 @@ impl CtTable {
             if v & NAT_ENTRY != 0 && (v >> 32) as u32 == tag {
                 let i = entry_index(v);
                 if let (Some(s), Some(n)) = (self.sessions.get(i as usize), nat.get(i as usize)) {
-                    let (s, n): (*const Session, *const Nat) = (s, n);
+                    let n: *const Nat = n;
                     each(n.cast());
-                    each(s.cast());
-                    each(s.cast::<u8>().wrapping_add(64));
+                    Self::session_lines(s, proto, &mut each);
                     return i + 1;
                 }
             }
@@ -609,24 +654,33 @@ impl CtTable {
     }
 
     /// The first session `h`'s first bucket (already in cache) names under its tag, the
-    /// one a lookup of `h` tries first: its index + 1 (0: none), its two cache lines
-    /// handed to `each` to prefetch. (Two sessions under one 32-bit tag in a bucket are
-    /// too rare to fetch the second.)
+    /// one a lookup of `h` tries first: its index + 1 (0: none), the lines a packet of
+    /// protocol `proto` reads handed to `each` to prefetch. (Two sessions under one
+    /// 32-bit tag in a bucket are too rare to fetch the second.)
     #[inline(always)]
-    pub fn first_named(&self, h: u64, mut each: impl FnMut(*const u8)) -> u32 {
+    pub fn first_named(&self, h: u64, proto: u8, mut each: impl FnMut(*const u8)) -> u32 {
         let (b1, _, tag) = self.buckets_of(h);
         for e in &self.buckets[b1] {
             let v = e.load(Relaxed);
             if v != 0 && v & NAT_ENTRY == 0 && (v >> 32) as u32 == tag {
                 if let Some(s) = self.sessions.get((v as u32).wrapping_sub(1) as usize) {
-                    let p: *const Session = s;
-                    each(p.cast());
-                    each(p.cast::<u8>().wrapping_add(64));
+                    Self::session_lines(s, proto, &mut each);
                     return v as u32;
                 }
             }
         }
         0
+    }
+
+    /// The lines of session `s` a packet of protocol `proto` reads: the first, and
+    /// TCP's windows in the second.
+    #[inline(always)]
+    fn session_lines(s: &Session, proto: u8, each: &mut impl FnMut(*const u8)) {
+        let p: *const Session = s;
+        each(p.cast());
+        if proto == crate::wire::ipv4::PROTO_TCP {
+            each(p.cast::<u8>().wrapping_add(64));
+        }
     }
 
     /// Takes `f`'s session for update, unless another core holds it or it changed
@@ -709,16 +763,42 @@ impl CtTable {
         read_tcp(&self.sessions[f.index as usize], f.state)
     }
 
-    /// Counts a packet of `dir` (0: from the opener) on the session.
+    /// Counts a packet of `dir` (0: from the opener) on the session, in its first line.
     #[inline(always)]
     pub fn account(&self, index: u32, dir: usize, len: u32, now: u32) {
         let s = &self.sessions[index as usize];
         // Per direction a single core mostly: a lost count under a race is tolerated,
         // a locked add per packet is not.
-        let p = &s.packets[dir & 1];
-        p.store(p.load(Relaxed).wrapping_add(1), Relaxed);
-        s.bytes.store(s.bytes.load(Relaxed).wrapping_add(len as u64), Relaxed);
+        let r = &s.recent[dir & 1];
+        let w = r.load(Relaxed);
+        match Recent::add(w, len) {
+            Some(w) => r.store(w, Relaxed),
+            None => {
+                let (packets, bytes) = Recent::unpack(w);
+                self.carry(index, dir, packets + 1, bytes as u64 + len as u64);
+            }
+        }
         s.last_seen.store(now, Relaxed);
+    }
+
+    /// Moves direction `dir`'s recent counts, with the packet that filled them, into
+    /// the session's totals: once in 128 packets at most.
+    #[cold]
+    #[inline(never)]
+    fn carry(&self, index: u32, dir: usize, packets: u32, bytes: u64) {
+        self.sessions[index as usize].recent[dir & 1].store(0, Relaxed);
+        let t = &self.totals[index as usize];
+        t.packets[dir & 1].fetch_add(packets, Relaxed);
+        t.bytes.fetch_add(bytes, Relaxed);
+    }
+
+    /// Session `index`'s packets each way and bytes: its totals and recent counts.
+    fn counts(&self, index: u32) -> ([u32; 2], u64) {
+        let (s, t) = (&self.sessions[index as usize], &self.totals[index as usize]);
+        let (p0, b0) = Recent::unpack(s.recent[0].load(Relaxed));
+        let (p1, b1) = Recent::unpack(s.recent[1].load(Relaxed));
+        let packets = [t.packets[0].load(Relaxed).wrapping_add(p0), t.packets[1].load(Relaxed).wrapping_add(p1)];
+        (packets, t.bytes.load(Relaxed).wrapping_add(b0 as u64 + b1 as u64))
     }
 
     #[inline(always)]
@@ -850,9 +930,12 @@ impl CtTable {
         s.created.store(n.now, Relaxed);
         s.epochs.store(if n.side == 0 { n.epoch as u32 } else { (n.epoch as u32) << 16 }, Relaxed);
         s.ports.store(if n.side == 0 { 0xffff_0000 | n.port as u32 } else { (n.port as u32) << 16 | 0xffff }, Relaxed);
-        s.packets[0].store(1, Relaxed);
-        s.packets[1].store(0, Relaxed);
-        s.bytes.store(n.len as u64, Relaxed);
+        // (Its totals were cleared when the slot's last session ended.)
+        s.recent[1].store(0, Relaxed);
+        match Recent::add(0, n.len) {
+            Some(w) => s.recent[0].store(w, Relaxed),
+            None => self.carry(index, 0, 1, n.len as u64),
+        }
         let state = LIVE | n.tcp.state as u32 | if n.orig_hi { ORIG_HI } else { 0 } | (n.port as u32) << 16;
         s.state.store(state, Relaxed);
         s.key_gen.store((g.wrapping_add(1) | 1).wrapping_add(1), Release);
@@ -964,7 +1047,7 @@ impl CtTable {
                 }
                 self.unindex_nat(i);
                 self.uncount(part, i, st);
-                self.ended(part, s, st, s.last_seen.load(Relaxed));
+                self.ended(part, i, st, s.last_seen.load(Relaxed));
                 part.evicted.fetch_add(1, Relaxed);
                 part.live.fetch_sub(1, Relaxed);
                 return Some(i);
@@ -973,16 +1056,23 @@ impl CtTable {
         None
     }
 
-    /// The flow log's end of session `s` (state word `st`).
-    fn ended(&self, part: &Part, s: &Session, st: u32, now: u32) {
+    /// The flow log's end of session `i` (state word `st`), whose counts are then
+    /// cleared for the slot's next session.
+    fn ended(&self, part: &Part, i: u32, st: u32, now: u32) {
+        let s = &self.sessions[i as usize];
         let created = s.created.load(Relaxed);
+        let (packets, bytes) = self.counts(i);
+        let t = &self.totals[i as usize];
+        t.packets[0].store(0, Relaxed);
+        t.packets[1].store(0, Relaxed);
+        t.bytes.store(0, Relaxed);
         part.events.push(&Event {
             kind: EventKind::End,
             key: words_key(&s.words()),
             orig_hi: st & ORIG_HI != 0,
             port: (st >> 16) as u16,
-            packets: [s.packets[0].load(Relaxed), s.packets[1].load(Relaxed)],
-            bytes: s.bytes.load(Relaxed),
+            packets,
+            bytes,
             millis: now.wrapping_sub(created),
             reason: 0,
             rule: 0,
@@ -1125,7 +1215,7 @@ impl CtTable {
                 if st & DEAD == 0 {
                     self.unindex(i, s);
                 }
-                self.ended(part, s, st, now);
+                self.ended(part, i, st, now);
                 self.uncount(part, i, st);
                 let g = s.key_gen.load(Relaxed);
                 s.key_gen.store(g.wrapping_add(2), Release);
@@ -1184,6 +1274,7 @@ impl CtTable {
             return None;
         }
         let p = s.ports.load(Relaxed);
+        let (packets, bytes) = self.counts(i);
         Some(SessionView {
             index: i,
             gen,
@@ -1193,8 +1284,8 @@ impl CtTable {
             last_seen: s.last_seen.load(Relaxed),
             created: s.created.load(Relaxed),
             ports: [p as u16, (p >> 16) as u16],
-            packets: [s.packets[0].load(Relaxed), s.packets[1].load(Relaxed)],
-            bytes: s.bytes.load(Relaxed),
+            packets,
+            bytes,
         })
     }
 

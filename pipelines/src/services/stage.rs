@@ -180,9 +180,9 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
         }
         for (m, seen) in meta.iter().zip(seen.iter_mut()) {
             match *seen {
-                Seen::ToVip(vip, h, _) => *seen = Seen::ToVip(vip, h, at.table.nat_lines(h, F::prefetch)),
+                Seen::ToVip(vip, h, _) => *seen = Seen::ToVip(vip, h, at.table.nat_lines(h, m.proto, F::prefetch)),
                 Seen::FromBackend => {
-                    at.table.first_named(m.ct.hash, F::prefetch);
+                    at.table.first_named(m.ct.hash, m.proto, F::prefetch);
                 }
                 Seen::Other | Seen::Error | Seen::Out | Seen::Opening | Seen::Held(_) => {}
             }

@@ -43,8 +43,11 @@ fn the_session_a_bucket_names_first_is_found_from_either_end() {
     let (ko, hio) = other.key();
     let j = t.create(0, &new(ko, hio, 0), 0).unwrap();
     let mut fetched = 0;
-    let first = t.first_named(out.hash(), |_| fetched += 1);
-    assert_eq!((first, fetched), (i + 1, 2), "its index + 1, and its two lines to fetch");
+    let first = t.first_named(out.hash(), 17, |_| fetched += 1);
+    assert_eq!((first, fetched), (i + 1, 1), "its index + 1, and its first line: all a UDP packet reads");
+    let mut fetched = 0;
+    assert_eq!(t.first_named(out.hash(), 6, |_| fetched += 1), first);
+    assert_eq!(fetched, 2, "for TCP, its windows' line too");
     for (t_, src_hi) in [(out, hi), (out.reversed(), !hi)] {
         let (found, got_hi) = t.named_for(first, &t_).expect("found from this end");
         let looked = t.lookup(&k, hash(&k)).unwrap();
@@ -56,6 +59,39 @@ fn the_session_a_bucket_names_first_is_found_from_either_end() {
     assert!(t.named_for(first, &other_zone).is_none(), "the same ends in another zone");
     assert!(t.kill(i, t.lookup(&k, hash(&k)).unwrap().gen));
     assert!(t.named_for(first, &out).is_none(), "a dead session");
+}
+
+/// A session's counts live in its first line until they overflow it, then move to its
+/// totals: every packet and byte is counted once, each way, however they came (a frame
+/// larger than the first line holds too), and the slot's next session starts afresh.
+#[test]
+fn counts_carried_out_of_the_first_line_add_up_and_start_afresh_with_the_slot() {
+    let t = CtTable::new(1, 1, 8);
+    t.expire(0, 0, 100);
+    let (k, hi) = key(10, 1000, 20, 53);
+    let i = t.create(0, &new(k, hi, 0), 0).unwrap();
+    let (mut packets, mut bytes) = ([1u32, 0], 60u64);
+    let sizes = [(0, 1500, 1000), (1, 65_000, 300), (1, 20_000_000, 1), (0, 64, 300), (1, 9000, 7)];
+    for (dir, len, n) in sizes {
+        for _ in 0..n {
+            t.account(i, dir, len, 1);
+            packets[dir] += 1;
+            bytes += len as u64;
+            let v = t.view(i).unwrap();
+            assert_eq!((v.packets, v.bytes), (packets, bytes), "after a packet of {len} bytes, direction {dir}");
+        }
+    }
+    assert!(t.kill(i, t.lookup(&k, hash(&k)).unwrap().gen));
+    let gone: u32 = (1..=40).map(|s| t.expire(0, s * 1000, 100)).sum();
+    assert_eq!(gone, 1);
+    let mut ends = vec![];
+    t.parts()[0].events.drain(|e| ends.extend((e.kind == EventKind::End).then_some((e.packets, e.bytes))));
+    assert_eq!(ends, [(packets, bytes)], "the end event counts them all");
+    let (k2, hi2) = key(11, 1000, 20, 53);
+    let j = t.create(0, &new(k2, hi2, 41_000), 0).unwrap();
+    assert_eq!(j, i, "the same slot");
+    let v = t.view(j).unwrap();
+    assert_eq!((v.packets, v.bytes), ([1, 0], 60), "the next session starts from its first packet");
 }
 
 #[test]
@@ -243,7 +279,7 @@ fn a_translated_session_is_found_by_both_keys_and_leaves_with_both() {
     assert_eq!(t.nat_of(i), Some(NatKey { key: vip, service: 7, pick: 0 }));
     // The batch's prefetch notes it first under its VIP key's tag; found from that note,
     // and by the buckets where the note names another session or none.
-    let first = t.nat_lines(hash(&vip), |_| {});
+    let first = t.nat_lines(hash(&vip), 17, |_| {});
     assert_eq!(first, i + 1);
     for note in [first, 0, i + 2] {
         assert_eq!(t.lookup_nat_from(&vip, hash(&vip), note).map(|f| f.index), Some(i), "note {note}");
