@@ -56,7 +56,7 @@ pub struct Session {
     /// Per side, the policy epoch of that side's port when its rules last allowed it.
     pub(super) epochs: AtomicU32,
     /// Per direction (opener, answerer), what passed since the last carry into the
-    /// table's `Totals`: packets in the low 8 bits, bytes above them (see `Recent`).
+    /// table's `Totals` (see `Recent`).
     recent: [AtomicU32; 2],
     /// The owner's free list or timer wheel (index + 1; 0 ends the list).
     next: AtomicU32,
@@ -74,8 +74,8 @@ const _: () = assert!(std::mem::size_of::<Session>() == 128);
 const _: () = assert!(std::mem::offset_of!(Session, recent) + 8 <= 64 && std::mem::offset_of!(Session, tcp) >= 64);
 
 /// A session's counts carried out of its `recent` words: touched once in 128 packets
-/// or 8 MiB, and when it ends (read into its end event, then cleared for the
-/// slot's next session).
+/// or 8 MiB a direction, and when it ends (read into its end event, then cleared for
+/// the slot's next session).
 #[repr(C, align(16))]
 #[derive(Default)]
 struct Totals {
