@@ -90,7 +90,8 @@ struct Totals {
 struct Recent;
 
 impl Recent {
-    const PACKET: u32 = 1 << 24;
+    const PACKET_SHIFT: u32 = 24;
+    const PACKET: u32 = 1 << Self::PACKET_SHIFT;
     const BYTES: u32 = Self::PACKET - 1;
     /// Set in a sum whose packets or bytes field is full enough to carry.
     const FULL: u32 = 0x8080_0000;
@@ -106,7 +107,7 @@ impl Recent {
 
     #[inline(always)]
     fn unpack(w: u32) -> (u32, u32) {
-        (w >> 24, w & Self::BYTES)
+        (w >> Self::PACKET_SHIFT, w & Self::BYTES)
     }
 }
 
