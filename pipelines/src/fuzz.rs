@@ -298,7 +298,8 @@ pub fn stateful_tables(input: &mut Input) -> crate::tables::L2Tables {
         }
     }
     // A ring of 16 events: a batch fills it (the default ring is 300 KB to clear per input).
-    let table = CtTable::with_memory(64, 1, 16, 16, |_, _| 0);
+    // (A fixed hash key: an input meets the same buckets every run.)
+    let table = CtTable::with_memory(64, 1, 16, 16, |_, _| 0).keyed(crate::conntrack::table::HashKey::FIXED);
     t.ct = Arc::new(CtTables { table: Some(Arc::new(table)), ports, dry: false });
     let n = input.u8() % 4;
     if n > 0 {

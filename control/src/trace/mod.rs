@@ -99,7 +99,7 @@ fn service_steps(snap: &Snapshot, vni: u32, before: &Meta, after: &Meta) -> Vec<
             dst: (before.ip_dst, before.dport),
         }
         .key();
-        let held = snap.l2.ct.table.as_ref().and_then(|t| t.lookup_nat(&key, pipelines::conntrack::table::hash(&key)));
+        let held = snap.l2.ct.table.as_ref().and_then(|t| t.lookup_nat(&key, t.hash(&key)));
         steps.push(format!(
             "service: VIP {} -> backend {} ({}); DNAT",
             at(before.ip_dst, before.dport),

@@ -84,12 +84,6 @@ impl Tuple {
         (CtKey { zone: self.zone, proto: self.proto, lo, hi }, swap)
     }
 
-    /// The hash of its key (`table::hash`), from either end without ordering them.
-    #[inline(always)]
-    pub fn hash(&self) -> u64 {
-        super::table::hash_ends(self.zone, self.proto, self.src, self.dst)
-    }
-
     /// A TCP or UDP packet's tuple, from its metadata alone.
     #[inline]
     pub fn of_ports(m: &Meta) -> Tuple {

@@ -47,7 +47,7 @@ pub fn decide<F: Frame>(
     if m.fragment && m.ip_version != 0 {
         return fragment(cp, f, m, acl);
     }
-    let known = match (cp.found, hashed(m)) {
+    let known = match (cp.found, hashed(cp.table, m)) {
         (Some(found), _) => Some(Some(found)),
         (None, Some(h)) => {
             let tuple = super::Tuple::of_ports(m);
@@ -143,7 +143,7 @@ fn fragment_key<F: Frame>(cp: &Checkpoint, f: &F, m: &Meta) -> Option<(u64, u16)
         src: (m.ip_src, id as u16),
         dst: (m.ip_dst, (id >> 16) as u16),
     };
-    Some((t.hash() | 1, offset))
+    Some((cp.table.hash_of(&t) | 1, offset))
 }
 
 /// `known`: the packet's session, if the caller looked it up (or found it otherwise).
@@ -257,21 +257,21 @@ fn direction(src_hi: bool, found: &table::Found) -> usize {
 /// The hash of a TCP or UDP packet's key from its metadata alone (the common case);
 /// None for the rest, which are not prefetched.
 #[inline]
-fn quick_hash(m: &Meta) -> Option<u64> {
+fn quick_hash(table: &CtTable, m: &Meta) -> Option<u64> {
     if m.l4 == 0 || !matches!(m.proto, 6 | 17) || m.ct.tracked {
         return None;
     }
-    Some(super::Tuple::of_ports(m).hash())
+    Some(table.hash_of(&super::Tuple::of_ports(m)))
 }
 
 /// A TCP or UDP packet's hash as a stage before noted it (it is the hash of the
 /// packet's tuple as it stands), or made now; None for the rest.
 #[inline(always)]
-fn hashed(m: &Meta) -> Option<u64> {
+fn hashed(table: &CtTable, m: &Meta) -> Option<u64> {
     if m.ct.hash != 0 && !m.ct.tracked {
         return Some(m.ct.hash);
     }
-    quick_hash(m)
+    quick_hash(table, m)
 }
 
 /// Starts fetching packet `m`'s index bucket, and notes its hash, unless an earlier
@@ -289,7 +289,7 @@ fn note_bucket<F: Frame>(table: &CtTable, m: &mut Meta) {
     if m.ct.hash != 0 {
         return;
     }
-    if let Some(h) = quick_hash(m) {
+    if let Some(h) = quick_hash(table, m) {
         m.ct.hash = h;
         F::prefetch(table.bucket_line(h));
     }
@@ -377,7 +377,7 @@ fn find<F: Frame>(
     let (tuple, kind) = classify(f.head(), f.len(), m, m.vni);
     let lookup = |tu: &super::Tuple| {
         let (key, _) = tu.key();
-        t.lookup(&key, table::hash(&key))
+        t.lookup(&key, t.hash(&key))
     };
     mark.state = match kind {
         Kind::Malformed => {
@@ -466,7 +466,7 @@ fn session_of(
         None => {
             let (key, _) = tuple.key();
             // TCP and UDP: hashed by the prefetch pass from the same fields.
-            cp.table.lookup(&key, if hash != 0 { hash } else { table::hash(&key) })?
+            cp.table.lookup(&key, if hash != 0 { hash } else { cp.table.hash(&key) })?
         }
     };
     Some((found, direction(src_hi, &found)))

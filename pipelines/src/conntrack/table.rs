@@ -205,6 +205,8 @@ pub struct CtTable {
     /// Per session, its `Nat` key: made by the control plane when the first service
     /// needs it (the cores never allocate), never taken away.
     nat: std::sync::OnceLock<Box<[Nat]>>,
+    /// What its index and its first fragments are hashed with.
+    hash_key: HashKey,
 }
 
 /// A session as the control plane lists it.
@@ -234,38 +236,77 @@ impl SessionView {
     }
 }
 
-/// A key's hash. Each end is hashed alone and the two are ordered by their hashes, so a
-/// packet's ends hash alike either way round and a packet's hash needs no ordering of its
-/// ends into a key (two 144-bit compares and a swap of five fields, half of the cost).
-#[inline(always)]
-pub fn hash(k: &CtKey) -> u64 {
-    hash_ends(k.zone, k.proto, k.lo, k.hi)
+/// The multipliers of a table's hash, drawn at random when the table is made (as the
+/// kernel seeds its conntrack hash). A tenant that could work out which keys
+/// share a bucket could fill the two buckets of another tenant's connection with
+/// sessions of its own, or evict first fragments from their slots; with the
+/// multipliers secret it cannot compute such keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashKey {
+    low: u64,
+    high: u64,
+    mix: u64,
 }
 
-/// The hash of the key with zone `zone`, protocol `proto` and ends `a` and `b` in
-/// either order.
-#[inline(always)]
-pub fn hash_ends(zone: u32, proto: u8, a: (IpKey, u16), b: (IpKey, u16)) -> u64 {
-    const LOW: u64 = 0x517c_c1b7_2722_0a95;
-    const HIGH: u64 = 0x9e37_79b9_7f4a_7c15;
-    // (A fixed constant, not a secret: the hash is unkeyed.)
-    const MIX: u64 = 0xc2b2_ae3d_27d4_eb4f;
-    // The high and low halves of a 128-bit product, folded: every bit of either factor
-    // reaches every bit of the result.
-    let fold = |x: u64, y: u64| {
-        let p = x as u128 * y as u128;
-        p as u64 ^ (p >> 64) as u64
-    };
-    // (An IPv4 address's key has zeros in bits 48-63 of its low word: the port goes
-    // there, so no two IPv4 ends share a word.)
-    let end = |(ip, port): (IpKey, u16)| {
-        fold((ip as u64) ^ (port as u64) << 48, LOW) ^ ((ip >> 64) as u64).wrapping_mul(HIGH)
-    };
-    let (x, y) = (end(a), end(b));
-    // The ends' hashes are near-linear in small steps of an address: adding them would
-    // let two pairs of ends with one sum collide. A product of the two does not.
-    let (first, second) = if x <= y { (x, y) } else { (y, x) };
-    fold(first ^ MIX ^ ((zone as u64) << 8 | proto as u64), second ^ HIGH)
+impl HashKey {
+    /// A fixed key, for a fuzz target or a benchmark that must make the same table each
+    /// run. Not for a switch.
+    pub const FIXED: HashKey =
+        HashKey { low: 0x517c_c1b7_2722_0a95, high: 0x9e37_79b9_7f4a_7c15, mix: 0xc2b2_ae3d_27d4_eb4f };
+
+    /// A key from the process's random source (std's `RandomState`, seeded by the OS).
+    pub fn random() -> HashKey {
+        use std::hash::{BuildHasher, Hasher};
+        let draw = |i: u64| {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(i);
+            h.finish()
+        };
+        // Multipliers odd and with the top bit set, so no factor drops bits.
+        HashKey { low: draw(1) | 1 << 63 | 1, high: draw(2) | 1 << 63 | 1, mix: draw(3) }
+    }
+
+    /// A key's hash. Each end is hashed alone and the two are ordered by their hashes, so
+    /// a packet's ends hash alike either way round and a packet's hash needs no ordering
+    /// of its ends into a key (two 144-bit compares and a swap of five fields, half of
+    /// the cost).
+    #[inline(always)]
+    pub fn hash(&self, k: &CtKey) -> u64 {
+        self.ends(k.zone, k.proto, k.lo, k.hi)
+    }
+
+    /// The hash of `t`'s key, from either end without ordering them.
+    #[inline(always)]
+    pub fn tuple(&self, t: &Tuple) -> u64 {
+        self.ends(t.zone, t.proto, t.src, t.dst)
+    }
+
+    /// The hash of the key with zone `zone`, protocol `proto` and ends `a` and `b` in
+    /// either order.
+    #[inline(always)]
+    fn ends(&self, zone: u32, proto: u8, a: (IpKey, u16), b: (IpKey, u16)) -> u64 {
+        // The high and low halves of a 128-bit product, folded: every bit of either factor
+        // reaches every bit of the result.
+        let fold = |x: u64, y: u64| {
+            let p = x as u128 * y as u128;
+            p as u64 ^ (p >> 64) as u64
+        };
+        // (An IPv4 address's key has zeros in bits 48-63 of its low word: the port goes
+        // there, so no two IPv4 ends share a word.)
+        let end = |(ip, port): (IpKey, u16)| {
+            fold((ip as u64) ^ (port as u64) << 48, self.low) ^ ((ip >> 64) as u64).wrapping_mul(self.high)
+        };
+        let (x, y) = (end(a), end(b));
+        // The ends' hashes are near-linear in small steps of an address: adding them would
+        // let two pairs of ends with one sum collide. A product of the two does not.
+        let (first, second) = if x <= y { (x, y) } else { (y, x) };
+        let h = fold(first ^ self.mix ^ ((zone as u64) << 8 | proto as u64), second ^ self.high);
+        // Once more: a bucket is the hash's low bits, and a product's low bits depend on
+        // its factors' low bits alone, so under some keys the keys that differ in their
+        // zone only (one flow per VNI) crowded a few buckets. Folded again, every bit
+        // of the key reaches the low bits, as a random hash's would.
+        fold(h, self.low)
+    }
 }
 
 /// Ticks from `cur` to `due`, within one turn of the wheel and at least the next tick.
@@ -432,7 +473,27 @@ impl CtTable {
             port_sessions: (0..ports).map(|_| AtomicU32::new(0)).collect(),
             frags: (0..2 * FRAGS).map(|_| AtomicU64::new(0)).collect(),
             nat: std::sync::OnceLock::new(),
+            hash_key: HashKey::random(),
         }
+    }
+
+    /// This table hashing with `key` instead of its own random one (a fuzz target's
+    /// runs must meet the same buckets).
+    pub fn keyed(mut self, key: HashKey) -> CtTable {
+        self.hash_key = key;
+        self
+    }
+
+    /// The hash `key` is indexed by in this table.
+    #[inline(always)]
+    pub fn hash(&self, key: &CtKey) -> u64 {
+        self.hash_key.hash(key)
+    }
+
+    /// The hash of `t`'s key in this table, from either end.
+    #[inline(always)]
+    pub fn hash_of(&self, t: &Tuple) -> u64 {
+        self.hash_key.tuple(t)
     }
 
     /// Makes room for translated sessions (64 bytes each), once.
@@ -895,7 +956,7 @@ impl CtTable {
                 return Err(Full::Port);
             }
         }
-        let h = hash(&n.key);
+        let h = self.hash(&n.key);
         let (b1, b2, tag) = self.buckets_of(h);
         let (index, in_wheel) = match self.pop_free(part) {
             Some(i) => (i, false),
@@ -1006,7 +1067,7 @@ impl CtTable {
         if self.nat.get().is_none() {
             return false;
         }
-        let (b1, b2, tag) = self.buckets_of(hash(&nk.key));
+        let (b1, b2, tag) = self.buckets_of(self.hash(&nk.key));
         let entry = (tag as u64) << 32 | NAT_ENTRY | (index as u64 + 1);
         [b1, b2].iter().any(|&b| self.buckets[b].iter().any(|e| e.compare_exchange(0, entry, Release, Relaxed).is_ok()))
     }
@@ -1251,7 +1312,7 @@ impl CtTable {
     /// Clears the index entry for `key` whose low word is `low` (the session's index +
     /// 1, with `NAT_ENTRY` for its `Nat` key).
     fn unindex_entry(&self, key: &CtKey, low: u64) {
-        let (b1, b2, _) = self.buckets_of(hash(key));
+        let (b1, b2, _) = self.buckets_of(self.hash(key));
         for b in [b1, b2] {
             for e in &self.buckets[b] {
                 let v = e.load(Relaxed);

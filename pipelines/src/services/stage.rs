@@ -11,7 +11,7 @@ use crate::{
     conntrack::{
         self,
         key::{classify, Kind},
-        table::{hash, Found},
+        table::Found,
         Checkpoint, CtKey, CtPort, CtTable, NatKey, Tuple,
     },
     gateway::{set_macs, spend_hop, GATEWAY_MAC},
@@ -162,8 +162,12 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
                     key.key = Tuple::of_ports(m).key().0;
                     key.service = vip.service.id;
                     // (Its bucket is on its way already if the parse stage asked for it.)
-                    let h = if noted != 0 { noted } else { hash(&key.key) };
-                    F::prefetch(at.table.bucket_line(h));
+                    let h = if noted != 0 {
+                        F::prefetch(at.table.bucket_line(noted));
+                        noted
+                    } else {
+                        fetch_bucket::<F>(at.table, m)
+                    };
                     *seen = Seen::ToVip(vip, h, 0);
                     continue;
                 }
@@ -171,8 +175,7 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
             // (A backend's answer to a NodePort client is also for outside: its session
             // says so, before masquerading would.)
             if services.is_backend(vni, m.ip_src, m.sport, m.proto) {
-                m.ct.hash = Tuple::of_ports(m).hash();
-                F::prefetch(at.table.bucket_line(m.ct.hash));
+                m.ct.hash = fetch_bucket::<F>(at.table, m);
                 *seen = Seen::FromBackend;
             } else if m.dst == GATEWAY_MAC && out(m) {
                 *seen = Seen::Out;
@@ -330,11 +333,19 @@ fn translate<F: Frame>(
         }
     }
     if kept.is_none() {
-        m.ct.hash = Tuple::of_ports(m).hash();
-        F::prefetch(at.table.bucket_line(m.ct.hash));
+        m.ct.hash = fetch_bucket::<F>(at.table, m);
     }
     nat.pick = svc.note(i);
     Ok(kept)
+}
+
+/// Starts fetching the index bucket of `m`'s own key (as it stands), and returns the
+/// key's hash.
+#[inline(always)]
+fn fetch_bucket<F: Frame>(table: &CtTable, m: &Meta) -> u64 {
+    let h = table.hash_of(&Tuple::of_ports(m));
+    F::prefetch(table.bucket_line(h));
+    h
 }
 
 /// The place of the backend that connection `held` (its session, found by its `Nat`
@@ -364,7 +375,7 @@ pub(super) fn held_or_picked(
 /// came by a NodePort, routed out by the uplink: `Some`).
 fn reverse<F: Frame>(t: &L2Tables, at: At, f: &mut F, m: &mut Meta) -> Result<Option<Action>, DropReason> {
     let (key, _) = Tuple::of_ports(m).key();
-    let h = if m.ct.hash != 0 { m.ct.hash } else { hash(&key) };
+    let h = if m.ct.hash != 0 { m.ct.hash } else { at.table.hash(&key) };
     let Some(found) = at.table.lookup(&key, h) else { return Ok(None) };
     let Some(nat) = at.table.nat_of(found.index) else { return Ok(None) };
     let client = (m.ip_dst, m.dport);
@@ -417,7 +428,7 @@ fn reverse_error<F: Frame>(services: &ServiceTables, at: At, f: &mut F, m: &mut 
         return Ok(());
     }
     let (key, _) = quoted.key();
-    let Some(found) = at.table.lookup(&key, hash(&key)) else { return Ok(()) };
+    let Some(found) = at.table.lookup(&key, at.table.hash(&key)) else { return Ok(()) };
     let Some(nat) = at.table.nat_of(found.index) else { return Ok(()) };
     // (A hairpin connection's quote has the VIP as its source: left as it is.)
     let Some(vip) = nat.key.other_end(quoted.src) else { return Ok(()) };

@@ -354,7 +354,7 @@ mod stage {
         }
         .key()
         .0;
-        let found = table.lookup_nat(&vip_key, crate::conntrack::table::hash(&vip_key));
+        let found = table.lookup_nat(&vip_key, table.hash(&vip_key));
         assert!(found.is_none(), "the session to the removed backend is gone");
     }
 

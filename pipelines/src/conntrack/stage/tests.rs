@@ -299,7 +299,7 @@ fn held_or_decided(table: &CtTable, cfg: &CtPort, bytes: &[u8], shortcut: bool) 
     parse(bytes, &mut m);
     m.vni = 100;
     let (key, _) = super::super::Tuple::of_ports(&m).key();
-    let found = if shortcut { table.lookup(&key, table::hash(&key)) } else { None };
+    let found = if shortcut { table.lookup(&key, table.hash(&key)) } else { None };
     if let Some(found) = &found {
         if established(table, found, &f, &mut m, 2000) {
             return (m.ct, true, true);

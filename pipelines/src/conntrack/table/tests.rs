@@ -18,13 +18,13 @@ fn both_directions_find_one_session() {
     let (back, back_hi) = key(20, 53, 10, 1000);
     assert_eq!(back, k);
     assert_ne!(back_hi, hi);
-    let f = t.lookup(&back, hash(&back)).unwrap();
+    let f = t.lookup(&back, t.hash(&back)).unwrap();
     assert_eq!(f.index, i);
     assert_eq!(f.state & ORIG_HI != 0, hi);
     // Another zone, another session.
     let mut other = k;
     other.zone = 200;
-    assert!(t.lookup(&other, hash(&other)).is_none());
+    assert!(t.lookup(&other, t.hash(&other)).is_none());
     let v = t.view(i).unwrap();
     assert_eq!(v.orig(), ((ipv4_key(10), 1000), (ipv4_key(20), 53)));
     assert_eq!(t.port_sessions(3), 1);
@@ -43,21 +43,21 @@ fn the_session_a_bucket_names_first_is_found_from_either_end() {
     let (ko, hio) = other.key();
     let j = t.create(0, &new(ko, hio, 0), 0).unwrap();
     let mut fetched = 0;
-    let first = t.first_named(out.hash(), 17, |_| fetched += 1);
+    let first = t.first_named(t.hash_of(&out), 17, |_| fetched += 1);
     assert_eq!((first, fetched), (i + 1, 1), "its index + 1, and its first line: all a UDP packet reads");
     let mut fetched = 0;
-    assert_eq!(t.first_named(out.hash(), 6, |_| fetched += 1), first);
+    assert_eq!(t.first_named(t.hash_of(&out), 6, |_| fetched += 1), first);
     assert_eq!(fetched, 2, "for TCP, its windows' line too");
     for (t_, src_hi) in [(out, hi), (out.reversed(), !hi)] {
         let (found, got_hi) = t.named_for(first, &t_).expect("found from this end");
-        let looked = t.lookup(&k, hash(&k)).unwrap();
+        let looked = t.lookup(&k, t.hash(&k)).unwrap();
         assert_eq!((found.index, found.gen, found.state, got_hi), (looked.index, looked.gen, looked.state, src_hi));
     }
     assert!(t.named_for(j + 1, &out).is_none(), "another session's note");
     assert!(t.named_for(0, &out).is_none(), "no note");
     let other_zone = Tuple { zone: 200, ..out };
     assert!(t.named_for(first, &other_zone).is_none(), "the same ends in another zone");
-    assert!(t.kill(i, t.lookup(&k, hash(&k)).unwrap().gen));
+    assert!(t.kill(i, t.lookup(&k, t.hash(&k)).unwrap().gen));
     assert!(t.named_for(first, &out).is_none(), "a dead session");
 }
 
@@ -81,7 +81,7 @@ fn counts_carried_out_of_the_first_line_add_up_and_start_afresh_with_the_slot() 
             assert_eq!((v.packets, v.bytes), (packets, bytes), "after a packet of {len} bytes, direction {dir}");
         }
     }
-    assert!(t.kill(i, t.lookup(&k, hash(&k)).unwrap().gen));
+    assert!(t.kill(i, t.lookup(&k, t.hash(&k)).unwrap().gen));
     let gone: u32 = (1..=40).map(|s| t.expire(0, s * 1000, 100)).sum();
     assert_eq!(gone, 1);
     let mut ends = vec![];
@@ -112,7 +112,7 @@ fn sessions_expire_on_the_wheel_and_their_room_returns() {
     let gone: u32 = (29..=33).map(|s| t.expire(0, s * 1000, 1000)).sum();
     assert_eq!(gone, 4);
     assert_eq!(t.sessions().count(), 0);
-    assert!(t.lookup(&k5, hash(&k5)).is_none());
+    assert!(t.lookup(&k5, t.hash(&k5)).is_none());
     assert_eq!(t.port_sessions(3), 0);
     for (k, hi) in &keys {
         t.create(0, &new(*k, *hi, 40_000), 0).unwrap();
@@ -125,7 +125,7 @@ fn a_full_table_keeps_replied_sessions_and_refuses_new_ones() {
     for i in 0..4 {
         let (k, hi) = key(1, i, 2, 53);
         let idx = t.create(0, &new(k, hi, 0), 0).unwrap();
-        let f = t.lookup(&k, hash(&k)).unwrap();
+        let f = t.lookup(&k, t.hash(&k)).unwrap();
         let mut h = t.hold(&f).unwrap();
         h.state |= SEEN_REPLY;
         h.abandon();
@@ -147,7 +147,7 @@ fn a_session_used_recently_outlives_its_first_deadline() {
         t.account(i, 0, 60, s * 1000);
         t.expire(0, s * 1000, 100);
     }
-    assert!(t.lookup(&k, hash(&k)).is_some());
+    assert!(t.lookup(&k, t.hash(&k)).is_some());
     let gone: u32 = (100..140).map(|s| t.expire(0, s * 1000, 100)).sum();
     assert_eq!(gone, 1);
 }
@@ -197,7 +197,7 @@ fn two_cores_share_the_table() {
             let mut found = 0;
             for i in 0..n {
                 let (k, _) = key(2, 53, i, (i % 60000) as u16);
-                if let Some(f) = t.lookup(&k, hash(&k)) {
+                if let Some(f) = t.lookup(&k, t.hash(&k)) {
                     if let Some(mut h) = t.hold(&f) {
                         h.state |= SEEN_REPLY;
                         h.release(i);
@@ -215,7 +215,7 @@ fn two_cores_share_the_table() {
     assert_eq!(t.sessions().count() as u64, live);
     assert_eq!(p.live.load(Relaxed), live, "the sessions gauge counts recycled sessions out");
     for v in t.sessions() {
-        assert_eq!(t.lookup(&v.key, hash(&v.key)).map(|f| f.index), Some(v.index));
+        assert_eq!(t.lookup(&v.key, t.hash(&v.key)).map(|f| f.index), Some(v.index));
     }
     // The port's index holds exactly the live sessions, after every expiry and recycle.
     let mut listed: Vec<u32> = t.at_port(3).map(|v| v.index).collect();
@@ -239,7 +239,7 @@ fn each_port_lists_its_own_sessions() {
         let _ = t.create((round % 2) as usize, &n, 0);
         if round % 5 == 0 {
             // Answered: kept over half-open ones when the table is full.
-            if let Some(f) = t.lookup(&k, hash(&k)) {
+            if let Some(f) = t.lookup(&k, t.hash(&k)) {
                 if let Some(mut h) = t.hold(&f) {
                     h.state |= SEEN_REPLY;
                     h.release(now);
@@ -272,22 +272,22 @@ fn a_translated_session_is_found_by_both_keys_and_leaves_with_both() {
     t.expire(0, 100_000_000, 100);
     t.enable_nat(|_, _| 0);
     let i = t.create(0, &NewSession { nat, ..new(own, hi, 0) }, 0).unwrap();
-    assert_eq!(t.lookup(&own, hash(&own)).map(|f| f.index), Some(i));
-    assert_eq!(t.lookup_nat(&vip, hash(&vip)).map(|f| f.index), Some(i));
-    assert!(t.lookup(&vip, hash(&vip)).is_none(), "the VIP key is not a session's own");
-    assert!(t.lookup_nat(&own, hash(&own)).is_none());
+    assert_eq!(t.lookup(&own, t.hash(&own)).map(|f| f.index), Some(i));
+    assert_eq!(t.lookup_nat(&vip, t.hash(&vip)).map(|f| f.index), Some(i));
+    assert!(t.lookup(&vip, t.hash(&vip)).is_none(), "the VIP key is not a session's own");
+    assert!(t.lookup_nat(&own, t.hash(&own)).is_none());
     assert_eq!(t.nat_of(i), Some(NatKey { key: vip, service: 7, pick: 0 }));
     // The batch's prefetch notes it first under its VIP key's tag; found from that note,
     // and by the buckets where the note names another session or none.
-    let first = t.nat_lines(hash(&vip), 17, |_| {});
+    let first = t.nat_lines(t.hash(&vip), 17, |_| {});
     assert_eq!(first, i + 1);
     for note in [first, 0, i + 2] {
-        assert_eq!(t.lookup_nat_from(&vip, hash(&vip), note).map(|f| f.index), Some(i), "note {note}");
+        assert_eq!(t.lookup_nat_from(&vip, t.hash(&vip), note).map(|f| f.index), Some(i), "note {note}");
     }
-    assert!(t.lookup_nat_from(&own, hash(&own), first).is_none(), "its note is not for its own key");
+    assert!(t.lookup_nat_from(&own, t.hash(&own), first).is_none(), "its note is not for its own key");
     // Killed: gone by both keys.
     assert!(t.kill(i, t.view(i).unwrap().gen));
-    assert!(t.lookup_nat(&vip, hash(&vip)).is_none());
+    assert!(t.lookup_nat(&vip, t.hash(&vip)).is_none());
     // Its room, reused by a plain session, is not translated.
     t.expire(0, 100_000_000 + 200_000_000, 100);
     let plain = (0..8).map(|p| t.create(0, &new(key(1, p, 2, 53).0, false, 0), 0).unwrap()).collect::<Vec<_>>();
@@ -301,7 +301,7 @@ fn a_translated_session_is_found_by_both_keys_and_leaves_with_both() {
     // Same buckets are not guaranteed: recycle only looks in the new key's; make room
     // the way the table does when its share is full.
     if t.create(0, &new(other, ohi, 0), 0).is_ok() {
-        assert!(t.lookup_nat(&vip, hash(&vip)).is_none(), "a recycled session is no longer found by its VIP key");
+        assert!(t.lookup_nat(&vip, t.hash(&vip)).is_none(), "a recycled session is no longer found by its VIP key");
         assert_eq!(t.nat_of(i), None);
     }
     let entries = t.buckets.iter().flatten().filter(|e| e.load(Relaxed) & NAT_ENTRY != 0).count();
@@ -316,11 +316,11 @@ fn a_translated_session_keeps_the_backend_place_noted_last_by_one_who_saw_the_no
     let (vip, _) = key(10, 1000, 99, 80);
     let nat = Some(NatKey { key: vip, service: 7, pick: 5 << 32 | 1 });
     t.create(0, &NewSession { nat, ..new(own, hi, 0) }, 0).unwrap();
-    let found = t.lookup_nat(&vip, hash(&vip)).unwrap();
+    let found = t.lookup_nat(&vip, t.hash(&vip)).unwrap();
     assert_eq!(found.pick, 5 << 32 | 1, "found with the place it was made with");
-    assert_eq!(t.lookup(&own, hash(&own)).unwrap().pick, 0, "by its own key: no note read");
+    assert_eq!(t.lookup(&own, t.hash(&own)).unwrap().pick, 0, "by its own key: no note read");
     t.note_pick(&found, 6 << 32 | 3);
-    assert_eq!(t.lookup_nat(&vip, hash(&vip)).unwrap().pick, 6 << 32 | 3);
+    assert_eq!(t.lookup_nat(&vip, t.hash(&vip)).unwrap().pick, 6 << 32 | 3);
     // A core that read the old note (the session may have been reused since) changes
     // nothing.
     t.note_pick(&found, 6 << 32 | 2);
@@ -338,9 +338,9 @@ fn two_translated_sessions_never_share_their_own_key_but_plain_ones_may() {
     let second = NatKey { key: key(11, 40000, 99, 53).0, service: 0, pick: 0 };
     let i = t.create(0, &NewSession { nat: Some(first), ..new(own, hi, 0) }, 0).unwrap();
     assert_eq!(t.create(1, &NewSession { nat: Some(second), ..new(own, hi, 0) }, 0), Err(Full::Taken));
-    assert_eq!(t.lookup(&own, hash(&own)).map(|f| f.index), Some(i), "the first keeps its key");
-    assert!(t.lookup_nat(&second.key, hash(&second.key)).is_none(), "the second left no entry");
-    assert_eq!(t.lookup_nat(&first.key, hash(&first.key)).map(|f| f.index), Some(i));
+    assert_eq!(t.lookup(&own, t.hash(&own)).map(|f| f.index), Some(i), "the first keeps its key");
+    assert!(t.lookup_nat(&second.key, t.hash(&second.key)).is_none(), "the second left no entry");
+    assert_eq!(t.lookup_nat(&first.key, t.hash(&first.key)).map(|f| f.index), Some(i));
     let entries = t.buckets.iter().flatten().filter(|e| e.load(Relaxed) != 0).count();
     assert_eq!(entries, 2, "one session, by its own key and its Nat key");
     // Untranslated sessions are not checked (the same connection seen by two cores).
@@ -377,31 +377,98 @@ fn two_cores_giving_one_port_to_two_connections_at_once_keep_at_most_one() {
     }
 }
 
+/// Hash keys standing for a switch's random ones, the same every run: the fixed key
+/// and two drawn by splitmix64 from fixed seeds.
+fn hash_keys() -> [HashKey; 3] {
+    let splitmix = |seed: u64| {
+        let z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let drawn =
+        |s: u64| HashKey { low: splitmix(s) | 1 << 63 | 1, high: splitmix(s + 1) | 1 << 63 | 1, mix: splitmix(s + 2) };
+    [HashKey::FIXED, drawn(1), drawn(7)]
+}
+
 #[test]
 fn a_packet_hashes_as_its_key_does_either_way() {
     let t = Tuple { zone: 100, proto: 6, src: (ipv4_key(0x0a01_0203), 40000), dst: (ipv4_key(0x0a01_0001), 80) };
     let v6 =
         Tuple { zone: 7, proto: 17, src: (0xfd00_0001_u128 << 64 | 9, 53), dst: (0xfd00_0001_u128 << 64 | 3, 5353) };
-    for t in [t, v6] {
-        assert_eq!(t.hash(), hash(&t.key().0));
-        assert_eq!(t.reversed().hash(), t.hash());
+    for key in hash_keys() {
+        for t in [t, v6] {
+            assert_eq!(key.tuple(&t), key.hash(&t.key().0));
+            assert_eq!(key.tuple(&t.reversed()), key.tuple(&t));
+        }
+    }
+}
+
+/// Each table draws its own hash key: the same connection lands in unrelated buckets
+/// of two tables, so a tenant cannot work out from one switch (or from this source)
+/// which keys share a bucket in another.
+#[test]
+fn each_table_hashes_with_a_key_of_its_own() {
+    let k =
+        Tuple { zone: 100, proto: 6, src: (ipv4_key(0x0a01_0203), 40000), dst: (ipv4_key(0x0a01_0001), 80) }.key().0;
+    let tables: Vec<CtTable> = (0..4).map(|_| CtTable::new(64, 1, 1)).collect();
+    for (i, a) in tables.iter().enumerate() {
+        for b in &tables[i + 1..] {
+            assert_ne!(a.hash_key, b.hash_key);
+            assert_ne!(a.hash(&k), b.hash(&k));
+        }
+        // Its index and its lookups agree on it.
+        let i = a.create(0, &new(k, false, 0), 0).unwrap();
+        assert_eq!(a.lookup(&k, a.hash(&k)).map(|f| f.index), Some(i));
+    }
+    assert_eq!(CtTable::new(64, 1, 1).keyed(HashKey::FIXED).hash(&k), HashKey::FIXED.hash(&k));
+}
+
+/// Keys crafted to share a first bucket under one hash key (what a tenant could do with
+/// an unkeyed hash: 24 connections aimed at one bucket of 8) fall apart under another.
+#[test]
+fn keys_that_share_a_bucket_under_one_hash_key_spread_under_another() {
+    let [aimed, other, third] = hash_keys();
+    let nb = 1024usize;
+    let client = |port: u32| Tuple {
+        zone: 100,
+        proto: 17,
+        src: (ipv4_key(0x0a00_0001 + (port >> 16)), port as u16),
+        dst: (ipv4_key(0x0a01_0001), 53),
+    };
+    let crafted: Vec<Tuple> =
+        (0..1u32 << 22).map(client).filter(|t| aimed.tuple(t) as usize & (nb - 1) == 0).take(24).collect();
+    assert_eq!(crafted.len(), 24, "a brute-force search finds them under a known key");
+    for key in [other, third] {
+        let mut load = vec![0u32; nb];
+        for t in &crafted {
+            load[key.tuple(t) as usize & (nb - 1)] += 1;
+        }
+        let most = load.iter().max().copied().unwrap_or(0);
+        assert!(most <= 3, "{most} of the 24 share a bucket under another key");
     }
 }
 
 /// Keys of the shapes a host makes (one client's ports, a /16 of servers, sessions per
 /// VNI, IPv6, both ends walking, which a sum of the ends' hashes would collide on) fill
-/// a table's buckets as random keys would: at the table's capacity (4 keys a bucket on
-/// average, first buckets only), the buckets over 8 are near Poisson's 2.1 %, and no two
-/// keys share a bucket and a tag. Each hashes alike from either end and as its key.
+/// a table's buckets as random keys would, under each hash key: at the table's capacity
+/// (4 keys a bucket on average, first buckets only), the buckets over 8 are near
+/// Poisson's 2.1 %, and no two keys share a bucket and a tag. Each hashes alike from
+/// either end and as its key.
 #[test]
 fn structured_keys_spread_over_the_buckets_as_random_ones_do() {
-    const N: u32 = 65536;
-    let nb = N as usize / 4;
+    for key in hash_keys() {
+        spread_under(key);
+    }
+}
+
+type Shape = (&'static str, fn(u32) -> Tuple);
+
+fn shapes() -> [Shape; 7] {
     fn v4(a: u32, p: u32) -> (u128, u16) {
         (ipv4_key(a), p as u16)
     }
-    type Shape = (&'static str, fn(u32) -> Tuple);
-    let shapes: [Shape; 7] = [
+    [
         ("one client's ports", |i| Tuple {
             zone: 100,
             proto: 17,
@@ -439,19 +506,24 @@ fn structured_keys_spread_over_the_buckets_as_random_ones_do() {
             src: v4(0x0a00_0001 + (i & 0xff), 53),
             dst: v4(0x0a10_0001 + (i >> 8), 53),
         }),
-    ];
-    for (name, shape) in shapes {
+    ]
+}
+
+fn spread_under(key: HashKey) {
+    const N: u32 = 65536;
+    let nb = N as usize / 4;
+    for (name, shape) in shapes() {
         let mut load = vec![0u32; nb];
         let mut seen = std::collections::HashSet::new();
         for i in 0..N {
             let t = shape(i);
-            let h = t.hash();
-            assert_eq!((h, h), (t.reversed().hash(), hash(&t.key().0)), "{name}: key {i} either way");
+            let h = key.tuple(&t);
+            assert_eq!((h, h), (key.tuple(&t.reversed()), key.hash(&t.key().0)), "{name}: key {i} either way");
             load[h as usize & (nb - 1)] += 1;
             assert!(seen.insert((h as usize & (nb - 1), h >> 32)), "{name}: key {i} shares a bucket and tag");
         }
         let over = load.iter().filter(|&&l| l > 8).count();
         // Poisson(4) puts 2.14 % (351 of 16,384) over 8.
-        assert!(over < 470, "{name}: {over} buckets over 8 (random keys: about 351)");
+        assert!(over < 470, "{name}: {over} buckets over 8 (random keys: about 351) under {key:?}");
     }
 }

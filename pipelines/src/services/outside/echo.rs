@@ -2,7 +2,7 @@
 //! both ends, which the masquerade rewrites as it rewrites ports.
 use super::{deliver, leave, OUTSIDE, SNAT_TRIES};
 use crate::{
-    conntrack::{table::hash, CtKey, Tuple},
+    conntrack::{CtKey, Tuple},
     meta::{Action, IpKey, Meta},
     services::{maglev::fmix64, nat::words, At, End},
     tables::L2Tables,
@@ -82,7 +82,7 @@ pub(super) fn masquerade_echo<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mu
     let Some(host) = super::host_address(t, m) else { return Err(DropReason::NoVtep) };
     let id = echo_id(f, m);
     let inside = echo_key(m, m.vni, id);
-    let h = hash(&inside);
+    let h = at.table.hash(&inside);
     let found = at.table.lookup_nat(&inside, h);
     let held = found.and_then(|s| at.table.key_of(s.index)).map(|k| if k.lo.0 == host { k.lo.1 } else { k.hi.1 });
     let outside_id = match held {
@@ -91,7 +91,7 @@ pub(super) fn masquerade_echo<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mu
             .chain((0..SNAT_TRIES).map(|i| fmix64(h ^ i) as u16))
             .find(|&c| {
                 let k = Tuple { zone: OUTSIDE, proto: m.proto, src: (host, c), dst: (m.ip_dst, c) }.key().0;
-                at.table.lookup(&k, hash(&k)).is_none()
+                at.table.lookup(&k, at.table.hash(&k)).is_none()
             })
             .ok_or(DropReason::SnatNoPort)?,
     };
@@ -101,7 +101,7 @@ pub(super) fn masquerade_echo<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mu
 /// An echo reply from outside to a VM's masqueraded ping.
 pub(super) fn returning_echo<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mut Meta) -> Option<Action> {
     let key = echo_key(m, OUTSIDE, echo_id(f, m));
-    let found = at.table.lookup(&key, hash(&key))?;
+    let found = at.table.lookup(&key, at.table.hash(&key))?;
     let nat = at.table.nat_of(found.index)?;
     // The VM's end of its own key: not the outside address.
     let inside = if nat.key.lo.0 == m.ip_src { nat.key.hi } else { nat.key.lo };

@@ -3,10 +3,7 @@
 //! there; replies find the session by its outside key and go back to the VM.
 use super::{host_address, ip_ports, leave, OUTSIDE, SNAT_TRIES};
 use crate::{
-    conntrack::{
-        table::{hash, Found},
-        Tuple,
-    },
+    conntrack::{table::Found, Tuple},
     meta::{Action, IpKey, Meta},
     services::{maglev::fmix64, rewrite, At, End},
     tables::L2Tables,
@@ -26,7 +23,7 @@ pub(super) fn free_port(at: &At, (zone, host): (u32, IpKey), m: &Meta, h: u64) -
     let hashed = (0..SNAT_TRIES).map(|i| lo + (fmix64(h ^ i) % span) as u16);
     own.into_iter().chain(hashed).find(|&p| {
         let k = Tuple { zone, proto: m.proto, src: (host, p), dst: (m.ip_dst, m.dport) }.key().0;
-        at.table.lookup(&k, hash(&k)).is_none()
+        at.table.lookup(&k, at.table.hash(&k)).is_none()
     })
 }
 
@@ -38,7 +35,7 @@ pub(super) fn masquerade_ports<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &m
     }
     let Some(host) = host_address(t, m) else { return Err(DropReason::NoVtep) };
     let (inside, _) = Tuple::of_ports(m).key();
-    let h = hash(&inside);
+    let h = at.table.hash(&inside);
     let found = at.table.lookup_nat(&inside, h);
     let held = found.and_then(|s| at.table.key_of(s.index)).and_then(|k| k.other_end((m.ip_dst, m.dport)));
     let port = match held {

@@ -20,7 +20,7 @@ use super::{
 use crate::{
     conntrack::{
         key::{classify, Kind},
-        table::{hash, Found},
+        table::Found,
         CtKey, NatKey, Tuple,
     },
     gateway::{locate, set_macs, spend_hop, GATEWAY_MAC},
@@ -118,7 +118,7 @@ pub fn from_outside<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mut Meta) ->
         return None;
     }
     let (outside, _) = Tuple::of_ports(m).key();
-    let h = hash(&outside);
+    let h = at.table.hash(&outside);
     let done = match at.table.lookup(&outside, h) {
         Some(found) => returning(at, found, f, m)?.map(|()| deliver(t, f, m)),
         None => node_port::node_port(t, &t.services, at, (outside, h), f, m)?.map(|place| send_to(t, place, f, m)),
@@ -132,7 +132,7 @@ pub fn from_outside<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mut Meta) ->
 fn error_to_inside<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mut Meta) -> Option<Action> {
     let (_, Kind::Error(quoted)) = classify(f.head(), f.len(), m, OUTSIDE) else { return None };
     let (key, _) = quoted.key();
-    let found = at.table.lookup(&key, hash(&key))?;
+    let found = at.table.lookup(&key, at.table.hash(&key))?;
     let nat = at.table.nat_of(found.index)?;
     let inside = nat.key.other_end(quoted.dst)?;
     if let Err(r) = at.track(None, None, f, m) {
