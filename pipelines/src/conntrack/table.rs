@@ -637,9 +637,12 @@ impl CtTable {
         let g = s.key_gen.load(Acquire);
         let w = s.words();
         // (As `key_words` lays a key out, with `lo` and `hi` the packet's ends one way.)
+        // (The low word of the `lo` address first: the way round that is not the key's
+        // mostly fails there, before the packed word is made.)
         let laid = |lo: (u128, u16), hi: (u128, u16)| {
-            w[4] == ((t.zone & ZONE_BITS) as u64) << 40 | (t.proto as u64) << 32 | (lo.1 as u64) << 16 | hi.1 as u64
-                && w[0] == lo.0 as u64
+            w[0] == lo.0 as u64
+                && w[4]
+                    == ((t.zone & ZONE_BITS) as u64) << 40 | (t.proto as u64) << 32 | (lo.1 as u64) << 16 | hi.1 as u64
                 && w[1] == (lo.0 >> 64) as u64
                 && w[2] == hi.0 as u64
                 && w[3] == (hi.0 >> 64) as u64
