@@ -262,8 +262,13 @@ impl HashKey {
             h.write_u64(i);
             h.finish()
         };
-        // Multipliers odd and with the top bit set, so no factor drops bits.
-        HashKey { low: draw(1) | 1 << 63 | 1, high: draw(2) | 1 << 63 | 1, mix: draw(3) }
+        Self::from_draws(draw(1), draw(2), draw(3))
+    }
+
+    /// A key from three random words: the multipliers made odd and given their top bit,
+    /// so no factor drops bits.
+    fn from_draws(low: u64, high: u64, mix: u64) -> HashKey {
+        HashKey { low: low | 1 << 63 | 1, high: high | 1 << 63 | 1, mix }
     }
 
     /// A key's hash. Each end is hashed alone and the two are ordered by their hashes, so

@@ -161,13 +161,10 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
                     // same after translation, the VIP being its other end.)
                     key.key = Tuple::of_ports(m).key().0;
                     key.service = vip.service.id;
-                    // (Its bucket is on its way already if the parse stage asked for it.)
-                    let h = if noted != 0 {
-                        F::prefetch(at.table.bucket_line(noted));
-                        noted
-                    } else {
-                        fetch_bucket::<F>(at.table, m)
-                    };
+                    // (Its bucket is on its way already if the parse stage asked for it.
+                    // The packet's tuple hashes as the key, without its ends ordered.)
+                    let h = if noted != 0 { noted } else { at.table.hash_of(&Tuple::of_ports(m)) };
+                    F::prefetch(at.table.bucket_line(h));
                     *seen = Seen::ToVip(vip, h, 0);
                     continue;
                 }

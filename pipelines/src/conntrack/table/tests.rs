@@ -386,8 +386,7 @@ fn hash_keys() -> [HashKey; 3] {
         let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     };
-    let drawn =
-        |s: u64| HashKey { low: splitmix(s) | 1 << 63 | 1, high: splitmix(s + 1) | 1 << 63 | 1, mix: splitmix(s + 2) };
+    let drawn = |s: u64| HashKey::from_draws(splitmix(s), splitmix(s + 1), splitmix(s + 2));
     [HashKey::FIXED, drawn(1), drawn(7)]
 }
 
