@@ -172,7 +172,7 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
             // (A backend's answer to a NodePort client is also for outside: its session
             // says so, before masquerading would.)
             if services.is_backend(vni, m.ip_src, m.sport, m.proto) {
-                m.ct.hash = fetch_bucket::<F>(at.table, m);
+                conntrack::prefetch_bucket::<F>(at.table, m);
                 *seen = Seen::FromBackend;
             } else if m.dst == GATEWAY_MAC && out(m) {
                 *seen = Seen::Out;
@@ -330,19 +330,10 @@ fn translate<F: Frame>(
         }
     }
     if kept.is_none() {
-        m.ct.hash = fetch_bucket::<F>(at.table, m);
+        conntrack::prefetch_bucket::<F>(at.table, m);
     }
     nat.pick = svc.note(i);
     Ok(kept)
-}
-
-/// Starts fetching the index bucket of `m`'s own key (as it stands), and returns the
-/// key's hash.
-#[inline(always)]
-fn fetch_bucket<F: Frame>(table: &CtTable, m: &Meta) -> u64 {
-    let h = table.hash_of(&Tuple::of_ports(m));
-    F::prefetch(table.bucket_line(h));
-    h
 }
 
 /// The place of the backend that connection `held` (its session, found by its `Nat`
