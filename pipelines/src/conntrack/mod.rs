@@ -17,7 +17,9 @@ pub mod table;
 pub mod tcp;
 
 pub use key::{CtKey, Tuple};
-pub use stage::{decide, established, prefetch, prefetch_bucket, prefetch_where, Checkpoint, Decision};
+pub use stage::{
+    decide, established, established_opening, prefetch, prefetch_bucket, prefetch_where, Checkpoint, Decision,
+};
 pub use table::{CtTable, Full, NatKey, SessionView};
 
 use std::sync::{

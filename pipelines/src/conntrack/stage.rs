@@ -215,6 +215,14 @@ pub fn established<F: Frame>(table: &CtTable, found: &table::Found, f: &F, m: &m
     moves(table, found, dir, f, m, now, false)
 }
 
+/// `established` for a packet that travels the way its connection opened, known as
+/// such without its tuple: a client's packet to a VIP, before its translation makes the
+/// tuple the session's.
+#[inline(always)]
+pub fn established_opening<F: Frame>(table: &CtTable, found: &table::Found, f: &F, m: &mut Meta, now: u32) -> bool {
+    moves(table, found, 0, f, m, now, false)
+}
+
 /// A packet travelling `dir` in session `found` that changes nothing but its counters:
 /// UDP, or a TCP data segment or ACK in window (`liberal`: the port's switch), of a
 /// session both sides have sent in. Its counters move and it is marked established.

@@ -119,6 +119,28 @@ impl Session {
     }
 }
 
+/// Whether key words `w` are `t`'s key, and if so whether `t`'s sender is its `hi` end.
+#[inline(always)]
+fn laid_either_way(w: &KeyWords, t: &Tuple) -> Option<bool> {
+    // (As `key_words` lays a key out, with `lo` and `hi` the packet's ends one way.)
+    // (The low word of the `lo` address first: the way round that is not the key's
+    // mostly fails there, before the packed word is made.)
+    let laid = |lo: (u128, u16), hi: (u128, u16)| {
+        w[0] == lo.0 as u64
+            && w[4] == ((t.zone & ZONE_BITS) as u64) << 40 | (t.proto as u64) << 32 | (lo.1 as u64) << 16 | hi.1 as u64
+            && w[1] == (lo.0 >> 64) as u64
+            && w[2] == hi.0 as u64
+            && w[3] == (hi.0 >> 64) as u64
+    };
+    if laid(t.src, t.dst) {
+        Some(false)
+    } else if laid(t.dst, t.src) {
+        Some(true)
+    } else {
+        None
+    }
+}
+
 type Bucket = [AtomicU64; 8];
 
 /// An index entry that names a session by its `Nat` key (the address its opener used),
@@ -545,6 +567,37 @@ impl CtTable {
         if let Some(found) = self.nat_session(nat, first.wrapping_sub(1), &w) {
             return Some(found);
         }
+        self.scan_nat(nat, &w, h)
+    }
+
+    /// `lookup_nat_from` by the packet's tuple as it stands (before translation): the
+    /// session `first` names is compared with it either way round, so that the common
+    /// packet, whose session is that one, never orders its ends into a key.
+    #[inline(always)]
+    pub fn lookup_nat_for(&self, t: &Tuple, h: u64, first: u32) -> Option<Found> {
+        let nat = self.nat.get()?;
+        let index = first.wrapping_sub(1);
+        if let (Some(s), Some(n)) = (self.sessions.get(index as usize), nat.get(index as usize)) {
+            let g = s.key_gen.load(Acquire);
+            let w: KeyWords = std::array::from_fn(|i| n.key[i].load(Relaxed));
+            if laid_either_way(&w, t).is_some() {
+                let pick = n.pick.load(Relaxed);
+                fence(Acquire);
+                if g & 1 == 0 && s.key_gen.load(Relaxed) == g {
+                    let state = s.state.load(Acquire);
+                    if state & DEAD == 0 {
+                        return Some(Found { index, gen: g, state, pick });
+                    }
+                }
+            }
+        }
+        self.scan_nat(nat, &key_words(&t.key().0), h)
+    }
+
+    /// The live translated session whose `Nat` key is `w`, among those the buckets of
+    /// `h` name.
+    #[inline(always)]
+    fn scan_nat(&self, nat: &[Nat], w: &KeyWords, h: u64) -> Option<Found> {
         let (b1, b2, tag) = self.buckets_of(h);
         for b in [b1, b2] {
             for e in &self.buckets[b] {
@@ -552,7 +605,7 @@ impl CtTable {
                 if v & NAT_ENTRY == 0 || (v >> 32) as u32 != tag {
                     continue;
                 }
-                if let Some(found) = self.nat_session(nat, entry_index(v), &w) {
+                if let Some(found) = self.nat_session(nat, entry_index(v), w) {
                     return Some(found);
                 }
             }
@@ -640,25 +693,7 @@ impl CtTable {
         let index = first.wrapping_sub(1);
         let s = self.sessions.get(index as usize)?;
         let g = s.key_gen.load(Acquire);
-        let w = s.words();
-        // (As `key_words` lays a key out, with `lo` and `hi` the packet's ends one way.)
-        // (The low word of the `lo` address first: the way round that is not the key's
-        // mostly fails there, before the packed word is made.)
-        let laid = |lo: (u128, u16), hi: (u128, u16)| {
-            w[0] == lo.0 as u64
-                && w[4]
-                    == ((t.zone & ZONE_BITS) as u64) << 40 | (t.proto as u64) << 32 | (lo.1 as u64) << 16 | hi.1 as u64
-                && w[1] == (lo.0 >> 64) as u64
-                && w[2] == hi.0 as u64
-                && w[3] == (hi.0 >> 64) as u64
-        };
-        let src_hi = if laid(t.src, t.dst) {
-            false
-        } else if laid(t.dst, t.src) {
-            true
-        } else {
-            return None;
-        };
+        let src_hi = laid_either_way(&s.words(), t)?;
         // (`key_is`'s check, after the compare: a helper shared with it, checking the
         // generation first, cost this path 17 instructions a packet in W6.)
         fence(Acquire);

@@ -157,9 +157,6 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
                     _ => last_vip.insert((addressed, services.at_vip(vni, m.ip_dst, m.dport, m.proto))).1,
                 };
                 if let Some(vip) = vip {
-                    // (The key the tracking pass's new session is found by: it is the
-                    // same after translation, the VIP being its other end.)
-                    key.key = Tuple::of_ports(m).key().0;
                     key.service = vip.service.id;
                     // (Its bucket is on its way already if the parse stage asked for it.
                     // The packet's tuple hashes as the key, without its ends ordered.)
@@ -196,16 +193,18 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
                 waiting |= matches!(*seen, Seen::FromBackend | Seen::Error | Seen::Out);
                 continue;
             };
-            match translate(vip, (h, first), at, f, m, nat) {
-                // A known connection is tracked at once, unless it waits. (With its `Nat`
-                // key too: a SYN that reopens it makes a new session.)
-                Ok(Some(held)) if !waiting => {
+            match translate(vip, (h, first), at, f, m, nat, waiting) {
+                Ok(Translated::Tracked) => {}
+                // A known connection the whole tracker takes is tracked at once, unless
+                // it waits. (With its `Nat` key too: a SYN that reopens it makes a new
+                // session.)
+                Ok(Translated::Held(held)) if !waiting => {
                     if let Err(r) = at.track(Some(nat), Some(held), f, m) {
                         m.action = Action::Drop(r);
                     }
                 }
-                Ok(Some(held)) => *seen = Seen::Held(held),
-                Ok(None) => {
+                Ok(Translated::Held(held)) => *seen = Seen::Held(held),
+                Ok(Translated::New) => {
                     *seen = Seen::Opening;
                     waiting = true;
                 }
@@ -274,11 +273,24 @@ fn settle(m: &mut Meta, done: Result<Option<Action>, DropReason>) {
     }
 }
 
-/// A packet to a VIP (that addressed `nat`'s key, which hashes to `h`, and whose bucket
-/// names session `first` first) translated toward its connection's backend: the one its
-/// session (returned) holds, or a new pick. Which one is noted in `nat`. Where the
-/// backend's MAC is known it is also routed here (the gateway's work, without its
-/// lookup). For a new connection, its own key's bucket is fetched for the tracking pass.
+/// What `translate` left a packet to a VIP for the tracking passes.
+enum Translated {
+    /// Tracked already: its session only counted it.
+    Tracked,
+    /// Of this session, for the whole tracker (with its `Nat` key).
+    Held(Found),
+    /// A new connection (its `Nat` key makes the session).
+    New,
+}
+
+/// A packet to a VIP (whose tuple hashes to `h`, and whose bucket names session `first`
+/// first) translated toward its connection's backend: the one its session holds, or a
+/// new pick. Which one is noted in `nat`, and the key it addressed where the tracking
+/// passes need it. Where the backend's MAC is known it is also routed here (the
+/// gateway's work, without its lookup). The common packet of a known connection, which
+/// its session only counts, is tracked here before it is translated, unless packets
+/// before it in the batch wait (`waiting`). For a new connection, its own key's bucket
+/// is fetched for the tracking pass.
 ///
 /// Hairpin: a backend that calls its own service and is picked would get its own
 /// address as the source, which its stack drops as a martian; the connection comes to it
@@ -290,10 +302,12 @@ fn translate<F: Frame>(
     f: &mut F,
     m: &mut Meta,
     nat: &mut NatKey,
-) -> Result<Option<Found>, DropReason> {
+    waiting: bool,
+) -> Result<Translated, DropReason> {
     let svc = &vip.service;
     let client = (m.ip_src, m.sport);
-    let found = at.table.lookup_nat_from(&nat.key, h, first);
+    let tuple = Tuple::of_ports(m);
+    let found = at.table.lookup_nat_for(&tuple, h, first);
     let (i, kept) = match found {
         // The place it noted in this very list of backends.
         Some(s) if s.pick >> 32 == svc.version as u64 => (s.pick as u16, Some(s)),
@@ -311,6 +325,16 @@ fn translate<F: Frame>(
         }
     };
     let b = svc.backends.get(i as usize).ok_or(DropReason::NoBackend)?;
+    // (A packet to a VIP travels the way its connection opened: the client's way.)
+    let tracked = match kept {
+        Some(s) if !waiting && !at.dry => conntrack::established_opening(at.table, &s, f, m, at.now),
+        _ => false,
+    };
+    if !tracked {
+        // (The key a new session is found by: the same after translation, the VIP being
+        // its other end.)
+        nat.key = tuple.key().0;
+    }
     if !at.dry {
         vip.counters.count(at.core, i as usize, f.len() as u64, kept.is_none());
     }
@@ -333,7 +357,11 @@ fn translate<F: Frame>(
         conntrack::prefetch_bucket::<F>(at.table, m);
     }
     nat.pick = svc.note(i);
-    Ok(kept)
+    Ok(match (tracked, kept) {
+        (true, _) => Translated::Tracked,
+        (false, Some(held)) => Translated::Held(held),
+        (false, None) => Translated::New,
+    })
 }
 
 /// The place of the backend that connection `held` (its session, found by its `Nat`

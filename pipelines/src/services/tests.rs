@@ -193,7 +193,7 @@ mod stage {
     //! The service stage through a VM port's stages, with checksums summed over the
     //! translated packets independently of how they were updated.
     use crate::{
-        conntrack::{CtTable, CtTables},
+        conntrack::{CtState, CtTable, CtTables},
         gateway::{Endpoint, Endpoints, GatewayAddrs, GATEWAY_MAC},
         learn::{Clock, LearnEvent},
         meta::{ipv4_key, Action, Meta},
@@ -301,18 +301,26 @@ mod stage {
         b[at..at + n].iter().fold(0, |a, &x| a << 8 | x as u64)
     }
 
-    #[test]
-    fn a_connection_to_a_vip_reaches_one_backend_and_its_replies_come_from_the_vip() {
+    /// A switch with backends 2 and 3 behind the VIP's port 80, and client 1:40000's SYN
+    /// to it: the switch's table and tables, the SYN as it came out, and the port and
+    /// backend it went to.
+    fn a_syn_to_the_vip() -> (Arc<CtTable>, L2Tables, VecFrame, PortId, u8) {
         let table = Arc::new(CtTable::new(1024, 1, 16));
         table.enable_nat(|_, _| 0);
         let t = tables(&table, &[2, 3]);
+        let syn = tcp(GATEWAY_MAC, mac(1), (ip(1), 40000), (u32::from_be_bytes(VIP), 80), 0x02, 1000, 0);
+        let (mut f, m) = run(&t, CLIENT, std::slice::from_ref(&syn));
+        let Action::Tx(to) = m[0].action else { panic!("{:?}", m[0].action) };
+        let backend = if to == B1 { 2 } else { 3 };
+        (table, t, f.remove(0), to, backend)
+    }
+
+    #[test]
+    fn a_connection_to_a_vip_reaches_one_backend_and_its_replies_come_from_the_vip() {
+        let (table, t, syn, to, backend) = a_syn_to_the_vip();
         let vip = u32::from_be_bytes(VIP);
         let client = (ip(1), 40000);
-        let syn = tcp(GATEWAY_MAC, mac(1), client, (vip, 80), 0x02, 1000, 0);
-        let (f, m) = run(&t, CLIENT, std::slice::from_ref(&syn));
-        let Action::Tx(to) = m[0].action else { panic!("{:?}", m[0].action) };
-        let b = f[0].bytes();
-        let backend = if to == B1 { 2 } else { 3 };
+        let b = syn.bytes();
         assert_eq!(field(b, 30, 4) as u32, ip(backend), "DNAT to the backend the packet went to");
         assert_eq!(field(b, 36, 2), 8080);
         assert_eq!(&b[0..6], &mac(backend).0, "switched to the backend's MAC");
@@ -356,6 +364,69 @@ mod stage {
         .0;
         let found = table.lookup_nat(&vip_key, table.hash(&vip_key));
         assert!(found.is_none(), "the session to the removed backend is gone");
+    }
+
+    /// An established connection's packets to the VIP are tracked before they are
+    /// translated, by the way the connection opened: counted in its session as the
+    /// opener's and marked established with it. A segment out of the window still goes
+    /// to the whole tracker, which drops it, counting nothing.
+    #[test]
+    fn an_established_connections_packets_to_the_vip_count_in_its_session_as_the_openers() {
+        let (table, t, _, to, backend) = a_syn_to_the_vip();
+        let vip = u32::from_be_bytes(VIP);
+        let client = (ip(1), 40000);
+        let synack = tcp(mac(1), mac(backend), (ip(backend), 8080), client, 0x12, 5000, 1001);
+        let (_, m) = run(&t, to, &[synack]);
+        assert_eq!(m[0].action, Action::Tx(CLIENT));
+        let index = m[0].ct.session.checked_sub(1).expect("the answer found its session");
+        let ack = tcp(GATEWAY_MAC, mac(1), client, (vip, 80), 0x10, 1001, 5001);
+        let (f, m) = run(&t, CLIENT, &[ack.clone(), ack.clone(), ack]);
+        for (f, m) in f.iter().zip(&m) {
+            assert_eq!(m.action, Action::Tx(to), "{m:?}");
+            assert_eq!((m.ct.state, m.ct.session, m.ct.reply), (CtState::Established, index + 1, false), "{m:?}");
+            assert_eq!(field(f.bytes(), 30, 4) as u32, ip(backend), "translated after it was tracked");
+            assert!(sums_ok(f.bytes()));
+        }
+        let view = table.view(index).unwrap();
+        assert_eq!(view.packets, [4, 1], "the SYN and three ACKs the opener's, the SYN+ACK the answerer's");
+        let wild = tcp(GATEWAY_MAC, mac(1), client, (vip, 80), 0x10, 1001 + (1 << 30), 5001);
+        let (_, m) = run(&t, CLIENT, &[wild]);
+        assert_eq!(m[0].action, Action::Drop(crate::DropReason::CtInvalid), "{:?}", m[0]);
+        assert_eq!(table.view(index).unwrap().packets, [4, 1]);
+    }
+
+    /// The same for UDP, where the session's counts say which way the packets were
+    /// taken: a DNS-like service, its answer seen, then three more questions.
+    #[test]
+    fn an_answered_udp_flows_packets_to_the_vip_count_as_the_openers() {
+        let table = Arc::new(CtTable::new(1024, 1, 16));
+        table.enable_nat(|_, _| 0);
+        let mut t = tables(&table, &[2, 3]);
+        let vip = u32::from_be_bytes(VIP);
+        let list: Vec<Backend> = [2, 3].iter().map(|&b| Backend { ip: ipv4_key(ip(b)), port: 5353 }).collect();
+        let keys: Vec<String> = list.iter().map(|b| format!("{:x}:{}", b.ip, b.port)).collect();
+        let weighted: Vec<(&[u8], u32)> = keys.iter().map(|k| (k.as_bytes(), 1)).collect();
+        let dns = Service::new(1, 100, (ipv4_key(vip), 53), 17, list, Maglev::build(251, &weighted));
+        let mut s = ServiceTables::default();
+        s.insert(Arc::new(dns), &t.endpoints, counters(2), None);
+        t.services = Arc::new(s);
+        let client = (ip(1), 40000);
+        let question = udp4(GATEWAY_MAC, mac(1), client, (vip, 53));
+        let (_, m) = run(&t, CLIENT, std::slice::from_ref(&question));
+        let Action::Tx(to) = m[0].action else { panic!("{:?}", m[0].action) };
+        let backend = if to == B1 { 2 } else { 3 };
+        let answer = udp4(mac(1), mac(backend), (ip(backend), 5353), client);
+        let (f, m) = run(&t, to, &[answer]);
+        assert_eq!(m[0].action, Action::Tx(CLIENT));
+        assert_eq!((field(f[0].bytes(), 26, 4) as u32, field(f[0].bytes(), 34, 2)), (vip, 53), "from the VIP");
+        let index = m[0].ct.session.checked_sub(1).expect("the answer found its session");
+        let (f, m) = run(&t, CLIENT, &[question.clone(), question.clone(), question]);
+        for (f, m) in f.iter().zip(&m) {
+            assert_eq!(m.action, Action::Tx(to), "{m:?}");
+            assert_eq!((m.ct.state, m.ct.session, m.ct.reply), (CtState::Established, index + 1, false), "{m:?}");
+            assert_eq!((field(f.bytes(), 30, 4) as u32, field(f.bytes(), 36, 2)), (ip(backend), 5353));
+        }
+        assert_eq!(table.view(index).unwrap().packets, [4, 1], "four questions, one answer");
     }
 
     /// One batch to the VIP's port, to another port of its address, and to the VIP again:

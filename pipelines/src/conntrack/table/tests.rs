@@ -285,9 +285,26 @@ fn a_translated_session_is_found_by_both_keys_and_leaves_with_both() {
         assert_eq!(t.lookup_nat_from(&vip, t.hash(&vip), note).map(|f| f.index), Some(i), "note {note}");
     }
     assert!(t.lookup_nat_from(&own, t.hash(&own), first).is_none(), "its note is not for its own key");
+    // By the client's packet as it stands, and either way round: the same session, from
+    // the note or (where the note names another session or none) from the buckets.
+    let to_vip = Tuple { zone: 100, proto: 17, src: (ipv4_key(10), 1000), dst: (ipv4_key(99), 80) };
+    for tuple in [to_vip, to_vip.reversed()] {
+        assert_eq!(t.hash_of(&tuple), t.hash(&vip));
+        for note in [first, 0, i + 2] {
+            let found = t.lookup_nat_for(&tuple, t.hash(&vip), note);
+            let fields = |f: Found| (f.index, f.gen, f.state, f.pick);
+            assert_eq!(found.map(fields), t.lookup_nat_from(&vip, t.hash(&vip), note).map(fields), "note {note}");
+            assert_eq!(found.map(|f| f.index), Some(i), "note {note}");
+        }
+    }
+    let to_backend = Tuple { dst: (ipv4_key(20), 8080), ..to_vip };
+    assert!(t.lookup_nat_for(&to_backend, t.hash_of(&to_backend), first).is_none(), "its own key is not its Nat key");
+    let other_port = Tuple { src: (ipv4_key(10), 1001), ..to_vip };
+    assert!(t.lookup_nat_for(&other_port, t.hash_of(&other_port), first).is_none(), "another client port");
     // Killed: gone by both keys.
     assert!(t.kill(i, t.view(i).unwrap().gen));
     assert!(t.lookup_nat(&vip, t.hash(&vip)).is_none());
+    assert!(t.lookup_nat_for(&to_vip, t.hash(&vip), first).is_none(), "its note names a dead session");
     // Its room, reused by a plain session, is not translated.
     t.expire(0, 100_000_000 + 200_000_000, 100);
     let plain = (0..8).map(|p| t.create(0, &new(key(1, p, 2, 53).0, false, 0), 0).unwrap()).collect::<Vec<_>>();
