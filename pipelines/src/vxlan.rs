@@ -9,14 +9,18 @@ use crate::{
 
 /// The outer UDP source port: a hash of the inner flow in 49152..=65535 (RFC 7348
 /// section 5), so the underlay's ECMP spreads flows while keeping each one in order.
-/// One multiply: the top bits of a product by an odd constant depend on every bit of
-/// the folded flow fields below them.
+/// An IP packet's flow is its addresses, protocol and ports; a frame without an IP
+/// header's, its MACs. One multiply: the top bits of a product by an odd constant depend
+/// on every bit of the folded flow fields below them.
 #[inline]
 pub fn source_port(m: &Meta) -> u16 {
-    let ips = m.ip_src ^ m.ip_dst.rotate_left(64);
-    let l4 = ((m.proto as u64) << 32) | ((m.sport as u64) << 16) | m.dport as u64;
-    let macs = m.src.to_u64() ^ m.dst.to_u64().rotate_left(24);
-    let x = (ips as u64 ^ (ips >> 64) as u64).rotate_left(13) ^ l4.rotate_left(29) ^ macs;
+    let x = if m.ip_version != 0 {
+        let ips = m.ip_src ^ m.ip_dst.rotate_left(64);
+        let l4 = ((m.proto as u64) << 32) | ((m.sport as u64) << 16) | m.dport as u64;
+        (ips as u64 ^ (ips >> 64) as u64).rotate_left(13) ^ l4.rotate_left(29)
+    } else {
+        m.src.to_u64() ^ m.dst.to_u64().rotate_left(24)
+    };
     let x = (x ^ (x >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     49152 | (x >> 50) as u16
 }
@@ -258,6 +262,12 @@ mod tests {
             })
             .collect();
         assert!(spread.len() > 900, "1024 flows spread over {} ports", spread.len());
+        // A frame without an IP header (ARP, say) is its MACs' flow.
+        let arp = Meta { ip_version: 0, ip_src: 0, ip_dst: 0, sport: 0, dport: 0, proto: 0, ..a };
+        let spread: std::collections::HashSet<u16> = (0..1024u16)
+            .map(|i| source_port(&Meta { src: Mac([2, 0, 0, 0, (i >> 8) as u8, i as u8]), ..arp }))
+            .collect();
+        assert!(spread.len() > 900, "1024 MAC pairs spread over {} ports", spread.len());
     }
 
     #[test]
