@@ -156,15 +156,15 @@ pub fn from_vm<F: Frame, S: Sink<LearnEvent>>(
 }
 
 /// Admits a parsed frame into `vni` on its way from a VM (setting its VNI): false and a
-/// drop when the switch does not serve the VNI, the source MAC is multicast, or an
-/// earlier stage already decided.
+/// drop when the switch does not serve the VNI (`served`), the source MAC is multicast,
+/// or an earlier stage already decided.
 #[inline(always)]
-fn admit(t: &L2Tables, vni: u32, gateway: bool, m: &mut Meta) -> bool {
+fn admit(vni: u32, served: bool, gateway: bool, m: &mut Meta) -> bool {
     if m.action != Action::Continue {
         return false;
     }
     m.vni = vni;
-    if !t.networks.contains_key(&vni) {
+    if !served {
         m.action = Action::Drop(DropReason::VniUnknown);
         return false;
     }
@@ -195,14 +195,18 @@ struct Switching<'t> {
     /// there are endpoints): looked up once per batch, so a network without keeps its
     /// switching as it was.
     gateway: Option<&'t Network>,
+    /// Whether the switch serves the VNI: looked up once per batch.
+    served: bool,
     encapsulator: vxlan::Encapsulator,
 }
 
 impl<'t> Switching<'t> {
     fn new(t: &'t L2Tables, port: PortId, vni: u32, outer_dscp: Option<u8>) -> Self {
-        let gateway = t.networks.get(&vni).filter(|n| n.gateway.is_some() || !t.endpoints.is_empty());
+        let network = t.networks.get(&vni);
+        let gateway = network.filter(|n| n.gateway.is_some() || !t.endpoints.is_empty());
         Switching {
             gateway,
+            served: network.is_some(),
             port,
             vni,
             outer_dscp,
@@ -246,7 +250,7 @@ impl<'t> Switching<'t> {
                     _ => parse(f.head(), m),
                 }
             }
-            if admit(t, vni, self.gateway.is_some(), m) {
+            if admit(vni, self.served, self.gateway.is_some(), m) {
                 self.switch(ctx, f, m, core, sink);
             }
         }
@@ -275,7 +279,7 @@ impl<'t> Switching<'t> {
         let tracked = stateful.and(t.ct.table.as_deref());
         let group = if stateful.is_none() { t.acl.ports.get(port as usize).and_then(Option::as_deref) } else { None };
         for (f, m) in frames.iter().zip(meta.iter_mut()) {
-            if admit(t, vni, self.gateway.is_some(), m) {
+            if admit(vni, self.served, self.gateway.is_some(), m) {
                 bytes += f.wire_len() as u64;
                 packets += 1;
                 if let Some(table) = tracked {
