@@ -564,7 +564,7 @@ impl CtTable {
     pub fn lookup_nat_from(&self, key: &CtKey, h: u64, first: u32) -> Option<Found> {
         let nat = self.nat.get()?;
         let w = key_words(key);
-        if let Some(found) = self.nat_session(nat, first.wrapping_sub(1), &w) {
+        if let Some(found) = self.nat_session(nat, first.wrapping_sub(1), |k| *k == w) {
             return Some(found);
         }
         self.scan_nat(nat, &w, h)
@@ -576,20 +576,8 @@ impl CtTable {
     #[inline(always)]
     pub fn lookup_nat_for(&self, t: &Tuple, h: u64, first: u32) -> Option<Found> {
         let nat = self.nat.get()?;
-        let index = first.wrapping_sub(1);
-        if let (Some(s), Some(n)) = (self.sessions.get(index as usize), nat.get(index as usize)) {
-            let g = s.key_gen.load(Acquire);
-            let w: KeyWords = std::array::from_fn(|i| n.key[i].load(Relaxed));
-            if laid_either_way(&w, t).is_some() {
-                let pick = n.pick.load(Relaxed);
-                fence(Acquire);
-                if g & 1 == 0 && s.key_gen.load(Relaxed) == g {
-                    let state = s.state.load(Acquire);
-                    if state & DEAD == 0 {
-                        return Some(Found { index, gen: g, state, pick });
-                    }
-                }
-            }
+        if let Some(found) = self.nat_session(nat, first.wrapping_sub(1), |w| laid_either_way(w, t).is_some()) {
+            return Some(found);
         }
         self.scan_nat(nat, &key_words(&t.key().0), h)
     }
@@ -605,7 +593,7 @@ impl CtTable {
                 if v & NAT_ENTRY == 0 || (v >> 32) as u32 != tag {
                     continue;
                 }
-                if let Some(found) = self.nat_session(nat, entry_index(v), w) {
+                if let Some(found) = self.nat_session(nat, entry_index(v), |k| k == w) {
                     return Some(found);
                 }
             }
@@ -613,15 +601,16 @@ impl CtTable {
         None
     }
 
-    /// Session `index`, if it is live and translated with `Nat` key `w`.
+    /// Session `index`, if it is live and translated with a `Nat` key that `is_key`
+    /// accepts (read under the session's generation).
     #[inline(always)]
-    fn nat_session(&self, nat: &[Nat], index: u32, w: &KeyWords) -> Option<Found> {
+    fn nat_session(&self, nat: &[Nat], index: u32, is_key: impl FnOnce(&KeyWords) -> bool) -> Option<Found> {
         let (s, n) = (self.sessions.get(index as usize)?, nat.get(index as usize)?);
         let g = s.key_gen.load(Acquire);
         if g & 1 != 0 {
             return None;
         }
-        let same = n.key.iter().zip(w).all(|(a, b)| a.load(Relaxed) == *b);
+        let same = is_key(&std::array::from_fn(|i| n.key[i].load(Relaxed)));
         let pick = n.pick.load(Relaxed);
         fence(Acquire);
         if !same || s.key_gen.load(Relaxed) != g {
