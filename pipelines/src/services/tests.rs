@@ -219,10 +219,17 @@ mod stage {
     }
 
     fn service(backends: &[u8]) -> Arc<Service> {
-        let list: Vec<Backend> = backends.iter().map(|&b| Backend { ip: ipv4_key(ip(b)), port: 8080 }).collect();
+        service_at(backends, (80, 6), 8080)
+    }
+
+    /// The VIP's service on `port` and `proto`, over `backends` on `backend_port`.
+    fn service_at(backends: &[u8], (port, proto): (u16, u8), backend_port: u16) -> Arc<Service> {
+        let list: Vec<Backend> =
+            backends.iter().map(|&b| Backend { ip: ipv4_key(ip(b)), port: backend_port }).collect();
         let keys: Vec<String> = list.iter().map(|b| format!("{:x}:{}", b.ip, b.port)).collect();
         let weighted: Vec<(&[u8], u32)> = keys.iter().map(|k| (k.as_bytes(), 1)).collect();
-        Arc::new(Service::new(1, 100, (ipv4_key(u32::from_be_bytes(VIP)), 80), 6, list, Maglev::build(251, &weighted)))
+        let vip = ipv4_key(u32::from_be_bytes(VIP));
+        Arc::new(Service::new(1, 100, (vip, port), proto, list, Maglev::build(251, &weighted)))
     }
 
     fn counters(n: usize) -> Arc<BackendCounters> {
@@ -403,12 +410,8 @@ mod stage {
         table.enable_nat(|_, _| 0);
         let mut t = tables(&table, &[2, 3]);
         let vip = u32::from_be_bytes(VIP);
-        let list: Vec<Backend> = [2, 3].iter().map(|&b| Backend { ip: ipv4_key(ip(b)), port: 5353 }).collect();
-        let keys: Vec<String> = list.iter().map(|b| format!("{:x}:{}", b.ip, b.port)).collect();
-        let weighted: Vec<(&[u8], u32)> = keys.iter().map(|k| (k.as_bytes(), 1)).collect();
-        let dns = Service::new(1, 100, (ipv4_key(vip), 53), 17, list, Maglev::build(251, &weighted));
         let mut s = ServiceTables::default();
-        s.insert(Arc::new(dns), &t.endpoints, counters(2), None);
+        s.insert(service_at(&[2, 3], (53, 17), 5353), &t.endpoints, counters(2), None);
         t.services = Arc::new(s);
         let client = (ip(1), 40000);
         let question = udp4(GATEWAY_MAC, mac(1), client, (vip, 53));
