@@ -140,17 +140,27 @@ impl Service {
     }
 }
 
-/// A VIP as the cores find it: its service, and its backends' MACs as the endpoint table
-/// had them when the tables were built (None: not known then; the gateway looks again
-/// per packet).
+/// A VIP as the cores find it: its service, the way to each of its backends, and their
+/// counters.
 #[derive(Clone, Debug)]
 pub struct Vip {
     pub service: Arc<Service>,
-    pub macs: Box<[Option<Mac>]>,
+    /// By the backend's place in `service.backends`.
+    pub to_backend: Box<[ToBackend]>,
     pub counters: Arc<BackendCounters>,
-    /// Per backend, the translation from the VIP to it with its checksum changes worked
-    /// out (IPv4; None for IPv6, translated packet by packet).
-    pub to_backend: Box<[Option<Fixed>]>,
+}
+
+/// What a packet translated toward a backend needs, in one place (one bounds check and
+/// one cache line a packet).
+#[derive(Clone, Copy, Debug)]
+pub struct ToBackend {
+    pub backend: Backend,
+    /// Its MAC as the endpoint table had it when the tables were built (None: not known
+    /// then; the gateway looks again per packet).
+    pub mac: Option<Mac>,
+    /// The translation from the VIP to it with its checksum changes worked out (IPv4;
+    /// None for IPv6, translated packet by packet).
+    pub fixed: Option<Fixed>,
 }
 
 /// A service's address as packets carry it: (VNI, IP, port, protocol).
@@ -203,9 +213,14 @@ impl ServiceTables {
             self.backends.insert((s.vni, b.ip, b.port, s.proto));
         }
         self.vnis.insert(s.vni);
-        let macs = s.backends.iter().map(|b| endpoints.get(s.vni, b.ip).map(|e| e.mac)).collect();
-        let to_backend = s.backends.iter().map(|b| Fixed::new((s.vip, s.port), (b.ip, b.port))).collect();
-        let vip = Vip { service: s.clone(), macs, counters, to_backend };
+        let to_backend = (s.backends.iter())
+            .map(|&backend| ToBackend {
+                backend,
+                mac: endpoints.get(s.vni, backend.ip).map(|e| e.mac),
+                fixed: Fixed::new((s.vip, s.port), (backend.ip, backend.port)),
+            })
+            .collect();
+        let vip = Vip { service: s.clone(), to_backend, counters };
         if let Some((port, local)) = node_port {
             self.node_ports.insert((port, s.proto), NodePort { vip: vip.clone(), local });
         }

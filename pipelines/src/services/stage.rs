@@ -116,7 +116,8 @@ enum Seen<'s> {
 /// A VM's batch in network `vni`: packets to a VIP (sent to the gateway) go to their
 /// connection's backend; replies from a backend come back from the VIP. In passes over
 /// the batch, so that each packet's index bucket, then its session, then the bucket of
-/// its translated key are fetched for the whole batch before any is read. True if a
+/// its translated key are fetched for the whole batch before any is read (a packet to
+/// the gateway's bucket by the parse stage, a pass earlier). True if a
 /// packet for outside found its next hop unresolved (dropped as `nexthop_unresolved`).
 /// Out of line: called once a batch, and the port's other stages keep their registers.
 #[inline(never)]
@@ -134,6 +135,8 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
         // The keys packets to a VIP addressed, for the translation pass to find; their
         // service and backend are filled in when known, for a new session to carry.
         let mut keys = [NatKey::default(); BURST];
+        // Some packet's bucket was asked for in the first pass (not by the parse stage).
+        let mut named_later = false;
         for (((f, m), seen), key) in frames.iter().zip(meta.iter_mut()).zip(seen.iter_mut()).zip(keys.iter_mut()) {
             // (What a service does depends on more than the MACs: `parse_vm_batch` parses
             // every frame in a network with services.)
@@ -158,11 +161,17 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
                 };
                 if let Some(vip) = vip {
                     key.service = vip.service.id;
-                    // (Its bucket is on its way already if the parse stage asked for it.
-                    // The packet's tuple hashes as the key, without its ends ordered.)
-                    let h = if noted != 0 { noted } else { at.table.hash_of(&Tuple::of_ports(m)) };
-                    F::prefetch(at.table.bucket_line(h));
-                    *seen = Seen::ToVip(vip, h, 0);
+                    *seen = if noted != 0 {
+                        // (Its bucket was asked for when the batch was parsed, a pass
+                        // ago: its session's lines can be asked for now.)
+                        Seen::ToVip(vip, noted, at.table.nat_lines(noted, m.proto, F::prefetch))
+                    } else {
+                        // (The packet's tuple hashes as the key, without its ends ordered.)
+                        let h = at.table.hash_of(&Tuple::of_ports(m));
+                        F::prefetch(at.table.bucket_line(h));
+                        named_later = true;
+                        Seen::ToVip(vip, h, 0)
+                    };
                     continue;
                 }
             }
@@ -170,18 +179,23 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
             // says so, before masquerading would.)
             if services.is_backend(vni, m.ip_src, m.sport, m.proto) {
                 conntrack::prefetch_bucket::<F>(at.table, m);
+                named_later = true;
                 *seen = Seen::FromBackend;
             } else if m.dst == GATEWAY_MAC && out(m) {
                 *seen = Seen::Out;
             }
         }
-        for (m, seen) in meta.iter().zip(seen.iter_mut()) {
-            match *seen {
-                Seen::ToVip(vip, h, _) => *seen = Seen::ToVip(vip, h, at.table.nat_lines(h, m.proto, F::prefetch)),
-                Seen::FromBackend => {
-                    at.table.first_named(m.ct.hash, m.proto, F::prefetch);
+        // The sessions of packets whose bucket was asked for above, once it is in cache.
+        // (A packet whose bucket named none is looked at again: a new connection, rare.)
+        if named_later {
+            for (m, seen) in meta.iter().zip(seen.iter_mut()) {
+                match *seen {
+                    Seen::ToVip(vip, h, 0) => *seen = Seen::ToVip(vip, h, at.table.nat_lines(h, m.proto, F::prefetch)),
+                    Seen::FromBackend => {
+                        at.table.first_named(m.ct.hash, m.proto, F::prefetch);
+                    }
+                    Seen::ToVip(..) | Seen::Other | Seen::Error | Seen::Out | Seen::Opening | Seen::Held(_) => {}
                 }
-                Seen::Other | Seen::Error | Seen::Out | Seen::Opening | Seen::Held(_) => {}
             }
         }
         // Packets are tracked in the order they came: one that the last pass tracks
@@ -324,7 +338,8 @@ fn translate<F: Frame>(
             (i, kept)
         }
     };
-    let b = svc.backends.get(i as usize).ok_or(DropReason::NoBackend)?;
+    let to = vip.to_backend.get(i as usize).ok_or(DropReason::NoBackend)?;
+    let b = &to.backend;
     // (A packet to a VIP travels the way its connection opened: the client's way.)
     let tracked = match kept {
         Some(s) if !waiting && !at.dry => conntrack::established_opening(at.table, &s, f, m, at.now),
@@ -339,17 +354,17 @@ fn translate<F: Frame>(
         vip.counters.count(at.core, i as usize, f.len() as u64, kept.is_none());
     }
     let hairpin = b.ip == m.ip_src;
-    match (vip.macs.get(i as usize), vip.to_backend.get(i as usize)) {
-        (Some(Some(mac)), Some(Some(fixed))) if !hairpin => fixed.route(f, m, *mac, GATEWAY_MAC)?,
+    match (to.mac, &to.fixed) {
+        (Some(mac), Some(fixed)) if !hairpin => fixed.route(f, m, mac, GATEWAY_MAC)?,
         (known, _) => {
             if !rewrite(f, m, End::Dst, b.ip, b.port) || (hairpin && !rewrite(f, m, End::Src, svc.vip, m.sport)) {
                 return Err(DropReason::CtInvalid);
             }
-            if let Some(Some(mac)) = known {
+            if let Some(mac) = known {
                 if !spend_hop(f, m) {
                     return Err(DropReason::TtlExceeded);
                 }
-                set_macs(f, m, *mac, GATEWAY_MAC);
+                set_macs(f, m, mac, GATEWAY_MAC);
             }
         }
     }

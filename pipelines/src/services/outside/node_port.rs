@@ -52,7 +52,7 @@ pub(super) fn node_port<F: Frame>(
     let Some(b) = svc.backends.get(i as usize).filter(|b| (b.ip >> 32 == 0xffff) == (m.ip_version == 4)) else {
         return Some(Err(DropReason::NoBackend));
     };
-    let known = np.vip.macs.get(i as usize).copied().flatten();
+    let known = np.vip.to_backend.get(i as usize).and_then(|to| to.mac);
     let Some(place) = locate(t, svc.vni, b.ip, known) else {
         // Named in the metadata, for the switch to ask its network who holds it.
         (m.vni, m.ip_dst) = (svc.vni, b.ip);
