@@ -643,3 +643,47 @@ mod staged {
         }
     }
 }
+
+/// A stateful VM port's batch run as the PMD runs it (`parse_vm_batch` starts each
+/// packet's session bucket, and the policer's pass names its session in place of the
+/// tracking step's own prefetch pass) finds each packet the session a plainly parsed
+/// batch finds: its own, established once answered, the way it opened.
+#[test]
+fn a_stateful_ports_sessions_are_found_the_same_however_its_batch_was_parsed() {
+    use crate::conntrack::{CtPort, CtState, CtTable, CtTables};
+    let table = std::sync::Arc::new(CtTable::new(1024, 1, 16));
+    let mut t = tables();
+    t.fib_insert(100, mac(1), FibEntry { target: FibTarget::Port(VM1), is_static: false });
+    let mut ports = vec![None; 16];
+    ports[VM1 as usize] = Some(CtPort { liberal: false, sticky: true, pickup: false, max_sessions: 0, epoch: 0 });
+    t.ct = std::sync::Arc::new(CtTables { table: Some(table.clone()), ports, dry: false });
+    let flow = |sport: u16| {
+        let mut f = frame(mac(2), mac(1), 60);
+        f[34..36].copy_from_slice(&sport.to_be_bytes());
+        f
+    };
+    let answer = |sport: u16| {
+        let mut f = frame(mac(1), mac(2), 60);
+        f.copy_within(26..30, 30);
+        f[26..30].copy_from_slice(&[10, 1, 0, 2]);
+        f[34..38].copy_from_slice(&[0x13, 0x89, (sport >> 8) as u8, sport as u8]);
+        f
+    };
+    let flows: Vec<Vec<u8>> = (0..8).map(|i| flow(40000 + i)).collect();
+    let (_, opened) = run_vm_repeats(&t, VM1, 100, &flows);
+    let (_, answered, _) = run_vm(&t, VM2, 100, &(0..8).map(|i| answer(40000 + i)).collect::<Vec<_>>());
+    for (o, a) in opened.iter().zip(&answered) {
+        assert_eq!(o.action, Action::Tx(VM2), "{o:?}");
+        assert_eq!(a.action, Action::Tx(VM1), "{a:?}");
+        assert_eq!((a.ct.state, a.ct.session, a.ct.reply), (CtState::Established, o.ct.session, true), "{a:?}");
+    }
+    let (_, by_port) = run_vm_repeats(&t, VM1, 100, &flows);
+    let (_, parsed, _) = run_vm(&t, VM1, 100, &flows);
+    for ((o, b), p) in opened.iter().zip(&by_port).zip(&parsed) {
+        assert_eq!(b.action, Action::Tx(VM2), "{b:?}");
+        assert_eq!((b.ct.state, b.ct.session, b.ct.reply), (CtState::Established, o.ct.session, false), "{b:?}");
+        assert_eq!((p.action, p.ct), (b.action, b.ct));
+        let view = table.view(o.ct.session - 1).expect("a live session");
+        assert_eq!(view.packets, [3, 1], "opened, then once by each parse");
+    }
+}
