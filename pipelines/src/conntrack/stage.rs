@@ -292,24 +292,6 @@ pub fn prefetch_bucket<F: Frame>(table: &CtTable, m: &mut Meta) {
     }
 }
 
-/// For a packet whose bucket an earlier pass asked for (its hash noted), reads the
-/// bucket and names its session for `decide`, fetching that session's lines, as
-/// `prefetch` would; for one whose bucket was not asked for, asks now. False in that
-/// case only: the batch's `prefetch` must still name it.
-#[inline(always)]
-pub fn name_first<F: Frame>(table: &CtTable, m: &mut Meta) -> bool {
-    if m.action != crate::Action::Continue || m.ct.tracked {
-        return true;
-    }
-    if m.ct.hash == 0 {
-        note_bucket::<F>(table, m);
-        // (Not TCP or UDP: nothing to fetch or name.)
-        return m.ct.hash == 0;
-    }
-    m.ct.session = table.first_named(m.ct.hash, m.proto, F::prefetch);
-    true
-}
-
 #[inline(always)]
 fn note_bucket<F: Frame>(table: &CtTable, m: &mut Meta) {
     if m.ct.hash != 0 {

@@ -69,16 +69,6 @@ pub fn parse_vm_batch<F: Frame>(t: &L2Tables, port: PortId, vni: u32, frames: &[
         }
         return;
     }
-    if let (Some(_), Some(table)) = (t.ct.port(port), t.ct.table.as_deref()) {
-        // A stateful port's packets start their session buckets coming as they are
-        // parsed: the policer's pass then reads them (`conntrack::name_first`).
-        for (f, m) in frames.iter().zip(meta.iter_mut()) {
-            parse(f.head(), m);
-            m.vni = vni;
-            conntrack::prefetch_bucket::<F>(table, m);
-        }
-        return;
-    }
     if !plain_in(t, port) || t.services.in_network(vni) {
         return parse_batch(frames, meta);
     }
@@ -288,15 +278,12 @@ impl<'t> Switching<'t> {
         let stateful = t.ct.port(port);
         let tracked = stateful.and(t.ct.table.as_deref());
         let group = if stateful.is_none() { t.acl.ports.get(port as usize).and_then(Option::as_deref) } else { None };
-        // (Every session the tracking step will look at named already: its prefetch
-        // pass is not needed.)
-        let mut named = true;
         for (f, m) in frames.iter().zip(meta.iter_mut()) {
             if admit(vni, self.served, self.gateway.is_some(), m) {
                 bytes += f.wire_len() as u64;
                 packets += 1;
                 if let Some(table) = tracked {
-                    named &= conntrack::name_first::<F>(table, m);
+                    conntrack::prefetch_bucket::<F>(table, m);
                 } else if let Some(acl) = group {
                     core.acl.prefetch::<F>(&acl.ingress, m);
                 }
@@ -318,7 +305,7 @@ impl<'t> Switching<'t> {
         }
         // Security group before learning: a denied frame teaches the switch nothing.
         if let Some(cfg) = stateful {
-            stateful_in(ctx, (port, cfg, named), core.core, &mut core.acl, frames, meta);
+            stateful_in(ctx, port, cfg, core.core, &mut core.acl, frames, meta);
         } else if let Some(Some(acl)) = t.acl.ports.get(port as usize) {
             acl.ingress_batch(meta, &mut core.acl);
         }
@@ -436,11 +423,11 @@ fn gateway_answer<F: Frame, S: Sink<LearnEvent>>(
 }
 
 /// The security group of a stateful port over a batch from its VM: tracking first, the
-/// rules only for packets that start a connection (or are not tracked). `named`: an
-/// earlier pass named every packet's session (`conntrack::name_first`).
+/// rules only for packets that start a connection (or are not tracked).
 fn stateful_in<F: Frame>(
     ctx: &Ctx,
-    (port, cfg, named): (PortId, &conntrack::CtPort, bool),
+    port: PortId,
+    cfg: &conntrack::CtPort,
     core: usize,
     cache: &mut AclCache,
     frames: &[F],
@@ -459,9 +446,7 @@ fn stateful_in<F: Frame>(
         nat: None,
         found: None,
     };
-    if !named {
-        conntrack::prefetch::<F>(table, meta);
-    }
+    conntrack::prefetch::<F>(table, meta);
     for (f, m) in frames.iter().zip(meta.iter_mut()) {
         if m.action != Action::Continue {
             continue;
