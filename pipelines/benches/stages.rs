@@ -355,8 +355,7 @@ fn established(
     let mut core = PerCore::default();
     let batches = make(t, &mut core);
     let to = if from_uplink { Action::Tx(1) } else { Action::Tx(9) };
-    // (Parsed as the PMD parses them: a VM port's batch by `parse_vm_batch`, which in a
-    // network with services starts the session buckets of packets to the gateway.)
+    // (Parsed as the PMD parses them: a VM port's batch by `parse_vm_batch`.)
     let run = |fr: &mut Vec<VecFrame>, meta: &mut Vec<Meta>, ev: &mut Vec<_>, core: &mut PerCore| {
         let ctx = Ctx { tables: t, clock: Clock { now: 0, hz: 1 << 30 } };
         if from_uplink {

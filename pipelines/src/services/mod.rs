@@ -18,7 +18,7 @@ mod stage;
 mod tests;
 
 pub use nat::{rewrite, End, Fixed};
-pub use stage::{from_backend, prefetch_bucket, to_service, At};
+pub use stage::{from_backend, to_service, At};
 
 use crate::{gateway::Endpoints, meta::IpKey, wire::Mac};
 use affinity::{client_tag, Affinity};

@@ -116,8 +116,9 @@ enum Seen<'s> {
 /// A VM's batch in network `vni`: packets to a VIP (sent to the gateway) go to their
 /// connection's backend; replies from a backend come back from the VIP. In passes over
 /// the batch, so that each packet's index bucket, then its session, then the bucket of
-/// its translated key are fetched for the whole batch before any is read (a packet to
-/// the gateway's bucket by the parse stage, a pass earlier). True if a
+/// its translated key are fetched for the whole batch before any is read. (Not the
+/// bucket as the batch is parsed: a hash of the metadata the parse has only just
+/// written cost W8 more cycles than a pass of its own.) True if a
 /// packet for outside found its next hop unresolved (dropped as `nexthop_unresolved`).
 /// Out of line: called once a batch, and the port's other stages keep their registers.
 #[inline(never)]
@@ -135,16 +136,11 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
         // The keys packets to a VIP addressed, for the translation pass to find; their
         // service and backend are filled in when known, for a new session to carry.
         let mut keys = [NatKey::default(); BURST];
-        // Some packet's bucket was asked for in the first pass (not by the parse stage).
-        let mut named_later = false;
         for (((f, m), seen), key) in frames.iter().zip(meta.iter_mut()).zip(seen.iter_mut()).zip(keys.iter_mut()) {
             // (What a service does depends on more than the MACs: `parse_vm_batch` parses
             // every frame in a network with services.)
             debug_assert!(!m.repeat, "a frame not parsed reached the service stage");
             m.vni = vni;
-            // The hash the parse stage may have noted is kept for a packet to a VIP
-            // only: the others may be translated before they are tracked.
-            let noted = std::mem::take(&mut m.ct.hash);
             if !translatable(m) {
                 if icmp_error(f.head(), m) {
                     *seen = Seen::Error;
@@ -161,17 +157,10 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
                 };
                 if let Some(vip) = vip {
                     key.service = vip.service.id;
-                    *seen = if noted != 0 {
-                        // (Its bucket was asked for when the batch was parsed, a pass
-                        // ago: its session's lines can be asked for now.)
-                        Seen::ToVip(vip, noted, at.table.nat_lines(noted, m.proto, F::prefetch))
-                    } else {
-                        // (The packet's tuple hashes as the key, without its ends ordered.)
-                        let h = at.table.hash_of(&Tuple::of_ports(m));
-                        F::prefetch(at.table.bucket_line(h));
-                        named_later = true;
-                        Seen::ToVip(vip, h, 0)
-                    };
+                    // (The packet's tuple hashes as the key, without its ends ordered.)
+                    let h = at.table.hash_of(&Tuple::of_ports(m));
+                    F::prefetch(at.table.bucket_line(h));
+                    *seen = Seen::ToVip(vip, h, 0);
                     continue;
                 }
             }
@@ -179,23 +168,18 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
             // says so, before masquerading would.)
             if services.is_backend(vni, m.ip_src, m.sport, m.proto) {
                 conntrack::prefetch_bucket::<F>(at.table, m);
-                named_later = true;
                 *seen = Seen::FromBackend;
             } else if m.dst == GATEWAY_MAC && out(m) {
                 *seen = Seen::Out;
             }
         }
-        // The sessions of packets whose bucket was asked for above, once it is in cache.
-        // (A packet whose bucket named none is looked at again: a new connection, rare.)
-        if named_later {
-            for (m, seen) in meta.iter().zip(seen.iter_mut()) {
-                match *seen {
-                    Seen::ToVip(vip, h, 0) => *seen = Seen::ToVip(vip, h, at.table.nat_lines(h, m.proto, F::prefetch)),
-                    Seen::FromBackend => {
-                        at.table.first_named(m.ct.hash, m.proto, F::prefetch);
-                    }
-                    Seen::ToVip(..) | Seen::Other | Seen::Error | Seen::Out | Seen::Opening | Seen::Held(_) => {}
+        for (m, seen) in meta.iter().zip(seen.iter_mut()) {
+            match *seen {
+                Seen::ToVip(vip, h, _) => *seen = Seen::ToVip(vip, h, at.table.nat_lines(h, m.proto, F::prefetch)),
+                Seen::FromBackend => {
+                    at.table.first_named(m.ct.hash, m.proto, F::prefetch);
                 }
+                Seen::Other | Seen::Error | Seen::Out | Seen::Opening | Seen::Held(_) => {}
             }
         }
         // Packets are tracked in the order they came: one that the last pass tracks
@@ -262,18 +246,6 @@ pub fn from_backend<F: Frame>(t: &L2Tables, at: At, f: &mut F, m: &mut Meta) {
         return;
     };
     settle(m, done);
-}
-
-/// Starts fetching the session index bucket of a VM's TCP or UDP packet to the gateway
-/// in network `vni` (which has services) as soon as it is parsed: the service stage's
-/// second pass reads the bucket of a packet to a VIP, and the longer before, the more of
-/// its miss is over. (The stage keeps the hash noted here for a packet to a VIP only.)
-#[inline(always)]
-pub fn prefetch_bucket<F: Frame>(table: &CtTable, vni: u32, m: &mut Meta) {
-    if m.dst == GATEWAY_MAC {
-        m.vni = vni;
-        conntrack::prefetch_bucket::<F>(table, m);
-    }
 }
 
 /// What a step of the stage decided for `m`: routed (its action), nothing (it goes on

@@ -295,20 +295,10 @@ mod stage {
     }
 
     fn run(t: &L2Tables, port: PortId, pkts: &[Vec<u8>]) -> (Vec<VecFrame>, Vec<Meta>) {
-        run_parsed(t, port, pkts, true)
-    }
-
-    /// `run`, parsed by the VM port's parse stage (which starts the session buckets of
-    /// packets to the gateway) or, not `by_port`, only parsed (as `trace` parses).
-    fn run_parsed(t: &L2Tables, port: PortId, pkts: &[Vec<u8>], by_port: bool) -> (Vec<VecFrame>, Vec<Meta>) {
         let mut frames: Vec<VecFrame> = pkts.iter().map(|p| VecFrame::new(p)).collect();
         let mut meta = vec![Meta::default(); frames.len()];
         let mut events: Vec<LearnEvent> = Vec::new();
-        if by_port {
-            parse_vm_batch(t, port, 100, &frames, &mut meta);
-        } else {
-            crate::stages::parse_batch(&frames, &mut meta);
-        }
+        parse_vm_batch(t, port, 100, &frames, &mut meta);
         let ctx = Ctx { tables: t, clock: Clock { now: 1000, hz: 1000 } };
         from_vm(&ctx, port, 100, &mut frames, &mut meta, &mut PerCore::default(), &mut events);
         (frames, meta)
@@ -416,20 +406,6 @@ mod stage {
     /// taken: a DNS-like service, its answer seen, then three more questions.
     #[test]
     fn an_answered_udp_flows_packets_to_the_vip_count_as_the_openers() {
-        answered_udp_questions_count_as_the_openers(true);
-    }
-
-    /// Packets whose session bucket the parse stage did not start (a batch parsed as
-    /// `trace` parses it) find their session as well: the stage hashes them itself.
-    #[test]
-    fn packets_to_the_vip_parsed_without_their_bucket_find_their_session() {
-        answered_udp_questions_count_as_the_openers(false);
-    }
-
-    /// A DNS-like question to the VIP and its answer, then three more questions in one
-    /// batch (parsed by the port's parse stage, or not `by_port`): they are of the
-    /// question's session, the way it opened, and go to its backend.
-    fn answered_udp_questions_count_as_the_openers(by_port: bool) {
         let table = Arc::new(CtTable::new(1024, 1, 16));
         table.enable_nat(|_, _| 0);
         let mut t = tables(&table, &[2, 3]);
@@ -447,7 +423,7 @@ mod stage {
         assert_eq!(m[0].action, Action::Tx(CLIENT));
         assert_eq!((field(f[0].bytes(), 26, 4) as u32, field(f[0].bytes(), 34, 2)), (vip, 53), "from the VIP");
         let index = m[0].ct.session.checked_sub(1).expect("the answer found its session");
-        let (f, m) = run_parsed(&t, CLIENT, &[question.clone(), question.clone(), question], by_port);
+        let (f, m) = run(&t, CLIENT, &[question.clone(), question.clone(), question]);
         for (f, m) in f.iter().zip(&m) {
             assert_eq!(m.action, Action::Tx(to), "{m:?}");
             assert_eq!((m.ct.state, m.ct.session, m.ct.reply), (CtState::Established, index + 1, false), "{m:?}");

@@ -59,16 +59,7 @@ pub const REPEAT_BYTES: usize = 16;
 /// more than their MACs), a frame whose first `REPEAT_BYTES` equal the previous frame's
 /// is not parsed but marked `repeat`: `from_vm` then gives it the previous frame's
 /// decision if no stage on the way could have told them apart, and parses it otherwise.
-/// In a network with services, a packet to the gateway starts its session bucket
-/// coming as soon as it is parsed.
 pub fn parse_vm_batch<F: Frame>(t: &L2Tables, port: PortId, vni: u32, frames: &[F], meta: &mut [Meta]) {
-    if let (true, Some(table)) = (t.services.in_network(vni), t.ct.table.as_deref()) {
-        for (f, m) in frames.iter().zip(meta.iter_mut()) {
-            parse(f.head(), m);
-            services::prefetch_bucket::<F>(table, vni, m);
-        }
-        return;
-    }
     if !plain_in(t, port) || t.services.in_network(vni) {
         return parse_batch(frames, meta);
     }
