@@ -468,8 +468,20 @@ Targets (issue 7):
     open(path, "w").write(pre + body + post)
 
 
-def main():
+def measure_other(w, work, window, other, ab, at):
+    """One run of workload `w` on the A/B's other build (`other`: `--ab`), noted in `ab`."""
     global BIN
+    BIN, ours_bin = other, BIN
+    try:
+        r = measure_ours(w, work, window)
+    finally:
+        BIN = ours_bin
+    ab.setdefault(w, []).append(r)
+    progress("[%d/%d] run %d/%d %s on %s %.2f Mpps%s\n" % (at + (w, other, r[0] / 1e6,
+                                                              " %.0f cycles/pkt" % r[1] if r[1] else "")))
+
+
+def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--window", type=int, default=10, help="seconds measured per run (default 10)")
     ap.add_argument("--runs", type=int, default=3, help="runs per workload (default 3)")
@@ -477,7 +489,8 @@ def main():
     ap.add_argument("--with-ovs", action="store_true", help="also run ../shared/anchors/ovs_dpdk.sh, between our runs")
     ap.add_argument("--docs", default=os.path.join(ROOT, "docs", "benchmarks.md"), help="the page to write ('' for none)")
     ap.add_argument("--ab", metavar="DIR", help="also run each workload on the vswitchd/vswitchctl in DIR, right after "
-                    "ours (an A/B of two builds in the same minutes); reported apart, not in the docs")
+                    "ours (right before, every second run): an A/B of two builds in the same minutes; "
+                    "reported apart, not in the docs")
     args = ap.parse_args()
     workloads = args.workloads.split()
     for w in workloads:
@@ -495,6 +508,11 @@ def main():
         for w in workloads:
             step += 1
             progress("[%d/%d] run %d/%d %s ..." % (step, steps, run, args.runs, w))
+            # (An A/B measures the other build first in every second run: whichever
+            # build runs second in a pair may gain from it, and then both do equally.)
+            other_first = bool(args.ab) and not w.startswith("W0") and run % 2 == 0
+            if other_first:
+                measure_other(w, work, args.window, args.ab, ab, (step, steps, run, args.runs))
             if w == "W0":
                 r = measure_w0(work, args.window)
             elif w == "W0-64k":
@@ -505,13 +523,8 @@ def main():
             lat = " p99 %.2f us" % (r[2]["p99_ns"] / 1e3) if r[2] else ""
             progress("[%d/%d] run %d/%d %s %.2f Mpps%s%s\n" % (step, steps, run, args.runs, w, r[0] / 1e6,
                                                             " %.0f cycles/pkt" % r[1] if r[1] else "", lat))
-            if args.ab and not w.startswith("W0"):
-                BIN, ours_bin = args.ab, BIN
-                r = measure_ours(w, work, args.window)
-                BIN = ours_bin
-                ab.setdefault(w, []).append(r)
-                progress("[%d/%d] run %d/%d %s on %s %.2f Mpps%s\n" % (step, steps, run, args.runs, w, args.ab,
-                                                                     r[0] / 1e6, " %.0f cycles/pkt" % r[1] if r[1] else ""))
+            if args.ab and not w.startswith("W0") and not other_first:
+                measure_other(w, work, args.window, args.ab, ab, (step, steps, run, args.runs))
         if args.with_ovs:
             step += 1
             progress("[%d/%d] run %d/%d OVS-DPDK (all its workloads) ..." % (step, steps, run, args.runs))
@@ -533,7 +546,9 @@ def main():
         for w, rs in ab.items():
             a = statistics.median(r[1] for r in ours[w] if r[1])
             b = statistics.median(r[1] for r in rs if r[1])
-            print("%-10s %6.0f  vs %6.0f  (%+.0f, %+.1f%%)" % (w, a, b, a - b, 100.0 * (a - b) / b))
+            won = sum(1 for x, y in zip(ours[w], rs) if x[1] and y[1] and x[1] < y[1])
+            print("%-10s %6.0f  vs %6.0f  (%+.0f, %+.1f%%)  fewer cycles in %d of %d pairs" %
+                  (w, a, b, a - b, 100.0 * (a - b) / b, won, len(rs)))
     if args.docs:
         png = os.path.splitext(args.docs)[0] + ".png"
         plot(rows, png)
