@@ -49,12 +49,12 @@ pub(super) fn node_port<F: Frame>(
         Err(r) => return Some(Err(r)),
     };
     // (A service's backends are of one family, which the node port's must be.)
-    let to = np.vip.to_backend.get(i as usize);
-    let Some(b) = to.map(|to| &to.backend).filter(|b| (b.ip >> 32 == 0xffff) == (m.ip_version == 4)) else {
+    let v4 = m.ip_version == 4;
+    let Some(to) = np.vip.to_backend.get(i as usize).filter(|to| (to.backend.ip >> 32 == 0xffff) == v4) else {
         return Some(Err(DropReason::NoBackend));
     };
-    let known = to.and_then(|to| to.mac);
-    let Some(place) = locate(t, svc.vni, b.ip, known) else {
+    let b = &to.backend;
+    let Some(place) = locate(t, svc.vni, b.ip, to.mac) else {
         // Named in the metadata, for the switch to ask its network who holds it.
         (m.vni, m.ip_dst) = (svc.vni, b.ip);
         return Some(Err(DropReason::NoEndpoint));
