@@ -382,6 +382,14 @@ impl TcpConn {
             IV => return Outcome::Invalid(Invalid::State),
             IG => return Outcome::Ignored,
             SS if old >= TW => return Outcome::Reopen,
+            // A connection already closing: a reset ends it however stale its numbers.
+            // After a close, the peer's segments still in flight each draw a reset
+            // quoting the ack they carried, which may be behind what the peer has since
+            // acknowledged (netfilter lets these through unchecked too).
+            CL if index == RST_I && (FW..=CL).contains(&old) => {
+                self.state = TcpState::Close;
+                return Outcome::Valid;
+            }
             CL if index == RST_I => {
                 // A RST below what the other side has acknowledged is stale (or forged).
                 let peer = &self.side[dir ^ 1];

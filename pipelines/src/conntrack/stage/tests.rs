@@ -131,8 +131,14 @@ fn outbound_connections_get_their_replies_and_inbound_ones_are_refused() {
     let v = r.table.sessions().next().unwrap();
     assert_eq!(v.tcp, TcpState::TimeWait);
     assert_eq!(v.packets, [4, 3]);
-    // A RST far outside the window does not end anything.
-    assert_eq!(r.back(tcp(VM1, 80, VM2, 40000, RST, 5, 0, 0)), Err(DropReason::CtInvalid));
+    // Once closing, any RST ends it, as in netfilter: the numbers are not checked.
+    assert_eq!(r.back(tcp(VM1, 80, VM2, 40000, RST, 5, 0, 0)), Ok(None));
+    assert_eq!(r.table.sessions().next().unwrap().tcp, TcpState::Close);
+    // Before that, a RST far outside the window ends nothing (here on a new connection).
+    assert_eq!(r.out(tcp(VM2, 40001, VM1, 80, SYN, 100, 0, 0)), Ok(Some(7)));
+    assert_eq!(r.back(tcp(VM1, 80, VM2, 40001, SYN | ACK, 900, 101, 0)), Ok(None));
+    assert_eq!(r.out(tcp(VM2, 40001, VM1, 80, ACK, 101, 901, 0)), Ok(None));
+    assert_eq!(r.back(tcp(VM1, 80, VM2, 40001, RST, 901 + 10_000_000, 0, 0)), Err(DropReason::CtInvalid));
 }
 
 #[test]

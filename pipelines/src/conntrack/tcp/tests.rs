@@ -68,6 +68,30 @@ fn rst_counts_only_in_window() {
 }
 
 #[test]
+fn a_closing_connection_takes_every_reset_of_its_peer() {
+    // The server closes first; the client acks its FIN, but data the client sent
+    // before it saw the FIN is still in flight and quotes the older ack.
+    let mut c = established();
+    assert_eq!(c.track(0, &seg(ACK | PSH, 1001, 5001, 100), false), Outcome::Valid);
+    assert_eq!(c.track(1, &seg(FIN | ACK, 5001, 1101, 0), false), Outcome::Valid);
+    assert_eq!(c.track(0, &seg(ACK, 1101, 5002, 0), false), Outcome::Valid);
+    assert_eq!(c.state, TcpState::CloseWait);
+    assert_eq!(c.track(0, &seg(ACK | PSH, 1101, 5001, 100), false), Outcome::Valid);
+    // The server, its socket gone, resets each such segment at the ack it carried:
+    // one below the FIN the client acknowledged.
+    for _ in 0..3 {
+        assert_eq!(c.track(1, &seg(RST, 5001, 0, 0), false), Outcome::Valid);
+        assert_eq!(c.state, TcpState::Close);
+    }
+    // Still open, the same reset is behind what the client acknowledged: refused.
+    let mut open = established();
+    open.track(1, &seg(ACK | PSH, 5001, 1001, 10), false);
+    open.track(0, &seg(ACK, 1001, 5011, 0), false);
+    assert_eq!(open.track(1, &seg(RST, 5001, 0, 0), false), Outcome::Invalid(Invalid::Rst));
+    assert_eq!(open.state, TcpState::Established);
+}
+
+#[test]
 fn window_scaling_widens_the_window() {
     let mut syn = seg(SYN, 1000, 0, 0);
     syn.wscale = Some(7);
