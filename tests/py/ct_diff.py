@@ -56,6 +56,10 @@ class Scenario:
         """`build(tag)` makes the L3 packet (or a list of fragments) `side` sends."""
         self.steps.append((desc, side, build))
 
+    def wait(self, seconds):
+        """Nothing is sent for `seconds` (both rigs time a closed connection out in 1 s)."""
+        self.steps.append(("", None, seconds))
+
 
 def tcp(side, sport, dport, flags, seq, ack=0, data=b"", win=65535, opts=None, v6=False):
     def build(t):
@@ -142,6 +146,27 @@ s.add("A resets it at the ack it carried, behind the FIN B acknowledged", "A", t
 s.add("and the next segment in flight the same way", "A", tcp("A", 80, 40009, "R", 5001))
 scenarios.append(s)
 
+s = Scenario("rst_off_the_edge")
+handshake(s, 40010, 80)
+s.add("data from B", "B", tcp("B", 40010, 80, "PA", 1001, 5001, b"d" * 100))
+s.add("ACK from A", "A", tcp("A", 80, 40010, "A", 5001, 1101))
+s.add("RST from A in the window, not where B acknowledged", "A", tcp("A", 80, 40010, "R", 6001))
+s.add("B's challenge ACK", "B", tcp("B", 40010, 80, "A", 1101, 5001))
+s.wait(2)
+s.add("B's data later: the connection stands", "B", tcp("B", 40010, 80, "PA", 1101, 5001, b"d" * 10))
+s.add("another RST from A off the edge, and no challenge ACK", "A", tcp("A", 80, 40010, "R", 7001))
+s.wait(2)
+s.add("B's data later: that RST timed the connection out", "B", tcp("B", 40010, 80, "PA", 1111, 5001, b"d" * 10))
+scenarios.append(s)
+
+s = Scenario("rst_at_the_edge")
+handshake(s, 40011, 80)
+s.add("RST from A where B acknowledged", "A", tcp("A", 80, 40011, "R", 5001))
+s.add("B's data at once: the closed connection still passes it", "B", tcp("B", 40011, 80, "PA", 1001, 5001, b"d" * 10))
+s.wait(2)
+s.add("B's data later: the connection is gone", "B", tcp("B", 40011, 80, "PA", 1011, 5001, b"d" * 10))
+scenarios.append(s)
+
 s = Scenario("syn_retries")
 s.add("SYN", "B", tcp("B", 40006, 80, "S", 3000))
 s.add("SYN again", "B", tcp("B", 40006, 80, "S", 3000))
@@ -202,6 +227,9 @@ time.sleep(1.0)
 sent = []  # (scenario, desc, side, tag)
 for sc in scenarios:
     for desc, side, build in sc.steps:
+        if side is None:
+            time.sleep(build)
+            continue
         t = next_tag()
         pkt = build(t)
         frags = pkt if isinstance(pkt, list) else [pkt]

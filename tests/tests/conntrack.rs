@@ -260,6 +260,9 @@ fn verdicts_agree_with_the_kernels_conntrack() {
     fw.exec_ok(&["nft", "-f", file.to_str().unwrap()]);
     // As the switch's default: no pickup of connections under way.
     fw.exec_ok(&["sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_loose=0"]);
+    // A closed connection times out in 1 s on both rigs, so a scenario can see whether
+    // a RST closed it (`rst_off_the_edge`).
+    fw.exec_ok(&["sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_timeout_close=1"]);
 
     let d = Daemon::start();
     d.ok(&["network", "add", "100"]);
@@ -270,6 +273,7 @@ fn verdicts_agree_with_the_kernels_conntrack() {
     d.ok(&["acl", "add", "--priority", "10", "--port", "vm2", "--dir", "in", "--action", "allow"]);
     d.ok(&["acl", "default", "vm2", "deny"]);
     d.ok(&["acl", "stateful", "vm2", "on"]);
+    d.ok(&["conntrack", "timeouts", "set", "--tcp-close", "1"]);
     d.settle();
 
     let config = serde_json::json!({"rigs": {

@@ -421,6 +421,10 @@ fn find<F: Frame>(
             Some((found, dir)) => {
                 (mark.session, mark.reply) = (found.index + 1, dir == 1);
                 match kind {
+                    Kind::Tcp(seg) if cp.dry && t.past_due(&found, cp.now) => {
+                        mark.session = 0;
+                        gone(cp, &seg, &mut why)
+                    }
                     Kind::Tcp(seg) if cp.dry => {
                         let mut c = t.peek(&found);
                         match c.track(dir, &seg, cp.cfg.liberal) {
@@ -501,6 +505,11 @@ fn tcp(
         }
         None => {}
     }
+    if t.past_due(found, cp.now) {
+        // Timed out, and its owner's wheel not round to it yet: as if it were gone.
+        t.kill(found.index, found.gen);
+        return gone(cp, seg, why);
+    }
     // Handshakes, closes and resets are rare: a core that finds the session held by
     // the other direction's core tries again a few times, then decides by the state as
     // it was without moving it.
@@ -518,6 +527,11 @@ fn tcp(
         Outcome::Valid => {
             if dir == 1 {
                 held.state |= SEEN_REPLY;
+            }
+            if seg.has(super::tcp::RST) {
+                held.state |= table::RST_SEEN;
+            } else {
+                held.state &= !table::RST_SEEN;
             }
             let new = held.tcp.state;
             if held.state & SEEN_REPLY != 0
@@ -548,6 +562,15 @@ fn tcp(
             CtState::Invalid
         }
     }
+}
+
+/// A TCP segment whose session timed out: new if it may open one, else invalid.
+fn gone(cp: &Checkpoint, seg: &super::tcp::Segment, why: &mut Option<InvalidReason>) -> CtState {
+    if TcpConn::open(seg, cp.cfg.pickup).is_some() {
+        return CtState::New;
+    }
+    *why = Some(if seg.valid_flags() { InvalidReason::TcpState } else { InvalidReason::TcpFlags });
+    CtState::Invalid
 }
 
 /// A packet of a known session of UDP, ICMP queries or another protocol: answered

@@ -36,8 +36,12 @@ const BUSY: u32 = 1 << 12;
 pub const REVOKED: [u32; 2] = [1 << 13, 1 << 14];
 /// In use (not on a free list).
 pub const LIVE: u32 = 1 << 15;
-/// Bits 0..8: the protocol's state (TCP: `TcpState`).
-const PROTO_STATE: u32 = 0xff;
+/// Bits 0..7: the protocol's state (TCP: `TcpState`).
+const PROTO_STATE: u32 = 0x7f;
+/// TCP: a RST left the connection as it was (not where its sender stands, see
+/// `TcpConn::track`): it times out as a closed one unless a packet that is not a RST
+/// follows (the challenge ACK its receiver sends), as in netfilter.
+pub const RST_SEEN: u32 = 1 << 7;
 
 /// One connection: 128 bytes. The first cache line holds all that finding it and
 /// passing a UDP (or other non-TCP) packet of it reads and writes: its key, state word,
@@ -801,7 +805,7 @@ impl CtTable {
     #[inline]
     pub fn tcp_fast(&self, f: &Found, dir: usize, seg: &Segment, liberal: bool) -> Option<bool> {
         use super::tcp::{after, bounds, Bounds, ACK, CWR, ECE, F_LIBERAL, F_MAXACK, PSH, URG};
-        if f.state & PROTO_STATE != TcpState::Established as u32
+        if f.state & (PROTO_STATE | RST_SEEN) != TcpState::Established as u32
             || f.state & SEEN_REPLY == 0
             || seg.flags & !(PSH | ECE | CWR | URG) != ACK
         {
@@ -850,6 +854,15 @@ impl CtTable {
             seq_max(&s.tcp[ri + 1], allowed);
         }
         Some(true)
+    }
+
+    /// Whether `f`'s session has gone unused longer than its state's timeout (its
+    /// owner's wheel may not have come round to it yet: a TCP session is filed for its
+    /// state's timeout when filed, and a close shortens it).
+    pub fn past_due(&self, f: &Found, now: u32) -> bool {
+        let s = &self.sessions[f.index as usize];
+        let due = s.last_seen.load(Relaxed).wrapping_add(self.timeout(s, s.state.load(Relaxed)));
+        (now.wrapping_sub(due) as i32) > 0
     }
 
     /// The TCP state of `f`'s session as it stands, without holding it.

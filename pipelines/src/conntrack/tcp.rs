@@ -377,7 +377,7 @@ impl TcpConn {
         let dir = dir & 1;
         let old = self.state as u8;
         let index = seg.index();
-        let next = NEXT[dir][index][old as usize];
+        let mut next = NEXT[dir][index][old as usize];
         match next {
             IV => return Outcome::Invalid(Invalid::State),
             IG => return Outcome::Ignored,
@@ -395,6 +395,14 @@ impl TcpConn {
                 let peer = &self.side[dir ^ 1];
                 if peer.flags & F_MAXACK != 0 && before(seg.seq, peer.maxack) {
                     return Outcome::Invalid(Invalid::Rst);
+                }
+                // An established connection ends only at a RST exactly where its sender
+                // stands: what the peer acknowledged, or the end of what it sent (data
+                // and its RST in one train). One elsewhere in the window passes but ends
+                // nothing: the receiver answers it with a challenge ACK (RFC 5961), and
+                // a blind attacker who hits the window does not end our session.
+                if old == ES && peer.flags & F_MAXACK != 0 && seg.seq != peer.maxack && seg.seq != self.side[dir].end {
+                    next = ES;
                 }
             }
             _ => {}

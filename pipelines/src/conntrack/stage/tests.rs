@@ -142,6 +142,31 @@ fn outbound_connections_get_their_replies_and_inbound_ones_are_refused() {
 }
 
 #[test]
+fn a_reset_off_the_edge_keeps_the_connection_until_the_close_timeout() {
+    use super::super::tcp::{ACK, RST, SYN};
+    let mut r = Rig::new();
+    assert_eq!(r.out(tcp(VM2, 40000, VM1, 80, SYN, 100, 0, 0)), Ok(Some(7)));
+    assert_eq!(r.back(tcp(VM1, 80, VM2, 40000, SYN | ACK, 900, 101, 0)), Ok(None));
+    assert_eq!(r.out(tcp(VM2, 40000, VM1, 80, ACK, 101, 901, 0)), Ok(None));
+    // In the window, not where VM2 acknowledged (901): it passes, the connection stays,
+    // and VM2's challenge ACK puts it back on the established timeout.
+    assert_eq!(r.back(tcp(VM1, 80, VM2, 40000, RST, 2000, 0, 0)), Ok(None));
+    assert_eq!(r.table.sessions().next().unwrap().tcp, TcpState::Established);
+    assert_eq!(r.out(tcp(VM2, 40000, VM1, 80, ACK, 101, 901, 0)), Ok(None));
+    r.now += 3_600_000;
+    assert_eq!(r.out(tcp(VM2, 40000, VM1, 80, ACK | super::super::tcp::PSH, 101, 901, 10)), Ok(None));
+    // Another, unanswered: past the close timeout (10 s) the connection is gone, though
+    // its owner's wheel has not come round to it.
+    assert_eq!(r.back(tcp(VM1, 80, VM2, 40000, RST, 3000, 0, 0)), Ok(None));
+    r.now += 9_000;
+    assert_eq!(r.back(tcp(VM1, 80, VM2, 40000, ACK, 900 + 1, 111, 0)), Ok(None));
+    assert_eq!(r.back(tcp(VM1, 80, VM2, 40000, RST, 4000, 0, 0)), Ok(None));
+    r.now += 11_000;
+    assert_eq!(r.out(tcp(VM2, 40000, VM1, 80, ACK, 111, 901, 0)), Err(DropReason::CtInvalid));
+    assert_eq!(r.table.sessions().count(), 0);
+}
+
+#[test]
 fn udp_icmp_echo_and_related_errors() {
     let r = Rig::new();
     assert_eq!(r.out(udp(VM2, 5353, VM1, 53)), Ok(Some(7)));

@@ -68,6 +68,27 @@ fn rst_counts_only_in_window() {
 }
 
 #[test]
+fn an_established_connection_ends_only_at_a_reset_where_its_sender_stands() {
+    let mut c = established();
+    c.track(0, &seg(ACK | PSH, 1001, 5001, 1000), false);
+    c.track(1, &seg(ACK, 5001, 1501, 0), false);
+    // In the window, but neither where the server acknowledged (1501) nor where the
+    // client's data ends (2001): it passes, the connection stays.
+    assert_eq!(c.track(0, &seg(RST, 1800, 0, 0), false), Outcome::Valid);
+    assert_eq!(c.state, TcpState::Established);
+    assert_eq!(c.track(0, &seg(ACK | PSH, 2001, 5001, 10), false), Outcome::Valid);
+    // At the end of what the client sent: a train of data and its RST.
+    assert_eq!(c.track(0, &seg(RST, 2011, 0, 0), false), Outcome::Valid);
+    assert_eq!(c.state, TcpState::Close);
+    // At what the other side acknowledged.
+    let mut c = established();
+    c.track(0, &seg(ACK | PSH, 1001, 5001, 1000), false);
+    c.track(1, &seg(ACK, 5001, 1501, 0), false);
+    assert_eq!(c.track(0, &seg(RST, 1501, 0, 0), false), Outcome::Valid);
+    assert_eq!(c.state, TcpState::Close);
+}
+
+#[test]
 fn a_closing_connection_takes_every_reset_of_its_peer() {
     // The server closes first; the client acks its FIN, but data the client sent
     // before it saw the FIN is still in flight and quotes the older ack.
