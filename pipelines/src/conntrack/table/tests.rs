@@ -137,6 +137,64 @@ fn a_full_table_keeps_replied_sessions_and_refuses_new_ones() {
     assert_eq!(t.parts()[0].full.load(Relaxed), 1);
 }
 
+/// An established TCP session in `t`, made at `now`.
+fn established_tcp(t: &CtTable, a: u32, now: u32) -> (CtKey, Found) {
+    let (k, hi) =
+        crate::conntrack::Tuple { zone: 100, proto: 6, src: (ipv4_key(a), 1000), dst: (ipv4_key(2), 80) }.key();
+    let tcp = TcpConn { state: TcpState::Established, ..TcpConn::default() };
+    t.create(0, &NewSession { tcp, ..new(k, hi, now) }, 0).unwrap();
+    let f = t.lookup(&k, t.hash(&k)).unwrap();
+    let mut h = t.hold(&f).unwrap();
+    h.state |= SEEN_REPLY;
+    h.abandon();
+    (k, t.lookup(&k, t.hash(&k)).unwrap())
+}
+
+/// Closes `f`'s connection (TIME_WAIT: 120 s) at `now`.
+fn time_wait(t: &CtTable, f: &Found, now: u32) {
+    let mut h = t.hold(f).unwrap();
+    h.tcp.state = TcpState::TimeWait;
+    h.release(now);
+}
+
+#[test]
+fn a_connection_that_closes_after_it_was_filed_goes_soon_after_its_new_deadline() {
+    let t = CtTable::new(8, 1, 8);
+    t.expire(0, 0, 100);
+    let (k, f) = established_tcp(&t, 1, 0);
+    // Filed for days ahead; closed at 10 s, it is due at 130 s.
+    for s in 1..=10u32 {
+        t.expire(0, s * 1000, 100);
+    }
+    time_wait(&t, &f, 10_000);
+    let mut gone_at = None;
+    for s in 11..600u32 {
+        if t.expire(0, s * 1000, 100) == 1 {
+            gone_at = Some(s);
+            break;
+        }
+    }
+    let gone_at = gone_at.expect("freed within a turn of the wheel");
+    // Not a turn of the wheel (9 minutes) later: within 40 s.
+    assert!((130..=170).contains(&gone_at), "freed at {gone_at} s");
+    assert!(t.lookup(&k, t.hash(&k)).is_none());
+}
+
+#[test]
+fn a_full_table_reuses_a_session_past_its_timeout() {
+    let t = CtTable::new(4, 1, 8);
+    t.expire(0, 0, 100);
+    let found: Vec<_> = (0..4).map(|a| established_tcp(&t, 10 + a, 0).1).collect();
+    let (k, hi) = key(7, 7, 2, 53);
+    assert_eq!(t.create(0, &new(k, hi, 1000), 0), Err(Full::Table));
+    // One closes at 1 s: due at 121 s, and the wheel has not been round.
+    time_wait(&t, &found[2], 1000);
+    assert_eq!(t.create(0, &new(k, hi, 120_000), 0), Err(Full::Table));
+    assert!(t.create(0, &new(k, hi, 122_000), 0).is_ok());
+    assert_eq!(t.parts()[0].expired.load(Relaxed), 1);
+    assert_eq!(t.sessions().count(), 4);
+}
+
 #[test]
 fn a_session_used_recently_outlives_its_first_deadline() {
     let t = CtTable::new(8, 1, 8);
