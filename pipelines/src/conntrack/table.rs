@@ -209,14 +209,15 @@ pub struct Part {
 const FRAGS: usize = 4096;
 const FRAG_MS: u32 = 30_000;
 
-/// Wheel ticks: 1,024 ms each, 512 of them. A session is filed at most `HORIZON` ticks
-/// ahead and looked at again then: a TCP connection that closes after it was filed
-/// (its timeout shortened from days to seconds) is freed within `HORIZON` of its new
-/// deadline, not a turn of the wheel (9 minutes) later. A million established sessions
-/// cost 30,000 looks a second.
+/// Wheel ticks: 1,024 ms each, 512 of them. A session due later is filed at the
+/// farthest tick and looked at again then; a TCP session at most `TCP_HORIZON` ahead:
+/// its timeout is the one a close shortens (from days to seconds) after it was filed,
+/// and then it is freed within `TCP_HORIZON` of its new deadline, not a turn of the
+/// wheel (9 minutes) later. A million established TCP sessions cost 30,000 looks a
+/// second; other protocols' timeouts only grow.
 const TICK_SHIFT: u32 = 10;
 const WHEEL: u32 = 512;
-const HORIZON: u32 = 32;
+const TCP_HORIZON: u32 = 32;
 
 pub struct CtTable {
     sessions: Box<[Session]>,
@@ -344,11 +345,11 @@ impl HashKey {
     }
 }
 
-/// Ticks from `cur` to `due`, at most `HORIZON` and at least the next tick.
-fn ahead(due: u32, cur: u32) -> u32 {
-    (due.wrapping_sub(cur) as i32).clamp(1, HORIZON as i32) as u32
+/// Ticks from `cur` to `due`, at most `horizon` and at least the next tick.
+fn ahead(due: u32, cur: u32, horizon: u32) -> u32 {
+    (due.wrapping_sub(cur) as i32).clamp(1, horizon as i32) as u32
 }
-const _: () = assert!(HORIZON < WHEEL);
+const _: () = assert!(TCP_HORIZON < WHEEL);
 
 /// `n` values of `make` in memory `advise` is told of before the first is written.
 fn fill<T>(n: usize, advise: fn(*const u8, usize) -> usize, make: impl Fn() -> T) -> Box<[T]> {
@@ -1299,7 +1300,8 @@ impl CtTable {
         let s = &self.sessions[i as usize];
         let due = s.last_seen.load(Relaxed).wrapping_add(self.timeout(s, s.state.load(Relaxed)));
         let due = if (due.wrapping_sub(now) as i32) < 0 { now } else { due };
-        let ahead = ahead(Self::tick_of(due), from);
+        let tcp = (s.key[4].load(Relaxed) >> 32) as u8 == crate::wire::ipv4::PROTO_TCP;
+        let ahead = ahead(Self::tick_of(due), from, if tcp { TCP_HORIZON } else { WHEEL - 1 });
         let slot = &part.wheel[(from.wrapping_add(ahead) % WHEEL) as usize];
         s.next.store(slot.load(Relaxed), Relaxed);
         slot.store(i + 1, Relaxed);
