@@ -247,7 +247,7 @@ impl Timeouts {
             crate::wire::ipv4::PROTO_TCP if state_word & table::RST_SEEN != 0 => {
                 self.tcp[TcpState::Close as usize].load(Relaxed)
             }
-            crate::wire::ipv4::PROTO_TCP => self.tcp[(state_word & 0x7f).min(9) as usize].load(Relaxed),
+            crate::wire::ipv4::PROTO_TCP => self.tcp[(state_word & table::PROTO_STATE).min(9) as usize].load(Relaxed),
             crate::wire::ipv4::PROTO_UDP if replied => self.udp_stream.load(Relaxed),
             crate::wire::ipv4::PROTO_UDP => self.udp.load(Relaxed),
             key::PROTO_ICMP | key::PROTO_ICMPV6 => self.icmp.load(Relaxed),

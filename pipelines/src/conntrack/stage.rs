@@ -408,10 +408,7 @@ fn find<F: Frame>(
         },
         _ => match session_of(cp, &tuple, m.ct.hash, known) {
             None => match kind {
-                Kind::Tcp(seg) if TcpConn::open(&seg, cp.cfg.pickup).is_none() => {
-                    why = Some(if seg.valid_flags() { InvalidReason::TcpState } else { InvalidReason::TcpFlags });
-                    CtState::Invalid
-                }
+                Kind::Tcp(seg) => without_session(cp, &seg, &mut why),
                 Kind::Query { request: false } => {
                     why = Some(InvalidReason::Unrelated);
                     CtState::Invalid
@@ -423,7 +420,7 @@ fn find<F: Frame>(
                 match kind {
                     Kind::Tcp(seg) if cp.dry && t.past_due(&found, cp.now) => {
                         mark.session = 0;
-                        gone(cp, &seg, &mut why)
+                        without_session(cp, &seg, &mut why)
                     }
                     Kind::Tcp(seg) if cp.dry => {
                         let mut c = t.peek(&found);
@@ -508,7 +505,7 @@ fn tcp(
     if t.past_due(found, cp.now) {
         // Timed out, and its owner's wheel not round to it yet: as if it were gone.
         t.kill(found.index, found.gen);
-        return gone(cp, seg, why);
+        return without_session(cp, seg, why);
     }
     // Handshakes, closes and resets are rare: a core that finds the session held by
     // the other direction's core tries again a few times, then decides by the state as
@@ -564,8 +561,9 @@ fn tcp(
     }
 }
 
-/// A TCP segment whose session timed out: new if it may open one, else invalid.
-fn gone(cp: &Checkpoint, seg: &super::tcp::Segment, why: &mut Option<InvalidReason>) -> CtState {
+/// A TCP segment with no session (or one timed out): new if it may open one, else
+/// invalid.
+fn without_session(cp: &Checkpoint, seg: &super::tcp::Segment, why: &mut Option<InvalidReason>) -> CtState {
     if TcpConn::open(seg, cp.cfg.pickup).is_some() {
         return CtState::New;
     }

@@ -37,7 +37,7 @@ pub const REVOKED: [u32; 2] = [1 << 13, 1 << 14];
 /// In use (not on a free list).
 pub const LIVE: u32 = 1 << 15;
 /// Bits 0..7: the protocol's state (TCP: `TcpState`).
-const PROTO_STATE: u32 = 0x7f;
+pub(super) const PROTO_STATE: u32 = 0x7f;
 /// TCP: a RST left the connection as it was (not where its sender stands, see
 /// `TcpConn::track`): it times out as a closed one unless a packet that is not a RST
 /// follows (the challenge ACK its receiver sends), as in netfilter.
@@ -867,7 +867,7 @@ impl CtTable {
     /// state's timeout when filed, and a close shortens it).
     pub fn past_due(&self, f: &Found, now: u32) -> bool {
         let s = &self.sessions[f.index as usize];
-        let due = s.last_seen.load(Relaxed).wrapping_add(self.timeout(s, s.state.load(Relaxed)));
+        let due = self.due(s, s.state.load(Relaxed));
         (now.wrapping_sub(due) as i32) > 0
     }
 
@@ -1149,7 +1149,7 @@ impl CtTable {
                 }
                 let s = &self.sessions[i as usize];
                 let st = s.state.load(Relaxed);
-                let due = s.last_seen.load(Relaxed).wrapping_add(self.timeout(s, st));
+                let due = self.due(s, st);
                 let timed_out = (now.wrapping_sub(due) as i32) > 0;
                 if st & BUSY != 0 || (st & SEEN_REPLY != 0 && !timed_out) {
                     continue;
@@ -1289,6 +1289,11 @@ impl CtTable {
         self.timeouts.of((s.key[4].load(Relaxed) >> 32) as u8, st)
     }
 
+    /// When session `s` (state word `st`) times out unless used, on the table's clock.
+    fn due(&self, s: &Session, st: u32) -> u32 {
+        s.last_seen.load(Relaxed).wrapping_add(self.timeout(s, st))
+    }
+
     /// The wheel tick of a time in milliseconds.
     fn tick_of(ms: u32) -> u32 {
         ms >> TICK_SHIFT
@@ -1298,7 +1303,7 @@ impl CtTable {
     /// `from` at the earliest, at most a turn of the wheel ahead.
     fn file(&self, part: &Part, i: u32, from: u32, now: u32) {
         let s = &self.sessions[i as usize];
-        let due = s.last_seen.load(Relaxed).wrapping_add(self.timeout(s, s.state.load(Relaxed)));
+        let due = self.due(s, s.state.load(Relaxed));
         let due = if (due.wrapping_sub(now) as i32) < 0 { now } else { due };
         let tcp = (s.key[4].load(Relaxed) >> 32) as u8 == crate::wire::ipv4::PROTO_TCP;
         let ahead = ahead(Self::tick_of(due), from, if tcp { TCP_HORIZON } else { WHEEL - 1 });
@@ -1329,7 +1334,7 @@ impl CtTable {
             let s = &self.sessions[i as usize];
             slot.store(s.next.load(Relaxed), Relaxed);
             let st = s.state.load(Relaxed);
-            let due = s.last_seen.load(Relaxed).wrapping_add(self.timeout(s, st));
+            let due = self.due(s, st);
             let gone = st & DEAD != 0 || (now.wrapping_sub(due) as i32) >= 0;
             // A session another core holds this instant is looked at next tick.
             if gone && s.state.compare_exchange(st, st | BUSY, Acquire, Relaxed).is_ok() {
