@@ -18,7 +18,7 @@ pub mod tcp;
 
 pub use key::{CtKey, Tuple};
 pub use stage::{
-    decide, established, established_opening, prefetch, prefetch_bucket, prefetch_where, Checkpoint, Decision,
+    decide, established, established_opening, prefetch_bucket, prefetch_named, prefetch_where, Checkpoint, Decision,
 };
 pub use table::{CtTable, Full, NatKey, SessionView};
 

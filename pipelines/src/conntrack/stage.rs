@@ -47,41 +47,53 @@ pub fn decide<F: Frame>(
     if m.fragment && m.ip_version != 0 {
         return fragment(cp, f, m, acl);
     }
-    let known = match (cp.found, hashed(cp.table, m)) {
-        (Some(found), _) => Some(Some(found)),
-        (None, Some(h)) => {
-            let tuple = super::Tuple::of_ports(m);
-            // (Untracked, its mark's session is the one the batch's prefetch saw first.)
-            let (found, src_hi) = match cp.table.named_for(m.ct.session, &tuple) {
-                Some((found, src_hi)) => (Some(found), src_hi),
-                None => {
-                    let (key, src_hi) = tuple.key();
-                    (cp.table.lookup(&key, h), src_hi)
-                }
-            };
-            if let (Some(found), false) = (&found, cp.dry) {
-                if held_here(cp, found, src_hi, f, m) {
-                    return (None, Ok(()));
-                }
-            }
-            Some(found)
-        }
-        (None, None) => None,
+    // (Untracked, a packet's mark names a session only where the batch's prefetch noted
+    // its hash and saw that session first in its bucket: a TCP or UDP packet's. Tried
+    // before the hash is asked for, which the common packet does not need.)
+    let named = match cp.found {
+        None if m.ct.session != 0 && !m.ct.tracked => cp.table.named_for(m.ct.session, &super::Tuple::of_ports(m)),
+        _ => None,
     };
+    // (`held`, where it was looked up: whether the packet's sender is its key's higher
+    // end, and the session's policy epochs.)
+    let (known, held) = match (cp.found, named) {
+        (Some(found), _) => (Some(Some(found)), None),
+        (None, Some((found, src_hi, epochs))) => (Some(Some(found)), Some((src_hi, epochs))),
+        (None, None) => match hashed(cp.table, m) {
+            Some(h) => {
+                let (key, src_hi) = super::Tuple::of_ports(m).key();
+                let found = cp.table.lookup(&key, h);
+                (Some(found), found.map(|found| (src_hi, cp.table.epochs(found.index))))
+            }
+            None => (None, None),
+        },
+    };
+    if let (Some(Some(found)), Some((src_hi, epochs)), false) = (&known, held, cp.dry) {
+        if held_here(cp, found, epochs, src_hi, f, m) {
+            return (None, Ok(()));
+        }
+    }
     decide_whole(cp, f, m, known, acl)
 }
 
 /// The common packet at a port, of a session its rules still allow there (as of the
 /// port's policy epoch, or for good at a sticky port): taken whole by `moves`, without
 /// the tracker's other cases or the rules. False, with nothing changed, otherwise.
-/// `src_hi`: the packet's source is the higher end of its key (as `Tuple::key` says).
+/// `src_hi`: the packet's source is the higher end of its key (as `Tuple::key` says);
+/// `epochs`: the session's policy epochs, as read when it was found.
 #[inline(always)]
-fn held_here<F: Frame>(cp: &Checkpoint, found: &table::Found, src_hi: bool, f: &F, m: &mut Meta) -> bool {
+fn held_here<F: Frame>(
+    cp: &Checkpoint,
+    found: &table::Found,
+    epochs: [u16; 2],
+    src_hi: bool,
+    f: &F,
+    m: &mut Meta,
+) -> bool {
     let dir = direction(src_hi, found);
     // Which side of the session this port is: the sender's on the way in.
     let side = dir ^ (cp.dir == Direction::Out) as usize;
-    let allowed = cp.cfg.sticky
-        || (cp.table.epochs(found.index)[side] == cp.cfg.epoch && found.state & table::REVOKED[side] == 0);
+    let allowed = cp.cfg.sticky || (epochs[side] == cp.cfg.epoch && found.state & table::REVOKED[side] == 0);
     let taken = allowed && moves(cp.table, found, dir, f, m, cp.now, cp.cfg.liberal);
     #[cfg(test)]
     tests::HELD_HERE.with(|n| n.set(n.get() + taken as u32));
@@ -303,21 +315,27 @@ fn note_bucket<F: Frame>(table: &CtTable, m: &mut Meta) {
     }
 }
 
-/// Brings a batch's table entries into cache before it is tracked: every packet's
-/// bucket, then the sessions the buckets name, so the misses of the batch overlap
-/// instead of following one another.
-#[inline]
-pub fn prefetch<F: Frame>(table: &CtTable, meta: &mut [Meta]) {
-    prefetch_where::<F>(table, meta, |m| m.action == crate::Action::Continue);
-}
-
-/// As `prefetch`, for the packets of a batch that `tracked` says a checkpoint will see
-/// (those delivered to a stateful port, after switching).
+/// Brings a batch's table entries into cache before it is tracked, for the packets
+/// that `tracked` says a checkpoint will see (those delivered to a stateful port, after
+/// switching): every packet's bucket, then the sessions the buckets name, so the misses
+/// of the batch overlap instead of following one another.
 #[inline]
 pub fn prefetch_where<F: Frame>(table: &CtTable, meta: &mut [Meta], tracked: impl Fn(&Meta) -> bool) {
     for m in meta.iter_mut().filter(|m| tracked(m)) {
         note_bucket::<F>(table, m);
     }
+    fetch_named::<F>(table, meta, tracked);
+}
+
+/// `prefetch_where`'s second half, for a batch whose buckets were all asked for
+/// (`prefetch_bucket`) as its packets were admitted: the sessions the buckets name.
+#[inline]
+pub fn prefetch_named<F: Frame>(table: &CtTable, meta: &mut [Meta]) {
+    fetch_named::<F>(table, meta, |m| m.action == crate::Action::Continue);
+}
+
+#[inline(always)]
+fn fetch_named<F: Frame>(table: &CtTable, meta: &mut [Meta], tracked: impl Fn(&Meta) -> bool) {
     // (Whatever else had its hash noted is fetched too: cheaper than asking again. The
     // note goes only to a packet the checkpoint decides next, which takes it: no other
     // packet's metadata depends on what else its batch made in the table.)

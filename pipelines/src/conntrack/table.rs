@@ -115,6 +115,12 @@ impl Recent {
     }
 }
 
+/// A session's `epochs` word, side 0's first.
+#[inline(always)]
+fn split_epochs(e: u32) -> [u16; 2] {
+    [e as u16, (e >> 16) as u16]
+}
+
 impl Session {
     /// Its key's words as they stand (unchecked: see `CtTable::read_key`).
     #[inline(always)]
@@ -686,9 +692,10 @@ impl CtTable {
     /// way, and whether `t`'s sender is its key's `hi` end. The batch's prefetch notes the
     /// first session a packet's bucket names under its tag (`first_named`): where that
     /// one is the packet's, it is what `lookup` would find, and this finds it without
-    /// ordering the packet's ends into a key or scanning the bucket again.
+    /// ordering the packet's ends into a key or scanning the bucket again. Also its
+    /// policy epochs (as `epochs` says), read from the line its key is on.
     #[inline(always)]
-    pub fn named_for(&self, first: u32, t: &Tuple) -> Option<(Found, bool)> {
+    pub fn named_for(&self, first: u32, t: &Tuple) -> Option<(Found, bool, [u16; 2])> {
         let index = first.wrapping_sub(1);
         let s = self.sessions.get(index as usize)?;
         let g = s.key_gen.load(Acquire);
@@ -700,7 +707,8 @@ impl CtTable {
             return None;
         }
         let state = s.state.load(Acquire);
-        (state & DEAD == 0).then_some((Found { index, gen: g, state, pick: 0 }, src_hi))
+        let epochs = split_epochs(s.epochs.load(Relaxed));
+        (state & DEAD == 0).then_some((Found { index, gen: g, state, pick: 0 }, src_hi, epochs))
     }
 
     /// The first live session other than `skip` whose own key is `w`, as `buckets` name
@@ -914,10 +922,10 @@ impl CtTable {
         (packets, t.bytes.load(Relaxed).wrapping_add(b0 as u64 + b1 as u64))
     }
 
+    /// Per side, the policy epoch of its port when its rules last allowed session `index`.
     #[inline(always)]
     pub fn epochs(&self, index: u32) -> [u16; 2] {
-        let e = self.sessions[index as usize].epochs.load(Relaxed);
-        [e as u16, (e >> 16) as u16]
+        split_epochs(self.sessions[index as usize].epochs.load(Relaxed))
     }
 
     /// Records that side `side`'s port (at `epoch`) allows the session, or revokes it.

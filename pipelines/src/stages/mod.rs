@@ -414,7 +414,8 @@ fn gateway_answer<F: Frame, S: Sink<LearnEvent>>(
 }
 
 /// The security group of a stateful port over a batch from its VM: tracking first, the
-/// rules only for packets that start a connection (or are not tracked).
+/// rules only for packets that start a connection (or are not tracked). The packets'
+/// buckets were asked for as they were admitted (`policed`).
 fn stateful_in<F: Frame>(
     ctx: &Ctx,
     port: PortId,
@@ -437,7 +438,7 @@ fn stateful_in<F: Frame>(
         nat: None,
         found: None,
     };
-    conntrack::prefetch::<F>(table, meta);
+    conntrack::prefetch_named::<F>(table, meta);
     for (f, m) in frames.iter().zip(meta.iter_mut()) {
         if m.action != Action::Continue {
             continue;

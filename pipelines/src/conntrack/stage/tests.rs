@@ -444,9 +444,10 @@ fn the_fast_path_at_a_stateful_port_decides_as_the_whole_tracker_does() {
             let d = if whole {
                 decide_whole(&cp, &f, &mut m, None, rules)
             } else {
-                // (As a port's stage does: the batch's prefetch notes the session its
+                // (As a port's stages do: the batch's prefetch notes the session its
                 // bucket names first, for `decide` to try before a lookup.)
-                prefetch::<VecFrame>(table, std::slice::from_mut(&mut m));
+                prefetch_bucket::<VecFrame>(table, &mut m);
+                prefetch_named::<VecFrame>(table, std::slice::from_mut(&mut m));
                 decide(&cp, &f, &mut m, rules)
             };
             (m.ct, d)

@@ -48,10 +48,12 @@ fn the_session_a_bucket_names_first_is_found_from_either_end() {
     let mut fetched = 0;
     assert_eq!(t.first_named(t.hash_of(&out), 6, |_| fetched += 1), first);
     assert_eq!(fetched, 2, "for TCP, its windows' line too");
+    t.set_epoch(i, 1, 7, true);
     for (t_, src_hi) in [(out, hi), (out.reversed(), !hi)] {
-        let (found, got_hi) = t.named_for(first, &t_).expect("found from this end");
+        let (found, got_hi, epochs) = t.named_for(first, &t_).expect("found from this end");
         let looked = t.lookup(&k, t.hash(&k)).unwrap();
         assert_eq!((found.index, found.gen, found.state, got_hi), (looked.index, looked.gen, looked.state, src_hi));
+        assert_eq!((epochs[1], epochs), (7, t.epochs(looked.index)), "its epochs as they stand");
     }
     assert!(t.named_for(j + 1, &out).is_none(), "another session's note");
     assert!(t.named_for(0, &out).is_none(), "no note");
