@@ -207,7 +207,13 @@ impl Conntrack {
         let Some(t) = &self.table else { return Vec::new() };
         let names = Self::port_names(ports);
         let now = self.now();
-        Self::picked(t, port, vni, ports, &names).take(limit).map(|v| row(&v, &names, now)).collect()
+        // (A session past its timeout is gone for its packets, as for the kernel's
+        // `conntrack -L`, though its owner core has not freed it yet.)
+        Self::picked(t, port, vni, ports, &names)
+            .filter(|v| !v.expired(now))
+            .take(limit)
+            .map(|v| row(&v, &names, now))
+            .collect()
     }
 
     fn check_filter(&self, port: Option<&str>, ports: &[PortRef]) -> Result<(), String> {
@@ -236,7 +242,8 @@ impl Conntrack {
                     *s.invalid.entry(r.name().into()).or_default() += part.invalid[r as usize].load(Relaxed);
                 }
             }
-            for v in t.sessions() {
+            let now = self.now();
+            for v in t.sessions().filter(|v| !v.expired(now)) {
                 s.sessions += 1;
                 *s.by_state.entry(format!("{}/{}", proto_name(v.key.proto), state_name(&v))).or_default() += 1;
             }

@@ -115,6 +115,12 @@ impl Recent {
     }
 }
 
+/// Whether time `due` has passed at `now` (on the table's clock, which wraps).
+#[inline]
+fn overdue(now: u32, due: u32) -> bool {
+    (now.wrapping_sub(due) as i32) > 0
+}
+
 /// A session's `epochs` word, side 0's first.
 #[inline(always)]
 fn split_epochs(e: u32) -> [u16; 2] {
@@ -260,9 +266,17 @@ pub struct SessionView {
     pub ports: [u16; 2],
     pub packets: [u32; 2],
     pub bytes: u64,
+    /// When it times out unless a packet comes (its state's timeout after `last_seen`).
+    pub due: u32,
 }
 
 impl SessionView {
+    /// Whether it has timed out by `now` (its owner's wheel frees it at its next look,
+    /// up to a filing horizon later).
+    pub fn expired(&self, now: u32) -> bool {
+        overdue(now, self.due)
+    }
+
     /// The opener's endpoint and the answerer's.
     pub fn orig(&self) -> ((u128, u16), (u128, u16)) {
         if self.state & ORIG_HI != 0 {
@@ -875,8 +889,7 @@ impl CtTable {
     /// state's timeout when filed, and a close shortens it).
     pub fn past_due(&self, f: &Found, now: u32) -> bool {
         let s = &self.sessions[f.index as usize];
-        let due = self.due(s, s.state.load(Relaxed));
-        (now.wrapping_sub(due) as i32) > 0
+        overdue(now, self.due(s, s.state.load(Relaxed)))
     }
 
     /// The TCP state of `f`'s session as it stands, without holding it.
@@ -1158,7 +1171,7 @@ impl CtTable {
                 let s = &self.sessions[i as usize];
                 let st = s.state.load(Relaxed);
                 let due = self.due(s, st);
-                let timed_out = (now.wrapping_sub(due) as i32) > 0;
+                let timed_out = overdue(now, due);
                 if st & BUSY != 0 || (st & SEEN_REPLY != 0 && !timed_out) {
                     continue;
                 }
@@ -1420,6 +1433,7 @@ impl CtTable {
             ports: [p as u16, (p >> 16) as u16],
             packets,
             bytes,
+            due: self.due(s, st),
         })
     }
 

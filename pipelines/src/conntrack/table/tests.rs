@@ -603,3 +603,20 @@ fn spread_under(key: HashKey) {
         assert!(over < 470, "{name}: {over} buckets over 8 (random keys: about 351) under {key:?}");
     }
 }
+
+/// A session's view says when it times out, so that a listing can leave out one past its
+/// timeout that its owner's wheel has not freed yet; a packet moves it on.
+#[test]
+fn a_view_is_expired_once_its_state_times_out() {
+    let t = CtTable::new(64, 1, 8);
+    let (k, hi) = key(10, 1000, 20, 53);
+    let i = t.create(0, &new(k, hi, 5_000), 0).unwrap();
+    let v = t.view(i).unwrap();
+    assert_eq!(v.due, 35_000, "UDP's 30 s after it was last seen");
+    assert!(!v.expired(35_000) && v.expired(35_001));
+    t.account(i, 0, 60, 20_000);
+    assert!(!t.view(i).unwrap().expired(35_001), "a packet at 20 s moved it to 50 s");
+    // (The table's clock wraps: a due time just past the wrap is not long gone.)
+    let w = t.create(0, &new(key(11, 1000, 20, 53).0, hi, u32::MAX - 1_000), 0).unwrap();
+    assert!(!t.view(w).unwrap().expired(10_000));
+}
