@@ -156,10 +156,8 @@ impl Conntrack {
         TIMEOUTS.iter().map(|(n, d)| (n.to_string(), self.timeouts.get(*n).copied().unwrap_or(*d))).collect()
     }
 
-    /// Milliseconds now on the cores' clock.
     fn now(&self) -> u32 {
-        let hz = self.shared.as_ref().map_or(1_000_000_000, |s| s.tsc_hz);
-        pipelines::conntrack::now_ms(pipelines::clock::Clock { now: dataplane::tsc(), hz })
+        table_now(self.shared.as_deref())
     }
 
     fn port_names(ports: &[PortRef]) -> HashMap<u16, String> {
@@ -207,8 +205,8 @@ impl Conntrack {
         let Some(t) = &self.table else { return Vec::new() };
         let names = Self::port_names(ports);
         let now = self.now();
-        // (A session past its timeout is gone for its packets, as for the kernel's
-        // `conntrack -L`, though its owner core has not freed it yet.)
+        // (A session past its timeout is left out though its owner core has not freed
+        // it yet, as the kernel's `conntrack -L` skips an expired entry.)
         Self::picked(t, port, vni, ports, &names)
             .filter(|v| !v.expired(now))
             .take(limit)
@@ -478,6 +476,13 @@ pub fn describe(v: &SessionView, names: &dyn Fn(u16) -> String) -> String {
         v.packets[1],
         ports.join(", ")
     )
+}
+
+/// Milliseconds now on the session table's clock, which the cores keep (`shared`: their
+/// counters, with the TSC's rate; none in unit tests).
+pub fn table_now(shared: Option<&Shared>) -> u32 {
+    let hz = shared.map_or(1_000_000_000, |s| s.tsc_hz);
+    pipelines::conntrack::now_ms(pipelines::clock::Clock { now: dataplane::tsc(), hz })
 }
 
 fn row(v: &SessionView, names: &HashMap<u16, String>, now: u32) -> SessionRow {

@@ -273,7 +273,7 @@ impl Services {
 
     pub fn handle(&mut self, req: ServiceRequest, ctx: &Ctx) -> Result<Handled, String> {
         match req {
-            ServiceRequest::ServiceList => Ok(Handled::read(self.views())),
+            ServiceRequest::ServiceList => Ok(Handled::read(self.views(crate::conntrack::table_now(ctx.shared)))),
             ServiceRequest::ServiceAdd(spec) => self.put(&spec, ctx, true),
             ServiceRequest::ServiceSetBackends { name, backends } => {
                 let c = self
@@ -361,11 +361,13 @@ impl Services {
         out
     }
 
-    fn views(&self) -> Vec<ServiceView> {
-        // Connections per (service, backend), from a walk of the table.
+    /// The services as `service list` shows them, at `now` on the session table's clock.
+    fn views(&self, now: u32) -> Vec<ServiceView> {
+        // Connections per (service, backend), from a walk of the table (not those past
+        // their timeout, as `conntrack list`).
         let mut sessions: HashMap<(u32, u128, u16), u64> = HashMap::new();
         if let Some(t) = &self.table {
-            for v in t.sessions() {
+            for v in t.sessions().filter(|v| !v.expired(now)) {
                 if let Some(nat) = t.nat_of(v.index) {
                     let client = if nat.key.lo == v.key.lo || nat.key.lo == v.key.hi { nat.key.lo } else { nat.key.hi };
                     let backend = if v.key.lo == client { v.key.hi } else { v.key.lo };

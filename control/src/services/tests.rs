@@ -57,7 +57,7 @@ fn services_are_checked_where_they_enter() {
     )
     .unwrap();
     assert!(small.reply["warning"].as_str().unwrap().contains("less than 100 x 3 backends"));
-    let v = s.views();
+    let v = s.views(0);
     let web = v.iter().find(|v| v.name == "web").unwrap();
     assert_eq!(
         web.backends.iter().map(|b| (b.addr.as_str(), b.weight)).collect::<Vec<_>>(),
@@ -106,7 +106,7 @@ fn affinity_and_algorithm_are_checked_and_the_client_memory_outlives_a_backend_c
     let change = ServiceRequest::ServiceSetBackends { name: "web".into(), backends: vec!["10.1.0.3:8080".into()] };
     s.handle(change, &ctx).unwrap();
     assert!(Arc::ptr_eq(&before, &memory(&s.list["web"]).unwrap()), "clients remembered across the change");
-    let v = &s.views()[0];
+    let v = &s.views(0)[0];
     assert_eq!((v.algorithm.as_str(), v.affinity), ("random", Some(600)));
 }
 
@@ -119,7 +119,7 @@ fn a_backends_counts_survive_changes_of_the_backend_set_until_the_service_goes()
     first.count(0, 1, 100, true);
     first.count(1, 1, 60, false);
     let counts = |s: &Services| -> Vec<(String, u64, u64, u64)> {
-        s.views()[0].backends.iter().map(|b| (b.addr.clone(), b.connections, b.packets, b.bytes)).collect()
+        s.views(0)[0].backends.iter().map(|b| (b.addr.clone(), b.connections, b.packets, b.bytes)).collect()
     };
     assert_eq!(counts(&s)[1], ("10.1.0.3:8080".into(), 1, 2, 160));
     // 10.1.0.3 stays, 10.1.0.4 comes: the old build's counts are kept while a core may
@@ -159,7 +159,7 @@ fn node_ports_are_checked_and_unique_per_protocol() {
     assert!(e(ctx_add(&mut s, np("api", "10.96.0.11:80", 30080))).contains("service \"web\"'s"));
     let udp = ServiceSpec { proto: "udp".into(), ..np("dns", "10.96.0.12:53", 30080) };
     ctx_add(&mut s, udp).unwrap();
-    assert_eq!(s.views().iter().filter(|v| v.node_port == Some(30080)).count(), 2, "one per protocol");
+    assert_eq!(s.views(0).iter().filter(|v| v.node_port == Some(30080)).count(), 2, "one per protocol");
     // A host port mapping: no VIP, a node port.
     assert!(e(ctx_add(&mut s, spec("map", "", &["10.1.0.2:80"]))).contains("--node-port"));
     let map = ServiceSpec { node_port: Some(8080), ..spec("map", "", &["10.1.0.2:80"]) };
@@ -177,6 +177,38 @@ fn node_ports_are_checked_and_unique_per_protocol() {
     assert!(e(ctx_add(&mut s, policy("local", None))).contains("--node-port"));
     assert!(e(ctx_add(&mut s, policy("nearest", Some(30090)))).contains("cluster or local"));
     ctx_add(&mut s, policy("local", Some(30090))).unwrap();
-    let view = s.views().into_iter().find(|v| v.name == "pol").unwrap();
+    let view = s.views(0).into_iter().find(|v| v.name == "pol").unwrap();
     assert_eq!(view.external_traffic.as_deref(), Some("local"));
+}
+
+/// `service list` counts a backend's connections from the session table, leaving out
+/// one past its timeout that its core has not freed yet (as `conntrack list` does).
+#[test]
+fn a_backends_connections_leave_out_sessions_past_their_timeout() {
+    use pipelines::conntrack::{table::NewSession, tcp::TcpConn, NatKey, Tuple};
+    let mut s = Services::default();
+    ctx_add(&mut s, spec("web", "10.96.0.10:80", &["10.1.0.2:8080"])).unwrap();
+    let table = Arc::new(CtTable::new(64, 1, 8));
+    table.enable_nat(|_, _| 0);
+    s.table = Some(table.clone());
+    let client = (ip_key("10.1.0.9".parse().unwrap()), 40000);
+    let tuple = |to: (u128, u16)| Tuple { zone: 100, proto: PROTO_UDP, src: client, dst: to };
+    let (key, orig_hi) = tuple((ip_key("10.1.0.2".parse().unwrap()), 8080)).key();
+    let (vip, _) = tuple((ip_key("10.96.0.10".parse().unwrap()), 80)).key();
+    let nat = NatKey { key: vip, service: s.list["web"].built.id, pick: 0 };
+    let n = NewSession {
+        key,
+        orig_hi,
+        tcp: TcpConn::default(),
+        port: 0,
+        side: 0,
+        epoch: 0,
+        now: 1_000,
+        len: 60,
+        nat: Some(nat),
+    };
+    table.create(0, &n, 0).unwrap();
+    let connections = |now| s.views(now)[0].backends[0].sessions;
+    assert_eq!(connections(1_000), 1);
+    assert_eq!(connections(31_001), 0, "UDP's 30 s ran out at 31 s");
 }
