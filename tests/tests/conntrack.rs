@@ -206,7 +206,8 @@ fn a_closed_connection_leaves_the_list_when_its_timeout_runs_out() {
     ]);
     std::thread::sleep(Duration::from_millis(400));
     // vm2 opens, sends a byte and resets (SO_LINGER 0): its RST stands where it sent.
-    let reset = "import socket, struct, time; s = socket.create_connection(('10.63.0.1', 7000)); s.send(b'x');                  time.sleep(0.2); s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0)); s.close()";
+    let reset = "import socket, struct, time; s = socket.create_connection(('10.63.0.1', 7000)); s.send(b'x'); \
+                 time.sleep(0.2); s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0)); s.close()";
     assert!(c2.ns.exec(&["python3", "-c", reset]).status.success(), "vm2's connection opened");
     let _ = server.wait();
     let tcp = |list: &Value| -> Vec<Value> {

@@ -1325,7 +1325,7 @@ impl CtTable {
     fn file(&self, part: &Part, i: u32, from: u32, now: u32) {
         let s = &self.sessions[i as usize];
         let due = self.due(s, s.state.load(Relaxed));
-        let due = if (due.wrapping_sub(now) as i32) < 0 { now } else { due };
+        let due = if overdue(now, due) { now } else { due };
         let tcp = (s.key[4].load(Relaxed) >> 32) as u8 == crate::wire::ipv4::PROTO_TCP;
         let ahead = ahead(Self::tick_of(due), from, if tcp { TCP_HORIZON } else { WHEEL - 1 });
         let slot = &part.wheel[(from.wrapping_add(ahead) % WHEEL) as usize];
