@@ -75,6 +75,45 @@ def wait_for(path, secs=30):
     return False
 
 
+# The stateful workloads' gap to their stateless base, paired: the port's security group
+# is switched stateless and back within one run, and each pair of short windows (the
+# same traffic, tables and cache, seconds apart) gives one difference. Per workload, the
+# differences of every run.
+STATELESS_BASE = {"W6": "W2", "W6-64k": "W5", "W6-1M": "W5-1M", "W6-real": "W2-real"}
+PAIRED = {}
+PAIR_WINDOW, PAIR_SETTLE = 1.0, 0.3
+
+
+def paired_gap(sock, w, pairs):
+    """`pairs` of W's cycles a packet (stateful, stateless), each from two
+    windows of PAIR_WINDOW seconds in turn (which goes first alternates, so a drift within
+    a pair cancels over the pairs). Each window starts PAIR_SETTLE after the switch, once
+    the PMD has the new tables. Sessions are kept while the port is stateless (its rules
+    unchanged, its policy epoch is the same once stateful again)."""
+    def window(stateful):
+        subprocess.check_call([BIN + "/vswitchctl", "--socket", sock, "acl", "stateful", "vm1",
+                               "on" if stateful else "off"], stdout=subprocess.DEVNULL)
+        time.sleep(PAIR_SETTLE)
+        _, _, c0, p0 = snap(sock)
+        time.sleep(PAIR_WINDOW)
+        _, _, c1, p1 = snap(sock)
+        return (c1 - c0) / max(1, p1 - p0)
+    pairs_seen = []
+    for i in range(pairs):
+        if i % 2 == 0:
+            off = window(False)
+            on = window(True)
+        else:
+            on = window(True)
+            off = window(False)
+        pairs_seen.append((on, off))
+    # The port is left as the workload has it.
+    subprocess.check_call([BIN + "/vswitchctl", "--socket", sock, "acl", "stateful", "vm1", "on"],
+                          stdout=subprocess.DEVNULL)
+    PAIRED.setdefault(w, []).extend(pairs_seen)
+    return pairs_seen
+
+
 # W9: drops by reason over each run's window (what churn cost established connections),
 # and the backend changes made.
 W9_CHURN = []
@@ -124,8 +163,9 @@ def seed_w8(sock, work):
     return ["vm2", "net_pcap1,rx_pcap=%s" % path, "--role", "vm", "--vni", "100"]
 
 
-def measure_ours(w, work, win):
-    """(pps, cycles/packet, latency dict or None) of one run of workload w."""
+def measure_ours(w, work, win, pairs=0):
+    """(pps, cycles/packet, latency dict or None) of one run of workload w; for a stateful
+    workload, also `pairs` paired differences to its stateless base (see `paired_gap`)."""
     cfg = configs.config(work, w)
     db = os.path.join(work, "db.json")
     # A journal left by the previous workload belongs to its state file, not this one.
@@ -181,6 +221,10 @@ def measure_ours(w, work, win):
                 w, ct["sessions"], ct["capacity"], ct["created"], ct["recycled"], ct["full"]), file=sys.stderr)
         lat = ctl(sock, "cores")[0].get("latency")
         check_metrics(lat)
+        if pairs and w in STATELESS_BASE:
+            seen = paired_gap(sock, w, pairs)
+            progress("%s paired with stateless, cycles/packet: %s\n" % (
+                w, ", ".join("%.0f - %.0f = %+.0f" % (on, off, on - off) for on, off in seen)))
         return (tx1 - tx0) / (t1 - t0), (c1 - c0) / max(1, p1 - p0), lat
     finally:
         if guest:
@@ -342,7 +386,19 @@ def summarize(workloads, ours, ovs):
             target("%s >= 2x OVS-DPDK (cycles/packet vs RESULTS.md; OVS not run)" % w, ratio >= 2, "%.2fx" % ratio)
     for w, base, limit in (("W6", "W2", 30), ("W6-64k", "W5", 30), ("W6-1M", "W5-1M", 80), ("W6-real", "W2-real", 30)):
         g = gap(w, base)
-        if g:
+        seen = PAIRED.get(w, [])
+        diffs = sorted(on - off for on, off in seen)
+        if diffs:
+            # The measure the target means: the same traffic and tables, stateful or not,
+            # seconds apart; the rounds' figure (runs minutes apart) is kept beside it.
+            q = statistics.quantiles(diffs, n=4) if len(diffs) > 1 else [diffs[0]] * 3
+            target("%s <= %s + %d cycles/packet (paired)" % (w, base, limit), q[1] <= limit,
+                   "%+.0f (%d pairs, quartiles %+.0f / %+.0f; windows %.0f vs %.0f)" % (
+                       q[1], len(diffs), q[0], q[2], statistics.median(on for on, _ in seen),
+                       statistics.median(off for _, off in seen)))
+            if g:
+                targets.append(("not a target: %s - %s by rounds" % (w, base), "info", g[1]))
+        elif g:
             target("%s <= %s + %d cycles/packet" % (w, base, limit), g[0] <= limit, g[1])
         r = by.get(w)
         if r and r["vs_ovs"]:
@@ -500,6 +556,9 @@ def main():
     ap.add_argument("--workloads", default=" ".join(DEFAULT), help="default: %(default)s")
     ap.add_argument("--with-ovs", action="store_true", help="also run ../shared/anchors/ovs_dpdk.sh, between our runs")
     ap.add_argument("--docs", default=os.path.join(ROOT, "docs", "benchmarks.md"), help="the page to write ('' for none)")
+    ap.add_argument("--pairs", type=int, default=6, help="per run of a stateful workload (W6...), pairs of "
+                    "1 s windows with its port stateless and stateful, for the gap to its stateless base "
+                    "(default 6; 0: none)")
     ap.add_argument("--ab", metavar="DIR", help="also run each workload on the vswitchd/vswitchctl in DIR, right after "
                     "ours (right before, every second run): an A/B of two builds in the same minutes; "
                     "reported apart, not in the docs")
@@ -530,7 +589,7 @@ def main():
             elif w == "W0-64k":
                 r = measure_w0(work, args.window, "vm64k.pcap")
             else:
-                r = measure_ours(w, work, args.window)
+                r = measure_ours(w, work, args.window, args.pairs)
             ours[w].append(r)
             lat = " p99 %.2f us" % (r[2]["p99_ns"] / 1e3) if r[2] else ""
             progress("[%d/%d] run %d/%d %s %.2f Mpps%s%s\n" % (step, steps, run, args.runs, w, r[0] / 1e6,
