@@ -303,6 +303,10 @@ fn verdicts_agree_with_the_kernels_conntrack() {
     // A closed connection times out in 1 s on both rigs, so a scenario can see whether
     // a RST closed it (`rst_off_the_edge`).
     fw.exec_ok(&["sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_timeout_close=1"]);
+    // And an answered UDP flow in 1 s (`udp_timeout`): the kernel gives one 30 s until
+    // it is 2 s old, then 120 s; the switch 120 s once answered. Both 1 s here.
+    fw.exec_ok(&["sysctl", "-qw", "net.netfilter.nf_conntrack_udp_timeout=1"]);
+    fw.exec_ok(&["sysctl", "-qw", "net.netfilter.nf_conntrack_udp_timeout_stream=1"]);
 
     let d = Daemon::start();
     d.ok(&["network", "add", "100"]);
@@ -313,7 +317,7 @@ fn verdicts_agree_with_the_kernels_conntrack() {
     d.ok(&["acl", "add", "--priority", "10", "--port", "vm2", "--dir", "in", "--action", "allow"]);
     d.ok(&["acl", "default", "vm2", "deny"]);
     d.ok(&["acl", "stateful", "vm2", "on"]);
-    d.ok(&["conntrack", "timeouts", "set", "--tcp-close", "1"]);
+    d.ok(&["conntrack", "timeouts", "set", "--tcp-close", "1", "--udp", "1", "--udp-stream", "1"]);
     d.settle();
 
     let config = serde_json::json!({"rigs": {

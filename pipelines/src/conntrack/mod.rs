@@ -169,7 +169,7 @@ pub struct CtMark {
 pub struct Timeouts {
     tcp: [AtomicU32; 10],
     udp: AtomicU32,
-    udp_stream: AtomicU32,
+    pub(crate) udp_stream: AtomicU32,
     icmp: AtomicU32,
     generic: AtomicU32,
 }
@@ -231,6 +231,12 @@ impl Timeouts {
             }
             None => false,
         }
+    }
+
+    /// An established TCP connection's (no reset seen).
+    #[inline(always)]
+    pub(crate) fn established(&self) -> &AtomicU32 {
+        &self.tcp[TcpState::Established as usize]
     }
 
     /// Timeout `name` in seconds.

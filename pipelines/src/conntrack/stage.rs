@@ -253,18 +253,23 @@ fn moves<F: Frame>(
     if m.fragment || m.ct.tracked || found.state & SEEN_REPLY == 0 {
         return false;
     }
-    let moved = match m.proto {
-        crate::wire::ipv4::PROTO_UDP => true,
-        crate::wire::ipv4::PROTO_TCP => super::key::segment(f.head(), f.len(), m)
-            .is_some_and(|seg| table.tcp_fast(found, dir, &seg, liberal) == Some(true)),
-        _ => false,
+    // (The timeout of what this path takes: an answered UDP flow's, an established TCP
+    // connection's without a reset seen, as `tcp_fast` takes only those.)
+    let timeout = match m.proto {
+        crate::wire::ipv4::PROTO_UDP => &table.timeouts.udp_stream,
+        crate::wire::ipv4::PROTO_TCP
+            if super::key::segment(f.head(), f.len(), m)
+                .is_some_and(|seg| table.tcp_fast(found, dir, &seg, liberal) == Some(true)) =>
+        {
+            table.timeouts.established()
+        }
+        _ => return false,
     };
-    if moved {
-        table.account(found.index, dir, f.len() as u32, now);
-        m.ct =
-            CtMark { tracked: true, state: CtState::Established, session: found.index + 1, reply: dir == 1, hash: 0 };
+    if !table.account_live(found.index, timeout.load(std::sync::atomic::Ordering::Relaxed), dir, f.len() as u32, now) {
+        return false;
     }
-    moved
+    m.ct = CtMark { tracked: true, state: CtState::Established, session: found.index + 1, reply: dir == 1, hash: 0 };
+    true
 }
 
 /// The way a packet travels in session `found` (1: from the side that answered),
@@ -403,7 +408,8 @@ fn find<F: Frame>(
     let (tuple, kind) = classify(f.head(), f.len(), m, m.vni);
     let lookup = |tu: &super::Tuple| {
         let (key, _) = tu.key();
-        t.lookup(&key, t.hash(&key))
+        // (An error about a connection past its timeout is about none, as in netfilter.)
+        t.lookup(&key, t.hash(&key)).filter(|found| !t.past_due(found, cp.now))
     };
     mark.state = match kind {
         Kind::Malformed => {
@@ -436,10 +442,6 @@ fn find<F: Frame>(
             Some((found, dir)) => {
                 (mark.session, mark.reply) = (found.index + 1, dir == 1);
                 match kind {
-                    Kind::Tcp(seg) if cp.dry && t.past_due(&found, cp.now) => {
-                        mark.session = 0;
-                        without_session(cp, &seg, &mut why)
-                    }
                     Kind::Tcp(seg) if cp.dry => {
                         let mut c = t.peek(&found);
                         match c.track(dir, &seg, cp.cfg.liberal) {
@@ -496,6 +498,14 @@ fn session_of(
             cp.table.lookup(&key, if hash != 0 { hash } else { cp.table.hash(&key) })?
         }
     };
+    if cp.table.past_due(&found, cp.now) {
+        // Timed out, and its owner's wheel not round to it yet: gone, as netfilter's
+        // lookup takes an expired entry (the packet is decided as if none existed).
+        if !cp.dry {
+            cp.table.kill(found.index, found.gen);
+        }
+        return None;
+    }
     Some((found, direction(src_hi, &found)))
 }
 
@@ -519,11 +529,6 @@ fn tcp(
             return CtState::Invalid;
         }
         None => {}
-    }
-    if t.past_due(found, cp.now) {
-        // Timed out, and its owner's wheel not round to it yet: as if it were gone.
-        t.kill(found.index, found.gen);
-        return without_session(cp, seg, why);
     }
     // Handshakes, closes and resets are rare: a core that finds the session held by
     // the other direction's core tries again a few times, then decides by the state as

@@ -897,10 +897,30 @@ impl CtTable {
         read_tcp(&self.sessions[f.index as usize], f.state)
     }
 
+    /// `account` for a packet the fast path takes (of an established TCP session or
+    /// an answered UDP one, whose state's `timeout` is given), unless the session has
+    /// gone unused longer than that: then false, nothing counted, and the slow path ends it.
+    /// (Its owner's wheel frees it up to a tick later, and a TCP session filed before a
+    /// shorter timeout applied up to `TCP_HORIZON` later; netfilter's lookup skips an
+    /// expired entry at once.)
+    #[inline(always)]
+    pub fn account_live(&self, index: u32, timeout: u32, dir: usize, len: u32, now: u32) -> bool {
+        let s = &self.sessions[index as usize];
+        if overdue(now, s.last_seen.load(Relaxed).wrapping_add(timeout)) {
+            return false;
+        }
+        self.count(s, index, dir, len, now);
+        true
+    }
+
     /// Counts a packet of `dir` (0: from the opener) on the session, in its first line.
     #[inline(always)]
     pub fn account(&self, index: u32, dir: usize, len: u32, now: u32) {
-        let s = &self.sessions[index as usize];
+        self.count(&self.sessions[index as usize], index, dir, len, now);
+    }
+
+    #[inline(always)]
+    fn count(&self, s: &Session, index: u32, dir: usize, len: u32, now: u32) {
         // Per direction a single core mostly: a lost count under a race is tolerated,
         // a locked add per packet is not.
         let r = &s.recent[dir & 1];

@@ -295,11 +295,16 @@ mod stage {
     }
 
     fn run(t: &L2Tables, port: PortId, pkts: &[Vec<u8>]) -> (Vec<VecFrame>, Vec<Meta>) {
+        run_at(t, port, pkts, 1000)
+    }
+
+    /// `run` at `ms` milliseconds on the table's clock.
+    fn run_at(t: &L2Tables, port: PortId, pkts: &[Vec<u8>], ms: u64) -> (Vec<VecFrame>, Vec<Meta>) {
         let mut frames: Vec<VecFrame> = pkts.iter().map(|p| VecFrame::new(p)).collect();
         let mut meta = vec![Meta::default(); frames.len()];
         let mut events: Vec<LearnEvent> = Vec::new();
         parse_vm_batch(t, port, 100, &frames, &mut meta);
-        let ctx = Ctx { tables: t, clock: Clock { now: 1000, hz: 1000 } };
+        let ctx = Ctx { tables: t, clock: Clock { now: ms, hz: 1000 } };
         from_vm(&ctx, port, 100, &mut frames, &mut meta, &mut PerCore::default(), &mut events);
         (frames, meta)
     }
@@ -430,6 +435,39 @@ mod stage {
             assert_eq!((field(f.bytes(), 30, 4) as u32, field(f.bytes(), 36, 2)), (ip(backend), 5353));
         }
         assert_eq!(table.view(index).unwrap().packets, [4, 1], "four questions, one answer");
+    }
+
+    /// Past its timeout (and before its core's wheel frees it) a flow to a VIP is gone,
+    /// as netfilter's lookup takes an expired entry: the backend's late answer is not
+    /// the VIP's, and the client's next question is a new connection.
+    #[test]
+    fn a_udp_flow_to_a_vip_past_its_timeout_is_gone_both_ways() {
+        let table = Arc::new(CtTable::new(1024, 1, 16));
+        table.enable_nat(|_, _| 0);
+        let mut t = tables(&table, &[2, 3]);
+        let vip = u32::from_be_bytes(VIP);
+        let mut s = ServiceTables::default();
+        s.insert(service_at(&[2, 3], (53, 17), 5353), &t.endpoints, counters(2), None);
+        t.services = Arc::new(s);
+        let client = (ip(1), 40000);
+        let question = udp4(GATEWAY_MAC, mac(1), client, (vip, 53));
+        let (_, m) = run(&t, CLIENT, std::slice::from_ref(&question));
+        let Action::Tx(to) = m[0].action else { panic!("{:?}", m[0].action) };
+        let backend = if to == B1 { 2 } else { 3 };
+        let answer = udp4(mac(1), mac(backend), (ip(backend), 5353), client);
+        let (_, m) = run(&t, to, std::slice::from_ref(&answer));
+        let index = m[0].ct.session.checked_sub(1).expect("the answer found its session");
+        // Answered: 120 s unused and it still stands; a millisecond more and it is gone.
+        let (f, _) = run_at(&t, to, std::slice::from_ref(&answer), 1000 + 120_000);
+        assert_eq!((field(f[0].bytes(), 26, 4) as u32, field(f[0].bytes(), 34, 2)), (vip, 53), "from the VIP");
+        let late = 1000 + 2 * 120_000 + 1;
+        let (f, _) = run_at(&t, to, std::slice::from_ref(&answer), late);
+        assert_eq!((field(f[0].bytes(), 26, 4) as u32, field(f[0].bytes(), 34, 2)), (ip(backend), 5353));
+        let (f, m) = run_at(&t, CLIENT, &[question], late);
+        assert_eq!(m[0].ct.state, CtState::New, "{m:?}");
+        assert_ne!(m[0].ct.session, index + 1, "a new session");
+        assert_eq!(field(f[0].bytes(), 36, 2), 5353, "translated");
+        assert!(table.view(index).is_none_or(|v| v.expired(late as u32)), "the old one is gone");
     }
 
     /// One batch to the VIP's port, to another port of its address, and to the VIP again:
