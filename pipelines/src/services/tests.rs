@@ -407,23 +407,40 @@ mod stage {
         assert_eq!(table.view(index).unwrap().packets, [4, 1]);
     }
 
-    /// The same for UDP, where the session's counts say which way the packets were
-    /// taken: a DNS-like service, its answer seen, then three more questions.
-    #[test]
-    fn an_answered_udp_flows_packets_to_the_vip_count_as_the_openers() {
+    /// A DNS-like service (VIP port 53 over backends 2 and 3 on 5353) and client 1:40000's
+    /// question to it, sent: the table and tables, the question, the port and backend it
+    /// went to, and that backend's answer (not sent).
+    struct Dns {
+        table: Arc<CtTable>,
+        t: L2Tables,
+        question: Vec<u8>,
+        to: PortId,
+        backend: u8,
+        answer: Vec<u8>,
+    }
+
+    fn a_question_to_a_dns_vip() -> Dns {
         let table = Arc::new(CtTable::new(1024, 1, 16));
         table.enable_nat(|_, _| 0);
         let mut t = tables(&table, &[2, 3]);
-        let vip = u32::from_be_bytes(VIP);
         let mut s = ServiceTables::default();
         s.insert(service_at(&[2, 3], (53, 17), 5353), &t.endpoints, counters(2), None);
         t.services = Arc::new(s);
         let client = (ip(1), 40000);
-        let question = udp4(GATEWAY_MAC, mac(1), client, (vip, 53));
+        let question = udp4(GATEWAY_MAC, mac(1), client, (u32::from_be_bytes(VIP), 53));
         let (_, m) = run(&t, CLIENT, std::slice::from_ref(&question));
         let Action::Tx(to) = m[0].action else { panic!("{:?}", m[0].action) };
         let backend = if to == B1 { 2 } else { 3 };
         let answer = udp4(mac(1), mac(backend), (ip(backend), 5353), client);
+        Dns { table, t, question, to, backend, answer }
+    }
+
+    /// The same for UDP, where the session's counts say which way the packets were
+    /// taken: a DNS-like service, its answer seen, then three more questions.
+    #[test]
+    fn an_answered_udp_flows_packets_to_the_vip_count_as_the_openers() {
+        let Dns { table, t, question, to, backend, answer } = a_question_to_a_dns_vip();
+        let vip = u32::from_be_bytes(VIP);
         let (f, m) = run(&t, to, &[answer]);
         assert_eq!(m[0].action, Action::Tx(CLIENT));
         assert_eq!((field(f[0].bytes(), 26, 4) as u32, field(f[0].bytes(), 34, 2)), (vip, 53), "from the VIP");
@@ -442,19 +459,8 @@ mod stage {
     /// the VIP's, and the client's next question is a new connection.
     #[test]
     fn a_udp_flow_to_a_vip_past_its_timeout_is_gone_both_ways() {
-        let table = Arc::new(CtTable::new(1024, 1, 16));
-        table.enable_nat(|_, _| 0);
-        let mut t = tables(&table, &[2, 3]);
+        let Dns { table, t, question, to, backend, answer } = a_question_to_a_dns_vip();
         let vip = u32::from_be_bytes(VIP);
-        let mut s = ServiceTables::default();
-        s.insert(service_at(&[2, 3], (53, 17), 5353), &t.endpoints, counters(2), None);
-        t.services = Arc::new(s);
-        let client = (ip(1), 40000);
-        let question = udp4(GATEWAY_MAC, mac(1), client, (vip, 53));
-        let (_, m) = run(&t, CLIENT, std::slice::from_ref(&question));
-        let Action::Tx(to) = m[0].action else { panic!("{:?}", m[0].action) };
-        let backend = if to == B1 { 2 } else { 3 };
-        let answer = udp4(mac(1), mac(backend), (ip(backend), 5353), client);
         let (_, m) = run(&t, to, std::slice::from_ref(&answer));
         let index = m[0].ct.session.checked_sub(1).expect("the answer found its session");
         // Answered: 120 s unused and it still stands; a millisecond more and it is gone.
