@@ -78,14 +78,14 @@ def wait_for(path, secs=30):
 # The stateful workloads' gap to their stateless base, paired: the port's security group
 # is switched stateless and back within one run, and each pair of short windows (the
 # same traffic, tables and cache, seconds apart) gives one difference. Per workload, the
-# differences of every run.
+# pairs (stateful, stateless) of every run.
 STATELESS_BASE = {"W6": "W2", "W6-64k": "W5", "W6-1M": "W5-1M", "W6-real": "W2-real"}
 PAIRED = {}
 PAIR_WINDOW, PAIR_SETTLE = 1.0, 0.3
 
 
 def paired_gap(sock, w, pairs):
-    """`pairs` of W's cycles a packet (stateful, stateless), each from two
+    """W's cycles a packet stateful and stateless, `pairs` times: each pair from two
     windows of PAIR_WINDOW seconds in turn (which goes first alternates, so a drift within
     a pair cancels over the pairs). Each window starts PAIR_SETTLE after the switch, once
     the PMD has the new tables. Sessions are kept while the port is stateless (its rules
