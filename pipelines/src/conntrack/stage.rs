@@ -408,8 +408,7 @@ fn find<F: Frame>(
     let (tuple, kind) = classify(f.head(), f.len(), m, m.vni);
     let lookup = |tu: &super::Tuple| {
         let (key, _) = tu.key();
-        // (An error about a connection past its timeout is about none, as in netfilter.)
-        t.lookup(&key, t.hash(&key)).filter(|found| !t.past_due(found, cp.now))
+        t.lookup_live(&key, t.hash(&key), cp.now)
     };
     mark.state = match kind {
         Kind::Malformed => {

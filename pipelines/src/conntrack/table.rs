@@ -702,6 +702,14 @@ impl CtTable {
         self.live_with_key(&key_words(key), [b1, b2], tag, u32::MAX)
     }
 
+    /// `lookup` for a packet at `now`: a session past its timeout that its owner's wheel
+    /// has not freed yet is none, as netfilter's lookup skips an expired entry. (Where a
+    /// key's room is asked for, `lookup` itself: the expired session still holds it.)
+    #[inline]
+    pub fn lookup_live(&self, key: &CtKey, h: u64, now: u32) -> Option<Found> {
+        self.lookup(key, h).filter(|found| !self.past_due(found, now))
+    }
+
     /// The session `first` names (index + 1; 0: none) if it is live and `t`'s, either
     /// way, and whether `t`'s sender is its key's `hi` end. The batch's prefetch notes the
     /// first session a packet's bucket names under its tag (`first_named`): where that

@@ -379,9 +379,8 @@ pub(super) fn held_or_picked(
 fn reverse<F: Frame>(t: &L2Tables, at: At, f: &mut F, m: &mut Meta) -> Result<Option<Action>, DropReason> {
     let (key, _) = Tuple::of_ports(m).key();
     let h = if m.ct.hash != 0 { m.ct.hash } else { at.table.hash(&key) };
-    // (A session past its timeout is gone, as for the tracker: the packet is then a
-    // connection of its own.)
-    let Some(found) = at.table.lookup(&key, h).filter(|f| !at.table.past_due(f, at.now)) else { return Ok(None) };
+    // (Past its timeout the session is gone: the packet is then a connection of its own.)
+    let Some(found) = at.table.lookup_live(&key, h, at.now) else { return Ok(None) };
     let Some(nat) = at.table.nat_of(found.index) else { return Ok(None) };
     let client = (m.ip_dst, m.dport);
     // Sent by the backend to the client: the packet's source becomes the VIP. To itself
@@ -433,8 +432,7 @@ fn reverse_error<F: Frame>(services: &ServiceTables, at: At, f: &mut F, m: &mut 
         return Ok(());
     }
     let (key, _) = quoted.key();
-    let found = at.table.lookup(&key, at.table.hash(&key)).filter(|f| !at.table.past_due(f, at.now));
-    let Some(found) = found else { return Ok(()) };
+    let Some(found) = at.table.lookup_live(&key, at.table.hash(&key), at.now) else { return Ok(()) };
     let Some(nat) = at.table.nat_of(found.index) else { return Ok(()) };
     // (A hairpin connection's quote has the VIP as its source: left as it is.)
     let Some(vip) = nat.key.other_end(quoted.src) else { return Ok(()) };

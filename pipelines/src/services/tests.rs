@@ -781,10 +781,15 @@ mod stage {
     }
 
     fn run_uplink(t: &L2Tables, pkts: &[Vec<u8>]) -> (Vec<VecFrame>, Vec<Meta>) {
+        run_uplink_at(t, pkts, 1000)
+    }
+
+    /// `run_uplink` at `ms` milliseconds on the table's clock.
+    fn run_uplink_at(t: &L2Tables, pkts: &[Vec<u8>], ms: u64) -> (Vec<VecFrame>, Vec<Meta>) {
         let mut frames: Vec<VecFrame> = pkts.iter().map(|p| VecFrame::new(p)).collect();
         let mut meta = vec![Meta::default(); frames.len()];
         crate::stages::parse_batch(&frames, &mut meta);
-        let ctx = Ctx { tables: t, clock: Clock { now: 1000, hz: 1000 } };
+        let ctx = Ctx { tables: t, clock: Clock { now: ms, hz: 1000 } };
         crate::stages::from_uplink(&ctx, UPLINK, &mut frames, &mut meta, &mut PerCore::default(), &mut Vec::new());
         (frames, meta)
     }
@@ -809,6 +814,29 @@ mod stage {
         assert!(sums_ok(b));
         let (_, m) = run(&t, CLIENT, &[tcp(GATEWAY_MAC, mac(1), me, (OUT, 9000), 0x10, 1001, 5001)]);
         assert_eq!(m[0].action, Action::Tx(UPLINK));
+    }
+
+    /// An answer from outside after its masqueraded flow timed out (before its core's
+    /// wheel frees it) is not the VM's: it is not translated back.
+    #[test]
+    fn an_answer_from_outside_past_the_flows_timeout_is_not_translated_back() {
+        let table = Arc::new(CtTable::new(64, 1, 16));
+        table.enable_nat(|_, _| 0);
+        let t = north_south(&table, &[2]);
+        let me = (ip(1), 40000);
+        let (_, m) = run(&t, CLIENT, &[udp4(GATEWAY_MAC, mac(1), me, (OUT, 53))]);
+        assert_eq!(m[0].action, Action::Tx(UPLINK), "{:?}", m[0]);
+        let answer = udp4(HOST_MAC, OUT_MAC, (OUT, 53), (HOST, 40000));
+        let (f, m) = run_uplink(&t, std::slice::from_ref(&answer));
+        assert_eq!(m[0].action, Action::Tx(CLIENT), "{:?}", m[0]);
+        assert_eq!((field(f[0].bytes(), 30, 4) as u32, field(f[0].bytes(), 36, 2) as u16), me);
+        // Answered: 120 s unused (udp_stream), then a millisecond more.
+        let (f, m) = run_uplink_at(&t, std::slice::from_ref(&answer), 1000 + 120_000);
+        assert_eq!(m[0].action, Action::Tx(CLIENT), "{:?}", m[0]);
+        assert_eq!(field(f[0].bytes(), 30, 4) as u32, ip(1));
+        let (f, m) = run_uplink_at(&t, &[answer], 1000 + 2 * 120_000 + 1);
+        assert_ne!(m[0].action, Action::Tx(CLIENT), "{:?}", m[0]);
+        assert_eq!(field(f[0].bytes(), 30, 4) as u32, HOST, "left as it came");
     }
 
     /// An ICMP echo (type 8 request, 0 reply) with identifier `id`.

@@ -101,7 +101,7 @@ pub(super) fn masquerade_echo<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mu
 /// An echo reply from outside to a VM's masqueraded ping.
 pub(super) fn returning_echo<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mut Meta) -> Option<Action> {
     let key = echo_key(m, OUTSIDE, echo_id(f, m));
-    let found = at.table.lookup(&key, at.table.hash(&key))?;
+    let found = at.table.lookup_live(&key, at.table.hash(&key), at.now)?;
     let nat = at.table.nat_of(found.index)?;
     // The VM's end of its own key: not the outside address.
     let inside = if nat.key.lo.0 == m.ip_src { nat.key.hi } else { nat.key.lo };

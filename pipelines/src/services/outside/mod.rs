@@ -119,7 +119,7 @@ pub fn from_outside<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mut Meta) ->
     }
     let (outside, _) = Tuple::of_ports(m).key();
     let h = at.table.hash(&outside);
-    let done = match at.table.lookup(&outside, h) {
+    let done = match at.table.lookup_live(&outside, h, at.now) {
         Some(found) => returning(at, found, f, m)?.map(|()| deliver(t, f, m)),
         None => node_port::node_port(t, &t.services, at, (outside, h), f, m)?.map(|place| send_to(t, place, f, m)),
     };
@@ -132,7 +132,7 @@ pub fn from_outside<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mut Meta) ->
 fn error_to_inside<F: Frame>(t: &L2Tables, at: &At, f: &mut F, m: &mut Meta) -> Option<Action> {
     let (_, Kind::Error(quoted)) = classify(f.head(), f.len(), m, OUTSIDE) else { return None };
     let (key, _) = quoted.key();
-    let found = at.table.lookup(&key, at.table.hash(&key))?;
+    let found = at.table.lookup_live(&key, at.table.hash(&key), at.now)?;
     let nat = at.table.nat_of(found.index)?;
     let inside = nat.key.other_end(quoted.dst)?;
     if let Err(r) = at.track(None, None, f, m) {
