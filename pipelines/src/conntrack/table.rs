@@ -115,10 +115,12 @@ impl Recent {
     }
 }
 
-/// Whether time `due` has passed at `now` (on the table's clock, which wraps).
+/// Whether time `due` has come at `now` (on the table's clock, which wraps): a session
+/// is expired from its deadline on, as in netfilter's `nf_ct_is_expired`, for the wheel
+/// and for a lookup alike.
 #[inline]
 fn overdue(now: u32, due: u32) -> bool {
-    (now.wrapping_sub(due) as i32) > 0
+    (now.wrapping_sub(due) as i32) >= 0
 }
 
 /// A session's `epochs` word, side 0's first.
@@ -1384,7 +1386,7 @@ impl CtTable {
             slot.store(s.next.load(Relaxed), Relaxed);
             let st = s.state.load(Relaxed);
             let due = self.due(s, st);
-            let gone = st & DEAD != 0 || (now.wrapping_sub(due) as i32) >= 0;
+            let gone = st & DEAD != 0 || overdue(now, due);
             // A session another core holds this instant is looked at next tick.
             if gone && s.state.compare_exchange(st, st | BUSY, Acquire, Relaxed).is_ok() {
                 if st & DEAD == 0 {

@@ -463,10 +463,10 @@ mod stage {
         let vip = u32::from_be_bytes(VIP);
         let (_, m) = run(&t, to, std::slice::from_ref(&answer));
         let index = m[0].ct.session.checked_sub(1).expect("the answer found its session");
-        // Answered: 120 s unused and it still stands; a millisecond more and it is gone.
-        let (f, _) = run_at(&t, to, std::slice::from_ref(&answer), 1000 + 120_000);
+        // Answered: a millisecond short of 120 s unused it still stands; at 120 s it is gone.
+        let (f, _) = run_at(&t, to, std::slice::from_ref(&answer), 1000 + 119_999);
         assert_eq!((field(f[0].bytes(), 26, 4) as u32, field(f[0].bytes(), 34, 2)), (vip, 53), "from the VIP");
-        let late = 1000 + 2 * 120_000 + 1;
+        let late = 1000 + 119_999 + 120_000;
         let (f, _) = run_at(&t, to, std::slice::from_ref(&answer), late);
         assert_eq!((field(f[0].bytes(), 26, 4) as u32, field(f[0].bytes(), 34, 2)), (ip(backend), 5353));
         let (f, m) = run_at(&t, CLIENT, &[question], late);
@@ -830,11 +830,11 @@ mod stage {
         let (f, m) = run_uplink(&t, std::slice::from_ref(&answer));
         assert_eq!(m[0].action, Action::Tx(CLIENT), "{:?}", m[0]);
         assert_eq!((field(f[0].bytes(), 30, 4) as u32, field(f[0].bytes(), 36, 2) as u16), me);
-        // Answered: 120 s unused (udp_stream), then a millisecond more.
-        let (f, m) = run_uplink_at(&t, std::slice::from_ref(&answer), 1000 + 120_000);
+        // Answered: a millisecond short of 120 s unused (udp_stream), then 120 s.
+        let (f, m) = run_uplink_at(&t, std::slice::from_ref(&answer), 1000 + 119_999);
         assert_eq!(m[0].action, Action::Tx(CLIENT), "{:?}", m[0]);
         assert_eq!(field(f[0].bytes(), 30, 4) as u32, ip(1));
-        let (f, m) = run_uplink_at(&t, &[answer], 1000 + 2 * 120_000 + 1);
+        let (f, m) = run_uplink_at(&t, &[answer], 1000 + 119_999 + 120_000);
         assert_ne!(m[0].action, Action::Tx(CLIENT), "{:?}", m[0]);
         assert_eq!(field(f[0].bytes(), 30, 4) as u32, HOST, "left as it came");
     }

@@ -171,12 +171,12 @@ fn an_answered_udp_flow_past_its_timeout_is_gone_before_its_wheel_frees_it() {
     let mut r = Rig::new();
     assert_eq!(r.out(udp(VM2, 5353, VM1, 53)), Ok(Some(7)));
     assert_eq!(r.back(udp(VM1, 53, VM2, 5353)), Ok(None));
-    // Answered: 120 s unused (udp_stream) still passes...
-    r.now += 120_000;
+    // Answered: a millisecond short of 120 s unused (udp_stream) still passes...
+    r.now += 119_999;
     assert_eq!(r.back(udp(VM1, 53, VM2, 5353)), Ok(None));
-    // ...a millisecond more does not: the answer is a new connection the rules refuse,
-    // as the kernel's lookup skips an expired entry (no wheel has run here).
-    r.now += 120_001;
+    // ...120 s does not: from its deadline on, the answer is a new connection the rules
+    // refuse, as the kernel's lookup skips an expired entry (no wheel has run here).
+    r.now += 120_000;
     assert_eq!(r.back(udp(VM1, 53, VM2, 5353)), Err(DropReason::AclDenyOut));
     // An error about it is related to nothing; VM2's next datagram opens a new one.
     let quoted = &udp(VM2, 5353, VM1, 53)[14..14 + 28];
@@ -194,11 +194,11 @@ fn an_established_tcp_connection_past_its_timeout_is_gone_on_the_fast_path() {
     assert_eq!(r.out(tcp(VM2, 40000, VM1, 80, SYN, 100, 0, 0)), Ok(Some(7)));
     assert_eq!(r.back(tcp(VM1, 80, VM2, 40000, SYN | ACK, 900, 101, 0)), Ok(None));
     assert_eq!(r.out(tcp(VM2, 40000, VM1, 80, ACK, 101, 901, 0)), Ok(None));
-    r.now += 60_000;
+    r.now += 59_999;
     assert_eq!(r.back(tcp(VM1, 80, VM2, 40000, ACK | PSH, 901, 101, 10)), Ok(None));
     // Filed in its owner's wheel 32 ticks ahead at most, it would pass for up to 33 s
-    // more; as in netfilter it is gone, and a stray ACK is invalid.
-    r.now += 60_001;
+    // more; as in netfilter it is gone from its deadline on, and a stray ACK is invalid.
+    r.now += 60_000;
     assert_eq!(r.back(tcp(VM1, 80, VM2, 40000, ACK | PSH, 911, 101, 10)), Err(DropReason::CtInvalid));
     assert_eq!(r.out(tcp(VM2, 40000, VM1, 80, ACK, 101, 921, 0)), Err(DropReason::CtInvalid));
 }

@@ -613,9 +613,9 @@ fn a_view_is_expired_once_its_state_times_out() {
     let i = t.create(0, &new(k, hi, 5_000), 0).unwrap();
     let v = t.view(i).unwrap();
     assert_eq!(v.due, 35_000, "UDP's 30 s after it was last seen");
-    assert!(!v.expired(35_000) && v.expired(35_001));
+    assert!(!v.expired(34_999) && v.expired(35_000), "expired from its deadline on");
     t.account(i, 0, 60, 20_000);
-    assert!(!t.view(i).unwrap().expired(35_001), "a packet at 20 s moved it to 50 s");
+    assert!(!t.view(i).unwrap().expired(35_000), "a packet at 20 s moved it to 50 s");
     // (The table's clock wraps: a due time just past the wrap is not long gone.)
     let w = t.create(0, &new(key(11, 1000, 20, 53).0, hi, u32::MAX - 1_000), 0).unwrap();
     assert!(!t.view(w).unwrap().expired(10_000));
