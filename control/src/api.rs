@@ -148,7 +148,8 @@ mod tests {
                 cores: None,
                 mtu: None,
                 role: None,
-                vni: None
+                vni: None,
+                admin: Default::default(),
             }))
         );
         let bad = serde_json::from_str::<Envelope>(

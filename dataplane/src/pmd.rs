@@ -314,7 +314,7 @@ impl Core<'_> {
             if snap.ports[peer as usize].active {
                 self.tx.push(snap, peer, &self.frames[..n], bytes as u64, self.rx_tsc, self.counters);
             } else {
-                self.drop_all(n, port, DropReason::NoXconnect);
+                self.drop_all(n, port, snap.ports[peer as usize].unsendable());
             }
             return n;
         }
@@ -395,9 +395,10 @@ impl Core<'_> {
                 let bytes = run.iter().map(|f| f.len() as u64).sum();
                 self.tx.push(snap, p, run, bytes, self.rx_tsc, self.counters);
             }
-            Action::Tx(_) => {
+            Action::Tx(p) => {
+                let reason = snap.ports[p as usize].unsendable();
                 for k in i..end {
-                    self.kill(self.frames[k], in_port, DropReason::NoXconnect);
+                    self.kill(self.frames[k], in_port, reason);
                 }
             }
             Action::Drop(r) => self.kill(m, in_port, r),
@@ -473,6 +474,7 @@ impl Core<'_> {
                             self.tx.push_one(snap, vtep.uplink, c.0, self.rx_tsc, self.counters);
                             sent += 1;
                         }
+                        Ok(()) if snap.ports[vtep.uplink as usize].down => self.kill(c, in_port, DropReason::PortDown),
                         Ok(()) => self.kill(c, in_port, DropReason::NoVtep),
                         Err(r) => self.kill(c, in_port, r),
                     }

@@ -10,7 +10,7 @@
 use crate::{capture::CaptureTap, kernel::KernelPort, nic::NicOffloads, vhost::VhostOffloads, MAX_PORTS};
 use arc_swap::ArcSwap;
 use crossbeam::utils::CachePadded;
-use pipelines::{offload, tables::L2Tables};
+use pipelines::{offload, tables::L2Tables, DropReason};
 use std::sync::{
     atomic::{AtomicBool, AtomicU64, Ordering::*},
     Arc,
@@ -40,6 +40,8 @@ pub enum Role {
 pub struct PortSlot {
     /// The port exists and may be transmitted on.
     pub active: bool,
+    /// The port exists but is administratively down: not polled, not sent to.
+    pub down: bool,
     /// Static cross-connect: everything received goes out this port, bypassing the
     /// pipeline.
     pub xconnect: Option<u16>,
@@ -67,6 +69,17 @@ pub struct Snapshot {
     pub vhost: Vec<Option<Arc<VhostOffloads>>>,
     /// Per port id: what a NIC does itself.
     pub nic: Vec<Option<NicOffloads>>,
+}
+
+impl PortSlot {
+    /// Why a frame for this port, which is not active, is dropped.
+    pub fn unsendable(&self) -> DropReason {
+        if self.down {
+            DropReason::PortDown
+        } else {
+            DropReason::NoXconnect
+        }
+    }
 }
 
 impl Snapshot {

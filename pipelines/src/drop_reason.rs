@@ -44,6 +44,7 @@ macro_rules! drop_reasons {
 
 drop_reasons! {
     NoXconnect = "no_xconnect": "received on a port that has no cross-connect and no pipeline role",
+    PortDown = "port_down": "sent to a port that is administratively down (vswitchctl port set NAME --admin up)",
     TxFull = "tx_full": "the egress driver did not take the packet: its tx queue was full (the peer is not draining it) or, for tap, the interface was down",
     RuntFrame = "runt_frame": "shorter than an Ethernet header",
     BadSrcMac = "bad_src_mac": "the source MAC is a group (multicast/broadcast) address",

@@ -70,3 +70,63 @@ fn ports_report_the_link_their_interface_really_has() {
     let shown = d.ok(&["port", "list"]);
     assert!(shown.lines().any(|l| l.starts_with("n1 ") && l.contains("unknown")), "{shown}");
 }
+
+/// A port taken down keeps its device, MAC entries and place in the network, but the
+/// switch neither polls it nor sends to it (`port_down`, counted where the frame came
+/// in); back up, it forwards again. The state is part of the desired state: `dump`
+/// shows it and a restart keeps it.
+#[test]
+fn a_port_taken_down_is_neither_polled_nor_sent_to_until_it_is_up_again() {
+    let mut d = Daemon::start();
+    d.ok(&["network", "add", "100"]);
+    let vm = ["--role", "vm", "--vni", "100"];
+    let vm1 = TapVm::add_with(&d, "vm1", "10.97.0.1/24", &vm);
+    let vm2 = TapVm::add_with(&d, "vm2", "10.97.0.2/24", &vm);
+    for v in [&vm1, &vm2] {
+        v.ns.quiet(&v.ifname);
+    }
+    vm1.neigh("10.97.0.2", &vm2.mac());
+    vm2.neigh("10.97.0.1", &vm1.mac());
+    let ping = |from: &TapVm, to: &str| from.ns.exec(&["ping", "-c", "3", "-i", "0.2", "-W", "1", to]).status.success();
+    assert!(ping(&vm1, "10.97.0.2"), "both up");
+
+    assert_eq!(d.ok(&["port", "set", "vm2", "--admin", "down"]).trim(), "port vm2 admin down");
+    d.settle();
+    let port_down = || d.port_stats("vm1")["drops"]["port_down"].as_u64().unwrap_or(0);
+    let (down_before, vm2_rx) = (port_down(), d.counter("vm2", "rx_packets"));
+    assert!(!ping(&vm1, "10.97.0.2"), "vm2 is down: nothing reaches it");
+    assert!(!ping(&vm2, "10.97.0.1"), "nor leaves it");
+    d.settle();
+    assert!(port_down() >= down_before + 3, "{}", d.port_stats("vm1"));
+    assert_eq!(d.counter("vm2", "rx_packets"), vm2_rx, "vm2 is not polled: {}", d.port_stats("vm2"));
+    let listed = d.json(&["port", "list"]);
+    let vm2_view = listed.as_array().unwrap().iter().find(|p| p["name"] == "vm2").unwrap().clone();
+    assert_eq!((vm2_view["admin"].as_str(), vm2_view["rx_queues"].as_array().map(Vec::len)), (Some("down"), Some(1)));
+    assert!(d.ok(&["port", "list"]).contains("admin-down"));
+    // `trace` says so too, for a frame to vm2's MAC (learned while it was up).
+    let hex = |mac: String| mac.replace(':', "");
+    let frame = format!("{}{}88b5{}", hex(vm2.mac()), hex(vm1.mac()), "00".repeat(46));
+    let traced = d.json(&["trace", "--port", "vm1", "--packet", &frame]);
+    assert_eq!(traced["drop_reason"], "port_down", "{traced}");
+    let dumped = d.json(&["dump"]);
+    let spec = dumped["ports"].as_array().unwrap().iter().find(|p| p["name"] == "vm2").unwrap().clone();
+    assert_eq!(spec["admin"], "down", "{dumped}");
+    assert!(d.err(&["port", "set", "vm9", "--admin", "down"]).contains("no port named \"vm9\""));
+
+    d.ok(&["port", "set", "vm2", "--admin", "up"]);
+    d.settle();
+    assert!(ping(&vm1, "10.97.0.2") && ping(&vm2, "10.97.0.1"), "up again, both ways");
+    let dumped = d.json(&["dump"]);
+    assert!(
+        dumped["ports"].as_array().unwrap().iter().all(|p| p.get("admin").is_none()),
+        "up is the default: {dumped}"
+    );
+
+    // The desired state keeps it across a restart (a null device: no namespace to lose).
+    d.ok(&["port", "add", "n1", "net_null0"]);
+    d.ok(&["port", "set", "n1", "--admin", "down"]);
+    d.restart();
+    let listed = d.json(&["port", "list"]);
+    let n1 = listed.as_array().unwrap().iter().find(|p| p["name"] == "n1").unwrap().clone();
+    assert_eq!(n1["admin"], "down", "{n1}");
+}

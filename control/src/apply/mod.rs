@@ -129,6 +129,9 @@ fn describe_port(p: &PortSpec) -> String {
     if let Some(m) = p.mtu {
         s += &format!(" mtu {m}");
     }
+    if !p.admin.is_up() {
+        s += " admin down";
+    }
     s
 }
 
@@ -314,6 +317,7 @@ mod tests {
             mtu: None,
             role: Some(PortRole::Vm),
             vni: Some(100),
+            admin: Default::default(),
         });
         s.fib.push(FibSpec { vni: 100, mac: "02:00:00:00:00:0A".into(), port: Some("vm1".into()), vtep: None });
         s

@@ -193,6 +193,7 @@ impl Switch {
             mtu: Some(mtu),
             role: Some(PortRole::Vm),
             vni: Some(vni),
+            admin: Default::default(),
         };
         self.check_spec(&spec)?;
 

@@ -63,6 +63,7 @@ fn port_specs(ports: &[PortRef]) -> Vec<PortSpec> {
             mtu: None,
             role: p.role,
             vni: p.vni,
+            admin: Default::default(),
         })
         .collect()
 }

@@ -306,7 +306,8 @@ fn bad_input_names_the_field() {
             cores: None,
             mtu: None,
             role: Some(PortRole::Vm),
-            vni: Some(4242)
+            vni: Some(4242),
+            admin: Default::default(),
         },
         &p
     ))

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 pub enum PortRequest {
     PortAdd(PortSpec),
     PortDel { name: String },
+    PortSet { name: String, admin: AdminState },
     PortList,
     PortStats { name: Option<String> },
 }
@@ -31,6 +32,25 @@ pub struct PortSpec {
     /// The tenant network of a VM port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vni: Option<u32>,
+    /// Down: the port keeps its device, configuration and sessions, but is neither
+    /// polled nor sent to (`port_down`), as for maintenance.
+    #[serde(default, skip_serializing_if = "AdminState::is_up")]
+    pub admin: AdminState,
+}
+
+/// Whether the switch forwards on a port at all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminState {
+    #[default]
+    Up,
+    Down,
+}
+
+impl AdminState {
+    pub fn is_up(&self) -> bool {
+        *self == AdminState::Up
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +68,9 @@ pub struct PortView {
     /// The link: "up", "down", "unknown" (running, on a driver that cannot tell: net_null,
     /// net_ring, net_pcap, or a net_tap whose interface left this namespace), or "error".
     pub state: String,
+    /// Set by `port set NAME --admin`: down, the switch does not forward on the port.
+    #[serde(default)]
+    pub admin: AdminState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub port_id: Option<u16>,

@@ -1,5 +1,5 @@
 //! vswitchctl's port verbs.
-use super::api::{PortRequest, PortRole, PortSpec, PortStatsView, PortView};
+use super::api::{AdminState, PortRequest, PortRole, PortSpec, PortStatsView, PortView};
 use crate::{
     api::Request,
     cli::{from, header, table, Verb},
@@ -29,6 +29,14 @@ pub enum PortCmd {
     /// Stop forwarding on a port, then close and detach its device.
     #[command(after_help = "Example:\n  vswitchctl port del vm1")]
     Del { name: String },
+    /// Take a port out of service, or back into it: down, the switch neither polls it
+    /// nor sends to it (counted as port_down), and keeps its device, rules and sessions.
+    #[command(after_help = "Examples:\n  vswitchctl port set vm1 --admin down\n  vswitchctl port set vm1 --admin up")]
+    Set {
+        name: String,
+        #[arg(long, value_enum)]
+        admin: AdminState,
+    },
     /// Ports with their device, state, MAC and rx queue placement.
     #[command(after_help = "Example:\n  vswitchctl port list")]
     List,
@@ -100,7 +108,9 @@ impl Verb for PortCmd {
                     RoleArg::Uplink => PortRole::Uplink,
                 }),
                 vni: a.vni,
+                admin: AdminState::Up,
             }),
+            PortCmd::Set { name, admin } => PortRequest::PortSet { name: name.clone(), admin: *admin },
             PortCmd::Del { name } => PortRequest::PortDel { name: name.clone() },
             PortCmd::List => PortRequest::PortList,
             PortCmd::Stats { name } => PortRequest::PortStats { name: name.clone() },
@@ -109,6 +119,10 @@ impl Verb for PortCmd {
 
     fn print(&self, v: serde_json::Value) -> Result<(), serde_json::Error> {
         match self {
+            PortCmd::Set { .. } => {
+                let p: PortView = from(v)?;
+                println!("port {} admin {}", p.name, if p.admin.is_up() { "up" } else { "down" });
+            }
             PortCmd::Add(_) => {
                 let p: PortView = from(v)?;
                 println!(
@@ -148,7 +162,7 @@ pub fn print_ports(ports: &[PortView]) {
     for p in ports {
         rows.push(vec![
             p.name.clone(),
-            p.state.clone(),
+            if p.admin.is_up() { p.state.clone() } else { "admin-down".into() },
             p.port_id.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
             p.driver.clone().unwrap_or_else(|| "-".into()),
             p.mac.clone().unwrap_or_else(|| "-".into()),

@@ -149,13 +149,17 @@ impl Ports {
         for p in &self.list {
             if let Ok(r) = &p.run {
                 let slot = &mut snap.ports[r.dev.id() as usize];
-                slot.active = true;
+                // (Down, its device runs on: its rx ring fills and the device drops,
+                // counted as rx_missed.)
+                let up = p.spec.admin.is_up();
+                slot.active = up;
+                slot.down = !up;
                 slot.role = match (p.spec.role, p.spec.vni) {
                     (Some(PortRole::Vm), Some(vni)) => Role::Vm { vni },
                     (Some(PortRole::Uplink), _) => Role::Uplink,
                     _ => Role::None,
                 };
-                for &(queue, core) in &r.rxq {
+                for &(queue, core) in r.rxq.iter().filter(|_| up) {
                     snap.rx[core].push(RxQueue { port: r.dev.id(), queue });
                 }
                 snap.kernel[r.dev.id() as usize] = r.dev.kernel().cloned();
@@ -263,6 +267,7 @@ impl Ports {
             name: p.spec.name.clone(),
             devargs: p.spec.devargs.clone(),
             state: "error".into(),
+            admin: p.spec.admin,
             error: None,
             port_id: None,
             driver: None,

@@ -22,6 +22,7 @@ fn port(name: &str) -> PortSpec {
         mtu: None,
         role: None,
         vni: None,
+        admin: Default::default(),
     }
 }
 

@@ -11,6 +11,7 @@ impl Switch {
         match req {
             PortRequest::PortAdd(spec) => self.port_add(spec).map(|v| to_value(&v)),
             PortRequest::PortDel { name } => self.port_del(&name).map(|()| serde_json::Value::Null),
+            PortRequest::PortSet { name, admin } => self.port_set(&name, admin).map(|v| to_value(&v)),
             PortRequest::PortList => Ok(to_value(&self.port_views())),
             PortRequest::PortStats { name } => self.ports.stats(name.as_deref()).map(|v| to_value(&v)),
         }
@@ -34,6 +35,21 @@ impl Switch {
         self.ports.list.push(Port { spec, run: Ok(run) });
         let p = self.ports.list.last().expect("just pushed");
         Ok(self.ports.view(p, None))
+    }
+
+    /// Takes the port out of service (or back into it) without closing its device: the
+    /// cores stop polling it and drop what is sent to it as `port_down`.
+    fn port_set(&mut self, name: &str, admin: AdminState) -> Result<PortView, String> {
+        self.ports.must_find("name", name)?;
+        let p = self.ports.list.iter_mut().find(|p| p.spec.name == name).expect("found above");
+        if p.spec.admin != admin {
+            p.spec.admin = admin;
+            let spec = p.spec.clone();
+            tracing::info!("port {name} admin {}", if admin.is_up() { "up" } else { "down" });
+            self.changed([Change::put("ports", &spec)]);
+        }
+        let p = self.ports.find(name).expect("found above");
+        Ok(self.ports.view(p, self.features.xconnects.peer(name)))
     }
 
     /// Takes the port out of the desired state; its device is closed once the batch is

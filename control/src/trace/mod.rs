@@ -305,6 +305,12 @@ pub fn trace(
         _ => {}
     }
     let out = frames[0].bytes().to_vec();
+    if let Action::Tx(p) = meta[0].action {
+        if !snap.ports[p as usize].active {
+            steps.push(format!("egress: port {} takes nothing", name(p)));
+            meta[0].action = Action::Drop(snap.ports[p as usize].unsendable());
+        }
+    }
     let (action, drop_reason) = match meta[0].action {
         Action::Tx(p) => {
             if from_vm && t.vtep.is_some_and(|v| v.uplink == p) && out.len() == bytes.len() + 50 {
@@ -329,8 +335,11 @@ pub fn trace(
         }
         Action::Flood { vni } => {
             let net = t.networks.get(&vni);
-            let locals: Vec<String> =
-                net.map(|n| n.ports.iter().filter(|&&p| p != id).map(|&p| name(p)).collect()).unwrap_or_default();
+            let locals: Vec<String> = net
+                .map(|n| {
+                    n.ports.iter().filter(|&&p| p != id && snap.ports[p as usize].active).map(|&p| name(p)).collect()
+                })
+                .unwrap_or_default();
             let mut a = format!("flood in VNI {vni} to local ports [{}]", locals.join(", "));
             if from_vm {
                 let vteps: Vec<String> = net

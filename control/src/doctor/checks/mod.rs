@@ -144,6 +144,7 @@ mod on_a_made_up_host {
             mtu: None,
             role: None,
             vni: None,
+            admin: Default::default(),
         };
         examine(&plan.with_ports(&[port]), &host)
     }
