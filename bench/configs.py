@@ -100,6 +100,21 @@ def w8(d, pcap_file):
                           "backends": ["%s:8080" % ip for ip in BACKENDS]}]}
 
 
+def w8_beside_w6(d, w, base):
+    """W8 (or W8-64k) and its W6 base in one switch, for their gap paired: W6's network
+    and ports as in its own runs, W8's as network 200 behind the same VTEP, its VM port
+    vm3 (which the bench takes down and up in turn with W6's vm1)."""
+    s = config(d, base)
+    own = w8(d, "vip64k.pcap" if w == "W8-64k" else "vip.pcap")
+    in200 = lambda items: [dict(x, vni=200, **({"port": "vm3"} if x.get("port") == "vm1" else {})) for x in items]
+    s["networks"].append(dict(own["networks"][0], vni=200))
+    s["ports"].append(dict(own["ports"][0], name="vm3", vni=200, devargs=own["ports"][0]["devargs"].replace("net_pcap0", "net_pcap2")))
+    s["fib"] += in200(own["fib"])
+    s["endpoints"] = in200(own["endpoints"])
+    s["services"] = in200(own["services"])
+    return s
+
+
 def config(d, w):
     pcap = lambda f: "net_pcap0,rx_pcap=%s/%s,infinite_rx=1" % (d, f)
     base = {"format": 1, "networks": [{"vni": 100}]}

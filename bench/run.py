@@ -8,7 +8,7 @@ a warm-up, then a window over which it reads the packets that left, the PMD core
 cycles, and its latency histogram (rx burst to tx burst). Runs alternate: every workload
 once, then again. Prints a table, writes docs/benchmarks.md (between its bench markers)
 and a PNG plot. Run through bench/run.sh, which installs and builds what this needs."""
-import argparse, datetime, glob, json, os, platform, re, signal, statistics, subprocess, sys, tempfile, time
+import argparse, contextlib, datetime, glob, json, os, platform, re, signal, statistics, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -84,29 +84,44 @@ PAIRED = {}
 PAIR_WINDOW, PAIR_SETTLE = 1.0, 0.3
 
 
+# The services' gap to W6, paired: per workload, its W6 base.
+SERVICE_BASE = {"W8": "W6", "W8-64k": "W6-64k"}
+
+
+def measure_window(sock):
+    """Cycles a packet over PAIR_WINDOW seconds, from PAIR_SETTLE after a change (once
+    the PMD has the new tables)."""
+    time.sleep(PAIR_SETTLE)
+    _, _, c0, p0 = snap(sock)
+    time.sleep(PAIR_WINDOW)
+    _, _, c1, p1 = snap(sock)
+    return (c1 - c0) / max(1, p1 - p0)
+
+
+def in_turn(window, pairs):
+    """`pairs` pairs (window(True), window(False)); which goes first alternates, so a
+    drift within a pair cancels over the pairs."""
+    seen = []
+    for i in range(pairs):
+        if i % 2 == 0:
+            b = window(False)
+            a = window(True)
+        else:
+            a = window(True)
+            b = window(False)
+        seen.append((a, b))
+    return seen
+
+
 def paired_gap(sock, w, pairs):
-    """W's cycles a packet stateful and stateless, `pairs` times: each pair from two
-    windows of PAIR_WINDOW seconds in turn (which goes first alternates, so a drift within
-    a pair cancels over the pairs). Each window starts PAIR_SETTLE after the switch, once
-    the PMD has the new tables. Sessions are kept while the port is stateless (its rules
-    unchanged, its policy epoch is the same once stateful again)."""
+    """W's cycles a packet stateful and stateless, `pairs` times (see `in_turn`).
+    Sessions are kept while the port is stateless (its rules unchanged, its policy epoch
+    is the same once stateful again)."""
     def window(stateful):
         subprocess.check_call([BIN + "/vswitchctl", "--socket", sock, "acl", "stateful", "vm1",
                                "on" if stateful else "off"], stdout=subprocess.DEVNULL)
-        time.sleep(PAIR_SETTLE)
-        _, _, c0, p0 = snap(sock)
-        time.sleep(PAIR_WINDOW)
-        _, _, c1, p1 = snap(sock)
-        return (c1 - c0) / max(1, p1 - p0)
-    pairs_seen = []
-    for i in range(pairs):
-        if i % 2 == 0:
-            off = window(False)
-            on = window(True)
-        else:
-            on = window(True)
-            off = window(False)
-        pairs_seen.append((on, off))
+        return measure_window(sock)
+    pairs_seen = in_turn(window, pairs)
     # The port is left as the workload has it.
     subprocess.check_call([BIN + "/vswitchctl", "--socket", sock, "acl", "stateful", "vm1", "on"],
                           stdout=subprocess.DEVNULL)
@@ -150,23 +165,24 @@ def drops(sock):
     return out
 
 
-def seed_w8(sock, work):
+def seed_w8(sock, work, vni=100, name="vm2", vdev="net_pcap1"):
     """W8's replies, one per session, from the backend each client flow got (read from
-    the switch's sessions, as the anchor reads OVS's): a VM port replaying them."""
-    sessions = ctl(sock, "conntrack", "list", "--limit", "100000")
+    the switch's sessions in network `vni`, as the anchor reads OVS's): a VM port
+    replaying them, added as `name` on `vdev`."""
+    sessions = ctl(sock, "conntrack", "list", "--vni", str(vni), "--limit", "100000")
     path = os.path.join(work, "vip_reply.pcap")
     macs = {ip: configs.backend_mac(i) for i, ip in enumerate(configs.BACKENDS)}
     ip4 = lambda s: tuple(int(x) for x in s.split("."))
     frames = [gen_pcaps.udp(macs[s["dst"]], configs.VM, ip4(s["dst"]), ip4(s["src"]), s["dport"], s["sport"])
               for s in sessions if s["dst"] in macs]
     gen_pcaps.write(path, frames)
-    return ["vm2", "net_pcap1,rx_pcap=%s" % path, "--role", "vm", "--vni", "100"]
+    return [name, "%s,rx_pcap=%s" % (vdev, path), "--role", "vm", "--vni", str(vni)]
 
 
-def measure_ours(w, work, win, pairs=0):
-    """(pps, cycles/packet, latency dict or None) of one run of workload w; for a stateful
-    workload, also `pairs` paired differences to its stateless base (see `paired_gap`)."""
-    cfg = configs.config(work, w)
+@contextlib.contextmanager
+def switch(work, w, cfg):
+    """A vswitchd on desired state `cfg` (with workload w's options), stopped on leaving:
+    its API socket."""
     db = os.path.join(work, "db.json")
     # A journal left by the previous workload belongs to its state file, not this one.
     for stale in (db + ".journal", db + ".journal.next"):
@@ -178,69 +194,113 @@ def measure_ours(w, work, win, pairs=0):
     d = subprocess.Popen([BIN + "/vswitchd", "--socket", sock, "--db", db, "--mbufs", str(configs.MBUFS.get(w, 262144)), "--metrics", METRICS,
                           *configs.VSWITCHD_ARGS.get(w, []), "--",
                           "-l", "0-1", "--no-pci", "--file-prefix", "vsbench"], stdout=log, stderr=log)
-    guest = None
     try:
         if not wait_for(sock):
             raise RuntimeError("vswitchd did not start; see " + log.name)
         time.sleep(0.5)
-        if w == "W4":
-            guest = start_guest(work)
-        if w.startswith("W8") or w == "W9":
-            # Every flow has passed once: each chosen backend answers its client once.
-            time.sleep(1)
-            reply = seed_w8(sock, work)
-        else:
-            reply = configs.reply_port(work, w)
-        if reply:
-            # Every flow has passed once (its session exists): answer each once.
-            time.sleep(1)
+        yield sock
+    finally:
+        stop(d, signal.SIGTERM, 20)
+
+
+def stop(p, sig, secs):
+    """Signals process `p`, waits up to `secs` for it to exit, and kills it after that."""
+    p.send_signal(sig)
+    try:
+        p.wait(secs)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def established(sock, w, flows):
+    """Fails unless `flows` sessions are answered (every one, for the figures to mean
+    established traffic)."""
+    ct = ctl(sock, "conntrack", "stats")
+    if ct["by_state"].get("udp/replied", 0) < flows:
+        raise RuntimeError("%s: only %s of %d sessions established" % (w, ct["by_state"], flows))
+
+
+def measure_ours(w, work, win, pairs=0):
+    """(pps, cycles/packet, latency dict or None) of one run of workload w; for a stateful
+    workload, also `pairs` paired differences to its stateless base (see `paired_gap`)."""
+    with switch(work, w, configs.config(work, w)) as sock:
+        guest = None
+        try:
+            if w == "W4":
+                guest = start_guest(work)
+            return measure_in(sock, w, work, win, pairs)
+        finally:
+            if guest:
+                stop(guest, signal.SIGINT, 10)
+                release_hugepages("vsguest")
+
+
+def measure_in(sock, w, work, win, pairs):
+    """`measure_ours` on the running switch at `sock`."""
+    if w.startswith("W8") or w == "W9":
+        # Every flow has passed once: each chosen backend answers its client once.
+        time.sleep(1)
+        reply = seed_w8(sock, work)
+    else:
+        reply = configs.reply_port(work, w)
+    if reply:
+        # Every flow has passed once (its session exists): answer each once.
+        time.sleep(1)
+        subprocess.check_call([BIN + "/vswitchctl", "--socket", sock, "port", "add", *reply])
+    time.sleep(WARMUP)
+    if w.startswith("W6") or w.startswith("W8") or w == "W9":
+        established(sock, w, {"W6-64k": 65536, "W6-1M": 1000000, "W8-64k": 65536}.get(w, 1024))
+    if w == "W9":
+        import threading
+        stop, made, d0 = threading.Event(), [0], drops(sock)
+        changer = threading.Thread(target=churn, args=(sock, stop, made))
+        changer.start()
+    t0, tx0, c0, p0 = snap(sock)
+    time.sleep(win)
+    t1, tx1, c1, p1 = snap(sock)
+    if w == "W9":
+        stop.set()
+        changer.join()
+        d1 = drops(sock)
+        lost = {r: n - d0.get(r, 0) for r, n in d1.items() if n != d0.get(r, 0)}
+        W9_CHURN.append((made[0], lost))
+    if w == "W7-full":
+        ct = ctl(sock, "conntrack", "stats")
+        print("\n%s: sessions %d of %d, created %d, recycled %d, refused %d" % (
+            w, ct["sessions"], ct["capacity"], ct["created"], ct["recycled"], ct["full"]), file=sys.stderr)
+    lat = ctl(sock, "cores")[0].get("latency")
+    check_metrics(lat)
+    if pairs and w in STATELESS_BASE:
+        seen = paired_gap(sock, w, pairs)
+        progress("%s paired with stateless, cycles/packet: %s\n" % (
+            w, ", ".join("%.0f - %.0f = %+.0f" % (on, off, on - off) for on, off in seen)))
+    return (tx1 - tx0) / (t1 - t0), (c1 - c0) / max(1, p1 - p0), lat
+
+
+def measure_w8_beside_w6(w, work, pairs):
+    """W8's gap to W6, paired (see `paired_services`): one switch holds both workloads,
+    W6's port in network 100 and W8's in network 200, and the two ports take turns,
+    each up while the other is down (`port set --admin`). Both traffics' sessions are
+    made and answered first, as in their own runs."""
+    base = SERVICE_BASE[w]
+    with switch(work, w, configs.w8_beside_w6(work, w, base)) as sock:
+        time.sleep(1)
+        for reply in (configs.reply_port(work, base), seed_w8(sock, work, vni=200, name="vm4", vdev="net_pcap3")):
             subprocess.check_call([BIN + "/vswitchctl", "--socket", sock, "port", "add", *reply])
         time.sleep(WARMUP)
-        if w.startswith("W6") or w.startswith("W8") or w == "W9":
-            ct = ctl(sock, "conntrack", "stats")
-            flows = {"W6-64k": 65536, "W6-1M": 1000000, "W8-64k": 65536}.get(w, 1024)
-            if ct["by_state"].get("udp/replied", 0) < flows:
-                raise RuntimeError("%s: only %s of %d sessions established" % (w, ct["by_state"], flows))
-        if w == "W9":
-            import threading
-            stop, made, d0 = threading.Event(), [0], drops(sock)
-            changer = threading.Thread(target=churn, args=(sock, stop, made))
-            changer.start()
-        t0, tx0, c0, p0 = snap(sock)
-        time.sleep(win)
-        t1, tx1, c1, p1 = snap(sock)
-        if w == "W9":
-            stop.set()
-            changer.join()
-            d1 = drops(sock)
-            lost = {r: n - d0.get(r, 0) for r, n in d1.items() if n != d0.get(r, 0)}
-            W9_CHURN.append((made[0], lost))
-        if w == "W7-full":
-            ct = ctl(sock, "conntrack", "stats")
-            print("\n%s: sessions %d of %d, created %d, recycled %d, refused %d" % (
-                w, ct["sessions"], ct["capacity"], ct["created"], ct["recycled"], ct["full"]), file=sys.stderr)
-        lat = ctl(sock, "cores")[0].get("latency")
-        check_metrics(lat)
-        if pairs and w in STATELESS_BASE:
-            seen = paired_gap(sock, w, pairs)
-            progress("%s paired with stateless, cycles/packet: %s\n" % (
-                w, ", ".join("%.0f - %.0f = %+.0f" % (on, off, on - off) for on, off in seen)))
-        return (tx1 - tx0) / (t1 - t0), (c1 - c0) / max(1, p1 - p0), lat
-    finally:
-        if guest:
-            guest.send_signal(signal.SIGINT)
-            try:
-                guest.wait(10)
-            except subprocess.TimeoutExpired:
-                guest.kill()
-                guest.wait()
-            release_hugepages("vsguest")
-        d.send_signal(signal.SIGTERM)
-        try:
-            d.wait(20)
-        except subprocess.TimeoutExpired:
-            d.kill()
-            d.wait()
+        flows = 65536 if w == "W8-64k" else 1024
+        established(sock, w, 2 * flows)
+
+        def window(w8):
+            for port, up in (("vm1", not w8), ("vm3", w8)):
+                subprocess.check_call([BIN + "/vswitchctl", "--socket", sock, "port", "set", port, "--admin",
+                                       "up" if up else "down"], stdout=subprocess.DEVNULL)
+            return measure_window(sock)
+        seen = in_turn(window, pairs)
+    PAIRED.setdefault(w, []).extend(seen)
+    progress("%s paired with %s, cycles/packet: %s\n" % (
+        w, base, ", ".join("%.0f - %.0f = %+.0f" % (a, b, a - b) for a, b in seen)))
 
 
 def check_metrics(lat):
@@ -384,22 +444,26 @@ def summarize(workloads, ours, ovs):
         elif r["cpp"]:
             ratio = OVS_RESULTS_CPP[w] / r["cpp"]
             target("%s >= 2x OVS-DPDK (cycles/packet vs RESULTS.md; OVS not run)" % w, ratio >= 2, "%.2fx" % ratio)
-    for w, base, limit in (("W6", "W2", 30), ("W6-64k", "W5", 30), ("W6-1M", "W5-1M", 80), ("W6-real", "W2-real", 30)):
+    def gap_target(w, base, limit):
+        """W's gap to base judged paired where it was (the same switch and tables, seconds
+        apart), by rounds otherwise; the rounds' figure (runs minutes apart) is kept beside
+        a paired one."""
         g = gap(w, base)
         seen = PAIRED.get(w, [])
-        diffs = sorted(on - off for on, off in seen)
+        diffs = sorted(a - b for a, b in seen)
         if diffs:
-            # The measure the target means: the same traffic and tables, stateful or not,
-            # seconds apart; the rounds' figure (runs minutes apart) is kept beside it.
             q = statistics.quantiles(diffs, n=4) if len(diffs) > 1 else [diffs[0]] * 3
             target("%s <= %s + %d cycles/packet (paired)" % (w, base, limit), q[1] <= limit,
                    "%+.0f (%d pairs, quartiles %+.0f / %+.0f; windows %.0f vs %.0f)" % (
-                       q[1], len(diffs), q[0], q[2], statistics.median(on for on, _ in seen),
-                       statistics.median(off for _, off in seen)))
+                       q[1], len(diffs), q[0], q[2], statistics.median(a for a, _ in seen),
+                       statistics.median(b for _, b in seen)))
             if g:
                 targets.append(("not a target: %s - %s by rounds" % (w, base), "info", g[1]))
         elif g:
             target("%s <= %s + %d cycles/packet" % (w, base, limit), g[0] <= limit, g[1])
+
+    for w, base, limit in (("W6", "W2", 30), ("W6-64k", "W5", 30), ("W6-1M", "W5-1M", 80), ("W6-real", "W2-real", 30)):
+        gap_target(w, base, limit)
         r = by.get(w)
         if r and r["vs_ovs"]:
             target("%s >= 3x OVS-DPDK with ct() (pps, same run)" % w, r["vs_ovs"] >= 3, "%.2fx" % r["vs_ovs"])
@@ -414,11 +478,9 @@ def summarize(workloads, ours, ovs):
         elif r and r["cpp"]:
             ratio = OVS_RESULTS_CPP[w] / r["cpp"]
             target("%s >= 3x OVS-DPDK (cycles/packet vs RESULTS.md; OVS not run)" % w, ratio >= 3, "%.2fx" % ratio)
-    for w, base in (("W8", "W6"), ("W8-64k", "W6-64k")):
+    for w, base in SERVICE_BASE.items():
         r = by.get(w)
-        g = gap(w, base)
-        if g:
-            target("%s <= %s + 40 cycles/packet" % (w, base), g[0] <= 40, g[1])
+        gap_target(w, base, 40)
         if r and r["vs_ovs"]:
             target("%s >= 3x OVS-DPDK select group + ct(nat) (pps, same run)" % w, r["vs_ovs"] >= 3, "%.2fx" % r["vs_ovs"])
         elif r and r["cpp"]:
@@ -557,8 +619,9 @@ def main():
     ap.add_argument("--with-ovs", action="store_true", help="also run ../shared/anchors/ovs_dpdk.sh, between our runs")
     ap.add_argument("--docs", default=os.path.join(ROOT, "docs", "benchmarks.md"), help="the page to write ('' for none)")
     ap.add_argument("--pairs", type=int, default=6, help="per run of a stateful workload (W6...), pairs of "
-                    "1 s windows with its port stateless and stateful, for the gap to its stateless base "
-                    "(default 6; 0: none)")
+                    "1 s windows with its port stateless and stateful, for the gap to its stateless base; "
+                    "after each run of W8 or W8-64k, pairs of windows of it and its W6 base in one switch, "
+                    "their ports taking turns (default 6; 0: none)")
     ap.add_argument("--ab", metavar="DIR", help="also run each workload on the vswitchd/vswitchctl in DIR, right after "
                     "ours (right before, every second run): an A/B of two builds in the same minutes; "
                     "reported apart, not in the docs")
@@ -590,6 +653,8 @@ def main():
                 r = measure_w0(work, args.window, "vm64k.pcap")
             else:
                 r = measure_ours(w, work, args.window, args.pairs)
+                if args.pairs and w in SERVICE_BASE:
+                    measure_w8_beside_w6(w, work, args.pairs)
             ours[w].append(r)
             lat = " p99 %.2f us" % (r[2]["p99_ns"] / 1e3) if r[2] else ""
             progress("[%d/%d] run %d/%d %s %.2f Mpps%s%s\n" % (step, steps, run, args.runs, w, r[0] / 1e6,
