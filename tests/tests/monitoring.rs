@@ -90,6 +90,7 @@ fn the_page_passes_promtool_and_serves_what_alerts_and_dashboard_ask_for() {
     assert!(page.contains("vswitch_build_info{version="), "{page}");
     // net_null cannot tell its link: no vswitch_port_up for it rather than a guess.
     assert!(!page.contains("vswitch_port_up{port=\"vm1\"}"), "{page}");
+    assert!(page.contains("vswitch_port_admin_up{port=\"vm1\"} 1"), "{page}");
 
     let dashboard = std::fs::read_to_string(monitoring().join("grafana-dashboard.json")).unwrap();
     let json: serde_json::Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");

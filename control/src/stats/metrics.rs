@@ -172,6 +172,13 @@ pub fn render_info(ports: &[PortView], version: &str, dpdk: &str) -> String {
             .filter(|p| p.state != "unknown")
             .map(|p| (labels(&[("port", &p.name)]), u8::from(p.state == "up"))),
     );
+    family(
+        &mut out,
+        "vswitch_port_admin_up",
+        "gauge",
+        "1 while the switch forwards on the port, 0 while it is set down (vswitchctl port set NAME --admin down).",
+        ports.iter().map(|p| (labels(&[("port", &p.name)]), u8::from(p.admin.is_up()))),
+    );
     out
 }
 
