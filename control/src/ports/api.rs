@@ -51,6 +51,14 @@ impl AdminState {
     pub fn is_up(&self) -> bool {
         *self == AdminState::Up
     }
+
+    /// As the CLI takes it and the log and `port set` say it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AdminState::Up => "up",
+            AdminState::Down => "down",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

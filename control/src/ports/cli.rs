@@ -121,7 +121,7 @@ impl Verb for PortCmd {
         match self {
             PortCmd::Set { .. } => {
                 let p: PortView = from(v)?;
-                println!("port {} admin {}", p.name, if p.admin.is_up() { "up" } else { "down" });
+                println!("port {} admin {}", p.name, p.admin.name());
             }
             PortCmd::Add(_) => {
                 let p: PortView = from(v)?;

@@ -99,7 +99,13 @@ impl Ports {
     }
 
     pub fn must_find(&self, field: &str, name: &str) -> Result<&Port, String> {
-        self.find(name).ok_or_else(|| format!("{field}: no port named {name:?} (vswitchctl port list shows the ports)"))
+        self.position(field, name).map(|i| &self.list[i])
+    }
+
+    /// Where the port named `name` is in `list`; `must_find`'s error if nowhere.
+    pub fn position(&self, field: &str, name: &str) -> Result<usize, String> {
+        let i = self.list.iter().position(|p| p.spec.name == name);
+        i.ok_or_else(|| format!("{field}: no port named {name:?} (vswitchctl port list shows the ports)"))
     }
 
     /// The ethdev id of a running port.

@@ -40,26 +40,24 @@ impl Switch {
     /// Takes the port out of service (or back into it) without closing its device: the
     /// cores stop polling it and drop what is sent to it as `port_down`.
     fn port_set(&mut self, name: &str, admin: AdminState) -> Result<PortView, String> {
-        self.ports.must_find("name", name)?;
-        let p = self.ports.list.iter_mut().find(|p| p.spec.name == name).expect("found above");
+        let idx = self.ports.position("name", name)?;
+        let p = &mut self.ports.list[idx];
         if p.spec.admin != admin {
             p.spec.admin = admin;
             let spec = p.spec.clone();
-            tracing::info!("port {name} admin {}", if admin.is_up() { "up" } else { "down" });
+            tracing::info!("port {name} admin {}", admin.name());
             self.changed([Change::put("ports", &spec)]);
         }
-        let p = self.ports.find(name).expect("found above");
-        Ok(self.ports.view(p, self.features.xconnects.peer(name)))
+        Ok(self.ports.view(&self.ports.list[idx], self.features.xconnects.peer(name)))
     }
 
     /// Takes the port out of the desired state; its device is closed once the batch is
     /// published and no core can touch it any more.
     fn port_del(&mut self, name: &str) -> Result<(), String> {
-        self.ports.must_find("name", name)?;
+        let idx = self.ports.position("name", name)?;
         if let Some(why) = self.every_feature_ref().iter().find_map(|f| f.port_in_use(name)) {
             return Err(why);
         }
-        let idx = self.ports.list.iter().position(|p| p.spec.name == name).expect("found above");
         let gone = self.ports.refs().swap_remove(idx);
         let port = self.ports.list.remove(idx);
         let mut changes = vec![Change::del("ports", serde_json::json!(name))];
