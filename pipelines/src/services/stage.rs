@@ -133,10 +133,11 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
     let mut last_vip: Option<(Addressed, Option<&Vip>)> = None;
     for (frames, meta) in frames.chunks_mut(BURST).zip(meta.chunks_mut(BURST)) {
         let mut seen = [Seen::Other; BURST];
-        // The keys packets to a VIP addressed, for the translation pass to find; their
-        // service and backend are filled in when known, for a new session to carry.
-        let mut keys = [NatKey::default(); BURST];
-        for (((f, m), seen), key) in frames.iter().zip(meta.iter_mut()).zip(seen.iter_mut()).zip(keys.iter_mut()) {
+        // The `Nat` keys of the packets to a VIP that the tracking passes take, which
+        // `translate` writes. (Only those are written: a batch's worth of keys written
+        // whole before it cost W8 12 instructions a packet.)
+        let mut keys: [Option<NatKey>; BURST] = [None; BURST];
+        for ((f, m), seen) in frames.iter().zip(meta.iter_mut()).zip(seen.iter_mut()) {
             // (What a service does depends on more than the MACs: `parse_vm_batch` parses
             // every frame in a network with services.)
             debug_assert!(!m.repeat, "a frame not parsed reached the service stage");
@@ -156,7 +157,6 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
                     _ => last_vip.insert((addressed, services.at_vip(vni, m.ip_dst, m.dport, m.proto))).1,
                 };
                 if let Some(vip) = vip {
-                    key.service = vip.service.id;
                     // (The packet's tuple hashes as the key, without its ends ordered.)
                     let h = at.table.hash_of(&Tuple::of_ports(m));
                     F::prefetch(at.table.bucket_line(h));
@@ -197,7 +197,7 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
                 // it waits. (With its `Nat` key too: a SYN that reopens it makes a new
                 // session.)
                 Ok(Translated::Held(held)) if !waiting => {
-                    if let Err(r) = at.track(Some(nat), Some(held), f, m) {
+                    if let Err(r) = at.track(nat.as_ref(), Some(held), f, m) {
                         m.action = Action::Drop(r);
                     }
                 }
@@ -212,9 +212,9 @@ pub fn to_service<F: Frame>(t: &L2Tables, at: At, vni: u32, frames: &mut [F], me
         let passes = frames.iter_mut().zip(meta.iter_mut()).zip(&seen).zip(&keys);
         for (((f, m), seen), nat) in passes {
             let done = match *seen {
-                Seen::Opening if m.action == Action::Continue => at.track(Some(nat), None, f, m).map(|()| None),
+                Seen::Opening if m.action == Action::Continue => at.track(nat.as_ref(), None, f, m).map(|()| None),
                 Seen::Held(held) if m.action == Action::Continue => {
-                    at.track(Some(nat), Some(held), f, m).map(|()| None)
+                    at.track(nat.as_ref(), Some(held), f, m).map(|()| None)
                 }
                 Seen::FromBackend => match reverse(t, at, f, m) {
                     // An answer to a NodePort connection another switch called it in.
@@ -271,8 +271,8 @@ enum Translated {
 
 /// A packet to a VIP (whose tuple hashes to `h`, and whose bucket names session `first`
 /// first) translated toward its connection's backend: the one its session holds, or a
-/// new pick. Which one is noted in `nat`, and the key it addressed where the tracking
-/// passes need it. Where the backend's MAC is known it is also routed here (the
+/// new pick. Where the tracking passes take the packet, its `Nat` key (the key it
+/// addressed, its service and that backend) is written to `nat`. Where the backend's MAC is known it is also routed here (the
 /// gateway's work, without its lookup). The common packet of a known connection, which
 /// its session only counts, is tracked here before it is translated, unless packets
 /// before it in the batch wait (`waiting`). For a new connection, its own key's bucket
@@ -287,7 +287,7 @@ fn translate<F: Frame>(
     at: At,
     f: &mut F,
     m: &mut Meta,
-    nat: &mut NatKey,
+    nat: &mut Option<NatKey>,
     waiting: bool,
 ) -> Result<Translated, DropReason> {
     let svc = &vip.service;
@@ -317,11 +317,9 @@ fn translate<F: Frame>(
         Some(s) if !waiting && !at.dry => conntrack::established_opening(at.table, &s, f, m, at.now),
         _ => false,
     };
-    if !tracked {
-        // (The key a new session is found by: the same after translation, the VIP being
-        // its other end.)
-        nat.key = tuple.key().0;
-    }
+    // (The key a new session is found by: the same after translation, the VIP being its
+    // other end.)
+    let key = (!tracked).then(|| tuple.key().0);
     if !at.dry {
         vip.counters.count(at.core, i as usize, f.len() as u64, kept.is_none());
     }
@@ -343,7 +341,9 @@ fn translate<F: Frame>(
     if kept.is_none() {
         conntrack::prefetch_bucket::<F>(at.table, m);
     }
-    nat.pick = svc.note(i);
+    if let Some(key) = key {
+        *nat = Some(NatKey { key, service: svc.id, pick: svc.note(i) });
+    }
     Ok(match (tracked, kept) {
         (true, _) => Translated::Tracked,
         (false, Some(held)) => Translated::Held(held),
