@@ -140,6 +140,18 @@ fn prometheus_endpoint_reports_what_stats_and_cores_report() {
     let close = |a: f64, b: f64| (a - b).abs() <= 0.5 * a.max(b);
     assert!(close(p50, lat["p50_ns"].as_f64().unwrap() / 1e9), "{p50} vs {lat}");
     assert_eq!(get("vswitch_core_packets_total{core=0,lcore=1}") as u64, cores[0]["packets"].as_u64().unwrap());
+    // Over fewer seconds, a part of the same histograms (the traffic is over: the
+    // newest second read first is still in the ten read after it).
+    let last = d.json(&["cores", "--latency-seconds", "1"])[0]["latency"]["packets"].as_u64().unwrap_or(0);
+    let all = d.json(&["cores", "--latency-seconds", "10"])[0]["latency"]["packets"].as_u64().unwrap();
+    assert!(last <= all && all > 1000, "{last} {all}");
+    for n in ["0", "11"] {
+        let e = d.err(&["cores", "--latency-seconds", n]);
+        assert!(
+            e.contains(&format!("latency_seconds: {n}; the switch keeps the last 10 seconds, give 1 to 10")),
+            "{e}"
+        );
+    }
 
     // Drops by reason: a port with no role and no cross-connect drops what it gets.
     d.ok(&["xconnect", "del", "vm1"]);

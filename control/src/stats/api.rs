@@ -13,7 +13,12 @@ use serde::{Deserialize, Serialize};
 pub enum StatsRequest {
     Show,
     Stats,
-    Cores,
+    Cores {
+        /// Time inside the switch over the last this many seconds (1 to
+        /// `LATENCY_WINDOW_S`; none: the whole window).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        latency_seconds: Option<usize>,
+    },
 }
 
 /// One PMD core in `cores` and `stats`.

@@ -17,8 +17,12 @@ pub enum StatsCmd {
     #[command(after_help = "Example:\n  vswitchctl stats\n  vswitchctl --json stats | jq .ports")]
     Stats,
     /// Per PMD core: rx queues, busy %, cycles per packet, time inside the switch.
-    #[command(after_help = "Example:\n  vswitchctl cores")]
-    Cores,
+    #[command(after_help = "Examples:\n  vswitchctl cores\n  vswitchctl cores --latency-seconds 5")]
+    Cores {
+        /// Time inside the switch over the last N seconds only (1 to 10; default: 10).
+        #[arg(long, value_name = "N")]
+        latency_seconds: Option<usize>,
+    },
 }
 
 impl Verb for StatsCmd {
@@ -26,7 +30,7 @@ impl Verb for StatsCmd {
         Ok(Request::Stats(match self {
             StatsCmd::Show => StatsRequest::Show,
             StatsCmd::Stats => StatsRequest::Stats,
-            StatsCmd::Cores => StatsRequest::Cores,
+            StatsCmd::Cores { latency_seconds } => StatsRequest::Cores { latency_seconds: *latency_seconds },
         }))
     }
 
@@ -44,7 +48,7 @@ impl Verb for StatsCmd {
                     s.mempool.size, s.mempool.in_use, s.mempool.available
                 );
             }
-            StatsCmd::Cores => print_cores(&from::<Vec<CoreView>>(v)?),
+            StatsCmd::Cores { .. } => print_cores(&from::<Vec<CoreView>>(v)?),
         }
         Ok(())
     }

@@ -27,11 +27,12 @@ impl LatencyWindows {
         }
     }
 
-    /// Core `core`'s quantiles over the window; none if it sent nothing.
-    pub fn view(&self, core: usize, tsc_hz: u64) -> Option<LatencyView> {
+    /// Core `core`'s quantiles over the last `seconds` of the window (a benchmark's
+    /// measured seconds, without the set-up before them); none if it sent nothing.
+    pub fn view(&self, core: usize, tsc_hz: u64, seconds: usize) -> Option<LatencyView> {
         let window = self.per_core.get(core)?;
         let mut all = latency::histogram();
-        for h in window {
+        for h in window.iter().rev().take(seconds) {
             let _ = all.add(&**h);
         }
         view_of(&all, tsc_hz)
@@ -69,5 +70,25 @@ mod tests {
         assert!((v.p99_ns - 1000.0).abs() < 10.0, "{v:?}");
         assert!((v.p999_ns - 50_000.0).abs() < 500.0, "{v:?}");
         assert!(view_of(&latency::histogram(), 2_000_000_000).is_none());
+    }
+
+    #[test]
+    fn a_view_over_the_last_seconds_leaves_the_older_ones_out() {
+        // Three seconds of one core: 1 packet at 100 us, then 2 and 4 at 1 us.
+        let second = |n: u64, cycles: u64| {
+            let mut h = latency::histogram();
+            latency::record(&mut h, cycles, n);
+            h
+        };
+        let w = LatencyWindows { per_core: vec![[second(1, 200_000), second(2, 2_000), second(4, 2_000)].into()] };
+        let hz = 2_000_000_000;
+        let packets = |s: usize| w.view(0, hz, s).map(|v| v.packets);
+        assert_eq!(
+            (packets(1), packets(2), packets(3), packets(LATENCY_WINDOW_S)),
+            (Some(4), Some(6), Some(7), Some(7))
+        );
+        assert!(w.view(0, hz, 2).unwrap().max_ns < 2_000.0, "the slow first second is out");
+        assert!(w.view(0, hz, 3).unwrap().max_ns > 90_000.0);
+        assert!(w.view(1, hz, 3).is_none(), "no such core");
     }
 }

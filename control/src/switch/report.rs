@@ -6,7 +6,7 @@ use crate::{
     capture::{api::CaptureSpec, CaptureRun},
     sflow::agent::IfCounters,
     stats::{
-        api::{CoreView, MempoolView, ShowView, StatsRequest, StatsView},
+        api::{CoreView, MempoolView, ShowView, StatsRequest, StatsView, LATENCY_WINDOW_S},
         metrics,
     },
     trace::{api::TraceRequest, parse_hex, trace},
@@ -19,14 +19,24 @@ impl Switch {
             StatsRequest::Show => to_value(&self.show()),
             StatsRequest::Stats => to_value(&StatsView {
                 ports: self.ports.stats(None)?,
-                cores: self.core_views(),
+                cores: self.core_views(LATENCY_WINDOW_S),
                 mempool: self.mempool(),
             }),
-            StatsRequest::Cores => to_value(&self.core_views()),
+            StatsRequest::Cores { latency_seconds } => {
+                let seconds = latency_seconds.unwrap_or(LATENCY_WINDOW_S);
+                if !(1..=LATENCY_WINDOW_S).contains(&seconds) {
+                    return Err(format!(
+                        "latency_seconds: {seconds}; the switch keeps the last {LATENCY_WINDOW_S} seconds, give 1 to \
+                         {LATENCY_WINDOW_S}"
+                    ));
+                }
+                to_value(&self.core_views(seconds))
+            }
         })
     }
 
-    fn core_views(&self) -> Vec<CoreView> {
+    /// The cores, with their time inside the switch over the last `seconds`.
+    fn core_views(&self, seconds: usize) -> Vec<CoreView> {
         let pct =
             |busy: u64, idle: u64| if busy + idle == 0 { 0.0 } else { 100.0 * busy as f64 / (busy + idle) as f64 };
         let cpp = |busy: u64, packets: u64| if packets == 0 { 0.0 } else { busy as f64 / packets as f64 };
@@ -57,7 +67,7 @@ impl Switch {
                     cycles_per_packet_total: cpp(c.busy_cycles.get(), c.packets.get()),
                     busy_cycles: c.busy_cycles.get(),
                     acl_misses: c.acl_misses.get(),
-                    latency: self.cores.latency.view(i, self.shared.tsc_hz),
+                    latency: self.cores.latency.view(i, self.shared.tsc_hz, seconds),
                 }
             })
             .collect()
@@ -95,7 +105,7 @@ impl Switch {
     pub fn metrics(&self) -> String {
         let ports = self.ports.stats(None).unwrap_or_default();
         let lost = self.shared.counters.iter().map(|c| c.capture_lost.get()).sum();
-        metrics::render(&ports, &self.core_views(), &self.mempool(), lost)
+        metrics::render(&ports, &self.core_views(LATENCY_WINDOW_S), &self.mempool(), lost)
             + &metrics::render_info(&self.port_views(), env!("CARGO_PKG_VERSION"), &self.eal.version)
             + &self.features.conntrack.metrics()
             + &self.features.services.metrics()
