@@ -269,8 +269,8 @@ def measure_in(sock, w, work, win, pairs):
         ct = ctl(sock, "conntrack", "stats")
         print("\n%s: sessions %d of %d, created %d, recycled %d, refused %d" % (
             w, ct["sessions"], ct["capacity"], ct["created"], ct["recycled"], ct["full"]), file=sys.stderr)
-    # (The window's seconds alone: the last 10 s, a shorter window's set-up with them,
-    # held W6-1M's million answers.)
+    # (Over the window's seconds alone: over the last 10 s, a 5 s window's figure took in
+    # the end of the set-up, W6-1M's million answers.)
     lat = ctl(sock, "cores", "--latency-seconds", str(min(max(1, round(win)), 10)))[0].get("latency")
     check_metrics(ctl(sock, "cores")[0].get("latency"))
     if pairs and w in STATELESS_BASE:

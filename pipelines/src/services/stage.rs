@@ -272,11 +272,11 @@ enum Translated {
 /// A packet to a VIP (whose tuple hashes to `h`, and whose bucket names session `first`
 /// first) translated toward its connection's backend: the one its session holds, or a
 /// new pick. Where the tracking passes take the packet, its `Nat` key (the key it
-/// addressed, its service and that backend) is written to `nat`. Where the backend's MAC is known it is also routed here (the
-/// gateway's work, without its lookup). The common packet of a known connection, which
-/// its session only counts, is tracked here before it is translated, unless packets
-/// before it in the batch wait (`waiting`). For a new connection, its own key's bucket
-/// is fetched for the tracking pass.
+/// addressed, its service and that backend) is written to `nat`. Where the backend's MAC
+/// is known it is also routed here (the gateway's work, without its lookup). The common
+/// packet of a known connection, which its session only counts, is tracked here before
+/// it is translated, unless packets before it in the batch wait (`waiting`). For a new
+/// connection, its own key's bucket is fetched for the tracking pass.
 ///
 /// Hairpin: a backend that calls its own service and is picked would get its own
 /// address as the source, which its stack drops as a martian; the connection comes to it

@@ -781,11 +781,10 @@ mod stage {
     }
 
     /// `north_south` with backend 2, over a small table that translates.
-    fn north_south_tracked() -> (Arc<CtTable>, L2Tables) {
+    fn north_south_tracked() -> L2Tables {
         let table = Arc::new(CtTable::new(64, 1, 16));
         table.enable_nat(|_, _| 0);
-        let t = north_south(&table, &[2]);
-        (table, t)
+        north_south(&table, &[2])
     }
 
     fn run_uplink(t: &L2Tables, pkts: &[Vec<u8>]) -> (Vec<VecFrame>, Vec<Meta>) {
@@ -804,7 +803,7 @@ mod stage {
 
     #[test]
     fn a_vm_reaches_outside_from_the_host_address_and_the_answers_come_back() {
-        let (_, t) = north_south_tracked();
+        let t = north_south_tracked();
         let me = (ip(1), 40000);
         let (f, m) = run(&t, CLIENT, &[tcp(GATEWAY_MAC, mac(1), me, (OUT, 9000), 0x02, 1000, 0)]);
         assert_eq!(m[0].action, Action::Tx(UPLINK), "{:?}", m[0]);
@@ -826,7 +825,7 @@ mod stage {
     /// wheel frees it) is not the VM's: it is not translated back.
     #[test]
     fn an_answer_from_outside_past_the_flows_timeout_is_not_translated_back() {
-        let (_, t) = north_south_tracked();
+        let t = north_south_tracked();
         let me = (ip(1), 40000);
         let (_, m) = run(&t, CLIENT, &[udp4(GATEWAY_MAC, mac(1), me, (OUT, 53))]);
         assert_eq!(m[0].action, Action::Tx(UPLINK), "{:?}", m[0]);
@@ -856,7 +855,7 @@ mod stage {
 
     #[test]
     fn a_vms_ping_outside_is_masqueraded_by_its_identifier() {
-        let (_, t) = north_south_tracked();
+        let t = north_south_tracked();
         let (f, m) = run(&t, CLIENT, &[echo(GATEWAY_MAC, mac(1), ip(1), OUT, 8, 0x4242)]);
         assert_eq!(m[0].action, Action::Tx(UPLINK), "{:?}", m[0]);
         let b = f[0].bytes();
@@ -882,7 +881,7 @@ mod stage {
 
     #[test]
     fn an_icmp_error_from_outside_reaches_the_masqueraded_vm() {
-        let (_, t) = north_south_tracked();
+        let t = north_south_tracked();
         let sent = udp4(GATEWAY_MAC, mac(1), (ip(1), 1234), (OUT, 9001));
         let (f, m) = run(&t, CLIENT, &[sent]);
         assert_eq!(m[0].action, Action::Tx(UPLINK), "{:?}", m[0]);
@@ -906,7 +905,7 @@ mod stage {
 
     #[test]
     fn the_outside_reaches_a_node_port_and_the_backend_answers_from_it() {
-        let (_, t) = north_south_tracked();
+        let t = north_south_tracked();
         let client = (OUT, 50000);
         let (f, m) = run_uplink(&t, &[tcp(HOST_MAC, OUT_MAC, client, (HOST, 30080), 0x02, 1000, 0)]);
         assert_eq!(m[0].action, Action::Tx(B1), "{:?}", m[0]);
