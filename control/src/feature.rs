@@ -49,6 +49,18 @@ pub trait Feature {
         None
     }
 
+    /// Why network `vni` cannot be deleted now, if this feature has entries in it (the
+    /// desired state would name a network it no longer has).
+    fn network_in_use(&self, _vni: u32) -> Option<String> {
+        None
+    }
+
+    /// Network `vni` is gone (nothing of this feature's was in use in it): forget what
+    /// belonged to it. Returns the changes to the desired state that this makes.
+    fn network_removed(&mut self, _vni: u32) -> Vec<Change> {
+        Vec::new()
+    }
+
     /// Port `port` is gone: forget what belonged to it. Returns the changes to the
     /// desired state that this makes, for the journal.
     fn port_removed(&mut self, _port: &PortRef) -> Vec<Change> {

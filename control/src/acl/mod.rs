@@ -305,6 +305,15 @@ impl Feature for Acl {
         ))
     }
 
+    fn network_in_use(&self, vni: u32) -> Option<String> {
+        let ids = self.by_vni.get(&vni).filter(|ids| !ids.is_empty())?;
+        Some(format!(
+            "network {vni} still has ACL rules ({}, e.g. rule {}); delete them first (vswitchctl acl list --vni {vni})",
+            ids.len(),
+            ids.first()?
+        ))
+    }
+
     fn port_removed(&mut self, port: &PortRef) -> Vec<Change> {
         self.stale_ports.insert(port.name.clone());
         match self.defaults.remove(&port.name) {

@@ -166,6 +166,13 @@ pub fn run(s: &SharedState, req: Request) -> Result<(SharedState, Value), String
     let taken: Vec<u32> = s.acl.iter().filter_map(|r| r.id).collect();
     let handled = match req {
         Request::Overlay(r @ (OverlayRequest::NetworkAdd(_) | OverlayRequest::NetworkDel { .. })) => {
+            if let OverlayRequest::NetworkDel { vni } = r {
+                // The cluster's rules and services in it would name a network no node has.
+                let in_use = scratch.acl.network_in_use(vni).or_else(|| scratch.services.network_in_use(vni));
+                if let Some(why) = in_use.filter(|_| scratch.overlay.has_network(vni)) {
+                    return Err(why);
+                }
+            }
             scratch.overlay.handle(r, &ctx)?
         }
         Request::Acl(AclRequest::AclAdd(mut spec)) => {

@@ -147,6 +147,11 @@ mod shared_state {
             .contains("not a cluster rule"));
         let bad = serde_json::json!({"cmd": "service_set_backends", "name": "nope", "backends": []});
         assert!(run(&s, req(bad)).unwrap_err().contains("no service"));
+        let del = || req(serde_json::json!({"cmd": "network_del", "vni": 100}));
+        assert!(run(&s, del()).unwrap_err().contains("network 100 still has ACL rules (2"));
+        let mut rules_gone = s.clone();
+        rules_gone.acl.clear();
+        assert!(run(&rules_gone, del()).unwrap_err().contains("still has services (web)"));
         // Round trip through the store's entries.
         let (back, bad) = SharedState::from_entries(&e);
         assert!(bad.is_empty());

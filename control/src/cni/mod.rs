@@ -19,6 +19,7 @@ use crate::{
     feature::{Ctx, Feature, Tables},
     ports::PortRef,
     state::DesiredState,
+    store::change::Change,
 };
 use api::{AttachmentKey, AttachmentSpec, LeaseView};
 use pipelines::services::maglev::fnv1a;
@@ -113,6 +114,29 @@ impl Feature for Cni {
                 a.container, a.ifname, a.network
             )
         })
+    }
+
+    fn network_in_use(&self, vni: u32) -> Option<String> {
+        let mut held = self.leases.by_ip.values().filter(|l| l.vni == vni && l.container.is_some());
+        let first = held.next()?;
+        Some(format!(
+            "network {vni} still has containers attached ({}, e.g. {} at {}); their runtime removes them (CNI DEL)",
+            1 + held.count(),
+            first.container.as_deref().unwrap_or_default(),
+            first.ip
+        ))
+    }
+
+    /// Reservations name their network: they go with it (a workload created again
+    /// in a new network of that VNI gets a new address).
+    fn network_removed(&mut self, vni: u32) -> Vec<Change> {
+        let gone: Vec<_> = self.leases.by_ip.keys().filter(|(v, _)| *v == vni).copied().collect();
+        gone.into_iter()
+            .map(|(vni, ip)| {
+                self.leases.by_ip.remove(&(vni, ip));
+                Change::del("leases", serde_json::json!([vni, ip.to_string()]))
+            })
+            .collect()
     }
 
     fn desired(&self, out: &mut DesiredState) {

@@ -273,3 +273,25 @@ fn in_a_cluster_an_expired_address_another_node_holds_is_not_given_again() {
     assert_eq!(lease.ip, ip("10.1.0.17"), "the lowest expired address nobody holds");
     assert_eq!(replaced.unwrap().identity, "w1");
 }
+
+#[test]
+fn a_network_goes_with_its_reservations_and_not_under_its_containers() {
+    use crate::feature::Feature;
+    let lease = |vni: u32, ip: &str, container: Option<&str>| -> crate::cni::api::LeaseSpec {
+        serde_json::from_value(
+            serde_json::json!({"vni": vni, "ip": ip, "len": 24, "identity": ip, "mac": "0a:00:00:00:00:02",
+            "container": container, "hold": 60}),
+        )
+        .unwrap()
+    };
+    let mut cni = super::Cni::default();
+    for l in [lease(100, "10.1.0.2", Some("c1")), lease(100, "10.1.0.3", None), lease(200, "10.2.0.2", None)] {
+        cni.leases.by_ip.insert((l.vni, l.ip), l);
+    }
+    let why = cni.network_in_use(100).expect("c1 is attached in it");
+    assert!(why.contains("network 100 still has containers attached (1, e.g. c1 at 10.1.0.2)"), "{why}");
+    assert_eq!(cni.network_in_use(200), None, "a reservation does not hold a network");
+    let changes = cni.network_removed(200);
+    assert_eq!(changes.len(), 1);
+    assert_eq!(cni.leases.by_ip.keys().map(|(v, _)| *v).collect::<Vec<_>>(), [100, 100]);
+}

@@ -248,6 +248,26 @@ impl Endpoints {
 }
 
 impl Feature for Endpoints {
+    fn network_in_use(&self, vni: u32) -> Option<String> {
+        let mut static_ = self.list.keys().filter(|(v, _)| *v == vni);
+        let (_, ip) = static_.next()?;
+        Some(format!(
+            "network {vni} still has static endpoints ({}); delete them first (vswitchctl endpoint del {vni} {ip})",
+            1 + static_.count()
+        ))
+    }
+
+    /// What was learned in it (behind the uplink, say) and what the switch was asking.
+    fn network_removed(&mut self, vni: u32) -> Vec<Change> {
+        let gone: Vec<_> = self.learned.keys().filter(|(v, _)| *v == vni).copied().collect();
+        for k in gone {
+            self.learned.remove(&k);
+        }
+        self.learned_per_vni.remove(&vni);
+        self.asking.retain(|(v, _), _| *v != vni);
+        Vec::new()
+    }
+
     /// An endpoint behind a port goes with it (and what was learned there).
     fn port_removed(&mut self, port: &PortRef) -> Vec<Change> {
         if let Some(id) = port.id {

@@ -88,7 +88,7 @@ pub(crate) fn desired(f: &Features) -> DesiredState {
 /// As the switch hands a request to its feature; None for requests of the ports, the
 /// cores or the outside (CNI, cluster, captures).
 pub(crate) fn handle(f: &mut Features, req: Request, ports: &[PortRef]) -> Option<Result<Handled, String>> {
-    match f.handle(req, ports, None) {
+    match f.handle(req, ports, None, &mut []) {
         Routed::Handled(h) => Some(h),
         Routed::Elsewhere(_) => None,
     }
@@ -416,6 +416,43 @@ mod tests {
             }
         }
         assert!(refused.is_empty(), "{refused:#?}");
+    }
+
+    /// A network goes only once nothing names it: each feature with entries in it says
+    /// so in turn, and the state held stays one `apply` takes.
+    #[test]
+    fn a_network_goes_only_once_nothing_is_in_it() {
+        let ports = ports();
+        let mut f = features();
+        let mut send = |t: &str| {
+            let line = format!(r#"{{"version":{PROTOCOL_VERSION},"request":{t}}}"#);
+            let req = server::parse(line.as_bytes()).unwrap_or_else(|e| panic!("{t}: {e}"));
+            let reply = handle(&mut f, req, &ports).unwrap_or_else(|| panic!("{t}: not a feature's"));
+            let mut held = desired(&f);
+            held.ports = port_specs(&ports);
+            validate_state(&held, &[1]).unwrap_or_else(|e| panic!("after {t}: {e}"));
+            reply.map(|_| ()).map_err(|e| e.to_string())
+        };
+        for t in [
+            r#"{"cmd":"network_add","vni":200,"gateway":["10.2.0.254/24"]}"#,
+            r#"{"cmd":"acl_add","id":7,"priority":10,"vni":200,"dir":"out","action":"deny"}"#,
+            r#"{"cmd":"service_add","name":"web","vni":200,"vip":"10.2.0.100:80","proto":"tcp","backends":["10.2.0.1:8080"]}"#,
+            r#"{"cmd":"endpoint_add","vni":200,"ip":"10.2.0.5","mac":"02:00:00:00:00:05","vtep":"192.168.50.2"}"#,
+        ] {
+            send(t).unwrap_or_else(|e| panic!("{t}: {e}"));
+        }
+        let del = r#"{"cmd":"network_del","vni":200}"#;
+        for (why, then) in [
+            ("network 200 still has ACL rules (1, e.g. rule 7); delete them first", r#"{"cmd":"acl_del","id":7}"#),
+            ("network 200 still has static endpoints (1)", r#"{"cmd":"endpoint_del","vni":200,"ip":"10.2.0.5"}"#),
+            ("network 200 still has services (web); delete them first", r#"{"cmd":"service_del","name":"web"}"#),
+        ] {
+            let e = send(del).expect_err("refused while something is in it");
+            assert!(e.contains(why), "{e}");
+            send(then).unwrap_or_else(|e| panic!("{then}: {e}"));
+        }
+        send(del).expect("nothing left in it");
+        assert!(send(del).unwrap_err().contains("no network 200"));
     }
 
     /// A zero byte keeps a template's value: a short input sends templates as written.

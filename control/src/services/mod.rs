@@ -414,6 +414,15 @@ impl Services {
 }
 
 impl Feature for Services {
+    fn network_in_use(&self, vni: u32) -> Option<String> {
+        let names: Vec<&str> = self.list.values().filter(|c| c.spec.vni == vni).map(|c| c.spec.name.as_str()).collect();
+        let first = names.first()?;
+        Some(format!(
+            "network {vni} still has services ({}); delete them first (vswitchctl service del {first})",
+            names.join(", ")
+        ))
+    }
+
     fn desired(&self, out: &mut DesiredState) {
         out.services = self.list.values().map(|c| c.spec.clone()).collect();
     }

@@ -4,7 +4,7 @@
 //! holds one; so does the request fuzzer, which thereby runs the same code.
 use crate::{
     acl::Acl,
-    api::{Request, ServiceRequest},
+    api::{OverlayRequest, Request, ServiceRequest},
     conntrack::Conntrack,
     endpoints::Endpoints,
     feature::{Ctx, Feature, Handled},
@@ -82,6 +82,12 @@ impl Features {
         ]
     }
 
+    /// Why network `vni` cannot go now: what some feature still has in it.
+    fn network_in_use(&self, vni: u32, others: &[&mut dyn Feature]) -> Option<String> {
+        let mine = self.all_ref().into_iter().find_map(|f| f.network_in_use(vni));
+        mine.or_else(|| others.iter().find_map(|f| f.network_in_use(vni)))
+    }
+
     /// What one feature's state tells another's compile step, set before compiling.
     pub(crate) fn wire(&mut self) {
         self.conntrack.for_services = !self.services.is_empty() || self.overlay.masquerades();
@@ -90,12 +96,34 @@ impl Features {
     }
 
     /// Hands `req` to its feature (validated, applied in memory, its journal records
-    /// returned), or back if it is for none of these.
-    pub(crate) fn handle(&mut self, req: Request, ports: &[PortRef], shared: Option<&Shared>) -> Routed {
+    /// returned), or back if it is for none of these. `others` are the features kept
+    /// outside these (CNI's, the cluster's), asked too when a network goes.
+    pub(crate) fn handle(
+        &mut self,
+        req: Request,
+        ports: &[PortRef],
+        shared: Option<&Shared>,
+        others: &mut [&mut dyn Feature],
+    ) -> Routed {
         if let Request::Overlay(r) = req {
+            let deleting = match r {
+                OverlayRequest::NetworkDel { vni } if self.overlay.has_network(vni) => Some(vni),
+                _ => None,
+            };
+            if let Some(why) = deleting.and_then(|vni| self.network_in_use(vni, others)) {
+                return Routed::Handled(Err(why));
+            }
             // The overlay is the one that knows networks and the VTEP.
             let ctx = Ctx { ports, has_network: &|_| false, vtep_ip: None, shared };
-            return Routed::Handled(self.overlay.handle(r, &ctx));
+            let mut handled = self.overlay.handle(r, &ctx);
+            if let (Some(vni), Ok(h)) = (deleting, &mut handled) {
+                // What was in the network leaves before it, as a replay reads it.
+                let mut changes: Vec<_> = self.all().into_iter().flat_map(|f| f.network_removed(vni)).collect();
+                changes.extend(others.iter_mut().flat_map(|f| f.network_removed(vni)));
+                changes.append(&mut h.changes);
+                h.changes = changes;
+            }
+            return Routed::Handled(handled);
         }
         let overlay = &self.overlay;
         let has_network = |v: u32| overlay.has_network(v);

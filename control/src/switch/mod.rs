@@ -224,7 +224,8 @@ impl Switch {
     pub async fn handle(&mut self, mut req: Request) -> Reply {
         self.cluster_guard(&mut req)?;
         let refs = self.ports.refs();
-        let req = match self.features.handle(req, &refs, Some(&self.shared)) {
+        let others: &mut [&mut dyn Feature] = &mut [&mut self.cni, &mut self.cluster];
+        let req = match self.features.handle(req, &refs, Some(&self.shared), others) {
             Routed::Handled(handled) => return Ok(self.take(handled?)),
             Routed::Elsewhere(req) => *req,
         };
