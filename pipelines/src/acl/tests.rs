@@ -353,23 +353,3 @@ fn near_miss_rules_do_not_make_a_linear_search() {
         assert_eq!(c.classify(&probe).map(|r| r.id), brute_force(&rules, &probe).map(|r| r.id));
     }
 }
-
-/// Conversations that share a set in one core's table are spread in another's: which
-/// collide depends on the core's secret key, so a VM cannot aim at a set.
-#[test]
-fn which_conversations_share_a_set_is_each_tables_secret() {
-    // A rule on the whole source address and ports: every conversation its own key.
-    let mut r = rule(1, 10, Prefix::v4(0xac10_0001, 32), Prefix::v4(0xc0a8_0001, 32), Verdict::Deny);
-    (r.proto, r.sport, r.dport) = (Some(17), (7, 7), (9, 9));
-    let c = Classifier::new(vec![r]);
-    let flows: Vec<Meta> =
-        (0..65536u32).map(|i| pkt4(0x0a00_0000 + i, 0x0a01_0001, 17, 1000 + (i % 7) as u16, 53)).collect();
-    let (a, b) = (AclCache::with_flows(), AclCache::with_flows());
-    let target = a.set(&c, &c.key(&flows[0]));
-    let aimed: Vec<&Meta> = flows.iter().filter(|m| a.set(&c, &c.key(m)) == target).collect();
-    assert!(aimed.len() >= 4, "about 8 of 65,536 share a set of 8,192: {}", aimed.len());
-    let mut there: Vec<usize> = aimed.iter().map(|m| b.set(&c, &c.key(m))).collect();
-    there.sort_unstable();
-    there.dedup();
-    assert!(there.len() * 2 > aimed.len(), "{} of them share {} sets in another table", aimed.len(), there.len());
-}
