@@ -357,6 +357,27 @@ impl EthPort {
         Link { up: l.link_status() != 0, known, speed_mbps: l.link_speed, full_duplex: l.link_duplex() != 0 }
     }
 
+    /// Takes the device's link down (or up) where its driver can (a NIC, DPDK's tap
+    /// and af_packet): Ok(false) where it cannot (vhost-user, null, pcap), whose peer
+    /// keeps seeing the link up.
+    pub fn set_link(&self, up: bool) -> Result<bool, DpdkError> {
+        // SAFETY: attached, started port.
+        let rc = unsafe {
+            if up {
+                dpdk_sys::rte_eth_dev_set_link_up(self.id)
+            } else {
+                dpdk_sys::rte_eth_dev_set_link_down(self.id)
+            }
+        };
+        match rc {
+            0 => Ok(true),
+            rc if rc == -libc::ENOTSUP => Ok(false),
+            rc => {
+                Err(DpdkError::from_ret(if up { "rte_eth_dev_set_link_up" } else { "rte_eth_dev_set_link_down" }, rc))
+            }
+        }
+    }
+
     pub fn hw_stats(&self) -> HwStats {
         let mut s = dpdk_sys::rte_eth_stats::default();
         // SAFETY: attached port; s is a valid out-pointer.

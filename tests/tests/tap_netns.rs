@@ -130,3 +130,39 @@ fn a_port_taken_down_is_neither_polled_nor_sent_to_until_it_is_up_again() {
     let n1 = listed.as_array().unwrap().iter().find(|p| p["name"] == "n1").unwrap().clone();
     assert_eq!(n1["admin"], "down", "{n1}");
 }
+
+/// A port taken down tells its far end, as a pulled cable would: a kernel tap (in the
+/// container's namespace) loses its carrier, and a veth's container end loses its
+/// carrier as the switch's end goes down. Back up, both have it again; a restart keeps
+/// a port that is down down.
+#[test]
+fn a_port_taken_down_takes_its_far_ends_link_down() {
+    let mut d = Daemon::start();
+    let tap = TapVm::kernel(&d, "k1", "10.96.0.1/24", &[]);
+    let veth = TapVm::veth(&d, "k2", "10.96.0.2/24", &[]);
+    let carrier = |vm: &TapVm| !vm.ns.exec_ok(&["ip", "link", "show", &vm.ifname]).contains("NO-CARRIER");
+    let settled = |vm: &TapVm, want: bool| wait_until(Duration::from_secs(3), || carrier(vm) == want);
+    assert!(settled(&tap, true) && settled(&veth, true), "both have a carrier at the start");
+    for port in ["k1", "k2"] {
+        d.ok(&["port", "set", port, "--admin", "down"]);
+    }
+    assert!(settled(&tap, false), "{}", tap.ns.exec_ok(&["ip", "link", "show", &tap.ifname]));
+    assert!(settled(&veth, false), "{}", veth.ns.exec_ok(&["ip", "link", "show", &veth.ifname]));
+    // The far end's own flags stay up: the link is gone, not the interface.
+    assert!(tap.ns.exec_ok(&["ip", "link", "show", &tap.ifname]).contains(",UP"));
+
+    for port in ["k1", "k2"] {
+        d.ok(&["port", "set", port, "--admin", "up"]);
+    }
+    assert!(settled(&tap, true), "{}", tap.ns.exec_ok(&["ip", "link", "show", &tap.ifname]));
+    assert!(settled(&veth, true), "{}", veth.ns.exec_ok(&["ip", "link", "show", &veth.ifname]));
+
+    // (The tap goes with the switch's fd at a restart; the veth outlives it.)
+    d.ok(&["port", "set", "k2", "--admin", "down"]);
+    assert!(settled(&veth, false));
+    d.restart();
+    assert!(settled(&veth, false), "the veth reopened down stays down");
+    assert!(!wait_until(Duration::from_secs(1), || carrier(&veth)), "and does not come back on its own");
+    d.ok(&["port", "set", "k2", "--admin", "up"]);
+    assert!(settled(&veth, true), "{}", veth.ns.exec_ok(&["ip", "link", "show", &veth.ifname]));
+}

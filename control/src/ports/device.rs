@@ -46,6 +46,15 @@ impl Device {
         }
     }
 
+    /// Takes the link down (or up) for the far end to see; false where the device
+    /// cannot (its peer keeps seeing the link up, and only the switch ignores it).
+    pub fn set_link(&self, up: bool) -> Result<bool, String> {
+        match self {
+            Device::Eth(e) => e.set_link(up).map_err(|e| e.to_string()),
+            Device::Kernel(k) => k.set_link(up).map(|_| true).map_err(|e| format!("interface {}: {e}", k.iface)),
+        }
+    }
+
     /// The driver's own counters; a kernel interface's are the kernel's (ip -s link).
     pub fn hw_stats(&self) -> HwStats {
         match self {

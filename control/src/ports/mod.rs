@@ -175,12 +175,21 @@ impl Ports {
         }
     }
 
-    /// Attaches, configures and starts the device, and picks cores for its rx queues.
+    /// Attaches, configures and starts the device, and picks cores for its rx queues;
+    /// a port that is administratively down has its link taken down for the far end.
     /// Publishes nothing.
     pub fn bring_up(&self, spec: &PortSpec) -> Result<Running, String> {
-        if let Some(conf) = KernelConf::parse(&spec.devargs) {
-            return self.bring_up_kernel(spec, &conf?);
+        let run = match KernelConf::parse(&spec.devargs) {
+            Some(conf) => self.bring_up_kernel(spec, &conf?)?,
+            None => self.bring_up_eth(spec)?,
+        };
+        if !spec.admin.is_up() {
+            signal_admin(&spec.name, &run.dev, spec.admin);
         }
+        Ok(run)
+    }
+
+    fn bring_up_eth(&self, spec: &PortSpec) -> Result<Running, String> {
         let queues = spec.queues.unwrap_or(1);
         let mut eth = EthPort::attach(&dataplane::vhost::devargs(&spec.devargs)).map_err(|e| e.to_string())?;
         if self.kernel_ids().contains(&eth.id) {
@@ -349,5 +358,20 @@ impl Ports {
                 v
             })
             .collect())
+    }
+}
+
+/// Tells port `name`'s far end that it is out of service (or back in): what a pulled
+/// cable would tell it. Where the device has no link to take down (vhost-user: the
+/// guest's virtio link is QEMU's), the switch alone stops using the port, and says so.
+pub fn signal_admin(name: &str, dev: &Device, admin: api::AdminState) {
+    match dev.set_link(admin.is_up()) {
+        Ok(true) => tracing::info!("port {name}: link {}", admin.name()),
+        Ok(false) => tracing::info!(
+            "port {name}: its device has no link to take {}: the far end is not told, the switch alone {}",
+            admin.name(),
+            if admin.is_up() { "uses it again" } else { "stops using it" }
+        ),
+        Err(e) => tracing::warn!("port {name}: taking its link {}: {e}", admin.name()),
     }
 }

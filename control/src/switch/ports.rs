@@ -44,6 +44,9 @@ impl Switch {
         let p = &mut self.ports.list[idx];
         if p.spec.admin != admin {
             p.spec.admin = admin;
+            if let Ok(run) = &p.run {
+                crate::ports::signal_admin(name, &run.dev, admin);
+            }
             let spec = p.spec.clone();
             tracing::info!("port {name} admin {}", admin.name());
             self.changed([Change::put("ports", &spec)]);

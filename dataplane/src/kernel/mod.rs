@@ -147,6 +147,24 @@ impl KernelPort {
         }
     }
 
+    /// Tells the far end the port is out of service (or back): a tap loses its carrier,
+    /// wherever it lives; the interface an AF_PACKET port is bound to goes down, so a
+    /// veth's other end (a container's interface) loses its carrier.
+    pub fn set_link(&self, up: bool) -> std::io::Result<()> {
+        match self.backend {
+            Backend::Tap => match self.queues.first() {
+                Some(q) => sys::tap_set_carrier(q.fd(), up),
+                None => Ok(()),
+            },
+            Backend::Packet => {
+                let iface = self.ifindex.and_then(sys::ifname).ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, format!("interface {} is gone", self.iface))
+                })?;
+                sys::set_admin(&iface, up)
+            }
+        }
+    }
+
     /// What `port list` shows: the offloads frames keep across this port.
     pub fn offload_names(&self) -> Vec<&'static str> {
         match (self.offloads, self.tunnel) {

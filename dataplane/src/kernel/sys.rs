@@ -58,11 +58,29 @@ pub fn ifindex(iface: &str) -> Option<u32> {
 }
 
 pub fn set_up(iface: &str) -> io::Result<()> {
+    set_admin(iface, true)
+}
+
+/// Sets or clears `IFF_UP` of the interface (`ip link set IFACE up|down`).
+pub fn set_admin(iface: &str, up: bool) -> io::Result<()> {
     let mut r = IfReq::new(iface)?;
     ifreq_ioctl(libc::SIOCGIFFLAGS, &mut r)?;
-    let flags = i16::from_ne_bytes([r.data[0], r.data[1]]) | libc::IFF_UP as i16;
+    let old = i16::from_ne_bytes([r.data[0], r.data[1]]);
+    let flags = if up { old | libc::IFF_UP as i16 } else { old & !(libc::IFF_UP as i16) };
     r.data[..2].copy_from_slice(&flags.to_ne_bytes());
     ifreq_ioctl(libc::SIOCSIFFLAGS, &mut r)
+}
+
+/// `_IOW('T', 226, int)` from linux/if_tun.h (Linux 5.0+).
+const TUNSETCARRIER: libc::Ioctl = 0x4004_54e2;
+
+/// Turns the carrier of the tap behind `tap` on or off, wherever the tap now lives
+/// (its fd reaches it in a container's namespace too): inside, its link shows
+/// NO-CARRIER, as a cable pulled out.
+pub fn tap_set_carrier(tap: &OwnedFd, on: bool) -> io::Result<()> {
+    let on: libc::c_int = on.into();
+    // SAFETY: TUNSETCARRIER reads one int through the pointer, which is valid.
+    check(unsafe { libc::ioctl(tap.as_raw_fd(), TUNSETCARRIER, &on as *const libc::c_int) }).map(|_| ())
 }
 
 pub fn mtu(iface: &str) -> io::Result<u16> {
