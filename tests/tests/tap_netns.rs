@@ -134,7 +134,7 @@ fn a_port_taken_down_is_neither_polled_nor_sent_to_until_it_is_up_again() {
 /// A port taken down tells its far end, as a pulled cable would: a kernel tap (in the
 /// container's namespace) loses its carrier, and a veth's container end loses its
 /// carrier as the switch's end goes down. Back up, both have it again; a restart keeps
-/// a port that is down down.
+/// a port that is down down, and a port deleted while down leaves its interface up.
 #[test]
 fn a_port_taken_down_takes_its_far_ends_link_down() {
     let mut d = Daemon::start();
@@ -164,5 +164,11 @@ fn a_port_taken_down_takes_its_far_ends_link_down() {
     assert!(settled(&veth, false), "the veth reopened down stays down");
     assert!(!wait_until(Duration::from_secs(1), || carrier(&veth)), "and does not come back on its own");
     d.ok(&["port", "set", "k2", "--admin", "up"]);
+    assert!(settled(&veth, true), "{}", veth.ns.exec_ok(&["ip", "link", "show", &veth.ifname]));
+
+    // Deleted while down, the interface is given back up.
+    d.ok(&["port", "set", "k2", "--admin", "down"]);
+    assert!(settled(&veth, false));
+    d.ok(&["port", "del", "k2"]);
     assert!(settled(&veth, true), "{}", veth.ns.exec_ok(&["ip", "link", "show", &veth.ifname]));
 }

@@ -63,6 +63,10 @@ impl Switch {
         }
         let gone = self.ports.refs().swap_remove(idx);
         let port = self.ports.list.remove(idx);
+        // What the switch took down it gives back up as it lets go of the interface.
+        if let (false, Ok(run)) = (port.spec.admin.is_up(), &port.run) {
+            crate::ports::signal_admin(name, &run.dev, AdminState::Up);
+        }
         let mut changes = vec![Change::del("ports", serde_json::json!(name))];
         for f in self.every_feature() {
             changes.extend(f.port_removed(&gone));
