@@ -296,6 +296,10 @@ pub fn edit(d: &mut DesiredState, owned: &mut Owned, e: &Edit) -> Result<(), Str
         }
         Ok(())
     }
+    if section == "networks" && value.is_none() {
+        // A node's address reservations in it go with it, as at `network del`.
+        d.leases.retain(|l| l.container.is_some() || l.vni.to_string() != id);
+    }
     match section {
         "networks" => put(&mut d.networks, value, |n| n.vni.to_string() == id),
         "acl" => put(&mut d.acl, value, |r| r.id.is_some_and(|x| x.to_string() == id)),

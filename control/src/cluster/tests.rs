@@ -166,7 +166,8 @@ mod shared_state {
         let entries = shared.entries().unwrap();
         // The node has its own network 100 and the cluster's old network 300.
         let mut local: DesiredState = serde_json::from_value(serde_json::json!({
-            "format": 1, "networks": [{"vni": 100}, {"vni": 300}], "cluster": {"revision": 5, "networks": [300]}
+            "format": 1, "networks": [{"vni": 100}, {"vni": 300}], "cluster": {"revision": 5, "networks": [300]},
+            "leases": [{"vni": 300, "ip": "10.3.0.2", "len": 24, "identity": "c2", "mac": "0a:00:00:00:00:03", "hold": 60}]
         }))
         .unwrap();
         let mut owned = local.cluster.clone().unwrap();
@@ -182,6 +183,7 @@ mod shared_state {
         }
         let vnis: Vec<u32> = local.networks.iter().map(|n| n.vni).collect();
         assert_eq!(vnis, [100, 200]);
+        assert!(local.leases.is_empty(), "the reservation went with network 300");
         assert_eq!(owned, Owned { revision: 5, networks: [200].into(), ..Owned::default() });
         // Taken in once, nothing more to do.
         assert!(edits(&local, &owned, &entries).0.is_empty());

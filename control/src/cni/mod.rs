@@ -79,10 +79,13 @@ impl Cni {
 
     /// Puts into `state` (a file being applied) the attachments, their ports, endpoints,
     /// security groups and meters, and the leases the switch holds now: they are the runtime's, not the
-    /// operator's, and an apply neither drops nor changes them.
+    /// operator's, and an apply neither drops nor changes them. Reservations of a network
+    /// the file leaves out go with it, as at `network del`.
     pub fn carry_into(&self, state: &mut DesiredState, running: &DesiredState) {
         state.attachments = running.attachments.clone();
-        state.leases = running.leases.clone();
+        let kept =
+            running.leases.iter().filter(|l| l.container.is_some() || state.networks.iter().any(|n| n.vni == l.vni));
+        state.leases = kept.cloned().collect();
         for a in &running.attachments {
             let port = a.port.as_str();
             let own = |p: &Option<String>| p.as_deref() == Some(port);

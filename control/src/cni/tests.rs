@@ -198,7 +198,8 @@ fn apply_keeps_what_belongs_to_attachments_and_takes_the_rest_from_the_file() {
                          "vni": 100, "port": "vsc1", "mac": "0a:00:00:00:00:02", "mtu": 1450,
                          "ips": [{"address": "10.1.0.2/24"}], "leased": true}],
         "leases": [{"vni": 100, "ip": "10.1.0.2", "len": 24, "identity": "c1", "mac": "0a:00:00:00:00:02",
-                    "container": "c1", "hold": 60}],
+                    "container": "c1", "hold": 60},
+                   {"vni": 200, "ip": "10.2.0.2", "len": 24, "identity": "c2", "mac": "0a:00:00:00:00:03", "hold": 60}],
     }))
     .unwrap();
     // The operator's file: only vm1, with another rule, and nothing of the container's.
@@ -213,7 +214,10 @@ fn apply_keeps_what_belongs_to_attachments_and_takes_the_rest_from_the_file() {
     assert_eq!(file.acl.iter().map(|r| r.id.unwrap()).collect::<Vec<_>>(), [3, 1]);
     assert_eq!(file.endpoints, running.endpoints);
     assert_eq!((file.acl_defaults, file.stateful, file.qos), (running.acl_defaults, running.stateful, running.qos));
-    assert_eq!((file.services, file.attachments, file.leases), (running.services, running.attachments, running.leases));
+    assert_eq!((file.services, file.attachments), (running.services, running.attachments));
+    // The attached lease stays; the reservation in network 200, which the file leaves
+    // out, goes with it.
+    assert_eq!(file.leases, running.leases[..1]);
 }
 
 #[test]
