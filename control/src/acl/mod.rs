@@ -306,11 +306,11 @@ impl Feature for Acl {
     }
 
     fn network_in_use(&self, vni: u32) -> Option<String> {
-        let ids = self.by_vni.get(&vni).filter(|ids| !ids.is_empty())?;
+        let ids = self.by_vni.get(&vni)?;
+        let first = ids.first()?;
         Some(format!(
-            "network {vni} still has ACL rules ({}, e.g. rule {}); delete them first (vswitchctl acl list --vni {vni})",
-            ids.len(),
-            ids.first()?
+            "network {vni} still has ACL rules ({}, e.g. rule {first}); delete them first (vswitchctl acl list --vni {vni})",
+            ids.len()
         ))
     }
 

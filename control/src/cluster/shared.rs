@@ -296,10 +296,6 @@ pub fn edit(d: &mut DesiredState, owned: &mut Owned, e: &Edit) -> Result<(), Str
         }
         Ok(())
     }
-    if section == "networks" && value.is_none() {
-        // A node's address reservations in it go with it, as at `network del`.
-        d.leases.retain(|l| l.container.is_some() || l.vni.to_string() != id);
-    }
     match section {
         "networks" => put(&mut d.networks, value, |n| n.vni.to_string() == id),
         "acl" => put(&mut d.acl, value, |r| r.id.is_some_and(|x| x.to_string() == id)),
@@ -307,6 +303,10 @@ pub fn edit(d: &mut DesiredState, owned: &mut Owned, e: &Edit) -> Result<(), Str
         _ => Err("not a shared section".into()),
     }
     .map_err(|err| format!("{key}: {err}"))?;
+    if section == "networks" && value.is_none() {
+        // A node's address reservations in it go with it, as at `network del`.
+        crate::cni::drop_orphaned_reservations(d);
+    }
     match e {
         Edit::Put(..) => owned.insert(key),
         Edit::Remove(_) => owned.remove(key),

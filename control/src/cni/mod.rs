@@ -83,9 +83,8 @@ impl Cni {
     /// the file leaves out go with it, as at `network del`.
     pub fn carry_into(&self, state: &mut DesiredState, running: &DesiredState) {
         state.attachments = running.attachments.clone();
-        let kept =
-            running.leases.iter().filter(|l| l.container.is_some() || state.networks.iter().any(|n| n.vni == l.vni));
-        state.leases = kept.cloned().collect();
+        state.leases = running.leases.clone();
+        drop_orphaned_reservations(state);
         for a in &running.attachments {
             let port = a.port.as_str();
             let own = |p: &Option<String>| p.as_deref() == Some(port);
@@ -101,6 +100,13 @@ impl Cni {
             }
         }
     }
+}
+
+/// Drops the reservations (leases no container holds) of networks `state` does not
+/// have: a reservation goes with its network, whichever way the network went.
+pub fn drop_orphaned_reservations(state: &mut DesiredState) {
+    let networks = &state.networks;
+    state.leases.retain(|l| l.container.is_some() || networks.iter().any(|n| n.vni == l.vni));
 }
 
 /// The entries of `section` that `owned` picks become the running state's.

@@ -259,10 +259,7 @@ impl Feature for Endpoints {
 
     /// What was learned in it (behind the uplink, say) and what the switch was asking.
     fn network_removed(&mut self, vni: u32) -> Vec<Change> {
-        let gone: Vec<_> = self.learned.keys().filter(|(v, _)| *v == vni).copied().collect();
-        for k in gone {
-            self.learned.remove(&k);
-        }
+        self.learned.retain(|(v, _), _| *v != vni);
         self.learned_per_vni.remove(&vni);
         self.asking.retain(|(v, _), _| *v != vni);
         Vec::new()
